@@ -1,0 +1,1 @@
+//! The REST client on ureq: klines, server time, rate limits and retries (STUB).

@@ -1,0 +1,1 @@
+//! rustls client configuration: the ring provider and the bundled webpki roots (STUB).

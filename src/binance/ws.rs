@@ -1,0 +1,1 @@
+//! The kline WebSocket client on tungstenite (STUB).

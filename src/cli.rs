@@ -1,0 +1,568 @@
+//! The command line, parsed by hand (no CLI crate) into a [`Command`]. Only validation of what
+//! the user typed happens here: no files are opened and no network is touched. Environment
+//! overrides (`KLINECAST_REST_URL`, `KLINECAST_WS_URL`) are passed in, so parsing stays testable.
+
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::kline::{Interval, Symbol};
+use crate::time;
+
+pub const USAGE: &str = "\
+klinecast: forecasts the next kline close from Binance klines and keeps learning while it streams
+
+USAGE:
+  klinecast demo          [--data FILE] [--speed X] [--klines N] [--work-dir DIR] [--seed S]
+  klinecast collect       [--symbol BTCUSDT] [--interval 1m] [--start YYYY-MM-DD | --days N]
+                          [--end YYYY-MM-DD] [--data-dir DIR] [--rest-url URL]
+  klinecast train         [--data FILE] [--models-dir DIR] [--holdout 0.2] [--max-rows N]
+                          [--horizon H] [--svr-rows N] [--seed S] [--json]
+  klinecast stream        [--symbol BTCUSDT] [--interval 1m] [--data-dir DIR] [--models-dir DIR]
+                          [--log-dir DIR] [--rest-url URL] [--ws-url URL] [--window 15]
+                          [--refit-rows 1440] [--generations 8] [--max-runtime DURATION] [--seed S]
+  klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
+                          [--generations 8] [--max-rows N] [--svr-rows N] [--seed S] [--json]
+  klinecast replay-server --data FILE [--port P] [--speed X] [--start-row N] [--faults SPEC]
+  klinecast help | --help | -h
+  klinecast version | --version | -V
+
+ENVIRONMENT:
+  KLINECAST_REST_URL   REST base URL (default https://api.binance.com)
+  KLINECAST_WS_URL     WebSocket base URL (default wss://stream.binance.com:9443)
+
+EXIT CODES: 0 ok, 1 runtime failure, 2 usage or configuration error";
+
+/// Default REST base URL.
+pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
+/// Default WebSocket base URL.
+pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
+/// The real sample that ships in `data/` (see README): the offline default for `demo`.
+pub const SAMPLE_DATA: &str = "data/AVAXUSDT_1m.csv";
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Help,
+    Version,
+    Collect(CollectArgs),
+    Train(TrainArgs),
+    Stream(StreamArgs),
+    Backtest(BacktestArgs),
+    ReplayServer(ReplayArgs),
+    Demo(DemoArgs),
+}
+
+/// Where a backfill starts when the store is empty.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Start {
+    /// 00:00 UTC of a date, in ms.
+    Date(i64),
+    /// This many days before the server's time.
+    Days(u32),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectArgs {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub start: Start,
+    /// Exclusive end (00:00 UTC of the given date), in ms; `None` = up to the server's now.
+    pub end: Option<i64>,
+    pub data_dir: PathBuf,
+    pub rest_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainArgs {
+    pub data: PathBuf,
+    pub models_dir: PathBuf,
+    pub holdout: f64,
+    pub max_rows: Option<usize>,
+    pub horizon: usize,
+    pub svr_rows: usize,
+    pub seed: u64,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamArgs {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub rest_url: String,
+    pub ws_url: String,
+    pub window: usize,
+    pub refit_rows: usize,
+    pub generations: usize,
+    /// Milliseconds.
+    pub max_runtime: Option<u64>,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacktestArgs {
+    pub data: PathBuf,
+    pub train_frac: f64,
+    pub window: usize,
+    pub refit_rows: usize,
+    pub generations: usize,
+    pub max_rows: Option<usize>,
+    pub svr_rows: usize,
+    pub seed: u64,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayArgs {
+    pub data: PathBuf,
+    pub port: u16,
+    pub speed: f64,
+    pub start_row: Option<usize>,
+    /// Fault switches, parsed by the replay server (see README).
+    pub faults: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoArgs {
+    pub data: PathBuf,
+    pub speed: f64,
+    pub klines: Option<usize>,
+    pub work_dir: Option<PathBuf>,
+    pub seed: u64,
+}
+
+/// Default seed for every random step when `--seed` is not given.
+pub const DEFAULT_SEED: u64 = 42;
+/// Default rows for the SVR fit (it is O(n²)).
+pub const DEFAULT_SVR_ROWS: usize = 3000;
+
+/// Parses the arguments after the program name. `env` looks up environment variables.
+pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, Error> {
+    let Some((name, rest)) = args.split_first() else {
+        return Ok(Command::Help);
+    };
+    let mut flags = Flags::new(rest)?;
+    let rest_url = || env("KLINECAST_REST_URL").unwrap_or_else(|| DEFAULT_REST_URL.to_string());
+    let ws_url = || env("KLINECAST_WS_URL").unwrap_or_else(|| DEFAULT_WS_URL.to_string());
+    let command = match name.as_str() {
+        "help" | "--help" | "-h" => Command::Help,
+        "version" | "--version" | "-V" => Command::Version,
+        "collect" => {
+            let days = flags.take("--days")?;
+            let start_date = flags.take("--start")?;
+            let start = match (start_date, days) {
+                (Some(_), Some(_)) => {
+                    return Err(usage("--start and --days cannot be used together"))
+                }
+                (Some(d), None) => Start::Date(time::parse_date(&d).map_err(Error::Usage)?),
+                (None, Some(n)) => Start::Days(number("--days", &n, 1u32..=36_500)?),
+                (None, None) => Start::Days(1095),
+            };
+            let end = flags
+                .take("--end")?
+                .map(|d| time::parse_date(&d).map_err(Error::Usage))
+                .transpose()?;
+            if let (Start::Date(s), Some(e)) = (start, end) {
+                if e <= s {
+                    return Err(usage("--end must be after --start"));
+                }
+            }
+            Command::Collect(CollectArgs {
+                symbol: symbol(&mut flags)?,
+                interval: interval(&mut flags)?,
+                start,
+                end,
+                data_dir: flags.path("--data-dir", "data")?,
+                rest_url: flags.take("--rest-url")?.unwrap_or_else(rest_url),
+            })
+        }
+        "train" => Command::Train(TrainArgs {
+            data: flags.path("--data", "data/BTCUSDT_1m.csv")?,
+            models_dir: flags.path("--models-dir", "models")?,
+            holdout: flags.parsed(
+                "--holdout",
+                0.2,
+                |v: &f64| *v > 0.0 && *v < 1.0,
+                "a fraction between 0 and 1",
+            )?,
+            max_rows: flags.optional("--max-rows", |v: &usize| *v >= 100, "at least 100")?,
+            horizon: flags.parsed(
+                "--horizon",
+                1,
+                |v: &usize| (1..=1440).contains(v),
+                "1 to 1440",
+            )?,
+            svr_rows: flags.parsed(
+                "--svr-rows",
+                DEFAULT_SVR_ROWS,
+                |v: &usize| (50..=50_000).contains(v),
+                "50 to 50000",
+            )?,
+            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+            json: flags.switch("--json"),
+        }),
+        "stream" => Command::Stream(StreamArgs {
+            symbol: symbol(&mut flags)?,
+            interval: interval(&mut flags)?,
+            data_dir: flags.path("--data-dir", "data")?,
+            models_dir: flags.path("--models-dir", "models")?,
+            log_dir: flags.path("--log-dir", "log")?,
+            rest_url: flags.take("--rest-url")?.unwrap_or_else(rest_url),
+            ws_url: flags.take("--ws-url")?.unwrap_or_else(ws_url),
+            window: window(&mut flags)?,
+            refit_rows: refit_rows(&mut flags)?,
+            generations: generations(&mut flags)?,
+            max_runtime: flags
+                .take("--max-runtime")?
+                .map(|d| time::parse_duration(&d).map_err(Error::Usage))
+                .transpose()?,
+            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+        }),
+        "backtest" => Command::Backtest(BacktestArgs {
+            data: flags
+                .take("--data")?
+                .map(PathBuf::from)
+                .ok_or_else(|| usage("backtest needs --data FILE"))?,
+            train_frac: flags.parsed(
+                "--train-frac",
+                0.5,
+                |v: &f64| *v > 0.0 && *v < 1.0,
+                "a fraction between 0 and 1",
+            )?,
+            window: window(&mut flags)?,
+            refit_rows: refit_rows(&mut flags)?,
+            generations: generations(&mut flags)?,
+            max_rows: flags.optional("--max-rows", |v: &usize| *v >= 100, "at least 100")?,
+            svr_rows: flags.parsed(
+                "--svr-rows",
+                DEFAULT_SVR_ROWS,
+                |v: &usize| (50..=50_000).contains(v),
+                "50 to 50000",
+            )?,
+            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+            json: flags.switch("--json"),
+        }),
+        "replay-server" => Command::ReplayServer(ReplayArgs {
+            data: flags
+                .take("--data")?
+                .map(PathBuf::from)
+                .ok_or_else(|| usage("replay-server needs --data FILE"))?,
+            port: flags.parsed(
+                "--port",
+                0u16,
+                |_: &u16| true,
+                "a port number, 0 for any free port",
+            )?,
+            speed: speed(&mut flags, 1.0)?,
+            start_row: flags.optional("--start-row", |_: &usize| true, "a row index")?,
+            faults: flags.take("--faults")?.unwrap_or_default(),
+        }),
+        "demo" => Command::Demo(DemoArgs {
+            data: flags.path("--data", SAMPLE_DATA)?,
+            speed: speed(&mut flags, 600.0)?,
+            klines: flags.optional("--klines", |v: &usize| *v >= 1, "at least 1")?,
+            work_dir: flags.take("--work-dir")?.map(PathBuf::from),
+            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+        }),
+        other => return Err(usage(&format!("unknown command {other:?}"))),
+    };
+    flags.finish()?;
+    Ok(command)
+}
+
+fn usage(msg: &str) -> Error {
+    Error::Usage(msg.to_string())
+}
+
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    flag: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, Error> {
+    match text.parse::<T>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(usage(&format!(
+            "{flag} {text:?} is invalid: expected {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+fn symbol(flags: &mut Flags) -> Result<Symbol, Error> {
+    Symbol::parse(
+        &flags
+            .take("--symbol")?
+            .unwrap_or_else(|| "BTCUSDT".to_string()),
+    )
+    .map_err(Error::Usage)
+}
+
+fn interval(flags: &mut Flags) -> Result<Interval, Error> {
+    Interval::parse(
+        &flags
+            .take("--interval")?
+            .unwrap_or_else(|| "1m".to_string()),
+    )
+    .map_err(Error::Usage)
+}
+
+fn window(flags: &mut Flags) -> Result<usize, Error> {
+    flags.parsed(
+        "--window",
+        15,
+        |v: &usize| (2..=10_000).contains(v),
+        "2 to 10000",
+    )
+}
+
+fn refit_rows(flags: &mut Flags) -> Result<usize, Error> {
+    flags.parsed(
+        "--refit-rows",
+        1440,
+        |v: &usize| (100..=100_000).contains(v),
+        "100 to 100000",
+    )
+}
+
+fn generations(flags: &mut Flags) -> Result<usize, Error> {
+    flags.parsed(
+        "--generations",
+        8,
+        |v: &usize| (1..=64).contains(v),
+        "1 to 64",
+    )
+}
+
+fn speed(flags: &mut Flags, default: f64) -> Result<f64, Error> {
+    flags.parsed(
+        "--speed",
+        default,
+        |v: &f64| v.is_finite() && *v > 0.0 && *v <= 1e7,
+        "a positive number up to 1e7",
+    )
+}
+
+/// `--flag value` / `--flag=value` pairs and bare switches, consumed by name.
+struct Flags {
+    items: Vec<(String, Option<String>)>,
+}
+
+impl Flags {
+    fn new(args: &[String]) -> Result<Flags, Error> {
+        let mut items: Vec<(String, Option<String>)> = Vec::new();
+        let mut it = args.iter().peekable();
+        while let Some(arg) = it.next() {
+            if !arg.starts_with("--") {
+                return Err(usage(&format!("unexpected argument {arg:?}")));
+            }
+            let (name, value) = match arg.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => match it.peek() {
+                    Some(next) if !next.starts_with("--") => (arg.clone(), it.next().cloned()),
+                    _ => (arg.clone(), None),
+                },
+            };
+            if items.iter().any(|(n, _)| *n == name) {
+                return Err(usage(&format!("{name} given more than once")));
+            }
+            items.push((name, value));
+        }
+        Ok(Flags { items })
+    }
+
+    /// Removes and returns the value of `--name`; an error if it was given without a value.
+    fn take(&mut self, name: &str) -> Result<Option<String>, Error> {
+        match self.items.iter().position(|(n, _)| n == name) {
+            None => Ok(None),
+            Some(i) => match self.items.remove(i).1 {
+                Some(v) => Ok(Some(v)),
+                None => Err(usage(&format!("{name} needs a value"))),
+            },
+        }
+    }
+
+    fn switch(&mut self, name: &str) -> bool {
+        match self
+            .items
+            .iter()
+            .position(|(n, v)| n == name && v.is_none())
+        {
+            Some(i) => {
+                self.items.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn path(&mut self, name: &str, default: &str) -> Result<PathBuf, Error> {
+        Ok(PathBuf::from(
+            self.take(name)?.unwrap_or_else(|| default.to_string()),
+        ))
+    }
+
+    fn optional<T: std::str::FromStr>(
+        &mut self,
+        name: &str,
+        ok: impl Fn(&T) -> bool,
+        expected: &str,
+    ) -> Result<Option<T>, Error> {
+        match self.take(name)? {
+            None => Ok(None),
+            Some(text) => match text.parse::<T>() {
+                Ok(v) if ok(&v) => Ok(Some(v)),
+                _ => Err(usage(&format!(
+                    "{name} {text:?} is invalid: expected {expected}"
+                ))),
+            },
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &mut self,
+        name: &str,
+        default: T,
+        ok: impl Fn(&T) -> bool,
+        expected: &str,
+    ) -> Result<T, Error> {
+        Ok(self.optional(name, ok, expected)?.unwrap_or(default))
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        match self.items.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(usage(&format!("unknown or misplaced option {name}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Command, Error> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(&args, &|k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn p(args: &[&str]) -> Result<Command, Error> {
+        parse_with(args, &[])
+    }
+
+    #[test]
+    fn collect_defaults_and_overrides() {
+        let Ok(Command::Collect(c)) = p(&["collect"]) else {
+            panic!("collect parses")
+        };
+        assert_eq!(c.symbol.as_str(), "BTCUSDT");
+        assert_eq!(c.interval, Interval::ONE_MINUTE);
+        assert_eq!(c.start, Start::Days(1095));
+        assert_eq!(c.rest_url, DEFAULT_REST_URL);
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        let Ok(Command::Collect(c)) = parse_with(
+            &[
+                "collect",
+                "--symbol",
+                "ethusdt",
+                "--start=2024-01-01",
+                "--end",
+                "2024-02-01",
+            ],
+            &[("KLINECAST_REST_URL", "http://127.0.0.1:9")],
+        ) else {
+            panic!("collect parses")
+        };
+        assert_eq!(c.symbol.as_str(), "ETHUSDT");
+        assert_eq!(c.start, Start::Date(1_704_067_200_000));
+        assert_eq!(c.end, Some(1_706_745_600_000));
+        assert_eq!(c.rest_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn flag_beats_env() {
+        let Ok(Command::Stream(s)) = parse_with(
+            &[
+                "stream",
+                "--ws-url",
+                "ws://127.0.0.1:1",
+                "--max-runtime",
+                "2h",
+            ],
+            &[("KLINECAST_WS_URL", "ws://127.0.0.1:2")],
+        ) else {
+            panic!("stream parses")
+        };
+        assert_eq!(s.ws_url, "ws://127.0.0.1:1");
+        assert_eq!(s.max_runtime, Some(7_200_000));
+        assert_eq!((s.window, s.refit_rows, s.generations), (15, 1440, 8));
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        for bad in [
+            &["collect", "--symbol", "../x"][..],
+            &["collect", "--symbol", "a/b"],
+            &["collect", "--interval", "7m"],
+            &["collect", "--days", "0"],
+            &["collect", "--days", "3", "--start", "2024-01-01"],
+            &["collect", "--start", "2024-02-01", "--end", "2024-01-01"],
+            &["train", "--holdout", "1.5"],
+            &["train", "--holdout"],
+            &["train", "--bogus", "1"],
+            &["train", "--seed", "1", "--seed", "2"],
+            &["backtest"],
+            &["replay-server", "--data", "x.csv", "--speed", "-1"],
+            &["frobnicate"],
+            &["train", "stray"],
+        ] {
+            match p(bad) {
+                Err(e) => assert_eq!(e.exit_code(), 2, "{bad:?}: {e}"),
+                Ok(c) => panic!("{bad:?} parsed as {c:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(p(&[]).ok(), Some(Command::Help));
+        assert_eq!(p(&["--help"]).ok(), Some(Command::Help));
+        assert_eq!(p(&["-V"]).ok(), Some(Command::Version));
+    }
+
+    #[test]
+    fn train_and_backtest_values() {
+        let Ok(Command::Train(t)) = p(&[
+            "train",
+            "--data",
+            "d.csv",
+            "--json",
+            "--max-rows",
+            "5000",
+            "--seed",
+            "7",
+        ]) else {
+            panic!("train parses")
+        };
+        assert_eq!(t.data, PathBuf::from("d.csv"));
+        assert!(t.json);
+        assert_eq!(
+            (t.max_rows, t.seed, t.holdout, t.horizon),
+            (Some(5000), 7, 0.2, 1)
+        );
+        let Ok(Command::Backtest(b)) = p(&["backtest", "--data", "d.csv", "--train-frac", "0.6"])
+        else {
+            panic!("backtest parses")
+        };
+        assert_eq!(b.train_frac, 0.6);
+        assert!(!b.json);
+    }
+}

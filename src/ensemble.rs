@@ -1,0 +1,1 @@
+//! The bounded online ensemble: pure maths, no I/O (STUB).

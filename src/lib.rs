@@ -1,0 +1,46 @@
+//! klinecast: forecasts the next Binance kline close and keeps learning while it streams.
+//! See README.md, section "Architecture", for the module map and its invariants.
+#![forbid(unsafe_code)]
+
+pub mod backtest;
+pub mod binance;
+pub mod cli;
+pub mod collect;
+pub mod demo;
+pub mod ensemble;
+pub mod error;
+pub mod features;
+pub mod fsutil;
+pub mod kline;
+pub mod live;
+pub mod metrics;
+pub mod models;
+pub mod persist;
+pub mod replay;
+pub mod rng;
+pub mod store;
+pub mod time;
+pub mod train;
+
+use cli::Command;
+pub use error::Error;
+
+/// Runs one parsed command.
+pub fn run(command: &Command) -> Result<(), Error> {
+    match command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+        Command::Version => {
+            println!("klinecast {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Collect(args) => collect::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Stream(args) => live::run(args),
+        Command::Backtest(args) => backtest::run(args),
+        Command::ReplayServer(args) => replay::run(args),
+        Command::Demo(args) => demo::run(args),
+    }
+}

@@ -1,0 +1,1 @@
+//! Forecast accuracy measures (RMSE, MAE, MAPE, directional accuracy). Pure (STUB).

@@ -1,0 +1,189 @@
+//! The five regressors, written by hand on nalgebra, and the one object-safe trait the ensemble
+//! uses. Pure code: no I/O, no clock. Every model follows params → `fit` → fitted model; random
+//! steps take a seed from their params.
+//!
+//! Data layout: `x` is an n×d `DMatrix<f64>` (one row per sample), `y` an n-vector.
+
+use std::fmt;
+
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+pub mod cart;
+pub mod forest;
+pub mod knn;
+pub mod linear;
+pub mod svr;
+
+/// A fitted regressor, as the ensemble sees it.
+pub trait Regressor: Send + Sync {
+    /// Short stable name, such as `linear` or `forest`.
+    fn name(&self) -> &'static str;
+
+    /// Predicts one sample (`x.len()` equals the number of training features).
+    fn predict_row(&self, x: &[f64]) -> f64;
+
+    /// Predicts every row of `x`.
+    fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
+        let mut row = vec![0.0; x.ncols()];
+        DVector::from_iterator(
+            x.nrows(),
+            (0..x.nrows()).map(|i| {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = x[(i, j)];
+                }
+                self.predict_row(&row)
+            }),
+        )
+    }
+}
+
+/// Why a model could not be fitted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FitError {
+    /// A hyperparameter is out of range.
+    BadParam {
+        model: &'static str,
+        param: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// `x` and `y` disagree in length, or there are too few rows.
+    Shape { model: &'static str, detail: String },
+    /// The data contains NaN or infinite values.
+    NonFinite { model: &'static str },
+}
+
+impl fmt::Display for FitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FitError::BadParam {
+                model,
+                param,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "{model}: parameter {param} = {value} is invalid, expected {expected}"
+                )
+            }
+            FitError::Shape { model, detail } => write!(f, "{model}: {detail}"),
+            FitError::NonFinite { model } => {
+                write!(
+                    f,
+                    "{model}: training data contains NaN or infinite values; check the input CSV"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for FitError {}
+
+/// Common input checks for every model's `fit`.
+pub fn check_xy(
+    model: &'static str,
+    x: &DMatrix<f64>,
+    y: &DVector<f64>,
+    min_rows: usize,
+) -> Result<(), FitError> {
+    if x.nrows() != y.len() {
+        return Err(FitError::Shape {
+            model,
+            detail: format!("x has {} rows but y has {}", x.nrows(), y.len()),
+        });
+    }
+    if x.nrows() < min_rows {
+        return Err(FitError::Shape {
+            model,
+            detail: format!("needs at least {min_rows} rows, got {}", x.nrows()),
+        });
+    }
+    if x.ncols() == 0 {
+        return Err(FitError::Shape {
+            model,
+            detail: "x has no columns".to_string(),
+        });
+    }
+    if !x.iter().chain(y.iter()).all(|v| v.is_finite()) {
+        return Err(FitError::NonFinite { model });
+    }
+    Ok(())
+}
+
+/// The five model kinds, in the order they are trained and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelKind {
+    Linear,
+    Svr,
+    Knn,
+    Cart,
+    Forest,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 5] = [
+        ModelKind::Linear,
+        ModelKind::Svr,
+        ModelKind::Knn,
+        ModelKind::Cart,
+        ModelKind::Forest,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Linear => "linear",
+            ModelKind::Svr => "svr",
+            ModelKind::Knn => "knn",
+            ModelKind::Cart => "cart",
+            ModelKind::Forest => "forest",
+        }
+    }
+}
+
+/// Any fitted model: the closed set that model files and the ensemble store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AnyModel {
+    Linear(linear::Linear),
+    Svr(svr::Svr),
+    Knn(knn::Knn),
+    Cart(cart::Cart),
+    Forest(forest::Forest),
+}
+
+impl AnyModel {
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            AnyModel::Linear(_) => ModelKind::Linear,
+            AnyModel::Svr(_) => ModelKind::Svr,
+            AnyModel::Knn(_) => ModelKind::Knn,
+            AnyModel::Cart(_) => ModelKind::Cart,
+            AnyModel::Forest(_) => ModelKind::Forest,
+        }
+    }
+
+    fn inner(&self) -> &dyn Regressor {
+        match self {
+            AnyModel::Linear(m) => m,
+            AnyModel::Svr(m) => m,
+            AnyModel::Knn(m) => m,
+            AnyModel::Cart(m) => m,
+            AnyModel::Forest(m) => m,
+        }
+    }
+}
+
+impl Regressor for AnyModel {
+    fn name(&self) -> &'static str {
+        self.inner().name()
+    }
+
+    fn predict_row(&self, x: &[f64]) -> f64 {
+        self.inner().predict_row(x)
+    }
+
+    fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
+        self.inner().predict(x)
+    }
+}
