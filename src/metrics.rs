@@ -1,1 +1,110 @@
-//! Forecast accuracy measures (RMSE, MAE, MAPE, directional accuracy). Pure (STUB).
+//! Forecast accuracy on prices: RMSE, MAE, MAPE and directional accuracy, accumulated one
+//! forecast at a time. Pure.
+//!
+//! Directional accuracy counts only steps where the price moved (actual ≠ last); a hit is a
+//! forecast on the same side of the last close as the actual. The naive forecast never predicts
+//! a move, so its directional accuracy is 0 by this definition.
+
+use serde::{Deserialize, Serialize};
+
+/// Running sums for one forecaster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accum {
+    pub n: u64,
+    pub sum_sq: f64,
+    pub sum_abs: f64,
+    pub sum_ape: f64,
+    pub moves: u64,
+    pub hits: u64,
+}
+
+impl Accum {
+    /// Adds one forecast of `actual`, made when the last known close was `last`.
+    pub fn add(&mut self, last: f64, forecast: f64, actual: f64) {
+        let err = forecast - actual;
+        self.n += 1;
+        self.sum_sq += err * err;
+        self.sum_abs += err.abs();
+        if actual != 0.0 {
+            self.sum_ape += (err / actual).abs();
+        }
+        if actual != last {
+            self.moves += 1;
+            if (forecast - last) * (actual - last) > 0.0 {
+                self.hits += 1;
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &Accum) {
+        self.n += other.n;
+        self.sum_sq += other.sum_sq;
+        self.sum_abs += other.sum_abs;
+        self.sum_ape += other.sum_ape;
+        self.moves += other.moves;
+        self.hits += other.hits;
+    }
+
+    pub fn rmse(&self) -> f64 {
+        self.ratio(self.sum_sq).sqrt()
+    }
+
+    pub fn mae(&self) -> f64 {
+        self.ratio(self.sum_abs)
+    }
+
+    /// Mean absolute percentage error, in percent.
+    pub fn mape(&self) -> f64 {
+        100.0 * self.ratio(self.sum_ape)
+    }
+
+    /// Share of moves whose direction was forecast, in [0, 1]; NaN when nothing moved.
+    pub fn directional(&self) -> f64 {
+        if self.moves == 0 {
+            f64::NAN
+        } else {
+            self.hits as f64 / self.moves as f64
+        }
+    }
+
+    fn ratio(&self, sum: f64) -> f64 {
+        if self.n == 0 {
+            f64::NAN
+        } else {
+            sum / self.n as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_values() {
+        let mut a = Accum::default();
+        a.add(100.0, 101.0, 102.0); // err -1, up & up: hit
+        a.add(102.0, 103.0, 101.0); // err +2, up vs down: miss
+        a.add(101.0, 101.0, 101.0); // err 0, no move
+        assert_eq!(a.n, 3);
+        assert!((a.rmse() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((a.mae() - 1.0).abs() < 1e-12);
+        let mape = 100.0 * (1.0 / 102.0 + 2.0 / 101.0) / 3.0;
+        assert!((a.mape() - mape).abs() < 1e-12);
+        assert_eq!((a.moves, a.hits), (2, 1));
+        assert_eq!(a.directional(), 0.5);
+        let mut b = Accum::default();
+        b.merge(&a);
+        assert_eq!(a, b);
+        assert!(Accum::default().rmse().is_nan());
+    }
+
+    #[test]
+    fn naive_never_hits() {
+        let mut a = Accum::default();
+        for (last, actual) in [(1.0, 2.0), (2.0, 1.5), (1.5, 1.6)] {
+            a.add(last, last, actual);
+        }
+        assert_eq!(a.directional(), 0.0);
+    }
+}
