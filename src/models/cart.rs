@@ -284,11 +284,8 @@ pub(crate) fn grow(
             value: column[s as usize],
             sample: s,
         }));
-        sorted[from..].sort_unstable_by(|a, b| {
-            a.value
-                .total_cmp(&b.value)
-                .then(a.sample.cmp(&b.sample))
-        });
+        sorted[from..]
+            .sort_unstable_by(|a, b| a.value.total_cmp(&b.value).then(a.sample.cmp(&b.sample)));
     }
     let mut scratch: Vec<Entry> = Vec::with_capacity(m);
     let mut goes_left = vec![false; data.n_rows()];
@@ -433,8 +430,7 @@ fn best_split(
             features[visited]
         };
         let segment = &sorted[feature * m + start..feature * m + end];
-        if f64::from(segment[n_node - 1].value) <= f64::from(segment[0].value) + FEATURE_THRESHOLD
-        {
+        if f64::from(segment[n_node - 1].value) <= f64::from(segment[0].value) + FEATURE_THRESHOLD {
             n_constant += 1;
             continue;
         }
@@ -505,11 +501,7 @@ mod tests {
         let tree = fit(&CartParams::default(), &x, &y);
         assert_eq!(tree.node_count(), 7);
         assert_eq!(tree.depth(), 2);
-        let thresholds: Vec<(u32, f64)> = tree
-            .nodes
-            .iter()
-            .map(|n| (n.feature, n.value))
-            .collect();
+        let thresholds: Vec<(u32, f64)> = tree.nodes.iter().map(|n| (n.feature, n.value)).collect();
         assert_eq!(
             thresholds,
             vec![
@@ -538,11 +530,7 @@ mod tests {
     #[test]
     fn chooses_the_informative_feature() {
         // Feature 0 is noise, feature 1 decides y.
-        let x = DMatrix::from_row_slice(
-            4,
-            2,
-            &[0.3, 1.0, 0.1, 2.0, 0.4, 10.0, 0.2, 11.0],
-        );
+        let x = DMatrix::from_row_slice(4, 2, &[0.3, 1.0, 0.1, 2.0, 0.4, 10.0, 0.2, 11.0]);
         let y = DVector::from_vec(vec![1.0, 1.0, 7.0, 7.0]);
         let tree = fit(&CartParams::default(), &x, &y);
         assert_eq!(tree.node_count(), 3);
@@ -749,6 +737,9 @@ mod tests {
         let queries = DMatrix::from_fn(300, 3, |_, _| rng.next_f64());
         let a = tree.predict(&queries);
         let b = back.predict(&queries);
-        assert!(a.iter().zip(b.iter()).all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert!(a
+            .iter()
+            .zip(b.iter())
+            .all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 }

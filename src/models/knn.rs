@@ -26,7 +26,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{check_xy, FitError, Regressor};
+use super::{check_xy, predict_split, FitError, Regressor};
 
 /// Hyperparameters (scikit-learn `KNeighborsRegressor()` defaults: k = 5, uniform weights,
 /// Euclidean distance).
@@ -207,30 +207,7 @@ impl Regressor for Knn {
 
     /// Like the default, but splits the rows over two threads when there are many.
     fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
-        let (n_rows, n_cols) = x.shape();
-        let predict_range = |from: usize, to: usize| -> Vec<f64> {
-            let mut row = vec![0.0; n_cols];
-            (from..to)
-                .map(|i| {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = x[(i, j)];
-                    }
-                    self.predict_row(&row)
-                })
-                .collect()
-        };
-        if n_rows < PARALLEL_MIN_ROWS {
-            return DVector::from_vec(predict_range(0, n_rows));
-        }
-        let half = n_rows / 2;
-        let (first, second) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| predict_range(half, n_rows));
-            let first = predict_range(0, half);
-            // A panic in the worker is a bug in this file; fall back to computing it here.
-            let second = other.join().unwrap_or_else(|_| predict_range(half, n_rows));
-            (first, second)
-        });
-        DVector::from_iterator(n_rows, first.into_iter().chain(second))
+        predict_split(self, x, PARALLEL_MIN_ROWS)
     }
 }
 
@@ -447,6 +424,9 @@ mod tests {
         let queries = DMatrix::from_fn(300, 3, |_, _| rng.next_f64());
         let a = model.predict(&queries);
         let b = back.predict(&queries);
-        assert!(a.iter().zip(b.iter()).all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert!(a
+            .iter()
+            .zip(b.iter())
+            .all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 }

@@ -227,7 +227,13 @@ mod tests {
         let x = DMatrix::from_row_slice(2, 1, &[1.0, 2.0]);
         let y = DVector::from_vec(vec![1.0]);
         let err = LinearParams::default().fit(&x, &y).expect_err("shape");
-        assert!(matches!(err, FitError::Shape { model: "linear", .. }));
+        assert!(matches!(
+            err,
+            FitError::Shape {
+                model: "linear",
+                ..
+            }
+        ));
         let y = DVector::from_vec(vec![1.0, f64::NAN]);
         let err = LinearParams::default().fit(&x, &y).expect_err("nan");
         assert_eq!(err, FitError::NonFinite { model: "linear" });
@@ -243,6 +249,9 @@ mod tests {
         let back: Linear = postcard::from_bytes(&bytes).expect("deserialize");
         let a = model.predict(&x);
         let b = back.predict(&x);
-        assert!(a.iter().zip(b.iter()).all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert!(a
+            .iter()
+            .zip(b.iter())
+            .all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 }
