@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
@@ -169,14 +169,10 @@ impl KlineStore {
             None => true,
             Some(b) => !b.contains(&b'\n') && CSV_HEADER.as_bytes().starts_with(b),
         };
-        let mut bytes = if needs_header {
+        if needs_header {
             fsutil::write_atomic(path, header_line.as_bytes()).map_err(io("creating"))?;
             report.created = true;
-            header_line.clone().into_bytes()
-        } else {
-            existing.unwrap_or_default()
-        };
-        check_header(path, &bytes)?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -191,6 +187,10 @@ impl KlineStore {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking")(e)),
         }
+        // Read again under the lock: another writer may have appended since the first look.
+        let mut bytes = Vec::with_capacity(existing.map_or(0, |b| b.len()));
+        (&file).read_to_end(&mut bytes).map_err(io("reading"))?;
+        check_header(path, &bytes)?;
         if bytes.last() != Some(&b'\n') {
             let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             report.repaired_bytes = bytes.len() - keep;
