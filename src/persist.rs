@@ -272,9 +272,7 @@ pub fn decode_framed<T: DeserializeOwned>(
     let mut len_bytes = [0u8; 8];
     len_bytes.copy_from_slice(&bytes[16..24]);
     let payload_len = u64::from_le_bytes(len_bytes);
-    let needed = payload_len
-        .checked_add((HEADER_LEN + CHECKSUM_LEN) as u64)
-        .unwrap_or(u64::MAX);
+    let needed = payload_len.saturating_add((HEADER_LEN + CHECKSUM_LEN) as u64);
     if len < needed {
         return Err(truncated(needed));
     }
@@ -573,7 +571,7 @@ mod tests {
         let path = dir.0.join("t.bin");
         for cut in [0, 5, 24, bytes.len() - 1] {
             fs::write(&path, &bytes[..cut]).expect("write");
-            let err = load_trained(&path).err().expect("refused");
+            let err = load_trained(&path).expect_err("refused");
             assert!(matches!(err, PersistError::Truncated { .. }), "{err}");
         }
     }
@@ -584,25 +582,25 @@ mod tests {
         let path = dir.0.join("m.bin");
         let good = encode_framed(TAG_TRAINED, TRAINED_VERSION, &sample(1)).expect("encode");
 
-        let err = load_trained(&path).err().expect("missing");
+        let err = load_trained(&path).expect_err("missing");
         assert!(matches!(err, PersistError::NotFound { .. }), "{err}");
         assert_hint(&err);
 
         fs::write(&path, b"open_time,open,high\n1,2,3\n").expect("write");
-        let err = load_trained(&path).err().expect("foreign");
+        let err = load_trained(&path).expect_err("foreign");
         assert!(matches!(err, PersistError::Foreign { .. }), "{err}");
         assert!(err.to_string().contains("not a klinecast model file"));
         assert_hint(&err);
 
         let ensemble = encode_framed(TAG_ENSEMBLE, TRAINED_VERSION, &sample(1)).expect("encode");
         fs::write(&path, &ensemble).expect("write");
-        let err = load_trained(&path).err().expect("other tag");
+        let err = load_trained(&path).expect_err("other tag");
         assert!(matches!(err, PersistError::Foreign { .. }), "{err}");
         assert!(err.to_string().contains("ensemble"), "{err}");
 
         let v2 = encode_framed(TAG_TRAINED, 2, &sample(1)).expect("encode");
         fs::write(&path, &v2).expect("write");
-        let err = load_trained(&path).err().expect("other version");
+        let err = load_trained(&path).expect_err("other version");
         assert!(
             matches!(
                 err,
@@ -625,8 +623,7 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= 0x40;
             let err = decode_framed::<TrainedModel>(&path, &bad, TAG_TRAINED, TRAINED_VERSION)
-                .err()
-                .expect("flipped byte refused");
+                .expect_err("flipped byte refused");
             assert!(
                 matches!(err, PersistError::Corrupt { .. }),
                 "byte {i}: {err}"
@@ -638,15 +635,13 @@ mod tests {
         let mut longer = good.clone();
         longer.push(0);
         let err = decode_framed::<TrainedModel>(&path, &longer, TAG_TRAINED, TRAINED_VERSION)
-            .err()
-            .expect("trailing byte refused");
+            .expect_err("trailing byte refused");
         assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
 
         // A well-framed payload that is not a trained model.
         let junk = encode_framed(TAG_TRAINED, TRAINED_VERSION, &(1u8, 2u8)).expect("encode");
         let err = decode_framed::<TrainedModel>(&path, &junk, TAG_TRAINED, TRAINED_VERSION)
-            .err()
-            .expect("undecodable");
+            .expect_err("undecodable");
         assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
         assert_hint(&err);
 
@@ -654,8 +649,7 @@ mod tests {
         let mut huge = good.clone();
         huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         let err = decode_framed::<TrainedModel>(&path, &huge, TAG_TRAINED, TRAINED_VERSION)
-            .err()
-            .expect("huge length");
+            .expect_err("huge length");
         assert!(matches!(err, PersistError::Truncated { .. }), "{err}");
     }
 
@@ -665,28 +659,26 @@ mod tests {
         save_trained(&dir.0, &sample(1)).expect("save");
         let bad = trained_path(&dir.0, ModelKind::Forest);
         fs::write(&bad, b"KLCAST\0\0TRND").expect("write");
-        let err = load_all_trained(&dir.0).err().expect("bad file");
+        let err = load_all_trained(&dir.0).expect_err("bad file");
         assert!(err.to_string().contains("forest.bin"), "{err}");
         assert_hint(&err);
         // A model labelled with the wrong kind is refused.
         let mut wrong = sample(1);
         wrong.kind = ModelKind::Svr;
         let path = save_trained(&dir.0, &wrong).expect("save");
-        let err = load_trained(&path).err().expect("mislabelled");
+        let err = load_trained(&path).expect_err("mislabelled");
         assert!(matches!(err, PersistError::Incompatible { .. }), "{err}");
         let mut other_features = sample(1);
         other_features.spec.version = 99;
         let path = save_trained(&dir.0, &other_features).expect("save");
-        let err = load_trained(&path).err().expect("feature version");
+        let err = load_trained(&path).expect_err("feature version");
         assert!(err.to_string().contains("feature set v99"), "{err}");
     }
 
     #[test]
     fn ensemble_files_get_their_own_hint() {
         let path = Path::new("models/ensemble.bin");
-        let err = decode_framed::<u8>(path, b"nope", TAG_ENSEMBLE, 1)
-            .err()
-            .expect("foreign");
+        let err = decode_framed::<u8>(path, b"nope", TAG_ENSEMBLE, 1).expect_err("foreign");
         assert!(err.to_string().contains("klinecast stream"), "{err}");
     }
 }

@@ -16,6 +16,8 @@ pub struct ForestParams {
     pub min_samples_leaf: usize,
     pub max_features: Option<usize>,
     pub bootstrap: bool,
+    /// Rows drawn per tree (scikit-learn `max_samples`); `None` = as many as the training set.
+    pub max_samples: Option<usize>,
     /// Worker threads (std::thread::scope); results do not depend on it.
     pub threads: usize,
     pub seed: u64,
@@ -30,6 +32,7 @@ impl Default for ForestParams {
             min_samples_leaf: 1,
             max_features: None,
             bootstrap: true,
+            max_samples: None,
             threads: 2,
             seed: 0,
         }
