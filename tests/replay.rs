@@ -508,7 +508,7 @@ fn expected_final(line: &str, e: i64, first: i64, last: i64) -> String {
 #[test]
 fn ws_sends_partials_then_the_exact_final() {
     let lines = csv_lines(20);
-    let server = start(&lines, 3, 60.0, "");
+    let server = start(&lines, 3, 30.0, "");
     let mut ws = connect(&server, "avaxusdt@kline_1m");
     let t3 = parse(&lines[3..4])[0].open_time;
     let mut partials = Vec::new();
@@ -562,7 +562,7 @@ fn ws_sends_partials_then_the_exact_final() {
 fn ws_no_trade_candle_has_minus_one_ids_and_no_b() {
     let mut lines = csv_lines(10);
     lines[4] = no_trade(&lines[4]);
-    let server = start(&lines, 4, 600.0, "");
+    let server = start(&lines, 4, 60.0, "");
     let mut ws = connect(&server, "avaxusdt@kline_1m");
     let fin = loop {
         let ev = event(&next_text(&mut ws));
@@ -696,7 +696,7 @@ fn ws_shutdown_after_n_sends_server_shutdown_then_closes() {
 #[test]
 fn ws_pings_and_closes_when_no_pong_comes() {
     let lines = csv_lines(10);
-    let server = start(&lines, 4, 1e-6, "ping-ms=30,pong-timeout-ms=200");
+    let server = start(&lines, 4, 1e-6, "ping-ms=30,pong-timeout-ms=500");
     // A reading client answers pings (tungstenite pongs automatically) and stays connected.
     let mut live = connect(&server, "avaxusdt@kline_1m");
     let mut pings = 0;
@@ -709,7 +709,7 @@ fn ws_pings_and_closes_when_no_pong_comes() {
     }
     // A client that does not read never pongs and gets a close frame.
     let mut deaf = connect(&server, "avaxusdt@kline_1m");
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1200));
     let close = loop {
         match deaf.read() {
             Ok(Message::Close(frame)) => break frame,

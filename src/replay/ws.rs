@@ -109,6 +109,19 @@ fn ping_period(speed: f64, override_ms: Option<u64>) -> Duration {
     }
 }
 
+/// How many partials a candle may get and their minimum virtual spacing: every 2 virtual
+/// seconds, but above speed 10 at most 3 per candle, spaced by a third of the interval.
+fn partial_policy(speed: f64, interval_ms: i64) -> (u32, i64) {
+    if speed > CAP_SPEED {
+        (
+            CAPPED_PARTIALS,
+            PARTIAL_EVERY_MS.max(interval_ms / CAPPED_PARTIALS as i64),
+        )
+    } else {
+        (u32::MAX, PARTIAL_EVERY_MS)
+    }
+}
+
 /// Per-connection state.
 struct Session {
     /// Index of the next candle whose final event has not been sent.
@@ -140,15 +153,7 @@ impl Session {
     }
 
     fn partial_due(&self, shared: &Shared, now: i64) -> bool {
-        let speed = shared.clock.speed();
-        let (max, gap) = if speed > CAP_SPEED {
-            (
-                CAPPED_PARTIALS,
-                PARTIAL_EVERY_MS.max(shared.interval.ms() / CAPPED_PARTIALS as i64),
-            )
-        } else {
-            (u32::MAX, PARTIAL_EVERY_MS)
-        };
+        let (max, gap) = partial_policy(shared.clock.speed(), shared.interval.ms());
         self.partials < max && self.last_partial_ms.is_none_or(|t| now - t >= gap)
     }
 }
@@ -337,5 +342,13 @@ mod tests {
         assert_eq!(ping_period(4.0, None), Duration::from_secs(5));
         assert_eq!(ping_period(1000.0, None), Duration::from_secs(1));
         assert_eq!(ping_period(1000.0, Some(300)), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn partials_are_capped_at_high_speed() {
+        assert_eq!(partial_policy(1.0, 60_000), (u32::MAX, 2_000));
+        assert_eq!(partial_policy(10.0, 60_000), (u32::MAX, 2_000));
+        assert_eq!(partial_policy(60.0, 60_000), (3, 20_000));
+        assert_eq!(partial_policy(1e6, 1_000), (3, 2_000));
     }
 }
