@@ -1006,7 +1006,7 @@ mod tests {
         // Training-row coefficients, 0 for non-support rows.
         let mut coef = vec![0.0; x.nrows()];
         let mut k = 0;
-        for i in 0..x.nrows() {
+        for (i, ci) in coef.iter_mut().enumerate() {
             let row: Vec<f64> = x.row(i).iter().copied().collect();
             let is_sv = m
                 .support_vectors
@@ -1014,7 +1014,7 @@ mod tests {
                 .nth(k)
                 .is_some_and(|sv| sv == row.as_slice());
             if is_sv {
-                coef[i] = m.dual_coef[k];
+                *ci = m.dual_coef[k];
                 k += 1;
             }
         }
