@@ -38,7 +38,7 @@
 //! Precision: kernel values are cached as f32 exactly like libsvm's `Qfloat` (everything else,
 //! gradients, alphas, rho, prediction kernels, is f64). That is deliberate: with the same
 //! rounding SMO takes the same working sets as scikit-learn, and on the golden fixtures the
-//! predictions agree to ~1e-12 relative and the support-vector sets are identical; f64 caching
+//! predictions agree to ~1e-12 relative and the support-vector counts are equal; f64 caching
 //! gives an equally valid optimum (within tol) that differs from scikit-learn by up to ~1e-3.
 //! The f32 rounding (~6e-8 relative) is far below the stopping tolerance, and halves the cache.
 
