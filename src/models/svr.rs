@@ -38,7 +38,7 @@
 //! Precision: kernel values are cached as f32 exactly like libsvm's `Qfloat` (everything else,
 //! gradients, alphas, rho, prediction kernels, is f64). That is deliberate: with the same
 //! rounding SMO takes the same working sets as scikit-learn, and on the golden fixtures the
-//! predictions agree to ~1e-12 relative and the support-vector sets are identical; f64 caching
+//! predictions agree to ~1e-12 relative and the support-vector counts are equal; f64 caching
 //! gives an equally valid optimum (within tol) that differs from scikit-learn by up to ~1e-3.
 //! The f32 rounding (~6e-8 relative) is far below the stopping tolerance, and halves the cache.
 
@@ -1006,7 +1006,7 @@ mod tests {
         // Training-row coefficients, 0 for non-support rows.
         let mut coef = vec![0.0; x.nrows()];
         let mut k = 0;
-        for i in 0..x.nrows() {
+        for (i, ci) in coef.iter_mut().enumerate() {
             let row: Vec<f64> = x.row(i).iter().copied().collect();
             let is_sv = m
                 .support_vectors
@@ -1014,7 +1014,7 @@ mod tests {
                 .nth(k)
                 .is_some_and(|sv| sv == row.as_slice());
             if is_sv {
-                coef[i] = m.dual_coef[k];
+                *ci = m.dual_coef[k];
                 k += 1;
             }
         }
