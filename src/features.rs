@@ -116,6 +116,10 @@ const RET_CLAMP: i64 = 1 << 50;
 const VAL_SCALE: f64 = 4_294_967_296.0;
 /// Quantised volumes are clamped to 2^100 so that a 60-row sum fits in u128.
 const VAL_CLAMP: u128 = 1 << 100;
+/// 2^64 as f64.
+const U64_LIMIT: f64 = 18_446_744_073_709_551_616.0;
+/// Ring size of [`Window`]: at least LONG + 1.
+const RING: usize = 64;
 
 /// Integer window sums of one row: exact, so rolling and direct sums agree.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -148,9 +152,9 @@ impl FeatureSpec {
         if t < self.warmup() || t >= series.len() {
             return None;
         }
-        let sums = direct_sums(series, t);
+        let window = Window::direct(series, t);
         let mut out = [0.0; N_FEATURES];
-        fill_row(series, t, &sums, &mut out);
+        fill_row(series, t, &window.lags(t), &window.sums, &mut out);
         Some(out.to_vec())
     }
 
@@ -183,13 +187,13 @@ impl FeatureSpec {
         }
         let close = &series.close;
         let data = x.as_mut_slice();
-        let mut sums = direct_sums(series, rows.start);
+        let mut window = Window::direct(series, rows.start);
         let mut out = [0.0; N_FEATURES];
         for (i, t) in rows.enumerate() {
             if i > 0 {
-                roll(series, t, &mut sums);
+                window.advance(series, t);
             }
-            fill_row(series, t, &sums, &mut out);
+            fill_row(series, t, &window.lags(t), &window.sums, &mut out);
             for (j, value) in out.iter().enumerate() {
                 data[j * n_rows + i] = *value;
             }
@@ -251,46 +255,92 @@ fn ret(close: &[f64], t: usize) -> f64 {
 }
 
 /// A return in exact fixed point (NaN quantises to 0).
-fn quant_ret(close: &[f64], t: usize) -> i64 {
-    ((ret(close, t) * RET_SCALE).round() as i64).clamp(-RET_CLAMP, RET_CLAMP)
+fn quant_ret(r: f64) -> i64 {
+    ((r * RET_SCALE).round() as i64).clamp(-RET_CLAMP, RET_CLAMP)
 }
 
 /// A non-negative value in exact fixed point (NaN and negatives quantise to 0).
 fn quant_val(value: f64) -> u128 {
-    ((value * VAL_SCALE).round() as u128).min(VAL_CLAMP)
-}
-
-/// Window sums at `t` computed directly (t ≥ LONG).
-fn direct_sums(series: &Series, t: usize) -> Sums {
-    let mut sums = Sums::default();
-    for i in t + 1 - LONG..=t {
-        let q = quant_ret(&series.close, i) as i128;
-        sums.ret_long += q;
-        sums.ret_sq_long += q * q;
-        if i + SHORT > t {
-            sums.ret_short += q;
-            sums.ret_sq_short += q * q;
-        }
-        sums.volume_long += quant_val(series.volume[i]);
-        sums.trades_long += quant_val(series.trades[i]);
+    let scaled = (value * VAL_SCALE).round();
+    if scaled < U64_LIMIT {
+        // The common case, through a hardware conversion.
+        scaled as u64 as u128
+    } else {
+        (scaled as u128).min(VAL_CLAMP)
     }
-    sums
 }
 
-/// Moves window sums from `t - 1` to `t` (t > LONG).
-fn roll(series: &Series, t: usize, sums: &mut Sums) {
-    let close = &series.close;
-    let q_in = quant_ret(close, t) as i128;
-    let q_short_out = quant_ret(close, t - SHORT) as i128;
-    let q_long_out = quant_ret(close, t - LONG) as i128;
-    sums.ret_short += q_in - q_short_out;
-    sums.ret_sq_short += q_in * q_in - q_short_out * q_short_out;
-    sums.ret_long += q_in - q_long_out;
-    sums.ret_sq_long += q_in * q_in - q_long_out * q_long_out;
-    sums.volume_long =
-        sums.volume_long + quant_val(series.volume[t]) - quant_val(series.volume[t - LONG]);
-    sums.trades_long =
-        sums.trades_long + quant_val(series.trades[t]) - quant_val(series.trades[t - LONG]);
+/// The last [`RING`] returns (raw and quantised), quantised volumes and trade counts, and the
+/// window sums at the current row `t`.
+struct Window {
+    ret: [f64; RING],
+    q_ret: [i64; RING],
+    q_volume: [u128; RING],
+    q_trades: [u128; RING],
+    sums: Sums,
+}
+
+impl Window {
+    /// The window at `t` computed directly (t ≥ LONG).
+    fn direct(series: &Series, t: usize) -> Window {
+        let mut window = Window {
+            ret: [0.0; RING],
+            q_ret: [0; RING],
+            q_volume: [0; RING],
+            q_trades: [0; RING],
+            sums: Sums::default(),
+        };
+        for i in t + 1 - LONG..=t {
+            let (q, v, n) = window.store(series, i);
+            let q = q as i128;
+            let sums = &mut window.sums;
+            sums.ret_long += q;
+            sums.ret_sq_long += q * q;
+            if i + SHORT > t {
+                sums.ret_short += q;
+                sums.ret_sq_short += q * q;
+            }
+            sums.volume_long += v;
+            sums.trades_long += n;
+        }
+        window
+    }
+
+    /// Computes and remembers the values of row `i`.
+    fn store(&mut self, series: &Series, i: usize) -> (i64, u128, u128) {
+        let r = ret(&series.close, i);
+        let q = quant_ret(r);
+        let v = quant_val(series.volume[i]);
+        let n = quant_val(series.trades[i]);
+        let slot = i % RING;
+        self.ret[slot] = r;
+        self.q_ret[slot] = q;
+        self.q_volume[slot] = v;
+        self.q_trades[slot] = n;
+        (q, v, n)
+    }
+
+    /// Moves the window from `t - 1` to `t` (t > LONG).
+    fn advance(&mut self, series: &Series, t: usize) {
+        let q_short_out = self.q_ret[(t - SHORT) % RING] as i128;
+        let q_long_out = self.q_ret[(t - LONG) % RING] as i128;
+        let v_out = self.q_volume[(t - LONG) % RING];
+        let n_out = self.q_trades[(t - LONG) % RING];
+        let (q_in, v_in, n_in) = self.store(series, t);
+        let q_in = q_in as i128;
+        let sums = &mut self.sums;
+        sums.ret_short += q_in - q_short_out;
+        sums.ret_sq_short += q_in * q_in - q_short_out * q_short_out;
+        sums.ret_long += q_in - q_long_out;
+        sums.ret_sq_long += q_in * q_in - q_long_out * q_long_out;
+        sums.volume_long = sums.volume_long + v_in - v_out;
+        sums.trades_long = sums.trades_long + n_in - n_out;
+    }
+
+    /// `r_t, r_{t-1}, …, r_{t-4}` (t is the current row).
+    fn lags(&self, t: usize) -> [f64; N_LAGS] {
+        std::array::from_fn(|lag| self.ret[(t - lag) % RING])
+    }
 }
 
 /// Population std of `n` quantised returns from their exact sums.
@@ -312,12 +362,16 @@ fn relative_to_mean(value: f64, sum: u128, n: usize) -> f64 {
 }
 
 /// Writes the feature row at `t` given its window sums.
-fn fill_row(series: &Series, t: usize, sums: &Sums, out: &mut [f64; N_FEATURES]) {
+fn fill_row(
+    series: &Series,
+    t: usize,
+    lags: &[f64; N_LAGS],
+    sums: &Sums,
+    out: &mut [f64; N_FEATURES],
+) {
     let close = &series.close;
     let c = close[t];
-    for (lag, slot) in out.iter_mut().enumerate().take(N_LAGS) {
-        *slot = ret(close, t - lag);
-    }
+    out[..N_LAGS].copy_from_slice(lags);
     out[5] = (c / close[t - SHORT]).ln();
     out[6] = (c / close[t - LONG]).ln();
     out[7] = (series.high[t] - series.low[t]) / c;
