@@ -116,7 +116,13 @@ fn fit_one(
             let start = n - keep;
             let x_last = x.rows(start, keep).clone_owned();
             let y_last = y.rows(start, keep).clone_owned();
-            AnyModel::Svr(SvrParams::default().fit(&x_last, &y_last)?)
+            AnyModel::Svr(
+                SvrParams {
+                    standardize_target: true,
+                    ..SvrParams::default()
+                }
+                .fit(&x_last, &y_last)?,
+            )
         }
         ModelKind::Knn => AnyModel::Knn(KnnParams::default().fit(x, y)?),
         ModelKind::Cart => AnyModel::Cart(

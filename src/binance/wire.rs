@@ -371,9 +371,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_ws_event(
-                r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":17}}"#
-            ),
+            parse_ws_event(r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":17}}"#),
             Ok(WsEvent::ServerShutdown { event_time: 17 })
         );
         assert_eq!(
@@ -387,10 +385,7 @@ mod tests {
                 msg: "Invalid request".to_string()
             })
         );
-        assert_eq!(
-            parse_ws_event(r#"{"e":"trade","E":1}"#),
-            Ok(WsEvent::Other)
-        );
+        assert_eq!(parse_ws_event(r#"{"e":"trade","E":1}"#), Ok(WsEvent::Other));
         assert!(matches!(parse_ws_event("[1]"), Err(WireError::Shape(_))));
         assert!(matches!(parse_ws_event("{\"e\":"), Err(WireError::Json(_))));
         let missing_x = WS_TRADES.replace(r#""x":true,"#, "");

@@ -81,6 +81,11 @@ pub struct SvrParams {
     /// Kernel row cache size in megabytes (libsvm's cache_size, default 200).
     pub cache_mb: usize,
     pub max_iter: Option<usize>,
+    /// Fit on `(y − mean) / std` and map predictions back (not in scikit-learn; default off).
+    /// One-minute log returns (~1e-3) all lie inside `epsilon = 0.1`, which would leave no
+    /// support vectors: `train::fit_models` turns this on so epsilon is in units of the
+    /// target's standard deviation.
+    pub standardize_target: bool,
 }
 
 impl Default for SvrParams {
@@ -93,6 +98,7 @@ impl Default for SvrParams {
             tol: 1e-3,
             cache_mb: 200,
             max_iter: None,
+            standardize_target: false,
         }
     }
 }
@@ -108,6 +114,9 @@ pub struct Svr {
     /// Dual coefficients (alpha_i - alpha_i*) of each support vector.
     pub dual_coef: Vec<f64>,
     pub intercept: f64,
+    /// Target standardisation undone at predict time: `mean + scale · f(x)` (0 and 1 when off).
+    pub target_mean: f64,
+    pub target_scale: f64,
 }
 
 impl SvrParams {
@@ -161,9 +170,17 @@ impl SvrParams {
             Gamma::Scale => scale_gamma(&data, d),
         };
         let kernel = KernelData::new(&data, d, self.kernel, gamma);
+        let (target_mean, target_scale) = if self.standardize_target {
+            let mean = y.mean();
+            let std = y.variance().sqrt();
+            (mean, if std > 0.0 { std } else { 1.0 })
+        } else {
+            (0.0, 1.0)
+        };
+        let y_fit: Vec<f64> = y.iter().map(|v| (v - target_mean) / target_scale).collect();
         let mut solver = Solver::new(
             kernel,
-            y.as_slice(),
+            &y_fit,
             self.c,
             self.epsilon,
             self.tol,
@@ -187,6 +204,8 @@ impl SvrParams {
             n_features: d,
             dual_coef,
             intercept: -rho,
+            target_mean,
+            target_scale,
         })
     }
 }
@@ -872,7 +891,7 @@ impl Regressor for Svr {
         {
             sum += coef * self.kernel_value(x, sv);
         }
-        sum + self.intercept
+        self.target_mean + self.target_scale * (sum + self.intercept)
     }
 
     fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
@@ -932,6 +951,37 @@ mod tests {
         let expected = (0.05 + -0.02) / 2.0;
         assert!((m.intercept - expected).abs() < 1e-15, "{}", m.intercept);
         assert!((m.predict_row(&[7.0]) - expected).abs() < 1e-15);
+    }
+
+    #[test]
+    fn standardized_target_learns_return_sized_signals() {
+        // Regression: targets of ~1e-3 (one-minute log returns) all lie inside epsilon = 0.1,
+        // so plain SVR has no support vectors and predicts a constant. With the target
+        // standardised, the same data is learnt, and predictions come back in target units.
+        let (x, y) = random_problem(300, 3, 5);
+        let small = y.map(|v| 1e-3 * v + 2e-4);
+        let plain = SvrParams::default().fit(&x, &small).expect("fit");
+        assert_eq!(plain.n_support(), 0);
+        let scaled = SvrParams {
+            standardize_target: true,
+            ..SvrParams::default()
+        }
+        .fit(&x, &small)
+        .expect("fit");
+        assert!(scaled.n_support() > 10, "{}", scaled.n_support());
+        let reference = SvrParams::default()
+            .fit(&x, &y.map(|v| (v - y.mean()) / y.variance().sqrt()))
+            .expect("fit");
+        let row = [0.3, -1.2, 0.7];
+        let std = small.variance().sqrt();
+        let expected = small.mean() + std * reference.predict_row(&row);
+        let got = scaled.predict_row(&row);
+        assert!(
+            (got - expected).abs() <= 1e-9 * expected.abs().max(1e-6),
+            "{got} vs {expected}"
+        );
+        let rmse = |pred: &DVector<f64>| (pred - &small).norm() / (small.len() as f64).sqrt();
+        assert!(rmse(&scaled.predict(&x)) < 0.5 * rmse(&plain.predict(&x)));
     }
 
     #[test]
