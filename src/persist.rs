@@ -368,6 +368,18 @@ pub fn save_trained(models_dir: &Path, model: &TrainedModel) -> Result<PathBuf, 
 /// Loads one trained model file and checks that this build can use it.
 pub fn load_trained(path: &Path) -> Result<TrainedModel, PersistError> {
     let model: TrainedModel = load_framed(path, TAG_TRAINED, TRAINED_VERSION)?;
+    check_trained(path, model)
+}
+
+/// [`load_trained`] on bytes already read from `path` (named in errors): the frame, the
+/// payload and the compatibility checks, without touching the file system.
+pub fn decode_trained(path: &Path, bytes: &[u8]) -> Result<TrainedModel, PersistError> {
+    let model: TrainedModel = decode_framed(path, bytes, TAG_TRAINED, TRAINED_VERSION)?;
+    check_trained(path, model)
+}
+
+/// Checks that this build can use a decoded trained model.
+fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, PersistError> {
     let incompatible = |detail: String| PersistError::Incompatible {
         path: path.to_path_buf(),
         detail,
@@ -386,6 +398,12 @@ pub fn load_trained(path: &Path) -> Result<TrainedModel, PersistError> {
             model.model.kind().name()
         )));
     }
+    if !(1..=1440).contains(&model.spec.horizon) {
+        return Err(incompatible(format!(
+            "its horizon is {} klines, this build supports 1 to 1440",
+            model.spec.horizon
+        )));
+    }
     if model.scaler.mean.len() != model.spec.n_features()
         || model.scaler.std.len() != model.spec.n_features()
     {
@@ -395,6 +413,14 @@ pub fn load_trained(path: &Path) -> Result<TrainedModel, PersistError> {
             model.spec.n_features()
         )));
     }
+    model
+        .model
+        .check(model.spec.n_features())
+        .map_err(|detail| PersistError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("malformed {} model: {detail}", model.kind.name()),
+            hint: hint_for(TAG_TRAINED),
+        })?;
     Ok(model)
 }
 

@@ -321,11 +321,18 @@ pub fn load_klines(path: &Path) -> Result<Vec<Kline>, StoreError> {
         let Some(line) = raw.strip_suffix(b"\n") else {
             return Err(fail(RowErrorKind::Torn));
         };
-        let text = std::str::from_utf8(line).map_err(|_| StoreError::Line {
-            path: path.to_path_buf(),
-            line: line_no,
-            msg: "the line is not valid UTF-8".to_string(),
-        })?;
+        let Ok(text) = std::str::from_utf8(line) else {
+            // Report what `load_series` reports for the same line (a field that is not a
+            // number, or the field count): only ASCII lines can parse.
+            return Err(match parse_line(line) {
+                Err(e) => fail(RowErrorKind::Kline(e)),
+                Ok(_) => StoreError::Line {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    msg: "the line is not valid UTF-8".to_string(),
+                },
+            });
+        };
         let k = Kline::from_csv_line(text).map_err(|e| fail(RowErrorKind::Kline(e)))?;
         check_order(last, k.open_time).map_err(fail)?;
         last = Some(k.open_time);
