@@ -14,7 +14,8 @@ use crate::fsutil;
 use crate::kline::{Interval, Kline, KlineError, KlineValues, Series, Symbol, CSV_HEADER};
 
 /// What to tell the user about a broken file.
-const FIX_HINT: &str = "fix or delete that line, or move the file away and run `klinecast collect` again";
+const FIX_HINT: &str =
+    "fix or delete that line, or move the file away and run `klinecast collect` again";
 
 /// Errors of the kline store; each names the file (and line) at fault.
 #[derive(Debug)]
@@ -316,13 +317,7 @@ pub fn load_klines(path: &Path) -> Result<Vec<Kline>, StoreError> {
     let mut last: Option<i64> = None;
     for (i, raw) in body.split_inclusive(|&b| b == b'\n').enumerate() {
         let line_no = i + 2;
-        let fail = |kind: RowErrorKind| {
-            RowError {
-                line: i + 1,
-                kind,
-            }
-            .into_store_error(path, 2)
-        };
+        let fail = |kind: RowErrorKind| RowError { line: i + 1, kind }.into_store_error(path, 2);
         let Some(line) = raw.strip_suffix(b"\n") else {
             return Err(fail(RowErrorKind::Torn));
         };
@@ -362,12 +357,10 @@ pub fn load_series(path: &Path) -> Result<Series, StoreError> {
     let (a, b) = std::thread::scope(|s| {
         let handle = s.spawn(|| parse_half(second));
         let a = parse_half(first);
-        let b = handle.join().unwrap_or_else(|_| {
-            Err(RowError {
-                line: 1,
-                kind: RowErrorKind::Internal,
-            })
-        });
+        let b = handle.join().unwrap_or(Err(RowError {
+            line: 1,
+            kind: RowErrorKind::Internal,
+        }));
         (a, b)
     });
     let first_lines = count_lines(first);
@@ -391,8 +384,12 @@ pub fn load_series(path: &Path) -> Result<Series, StoreError> {
     series.volume.extend_from_slice(&tail.volume);
     series.quote_volume.extend_from_slice(&tail.quote_volume);
     series.trades.extend_from_slice(&tail.trades);
-    series.taker_buy_base.extend_from_slice(&tail.taker_buy_base);
-    series.taker_buy_quote.extend_from_slice(&tail.taker_buy_quote);
+    series
+        .taker_buy_base
+        .extend_from_slice(&tail.taker_buy_base);
+    series
+        .taker_buy_quote
+        .extend_from_slice(&tail.taker_buy_quote);
     Ok(series)
 }
 
@@ -592,8 +589,8 @@ fn decimal_field(text: &[u8]) -> Option<f64> {
         return None;
     }
     const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
     let mut mantissa: u64 = 0;
     let mut digits = 0usize;
@@ -683,8 +680,14 @@ mod tests {
         assert_eq!(report.repaired_bytes, 0);
         let err = KlineStore::open(&path).expect_err("second writer refused");
         assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
-        assert_eq!((store.len(), store.last_open_time()), (2, Some(1782864060000)));
-        assert_eq!(load_klines(&path).expect("load"), vec![kline(L1), kline(L2)]);
+        assert_eq!(
+            (store.len(), store.last_open_time()),
+            (2, Some(1782864060000))
+        );
+        assert_eq!(
+            load_klines(&path).expect("load"),
+            vec![kline(L1), kline(L2)]
+        );
     }
 
     #[test]
@@ -738,7 +741,9 @@ mod tests {
         assert_eq!(load_series(&path).expect("empty").len(), 0);
         let other = dir.file("b.csv", "time,price\n1,2\n");
         for err in [
-            KlineStore::open(&other).map(|_| ()).expect_err("foreign file"),
+            KlineStore::open(&other)
+                .map(|_| ())
+                .expect_err("foreign file"),
             load_klines(&other).map(|_| ()).expect_err("foreign file"),
         ] {
             assert!(matches!(err, StoreError::Header { .. }), "{err:?}");
@@ -750,21 +755,39 @@ mod tests {
     fn loaders_report_file_and_line() {
         let dir = TempDir::new("bad");
         let cases = [
-            (format!("{L1}\n{L1}\n"), 3, "duplicate open_time 1782864000000"),
+            (
+                format!("{L1}\n{L1}\n"),
+                3,
+                "duplicate open_time 1782864000000",
+            ),
             (format!("{L2}\n{L1}\n"), 3, "not after the previous row"),
-            (format!("{L1}\n{}\n", L2.replace("6.5340,6177", "NaN,6177")), 3, "`close`"),
+            (
+                format!("{L1}\n{}\n", L2.replace("6.5340,6177", "NaN,6177")),
+                3,
+                "`close`",
+            ),
             (format!("{}\n", L1.replace("33013", "inf")), 2, "`volume`"),
             (format!("{L1}\n1,2,3\n"), 3, "found 3"),
             (format!("{L1}\n\n"), 3, "found 1"),
-            (format!("{}\n{L2}\n", L1.replace(",365,", ",-1,")), 2, "`trades`"),
-            (format!("{}\n", L1.replace("6.5430,6.5340", "6.5300,6.5340")), 2, "below low"),
+            (
+                format!("{}\n{L2}\n", L1.replace(",365,", ",-1,")),
+                2,
+                "`trades`",
+            ),
+            (
+                format!("{}\n", L1.replace("6.5430,6.5340", "6.5300,6.5340")),
+                2,
+                "below low",
+            ),
         ];
         for (i, (body, line, needle)) in cases.iter().enumerate() {
             let path = dir.file(&format!("c{i}.csv"), &format!("{CSV_HEADER}\n{body}"));
             let errs = [
                 load_series(&path).map(|_| ()).expect_err("series refuses"),
                 load_klines(&path).map(|_| ()).expect_err("klines refuse"),
-                KlineStore::open(&path).map(|_| ()).expect_err("open refuses"),
+                KlineStore::open(&path)
+                    .map(|_| ())
+                    .expect_err("open refuses"),
             ];
             for err in errs {
                 let text = err.to_string();
@@ -853,7 +876,10 @@ mod tests {
         let at = body[..split].matches('\n').count();
         let mut broken = lines.clone();
         broken[at] = broken[at - 1].clone();
-        let path = dir.file("edge.csv", &format!("{CSV_HEADER}\n{}\n", broken.join("\n")));
+        let path = dir.file(
+            "edge.csv",
+            &format!("{CSV_HEADER}\n{}\n", broken.join("\n")),
+        );
         let err = load_series(&path).expect_err("duplicate at the split refused");
         assert!(
             err.to_string().contains(&format!("edge.csv:{}:", at + 2)),

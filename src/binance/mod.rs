@@ -23,13 +23,30 @@ pub enum BinanceError {
     /// A 4xx answer without a Binance error body (e.g. 403 from the firewall, 404).
     Http { status: u16, body: String },
     /// 5xx answers on every attempt.
-    Server { url: String, status: u16, attempts: u32 },
+    Server {
+        url: String,
+        status: u16,
+        attempts: u32,
+    },
     /// Connection, DNS or timeout failures on every attempt.
-    Network { url: String, detail: String, attempts: u32 },
+    Network {
+        url: String,
+        detail: String,
+        attempts: u32,
+    },
     /// TLS handshake failures on every attempt; `local_time` is this machine's clock.
-    Tls { url: String, detail: String, local_time: String, attempts: u32 },
+    Tls {
+        url: String,
+        detail: String,
+        local_time: String,
+        attempts: u32,
+    },
     /// Bodies that were cut off or not the expected JSON on every attempt.
-    BadResponse { url: String, detail: String, attempts: u32 },
+    BadResponse {
+        url: String,
+        detail: String,
+        attempts: u32,
+    },
 }
 
 impl BinanceError {

@@ -170,9 +170,9 @@ impl RestClient {
         self.get(&path, |body| {
             let klines = wire::parse_klines(body)?;
             let ordered = klines.windows(2).all(|w| w[0].open_time < w[1].open_time);
-            let in_range = klines.iter().all(|k| {
-                k.open_time >= start_time && end_time.is_none_or(|e| k.open_time <= e)
-            });
+            let in_range = klines
+                .iter()
+                .all(|k| k.open_time >= start_time && end_time.is_none_or(|e| k.open_time <= e));
             if !ordered || !in_range || klines.len() > usize::from(limit) {
                 return Err(WireError::Shape(
                     "klines out of order or outside the requested range".to_string(),
@@ -562,8 +562,10 @@ pub(crate) mod tests {
         }
     }
 
+    pub(crate) type Log<T> = Arc<Mutex<Vec<T>>>;
+
     /// A client whose sleeps are recorded (in ms) instead of slept, and whose notices are kept.
-    pub(crate) fn client(url: &str) -> (RestClient, Arc<Mutex<Vec<u64>>>, Arc<Mutex<Vec<String>>>) {
+    pub(crate) fn client(url: &str) -> (RestClient, Log<u64>, Log<String>) {
         let sleeps = Arc::new(Mutex::new(Vec::new()));
         let notices = Arc::new(Mutex::new(Vec::new()));
         let (s2, n2) = (sleeps.clone(), notices.clone());
@@ -589,7 +591,13 @@ pub(crate) mod tests {
         ]);
         let (mut c, sleeps, _) = client(&server.url);
         let k = c
-            .klines(&symbol(), Interval::ONE_MINUTE, 1698796800000, Some(1698796900000), 1000)
+            .klines(
+                &symbol(),
+                Interval::ONE_MINUTE,
+                1698796800000,
+                Some(1698796900000),
+                1000,
+            )
             .expect("page");
         assert_eq!(k.len(), 1);
         assert_eq!(k[0].close, "34646.09000000");
@@ -609,8 +617,7 @@ pub(crate) mod tests {
 
     #[test]
     fn heavy_weight_pauses_until_the_next_minute() {
-        let server =
-            Scripted::queue(vec![Reply::ok("{}").header("X-MBX-USED-WEIGHT-1M", "4900")]);
+        let server = Scripted::queue(vec![Reply::ok("{}").header("X-MBX-USED-WEIGHT-1M", "4900")]);
         let (mut c, sleeps, notices) = client(&server.url);
         c.ping().expect("ping");
         let sleeps = sleeps.lock().expect("lock").clone();
@@ -622,8 +629,11 @@ pub(crate) mod tests {
     #[test]
     fn retries_429_after_retry_after_then_succeeds() {
         let server = Scripted::queue(vec![
-            Reply::status(429, r#"{"code":-1003,"msg":"Too much request weight used"}"#)
-                .header("Retry-After", "3"),
+            Reply::status(
+                429,
+                r#"{"code":-1003,"msg":"Too much request weight used"}"#,
+            )
+            .header("Retry-After", "3"),
             Reply::ok(PAGE),
         ]);
         let (mut c, sleeps, notices) = client(&server.url);
@@ -646,7 +656,10 @@ pub(crate) mod tests {
         let server = Scripted::queue(replies);
         let (mut c, sleeps, _) = client(&server.url);
         let err = c.ping().expect_err("gives up");
-        assert!(matches!(err, BinanceError::RateLimited { attempts: 4 }), "{err:?}");
+        assert!(
+            matches!(err, BinanceError::RateLimited { attempts: 4 }),
+            "{err:?}"
+        );
         assert_eq!(sleeps.lock().expect("lock").len(), 3);
     }
 
@@ -660,7 +673,12 @@ pub(crate) mod tests {
         let (mut c, sleeps, _) = client(&server.url);
         let err = c.server_time().expect_err("banned");
         assert!(
-            matches!(err, BinanceError::Banned { retry_after_secs: 120 }),
+            matches!(
+                err,
+                BinanceError::Banned {
+                    retry_after_secs: 120
+                }
+            ),
             "{err:?}"
         );
         let text = err.to_string();
@@ -703,7 +721,14 @@ pub(crate) mod tests {
         let (mut c, _, _) = client(&server.url);
         let err = c.ping().expect_err("always 500");
         assert!(
-            matches!(err, BinanceError::Server { status: 500, attempts: 4, .. }),
+            matches!(
+                err,
+                BinanceError::Server {
+                    status: 500,
+                    attempts: 4,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("try again later"), "{err}");
@@ -730,7 +755,10 @@ pub(crate) mod tests {
         let server = Scripted::queue(vec![
             Reply::status(400, r#"{"code":-1121,"msg":"Invalid symbol."}"#),
             Reply::status(403, "<html>forbidden</html>"),
-            Reply::status(400, r#"{"code":-1007,"msg":"Timeout waiting for response"}"#),
+            Reply::status(
+                400,
+                r#"{"code":-1007,"msg":"Timeout waiting for response"}"#,
+            ),
             Reply::ok("{}"),
         ]);
         let (mut c, _, _) = client(&server.url);
@@ -743,7 +771,10 @@ pub(crate) mod tests {
         );
         assert!(err.to_string().contains("check --symbol"), "{err}");
         let err = c.ping().expect_err("waf");
-        assert!(matches!(err, BinanceError::Http { status: 403, .. }), "{err:?}");
+        assert!(
+            matches!(err, BinanceError::Http { status: 403, .. }),
+            "{err:?}"
+        );
         // -1007 is Binance's "try again": retried, then fine.
         c.ping().expect("retried after -1007");
     }
@@ -756,7 +787,10 @@ pub(crate) mod tests {
         };
         let (mut c, sleeps, _) = client(&format!("http://127.0.0.1:{port}"));
         let err = c.ping().expect_err("nothing listens");
-        assert!(matches!(err, BinanceError::Network { attempts: 4, .. }), "{err:?}");
+        assert!(
+            matches!(err, BinanceError::Network { attempts: 4, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("check the network"), "{err}");
         assert_eq!(sleeps.lock().expect("lock").len(), 3);
     }

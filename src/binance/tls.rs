@@ -118,7 +118,9 @@ pub fn check_base_url(url: &str, secure: &str, plain: &str) -> Result<Endpoint, 
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
     if !host_ok {
-        return Err(bad("the host is missing or has invalid characters".to_string()));
+        return Err(bad(
+            "the host is missing or has invalid characters".to_string()
+        ));
     }
     let port = match port_text {
         None => {
@@ -212,7 +214,10 @@ mod tests {
         let e = rest("https://api.binance.com").expect("https ok");
         assert_eq!(e.base, "https://api.binance.com:443");
         assert!(e.secure && !e.loopback);
-        assert_eq!(e.url("/api/v3/time"), "https://api.binance.com:443/api/v3/time");
+        assert_eq!(
+            e.url("/api/v3/time"),
+            "https://api.binance.com:443/api/v3/time"
+        );
         let e = rest("http://127.0.0.1:8080/").expect("loopback http ok");
         assert_eq!((e.base.as_str(), e.port), ("http://127.0.0.1:8080", 8080));
         assert!(rest("http://127.5.6.7:1").is_ok());

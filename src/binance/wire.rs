@@ -113,6 +113,9 @@ pub fn parse_server_time(body: &str) -> Result<i64, WireError> {
 }
 
 /// One WebSocket text frame from a market stream.
+// Reason: events are parsed one at a time and consumed at once; boxing the kline would only
+// add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum WsEvent {
     /// A kline update; `is_final` (`x`) marks the last update of that candle.
@@ -371,9 +374,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_ws_event(
-                r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":17}}"#
-            ),
+            parse_ws_event(r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":17}}"#),
             Ok(WsEvent::ServerShutdown { event_time: 17 })
         );
         assert_eq!(
@@ -387,10 +388,7 @@ mod tests {
                 msg: "Invalid request".to_string()
             })
         );
-        assert_eq!(
-            parse_ws_event(r#"{"e":"trade","E":1}"#),
-            Ok(WsEvent::Other)
-        );
+        assert_eq!(parse_ws_event(r#"{"e":"trade","E":1}"#), Ok(WsEvent::Other));
         assert!(matches!(parse_ws_event("[1]"), Err(WireError::Shape(_))));
         assert!(matches!(parse_ws_event("{\"e\":"), Err(WireError::Json(_))));
         let missing_x = WS_TRADES.replace(r#""x":true,"#, "");
