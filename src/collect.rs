@@ -133,9 +133,11 @@ pub fn fill(
             server_now = client.server_time()?;
             report.server_time = server_now;
         }
+        // Only closed klines, and never one already stored (a retried page, or a start inside a
+        // candle, may repeat the last one).
         let closed: Vec<_> = page
             .iter()
-            .filter(|k| k.close_time < server_now)
+            .filter(|k| k.close_time < server_now && prev.is_none_or(|p| k.open_time > p))
             .cloned()
             .collect();
         for k in &closed {
@@ -146,7 +148,8 @@ pub fn fill(
         }
         report.rows_added += store.append(&closed)?;
         report.last_open_time = store.last_open_time();
-        let caught_up = closed.len() < page.len() || page.len() < usize::from(MAX_LIMIT);
+        let reached_open = page.iter().any(|k| k.close_time >= server_now);
+        let caught_up = reached_open || page.len() < usize::from(MAX_LIMIT);
         cursor = last_returned + step;
         progress(&Progress {
             from_ms: from,
