@@ -268,10 +268,12 @@ struct ProgressPrinter {
 
 impl ProgressPrinter {
     fn new(label: &str) -> ProgressPrinter {
+        let tty = std::io::stderr().is_terminal();
         ProgressPrinter {
             label: label.to_string(),
-            tty: std::io::stderr().is_terminal(),
-            last: None,
+            tty,
+            // In logs, the first line comes after 10 s: short runs only print the summary.
+            last: (!tty).then(Instant::now),
             pending: false,
         }
     }
