@@ -1005,8 +1005,10 @@ mod tests {
 
     #[test]
     fn bad_configs_and_other_horizons_are_refused() {
-        let mut other = FeatureSpec::default();
-        other.horizon = 5;
+        let other = FeatureSpec {
+            horizon: 5,
+            ..FeatureSpec::default()
+        };
         let m = Member::trained(other, None, linear(vec![1.0], 0.0));
         let err = Ensemble::new(config(), vec![m]).expect_err("horizon 5 in a horizon-1 pool");
         assert_eq!(
