@@ -43,6 +43,8 @@ pub struct BacktestSummary {
     pub gaps: u64,
     pub dropped_forecasts: u64,
     pub pool_size: usize,
+    /// Size of the final ensemble as postcard bytes (what the live stream saves every window).
+    pub ensemble_bytes: usize,
     /// Ensemble, naive, trained/<kind>, generations/<kind> over the whole replay.
     pub scoreboard: Vec<ScoreRow>,
 }
@@ -151,6 +153,7 @@ fn backtest(
     }
     progress.finish(windows);
     let ensemble = learner.into_ensemble();
+    let ensemble_bytes = postcard::to_allocvec(&ensemble).map_or(0, |b| b.len());
     Ok(BacktestSummary {
         data,
         rows: n,
@@ -166,6 +169,7 @@ fn backtest(
         gaps,
         dropped_forecasts: dropped,
         pool_size: ensemble.members.len(),
+        ensemble_bytes,
         scoreboard: ensemble.scoreboard(),
     })
 }
@@ -214,6 +218,11 @@ fn summary_text(s: &BacktestSummary) -> String {
         s.generations,
         s.seed
     );
+    out.push_str(&format!(
+        "final pool: {} members, {:.1} MB saved\n",
+        s.pool_size,
+        s.ensemble_bytes as f64 / 1e6
+    ));
     if s.failed_refits > 0 || s.gaps > 0 {
         out.push_str(&format!(
             "{} refits failed; {} gaps, {} forecasts dropped\n",
@@ -351,12 +360,14 @@ mod tests {
             gaps: 0,
             dropped_forecasts: 0,
             pool_size: 6,
+            ensemble_bytes: 1000,
             scoreboard: vec![ScoreRow::new("naive", &a, Some(1.0))],
         };
         let text = summary_text(&summary);
         assert!(text.starts_with(
             "backtest x.csv: 100 rows (60000 ms klines); trained on the first 50, replayed 50 in \
-             3 windows of 15 (refit on 300 rows, 8 generations, seed 1)\n1 refits failed"
+             3 windows of 15 (refit on 300 rows, 8 generations, seed 1)\nfinal pool: 6 members, \
+             0.0 MB saved\n1 refits failed"
         ));
         assert!(text.lines().last().expect("row").starts_with("naive"));
         let json = serde_json::to_string(&summary).expect("json");

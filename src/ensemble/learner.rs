@@ -154,6 +154,11 @@ impl Learner {
         &self.history
     }
 
+    /// Most klines the history keeps after a trim (it grows to twice this before trimming).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The newest pending forecast (after [`Learner::end_window`], the re-forecast).
     pub fn latest_forecast(&self) -> Option<&Forecast> {
         self.pending.back()
@@ -490,7 +495,7 @@ mod tests {
 
     #[test]
     fn generations_learn_a_signal_and_beat_the_naive() {
-        let s = synthetic(8_000, 0.3, SIGMA, 6);
+        let s = synthetic(8_000, 0.5, SIGMA, 6);
         let config = EnsembleConfig {
             refit_rows: 300,
             ..EnsembleConfig::default()
@@ -501,7 +506,8 @@ mod tests {
         assert_eq!(reports.len(), (s.len() - 400) / 15);
         let board = l.ensemble().scoreboard();
         let ratio = board[0].rmse_vs_naive.expect("scored");
-        assert!(ratio < 0.99, "ensemble / naive rmse {ratio}");
+        // The best possible ratio is sqrt(1 − 0.5²) ≈ 0.866.
+        assert!(ratio < 0.95, "ensemble / naive rmse {ratio}");
         assert_eq!(board[1].label, "naive");
         assert_eq!(board[2].label, "generations/linear");
     }

@@ -28,19 +28,23 @@
 //! ensemble log return = Σ w_i·p_i (the naive adds 0);  price = last_close · exp(that)
 //! ```
 //!
-//! Defaults: `λ = 0.995` (half-life ≈ 138 forecasts, effective sample ≤ 399), `z = 2`,
-//! `η = 50`, `min_scored = 30`. Why this shape: a member whose forecast is noise relative to
+//! Defaults: `λ = 0.995` (half-life ≈ 138 forecasts, effective sample ≤ 399), `z = 2.5`,
+//! `η = 50`, `min_scored = 60`. Why this shape: a member whose forecast is noise relative to
 //! the target always hurts, since `E[(w·p − a)²] = w²·E[p²] + E[a²]` when `p` is independent
 //! of `a`. So a member votes only once it beats the naive by `z` standard errors over the
 //! klines both forecast (a paired test: the noise of `a²` cancels), and its weight grows from 0
 //! with the lower confidence bound of its skill, so a noise member admitted by luck (which
 //! barely passes) gets a tiny weight. A newcomer has no evidence (`m = 0`): it starts neutral
 //! and out of the vote. The naive always keeps a weight > 0, and with no voting member the
-//! ensemble *is* the naive forecast. Measured on seeded synthetic data (pool of 5 noise
-//! members plus 8 generations of 5 noise members, 10,000 forecasts, 4 seeds): worst RMSE ratio
-//! to the naive 1.00044 on a random walk; 0.975 with an AR(1) signal of φ = 0.3 (optimum
-//! 0.954). The price of the protection is that a weak real signal (skill below ~5%) needs
-//! hundreds of forecasts before it is trusted.
+//! ensemble *is* the naive forecast.
+//!
+//! Measured (seeded synthetic data, a pool of 5 noise members plus 8 generations of 5 noise
+//! members, 10,000 forecasts, 4 seeds): RMSE ratio to the naive 0.99994..1.00001 on a random
+//! walk; 0.972..0.983 with an AR(1) signal of φ = 0.3 (optimum 0.954). On real AVAXUSDT 1m
+//! klines the fitted models have no detectable skill and the ensemble stays within 0.1% of the
+//! naive. The price of the protection: a weak real signal (skill below ~5%) needs hundreds of
+//! forecasts before it is trusted, and a generation (alive for `generations × window`
+//! forecasts) rarely earns a vote unless its skill is large.
 //!
 //! Scoring is prequential: [`Ensemble::score`] is called with the close that arrives after the
 //! forecast, and only afterwards may that close be used for fitting (see [`learner`]).
@@ -91,8 +95,8 @@ impl Default for EnsembleConfig {
             generations: 8,
             lambda: 0.995,
             eta: 50.0,
-            z: 2.0,
-            min_scored: 30,
+            z: 2.5,
+            min_scored: 60,
             kinds: ModelKind::ALL.to_vec(),
         }
     }
@@ -826,8 +830,15 @@ mod tests {
 
     #[test]
     fn weights_follow_the_documented_formula() {
+        let pinned = EnsembleConfig {
+            lambda: 0.995,
+            eta: 50.0,
+            z: 2.0,
+            min_scored: 30,
+            ..config()
+        };
         let mut ens = Ensemble::new(
-            config(),
+            pinned,
             trained(vec![linear(vec![1.0], 0.0), linear(vec![2.0], 0.0)]),
         )
         .expect("valid");
@@ -959,8 +970,10 @@ mod tests {
         let mut ens = Ensemble::new(config(), trained(members)).expect("valid");
         let (ea, na) = replay(&mut ens, &s, &features, Some(5));
         let ratio = ea.rmse() / na.rmse();
-        assert!(ratio < 0.97, "rmse ratio {ratio}");
-        assert!(ea.directional() > 0.5, "{}", ea.directional());
+        assert!(ratio < 0.985, "rmse ratio {ratio}");
+        // Forecasts left at the naive count as directional misses, and the naive scores 0.
+        assert!(ea.directional() > 0.3, "{}", ea.directional());
+        assert_eq!(na.directional(), 0.0);
     }
 
     #[test]
