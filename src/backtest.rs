@@ -45,7 +45,7 @@ pub struct BacktestSummary {
     pub pool_size: usize,
     /// Size of the final ensemble as postcard bytes (what the live stream saves every window).
     pub ensemble_bytes: usize,
-    /// Ensemble, naive, trained/<kind>, generations/<kind> over the whole replay.
+    /// `ensemble`, `naive`, `trained/<kind>`, `generations/<kind>` over the whole replay.
     pub scoreboard: Vec<ScoreRow>,
 }
 

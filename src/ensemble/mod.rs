@@ -694,7 +694,7 @@ impl Ensemble {
         self.version += 1;
     }
 
-    /// Lifetime scoreboard: ensemble, naive, trained/<kind>, generations/<kind>.
+    /// Lifetime scoreboard: `ensemble`, `naive`, `trained/<kind>`, `generations/<kind>`.
     pub fn scoreboard(&self) -> Vec<ScoreRow> {
         let naive_rmse = self
             .totals
