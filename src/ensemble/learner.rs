@@ -301,7 +301,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::super::testutil::*;
-    use super::super::{EnsembleConfig, Member};
+    use super::super::{EnsembleConfig, Member, Origin};
     use super::*;
 
     const SIGMA: f64 = 0.001;
@@ -536,17 +536,70 @@ mod tests {
     }
 
     #[test]
+    fn saved_ensembles_leave_out_trained_models_and_reset_them_when_they_changed() {
+        let s = synthetic(400, 0.2, SIGMA, 4);
+        let trained = vec![linear(vec![0.2], 0.0), noise_member(1, SIGMA)];
+        let mut l = learner(small_config(), trained, s.slice(0..100));
+        drive(&mut l, &s, 100..300, &mut fitter());
+        let with_models = l.ensemble().clone();
+        let bytes = postcard::to_allocvec(&with_models).expect("serialises");
+        let mut restored: Ensemble = postcard::from_bytes(&bytes).expect("deserialises");
+        // Before re-attaching, a trained member abstains (it is not the naive forecast).
+        let fake = features();
+        let t = l.history().len() - 1;
+        let f = restored.forecast_with(l.history(), t, MINUTE, &fake);
+        assert!(f.members.iter().all(|m| !m.label.starts_with("trained/")));
+        // Re-trained models (another source) replace the saved ones and start afresh.
+        let new_models: Vec<Member> =
+            vec![
+                Member::trained(FeatureSpec::default(), None, linear(vec![0.1], 0.0))
+                    .with_source("retrained"),
+            ];
+        let generations_before = restored.generation_numbers();
+        assert!(!restored.attach_trained(new_models).expect("replaces"));
+        assert_eq!(restored.trained_count(), 1);
+        assert_eq!(restored.generation_numbers(), generations_before);
+        let trained = restored
+            .members
+            .iter()
+            .find(|m| m.origin == Origin::Trained)
+            .expect("a trained member");
+        assert_eq!(
+            (trained.source.as_str(), trained.stats.n_scored),
+            ("retrained", 0)
+        );
+    }
+
+    #[test]
     fn saved_ensembles_forecast_bit_identically() {
         let s = synthetic(700, 0.2, SIGMA, 9);
         let trained = vec![linear(vec![0.2], 0.0), noise_member(1, SIGMA)];
         let mut l = learner(small_config(), trained, s.slice(0..100));
         drive(&mut l, &s, 100..600, &mut fitter());
         let bytes = postcard::to_allocvec(l.ensemble()).expect("serialises");
-        let restored: Ensemble = postcard::from_bytes(&bytes).expect("deserialises");
+        let mut restored: Ensemble = postcard::from_bytes(&bytes).expect("deserialises");
         assert_eq!(postcard::to_allocvec(&restored).expect("serialises"), bytes);
+        // Trained models are not in the saved bytes: they come back from their own files.
+        let trained_members = |models: Vec<AnyModel>| -> Vec<Member> {
+            models
+                .into_iter()
+                .map(|m| Member::trained(FeatureSpec::default(), None, m))
+                .collect()
+        };
+        assert!(restored
+            .members
+            .iter()
+            .filter(|m| m.origin == Origin::Trained)
+            .all(|m| m.model.is_none()));
+        let attached = restored
+            .attach_trained(trained_members(vec![
+                linear(vec![0.2], 0.0),
+                noise_member(1, SIGMA),
+            ]))
+            .expect("attaches");
+        assert!(attached, "same models: statistics kept");
         let history = l.history().clone();
         let mut original = l.into_ensemble();
-        let mut restored = restored;
         let fake = features();
         let t = history.len() - 1;
         let a = original.forecast_with(&history, t, MINUTE, &fake);

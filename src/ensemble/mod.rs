@@ -242,7 +242,13 @@ impl MemberStats {
 }
 
 /// One forecaster in the pool.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Serialised without the model of a trained member: those live in `models/Trained/` and can
+/// be large (a forest on a year of klines is tens of megabytes), so the saved ensemble keeps
+/// only their identity (`source`) and statistics, and [`Ensemble::attach_trained`] puts the
+/// models back after loading. The saved file therefore stays small however big the offline
+/// models are, and is cheap to rewrite every window.
+#[derive(Debug, Clone, Deserialize)]
 pub struct Member {
     /// Unique within its ensemble; forecasts refer to members by id.
     pub id: u64,
@@ -253,9 +259,47 @@ pub struct Member {
     pub spec: FeatureSpec,
     /// `None`: the model reads raw features.
     pub scaler: Option<Scaler>,
-    /// `None` only for the naive member.
+    /// `None` for the naive member, and for a trained member between loading a saved ensemble
+    /// and [`Ensemble::attach_trained`] (it abstains until then).
     pub model: Option<AnyModel>,
     pub stats: MemberStats,
+    /// What a trained member was built from (its model file's training range, rows and seed),
+    /// so a re-attached model is known to be the same one; empty for other members.
+    pub source: String,
+}
+
+/// The serialised form of a [`Member`]: field for field, with a trained member's model left out.
+#[derive(Serialize)]
+struct MemberOut<'a> {
+    id: u64,
+    label: &'a str,
+    origin: &'a Origin,
+    kind: &'a Option<ModelKind>,
+    spec: &'a FeatureSpec,
+    scaler: &'a Option<Scaler>,
+    model: Option<&'a AnyModel>,
+    stats: &'a MemberStats,
+    source: &'a str,
+}
+
+impl Serialize for Member {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        MemberOut {
+            id: self.id,
+            label: &self.label,
+            origin: &self.origin,
+            kind: &self.kind,
+            spec: &self.spec,
+            scaler: &self.scaler,
+            model: match self.origin {
+                Origin::Trained => None,
+                _ => self.model.as_ref(),
+            },
+            stats: &self.stats,
+            source: &self.source,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Member {
@@ -271,7 +315,14 @@ impl Member {
             scaler,
             model: Some(model),
             stats: MemberStats::default(),
+            source: String::new(),
         }
+    }
+
+    /// Records what a trained member was built from (see [`Member::source`]).
+    pub fn with_source(mut self, source: impl Into<String>) -> Member {
+        self.source = source.into();
+        self
     }
 
     fn naive(spec: FeatureSpec) -> Member {
@@ -284,6 +335,7 @@ impl Member {
             scaler: None,
             model: None,
             stats: MemberStats::default(),
+            source: String::new(),
         }
     }
 
@@ -301,7 +353,9 @@ impl Member {
     /// The member's forecast of the log return from its raw feature row.
     fn predict(&self, raw: Option<&[f64]>) -> Option<f64> {
         let Some(model) = &self.model else {
-            return Some(0.0);
+            // The naive member forecasts no change; a trained member whose model is not
+            // attached (yet) abstains.
+            return (self.origin == Origin::Naive).then_some(0.0);
         };
         let raw = raw?;
         let p = match &self.scaler {
@@ -468,6 +522,44 @@ impl Ensemble {
         Ok(())
     }
 
+    /// Puts the trained models back into a loaded ensemble (they are not saved in it, see
+    /// [`Member`]). When `trained` holds exactly the models the ensemble was saved with (same
+    /// kinds and `source`), they are attached and every statistic is kept. Otherwise the
+    /// offline models changed since the save (a new `klinecast train`), so the trained members
+    /// are replaced and start afresh, while the generations are kept. Returns whether the saved
+    /// trained members were kept.
+    pub fn attach_trained(&mut self, trained: Vec<Member>) -> Result<bool, EnsembleError> {
+        let saved: Vec<(Option<ModelKind>, &str)> = self
+            .members
+            .iter()
+            .filter(|m| m.origin == Origin::Trained)
+            .map(|m| (m.kind, m.source.as_str()))
+            .collect();
+        let same = saved.len() == trained.len()
+            && trained
+                .iter()
+                .all(|t| saved.contains(&(t.kind, t.source.as_str())) && t.model.is_some());
+        if !same {
+            self.replace_trained(trained)?;
+            return Ok(false);
+        }
+        // Pair them in order: two members may share a kind and a source.
+        for t in trained {
+            if let Some(m) = self.members.iter_mut().find(|m| {
+                m.origin == Origin::Trained
+                    && m.model.is_none()
+                    && m.kind == t.kind
+                    && m.source == t.source
+            }) {
+                m.model = t.model;
+                m.scaler = t.scaler;
+                m.spec = t.spec;
+            }
+        }
+        // Restoring what was saved is not a change: the version stays.
+        Ok(true)
+    }
+
     /// Adds one window generation (its members share `spec` and `scaler`) and evicts the
     /// oldest generations beyond [`EnsembleConfig::generations`]. Returns its number.
     pub fn add_generation(
@@ -489,6 +581,7 @@ impl Ensemble {
                 scaler: scaler.clone(),
                 model: Some(model),
                 stats: MemberStats::default(),
+                source: String::new(),
             });
         }
         let mut gens = self.generation_numbers();
@@ -592,7 +685,7 @@ impl Ensemble {
         let mut forecasts: Vec<(usize, f64)> = Vec::with_capacity(self.members.len());
         for (idx, m) in self.members.iter().enumerate() {
             let p = if m.model.is_none() {
-                Some(0.0)
+                m.predict(None)
             } else {
                 let pos = match rows.iter().position(|(s, _)| *s == &m.spec) {
                     Some(pos) => pos,
