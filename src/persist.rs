@@ -83,8 +83,10 @@ pub enum PersistError {
         detail: String,
         hint: &'static str,
     },
-    /// Reading, writing or listing failed.
+    /// Reading or listing failed.
     Io { path: PathBuf, source: io::Error },
+    /// Writing the file failed (disk full, permissions); the previous file is unchanged.
+    Save { path: PathBuf, source: io::Error },
 }
 
 impl fmt::Display for PersistError {
@@ -131,6 +133,12 @@ impl fmt::Display for PersistError {
                 )
             }
             PersistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            PersistError::Save { path, source } => write!(
+                f,
+                "saving model file {} failed ({source}); the previous file, if any, is \
+                 unchanged: free some disk space or fix the permissions and try again",
+                path.display()
+            ),
         }
     }
 }
@@ -138,7 +146,7 @@ impl fmt::Display for PersistError {
 impl std::error::Error for PersistError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            PersistError::Io { source, .. } => Some(source),
+            PersistError::Io { source, .. } | PersistError::Save { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -321,7 +329,7 @@ pub fn save_framed<T: Serialize>(
         path: path.to_path_buf(),
         source: io::Error::new(io::ErrorKind::InvalidData, format!("encoding failed: {e}")),
     })?;
-    fsutil::write_atomic(path, &bytes).map_err(|source| PersistError::Io {
+    fsutil::write_atomic(path, &bytes).map_err(|source| PersistError::Save {
         path: path.to_path_buf(),
         source,
     })

@@ -26,6 +26,8 @@ pub enum StoreError {
         action: &'static str,
         source: std::io::Error,
     },
+    /// The file has zero bytes (not even the header).
+    Empty { path: PathBuf },
     /// The first line is not exactly [`CSV_HEADER`].
     Header { path: PathBuf, found: String },
     /// A data line is malformed, out of order or duplicated (`line` is 1-based).
@@ -58,6 +60,12 @@ impl fmt::Display for StoreError {
                 action,
                 source,
             } => write!(f, "{action} {}: {source}", path.display()),
+            StoreError::Empty { path } => write!(
+                f,
+                "{} is empty (not even the kline header line): it holds no klines; \
+                 delete it and run `klinecast collect` to fill it",
+                path.display()
+            ),
             StoreError::Header { path, found } => write!(
                 f,
                 "{}: line 1 is {found:?}, not the kline header {CSV_HEADER:?}; \
@@ -284,6 +292,11 @@ impl KlineStore {
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if bytes.is_empty() {
+        return Err(StoreError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
     let first = match bytes.iter().position(|&b| b == b'\n') {
         Some(i) => &bytes[..i],
         None => bytes,
