@@ -218,22 +218,11 @@ fn bad_interval_is_a_usage_error() {
 #[test]
 fn torn_or_non_numeric_line_names_file_and_line() {
     let lines = sample_lines();
-    let cases: [(&str, Box<dyn Fn(&str) -> String>, &[&str]); 3] = [
-        (
-            "torn",
-            Box::new(|l: &str| l[..30].to_string()),
-            &["found 4"],
-        ),
-        (
-            "text",
-            Box::new(|l: &str| l.replacen(",", ",abc", 1)),
-            &["`open`", "abc"],
-        ),
-        (
-            "semicolons",
-            Box::new(|l: &str| l.replace(',', ";")),
-            &["found 1"],
-        ),
+    type Spoil = fn(&str) -> String;
+    let cases: [(&str, Spoil, &[&str]); 3] = [
+        ("torn", |l| l[..30].to_string(), &["found 4"]),
+        ("text", |l| l.replacen(',', ",abc", 1), &["`open`", "abc"]),
+        ("semicolons", |l| l.replace(',', ";"), &["found 1"]),
     ];
     for (name, spoil, needles) in cases {
         let dir = TempDir::new(&format!("bad-line-{name}"));

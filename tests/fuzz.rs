@@ -531,7 +531,7 @@ fn fuzz(
     loop {
         let done = match budget {
             Budget::Iterations(n) => mutations >= n,
-            Budget::Time(d) => mutations % 64 == 0 && clock.elapsed() >= d,
+            Budget::Time(d) => mutations.is_multiple_of(64) && clock.elapsed() >= d,
         };
         if done || crashes.len() >= 8 {
             break;
@@ -762,7 +762,7 @@ fn fuzz_csv_file() {
     fuzz("csv_file", csv_file_seeds(), 1024, &mut |input| {
         n += 1;
         // Opening takes a lock and may fsync: every 16th input is enough.
-        target_csv_file(input, &path, n % 16 == 0)
+        target_csv_file(input, &path, n.is_multiple_of(16))
     });
 }
 
