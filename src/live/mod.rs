@@ -1,4 +1,7 @@
-//! `klinecast stream`: the streaming thread and the ensembling thread (STUB).
+//! `klinecast stream`: the streaming thread and the ensembling thread (STUB in progress).
+
+pub mod lock;
+pub mod predictions;
 
 use crate::cli::StreamArgs;
 use crate::error::Error;
