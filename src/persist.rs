@@ -1,24 +1,684 @@
-//! Model files under `models/`: postcard with a magic tag and format version, written
-//! atomically (STUB: to be written).
+//! Model files under `<models-dir>/`: one framed, checksummed postcard format for every kind of
+//! model file, written atomically. I/O only: no maths beyond the checksum.
+//!
+//! # Frame
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic b"KLCAST\0\0"
+//!      8     4  kind tag: b"TRND" trained model, b"ENSM" ensemble
+//!     12     4  format version, u32 little-endian
+//!     16     8  payload length, u64 little-endian
+//!     24     n  payload: postcard
+//!   24+n     4  CRC-32 (IEEE) of the payload, u32 little-endian
+//! ```
+//!
+//! Loading refuses a missing, truncated or foreign file, another format version, a checksum
+//! mismatch, a payload that does not decode, and trailing bytes; every refusal names the file and
+//! says what to do (for trained models: run `klinecast train` again).
+//!
+//! Trained models live in `<models-dir>/Trained/<kind>.bin` (`linear.bin`, `svr.bin`, …).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
-/// Errors loading or saving a model file.
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION};
+use crate::fsutil;
+use crate::kline::Series;
+use crate::models::{AnyModel, ModelKind, Regressor};
+
+/// The first 8 bytes of every klinecast model file.
+pub const MAGIC: [u8; 8] = *b"KLCAST\0\0";
+/// Kind tag of a trained model file.
+pub const TAG_TRAINED: [u8; 4] = *b"TRND";
+/// Kind tag of an ensemble file.
+pub const TAG_ENSEMBLE: [u8; 4] = *b"ENSM";
+/// Format version of trained model files this build reads and writes.
+pub const TRAINED_VERSION: u32 = 1;
+/// Sub-directory of the models directory that holds trained models.
+pub const TRAINED_DIR: &str = "Trained";
+
+const HEADER_LEN: usize = 24;
+const CHECKSUM_LEN: usize = 4;
+
+/// Errors loading or saving a model file. `hint` says what to do about it (see [`hint_for`]).
 #[derive(Debug)]
 pub enum PersistError {
-    Io {
+    /// The file does not exist.
+    NotFound { path: PathBuf, hint: &'static str },
+    /// The file ends before its frame does.
+    Truncated {
         path: PathBuf,
-        source: std::io::Error,
+        len: u64,
+        needed: u64,
+        hint: &'static str,
     },
+    /// Not a klinecast model file, or one of another kind.
+    Foreign {
+        path: PathBuf,
+        what: String,
+        hint: &'static str,
+    },
+    /// A klinecast file of another format version.
+    Version {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        hint: &'static str,
+    },
+    /// Checksum mismatch, undecodable payload, trailing bytes.
+    Corrupt {
+        path: PathBuf,
+        detail: String,
+        hint: &'static str,
+    },
+    /// The file decodes but cannot be used by this build (feature set, model kind).
+    Incompatible {
+        path: PathBuf,
+        detail: String,
+        hint: &'static str,
+    },
+    /// Reading, writing or listing failed.
+    Io { path: PathBuf, source: io::Error },
 }
 
 impl fmt::Display for PersistError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PersistError::NotFound { path, hint } => {
+                write!(f, "model file {} does not exist; {hint}", path.display())
+            }
+            PersistError::Truncated {
+                path,
+                len,
+                needed,
+                hint,
+            } => write!(
+                f,
+                "model file {} is truncated ({len} bytes, the frame needs {needed}); {hint}",
+                path.display()
+            ),
+            PersistError::Foreign { path, what, hint } => {
+                write!(f, "{} is {what}; {hint}", path.display())
+            }
+            PersistError::Version {
+                path,
+                found,
+                expected,
+                hint,
+            } => write!(
+                f,
+                "model file {} is format v{found}, this build reads v{expected}; {hint}",
+                path.display()
+            ),
+            PersistError::Corrupt { path, detail, hint } => {
+                write!(
+                    f,
+                    "model file {} is corrupt ({detail}); {hint}",
+                    path.display()
+                )
+            }
+            PersistError::Incompatible { path, detail, hint } => {
+                write!(
+                    f,
+                    "model file {} cannot be used: {detail}; {hint}",
+                    path.display()
+                )
+            }
             PersistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
 }
 
-impl std::error::Error for PersistError {}
+impl std::error::Error for PersistError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PersistError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What to do about a bad file of kind `tag`.
+pub fn hint_for(tag: [u8; 4]) -> &'static str {
+    match &tag {
+        b"ENSM" => "delete it so that `klinecast stream` starts a fresh ensemble from the trained models (run `klinecast train` first if those are missing)",
+        _ => "run `klinecast train` again to rebuild it",
+    }
+}
+
+/// A trained model with everything needed to use it on new klines.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainedModel {
+    pub kind: ModelKind,
+    pub spec: FeatureSpec,
+    pub scaler: Scaler,
+    pub model: AnyModel,
+    pub meta: TrainMeta,
+}
+
+/// How and on what a model was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainMeta {
+    /// Open time (ms) of the kline of the first training row.
+    pub train_first_open_time: i64,
+    /// Open time (ms) of the kline of the last training row.
+    pub train_last_open_time: i64,
+    pub train_rows: usize,
+    pub holdout_rows: usize,
+    pub seed: u64,
+    pub fit_seconds: f64,
+    pub holdout: HoldoutScores,
+    /// File name of the kline CSV it was trained on, such as `BTCUSDT_1m.csv`.
+    pub data_file: String,
+    /// The klinecast version that trained it.
+    pub klinecast_version: String,
+}
+
+/// Holdout accuracy on the close price (see [`crate::metrics::Accum`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutScores {
+    pub rmse: f64,
+    pub mae: f64,
+    /// Percent.
+    pub mape: f64,
+    /// Share of moves whose direction was forecast, in [0, 1] (NaN when nothing moved).
+    pub directional: f64,
+    /// RMSE of the naive forecast (next close = last close) on the same rows.
+    pub naive_rmse: f64,
+}
+
+impl TrainedModel {
+    /// The forecast close of kline `t + h` made at kline `t`: raw row → scale → predict →
+    /// `close[t] · exp(prediction)`. `None` before the feature warm-up or past the series.
+    pub fn predict_price(&self, series: &Series, t: usize) -> Option<f64> {
+        let row = self.spec.row(series, t)?;
+        let scaled = self.scaler.transform_row(&row);
+        Some(series.close[t] * self.model.predict_row(&scaled).exp())
+    }
+}
+
+/// Frames `value` (see the module doc) as bytes.
+pub fn encode_framed<T: Serialize>(
+    tag: [u8; 4],
+    version: u32,
+    value: &T,
+) -> Result<Vec<u8>, postcard::Error> {
+    let payload = postcard::to_allocvec(value)?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len() + CHECKSUM_LEN);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&tag);
+    bytes.extend_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(&crc32(&payload).to_le_bytes());
+    Ok(bytes)
+}
+
+/// Checks the frame of `bytes` (read from `path`, named in errors) and decodes its payload.
+pub fn decode_framed<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    tag: [u8; 4],
+    version: u32,
+) -> Result<T, PersistError> {
+    let hint = hint_for(tag);
+    let path = || path.to_path_buf();
+    let len = bytes.len() as u64;
+    let truncated = |needed: u64| PersistError::Truncated {
+        path: path(),
+        len,
+        needed,
+        hint,
+    };
+    // A prefix of the magic is a truncated klinecast file; anything else is foreign.
+    let magic_len = bytes.len().min(MAGIC.len());
+    if bytes[..magic_len] != MAGIC[..magic_len] {
+        return Err(PersistError::Foreign {
+            path: path(),
+            what: "not a klinecast model file".to_string(),
+            hint,
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(truncated(HEADER_LEN as u64));
+    }
+    let found_tag = &bytes[8..12];
+    if found_tag != tag {
+        return Err(PersistError::Foreign {
+            path: path(),
+            what: format!(
+                "a klinecast {} file, not {}",
+                tag_name(found_tag),
+                tag_name(&tag)
+            ),
+            hint,
+        });
+    }
+    let found_version = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+    if found_version != version {
+        return Err(PersistError::Version {
+            path: path(),
+            found: found_version,
+            expected: version,
+            hint,
+        });
+    }
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&bytes[16..24]);
+    let payload_len = u64::from_le_bytes(len_bytes);
+    let needed = payload_len.saturating_add((HEADER_LEN + CHECKSUM_LEN) as u64);
+    if len < needed {
+        return Err(truncated(needed));
+    }
+    if len > needed {
+        return Err(PersistError::Corrupt {
+            path: path(),
+            detail: format!("{} unexpected bytes after the checksum", len - needed),
+            hint,
+        });
+    }
+    // len == needed, so the payload length fits in usize.
+    let end = HEADER_LEN + payload_len as usize;
+    let payload = &bytes[HEADER_LEN..end];
+    let stored = u32::from_le_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
+    let computed = crc32(payload);
+    if stored != computed {
+        return Err(PersistError::Corrupt {
+            path: path(),
+            detail: format!("checksum {computed:08x} does not match the stored {stored:08x}"),
+            hint,
+        });
+    }
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(PersistError::Corrupt {
+            path: path(),
+            detail: format!("{} undecoded payload bytes", rest.len()),
+            hint,
+        }),
+        Err(e) => Err(PersistError::Corrupt {
+            path: path(),
+            detail: format!("payload does not decode: {e}"),
+            hint,
+        }),
+    }
+}
+
+/// Writes `value` framed to `path`, atomically (creates the directory).
+pub fn save_framed<T: Serialize>(
+    path: &Path,
+    tag: [u8; 4],
+    version: u32,
+    value: &T,
+) -> Result<(), PersistError> {
+    let bytes = encode_framed(tag, version, value).map_err(|e| PersistError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, format!("encoding failed: {e}")),
+    })?;
+    fsutil::write_atomic(path, &bytes).map_err(|source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads and decodes a framed file written by [`save_framed`].
+pub fn load_framed<T: DeserializeOwned>(
+    path: &Path,
+    tag: [u8; 4],
+    version: u32,
+) -> Result<T, PersistError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(PersistError::NotFound {
+                path: path.to_path_buf(),
+                hint: hint_for(tag),
+            })
+        }
+        Err(source) => {
+            return Err(PersistError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    decode_framed(path, &bytes, tag, version)
+}
+
+/// `<models_dir>/Trained/<kind>.bin`.
+pub fn trained_path(models_dir: &Path, kind: ModelKind) -> PathBuf {
+    models_dir
+        .join(TRAINED_DIR)
+        .join(format!("{}.bin", kind.name()))
+}
+
+/// Saves a trained model to `<models_dir>/Trained/<kind>.bin`, atomically; returns the path.
+pub fn save_trained(models_dir: &Path, model: &TrainedModel) -> Result<PathBuf, PersistError> {
+    let path = trained_path(models_dir, model.kind);
+    save_framed(&path, TAG_TRAINED, TRAINED_VERSION, model)?;
+    Ok(path)
+}
+
+/// Loads one trained model file and checks that this build can use it.
+pub fn load_trained(path: &Path) -> Result<TrainedModel, PersistError> {
+    let model: TrainedModel = load_framed(path, TAG_TRAINED, TRAINED_VERSION)?;
+    let incompatible = |detail: String| PersistError::Incompatible {
+        path: path.to_path_buf(),
+        detail,
+        hint: hint_for(TAG_TRAINED),
+    };
+    if model.spec.version != FEATURE_VERSION {
+        return Err(incompatible(format!(
+            "it uses feature set v{}, this build computes v{FEATURE_VERSION}",
+            model.spec.version
+        )));
+    }
+    if model.model.kind() != model.kind {
+        return Err(incompatible(format!(
+            "it is labelled {} but holds a {} model",
+            model.kind.name(),
+            model.model.kind().name()
+        )));
+    }
+    if model.scaler.mean.len() != model.spec.n_features()
+        || model.scaler.std.len() != model.spec.n_features()
+    {
+        return Err(incompatible(format!(
+            "its scaler has {} columns, the features have {}",
+            model.scaler.mean.len(),
+            model.spec.n_features()
+        )));
+    }
+    Ok(model)
+}
+
+/// Every trained model in `<models_dir>/Trained/`, in [`ModelKind::ALL`] order. A missing
+/// directory or file is skipped (empty vec when nothing was trained); a bad file is an error
+/// naming it.
+pub fn load_all_trained(models_dir: &Path) -> Result<Vec<TrainedModel>, PersistError> {
+    let mut models = Vec::new();
+    for kind in ModelKind::ALL {
+        match load_trained(&trained_path(models_dir, kind)) {
+            Ok(model) => models.push(model),
+            Err(PersistError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(models)
+}
+
+fn tag_name(tag: &[u8]) -> String {
+    match tag {
+        b"TRND" => "trained-model (TRND)".to_string(),
+        b"ENSM" => "ensemble (ENSM)".to_string(),
+        other => format!("{:?}", String::from_utf8_lossy(other)),
+    }
+}
+
+/// CRC-32/ISO-HDLC (the zlib / PNG CRC), table-driven.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc = CRC_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+const CRC_TABLE: [u32; 256] = crc_table();
+
+const fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::linear::Linear;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir()
+                .join(format!("klinecast-persist-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn sample(kind_seed: u64) -> TrainedModel {
+        let spec = FeatureSpec::default();
+        let d = spec.n_features();
+        TrainedModel {
+            kind: ModelKind::Linear,
+            scaler: Scaler {
+                mean: (0..d).map(|i| i as f64 * 0.5).collect(),
+                std: vec![2.0; d],
+            },
+            spec,
+            model: AnyModel::Linear(Linear {
+                coef: (0..d).map(|i| (i as f64 - 6.0) * 1e-4).collect(),
+                intercept: 1e-5,
+            }),
+            meta: TrainMeta {
+                train_first_open_time: 1_700_000_000_000,
+                train_last_open_time: 1_700_000_600_000,
+                train_rows: 10,
+                holdout_rows: 3,
+                seed: kind_seed,
+                fit_seconds: 0.25,
+                holdout: HoldoutScores {
+                    rmse: 0.1,
+                    mae: 0.05,
+                    mape: 0.3,
+                    directional: f64::NAN,
+                    naive_rmse: 0.2,
+                },
+                data_file: "AVAXUSDT_1m.csv".to_string(),
+                klinecast_version: "0.1.0".to_string(),
+            },
+        }
+    }
+
+    fn assert_hint(err: &PersistError) {
+        let msg = err.to_string();
+        assert!(msg.contains("klinecast train"), "{msg}");
+    }
+
+    #[test]
+    fn crc32_reference_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn trained_model_round_trips() {
+        let dir = TempDir::new("round");
+        assert!(load_all_trained(&dir.0.join("nothing"))
+            .expect("empty")
+            .is_empty());
+        let model = sample(7);
+        let path = save_trained(&dir.0, &model).expect("save");
+        assert_eq!(path, dir.0.join("Trained").join("linear.bin"));
+        let back = load_trained(&path).expect("load");
+        assert_eq!(back.kind, model.kind);
+        assert_eq!(back.spec, model.spec);
+        assert_eq!(back.scaler, model.scaler);
+        assert_eq!(back.meta.seed, 7);
+        assert!(back.meta.holdout.directional.is_nan());
+        assert_eq!(back.meta.data_file, model.meta.data_file);
+        let x: Vec<f64> = (0..14).map(|i| i as f64).collect();
+        assert_eq!(
+            back.model.predict_row(&x).to_bits(),
+            model.model.predict_row(&x).to_bits()
+        );
+        let all = load_all_trained(&dir.0).expect("load all");
+        assert_eq!(all.len(), 1);
+        // Saving again replaces the file and leaves no temporary behind.
+        save_trained(&dir.0, &sample(8)).expect("save again");
+        assert_eq!(load_trained(&path).expect("load").meta.seed, 8);
+        assert_eq!(
+            fs::read_dir(dir.0.join("Trained")).expect("list").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let dir = TempDir::new("trunc");
+        let bytes = encode_framed(TAG_TRAINED, TRAINED_VERSION, &sample(1)).expect("encode");
+        for cut in 0..bytes.len() {
+            let err =
+                decode_framed::<TrainedModel>(&dir.0, &bytes[..cut], TAG_TRAINED, TRAINED_VERSION)
+                    .err()
+                    .unwrap_or_else(|| panic!("prefix of {cut} bytes accepted"));
+            assert!(
+                matches!(err, PersistError::Truncated { .. }),
+                "cut {cut}: {err}"
+            );
+            assert_hint(&err);
+        }
+        // Through the file system as well, for a few lengths.
+        let path = dir.0.join("t.bin");
+        for cut in [0, 5, 24, bytes.len() - 1] {
+            fs::write(&path, &bytes[..cut]).expect("write");
+            let err = load_trained(&path).expect_err("refused");
+            assert!(matches!(err, PersistError::Truncated { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn foreign_version_and_corrupt_files_are_refused() {
+        let dir = TempDir::new("bad");
+        let path = dir.0.join("m.bin");
+        let good = encode_framed(TAG_TRAINED, TRAINED_VERSION, &sample(1)).expect("encode");
+
+        let err = load_trained(&path).expect_err("missing");
+        assert!(matches!(err, PersistError::NotFound { .. }), "{err}");
+        assert_hint(&err);
+
+        fs::write(&path, b"open_time,open,high\n1,2,3\n").expect("write");
+        let err = load_trained(&path).expect_err("foreign");
+        assert!(matches!(err, PersistError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("not a klinecast model file"));
+        assert_hint(&err);
+
+        let ensemble = encode_framed(TAG_ENSEMBLE, TRAINED_VERSION, &sample(1)).expect("encode");
+        fs::write(&path, &ensemble).expect("write");
+        let err = load_trained(&path).expect_err("other tag");
+        assert!(matches!(err, PersistError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("ensemble"), "{err}");
+
+        let v2 = encode_framed(TAG_TRAINED, 2, &sample(1)).expect("encode");
+        fs::write(&path, &v2).expect("write");
+        let err = load_trained(&path).expect_err("other version");
+        assert!(
+            matches!(
+                err,
+                PersistError::Version {
+                    found: 2,
+                    expected: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("format v2, this build reads v1"),
+            "{err}"
+        );
+        assert_hint(&err);
+
+        // Every single flipped payload or checksum byte is caught by the checksum.
+        for i in HEADER_LEN..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            let err = decode_framed::<TrainedModel>(&path, &bad, TAG_TRAINED, TRAINED_VERSION)
+                .expect_err("flipped byte refused");
+            assert!(
+                matches!(err, PersistError::Corrupt { .. }),
+                "byte {i}: {err}"
+            );
+            assert!(err.to_string().contains("checksum"), "{err}");
+            assert_hint(&err);
+        }
+
+        let mut longer = good.clone();
+        longer.push(0);
+        let err = decode_framed::<TrainedModel>(&path, &longer, TAG_TRAINED, TRAINED_VERSION)
+            .expect_err("trailing byte refused");
+        assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
+
+        // A well-framed payload that is not a trained model.
+        let junk = encode_framed(TAG_TRAINED, TRAINED_VERSION, &(1u8, 2u8)).expect("encode");
+        let err = decode_framed::<TrainedModel>(&path, &junk, TAG_TRAINED, TRAINED_VERSION)
+            .expect_err("undecodable");
+        assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
+        assert_hint(&err);
+
+        // Huge payload length in the header: truncated, no allocation, no panic.
+        let mut huge = good.clone();
+        huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        let err = decode_framed::<TrainedModel>(&path, &huge, TAG_TRAINED, TRAINED_VERSION)
+            .expect_err("huge length");
+        assert!(matches!(err, PersistError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn load_all_names_the_bad_file() {
+        let dir = TempDir::new("all");
+        save_trained(&dir.0, &sample(1)).expect("save");
+        let bad = trained_path(&dir.0, ModelKind::Forest);
+        fs::write(&bad, b"KLCAST\0\0TRND").expect("write");
+        let err = load_all_trained(&dir.0).expect_err("bad file");
+        assert!(err.to_string().contains("forest.bin"), "{err}");
+        assert_hint(&err);
+        // A model labelled with the wrong kind is refused.
+        let mut wrong = sample(1);
+        wrong.kind = ModelKind::Svr;
+        let path = save_trained(&dir.0, &wrong).expect("save");
+        let err = load_trained(&path).expect_err("mislabelled");
+        assert!(matches!(err, PersistError::Incompatible { .. }), "{err}");
+        let mut other_features = sample(1);
+        other_features.spec.version = 99;
+        let path = save_trained(&dir.0, &other_features).expect("save");
+        let err = load_trained(&path).expect_err("feature version");
+        assert!(err.to_string().contains("feature set v99"), "{err}");
+    }
+
+    #[test]
+    fn ensemble_files_get_their_own_hint() {
+        let path = Path::new("models/ensemble.bin");
+        let err = decode_framed::<u8>(path, b"nope", TAG_ENSEMBLE, 1).expect_err("foreign");
+        assert!(err.to_string().contains("klinecast stream"), "{err}");
+    }
+}

@@ -1,11 +1,40 @@
 //! `klinecast train`, and [`fit_models`]: the one place the five models are fitted with their
-//! defaults, used by `train`, `backtest` and the live refits (STUB: signatures are the contract).
+//! defaults, used by `train`, `backtest` and the live refits.
+//!
+//! `train` loads a kline CSV, builds causal features ([`crate::features`]), holds out the most
+//! recent fraction of rows in time (never shuffled), fits the scaler and the models on the rest,
+//! scores every model and the naive forecast on the holdout (close-price RMSE, MAE, MAPE,
+//! directional accuracy), prints one table (or JSON) on stdout, and saves
+//! `<models-dir>/Trained/<model>.bin` ([`crate::persist`]) only once every fit has succeeded.
+//!
+//! Split: with rows `t ∈ [warmup, n − h)`, the last `round(rows · holdout)` rows are the holdout;
+//! the `h − 1` rows just before it are dropped from training (their targets would read closes
+//! inside the holdout), so no training target sees a close the holdout forecasts.
+//!
+//! Memory (3 years of 1m klines, 1.5M rows, must fit in 2 GB): the series is dropped as soon as
+//! the two feature matrices are built, the scaler works in place, and the forest draws at most
+//! [`FOREST_MAX_SAMPLES`] rows per tree (see [`forest_params`]). The wall clock is read here, in
+//! the command layer, only to report fit times.
+
+use std::ops::Range;
+use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector};
+use serde_json::json;
 
 use crate::cli::TrainArgs;
 use crate::error::Error;
-use crate::models::{AnyModel, FitError, ModelKind};
+use crate::features::{FeatureSpec, Scaler};
+use crate::kline::Series;
+use crate::metrics::Accum;
+use crate::models::cart::CartParams;
+use crate::models::forest::ForestParams;
+use crate::models::knn::KnnParams;
+use crate::models::linear::LinearParams;
+use crate::models::svr::SvrParams;
+use crate::models::{AnyModel, FitError, ModelKind, Regressor};
+use crate::persist::{self, HoldoutScores, TrainMeta, TrainedModel};
+use crate::store;
 
 /// How to fit the five models.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +53,39 @@ pub struct Fitted {
     pub model: AnyModel,
 }
 
+/// The forest draws at most this many rows (bootstrap) per tree.
+pub const FOREST_MAX_SAMPLES: usize = 100_000;
+/// Above this many training rows, forest leaves hold at least [`FOREST_LARGE_MIN_LEAF`] rows.
+pub const FOREST_LARGE_ROWS: usize = 50_000;
+/// Minimum leaf size of forest trees on large training sets.
+pub const FOREST_LARGE_MIN_LEAF: usize = 5;
+/// Fewest feature rows `train` accepts.
+pub const MIN_ROWS: usize = 100;
+/// Fewest training rows left after the holdout.
+pub const MIN_TRAIN_ROWS: usize = 50;
+
+/// Forest hyperparameters for `n_rows` training rows: scikit-learn defaults up to
+/// [`FOREST_LARGE_ROWS`] rows. Above, a fully grown tree on a bootstrap of n rows has about
+/// 1.3·n nodes (≈ 40 bytes each), so 100 trees on 1.2M rows would need ~6 GB; with at most
+/// [`FOREST_MAX_SAMPLES`] rows per tree and leaves of ≥ [`FOREST_LARGE_MIN_LEAF`] rows a tree has
+/// at most 2·100 000/5 = 40 000 nodes: 100 trees ≈ 4M nodes ≈ 160 MB, whatever n is.
+pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
+    let large = n_rows > FOREST_LARGE_ROWS;
+    ForestParams {
+        seed: config.seed,
+        threads: config.threads.max(1),
+        max_samples: large.then_some(FOREST_MAX_SAMPLES.min(n_rows)),
+        min_samples_leaf: if large { FOREST_LARGE_MIN_LEAF } else { 1 },
+        ..ForestParams::default()
+    }
+}
+
 /// Fits each of `kinds` on scaled features `x` and targets `y` (rows in time order).
 /// `on_model` is called before each fit (for progress output by the caller).
+///
+/// Defaults: `LinearParams::default()`; `SvrParams::default()` on the last `svr_rows` rows;
+/// `KnnParams::default()`; `CartParams { seed, ..default }` (fully grown: ~2 nodes per row, about
+/// 100 MB on 1.2M rows); the forest from [`forest_params`].
 pub fn fit_models(
     kinds: &[ModelKind],
     x: &DMatrix<f64>,
@@ -33,11 +93,661 @@ pub fn fit_models(
     config: &FitConfig,
     on_model: &mut dyn FnMut(ModelKind),
 ) -> Result<Vec<Fitted>, FitError> {
-    let _ = (kinds, x, y, config, on_model);
-    todo!("fit_models")
+    let mut fitted = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        on_model(kind);
+        let model = fit_one(kind, x, y, config)?;
+        fitted.push(Fitted { kind, model });
+    }
+    Ok(fitted)
+}
+
+fn fit_one(
+    kind: ModelKind,
+    x: &DMatrix<f64>,
+    y: &DVector<f64>,
+    config: &FitConfig,
+) -> Result<AnyModel, FitError> {
+    let n = x.nrows();
+    Ok(match kind {
+        ModelKind::Linear => AnyModel::Linear(LinearParams::default().fit(x, y)?),
+        ModelKind::Svr => {
+            let keep = config.svr_rows.min(n);
+            let start = n - keep;
+            let x_last = x.rows(start, keep).clone_owned();
+            let y_last = y.rows(start, keep).clone_owned();
+            AnyModel::Svr(
+                SvrParams {
+                    standardize_target: true,
+                    ..SvrParams::default()
+                }
+                .fit(&x_last, &y_last)?,
+            )
+        }
+        ModelKind::Knn => AnyModel::Knn(KnnParams::default().fit(x, y)?),
+        ModelKind::Cart => AnyModel::Cart(
+            CartParams {
+                seed: config.seed,
+                ..CartParams::default()
+            }
+            .fit(x, y)?,
+        ),
+        ModelKind::Forest => AnyModel::Forest(forest_params(n, config).fit(x, y)?),
+    })
+}
+
+/// What `train` does, apart from where the klines come from and where models go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    /// Fraction of feature rows held out at the end, in (0, 1).
+    pub holdout: f64,
+    pub horizon: usize,
+    pub svr_rows: usize,
+    pub seed: u64,
+    pub threads: usize,
+    pub kinds: Vec<ModelKind>,
+    /// File name of the kline CSV (stored in each model's metadata).
+    pub data_file: String,
+}
+
+/// Holdout accuracy of one forecaster (a model, or `naive`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelScore {
+    pub model: &'static str,
+    /// 0 for the naive forecast.
+    pub fit_seconds: f64,
+    pub accum: Accum,
+}
+
+/// The result table of one `train` run; `models` ends with the naive row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    /// Klines used (after `--max-rows`).
+    pub rows: usize,
+    pub train_rows: usize,
+    pub holdout_rows: usize,
+    pub horizon: usize,
+    pub seed: u64,
+    pub features: usize,
+    pub models: Vec<ModelScore>,
+}
+
+/// A finished training run: the report and the models to save.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub report: TrainReport,
+    pub models: Vec<TrainedModel>,
+}
+
+/// Series indices `t` of the training and holdout rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub train: Range<usize>,
+    pub holdout: Range<usize>,
+}
+
+/// Splits the feature rows of an `n_klines` series in time (see the module doc), or explains
+/// why there are too few.
+pub fn split_rows(
+    spec: &FeatureSpec,
+    n_klines: usize,
+    holdout: f64,
+    data_file: &str,
+) -> Result<Split, Error> {
+    let rows = spec.row_range(n_klines, 0..n_klines);
+    let needed = spec.warmup() + spec.horizon + MIN_ROWS;
+    if rows.len() < MIN_ROWS {
+        return Err(Error::Data(format!(
+            "{data_file} has {n_klines} klines; training needs at least {needed} \
+             ({} of feature warm-up + {} of horizon + {MIN_ROWS} rows); collect more with \
+             `klinecast collect`",
+            spec.warmup(),
+            spec.horizon
+        )));
+    }
+    let n_rows = rows.len();
+    let n_holdout = ((n_rows as f64 * holdout).round() as usize).clamp(1, n_rows);
+    let holdout_start = rows.end - n_holdout;
+    // Training targets read close[t + h]: keep t + h ≤ holdout_start.
+    let train_end = (holdout_start + 1)
+        .saturating_sub(spec.horizon)
+        .max(rows.start);
+    let n_train = train_end - rows.start;
+    if n_train < MIN_TRAIN_ROWS {
+        return Err(Error::Data(format!(
+            "{data_file}: {n_rows} feature rows minus a holdout of {n_holdout} (--holdout \
+             {holdout}) and {} rows before it leave {n_train} training rows, at least \
+             {MIN_TRAIN_ROWS} are needed; use a smaller --holdout or --horizon, or more data",
+            spec.horizon - 1
+        )));
+    }
+    Ok(Split {
+        train: rows.start..train_end,
+        holdout: holdout_start..rows.end,
+    })
+}
+
+/// Trains `opts.kinds` on `series` with [`fit_models`]; `log` receives progress lines.
+pub fn train_series(
+    series: Series,
+    opts: &TrainOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<TrainOutcome, Error> {
+    let config = FitConfig {
+        seed: opts.seed,
+        svr_rows: opts.svr_rows,
+        threads: opts.threads,
+    };
+    let mut fit = |kind: ModelKind, x: &DMatrix<f64>, y: &DVector<f64>| {
+        fit_models(&[kind], x, y, &config, &mut |_| {}).map(|mut fitted| fitted.remove(0).model)
+    };
+    train_series_with(series, opts, &mut fit, log)
+}
+
+type Fitter<'a> =
+    dyn FnMut(ModelKind, &DMatrix<f64>, &DVector<f64>) -> Result<AnyModel, FitError> + 'a;
+
+/// [`train_series`] with the fitting step injected (tests use simple fixed models).
+fn train_series_with(
+    series: Series,
+    opts: &TrainOptions,
+    fit: &mut Fitter<'_>,
+    log: &mut dyn FnMut(&str),
+) -> Result<TrainOutcome, Error> {
+    let clock = Instant::now();
+    let mut log = |msg: String| log(&format!("[{:7.1} s] {msg}", clock.elapsed().as_secs_f64()));
+    let spec = FeatureSpec {
+        horizon: opts.horizon,
+        ..FeatureSpec::default()
+    };
+    let n_klines = series.len();
+    let split = split_rows(&spec, n_klines, opts.holdout, &opts.data_file)?;
+    let mut train = spec.dataset(&series, split.train.clone());
+    let mut hold = spec.dataset(&series, split.holdout.clone());
+    let last_close: Vec<f64> = hold.t.iter().map(|&t| series.close[t]).collect();
+    let actual_close: Vec<f64> = hold
+        .t
+        .iter()
+        .map(|&t| series.close[t + spec.horizon])
+        .collect();
+    let first_open = series.open_time[split.train.start];
+    let last_open = series.open_time[split.train.end - 1];
+    drop(series);
+    drop(hold.t);
+    hold.y = DVector::zeros(0);
+    let scaler = Scaler::fit(&train.x);
+    scaler.transform_in_place(&mut train.x);
+    scaler.transform_in_place(&mut hold.x);
+    log(format!(
+        "{n_klines} klines: {} training rows, {} holdout rows, {} features, horizon {}",
+        train.x.nrows(),
+        hold.x.nrows(),
+        spec.n_features(),
+        spec.horizon
+    ));
+
+    let mut naive = Accum::default();
+    for (&last, &actual) in last_close.iter().zip(&actual_close) {
+        naive.add(last, last, actual);
+    }
+    let mut scores = Vec::with_capacity(opts.kinds.len() + 1);
+    let mut fitted = Vec::with_capacity(opts.kinds.len());
+    for &kind in &opts.kinds {
+        let rows = train.x.nrows();
+        match kind {
+            ModelKind::Svr => log(format!(
+                "fitting svr on the last {} rows…",
+                opts.svr_rows.min(rows)
+            )),
+            _ => log(format!("fitting {} on {rows} rows…", kind.name())),
+        }
+        let started = Instant::now();
+        let model = fit(kind, &train.x, &train.y)?;
+        let fit_seconds = started.elapsed().as_secs_f64();
+        log(format!(
+            "{} fitted in {fit_seconds:.2} s; predicting the holdout…",
+            kind.name()
+        ));
+        let predictions = predict_rows(&model, &hold.x, opts.threads);
+        let mut accum = Accum::default();
+        for ((&last, &actual), &p) in last_close.iter().zip(&actual_close).zip(&predictions) {
+            accum.add(last, last * p.exp(), actual);
+        }
+        scores.push(ModelScore {
+            model: kind.name(),
+            fit_seconds,
+            accum,
+        });
+        fitted.push(TrainedModel {
+            kind,
+            spec: spec.clone(),
+            scaler: scaler.clone(),
+            model,
+            meta: TrainMeta {
+                train_first_open_time: first_open,
+                train_last_open_time: last_open,
+                train_rows: train.x.nrows(),
+                holdout_rows: hold.x.nrows(),
+                seed: opts.seed,
+                fit_seconds,
+                holdout: HoldoutScores {
+                    rmse: accum.rmse(),
+                    mae: accum.mae(),
+                    mape: accum.mape(),
+                    directional: accum.directional(),
+                    naive_rmse: naive.rmse(),
+                },
+                data_file: opts.data_file.clone(),
+                klinecast_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        });
+    }
+    scores.push(ModelScore {
+        model: "naive",
+        fit_seconds: 0.0,
+        accum: naive,
+    });
+    Ok(TrainOutcome {
+        report: TrainReport {
+            rows: n_klines,
+            train_rows: train.x.nrows(),
+            holdout_rows: hold.x.nrows(),
+            horizon: spec.horizon,
+            seed: opts.seed,
+            features: spec.n_features(),
+            models: scores,
+        },
+        models: fitted,
+    })
+}
+
+/// Predicts every row of `x`, splitting the rows over `threads` scoped threads.
+fn predict_rows(model: &AnyModel, x: &DMatrix<f64>, threads: usize) -> Vec<f64> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let mut out = vec![0.0; n];
+    if n == 0 {
+        return out;
+    }
+    let chunk = n.div_ceil(threads.max(1));
+    std::thread::scope(|scope| {
+        for (c, part) in out.chunks_mut(chunk).enumerate() {
+            scope.spawn(move || {
+                let mut row = vec![0.0; d];
+                for (k, slot) in part.iter_mut().enumerate() {
+                    let i = c * chunk + k;
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = x[(i, j)];
+                    }
+                    *slot = model.predict_row(&row);
+                }
+            });
+        }
+    });
+    out
+}
+
+impl TrainReport {
+    fn naive_rmse(&self) -> f64 {
+        self.models
+            .iter()
+            .find(|m| m.model == "naive")
+            .map_or(f64::NAN, |m| m.accum.rmse())
+    }
+
+    /// The human table printed by `train`.
+    pub fn to_table(&self) -> String {
+        let naive = self.naive_rmse();
+        let mut out = format!(
+            "{} klines, {} training rows, {} holdout rows, horizon {}, seed {}\n",
+            self.rows, self.train_rows, self.holdout_rows, self.horizon, self.seed
+        );
+        out.push_str(&format!(
+            "{:<8} {:>8} {:>12} {:>12} {:>8} {:>9} {:>10}\n",
+            "model", "fit s", "RMSE", "MAE", "MAPE %", "dir. acc.", "RMSE/naive"
+        ));
+        for m in &self.models {
+            let fit = if m.model == "naive" {
+                "-".to_string()
+            } else {
+                format!("{:.2}", m.fit_seconds)
+            };
+            out.push_str(&format!(
+                "{:<8} {:>8} {:>12.6} {:>12.6} {:>8.4} {:>9.4} {:>10.4}\n",
+                m.model,
+                fit,
+                m.accum.rmse(),
+                m.accum.mae(),
+                m.accum.mape(),
+                m.accum.directional(),
+                m.accum.rmse() / naive
+            ));
+        }
+        out
+    }
+
+    /// The same as one JSON object (non-finite numbers become `null`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let naive = self.naive_rmse();
+        let models: Vec<serde_json::Value> = self
+            .models
+            .iter()
+            .map(|m| {
+                json!({
+                    "model": m.model,
+                    "fit_seconds": m.fit_seconds,
+                    "rmse": m.accum.rmse(),
+                    "mae": m.accum.mae(),
+                    "mape": m.accum.mape(),
+                    "directional": m.accum.directional(),
+                    "rmse_vs_naive": m.accum.rmse() / naive,
+                })
+            })
+            .collect();
+        json!({
+            "rows": self.rows,
+            "train_rows": self.train_rows,
+            "holdout_rows": self.holdout_rows,
+            "horizon": self.horizon,
+            "seed": self.seed,
+            "features": self.features,
+            "models": models,
+        })
+    }
 }
 
 pub fn run(args: &TrainArgs) -> Result<(), Error> {
-    let _ = args;
-    Err(Error::Config("train is not built yet".to_string()))
+    let data_file = args.data.file_name().map_or_else(
+        || args.data.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let clock = Instant::now();
+    let mut series = store::load_series(&args.data)?;
+    if let Some(max_rows) = args.max_rows {
+        series.keep_last(max_rows);
+    }
+    // Features never read these columns: free them before the matrices are built.
+    series.quote_volume = Vec::new();
+    series.taker_buy_quote = Vec::new();
+    eprintln!(
+        "loaded {} klines from {} in {:.1} s",
+        series.len(),
+        args.data.display(),
+        clock.elapsed().as_secs_f64()
+    );
+    let opts = TrainOptions {
+        holdout: args.holdout,
+        horizon: args.horizon,
+        svr_rows: args.svr_rows,
+        seed: args.seed,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kinds: ModelKind::ALL.to_vec(),
+        data_file: data_file.clone(),
+    };
+    let outcome = train_series(series, &opts, &mut |msg| eprintln!("{msg}"))?;
+    // Only now, with every fit done, replace the model files (each one atomically).
+    for model in &outcome.models {
+        let path = persist::save_trained(&args.models_dir, model)?;
+        eprintln!("saved {}", path.display());
+    }
+    if args.json {
+        println!("{}", outcome.report.to_json());
+    } else {
+        print!("{}", outcome.report.to_table());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kline::KlineValues;
+    use crate::models::linear::Linear;
+    use crate::rng::Rng;
+
+    fn synthetic(n: usize, seed: u64) -> Series {
+        let mut rng = Rng::new(seed);
+        let mut s = Series::with_capacity(n);
+        let mut close = 50.0;
+        for i in 0..n {
+            let open = close;
+            close *= (0.004 * (rng.next_f64() - 0.5)).exp();
+            let volume = 10.0 + 100.0 * rng.next_f64();
+            s.push(&KlineValues {
+                open_time: 1_000_000_000_000 + i as i64 * 60_000,
+                open,
+                high: open.max(close) * 1.0005,
+                low: open.min(close) * 0.9995,
+                close,
+                volume,
+                close_time: 1_000_000_000_000 + i as i64 * 60_000 + 59_999,
+                quote_volume: volume * close,
+                trades: 10.0 + (rng.next_f64() * 20.0).floor(),
+                taker_buy_base: volume * rng.next_f64(),
+                taker_buy_quote: 0.0,
+            });
+        }
+        s
+    }
+
+    fn options(kinds: Vec<ModelKind>) -> TrainOptions {
+        TrainOptions {
+            holdout: 0.2,
+            horizon: 1,
+            svr_rows: 3000,
+            seed: 42,
+            threads: 2,
+            kinds,
+            data_file: "TESTUSDT_1m.csv".to_string(),
+        }
+    }
+
+    /// A fitter that returns a fixed linear model: `bias` for every row.
+    fn constant_fitter(
+        bias: f64,
+    ) -> impl FnMut(ModelKind, &DMatrix<f64>, &DVector<f64>) -> Result<AnyModel, FitError> {
+        move |_, x, y| {
+            assert_eq!(x.nrows(), y.len());
+            Ok(AnyModel::Linear(Linear {
+                coef: vec![0.0; x.ncols()],
+                intercept: bias,
+            }))
+        }
+    }
+
+    #[test]
+    fn split_is_in_time_with_a_purge() {
+        let spec = FeatureSpec::default();
+        let split = split_rows(&spec, 1061, 0.2, "x.csv").expect("split");
+        // 1000 rows t = 60..1060; 200 held out.
+        assert_eq!(
+            split,
+            Split {
+                train: 60..860,
+                holdout: 860..1060
+            }
+        );
+        let spec3 = FeatureSpec {
+            horizon: 3,
+            ..spec.clone()
+        };
+        let split = split_rows(&spec3, 1063, 0.2, "x.csv").expect("split");
+        assert_eq!(
+            split,
+            Split {
+                train: 60..858,
+                holdout: 860..1060
+            }
+        );
+        // Training targets read close[t + 3] ≤ close[860], the holdout's first "last close".
+        assert_eq!(split.train.end - 1 + 3, 860);
+    }
+
+    #[test]
+    fn too_few_rows_is_a_data_error_that_says_how_many() {
+        let spec = FeatureSpec::default();
+        for n in [0, 1, 60, 160] {
+            let err = split_rows(&spec, n, 0.2, "x.csv").expect_err("too few");
+            assert!(matches!(err, Error::Data(_)), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains("at least 161"), "{msg}");
+            assert!(msg.contains(&format!("has {n} klines")), "{msg}");
+            assert_eq!(err.exit_code(), 1);
+        }
+        assert!(split_rows(&spec, 161, 0.2, "x.csv").is_ok());
+        let err = split_rows(&spec, 161, 0.6, "x.csv").expect_err("holdout too big");
+        assert!(err.to_string().contains("smaller --holdout"), "{err}");
+        let mut fit = constant_fitter(0.0);
+        let err = train_series_with(synthetic(100, 1), &options(vec![]), &mut fit, &mut |_| {})
+            .expect_err("too few rows");
+        assert!(err.to_string().contains("at least 161"), "{err}");
+    }
+
+    #[test]
+    fn report_scores_models_against_the_naive_forecast() {
+        let series = synthetic(1061, 3);
+        let closes = series.close.clone();
+        let mut fit = constant_fitter(0.001);
+        let mut lines = Vec::new();
+        let outcome = train_series_with(
+            series,
+            &options(vec![ModelKind::Linear]),
+            &mut fit,
+            &mut |l| lines.push(l.to_string()),
+        )
+        .expect("train");
+        let report = &outcome.report;
+        assert_eq!(
+            (report.rows, report.train_rows, report.holdout_rows),
+            (1061, 800, 200)
+        );
+        assert_eq!(report.models.len(), 2);
+        assert_eq!(report.models[0].model, "linear");
+        assert_eq!(report.models[1].model, "naive");
+        // Exact values, recomputed by hand over holdout t = 860..1060.
+        let (mut naive, mut model) = (Accum::default(), Accum::default());
+        for t in 860..1060 {
+            naive.add(closes[t], closes[t], closes[t + 1]);
+            model.add(closes[t], closes[t] * 0.001f64.exp(), closes[t + 1]);
+        }
+        assert_eq!(report.models[1].accum, naive);
+        assert_eq!(report.models[0].accum, model);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("fitting linear on 800 rows")),
+            "{lines:?}"
+        );
+
+        let json = report.to_json();
+        assert_eq!(json["rows"], 1061);
+        assert_eq!(json["train_rows"], 800);
+        assert_eq!(json["holdout_rows"], 200);
+        assert_eq!(json["horizon"], 1);
+        assert_eq!(json["seed"], 42);
+        let models = json["models"].as_array().expect("models array");
+        assert_eq!(models.len(), 2);
+        for (m, name) in models.iter().zip(["linear", "naive"]) {
+            assert_eq!(m["model"], name);
+            for key in [
+                "fit_seconds",
+                "rmse",
+                "mae",
+                "mape",
+                "directional",
+                "rmse_vs_naive",
+            ] {
+                assert!(m.get(key).is_some(), "{key} missing in {m}");
+            }
+        }
+        assert_eq!(models[1]["rmse_vs_naive"], 1.0);
+        assert_eq!(models[1]["directional"], 0.0);
+        assert_eq!(models[0]["rmse"].as_f64(), Some(model.rmse()));
+
+        let table = report.to_table();
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(rows.len(), 4, "{table}");
+        assert!(
+            rows[1].starts_with("model") && rows[1].contains("RMSE/naive"),
+            "{table}"
+        );
+        assert!(rows[2].starts_with("linear"), "{table}");
+        assert!(
+            rows[3].starts_with("naive") && rows[3].ends_with("1.0000"),
+            "{table}"
+        );
+
+        // The trained model carries its metadata and forecasts through predict_price.
+        let trained = &outcome.models[0];
+        assert_eq!(trained.meta.train_rows, 800);
+        assert_eq!(
+            trained.meta.train_first_open_time,
+            1_000_000_000_000 + 60 * 60_000
+        );
+        assert_eq!(
+            trained.meta.train_last_open_time,
+            1_000_000_000_000 + 859 * 60_000
+        );
+        assert_eq!(trained.meta.holdout.naive_rmse, naive.rmse());
+        assert_eq!(trained.scaler.mean.len(), 14);
+        let series = synthetic(1061, 3);
+        let price = trained.predict_price(&series, 900).expect("forecast");
+        assert_eq!(price, series.close[900] * 0.001f64.exp());
+        assert_eq!(trained.predict_price(&series, 10), None);
+    }
+
+    #[test]
+    fn only_naive_and_fit_errors() {
+        let mut fit = constant_fitter(0.0);
+        let outcome = train_series_with(synthetic(500, 4), &options(vec![]), &mut fit, &mut |_| {})
+            .expect("naive only");
+        assert_eq!(outcome.report.models.len(), 1);
+        assert!(outcome.models.is_empty());
+        let mut failing = |_: ModelKind, _: &DMatrix<f64>, _: &DVector<f64>| {
+            Err(FitError::NonFinite { model: "linear" })
+        };
+        let err = train_series_with(
+            synthetic(500, 4),
+            &options(vec![ModelKind::Linear]),
+            &mut failing,
+            &mut |_| {},
+        )
+        .expect_err("fit error");
+        assert!(matches!(err, Error::Fit(_)), "{err}");
+    }
+
+    #[test]
+    fn forest_stays_bounded_on_large_sets() {
+        let config = FitConfig {
+            seed: 3,
+            svr_rows: 3000,
+            threads: 2,
+        };
+        let small = forest_params(30_000, &config);
+        assert_eq!((small.max_samples, small.min_samples_leaf), (None, 1));
+        assert_eq!((small.seed, small.n_trees), (3, 100));
+        let large = forest_params(1_200_000, &config);
+        assert_eq!(
+            (large.max_samples, large.min_samples_leaf),
+            (Some(100_000), 5)
+        );
+        let mid = forest_params(60_000, &config);
+        assert_eq!(mid.max_samples, Some(60_000));
+    }
+
+    #[test]
+    fn parallel_prediction_keeps_row_order() {
+        let model = AnyModel::Linear(Linear {
+            coef: vec![1.0, 10.0],
+            intercept: 0.5,
+        });
+        let x = DMatrix::from_fn(7, 2, |i, j| (i * 2 + j) as f64);
+        for threads in [1, 2, 3, 8] {
+            let got = predict_rows(&model, &x, threads);
+            let want: Vec<f64> = (0..7)
+                .map(|i| 0.5 + (2 * i) as f64 + 10.0 * (2 * i + 1) as f64)
+                .collect();
+            assert_eq!(got, want);
+        }
+        assert!(predict_rows(&model, &DMatrix::zeros(0, 2), 2).is_empty());
+    }
 }

@@ -187,3 +187,39 @@ impl Regressor for AnyModel {
         self.inner().predict(x)
     }
 }
+
+/// Predicts every row of `x` with `model`, splitting the rows over two scoped threads when
+/// there are at least `min_rows_for_threads` of them. Each row is predicted independently, so
+/// the result is bit-identical to calling `predict_row` row by row.
+pub(crate) fn predict_split<M: Regressor + ?Sized>(
+    model: &M,
+    x: &DMatrix<f64>,
+    min_rows_for_threads: usize,
+) -> DVector<f64> {
+    let (n_rows, n_cols) = x.shape();
+    let predict_range = |from: usize, to: usize| -> Vec<f64> {
+        let mut row = vec![0.0; n_cols];
+        (from..to)
+            .map(|i| {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = x[(i, j)];
+                }
+                model.predict_row(&row)
+            })
+            .collect()
+    };
+    if n_rows < min_rows_for_threads.max(2) {
+        return DVector::from_vec(predict_range(0, n_rows));
+    }
+    let half = n_rows / 2;
+    let (first, second) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| predict_range(half, n_rows));
+        let first = predict_range(0, half);
+        let second = match other.join() {
+            Ok(values) => values,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (first, second)
+    });
+    DVector::from_iterator(n_rows, first.into_iter().chain(second))
+}

@@ -1,10 +1,486 @@
-//! The fake Binance server that the project owns: REST and WebSocket from a kline CSV under a
-//! virtual clock, with fault switches (STUB).
+//! The fake Binance server that the project owns (`klinecast replay-server`): it serves a kline
+//! CSV over Binance's REST and WebSocket protocols under a virtual clock, with fault switches,
+//! so that the REST client, the collector, the streaming client and the demo can be tested
+//! against 127.0.0.1 only. It holds no maths beyond presenting rows (see `market.rs`).
+//!
+//! # Virtual clock
+//! `now = open_time(klines[start_row]) + real elapsed ms × speed`, clamped at the last row's
+//! `close_time + 1` (so every row ends up closed). Only rows with `open_time <= now` exist; the
+//! row with `open_time <= now <= close_time` is the still-open candle, served with partial
+//! values (close interpolated from open towards the final close by the elapsed fraction,
+//! high/low growing towards the final ones, volumes and trades scaled by the fraction, decimals
+//! with the source's number of places). Closed rows are served byte for byte as in the CSV.
+//! Gaps in the source data are reproduced as they are (a `startTime` inside a gap returns the
+//! next existing rows).
+//!
+//! # One port, two protocols
+//! Each connection's first request head is read; `Upgrade: websocket` hands the connection
+//! (head included) to the WebSocket side, anything else is HTTP/1.1 with keep-alive,
+//! `Content-Length` bodies and `Connection: close` honoured.
+//!
+//! REST: `GET /api/v3/ping` (weight 1), `/api/v3/time` (1), `/api/v3/klines` (2),
+//! `/api/v3/exchangeInfo` (20). Every answer carries `X-MBX-USED-WEIGHT-1M`, counted per real
+//! minute since the server started; over the limit (6000, see `weight-limit`) the answer is 429
+//! with code -1003 and `Retry-After` = seconds to the next minute. Unknown paths: 404 with
+//! code -1000. Parameter errors: 400 with Binance's codes (see [`market::parse_klines_query`]).
+//!
+//! WebSocket: `/ws/<lowercasesymbol>@kline_<interval>` (any other path gets a close frame with
+//! code 1008). A connection starts with the candle current at connect time (nothing from the
+//! past is replayed). Partial events (`"x":false`) are sent about every 2 virtual seconds; above
+//! speed 10 at most 3 per candle, spaced by a third of the interval. A final event (`"x":true`,
+//! the exact source values) follows once the candle's close time has passed. Event time `E` is
+//! the virtual time of sending. Pings go out every `20 s / speed` real time, clamped to 1–20
+//! real seconds (`ping-ms` overrides); a connection whose pong is 60 real seconds late
+//! (`pong-timeout-ms`) is closed with a close frame (1008). When the data is exhausted the
+//! connection stays open with pings only, like a quiet live market.
+//!
+//! # Fault switches (`--faults`, comma-separated; [`Faults::parse`])
+//! Counters are 1-based and count since the faults were last set.
+//! - `429-every=N`: every Nth klines request answers 429, code -1003, `Retry-After: S`.
+//! - `retry-after=S`: the seconds of that `Retry-After` (default 1).
+//! - `418=S`: every REST request answers 418 ("IP banned until …", code -1003), `Retry-After: S`.
+//! - `500-every=N`: every Nth klines request answers 500 (code -1000).
+//! - `torn-every=N`: every Nth klines request gets its headers and half its body, then the
+//!   socket is closed.
+//! - `slow-ms=MS`: every klines answer is delayed by MS real milliseconds.
+//! - `weight-limit=W`: the per-minute weight limit instead of 6000.
+//! - `drop-every=N`: a WebSocket connection is dropped (TCP shutdown, no close frame) after N
+//!   final events were sent on it.
+//! - `dup-finals`: every final event is sent twice.
+//! - `garbage-every=N`: every Nth data frame on a connection is preceded by a garbage text frame
+//!   (alternately `{"e":"kline","k":` and `not json`).
+//! - `stall-ms=MS`: after the first final on a connection, nothing is sent (no data, no pings)
+//!   for MS real milliseconds, then the connection is dropped.
+//! - `shutdown-after=N`: after N finals on a connection, `{"e":"serverShutdown","E":..}` is sent,
+//!   then a close frame (1001).
+//! - `ping-ms=MS`, `pong-timeout-ms=MS`: WebSocket ping period and pong allowance (real ms).
+//!
+//! REST faults are checked in this order: 418, weight limit, 429-every, 500-every, slow-ms,
+//! parameter errors, torn-every. WebSocket faults are read afresh on every tick, so
+//! [`ReplayServer::set_faults`] affects open connections too.
+//!
+//! # The command
+//! `klinecast replay-server --data <SYMBOL>_<interval>.csv [--port P] [--speed X]
+//! [--start-row N] [--faults SPEC]` starts at row N (default: half the rows), prints one line
+//! `listening rest=http://127.0.0.1:PORT ws=ws://127.0.0.1:PORT` and serves until killed (after
+//! the data is exhausted it keeps answering, with a clock stopped at the end).
+
+mod clock;
+mod faults;
+mod http;
+pub mod market;
+mod ws;
+
+pub use clock::{virtual_now, VirtualClock};
+pub use faults::Faults;
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use crate::cli::ReplayArgs;
 use crate::error::Error;
+use crate::kline::{self, Interval, Kline, Symbol};
 
+/// What the replay server serves and how.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// The rows, ascending by open time (gaps allowed, duplicates not).
+    pub klines: Vec<Kline>,
+    pub symbol: Symbol,
+    pub interval: Interval,
+    /// The row whose open time is the virtual clock's origin.
+    pub start_row: usize,
+    /// Virtual milliseconds per real millisecond (> 0).
+    pub speed: f64,
+    pub faults: Faults,
+    /// Port on 127.0.0.1; 0 picks any free port.
+    pub port: u16,
+}
+
+/// State shared by the accept loop and every connection thread.
+pub(crate) struct Shared {
+    klines: Vec<Kline>,
+    trade_ids: Vec<i64>,
+    symbol: Symbol,
+    interval: Interval,
+    clock: VirtualClock,
+    faults: Mutex<FaultState>,
+    requests: AtomicU64,
+    weight: Mutex<market::WeightWindow>,
+    stop: AtomicBool,
+    conns: Mutex<HashMap<u64, TcpStream>>,
+}
+
+struct FaultState {
+    faults: Faults,
+    /// Klines requests since the faults were last set.
+    klines_requests: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn faults(&self) -> Faults {
+        lock(&self.faults).faults.clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps `total` real time in short slices; false when the server is stopping.
+    fn sleep(&self, total: Duration) -> bool {
+        let deadline = std::time::Instant::now() + total;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+}
+
+/// A running replay server. Dropping it (or [`ReplayServer::shutdown`]) stops every thread.
+pub struct ReplayServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+impl ReplayServer {
+    /// Binds 127.0.0.1:`port` (0 = any free port), spawns the accept thread and returns at once.
+    /// Refuses (InvalidInput) empty or unsorted data, a start row past the end, a bad speed.
+    pub fn start(config: ReplayConfig) -> io::Result<ReplayServer> {
+        let ReplayConfig {
+            klines,
+            symbol,
+            interval,
+            start_row,
+            speed,
+            faults,
+            port,
+        } = config;
+        let Some(last) = klines.last() else {
+            return Err(invalid("the replay data has no rows".to_string()));
+        };
+        if start_row >= klines.len() {
+            return Err(invalid(format!(
+                "start row {start_row} is past the last row ({})",
+                klines.len() - 1
+            )));
+        }
+        if !(speed.is_finite() && speed > 0.0) {
+            return Err(invalid(format!("speed {speed} must be a positive number")));
+        }
+        if let Some(w) = klines.windows(2).find(|w| w[1].open_time <= w[0].open_time) {
+            return Err(invalid(format!(
+                "the replay data is not strictly ascending at open time {}",
+                w[1].open_time
+            )));
+        }
+        let end_ms = last.close_time.saturating_add(1);
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = listener.local_addr()?;
+        let clock = VirtualClock::start(klines[start_row].open_time, end_ms, speed);
+        let shared = Arc::new(Shared {
+            trade_ids: market::first_trade_ids(&klines),
+            klines,
+            symbol,
+            interval,
+            clock,
+            faults: Mutex::new(FaultState {
+                faults,
+                klines_requests: 0,
+            }),
+            requests: AtomicU64::new(0),
+            weight: Mutex::new(market::WeightWindow::default()),
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+        });
+        let workers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
+        let accept = {
+            let shared = Arc::clone(&shared);
+            let workers = Arc::clone(&workers);
+            thread::Builder::new()
+                .name("replay-accept".to_string())
+                .spawn(move || accept_loop(listener, shared, workers))?
+        };
+        Ok(ReplayServer {
+            shared,
+            addr,
+            accept: Some(accept),
+            workers,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT` (same port as REST).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the fault switches and restarts their counters.
+    pub fn set_faults(&self, faults: Faults) {
+        let mut state = lock(&self.shared.faults);
+        state.faults = faults;
+        state.klines_requests = 0;
+    }
+
+    /// REST requests served so far (WebSocket upgrades are not counted).
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The current virtual time in ms.
+    pub fn now_ms(&self) -> i64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// Stops every thread and closes every socket.
+    pub fn shutdown(self) {
+        // Drop does the work.
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with one connection of our own.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(handle) = self.accept.take() {
+            let _ = handle.join();
+        }
+        for stream in lock(&self.shared.conns).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let handles: Vec<JoinHandle<()>> = lock(&self.workers).drain(..).collect();
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for ReplayServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+) {
+    let mut next_id: u64 = 0;
+    for stream in listener.incoming() {
+        if shared.stopping() {
+            break;
+        }
+        let Ok(stream) = stream else {
+            // Out of file descriptors and the like: back off a little and keep serving.
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        next_id += 1;
+        let id = next_id;
+        if let Ok(clone) = stream.try_clone() {
+            lock(&shared.conns).insert(id, clone);
+        }
+        let conn_shared = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name(format!("replay-conn-{id}"))
+            .spawn(move || {
+                http::serve(&conn_shared, stream);
+                lock(&conn_shared.conns).remove(&id);
+            });
+        let mut list = lock(&workers);
+        list.retain(|h| !h.is_finished());
+        match spawned {
+            Ok(handle) => list.push(handle),
+            Err(_) => {
+                lock(&shared.conns).remove(&id);
+            }
+        }
+    }
+}
+
+/// Symbol and interval from a data file name `<SYMBOL>_<interval>.csv`.
+pub fn parse_file_name(path: &Path) -> Result<(Symbol, Interval), String> {
+    let bad = || {
+        format!(
+            "cannot tell the symbol and interval from the file name {:?}: name it \
+             <SYMBOL>_<interval>.csv, such as AVAXUSDT_1m.csv",
+            path.display().to_string()
+        )
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?;
+    let stem = name.strip_suffix(".csv").ok_or_else(bad)?;
+    let (sym, iv) = stem.split_once('_').ok_or_else(bad)?;
+    if sym.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(bad());
+    }
+    let symbol = Symbol::parse(sym).map_err(|e| format!("{}: {e}", bad()))?;
+    let interval = Interval::parse(iv).map_err(|e| format!("{}: {e}", bad()))?;
+    Ok((symbol, interval))
+}
+
+/// Parses a kline CSV (header line first). A last line without a newline that does not parse
+/// is ignored as torn (a collector may be appending to the file).
+pub fn parse_csv(text: &str, origin: &str) -> Result<Vec<Kline>, String> {
+    let mut lines = text.split('\n').enumerate();
+    let header = lines.next().map(|(_, h)| h.trim_end_matches('\r'));
+    if header != Some(kline::CSV_HEADER) {
+        return Err(format!(
+            "{origin}: the first line is not the kline header {:?}: is this a klinecast data file?",
+            kline::CSV_HEADER
+        ));
+    }
+    let total = text.split('\n').count();
+    let mut rows: Vec<Kline> = Vec::new();
+    for (i, line) in lines {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        match Kline::from_csv_line(line) {
+            Ok(k) => {
+                if let Some(prev) = rows.last() {
+                    if k.open_time <= prev.open_time {
+                        return Err(format!(
+                            "{origin}:{}: open time {} is not after the previous row's {}: \
+                             sort the file and remove duplicates",
+                            i + 1,
+                            k.open_time,
+                            prev.open_time
+                        ));
+                    }
+                }
+                rows.push(k);
+            }
+            Err(_) if i + 1 == total && !text.ends_with('\n') => {}
+            Err(e) => return Err(format!("{origin}:{}: {e}", i + 1)),
+        }
+    }
+    if rows.is_empty() {
+        return Err(format!("{origin}: no kline rows to replay"));
+    }
+    Ok(rows)
+}
+
+/// The `replay-server` command: loads the CSV, starts the server at `--start-row` (default: half
+/// the rows), prints the `listening rest=… ws=…` line and serves until the process is killed.
 pub fn run(args: &ReplayArgs) -> Result<(), Error> {
-    let _ = args;
-    Err(Error::Config("replay-server is not built yet".to_string()))
+    let faults = Faults::parse(&args.faults).map_err(Error::Usage)?;
+    let (symbol, interval) = parse_file_name(&args.data).map_err(Error::Config)?;
+    let origin = args.data.display().to_string();
+    let text = std::fs::read_to_string(&args.data)
+        .map_err(|e| Error::io(format!("reading {origin}"), e))?;
+    let klines = parse_csv(&text, &origin).map_err(Error::Data)?;
+    let start_row = args.start_row.unwrap_or(klines.len() / 2);
+    if start_row >= klines.len() {
+        return Err(Error::Config(format!(
+            "--start-row {start_row} is past the last row of {origin} ({} rows): use 0 to {}",
+            klines.len(),
+            klines.len() - 1
+        )));
+    }
+    let server = ReplayServer::start(ReplayConfig {
+        klines,
+        symbol,
+        interval,
+        start_row,
+        speed: args.speed,
+        faults,
+        port: args.port,
+    })
+    .map_err(|e| {
+        Error::io(
+            format!("starting the replay server on port {}", args.port),
+            e,
+        )
+    })?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "listening rest={} ws={}",
+        server.rest_url(),
+        server.ws_url()
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| Error::io("writing to stdout", e))?;
+    drop(out);
+    loop {
+        thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = "1782864000000,6.5340,6.5430,6.5340,6.5400,33013,1782864059999,215829.8910,365,30518,199515.0150";
+
+    #[test]
+    fn file_names_give_symbol_and_interval() {
+        let (s, i) = parse_file_name(Path::new("data/AVAXUSDT_1m.csv")).expect("valid name");
+        assert_eq!((s.as_str(), i.as_str()), ("AVAXUSDT", "1m"));
+        for bad in [
+            "AVAXUSDT-1m-2026-07.csv",
+            "AVAXUSDT_1m.txt",
+            "AVAXUSDT_1x.csv",
+            "avaxusdt_1m.csv",
+            "_1m.csv",
+        ] {
+            let e = parse_file_name(Path::new(bad)).expect_err(bad);
+            assert!(e.contains("<SYMBOL>_<interval>.csv"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn csv_is_checked_and_a_torn_last_line_ignored() {
+        let second = LINE
+            .replace("1782864000000", "1782864060000")
+            .replace("1782864059999", "1782864119999");
+        let good = format!("{}\n{LINE}\n{second}\n", kline::CSV_HEADER);
+        assert_eq!(parse_csv(&good, "f").map(|r| r.len()), Ok(2));
+        let torn = format!("{}\n{LINE}\n17828640600", kline::CSV_HEADER);
+        assert_eq!(parse_csv(&torn, "f").map(|r| r.len()), Ok(1));
+        let no_header = format!("{LINE}\n");
+        assert!(parse_csv(&no_header, "f")
+            .expect_err("no header")
+            .contains("header"));
+        let bad_middle = format!("{}\n1,2\n{LINE}\n", kline::CSV_HEADER);
+        assert!(parse_csv(&bad_middle, "f")
+            .expect_err("bad line")
+            .starts_with("f:2:"));
+        let unsorted = format!("{}\n{second}\n{LINE}\n", kline::CSV_HEADER);
+        assert!(parse_csv(&unsorted, "f")
+            .expect_err("unsorted")
+            .contains("not after"));
+        let empty = format!("{}\n", kline::CSV_HEADER);
+        assert!(parse_csv(&empty, "f").is_err());
+    }
 }

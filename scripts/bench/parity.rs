@@ -1,0 +1,173 @@
+//! Rust half of the side-by-side benchmark against scikit-learn (`scripts/bench_vs_sklearn.py`
+//! drives it): reads `train.csv` and `test.csv` (header, then feature columns and the target in
+//! the last column) from the directory given as the first argument, fits each of the five
+//! models with its defaults, predicts the test rows, and prints one JSON object with fit and
+//! predict seconds and test RMSE per model. A model that fails or panics (for example a stub)
+//! is reported with an "error" field and the others still run. Does not build features: the
+//! Python script does, so both sides see the same numbers.
+//!
+//! Usage: `cargo bench --bench parity -- DIR [--svr-rows N]` (SVR is fitted on the last N
+//! training rows, default 3000, as `klinecast train` does).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use klinecast::models::cart::CartParams;
+use klinecast::models::forest::ForestParams;
+use klinecast::models::knn::KnnParams;
+use klinecast::models::linear::LinearParams;
+use klinecast::models::svr::SvrParams;
+use klinecast::models::{AnyModel, FitError, Regressor};
+use nalgebra::{DMatrix, DVector};
+use serde_json::{json, Map, Value};
+
+fn read_csv(path: &Path) -> Result<(DMatrix<f64>, DVector<f64>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; run scripts/bench_vs_sklearn.py",
+            path.display()
+        )
+    })?;
+    let mut values = Vec::new();
+    let mut cols = 0;
+    for (n, line) in text.lines().enumerate().skip(1) {
+        if line.is_empty() {
+            continue;
+        }
+        let row: Result<Vec<f64>, _> = line.split(',').map(str::parse::<f64>).collect();
+        let row = row.map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
+        if cols == 0 {
+            cols = row.len();
+        }
+        if row.len() != cols || cols < 2 {
+            return Err(format!(
+                "{} line {}: expected {cols} columns",
+                path.display(),
+                n + 1
+            ));
+        }
+        values.extend(row);
+    }
+    let rows = values.len() / cols.max(1);
+    let all = DMatrix::from_row_slice(rows, cols, &values);
+    let x = all.columns(0, cols - 1).into_owned();
+    let y = all.column(cols - 1).into_owned();
+    Ok((x, y))
+}
+
+fn rmse(a: &DVector<f64>, b: &DVector<f64>) -> f64 {
+    ((a - b).norm_squared() / a.len().max(1) as f64).sqrt()
+}
+
+type Fit = dyn Fn(&DMatrix<f64>, &DVector<f64>) -> Result<AnyModel, FitError>;
+
+fn run_model(
+    fit: &Fit,
+    x: &DMatrix<f64>,
+    y: &DVector<f64>,
+    xt: &DMatrix<f64>,
+    yt: &DVector<f64>,
+) -> Value {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let t0 = Instant::now();
+        let model = fit(x, y);
+        let fit_s = t0.elapsed().as_secs_f64();
+        let model = match model {
+            Ok(m) => m,
+            Err(e) => return json!({ "error": e.to_string() }),
+        };
+        let t1 = Instant::now();
+        let pred = model.predict(xt);
+        let predict_s = t1.elapsed().as_secs_f64();
+        let mut v = json!({
+            "fit_s": fit_s,
+            "predict_s": predict_s,
+            "rmse": rmse(&pred, yt),
+            "train_rows": x.nrows(),
+        });
+        if let AnyModel::Svr(s) = &model {
+            v["n_support"] = json!(s.n_support());
+        }
+        v
+    }));
+    outcome.unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panicked".to_string());
+        json!({ "error": format!("panicked: {msg}") })
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let Some(dir) = args.first() else {
+        eprintln!("usage: cargo bench --bench parity -- DIR [--svr-rows N]");
+        return ExitCode::from(2);
+    };
+    let mut svr_rows = 3000usize;
+    if let Some(pos) = args.iter().position(|a| a == "--svr-rows") {
+        match args.get(pos + 1).map(|v| v.parse::<usize>()) {
+            Some(Ok(n)) if n > 0 => svr_rows = n,
+            _ => {
+                eprintln!("--svr-rows needs a positive integer");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let dir = Path::new(dir);
+    let loaded =
+        read_csv(&dir.join("train.csv")).and_then(|tr| Ok((tr, read_csv(&dir.join("test.csv"))?)));
+    let ((x, y), (xt, yt)) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Silence the default panic message of stub models; the JSON carries it.
+    std::panic::set_hook(Box::new(|_| {}));
+
+    let n = x.nrows();
+    let from = n.saturating_sub(svr_rows);
+    let xs = x.rows(from, n - from).into_owned();
+    let ys = y.rows(from, n - from).into_owned();
+
+    let mut out = Map::new();
+    let models: [(&str, Box<Fit>); 5] = [
+        (
+            "linear",
+            Box::new(|x, y| LinearParams::default().fit(x, y).map(AnyModel::Linear)),
+        ),
+        (
+            "svr",
+            Box::new(|x, y| SvrParams::default().fit(x, y).map(AnyModel::Svr)),
+        ),
+        (
+            "knn",
+            Box::new(|x, y| KnnParams::default().fit(x, y).map(AnyModel::Knn)),
+        ),
+        (
+            "cart",
+            Box::new(|x, y| CartParams::default().fit(x, y).map(AnyModel::Cart)),
+        ),
+        (
+            "forest",
+            Box::new(|x, y| ForestParams::default().fit(x, y).map(AnyModel::Forest)),
+        ),
+    ];
+    for (name, fit) in models.iter() {
+        let (tx, ty) = if *name == "svr" { (&xs, &ys) } else { (&x, &y) };
+        let v = run_model(fit.as_ref(), tx, ty, &xt, &yt);
+        eprintln!("klinecast {name}: {v}");
+        out.insert((*name).to_string(), v);
+    }
+    println!("{}", Value::Object(out));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,214 @@
+//! Fault switches of the replay server and their parser. Pure: parsing a spec such as
+//! `429-every=3,retry-after=2,dup-finals` into [`Faults`]; the servers (`http.rs`, `ws.rs`) act
+//! on them. The keys and their meaning are listed in the module doc of `replay/mod.rs`.
+
+/// Which faults the replay server injects. `Faults::default()` injects none.
+///
+/// Counters ("every Nth") are 1-based: `429-every=3` fails requests 3, 6, 9, …
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// `429-every=N`: every Nth klines request answers 429 with `Retry-After`.
+    pub every_429: Option<u64>,
+    /// `retry-after=S`: the `Retry-After` seconds of the injected 429 (default 1).
+    pub retry_after_s: Option<u64>,
+    /// `418=S`: every REST request answers 418 (IP banned) with `Retry-After: S`.
+    pub ban_418_s: Option<u64>,
+    /// `500-every=N`: every Nth klines request answers 500.
+    pub every_500: Option<u64>,
+    /// `torn-every=N`: every Nth klines request gets the headers and half the body, then the
+    /// socket is closed.
+    pub torn_every: Option<u64>,
+    /// `slow-ms=MS`: every klines answer is delayed by MS real milliseconds.
+    pub slow_ms: Option<u64>,
+    /// `weight-limit=W`: the per-minute request weight limit (default 6000).
+    pub weight_limit: Option<u64>,
+    /// `drop-every=N`: a WebSocket connection is dropped (TCP shutdown, no close frame) after
+    /// N final klines were sent on it.
+    pub drop_every: Option<u64>,
+    /// `dup-finals`: every final kline event is sent twice.
+    pub dup_finals: bool,
+    /// `garbage-every=N`: every Nth data frame on a connection is preceded by a garbage text
+    /// frame (alternately a truncated event and `not json`).
+    pub garbage_every: Option<u64>,
+    /// `stall-ms=MS`: after the first final on a connection, send nothing (no data, no pings)
+    /// for MS real milliseconds, then drop the connection.
+    pub stall_ms: Option<u64>,
+    /// `shutdown-after=N`: after N finals on a connection, send `serverShutdown` and close.
+    pub shutdown_after: Option<u64>,
+    /// `ping-ms=MS`: the WebSocket ping period in real milliseconds (overrides the default).
+    pub ping_ms: Option<u64>,
+    /// `pong-timeout-ms=MS`: close a WebSocket connection whose pong is this late (real ms;
+    /// default 60 000).
+    pub pong_timeout_ms: Option<u64>,
+}
+
+/// Default `Retry-After` seconds of an injected 429.
+pub const DEFAULT_RETRY_AFTER_S: u64 = 1;
+/// Binance's request weight limit per minute.
+pub const DEFAULT_WEIGHT_LIMIT: u64 = 6000;
+/// Default time a WebSocket client has to answer a ping (Binance: one minute).
+pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 60_000;
+
+/// Every key `Faults::parse` accepts, for the error message.
+const KEYS: &str = "429-every=N, retry-after=S, 418=S, 500-every=N, torn-every=N, slow-ms=MS, \
+weight-limit=W, drop-every=N, dup-finals, garbage-every=N, stall-ms=MS, shutdown-after=N, \
+ping-ms=MS, pong-timeout-ms=MS";
+
+impl Faults {
+    /// Parses a comma-separated spec such as `429-every=3,retry-after=2,dup-finals`.
+    /// An empty (or all-blank) spec means no faults. Unknown keys, missing or non-numeric
+    /// values, zero counts and repeated keys are refused with a message naming the item.
+    pub fn parse(spec: &str) -> Result<Faults, String> {
+        let mut faults = Faults::default();
+        if spec.trim().is_empty() {
+            return Ok(faults);
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for item in spec.split(',') {
+            let item = item.trim();
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (item, None),
+            };
+            if key.is_empty() {
+                return Err(format!(
+                    "empty item in fault spec {spec:?}: separate switches with single commas"
+                ));
+            }
+            if seen.contains(&key) {
+                return Err(format!("fault switch `{key}` is given twice"));
+            }
+            seen.push(key);
+            let number = |min: u64| -> Result<u64, String> {
+                let text = value.ok_or_else(|| format!("fault switch `{key}` needs a value"))?;
+                match text.parse::<u64>() {
+                    Ok(n) if n >= min && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+                    _ => Err(format!(
+                        "fault switch `{key}` needs a whole number of at least {min}, got {text:?}"
+                    )),
+                }
+            };
+            match key {
+                "429-every" => faults.every_429 = Some(number(1)?),
+                "retry-after" => faults.retry_after_s = Some(number(0)?),
+                "418" => faults.ban_418_s = Some(number(0)?),
+                "500-every" => faults.every_500 = Some(number(1)?),
+                "torn-every" => faults.torn_every = Some(number(1)?),
+                "slow-ms" => faults.slow_ms = Some(number(0)?),
+                "weight-limit" => faults.weight_limit = Some(number(1)?),
+                "drop-every" => faults.drop_every = Some(number(1)?),
+                "dup-finals" => {
+                    if value.is_some() {
+                        return Err("fault switch `dup-finals` takes no value".to_string());
+                    }
+                    faults.dup_finals = true;
+                }
+                "garbage-every" => faults.garbage_every = Some(number(1)?),
+                "stall-ms" => faults.stall_ms = Some(number(0)?),
+                "shutdown-after" => faults.shutdown_after = Some(number(1)?),
+                "ping-ms" => faults.ping_ms = Some(number(1)?),
+                "pong-timeout-ms" => faults.pong_timeout_ms = Some(number(1)?),
+                _ => {
+                    return Err(format!(
+                        "unknown fault switch `{key}`: use a comma-separated list of {KEYS}"
+                    ))
+                }
+            }
+        }
+        Ok(faults)
+    }
+
+    /// The `Retry-After` seconds of an injected 429.
+    pub fn retry_after(&self) -> u64 {
+        self.retry_after_s.unwrap_or(DEFAULT_RETRY_AFTER_S)
+    }
+
+    /// The request weight limit per minute.
+    pub fn weight_limit(&self) -> u64 {
+        self.weight_limit.unwrap_or(DEFAULT_WEIGHT_LIMIT)
+    }
+
+    /// The pong timeout in real milliseconds.
+    pub fn pong_timeout_ms(&self) -> u64 {
+        self.pong_timeout_ms.unwrap_or(DEFAULT_PONG_TIMEOUT_MS)
+    }
+}
+
+/// True when the `count`-th event (1-based) is hit by an "every N" switch.
+pub fn hits(every: Option<u64>, count: u64) -> bool {
+    matches!(every, Some(n) if n > 0 && count > 0 && count % n == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_spec_is_no_faults() {
+        assert_eq!(Faults::parse(""), Ok(Faults::default()));
+        assert_eq!(Faults::parse("  "), Ok(Faults::default()));
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let f = Faults::parse(
+            "429-every=3, retry-after=2,418=120,500-every=4,torn-every=5,slow-ms=10,\
+             weight-limit=50,drop-every=6,dup-finals,garbage-every=7,stall-ms=800,\
+             shutdown-after=9,ping-ms=300,pong-timeout-ms=900",
+        )
+        .expect("valid spec");
+        assert_eq!(
+            f,
+            Faults {
+                every_429: Some(3),
+                retry_after_s: Some(2),
+                ban_418_s: Some(120),
+                every_500: Some(4),
+                torn_every: Some(5),
+                slow_ms: Some(10),
+                weight_limit: Some(50),
+                drop_every: Some(6),
+                dup_finals: true,
+                garbage_every: Some(7),
+                stall_ms: Some(800),
+                shutdown_after: Some(9),
+                ping_ms: Some(300),
+                pong_timeout_ms: Some(900),
+            }
+        );
+        assert_eq!(f.retry_after(), 2);
+        assert_eq!(f.weight_limit(), 50);
+        assert_eq!(Faults::default().retry_after(), 1);
+        assert_eq!(Faults::default().weight_limit(), 6000);
+        assert_eq!(Faults::default().pong_timeout_ms(), 60_000);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_item_named() {
+        for (spec, needle) in [
+            ("frobnicate=1", "unknown fault switch `frobnicate`"),
+            ("429-every", "needs a value"),
+            ("429-every=0", "at least 1"),
+            ("429-every=x", "got \"x\""),
+            ("429-every=-3", "got \"-3\""),
+            ("429-every=+3", "got \"+3\""),
+            ("dup-finals=1", "takes no value"),
+            ("slow-ms=1,slow-ms=2", "given twice"),
+            ("dup-finals,,slow-ms=1", "empty item"),
+        ] {
+            match Faults::parse(spec) {
+                Err(e) => assert!(e.contains(needle), "{spec:?}: {e}"),
+                Ok(f) => panic!("{spec:?} parsed as {f:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_n_hits_multiples_only() {
+        let hit: Vec<u64> = (1..=9).filter(|&c| hits(Some(3), c)).collect();
+        assert_eq!(hit, vec![3, 6, 9]);
+        assert!(!hits(None, 3));
+        assert!(!hits(Some(3), 0));
+        assert!(hits(Some(1), 1));
+    }
+}

@@ -1,0 +1,153 @@
+//! Process-level tests of `klinecast train`: the binary on a slice of the real AVAXUSDT sample
+//! writes five model files that load back, prints a JSON report of the agreed shape, and refuses
+//! too little data with exit code 1 without touching the models already saved.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use klinecast::models::ModelKind;
+use klinecast::persist;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "klinecast-train-test-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes the header and the last `rows` klines of the sample data to `path`.
+fn slice_of_sample(path: &Path, rows: usize) {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/AVAXUSDT_1m.csv");
+    let text = fs::read_to_string(&sample).expect("read data/AVAXUSDT_1m.csv");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    out.push_str(lines[0]);
+    out.push('\n');
+    for line in &lines[lines.len() - rows..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    fs::write(path, out).expect("write slice");
+}
+
+fn train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_klinecast"))
+        .arg("train")
+        .args(args)
+        .output()
+        .expect("run klinecast")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn train_writes_five_models_that_load_and_reports_json() {
+    let dir = TempDir::new("ok");
+    let data = dir.0.join("AVAXUSDT_1m.csv");
+    slice_of_sample(&data, 4000);
+    let models = dir.0.join("models");
+    let out = train(&[
+        "--data",
+        data.to_str().expect("utf-8 path"),
+        "--models-dir",
+        models.to_str().expect("utf-8 path"),
+        "--json",
+        "--max-rows",
+        "3000",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "train failed: {stderr}");
+    assert!(stderr.contains("fitting svr on the last"), "{stderr}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("stdout is one JSON object");
+    assert_eq!(report["rows"], 3000);
+    assert_eq!(report["horizon"], 1);
+    assert_eq!(report["seed"], 42);
+    // 3000 − 60 warm-up − 1 horizon = 2939 rows; 588 held out.
+    assert_eq!(report["holdout_rows"], 588);
+    assert_eq!(report["train_rows"], 2351);
+    let rows = report["models"].as_array().expect("models array");
+    let names: Vec<&str> = rows.iter().filter_map(|m| m["model"].as_str()).collect();
+    assert_eq!(names, ["linear", "svr", "knn", "cart", "forest", "naive"]);
+    for m in rows {
+        for key in ["rmse", "mae", "mape", "rmse_vs_naive"] {
+            let v = m[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v >= 0.0, "{key} of {m}");
+        }
+        let dir_acc = m["directional"].as_f64().unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&dir_acc), "{m}");
+        assert!(m["fit_seconds"].as_f64().is_some(), "{m}");
+    }
+    assert_eq!(rows[5]["rmse_vs_naive"], 1.0);
+
+    let loaded = persist::load_all_trained(&models).expect("models load");
+    assert_eq!(loaded.len(), 5);
+    let series = klinecast::store::load_series(&data).expect("load slice");
+    for (model, kind) in loaded.iter().zip(ModelKind::ALL) {
+        assert_eq!(model.kind, kind);
+        assert_eq!(model.meta.train_rows, 2351);
+        assert_eq!(model.meta.data_file, "AVAXUSDT_1m.csv");
+        let rmse = rows[kind as usize]["rmse"].as_f64().expect("rmse");
+        assert_eq!(model.meta.holdout.rmse, rmse);
+        let t = series.len() - 1;
+        let price = model.predict_price(&series, t).expect("forecast");
+        assert!((price / series.close[t] - 1.0).abs() < 0.2, "{price}");
+    }
+    assert!(models.join("Trained").join("forest.bin").is_file());
+
+    // A second run on too little data fails with exit 1 and leaves the saved models alone.
+    let before = fs::read(models.join("Trained/linear.bin")).expect("read model");
+    let small = dir.0.join("small.csv");
+    slice_of_sample(&small, 120);
+    let out = train(&[
+        "--data",
+        small.to_str().expect("utf-8 path"),
+        "--models-dir",
+        models.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("has 120 klines"), "{stderr}");
+    assert!(stderr.contains("at least 161"), "{stderr}");
+    assert_eq!(
+        fs::read(models.join("Trained/linear.bin")).expect("read model"),
+        before
+    );
+    assert_eq!(persist::load_all_trained(&models).expect("load").len(), 5);
+}
+
+#[test]
+fn empty_file_is_refused_with_exit_1() {
+    let dir = TempDir::new("empty");
+    let data = dir.0.join("EMPTY_1m.csv");
+    fs::write(&data, format!("{}\n", klinecast::kline::CSV_HEADER)).expect("write");
+    let models = dir.0.join("models");
+    let out = train(&[
+        "--data",
+        data.to_str().expect("utf-8 path"),
+        "--models-dir",
+        models.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("klinecast: error:"));
+    assert!(!models.join("Trained").exists());
+    let missing = train(&["--data", dir.0.join("nope.csv").to_str().expect("utf-8")]);
+    assert_eq!(missing.status.code(), Some(1));
+}
