@@ -8,7 +8,6 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tungstenite::handshake::HandshakeError;
@@ -17,6 +16,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Connector, Message, WebSocket};
 
+use crate::binance::tls;
 use crate::kline::{Interval, Symbol};
 
 /// Timeouts and limits of one connection.
@@ -154,22 +154,6 @@ pub fn check_url(url: &str) -> Result<(bool, String, u16), WsError> {
     Ok((tls, host, port))
 }
 
-/// rustls client configuration: ring provider, bundled webpki roots.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| WsError::Tls {
-        detail: e.to_string(),
-    })?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 /// One open kline stream connection.
 #[derive(Debug)]
 pub struct KlineSocket {
@@ -218,7 +202,7 @@ impl KlineSocket {
             .set_write_timeout(Some(config.connect_timeout))
             .map_err(io_err)?;
         let connector = if tls {
-            Connector::Rustls(tls_config()?)
+            Connector::Rustls(tls::client_config())
         } else {
             Connector::Plain
         };
@@ -475,10 +459,5 @@ mod tests {
         )
         .err();
         assert!(matches!(err, Some(WsError::Handshake(_))), "{err:?}");
-    }
-
-    #[test]
-    fn tls_config_builds_with_ring() {
-        assert!(tls_config().is_ok());
     }
 }
