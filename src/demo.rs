@@ -37,9 +37,9 @@ pub fn symbol_interval(path: &Path) -> Result<(Symbol, Interval), Error> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    let parsed = stem.split_once('_').and_then(|(s, i)| {
-        Some((Symbol::parse(s).ok()?, Interval::parse(i).ok()?))
-    });
+    let parsed = stem
+        .split_once('_')
+        .and_then(|(s, i)| Some((Symbol::parse(s).ok()?, Interval::parse(i).ok()?)));
     parsed.ok_or_else(|| {
         Error::Config(format!(
             "{}: the file name must be <SYMBOL>_<interval>.csv, such as AVAXUSDT_1m.csv",
@@ -147,11 +147,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     let mut ens = Accum::default();
     let mut naive = Accum::default();
     let outcome = run_stream(&config, &mut |event| match event {
-        LiveEvent::Kline {
-            kline,
-            scored: Some(s),
-            ..
-        } => {
+        LiveEvent::Kline(k) => {
+            let (kline, Some(s)) = (&k.kline, &k.scored) else {
+                return;
+            };
             ens.add(s.last_close, s.ensemble_price, s.actual_close);
             naive.add(s.last_close, s.naive_price, s.actual_close);
             println!(
@@ -164,7 +163,6 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
                 naive.rmse()
             );
         }
-        LiveEvent::Kline { .. } => {}
         LiveEvent::Window { line, seconds } => {
             println!("  -- {line} ({seconds:.2} s)");
         }

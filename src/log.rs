@@ -234,13 +234,12 @@ mod tests {
             log.raw("{\"a\":1}");
         }
         // Simulate a kill in the middle of a line.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("append");
+        let mut f = OpenOptions::new().append(true).open(&path).expect("append");
         f.write_all(b"{\"half\":").expect("write");
         drop(f);
-        let mut log = Logger::open(&path, "t").expect("reopen").mirror_stderr(false);
+        let mut log = Logger::open(&path, "t")
+            .expect("reopen")
+            .mirror_stderr(false);
         log.raw("{\"b\":2}");
         let text = fs::read_to_string(&path).expect("read");
         let lines: Vec<&str> = text.lines().collect();

@@ -109,7 +109,12 @@ impl Dirs {
     }
 }
 
-fn stream_cmd(dirs: &Dirs, server: &ReplayServer, extra: &[&str], env: &[(&str, String)]) -> Command {
+fn stream_cmd(
+    dirs: &Dirs,
+    server: &ReplayServer,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("stream")
         .args(["--symbol", "AVAXUSDT", "--interval", "1m"])
@@ -119,7 +124,12 @@ fn stream_cmd(dirs: &Dirs, server: &ReplayServer, extra: &[&str], env: &[(&str, 
         .arg(&dirs.models)
         .arg("--log-dir")
         .arg(&dirs.log)
-        .args(["--rest-url", &server.rest_url(), "--ws-url", &server.ws_url()])
+        .args([
+            "--rest-url",
+            &server.rest_url(),
+            "--ws-url",
+            &server.ws_url(),
+        ])
         .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
         .args(extra)
         .env("KLINECAST_WS_IDLE_MS", "900")
@@ -198,7 +208,9 @@ fn faults_kill_and_restart_keep_the_store_exact() {
         600.0,
         "drop-every=4,dup-finals,garbage-every=3,429-every=3,ping-ms=300",
     );
-    let first = stream_cmd(&dirs, &srv, &[], &[]).spawn().expect("spawn stream");
+    let first = stream_cmd(&dirs, &srv, &[], &[])
+        .spawn()
+        .expect("spawn stream");
     wait_for(Duration::from_secs(60), "the first rows", || {
         stored_rows(&store_path) >= history + 40
     });
@@ -261,7 +273,11 @@ fn faults_kill_and_restart_keep_the_store_exact() {
     assert_eq!(buffer[..], src[total - buffer.len()..]);
     // The ensemble file loads and has learnt windows (no trained models: generations only).
     let saved = load_ensemble(&ensemble_path(&dirs.models)).expect("the ensemble loads");
-    assert!(saved.ensemble.windows_done >= 40, "{}", saved.ensemble.windows_done);
+    assert!(
+        saved.ensemble.windows_done >= 40,
+        "{}",
+        saved.ensemble.windows_done
+    );
     assert_eq!(saved.ensemble.trained_count(), 0);
     let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
     for needle in [
@@ -329,12 +345,20 @@ fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
         .open(data.join(".klinecast.lock"))
         .expect("lock file");
     lock.try_lock().expect("take the lock");
-    fs::write(data.join(".klinecast.lock"), "pid 4242 started 2026-07-21 10:00:00.000Z\n")
-        .expect("write holder");
+    fs::write(
+        data.join(".klinecast.lock"),
+        "pid 4242 started 2026-07-21 10:00:00.000Z\n",
+    )
+    .expect("write holder");
     let out = Command::new(BIN)
         .args(["stream", "--data-dir"])
         .arg(&data)
-        .args(["--rest-url", "http://127.0.0.1:9", "--ws-url", "ws://127.0.0.1:9"])
+        .args([
+            "--rest-url",
+            "http://127.0.0.1:9",
+            "--ws-url",
+            "ws://127.0.0.1:9",
+        ])
         .output()
         .expect("run stream");
     assert_eq!(out.status.code(), Some(0));

@@ -211,21 +211,17 @@ impl KlineSocket {
             .write_buffer_size(0)
             .max_message_size(Some(config.max_message_bytes))
             .max_frame_size(Some(config.max_message_bytes));
-        let ws = match tungstenite::client_tls_with_config(
-            url,
-            stream,
-            Some(limits),
-            Some(connector),
-        ) {
-            Ok((ws, _response)) => ws,
-            Err(HandshakeError::Interrupted(_)) => {
-                return Err(WsError::Handshake(format!(
-                    "no answer within {} ms",
-                    config.connect_timeout.as_millis()
-                )))
-            }
-            Err(HandshakeError::Failure(e)) => return Err(classify(e, true)),
-        };
+        let ws =
+            match tungstenite::client_tls_with_config(url, stream, Some(limits), Some(connector)) {
+                Ok((ws, _response)) => ws,
+                Err(HandshakeError::Interrupted(_)) => {
+                    return Err(WsError::Handshake(format!(
+                        "no answer within {} ms",
+                        config.connect_timeout.as_millis()
+                    )))
+                }
+                Err(HandshakeError::Failure(e)) => return Err(classify(e, true)),
+            };
         let tcp = match ws.get_ref() {
             MaybeTlsStream::Plain(s) => s,
             MaybeTlsStream::Rustls(s) => &s.sock,
@@ -379,8 +375,7 @@ mod tests {
         thread::spawn(move || {
             let (tcp, _) = listener.accept().expect("accept");
             let mut ws = tungstenite::accept(tcp).expect("ws accept");
-            ws.send(Message::Ping(b"hi".to_vec().into()))
-                .expect("ping");
+            ws.send(Message::Ping(b"hi".to_vec().into())).expect("ping");
             for t in texts {
                 ws.send(Message::text(t)).expect("text");
             }

@@ -78,18 +78,22 @@ fn save_ensemble(path: &Path, as_of: Option<i64>, ensemble: &Ensemble) -> Result
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
     /// One closed kline went through the learner.
-    Kline {
-        kline: Kline,
-        from_rest: bool,
-        /// Fed again from the store on start (already seen before a restart).
-        replayed: bool,
-        /// The forecast of this kline's close, scored now.
-        scored: Option<ScoredForecast>,
-        /// The forecast of the next close.
-        forecast: Option<Forecast>,
-    },
+    Kline(Box<KlineEvent>),
     /// A window closed: its readable log line and the seconds the refit + save took.
     Window { line: String, seconds: f64 },
+}
+
+/// One closed kline that went through the learner.
+#[derive(Debug, Clone)]
+pub struct KlineEvent {
+    pub kline: Kline,
+    pub from_rest: bool,
+    /// Fed again from the store on start (already seen before a restart).
+    pub replayed: bool,
+    /// The forecast of this kline's close, scored now.
+    pub scored: Option<ScoredForecast>,
+    /// The forecast of the next close.
+    pub forecast: Option<Forecast>,
 }
 
 /// Settings of the ensembling thread.
@@ -157,9 +161,7 @@ impl Ensembler {
                 ));
                 (saved.ensemble, saved.as_of_open_time, true)
             }
-            Err(PersistError::NotFound { .. }) => {
-                (new_ensemble(config, &mut log)?, None, false)
-            }
+            Err(PersistError::NotFound { .. }) => (new_ensemble(config, &mut log)?, None, false),
             Err(e) => {
                 let aside = path.with_extension("bin.bad");
                 let moved = std::fs::rename(&path, &aside).is_ok();
@@ -189,7 +191,10 @@ impl Ensembler {
         };
         let split = split.max(klines.len().saturating_sub(MAX_REPLAY));
         let replay = klines.split_off(split);
-        if loaded && replay.is_empty() && as_of.is_some_and(|t| klines.last().is_some_and(|k| k.open_time < t)) {
+        if loaded
+            && replay.is_empty()
+            && as_of.is_some_and(|t| klines.last().is_some_and(|k| k.open_time < t))
+        {
             log.warn("the saved ensemble is newer than the kline store; its history is rebuilt from the store");
         }
         let mut history = Series::with_capacity(klines.len());
@@ -276,7 +281,11 @@ impl Ensembler {
             let report = self.learner.end_window(&self.fit);
             // Save first: a kill between the save and the log lines loses a log line at worst,
             // never a window of learning.
-            save_ensemble(&self.ensemble_path, Some(open_time), self.learner.ensemble())?;
+            save_ensemble(
+                &self.ensemble_path,
+                Some(open_time),
+                self.learner.ensemble(),
+            )?;
             self.buffer.clear();
             let seconds = started.elapsed().as_secs_f64();
             let line = report.to_log_line();
@@ -286,11 +295,12 @@ impl Ensembler {
                 Ok(serde_json::Value::Object(mut obj)) => {
                     obj.insert("logged_at".into(), stamp(wall_clock_ms()).into());
                     obj.insert("refit_save_seconds".into(), seconds.into());
-                    self.jsonl
-                        .raw(&serde_json::Value::Object(obj).to_string());
+                    self.jsonl.raw(&serde_json::Value::Object(obj).to_string());
                 }
                 Ok(other) => self.jsonl.raw(&other.to_string()),
-                Err(e) => self.log.warn(&format!("cannot encode the window report: {e}")),
+                Err(e) => self
+                    .log
+                    .warn(&format!("cannot encode the window report: {e}")),
             }
             self.summary.windows += 1;
             self.summary.window_seconds.push(seconds);
@@ -303,13 +313,13 @@ impl Ensembler {
                 .kline_seconds
                 .push(started.elapsed().as_secs_f64());
         }
-        let _ = self.events.send(LiveEvent::Kline {
+        let _ = self.events.send(LiveEvent::Kline(Box::new(KlineEvent {
             kline,
             from_rest,
             replayed,
             scored: step.scored,
             forecast: self.learner.latest_forecast().cloned(),
-        });
+        })));
         Ok(())
     }
 
@@ -348,9 +358,8 @@ impl Ensembler {
             text.push_str(&k.to_csv_line());
             text.push('\n');
         }
-        fsutil::write_atomic(&self.buffer_path, text.as_bytes()).map_err(|e| {
-            Error::io(format!("writing {}", self.buffer_path.display()), e)
-        })
+        fsutil::write_atomic(&self.buffer_path, text.as_bytes())
+            .map_err(|e| Error::io(format!("writing {}", self.buffer_path.display()), e))
     }
 }
 

@@ -28,7 +28,9 @@ impl InstanceLock {
 pub enum LockOutcome {
     Acquired(InstanceLock),
     /// Another process holds it; `holder` is what it wrote (pid and start time), trimmed.
-    Busy { holder: String },
+    Busy {
+        holder: String,
+    },
 }
 
 /// Tries to take the lock of `data_dir` (created if missing) without waiting. `whoami` is

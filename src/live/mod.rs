@@ -128,7 +128,9 @@ impl StreamConfig {
 #[derive(Debug, Clone)]
 pub enum RunOutcome {
     /// Another `klinecast stream` holds the lock of this data directory.
-    AlreadyRunning { holder: String },
+    AlreadyRunning {
+        holder: String,
+    },
     Finished(RunSummary),
 }
 
@@ -244,7 +246,10 @@ pub fn run_stream(
     );
     let _lock = match lock::acquire(&config.data_dir, &whoami).map_err(|e| {
         Error::io(
-            format!("locking {}", config.data_dir.join(lock::LOCK_FILE).display()),
+            format!(
+                "locking {}",
+                config.data_dir.join(lock::LOCK_FILE).display()
+            ),
             e,
         )
     })? {
@@ -252,7 +257,8 @@ pub fn run_stream(
         LockOutcome::Acquired(l) => l,
     };
     // Check both URLs before touching any file: a typo is a configuration error (exit 2).
-    tls::check_base_url(&config.rest_url, "https", "http").map_err(|e| Error::Config(e.to_string()))?;
+    tls::check_base_url(&config.rest_url, "https", "http")
+        .map_err(|e| Error::Config(e.to_string()))?;
     tls::check_base_url(&config.ws_url, "wss", "ws").map_err(|e| Error::Config(e.to_string()))?;
     let ws_url = ws::stream_url(&config.ws_url, &config.symbol, config.interval);
 

@@ -319,7 +319,8 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
         let end = self.read_loop(sock.as_mut())?;
         sock.close();
-        self.log.info(&format!("connection ended; {}", self.stats.summary()));
+        self.log
+            .info(&format!("connection ended; {}", self.stats.summary()));
         Ok(end)
     }
 
@@ -484,13 +485,9 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             if start > end {
                 break;
             }
-            let page = self.rest.klines(
-                &self.symbol,
-                self.interval,
-                start,
-                Some(end),
-                PAGE_LIMIT,
-            );
+            let page = self
+                .rest
+                .klines(&self.symbol, self.interval, start, Some(end), PAGE_LIMIT);
             self.log_rest_notes();
             let page = match page {
                 Ok(p) => p,
@@ -543,10 +540,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         ));
         if let BinanceError::Banned { retry_after_secs } = e {
             // Wait out the ban instead of making it longer.
-            if self
-                .sleep(Duration::from_secs(*retry_after_secs))
-                .is_some()
-            {
+            if self.sleep(Duration::from_secs(*retry_after_secs)).is_some() {
                 return ConnEnd::Now;
             }
         }
@@ -557,8 +551,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         self.stats.bad_frames += 1;
         let n = self.stats.bad_frames;
         if n <= 20 || n.is_power_of_two() {
-            self.log
-                .info(&format!("bad frame #{n} ignored: {what}"));
+            self.log.info(&format!("bad frame #{n} ignored: {what}"));
         }
     }
 
