@@ -391,3 +391,89 @@ fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, 
     Ensemble::new(config.ensemble.clone(), members)
         .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn sample(n: usize) -> Vec<Kline> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/AVAXUSDT_1m.csv");
+        let mut k = crate::store::load_klines(&path).expect("sample data");
+        k.truncate(n);
+        k
+    }
+
+    fn config(root: &Path) -> EnsemblerConfig {
+        EnsemblerConfig {
+            data_dir: root.join("data"),
+            models_dir: root.join("models"),
+            log_dir: root.join("log"),
+            interval_ms: 60_000,
+            ensemble: EnsembleConfig {
+                window: 5,
+                refit_rows: 150,
+                generations: 2,
+                ..EnsembleConfig::default()
+            },
+            fit: FitConfig {
+                seed: 9,
+                svr_rows: 150,
+                threads: 2,
+            },
+        }
+    }
+
+    /// Runs the ensembler over `live` with the store holding `stored` before it starts.
+    fn session(root: &Path, stored: &[Kline], live: &[Kline]) -> EnsemblerSummary {
+        let (ev_tx, _ev_rx) = mpsc::channel();
+        let mut tail = |n: usize| Ok(stored[stored.len().saturating_sub(n)..].to_vec());
+        let (ens, replay) = Ensembler::start(&config(root), &mut tail, ev_tx).expect("start");
+        let (tx, rx) = mpsc::channel();
+        for k in live {
+            tx.send(ClosedKline {
+                kline: k.clone(),
+                from_rest: false,
+            })
+            .expect("send");
+        }
+        drop(tx);
+        ens.run(replay, rx).expect("run")
+    }
+
+    #[test]
+    fn a_stop_mid_window_and_restart_gives_the_same_files_as_one_run() {
+        let base = std::env::temp_dir().join(format!(
+            "klinecast-ensembler-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let (a, b) = (base.join("a"), base.join("b"));
+        let src = sample(560);
+        let (start, cut) = (500, 523);
+        // One uninterrupted run.
+        let one = session(&a, &src[..start], &src[start..]);
+        assert_eq!((one.klines, one.windows), (60, 12));
+        // Stopped after 23 klines (mid-window), then restarted on the store as it was left.
+        let first = session(&b, &src[..start], &src[start..cut]);
+        assert_eq!(first.windows, 4);
+        let second = session(&b, &src[..cut], &src[cut..]);
+        assert_eq!(
+            second.replayed, 3,
+            "the 3 klines of the unfinished window are fed again"
+        );
+        assert_eq!(second.windows, 8);
+        for file in ["data/predictions.csv", "models/Ensembled/EnsembleModel.bin"] {
+            assert!(
+                std::fs::read(a.join(file)).expect("a") == std::fs::read(b.join(file)).expect("b"),
+                "{file} differs after a restart"
+            );
+        }
+        let buffer = crate::store::load_klines(&b.join("data/Buffer_5.csv")).expect("buffer");
+        assert!(buffer.is_empty(), "60 klines are 12 whole windows");
+        let saved = load_ensemble(&ensemble_path(&b.join("models"))).expect("loads");
+        assert_eq!(saved.as_of_open_time, Some(src[559].open_time));
+        assert_eq!(saved.ensemble.windows_done, 12);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}

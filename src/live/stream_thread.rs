@@ -572,3 +572,239 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+
+    const MIN: i64 = 60_000;
+
+    fn kline(i: i64) -> Kline {
+        Kline {
+            open_time: i * MIN,
+            open: "10.5".into(),
+            high: "11".into(),
+            low: "10".into(),
+            close: format!("10.{i}"),
+            volume: "100".into(),
+            close_time: i * MIN + MIN - 1,
+            quote_volume: "1050".into(),
+            trades: 7,
+            taker_buy_base: "50".into(),
+            taker_buy_quote: "525".into(),
+        }
+    }
+
+    fn event(i: i64, is_final: bool) -> Result<WsRead, WsError> {
+        let k = kline(i);
+        Ok(WsRead::Text(format!(
+            r#"{{"e":"kline","E":{},"s":"AVAXUSDT","k":{{"t":{},"T":{},"s":"AVAXUSDT","i":"1m","f":1,"L":2,"o":"{}","c":"{}","h":"{}","l":"{}","v":"{}","n":{},"x":{is_final},"q":"{}","V":"{}","Q":"{}","B":"0"}}}}"#,
+            k.close_time + 1,
+            k.open_time,
+            k.close_time,
+            k.open,
+            k.close,
+            k.high,
+            k.low,
+            k.volume,
+            k.trades,
+            k.quote_volume,
+            k.taker_buy_base,
+            k.taker_buy_quote
+        )))
+    }
+
+    /// An exchange of klines 0..40 whose "now" follows a script (the last value repeats).
+    struct FakeRest {
+        now: VecDeque<i64>,
+        calls: Vec<(i64, Option<i64>)>,
+    }
+
+    impl Rest for FakeRest {
+        fn server_time(&mut self) -> Result<i64, BinanceError> {
+            let now = if self.now.len() > 1 {
+                self.now.pop_front()
+            } else {
+                self.now.front().copied()
+            };
+            now.ok_or_else(|| BinanceError::BadUrl {
+                url: String::new(),
+                reason: "no time".into(),
+            })
+        }
+
+        fn klines(
+            &mut self,
+            _symbol: &Symbol,
+            _interval: Interval,
+            start_ms: i64,
+            end_ms: Option<i64>,
+            limit: usize,
+        ) -> Result<Vec<Kline>, BinanceError> {
+            self.calls.push((start_ms, end_ms));
+            Ok((0..40)
+                .map(kline)
+                .filter(|k| k.open_time >= start_ms && end_ms.is_none_or(|e| k.open_time <= e))
+                .take(limit)
+                .collect())
+        }
+    }
+
+    struct FakeFrames(VecDeque<Result<WsRead, WsError>>);
+
+    impl Frames for FakeFrames {
+        fn read(&mut self) -> Result<WsRead, WsError> {
+            self.0
+                .pop_front()
+                .unwrap_or(Err(WsError::Closed("script ended".into())))
+        }
+        fn age(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn close(self: Box<Self>) {}
+    }
+
+    struct FakeConnect(VecDeque<Vec<Result<WsRead, WsError>>>);
+
+    impl Connect for FakeConnect {
+        fn connect(&mut self) -> Result<Box<dyn Frames>, WsError> {
+            match self.0.pop_front() {
+                Some(frames) => Ok(Box::new(FakeFrames(frames.into()))),
+                None => Err(WsError::Handshake("no more scripted connections".into())),
+            }
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "klinecast-streamthread-{name}-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn every_closed_kline_once_in_order_through_duplicates_gaps_and_reconnects() {
+        let dir = temp("once");
+        let store_path = dir.join("AVAXUSDT_1m.csv");
+        let (mut store, _) = KlineStore::open(&store_path).expect("store");
+        store
+            .append(&(0..5).map(kline).collect::<Vec<_>>())
+            .expect("seed");
+        let closed = |i: i64| kline(i).close_time + 1;
+        let rest = FakeRest {
+            // connect 1 fill, skip-ahead fill, partial-triggered fill, connect 2, connect 3.
+            now: vec![closed(6), closed(9), closed(12), closed(12)].into(),
+            calls: Vec::new(),
+        };
+        let connect = FakeConnect(
+            vec![
+                vec![
+                    event(6, true), // duplicate of the REST fill
+                    Ok(WsRead::Text("not json".into())),
+                    Ok(WsRead::Control),
+                    event(9, true),   // skips 7 and 8: filled over REST first
+                    event(12, false), // partial of 12: finals of 10 and 11 missing
+                    event(12, true),
+                    Ok(WsRead::Binary(3)),
+                    Ok(WsRead::Quiet),
+                    Err(WsError::Idle {
+                        silent: Duration::from_secs(30),
+                    }),
+                ],
+                vec![Ok(WsRead::Text(r#"{"e":"serverShutdown","E":1}"#.into()))],
+                vec![event(12, true), event(13, true), event(14, true)],
+            ]
+            .into(),
+        );
+        let (tx, rx) = mpsc::channel();
+        let log = Logger::open(&dir.join("stream.log"), "test")
+            .expect("log")
+            .mirror_stderr(false);
+        let timing = Timing {
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            ..Timing::default()
+        };
+        let limits = Limits {
+            deadline: None,
+            max_klines: Some(9),
+        };
+        let thread = StreamThread::new(
+            Symbol::parse("AVAXUSDT").expect("symbol"),
+            Interval::ONE_MINUTE,
+            rest,
+            connect,
+            store,
+            tx,
+            log,
+            timing,
+            limits,
+            100,
+            7,
+        );
+        let (reason, stats) = thread.run().expect("run");
+        assert_eq!(reason, StopReason::KlineLimit);
+        let got: Vec<(i64, bool)> = rx
+            .try_iter()
+            .map(|m| (m.kline.open_time / MIN, m.from_rest))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, true),
+                (6, true),
+                (7, true),
+                (8, true),
+                (9, false),
+                (10, true),
+                (11, true),
+                (12, false),
+                (13, false)
+            ]
+        );
+        assert_eq!(
+            stats,
+            StreamStats {
+                connects: 3,
+                failed_connects: 0,
+                klines_ws: 3,
+                klines_rest: 6,
+                gap_fills: 3,
+                duplicates: 2,
+                bad_frames: 2,
+                idle_timeouts: 1,
+                server_shutdowns: 1,
+                rotations: 0,
+            }
+        );
+        let stored = crate::store::load_klines(&store_path).expect("load");
+        assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 1);
+        let delays: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
+        for (d, full) in delays.iter().zip([100u64, 200, 400, 800, 1000, 1000]) {
+            assert!((full / 2..=full).contains(d), "{delays:?}");
+        }
+        b.reset();
+        assert!((50..=100).contains(&(b.next_delay().as_millis() as u64)));
+        let mut again = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 1);
+        let replay: Vec<u64> = (0..6)
+            .map(|_| again.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(delays, replay, "same seed, same delays");
+    }
+}
