@@ -357,12 +357,10 @@ pub fn load_series(path: &Path) -> Result<Series, StoreError> {
     let (a, b) = std::thread::scope(|s| {
         let handle = s.spawn(|| parse_half(second));
         let a = parse_half(first);
-        let b = handle.join().unwrap_or_else(|_| {
-            Err(RowError {
-                line: 1,
-                kind: RowErrorKind::Internal,
-            })
-        });
+        let b = handle.join().unwrap_or(Err(RowError {
+            line: 1,
+            kind: RowErrorKind::Internal,
+        }));
         (a, b)
     });
     let first_lines = count_lines(first);

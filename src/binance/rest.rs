@@ -170,9 +170,11 @@ impl RestClient {
         self.get(&path, |body| {
             let klines = wire::parse_klines(body)?;
             let ordered = klines.windows(2).all(|w| w[0].open_time < w[1].open_time);
-            let in_range = klines
-                .iter()
-                .all(|k| k.open_time >= start_time && end_time.is_none_or(|e| k.open_time <= e));
+            // A start inside a candle may return that candle: allow one interval before.
+            let in_range = klines.iter().all(|k| {
+                k.open_time > start_time - interval.ms()
+                    && end_time.is_none_or(|e| k.open_time <= e)
+            });
             if !ordered || !in_range || klines.len() > usize::from(limit) {
                 return Err(WireError::Shape(
                     "klines out of order or outside the requested range".to_string(),
@@ -562,8 +564,10 @@ pub(crate) mod tests {
         }
     }
 
+    pub(crate) type Log<T> = Arc<Mutex<Vec<T>>>;
+
     /// A client whose sleeps are recorded (in ms) instead of slept, and whose notices are kept.
-    pub(crate) fn client(url: &str) -> (RestClient, Arc<Mutex<Vec<u64>>>, Arc<Mutex<Vec<String>>>) {
+    pub(crate) fn client(url: &str) -> (RestClient, Log<u64>, Log<String>) {
         let sleeps = Arc::new(Mutex::new(Vec::new()));
         let notices = Arc::new(Mutex::new(Vec::new()));
         let (s2, n2) = (sleeps.clone(), notices.clone());

@@ -113,6 +113,9 @@ pub fn parse_server_time(body: &str) -> Result<i64, WireError> {
 }
 
 /// One WebSocket text frame from a market stream.
+// Reason: events are parsed one at a time and consumed at once; boxing the kline would only
+// add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum WsEvent {
     /// A kline update; `is_final` (`x`) marks the last update of that candle.

@@ -146,8 +146,9 @@ impl Knn {
         if node.left == u32::MAX {
             for pos in node.start as usize..node.end as usize {
                 let point = &self.points[pos * self.n_features..(pos + 1) * self.n_features];
-                let dist = squared_distance(query, point);
-                best.offer(dist, self.index[pos], self.targets[pos]);
+                if let Some(dist) = squared_distance_within(query, point, best.limit()) {
+                    best.offer(dist, self.index[pos], self.targets[pos]);
+                }
             }
             return;
         }
@@ -211,14 +212,19 @@ impl Regressor for Knn {
     }
 }
 
-/// `Σ_j (a_j − b_j)²`, summed in dimension order.
-fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+/// `Σ_j (a_j − b_j)²` summed in dimension order, or `None` as soon as a partial sum exceeds
+/// `limit`: the terms are non-negative and floating addition is monotone, so the full sum would
+/// exceed it too. Equal to `limit` is kept, as the index may still win the tie.
+fn squared_distance_within(a: &[f64], b: &[f64], limit: f64) -> Option<f64> {
     let mut sum = 0.0;
     for (p, q) in a.iter().zip(b) {
         let diff = p - q;
         sum += diff * diff;
+        if sum > limit {
+            return None;
+        }
     }
-    sum
+    Some(sum)
 }
 
 /// The k best candidates so far, sorted by (squared distance, index).
@@ -239,6 +245,15 @@ impl Best {
     /// candidate. Equal distances are still visited, as a lower index may win the tie.
     fn admits(&self, bound: f64) -> bool {
         self.items.len() < self.k || bound <= self.items[self.k - 1].0
+    }
+
+    /// The squared distance a candidate must not exceed to be considered.
+    fn limit(&self) -> f64 {
+        if self.items.len() < self.k {
+            f64::INFINITY
+        } else {
+            self.items[self.k - 1].0
+        }
     }
 
     fn offer(&mut self, dist: f64, index: u32, target: f64) {
@@ -316,6 +331,16 @@ impl Builder<'_> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    /// `Σ_j (a_j − b_j)²`, summed in dimension order.
+    fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+        let mut sum = 0.0;
+        for (p, q) in a.iter().zip(b) {
+            let diff = p - q;
+            sum += diff * diff;
+        }
+        sum
+    }
 
     fn brute_force(x: &DMatrix<f64>, y: &DVector<f64>, k: usize, query: &[f64]) -> f64 {
         let mut all: Vec<(f64, usize)> = (0..x.nrows())

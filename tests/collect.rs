@@ -1,0 +1,229 @@
+//! Process-level tests of `klinecast collect`: usage errors exit 2 before any network use, and
+//! a real `klinecast collect` process backfills from a `klinecast replay-server` (and from an
+//! in-process replay server with injected faults), survives `kill -9` and resumes to exactly
+//! the rows of the source file. Loopback only.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use klinecast::kline::{Interval, Symbol, CSV_HEADER};
+use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use klinecast::store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_klinecast");
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "klinecast-test-collect-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills a child process when dropped (a failing test must not leave servers behind).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn collect(rest_url: &str, data_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["collect", "--symbol", "AVAXUSDT", "--interval", "1m"])
+        .args(["--start", "2026-07-01", "--rest-url", rest_url])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env_remove("KLINECAST_REST_URL");
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("run klinecast")
+}
+
+/// The stored file must be the sample's header and first rows, byte for byte; returns the row
+/// count.
+fn assert_prefix_of_sample(path: &Path) -> usize {
+    let stored = std::fs::read_to_string(path).expect("read stored file");
+    let sample = std::fs::read_to_string(SAMPLE).expect("read sample");
+    assert!(stored.starts_with(&format!("{CSV_HEADER}\n")));
+    assert!(stored.ends_with('\n'), "stored file ends mid-line");
+    assert!(
+        sample.starts_with(&stored),
+        "{} is not a prefix of the sample",
+        path.display()
+    );
+    stored.lines().count() - 1
+}
+
+#[test]
+fn usage_errors_exit_2_without_network() {
+    let dir = TempDir::new("usage");
+    for (args, needle) in [
+        (&["collect", "--symbol", "../x"][..], "invalid symbol"),
+        (&["collect", "--symbol", "a/b"], "invalid symbol"),
+        (&["collect", "--interval", "7m"], "invalid interval"),
+        (
+            &["collect", "--rest-url", "http://api.binance.com"],
+            "only allowed to this machine",
+        ),
+        (&["collect", "--rest-url", "ftp://127.0.0.1:1"], "scheme"),
+    ] {
+        let out = run({
+            let mut c = Command::new(BIN);
+            c.args(args).arg("--data-dir").arg(&dir.0);
+            c
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    // Nothing was written for the refused symbol.
+    assert_eq!(std::fs::read_dir(&dir.0).expect("list").count(), 0);
+}
+
+#[test]
+fn collect_against_the_replay_server_process() {
+    let dir = TempDir::new("e2e");
+    // The replay server needs a <SYMBOL>_<interval>.csv name: the sample already has one.
+    let mut server = Command::new(BIN);
+    server
+        .args(["replay-server", "--data", SAMPLE, "--start-row", "20000"])
+        .args([
+            "--speed",
+            "60",
+            "--faults",
+            "429-every=8,500-every=9,torn-every=10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut server = KillOnDrop(server.spawn().expect("start replay-server"));
+    let stdout = server.0.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    let rest = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rest="))
+        .unwrap_or_else(|| panic!("no rest= in {line:?}"))
+        .to_string();
+    let data_dir = dir.0.join("data");
+    let out = run(collect(&rest, &data_dir, &[]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {stderr}\nstdout: {stdout}"
+    );
+    let path = data_dir.join("AVAXUSDT_1m.csv");
+    let rows = assert_prefix_of_sample(&path);
+    assert!(rows >= 20_000, "only {rows} rows");
+    assert!(stdout.contains(&format!("added {rows} rows")), "{stdout}");
+    // The injected 429, 500 and torn bodies were retried and said so.
+    assert!(stderr.contains("429"), "{stderr}");
+    assert!(stderr.contains("HTTP 500"), "{stderr}");
+    // A torn body is a connection closed mid-body.
+    assert!(stderr.contains("Peer disconnected"), "{stderr}");
+    // A second run resumes: it only adds what closed since, and the file stays a prefix.
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = run(collect(&rest, &data_dir, &[]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let more = assert_prefix_of_sample(&path);
+    assert!(more > rows, "{more} <= {rows}");
+    // An end date stops early; a symbol the server does not know is a Binance API error.
+    let out = run(collect(
+        &rest,
+        &dir.0.join("other"),
+        &["--end", "2026-07-02"],
+    ));
+    assert_eq!(out.status.code(), Some(0));
+    let klines = store::load_klines(&dir.0.join("other/AVAXUSDT_1m.csv")).expect("load");
+    assert_eq!(klines.len(), 1440);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["collect", "--symbol", "BTCUSDT", "--rest-url", &rest])
+        .arg("--data-dir")
+        .arg(&data_dir);
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("-1121"), "{stderr}");
+}
+
+#[test]
+fn kill_9_then_rerun_gives_the_same_bytes() {
+    let dir = TempDir::new("kill");
+    let klines = store::load_klines(Path::new(SAMPLE)).expect("sample");
+    let config = ReplayConfig {
+        klines,
+        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+        interval: Interval::ONE_MINUTE,
+        start_row: 12_000,
+        speed: 1.0,
+        faults: Faults::parse("slow-ms=150").expect("faults"),
+        port: 0,
+    };
+    let server = ReplayServer::start(config).expect("start replay server");
+    let rest = server.rest_url();
+    let data_dir = dir.0.join("data");
+    let path = data_dir.join("AVAXUSDT_1m.csv");
+    // Kill the collector at a few different moments, each time after some pages landed.
+    for round in 0..3u64 {
+        let child = collect(&rest, &data_dir, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start collect");
+        let mut child = KillOnDrop(child);
+        let before = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&path).map_or(0, |m| m.len()) <= before + round * 7_000 {
+            assert!(Instant::now() < deadline, "collect made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.0.kill().expect("kill -9");
+        let _ = child.0.wait();
+    }
+    // Whatever the kills left (possibly a torn last line), a rerun completes the file.
+    server.set_faults(Faults::default());
+    let out = run(collect(&rest, &data_dir, &[]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let rows = assert_prefix_of_sample(&path);
+    assert!(rows >= 12_000, "{rows}");
+    // Same bytes as one uninterrupted run against the same server.
+    let fresh = dir.0.join("fresh");
+    let out = run(collect(&rest, &fresh, &[]));
+    assert_eq!(out.status.code(), Some(0));
+    let fresh_rows = assert_prefix_of_sample(&fresh.join("AVAXUSDT_1m.csv"));
+    let out = run(collect(&rest, &data_dir, &[]));
+    assert_eq!(out.status.code(), Some(0));
+    let rows = assert_prefix_of_sample(&path);
+    assert!(rows >= fresh_rows);
+    server.shutdown();
+}
