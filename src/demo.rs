@@ -142,6 +142,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         },
         svr_rows: SVR_ROWS,
         fit_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        save_every: 1,
         stderr: true,
     };
     let mut ens = Accum::default();
@@ -184,6 +185,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         summary.ensembler.windows,
         summary.stream.summary()
     );
+    println!("{}", crate::live::timing_line(&summary));
     println!("\nscoreboard (price errors over the streamed klines):");
     print!("{}", scoreboard_table(&summary.ensembler.scoreboard));
     println!(

@@ -105,6 +105,9 @@ pub struct EnsemblerConfig {
     pub interval_ms: i64,
     pub ensemble: EnsembleConfig,
     pub fit: FitConfig,
+    /// Save the ensemble every this many windows (1 = every window). More means fewer writes
+    /// of a file that can be tens of MB, and more klines fed again after a restart.
+    pub save_every: u64,
 }
 
 /// What the ensembling thread did, returned when it ends.
@@ -132,6 +135,7 @@ pub struct Ensembler {
     log: Logger,
     jsonl: Logger,
     events: Sender<LiveEvent>,
+    save_every: u64,
     summary: EnsemblerSummary,
 }
 
@@ -225,6 +229,7 @@ impl Ensembler {
             log,
             jsonl,
             events,
+            save_every: config.save_every.max(1),
             summary: EnsemblerSummary::default(),
         };
         // The forecast made from the history (after a window end or at the very start).
@@ -280,13 +285,15 @@ impl Ensembler {
             window_done = true;
             let report = self.learner.end_window(&self.fit);
             // Save first: a kill between the save and the log lines loses a log line at worst,
-            // never a window of learning.
-            save_ensemble(
-                &self.ensemble_path,
-                Some(open_time),
-                self.learner.ensemble(),
-            )?;
-            self.buffer.clear();
+            // never a window of learning. The buffer restarts at each save.
+            if self.learner.ensemble().windows_done % self.save_every == 0 {
+                save_ensemble(
+                    &self.ensemble_path,
+                    Some(open_time),
+                    self.learner.ensemble(),
+                )?;
+                self.buffer.clear();
+            }
             let seconds = started.elapsed().as_secs_f64();
             let line = report.to_log_line();
             self.log
@@ -404,7 +411,7 @@ mod tests {
         k
     }
 
-    fn config(root: &Path) -> EnsemblerConfig {
+    fn config(root: &Path, save_every: u64) -> EnsemblerConfig {
         EnsemblerConfig {
             data_dir: root.join("data"),
             models_dir: root.join("models"),
@@ -421,14 +428,16 @@ mod tests {
                 svr_rows: 150,
                 threads: 2,
             },
+            save_every,
         }
     }
 
     /// Runs the ensembler over `live` with the store holding `stored` before it starts.
-    fn session(root: &Path, stored: &[Kline], live: &[Kline]) -> EnsemblerSummary {
+    fn session(root: &Path, save_every: u64, stored: &[Kline], live: &[Kline]) -> EnsemblerSummary {
         let (ev_tx, _ev_rx) = mpsc::channel();
         let mut tail = |n: usize| Ok(stored[stored.len().saturating_sub(n)..].to_vec());
-        let (ens, replay) = Ensembler::start(&config(root), &mut tail, ev_tx).expect("start");
+        let (ens, replay) =
+            Ensembler::start(&config(root, save_every), &mut tail, ev_tx).expect("start");
         let (tx, rx) = mpsc::channel();
         for k in live {
             tx.send(ClosedKline {
@@ -443,37 +452,41 @@ mod tests {
 
     #[test]
     fn a_stop_mid_window_and_restart_gives_the_same_files_as_one_run() {
-        let base = std::env::temp_dir().join(format!(
-            "klinecast-ensembler-{}-{}",
-            std::process::id(),
-            wall_clock_ms()
-        ));
-        let (a, b) = (base.join("a"), base.join("b"));
-        let src = sample(560);
-        let (start, cut) = (500, 523);
-        // One uninterrupted run.
-        let one = session(&a, &src[..start], &src[start..]);
-        assert_eq!((one.klines, one.windows), (60, 12));
-        // Stopped after 23 klines (mid-window), then restarted on the store as it was left.
-        let first = session(&b, &src[..start], &src[start..cut]);
-        assert_eq!(first.windows, 4);
-        let second = session(&b, &src[..cut], &src[cut..]);
-        assert_eq!(
-            second.replayed, 3,
-            "the 3 klines of the unfinished window are fed again"
-        );
-        assert_eq!(second.windows, 8);
-        for file in ["data/predictions.csv", "models/Ensembled/EnsembleModel.bin"] {
-            assert!(
-                std::fs::read(a.join(file)).expect("a") == std::fs::read(b.join(file)).expect("b"),
-                "{file} differs after a restart"
+        for (save_every, replayed, buffered) in [(1, 3u64, 0usize), (3, 8, 0), (5, 23, 10)] {
+            let base = std::env::temp_dir().join(format!(
+                "klinecast-ensembler-{}-{}-{save_every}",
+                std::process::id(),
+                wall_clock_ms()
+            ));
+            let (a, b) = (base.join("a"), base.join("b"));
+            let src = sample(560);
+            let (start, cut) = (500, 523);
+            // One uninterrupted run.
+            let one = session(&a, save_every, &src[..start], &src[start..]);
+            assert_eq!((one.klines, one.windows), (60, 12));
+            // Stopped after 23 klines (mid-window), then restarted on the store as it was left.
+            let first = session(&b, save_every, &src[..start], &src[start..cut]);
+            assert_eq!(first.windows, 4);
+            let second = session(&b, save_every, &src[..cut], &src[cut..]);
+            assert_eq!(
+                second.replayed, replayed,
+                "the klines after the last save are fed again (save every {save_every})"
             );
+            assert_eq!(second.windows, 8 + replayed / 5);
+            for file in ["data/predictions.csv", "models/Ensembled/EnsembleModel.bin"] {
+                assert!(
+                    std::fs::read(a.join(file)).expect("a")
+                        == std::fs::read(b.join(file)).expect("b"),
+                    "{file} differs after a restart (save every {save_every})"
+                );
+            }
+            let buffer = crate::store::load_klines(&b.join("data/Buffer_5.csv")).expect("buffer");
+            assert_eq!(buffer.len(), buffered, "klines since the last save");
+            assert_eq!(buffer[..], src[560 - buffered..]);
+            let saved = load_ensemble(&ensemble_path(&b.join("models"))).expect("loads");
+            assert_eq!(saved.as_of_open_time, Some(src[559 - buffered].open_time));
+            assert_eq!(saved.ensemble.windows_done, 12 - buffered as u64 / 5);
+            let _ = std::fs::remove_dir_all(&base);
         }
-        let buffer = crate::store::load_klines(&b.join("data/Buffer_5.csv")).expect("buffer");
-        assert!(buffer.is_empty(), "60 klines are 12 whole windows");
-        let saved = load_ensemble(&ensemble_path(&b.join("models"))).expect("loads");
-        assert_eq!(saved.as_of_open_time, Some(src[559].open_time));
-        assert_eq!(saved.ensemble.windows_done, 12);
-        let _ = std::fs::remove_dir_all(&base);
     }
 }

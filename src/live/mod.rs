@@ -11,8 +11,9 @@
 //! `KLINECAST_WS_IDLE_MS` (watchdog, default 30000), `KLINECAST_WS_POLL_MS` (socket read
 //! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
 //! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
-//! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), and `KLINECAST_MAX_KLINES`
-//! (stop after that many new closed klines).
+//! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
+//! (stop after that many new closed klines), and `KLINECAST_SAVE_EVERY` (save the ensemble
+//! every N windows, default 1; a count, not milliseconds).
 
 pub mod ensembler;
 pub mod history;
@@ -62,6 +63,8 @@ pub struct StreamConfig {
     pub svr_rows: usize,
     /// Worker threads for the forest refit.
     pub fit_threads: usize,
+    /// Save the ensemble every this many windows.
+    pub save_every: u64,
     /// Mirror important log lines to stderr.
     pub stderr: bool,
 }
@@ -119,6 +122,7 @@ impl StreamConfig {
             },
             svr_rows: DEFAULT_SVR_ROWS,
             fit_threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            save_every: ms("KLINECAST_SAVE_EVERY", 1)?,
             stderr: true,
         })
     }
@@ -162,6 +166,7 @@ pub fn run(args: &StreamArgs) -> Result<(), Error> {
                 summary.ensembler.windows,
                 summary.stream.summary()
             );
+            println!("{}", timing_line(&summary));
             if !summary.ensembler.scoreboard.is_empty() {
                 print!(
                     "{}",
@@ -289,6 +294,7 @@ pub fn run_stream(
             svr_rows: config.svr_rows.min(config.refit_rows),
             threads: config.fit_threads.max(1),
         },
+        save_every: config.save_every,
     };
     let (ensembler, replay) = Ensembler::start(
         &ens_config,
@@ -362,4 +368,42 @@ fn joined<T>(
             .join()
             .unwrap_or_else(|_| Err(Error::Data(format!("the {name} thread panicked")))),
     }
+}
+
+/// `(median, p95, max)` of a sample (zeros when empty).
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.95), v[v.len() - 1])
+}
+
+/// The peak resident memory of this process (`VmHWM`, Linux), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One line with the costs of a run: per-kline step, per-window refit + save, peak memory.
+pub fn timing_line(summary: &RunSummary) -> String {
+    let (k50, k95, kmax) = spread(&summary.ensembler.kline_seconds);
+    let (w50, w95, wmax) = spread(&summary.ensembler.window_seconds);
+    format!(
+        "per kline (forecast + files): median {:.2} ms, p95 {:.2} ms, max {:.2} ms; per window \
+         (refit + save): median {:.3} s, p95 {:.3} s, max {:.3} s; peak memory (VmHWM) {}",
+        k50 * 1e3,
+        k95 * 1e3,
+        kmax * 1e3,
+        w50,
+        w95,
+        wmax,
+        peak_rss_kib().map_or("unknown".to_string(), |k| format!(
+            "{:.1} MiB",
+            k as f64 / 1024.0
+        ))
+    )
 }

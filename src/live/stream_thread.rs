@@ -313,9 +313,17 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             self.stats.connects
         ));
         // Connect first, then fill: events sent during the fill wait in the socket buffer.
-        if let Some(end) = self.fill(None)? {
-            sock.close();
-            return Ok(end);
+        match self.fill(None)? {
+            None => {}
+            // REST failed: keep reading; contiguous finals still apply, and the next final
+            // that skips ahead tries the fill again.
+            Some(ConnEnd::Failed) => self
+                .log
+                .info("continuing on the socket; the gap is filled when rest answers again"),
+            Some(end) => {
+                sock.close();
+                return Ok(end);
+            }
         }
         let end = self.read_loop(sock.as_mut())?;
         sock.close();
@@ -430,13 +438,17 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             if let Some(end) = self.fill(Some(kline.open_time))? {
                 return Ok(Some(end));
             }
-            if self
-                .store
-                .last_open_time()
-                .is_some_and(|l| kline.open_time <= l)
-            {
-                self.stats.duplicates += 1;
-                return Ok(None);
+            match self.store.last_open_time() {
+                Some(l) if kline.open_time <= l => {
+                    self.stats.duplicates += 1;
+                    return Ok(None);
+                }
+                Some(l) if kline.open_time > l + iv => self.log.info(&format!(
+                    "rest has no klines between {} and {}: an exchange gap, kept as is",
+                    stamp(l),
+                    stamp(kline.open_time)
+                )),
+                _ => {}
             }
         }
         self.stats.klines_ws += 1;
