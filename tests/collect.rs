@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use klinecast::kline::{Interval, Symbol, CSV_HEADER};
 use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
 use klinecast::store;
 
-const BIN: &str = env!("CARGO_BIN_EXE_klinecast");
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
 
 struct TempDir(PathBuf);
@@ -46,7 +47,7 @@ impl Drop for KillOnDrop {
 }
 
 fn collect(rest_url: &str, data_dir: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = common::klinecast_command();
     cmd.args(["collect", "--symbol", "AVAXUSDT", "--interval", "1m"])
         .args(["--start", "2026-07-01", "--rest-url", rest_url])
         .arg("--data-dir")
@@ -89,7 +90,7 @@ fn usage_errors_exit_2_without_network() {
         (&["collect", "--rest-url", "ftp://127.0.0.1:1"], "scheme"),
     ] {
         let out = run({
-            let mut c = Command::new(BIN);
+            let mut c = common::klinecast_command();
             c.args(args).arg("--data-dir").arg(&dir.0);
             c
         });
@@ -105,7 +106,7 @@ fn usage_errors_exit_2_without_network() {
 fn collect_against_the_replay_server_process() {
     let dir = TempDir::new("e2e");
     // The replay server needs a <SYMBOL>_<interval>.csv name: the sample already has one.
-    let mut server = Command::new(BIN);
+    let mut server = common::klinecast_command();
     server
         .args(["replay-server", "--data", SAMPLE, "--start-row", "20000"])
         .args([
@@ -165,7 +166,7 @@ fn collect_against_the_replay_server_process() {
     assert_eq!(out.status.code(), Some(0));
     let klines = store::load_klines(&dir.0.join("other/AVAXUSDT_1m.csv")).expect("load");
     assert_eq!(klines.len(), 1440);
-    let mut cmd = Command::new(BIN);
+    let mut cmd = common::klinecast_command();
     cmd.args(["collect", "--symbol", "BTCUSDT", "--rest-url", &rest])
         .arg("--data-dir")
         .arg(&data_dir);

@@ -5,9 +5,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
 use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
@@ -777,7 +779,7 @@ fn command_prints_the_listening_line_and_serves() {
     let dir = TempDir::new();
     let lines = csv_lines(40);
     let data = write_data(&dir, "AVAXUSDT_1m.csv", &lines);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_klinecast"))
+    let mut child = common::klinecast_command()
         .args(["replay-server", "--data"])
         .arg(&data)
         .args(["--speed", "60"])
@@ -821,7 +823,7 @@ fn command_refuses_bad_faults_and_bad_file_names() {
     let good = write_data(&dir, "AVAXUSDT_1m.csv", &lines);
     let bad_name = write_data(&dir, "AVAXUSDT-1m-2026-07.csv", &lines);
     let run = |args: &[&str], data: &PathBuf| {
-        let out = Command::new(env!("CARGO_BIN_EXE_klinecast"))
+        let out = common::klinecast_command()
             .arg("replay-server")
             .arg("--data")
             .arg(data)

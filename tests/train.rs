@@ -4,7 +4,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 use klinecast::models::ModelKind;
 use klinecast::persist;
@@ -45,7 +47,7 @@ fn slice_of_sample(path: &Path, rows: usize) {
 }
 
 fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_klinecast"))
+    common::klinecast_command()
         .arg("train")
         .args(args)
         .output()

@@ -4,16 +4,28 @@
 //! Algorithm (scikit-learn's `BestSplitter` with the squared-error criterion): grow depth first.
 //! A node becomes a leaf when `depth >= max_depth`, it has fewer than `min_samples_split` or
 //! `2·min_samples_leaf` samples, or its impurity (weighted variance of y) is `<= f64::EPSILON`.
-//! Otherwise every feature (or `max_features` of them, drawn in a seeded random order) is scanned
-//! in sorted order; a candidate split lies between consecutive values more than 1e-7 apart
-//! (scikit-learn's `FEATURE_THRESHOLD`; a feature whose range is within it is constant) and must
+//! Otherwise features are drawn in scikit-learn's random order (a Fisher–Yates draw over its
+//! persistent `features` array with `rand_int`/`our_rand_r`, skipping features known constant in
+//! an ancestor) until `max_features` non-constant ones were scanned, in sorted order; a candidate
+//! split lies between consecutive values more than 1e-7 apart (scikit-learn's
+//! `FEATURE_THRESHOLD`, added in `f32`; a feature whose range is within it is constant) and must
 //! leave `min_samples_leaf` samples on each side. The split maximising the proxy
 //! `S_left²/W_left + S_right²/W_right` (S: weighted sum of y, W: total weight) wins, the first one
-//! found on exact ties. The threshold is `a/2 + b/2` of the two values around the gap (`a` if that
-//! rounds to `b`); `x <= threshold` goes left. A leaf predicts the weighted mean of its y.
-//! As in scikit-learn, features are used as `f32` (fit and predict), thresholds are `f64`.
-//! Parity with scikit-learn is exact on data without ties; with ties it may differ because
-//! scikit-learn visits features in a random order and sorts samples with an unstable sort.
+//! drawn on exact ties. Such ties are common even on tie-free data: at a two-sample node every
+//! feature that separates the pair gives the same proxy, so the feature order decides which one
+//! splits it (and so the predictions between the pair). The threshold is `a/2 + b/2` of the two
+//! values around the gap (`a` if that rounds to `b`); `x <= threshold` goes left. A leaf predicts
+//! the weighted mean of its y. A split whose exact impurity improvement is below `-EPSILON`
+//! makes a leaf, and a child's impurity is the one its parent's split computed, as in
+//! scikit-learn. As in scikit-learn, features are used as `f32` (fit and predict), thresholds
+//! are `f64`.
+//!
+//! Bit-exact parity: all sums run in the order of scikit-learn's `samples` array, which this
+//! module tracks: at a split it is sorted by the last feature scikit-learn looked at, then
+//! partitioned with its two-pointer swap (`partition_samples_final`). `seed` is scikit-learn's
+//! `random_state`: the splitter state is `RandomState(seed).randint(0, 2**31 - 1)` (MT19937).
+//! Parity with scikit-learn 1.5 is then exact on data without feature-value ties; with ties it
+//! may differ because scikit-learn sorts samples with an unstable introsort.
 //!
 //! Implementation: each feature is sorted once at the root into `(f32 value, sample)` entries; a
 //! split stably partitions every feature's segment in place, so there are no per-node copies of
@@ -35,7 +47,6 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::{check_xy, FitError, Regressor};
-use crate::rng::Rng;
 
 /// Hyperparameters (scikit-learn `DecisionTreeRegressor()` defaults).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +56,7 @@ pub struct CartParams {
     pub min_samples_leaf: usize,
     /// Features considered per split; `None` = all.
     pub max_features: Option<usize>,
+    /// scikit-learn's `random_state` (seeds above `u32::MAX` are folded into 32 bits).
     pub seed: u64,
 }
 
@@ -97,8 +109,10 @@ impl CartParams {
         let data = TrainData::new("cart", x, y)?;
         let samples: Vec<u32> = (0..x.nrows() as u32).collect();
         let weights = vec![1.0; x.nrows()];
-        let mut rng = Rng::new(self.seed);
-        Ok(grow(&data, &samples, &weights, &config, &mut rng))
+        // scikit-learn rejects random_state >= 2^32; fold larger seeds into 32 bits.
+        let random_state = (self.seed ^ (self.seed >> 32)) as u32;
+        let rand_r_state = SkRand::from_random_state(random_state).state;
+        Ok(grow(&data, &samples, &weights, &config, rand_r_state))
     }
 }
 
@@ -250,30 +264,148 @@ struct Entry {
     sample: u32,
 }
 
-/// A pending node: positions `start..end` of every feature's sorted segment.
+/// scikit-learn's splitter random numbers: `our_rand_r` (a 32-bit xorshift) and `rand_int`.
+#[derive(Debug, Clone)]
+pub(crate) struct SkRand {
+    state: u32,
+}
+
+impl SkRand {
+    /// The state `DecisionTreeRegressor(random_state=seed)` gives its splitter:
+    /// `numpy.random.RandomState(seed).randint(0, 2**31 - 1)` (MT19937, masked rejection).
+    pub(crate) fn from_random_state(seed: u32) -> SkRand {
+        const RAND_R_MAX: u32 = 0x7FFF_FFFF;
+        let mut mt = Mt19937::new(seed);
+        loop {
+            let v = mt.next_u32() & RAND_R_MAX;
+            if v < RAND_R_MAX {
+                return SkRand { state: v };
+            }
+        }
+    }
+
+    pub(crate) fn from_state(state: u32) -> SkRand {
+        SkRand { state }
+    }
+
+    fn next(&mut self) -> u32 {
+        if self.state == 0 {
+            self.state = 1;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 17;
+        self.state ^= self.state << 5;
+        self.state % 0x8000_0000
+    }
+
+    /// A number in `low..high` (`high > low`), as scikit-learn's `rand_int`.
+    fn int(&mut self, low: usize, high: usize) -> usize {
+        low + self.next() as usize % (high - low)
+    }
+}
+
+/// The Mersenne Twister MT19937 with numpy's legacy integer seeding (`init_genrand`).
+struct Mt19937 {
+    state: [u32; 624],
+    index: usize,
+}
+
+impl Mt19937 {
+    fn new(seed: u32) -> Mt19937 {
+        let mut state = [0u32; 624];
+        state[0] = seed;
+        for i in 1..624 {
+            let prev = state[i - 1];
+            state[i] = 1_812_433_253u32
+                .wrapping_mul(prev ^ (prev >> 30))
+                .wrapping_add(i as u32);
+        }
+        Mt19937 { state, index: 624 }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.index >= 624 {
+            for i in 0..624 {
+                let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % 624] & 0x7FFF_FFFF);
+                let mut v = self.state[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 != 0 {
+                    v ^= 0x9908_B0DF;
+                }
+                self.state[i] = v;
+            }
+            self.index = 0;
+        }
+        let mut y = self.state[self.index];
+        self.index += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9D2C_5680;
+        y ^= (y << 15) & 0xEFC6_0000;
+        y ^= y >> 18;
+        y
+    }
+}
+
+/// A pending node: positions `start..end` of `order` and of every feature's sorted segment.
 struct Task {
     start: usize,
     end: usize,
     depth: usize,
     /// The parent whose `right` must point at this node, if this is a right child.
     parent_of_right: Option<usize>,
+    /// The impurity the parent's split computed for this node (`None` at the root).
+    impurity: Option<f64>,
+    /// scikit-learn's `n_constant_features`: the first entries of `features` known constant.
+    n_constant: usize,
+}
+
+/// The weighted totals of a node, summed in scikit-learn's sample order.
+#[derive(Debug, Clone, Copy)]
+struct Totals {
+    weight: f64,
+    sum: f64,
+    sq_sum: f64,
 }
 
 /// The best split found at a node.
 struct Split {
     feature: usize,
-    /// Number of entries going left.
+    /// Number of samples going left.
     n_left: usize,
     threshold: f64,
+    improvement: f64,
+    impurity_left: f64,
+    impurity_right: f64,
 }
 
-/// Grows one tree on `samples` (distinct sample ids, each with `weights[id] > 0`).
+/// The grower's state: scikit-learn's `BestSplitter` with the presorted columns.
+struct Grower<'a> {
+    data: &'a TrainData,
+    weights: &'a [f64],
+    config: &'a TreeConfig,
+    /// Every feature's entries, sorted at the root, partitioned in place at every split.
+    sorted: Vec<Entry>,
+    /// Number of samples (segment length per feature).
+    m: usize,
+    /// scikit-learn's `samples` array, in its exact order (fixes the summation order).
+    order: Vec<u32>,
+    /// scikit-learn's `features` and `constant_features` arrays (persist across nodes).
+    features: Vec<usize>,
+    constant_features: Vec<usize>,
+    rand: SkRand,
+    /// Total weight of all samples (scikit-learn's `weighted_n_samples`).
+    weight_all: f64,
+    goes_left: Vec<bool>,
+    scratch: Vec<Entry>,
+}
+
+/// Grows one tree on `samples` (distinct, increasing sample ids, each with `weights[id] > 0`),
+/// drawing feature orders from scikit-learn's splitter state `rand_r_state`.
 pub(crate) fn grow(
     data: &TrainData,
     samples: &[u32],
     weights: &[f64],
     config: &TreeConfig,
-    rng: &mut Rng,
+    rand_r_state: u32,
 ) -> Cart {
     let n_features = data.columns.len();
     let m = samples.len();
@@ -287,10 +419,20 @@ pub(crate) fn grow(
         sorted[from..]
             .sort_unstable_by(|a, b| a.value.total_cmp(&b.value).then(a.sample.cmp(&b.sample)));
     }
-    let mut scratch: Vec<Entry> = Vec::with_capacity(m);
-    let mut goes_left = vec![false; data.n_rows()];
-    let mut features: Vec<usize> = (0..n_features).collect();
-    let targets = &data.targets;
+    let mut grower = Grower {
+        data,
+        weights,
+        config,
+        sorted,
+        m,
+        order: samples.to_vec(),
+        features: (0..n_features).collect(),
+        constant_features: vec![0; n_features],
+        rand: SkRand::from_state(rand_r_state),
+        weight_all: samples.iter().map(|&s| weights[s as usize]).sum(),
+        goes_left: vec![false; data.n_rows()],
+        scratch: Vec::with_capacity(m),
+    };
 
     let mut nodes: Vec<Node> = Vec::new();
     let mut stack = vec![Task {
@@ -298,6 +440,8 @@ pub(crate) fn grow(
         end: m,
         depth: 0,
         parent_of_right: None,
+        impurity: None,
+        n_constant: 0,
     }];
     while let Some(task) = stack.pop() {
         let node_id = nodes.len();
@@ -307,20 +451,25 @@ pub(crate) fn grow(
         let (start, end) = (task.start, task.end);
         let n_node = end - start;
 
-        let mut weight_total = 0.0;
-        let mut sum_total = 0.0;
-        let mut sq_sum_total = 0.0;
-        for entry in &sorted[start..end] {
-            let w = weights[entry.sample as usize];
-            let y = targets[entry.sample as usize];
-            weight_total += w;
-            sum_total += w * y;
-            sq_sum_total += w * y * y;
+        // scikit-learn's criterion.init: sums in the order of its samples array.
+        let mut totals = Totals {
+            weight: 0.0,
+            sum: 0.0,
+            sq_sum: 0.0,
+        };
+        for &s in &grower.order[start..end] {
+            let w = weights[s as usize];
+            let wy = w * data.targets[s as usize];
+            totals.sum += wy;
+            totals.sq_sum += wy * data.targets[s as usize];
+            totals.weight += w;
         }
-        let mean = sum_total / weight_total;
-        let impurity = sq_sum_total / weight_total - mean * mean;
+        let impurity = task.impurity.unwrap_or_else(|| {
+            let mean = totals.sum / totals.weight;
+            totals.sq_sum / totals.weight - mean * mean
+        });
         let leaf = Node {
-            value: mean,
+            value: totals.sum / totals.weight,
             feature: LEAF,
             right: LEAF,
         };
@@ -333,48 +482,12 @@ pub(crate) fn grow(
             continue;
         }
 
-        let Some(split) = best_split(
-            &sorted,
-            m,
-            start,
-            end,
-            weights,
-            targets,
-            (weight_total, sum_total),
-            config,
-            &mut features,
-            rng,
-        ) else {
+        let (split, n_constant) = grower.node_split(start, end, totals, impurity, task.n_constant);
+        let Some(split) = split.filter(|s| s.improvement + f64::EPSILON >= 0.0) else {
             nodes.push(leaf);
             continue;
         };
-
-        // Stable partition of every other feature's segment by the split's side.
-        let split_segment = split.feature * m + start;
-        for entry in &sorted[split_segment..split_segment + split.n_left] {
-            goes_left[entry.sample as usize] = true;
-        }
-        for f in 0..n_features {
-            if f == split.feature {
-                continue;
-            }
-            let segment = &mut sorted[f * m + start..f * m + end];
-            scratch.clear();
-            let mut write = 0;
-            for read in 0..segment.len() {
-                let entry = segment[read];
-                if goes_left[entry.sample as usize] {
-                    segment[write] = entry;
-                    write += 1;
-                } else {
-                    scratch.push(entry);
-                }
-            }
-            segment[write..].copy_from_slice(&scratch);
-        }
-        for entry in &sorted[split_segment..split_segment + split.n_left] {
-            goes_left[entry.sample as usize] = false;
-        }
+        grower.partition_sorted(start, end, &split);
 
         nodes.push(Node {
             value: split.threshold,
@@ -387,92 +500,240 @@ pub(crate) fn grow(
             end,
             depth: task.depth + 1,
             parent_of_right: Some(node_id),
+            impurity: Some(split.impurity_right),
+            n_constant,
         });
         stack.push(Task {
             start,
             end: middle,
             depth: task.depth + 1,
             parent_of_right: None,
+            impurity: Some(split.impurity_left),
+            n_constant,
         });
     }
     Cart { n_features, nodes }
 }
 
-/// scikit-learn's best-split search at one node; `None` if no valid split exists.
-#[allow(clippy::too_many_arguments)]
-fn best_split(
-    sorted: &[Entry],
-    m: usize,
-    start: usize,
-    end: usize,
-    weights: &[f64],
-    targets: &[f64],
-    (weight_total, sum_total): (f64, f64),
-    config: &TreeConfig,
-    features: &mut [usize],
-    rng: &mut Rng,
-) -> Option<Split> {
-    let n_features = features.len();
-    let n_node = end - start;
-    let mut best: Option<Split> = None;
-    let mut best_proxy = f64::NEG_INFINITY;
-    let mut n_constant = 0;
-    for visited in 0..n_features {
-        // Like scikit-learn: stop after max_features draws, unless all drawn were constant.
-        if visited >= config.max_features && visited > n_constant {
-            break;
-        }
-        let feature = if config.max_features >= n_features {
-            visited
-        } else {
-            let pick = visited + rng.below(n_features - visited);
-            features.swap(visited, pick);
-            features[visited]
-        };
-        let segment = &sorted[feature * m + start..feature * m + end];
-        if f64::from(segment[n_node - 1].value) <= f64::from(segment[0].value) + FEATURE_THRESHOLD {
-            n_constant += 1;
-            continue;
-        }
-        let mut weight_left = 0.0;
-        let mut sum_left = 0.0;
-        for i in 0..n_node - 1 {
-            let sample = segment[i].sample as usize;
-            let w = weights[sample];
-            weight_left += w;
-            sum_left += w * targets[sample];
-            let here = f64::from(segment[i].value);
-            let next = f64::from(segment[i + 1].value);
-            if next <= here + FEATURE_THRESHOLD {
+/// scikit-learn's `FEATURE_THRESHOLD` test, in `f32` as scikit-learn computes it: `b` is within
+/// the threshold of `a` (`a <= b`).
+fn close(a: f32, b: f32) -> bool {
+    b <= a + FEATURE_THRESHOLD as f32
+}
+
+impl Grower<'_> {
+    fn entry_target(&self, sample: u32) -> (f64, f64) {
+        (
+            self.weights[sample as usize],
+            self.data.targets[sample as usize],
+        )
+    }
+
+    /// scikit-learn's `node_split_best` on `order[start..end]`: the best split (with the
+    /// children's impurities, after reordering `order` like scikit-learn's partitioner) and
+    /// the updated number of known constant features.
+    fn node_split(
+        &mut self,
+        start: usize,
+        end: usize,
+        totals: Totals,
+        impurity: f64,
+        n_known: usize,
+    ) -> (Option<Split>, usize) {
+        let n = end - start;
+        let m = self.m;
+        let min_leaf = self.config.min_samples_leaf;
+        let mut f_i = self.features.len();
+        let (mut n_visited, mut n_found, mut n_drawn) = (0, 0, 0);
+        let mut n_total = n_known;
+        let mut best: Option<Split> = None;
+        let mut best_proxy = f64::NEG_INFINITY;
+        // The feature scikit-learn sorted its samples array by last.
+        let mut last_sorted = None;
+        while f_i > n_total
+            && (n_visited < self.config.max_features || n_visited <= n_found + n_drawn)
+        {
+            n_visited += 1;
+            let mut f_j = self.rand.int(n_drawn, f_i - n_found);
+            if f_j < n_known {
+                self.features.swap(n_drawn, f_j);
+                n_drawn += 1;
                 continue;
             }
-            let n_left = i + 1;
-            if n_left < config.min_samples_leaf || n_node - n_left < config.min_samples_leaf {
+            f_j += n_found;
+            let feature = self.features[f_j];
+            last_sorted = Some(feature);
+            let segment = &self.sorted[feature * m + start..feature * m + end];
+            if close(segment[0].value, segment[n - 1].value) {
+                self.features.swap(f_j, n_total);
+                n_found += 1;
+                n_total += 1;
                 continue;
             }
-            let weight_right = weight_total - weight_left;
-            let sum_right = sum_total - sum_left;
-            let proxy = sum_left * sum_left / weight_left + sum_right * sum_right / weight_right;
-            if proxy > best_proxy {
-                best_proxy = proxy;
-                let mut threshold = here / 2.0 + next / 2.0;
-                if threshold == next || threshold.is_infinite() {
-                    threshold = here;
+            f_i -= 1;
+            self.features.swap(f_i, f_j);
+
+            // criterion.reset / update(p) / proxy_impurity_improvement, as scikit-learn.
+            let (mut pos, mut weight_left, mut sum_left) = (0, 0.0, 0.0);
+            let mut p = 0;
+            while p < n {
+                while p + 1 < n && close(segment[p].value, segment[p + 1].value) {
+                    p += 1;
                 }
-                best = Some(Split {
-                    feature,
-                    n_left,
-                    threshold,
-                });
+                let p_prev = p;
+                p += 1;
+                if p >= n || p < min_leaf || n - p < min_leaf {
+                    continue;
+                }
+                if p - pos <= n - p {
+                    for entry in &segment[pos..p] {
+                        let (w, y) = self.entry_target(entry.sample);
+                        sum_left += w * y;
+                        weight_left += w;
+                    }
+                } else {
+                    sum_left = totals.sum;
+                    weight_left = totals.weight;
+                    for entry in segment[p..].iter().rev() {
+                        let (w, y) = self.entry_target(entry.sample);
+                        sum_left -= w * y;
+                        weight_left -= w;
+                    }
+                }
+                pos = p;
+                let weight_right = totals.weight - weight_left;
+                let sum_right = totals.sum - sum_left;
+                let proxy =
+                    sum_left * sum_left / weight_left + sum_right * sum_right / weight_right;
+                if proxy > best_proxy {
+                    best_proxy = proxy;
+                    let here = f64::from(segment[p_prev].value);
+                    let next = f64::from(segment[p].value);
+                    let mut threshold = here / 2.0 + next / 2.0;
+                    if threshold == next || threshold.is_infinite() {
+                        threshold = here;
+                    }
+                    best = Some(Split {
+                        feature,
+                        n_left: p,
+                        threshold,
+                        improvement: f64::NEG_INFINITY,
+                        impurity_left: f64::INFINITY,
+                        impurity_right: f64::INFINITY,
+                    });
+                }
             }
+        }
+
+        if let (Some(split), Some(last)) = (best.as_mut(), last_sorted) {
+            // scikit-learn's samples array is sorted by the last feature it looked at; then
+            // `partition_samples_final` swaps the right-going samples to the end.
+            for (slot, entry) in self.order[start..end]
+                .iter_mut()
+                .zip(&self.sorted[last * m + start..last * m + end])
+            {
+                *slot = entry.sample;
+            }
+            let column = &self.data.columns[split.feature];
+            let (mut p, mut partition_end) = (start, end - 1);
+            while p < partition_end {
+                if f64::from(column[self.order[p] as usize]) <= split.threshold {
+                    p += 1;
+                } else {
+                    self.order.swap(p, partition_end);
+                    partition_end -= 1;
+                }
+            }
+            self.children_impurity(start, end, totals, impurity, split);
+        }
+
+        // Keep the known constant features first, in their order; remember the new ones.
+        self.features[..n_known].copy_from_slice(&self.constant_features[..n_known]);
+        let found = n_known..n_known + n_found;
+        self.constant_features[found.clone()].copy_from_slice(&self.features[found]);
+        (best, n_total)
+    }
+
+    /// scikit-learn's `reset`, `update(pos)`, `children_impurity` and `impurity_improvement`
+    /// on the partitioned `order[start..end]`.
+    fn children_impurity(
+        &self,
+        start: usize,
+        end: usize,
+        totals: Totals,
+        impurity: f64,
+        split: &mut Split,
+    ) {
+        let pos = start + split.n_left;
+        let (mut weight_left, mut sum_left) = (0.0, 0.0);
+        if pos - start <= end - pos {
+            for &s in &self.order[start..pos] {
+                let (w, y) = self.entry_target(s);
+                sum_left += w * y;
+                weight_left += w;
+            }
+        } else {
+            sum_left = totals.sum;
+            weight_left = totals.weight;
+            for &s in self.order[pos..end].iter().rev() {
+                let (w, y) = self.entry_target(s);
+                sum_left -= w * y;
+                weight_left -= w;
+            }
+        }
+        let weight_right = totals.weight - weight_left;
+        let sum_right = totals.sum - sum_left;
+        let mut sq_sum_left = 0.0;
+        for &s in &self.order[start..pos] {
+            let (w, y) = self.entry_target(s);
+            sq_sum_left += w * y * y;
+        }
+        let sq_sum_right = totals.sq_sum - sq_sum_left;
+        let mean_left = sum_left / weight_left;
+        let mean_right = sum_right / weight_right;
+        split.impurity_left = sq_sum_left / weight_left - mean_left * mean_left;
+        split.impurity_right = sq_sum_right / weight_right - mean_right * mean_right;
+        split.improvement = (totals.weight / self.weight_all)
+            * (impurity
+                - weight_right / totals.weight * split.impurity_right
+                - weight_left / totals.weight * split.impurity_left);
+    }
+
+    /// Stable partition of every other feature's segment by the split's side.
+    fn partition_sorted(&mut self, start: usize, end: usize, split: &Split) {
+        let m = self.m;
+        let left = start..start + split.n_left;
+        for &s in &self.order[left.clone()] {
+            self.goes_left[s as usize] = true;
+        }
+        for f in 0..self.features.len() {
+            if f == split.feature {
+                continue;
+            }
+            let segment = &mut self.sorted[f * m + start..f * m + end];
+            self.scratch.clear();
+            let mut write = 0;
+            for read in 0..segment.len() {
+                let entry = segment[read];
+                if self.goes_left[entry.sample as usize] {
+                    segment[write] = entry;
+                    write += 1;
+                } else {
+                    self.scratch.push(entry);
+                }
+            }
+            segment[write..].copy_from_slice(&self.scratch);
+        }
+        for &s in &self.order[left] {
+            self.goes_left[s as usize] = false;
         }
     }
-    best
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
 
     fn fit(params: &CartParams, x: &DMatrix<f64>, y: &DVector<f64>) -> Cart {
         params.fit(x, y).expect("fit")
@@ -537,51 +798,115 @@ mod tests {
         assert_eq!((tree.nodes[0].feature, tree.nodes[0].value), (1, 6.0));
     }
 
-    /// A direct transcription of the algorithm: sorts every feature at every node.
+    /// A direct transcription of scikit-learn's `node_split_best` on tie-free data: keeps its
+    /// `samples` array, sorts it by every visited feature at every node, partitions it with the
+    /// two-pointer swap, and draws features with the same `rand_int` calls.
+    struct Reference<'a> {
+        x: &'a DMatrix<f64>,
+        y: &'a DVector<f64>,
+        min_leaf: usize,
+        rand: SkRand,
+        features: Vec<usize>,
+        constant: Vec<usize>,
+    }
+
+    impl Reference<'_> {
+        fn value(&self, i: usize, f: usize) -> f32 {
+            self.x[(i, f)] as f32
+        }
+
+        /// Predicts `query` with the subtree grown on `rows` (in scikit-learn's order).
+        fn predict(&mut self, rows: &mut [usize], n_known: usize, query: &[f64]) -> f64 {
+            let n = rows.len() as f64;
+            let sum = rows.iter().fold(0.0, |acc, &i| acc + self.y[i]);
+            let sq = rows.iter().fold(0.0, |acc, &i| acc + self.y[i] * self.y[i]);
+            let impurity = sq / n - (sum / n) * (sum / n);
+            if rows.len() < 2 || rows.len() < 2 * self.min_leaf || impurity <= f64::EPSILON {
+                return sum / n;
+            }
+            let d = self.features.len();
+            let (mut f_i, mut n_drawn, mut n_found) = (d, 0, 0);
+            let mut best: Option<(f64, usize, f64)> = None;
+            while f_i > n_known + n_found {
+                let mut f_j = self.rand.int(n_drawn, f_i - n_found);
+                if f_j < n_known {
+                    self.features.swap(n_drawn, f_j);
+                    n_drawn += 1;
+                    continue;
+                }
+                f_j += n_found;
+                let f = self.features[f_j];
+                rows.sort_by(|a, b| self.value(*a, f).total_cmp(&self.value(*b, f)));
+                let first = self.value(rows[0], f);
+                if self.value(rows[rows.len() - 1], f) <= first + FEATURE_THRESHOLD as f32 {
+                    self.features.swap(f_j, n_known + n_found);
+                    n_found += 1;
+                    continue;
+                }
+                f_i -= 1;
+                self.features.swap(f_i, f_j);
+                let mut left = 0.0;
+                for p in 1..rows.len() {
+                    left += self.y[rows[p - 1]];
+                    if p < self.min_leaf || rows.len() - p < self.min_leaf {
+                        continue;
+                    }
+                    let right = sum - left;
+                    let proxy = left * left / p as f64 + right * right / (n - p as f64);
+                    if best.is_none_or(|(bp, _, _)| proxy > bp) {
+                        let (a, b) = (self.value(rows[p - 1], f), self.value(rows[p], f));
+                        best = Some((proxy, f, f64::from(a) / 2.0 + f64::from(b) / 2.0));
+                    }
+                }
+            }
+            self.features[..n_known].copy_from_slice(&self.constant[..n_known]);
+            let found = n_known..n_known + n_found;
+            self.constant[found.clone()].copy_from_slice(&self.features[found]);
+            let Some((_, f, threshold)) = best else {
+                return sum / n;
+            };
+            let (mut p, mut end) = (0, rows.len() - 1);
+            while p < end {
+                if f64::from(self.value(rows[p], f)) <= threshold {
+                    p += 1;
+                } else {
+                    rows.swap(p, end);
+                    end -= 1;
+                }
+            }
+            let n_left = rows
+                .iter()
+                .filter(|&&i| f64::from(self.value(i, f)) <= threshold)
+                .count();
+            let (left_rows, right_rows) = rows.split_at_mut(n_left);
+            // Grow both children in scikit-learn's order (left first), keep the query's side.
+            let go_left = f64::from(query[f] as f32) <= threshold;
+            let n_known = n_known + n_found;
+            let left = self.predict(left_rows, n_known, query);
+            let right = self.predict(right_rows, n_known, query);
+            if go_left {
+                left
+            } else {
+                right
+            }
+        }
+    }
+
     fn reference_predict(
         x: &DMatrix<f64>,
         y: &DVector<f64>,
-        rows: Vec<usize>,
         min_leaf: usize,
         query: &[f64],
     ) -> f64 {
-        let value = |i: usize, f: usize| f64::from(x[(i, f)] as f32);
-        // Node sums in feature-0 order, as `grow` does.
-        let mut by_first = rows.clone();
-        by_first.sort_by(|a, b| value(*a, 0).total_cmp(&value(*b, 0)).then(a.cmp(b)));
-        let n = rows.len() as f64;
-        let sum: f64 = by_first.iter().map(|&i| y[i]).sum();
-        let sq: f64 = by_first.iter().map(|&i| y[i] * y[i]).sum();
-        let impurity = sq / n - (sum / n) * (sum / n);
-        if rows.len() < 2 || rows.len() < 2 * min_leaf || impurity <= f64::EPSILON {
-            return sum / n;
-        }
-        let mut best: Option<(f64, usize, f64)> = None;
-        for f in 0..x.ncols() {
-            let mut order = rows.clone();
-            order.sort_by(|a, b| value(*a, f).total_cmp(&value(*b, f)).then(a.cmp(b)));
-            let mut left = 0.0;
-            for p in 1..order.len() {
-                left += y[order[p - 1]];
-                let (a, b) = (value(order[p - 1], f), value(order[p], f));
-                if b <= a + FEATURE_THRESHOLD || p < min_leaf || order.len() - p < min_leaf {
-                    continue;
-                }
-                let right = sum - left;
-                let proxy = left * left / p as f64 + right * right / (n - p as f64);
-                if best.is_none_or(|(bp, _, _)| proxy > bp) {
-                    best = Some((proxy, f, a / 2.0 + b / 2.0));
-                }
-            }
-        }
-        let Some((_, f, threshold)) = best else {
-            return sum / n;
+        let mut reference = Reference {
+            x,
+            y,
+            min_leaf,
+            rand: SkRand::from_random_state(0),
+            features: (0..x.ncols()).collect(),
+            constant: vec![0; x.ncols()],
         };
-        let side: Vec<usize> = rows
-            .into_iter()
-            .filter(|&i| (value(i, f) <= threshold) == (f64::from(query[f] as f32) <= threshold))
-            .collect();
-        reference_predict(x, y, side, min_leaf, query)
+        reference.predict(&mut (0..x.nrows()).collect::<Vec<_>>(), 0, query)
     }
 
     #[test]
@@ -600,7 +925,7 @@ mod tests {
             let tree = fit(&params, &x, &y);
             for _ in 0..100 {
                 let query: Vec<f64> = (0..d).map(|_| rng.next_f64() * 4.0 - 2.0).collect();
-                let want = reference_predict(&x, &y, (0..n).collect(), min_leaf, &query);
+                let want = reference_predict(&x, &y, min_leaf, &query);
                 assert_eq!(tree.predict_row(&query).to_bits(), want.to_bits());
             }
         }
@@ -741,5 +1066,19 @@ mod tests {
             .iter()
             .zip(b.iter())
             .all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
+    fn splitter_state_matches_numpy_random_state() {
+        // numpy.random.RandomState(seed).randint(0, 2**31 - 1), numpy 2 / scikit-learn 1.5.2.
+        for (seed, state) in [
+            (0u32, 209_652_396u32),
+            (1, 1_791_095_845),
+            (42, 1_608_637_542),
+            (12345, 1_845_187_042),
+            (u32::MAX, 419_326_371),
+        ] {
+            assert_eq!(SkRand::from_random_state(seed).state, state, "seed {seed}");
+        }
     }
 }

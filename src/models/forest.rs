@@ -126,7 +126,13 @@ impl ForestParams {
             let mut rng = Rng::derive(self.seed, tree_index as u64);
             if !self.bootstrap {
                 let samples: Vec<u32> = (0..n_rows as u32).collect();
-                return grow(&data, &samples, &vec![1.0; n_rows], &config, &mut rng);
+                return grow(
+                    &data,
+                    &samples,
+                    &vec![1.0; n_rows],
+                    &config,
+                    splitter_state(&mut rng),
+                );
             }
             let mut counts = vec![0u32; n_rows];
             for _ in 0..draws {
@@ -136,7 +142,7 @@ impl ForestParams {
                 .filter(|&i| counts[i as usize] > 0)
                 .collect();
             let weights: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
-            grow(&data, &samples, &weights, &config, &mut rng)
+            grow(&data, &samples, &weights, &config, splitter_state(&mut rng))
         };
 
         let threads = self.threads.min(self.n_trees);
@@ -193,6 +199,11 @@ impl Regressor for Forest {
     fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
         predict_split(self, x, PARALLEL_MIN_ROWS)
     }
+}
+
+/// A tree's scikit-learn splitter state (its feature orders), drawn from the tree's own stream.
+fn splitter_state(rng: &mut Rng) -> u32 {
+    (rng.next_u64() >> 33) as u32
 }
 
 #[cfg(test)]
@@ -256,8 +267,12 @@ mod tests {
 
     #[test]
     fn without_bootstrap_every_tree_is_the_cart_tree() {
+        // Trees differ only in their feature orders (which decide exact proxy ties, e.g. at
+        // every two-sample node), so with one feature every tree is the cart tree.
         let (x, y) = noisy_data(7, 300);
+        let x = x.columns(0, 1).into_owned();
         let (queries, _) = noisy_data(8, 200);
+        let queries = queries.columns(0, 1).into_owned();
         let forest = ForestParams {
             n_trees: 2,
             bootstrap: false,
