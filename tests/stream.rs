@@ -17,30 +17,9 @@ use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
 use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
 use klinecast::store::{self, KlineStore};
 
-const BIN: &str = env!("CARGO_BIN_EXE_klinecast");
+mod common;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-stream-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use common::{klinecast_command, TempDir};
 
 fn symbol() -> Symbol {
     Symbol::parse("AVAXUSDT").expect("symbol")
@@ -115,7 +94,7 @@ fn stream_cmd(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = klinecast_command();
     cmd.arg("stream")
         .args(["--symbol", "AVAXUSDT", "--interval", "1m"])
         .arg("--data-dir")
@@ -196,8 +175,8 @@ fn check_predictions(data_dir: &Path) -> Vec<PredictionRow> {
 
 #[test]
 fn faults_kill_and_restart_keep_the_store_exact() {
-    let tmp = TempDir::new("faults");
-    let dirs = Dirs::new(&tmp.0);
+    let tmp = TempDir::new("stream-faults");
+    let dirs = Dirs::new(&tmp.path());
     let (history, total) = (600, 840);
     let src = source(total);
     let store_path = seed_store(&dirs.data, &src[..history]);
@@ -307,8 +286,8 @@ fn faults_kill_and_restart_keep_the_store_exact() {
 
 #[test]
 fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
-    let tmp = TempDir::new("runtime");
-    let dirs = Dirs::new(&tmp.0);
+    let tmp = TempDir::new("stream-runtime");
+    let dirs = Dirs::new(&tmp.path());
     let (history, total) = (400, 3000);
     let src = source(total);
     let store_path = seed_store(&dirs.data, &src[..history]);
@@ -334,8 +313,8 @@ fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
 
 #[test]
 fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
-    let tmp = TempDir::new("lock");
-    let data = tmp.0.join("data");
+    let tmp = TempDir::new("stream-lock");
+    let data = tmp.path().join("data");
     fs::create_dir_all(&data).expect("mkdir");
     let lock = File::options()
         .read(true)
@@ -350,7 +329,7 @@ fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
         "pid 4242 started 2026-07-21 10:00:00.000Z\n",
     )
     .expect("write holder");
-    let out = Command::new(BIN)
+    let out = klinecast_command()
         .args(["stream", "--data-dir"])
         .arg(&data)
         .args([
@@ -379,10 +358,10 @@ fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
 
 #[test]
 fn a_plain_ws_url_to_a_remote_host_is_a_configuration_error() {
-    let tmp = TempDir::new("url");
-    let out = Command::new(BIN)
+    let tmp = TempDir::new("stream-url");
+    let out = klinecast_command()
         .args(["stream", "--data-dir"])
-        .arg(tmp.0.join("data"))
+        .arg(tmp.path().join("data"))
         .args(["--ws-url", "ws://stream.binance.com:9443"])
         .output()
         .expect("run stream");

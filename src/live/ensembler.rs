@@ -286,7 +286,12 @@ impl Ensembler {
             let report = self.learner.end_window(&self.fit);
             // Save first: a kill between the save and the log lines loses a log line at worst,
             // never a window of learning. The buffer restarts at each save.
-            if self.learner.ensemble().windows_done % self.save_every == 0 {
+            if self
+                .learner
+                .ensemble()
+                .windows_done
+                .is_multiple_of(self.save_every)
+            {
                 save_ensemble(
                     &self.ensemble_path,
                     Some(open_time),
