@@ -176,7 +176,7 @@ fn check_predictions(data_dir: &Path) -> Vec<PredictionRow> {
 #[test]
 fn faults_kill_and_restart_keep_the_store_exact() {
     let tmp = TempDir::new("stream-faults");
-    let dirs = Dirs::new(&tmp.path());
+    let dirs = Dirs::new(tmp.path());
     let (history, total) = (600, 840);
     let src = source(total);
     let store_path = seed_store(&dirs.data, &src[..history]);
@@ -287,7 +287,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
 #[test]
 fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
     let tmp = TempDir::new("stream-runtime");
-    let dirs = Dirs::new(&tmp.path());
+    let dirs = Dirs::new(tmp.path());
     let (history, total) = (400, 3000);
     let src = source(total);
     let store_path = seed_store(&dirs.data, &src[..history]);
