@@ -1,1 +1,0 @@
-//! The bounded online ensemble: pure maths, no I/O (STUB).

@@ -1,0 +1,578 @@
+//! The window learner: the pure state machine that `klinecast backtest` and the live
+//! ensembling thread both drive, kline by kline. No I/O, no clock: the caller feeds closed
+//! klines, saves the ensemble and writes the reports.
+//!
+//! Per closed kline ([`Learner::on_kline`]), in this order:
+//! 1. score the pending forecast whose target open time is this kline's open time (prequential:
+//!    the close is used for scoring before anything can learn from it);
+//! 2. append the kline to the rolling history;
+//! 3. forecast the next close from the history (`Step::forecast`).
+//!
+//! When `window` forecasts have been scored since the last window, `Step::window_done` is set
+//! and the caller calls [`Learner::end_window`], which (a) takes the window's scores, made
+//! before the window's own generation exists, (b) fits a new generation with
+//! [`crate::train::fit_models`] on the last `refit_rows` history rows whose target is known,
+//! (c) adds it to the bounded pool, evicting the oldest, and (d) re-forecasts the pending
+//! forecast with the new pool (still from the same history, so nothing leaks).
+//!
+//! Gaps: a kline whose open time is not the previous one plus the interval follows a gap. The
+//! forecasts pending for the missing klines can never be scored and are dropped (counted in
+//! `Step::dropped`); only a forecast whose target open time equals the arriving kline's open
+//! time is scored. The history is kept across the gap (feed klines fetched to fill the gap in
+//! order, before newer ones). A kline not newer than the last one is ignored.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use crate::features::{FeatureSpec, Scaler};
+use crate::kline::{KlineValues, Series};
+use crate::models::{AnyModel, FitError, ModelKind};
+use crate::rng;
+use crate::train::{fit_models, FitConfig};
+
+use super::report::{Refit, WindowReport};
+use super::{Ensemble, FeatureSource, Forecast, ScoredForecast, SpecFeatures};
+
+/// What one kline did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The pending forecast this kline's close scored, if one targeted it.
+    pub scored: Option<ScoredForecast>,
+    /// The forecast of the next close (`None` when the kline was ignored).
+    pub forecast: Option<Forecast>,
+    /// `window` forecasts were scored since the last window: call [`Learner::end_window`].
+    pub window_done: bool,
+    /// The kline followed a gap (its open time is not the previous one plus the interval).
+    pub gap: bool,
+    /// Pending forecasts dropped unscored because their target kline never came.
+    pub dropped: usize,
+    /// The kline was not newer than the last one and was ignored.
+    pub ignored: bool,
+}
+
+/// Fits the models of one generation. Production code uses [`StandardFitter`].
+pub trait GenerationFitter {
+    /// Fits on `series` rows `rows` (every row's target is inside `series`). Returns the
+    /// scaler the models read through and the fitted models.
+    fn fit(
+        &mut self,
+        spec: &FeatureSpec,
+        series: &Series,
+        rows: Range<usize>,
+        generation: u64,
+    ) -> Result<(Option<Scaler>, Vec<AnyModel>), FitError>;
+}
+
+/// The real refit: [`FeatureSpec::dataset`], [`Scaler::fit`] on those rows, then
+/// [`fit_models`] (the same code path as `klinecast train`), seeded per generation.
+#[derive(Debug, Clone)]
+pub struct StandardFitter {
+    pub config: FitConfig,
+    pub kinds: Vec<ModelKind>,
+}
+
+impl GenerationFitter for StandardFitter {
+    fn fit(
+        &mut self,
+        spec: &FeatureSpec,
+        series: &Series,
+        rows: Range<usize>,
+        generation: u64,
+    ) -> Result<(Option<Scaler>, Vec<AnyModel>), FitError> {
+        let data = spec.dataset(series, rows);
+        let scaler = Scaler::fit(&data.x);
+        let x = scaler.transform(&data.x);
+        let mut seed_state = self.config.seed ^ generation;
+        let config = FitConfig {
+            seed: rng::splitmix64(&mut seed_state),
+            ..self.config.clone()
+        };
+        let fitted = fit_models(&self.kinds, &x, &data.y, &config, &mut |_| {})?;
+        Ok((Some(scaler), fitted.into_iter().map(|f| f.model).collect()))
+    }
+}
+
+/// The window learner (see the module doc).
+pub struct Learner {
+    ensemble: Ensemble,
+    history: Series,
+    capacity: usize,
+    interval_ms: i64,
+    pending: VecDeque<Forecast>,
+    scored_in_window: usize,
+    window_first: Option<i64>,
+    window_last: Option<i64>,
+    features: Box<dyn FeatureSource + Send>,
+}
+
+impl Learner {
+    /// A learner over `ensemble`, seeded with the klines that precede the stream (`history`,
+    /// ascending, possibly empty; only the most recent rows that refits need are kept). When
+    /// the history is not empty, the next close is forecast at once.
+    pub fn new(ensemble: Ensemble, history: Series, interval_ms: i64) -> Learner {
+        Learner::with_features(ensemble, history, interval_ms, Box::new(SpecFeatures))
+    }
+
+    /// [`Learner::new`] with another feature source (tests).
+    pub fn with_features(
+        ensemble: Ensemble,
+        mut history: Series,
+        interval_ms: i64,
+        features: Box<dyn FeatureSource + Send>,
+    ) -> Learner {
+        let c = &ensemble.config;
+        let capacity = c.refit_rows + ensemble.max_warmup(features.as_ref()) + c.spec.horizon + 1;
+        history.keep_last(capacity);
+        let mut learner = Learner {
+            ensemble,
+            history,
+            capacity,
+            interval_ms,
+            pending: VecDeque::new(),
+            scored_in_window: 0,
+            window_first: None,
+            window_last: None,
+            features,
+        };
+        if !learner.history.is_empty() {
+            let f = learner.forecast_last();
+            learner.pending.push_back(f);
+        }
+        learner
+    }
+
+    pub fn ensemble(&self) -> &Ensemble {
+        &self.ensemble
+    }
+
+    pub fn into_ensemble(self) -> Ensemble {
+        self.ensemble
+    }
+
+    /// The rolling history (at most refit_rows + warm-up + horizon + 1 klines).
+    pub fn history(&self) -> &Series {
+        &self.history
+    }
+
+    /// Most klines the history keeps after a trim (it grows to twice this before trimming).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The newest pending forecast (after [`Learner::end_window`], the re-forecast).
+    pub fn latest_forecast(&self) -> Option<&Forecast> {
+        self.pending.back()
+    }
+
+    /// Forecasts scored since the last window.
+    pub fn scored_in_window(&self) -> usize {
+        self.scored_in_window
+    }
+
+    /// Feeds one closed kline (see the module doc for the order of steps).
+    pub fn on_kline(&mut self, kline: &KlineValues) -> Step {
+        let last_open = self.history.open_time.last().copied();
+        if last_open.is_some_and(|last| kline.open_time <= last) {
+            return Step {
+                scored: None,
+                forecast: None,
+                window_done: false,
+                gap: false,
+                dropped: 0,
+                ignored: true,
+            };
+        }
+        let gap = last_open.is_some_and(|last| kline.open_time != last + self.interval_ms);
+        let mut scored = None;
+        let mut dropped = 0;
+        while let Some(front) = self.pending.front() {
+            if front.target_open_time > kline.open_time {
+                break;
+            }
+            let Some(f) = self.pending.pop_front() else {
+                break;
+            };
+            if f.target_open_time < kline.open_time {
+                dropped += 1;
+                continue;
+            }
+            scored = Some(self.ensemble.score(&f, kline.close));
+            self.scored_in_window += 1;
+            self.window_first.get_or_insert(kline.open_time);
+            self.window_last = Some(kline.open_time);
+        }
+        self.history.push(kline);
+        if self.history.len() > 2 * self.capacity {
+            self.history.keep_last(self.capacity);
+        }
+        let forecast = self.forecast_last();
+        self.pending.push_back(forecast.clone());
+        Step {
+            scored,
+            forecast: Some(forecast),
+            window_done: self.scored_in_window >= self.ensemble.config.window,
+            gap,
+            dropped,
+            ignored: false,
+        }
+    }
+
+    /// Closes the window with the real refit ([`StandardFitter`]).
+    pub fn end_window(&mut self, config: &FitConfig) -> WindowReport {
+        let mut fitter = StandardFitter {
+            config: config.clone(),
+            kinds: self.ensemble.config.kinds.clone(),
+        };
+        self.end_window_with(&mut fitter)
+    }
+
+    /// Closes the window: report its scores, fit and add a generation, re-forecast.
+    pub fn end_window_with(&mut self, fitter: &mut dyn GenerationFitter) -> WindowReport {
+        let forecasters = self.ensemble.window_scores();
+        let rows = self.refit_rows();
+        let n_rows = rows.len();
+        let generation = self.ensemble.next_generation;
+        let spec = self.ensemble.config.spec.clone();
+        let refit = match fitter.fit(&spec, &self.history, rows, generation) {
+            Ok((scaler, models)) => {
+                let before = self.ensemble.generation_numbers();
+                let generation = self.ensemble.add_generation(spec, scaler, models);
+                let after = self.ensemble.generation_numbers();
+                Refit::Added {
+                    generation,
+                    rows: n_rows,
+                    evicted: before.into_iter().filter(|g| !after.contains(g)).collect(),
+                }
+            }
+            Err(e) => Refit::Failed {
+                error: e.to_string(),
+            },
+        };
+        let report = WindowReport {
+            window: self.ensemble.windows_done,
+            first_open_time: self.window_first.unwrap_or(0),
+            last_open_time: self.window_last.unwrap_or(0),
+            forecasters,
+            weights: self.ensemble.member_weights(),
+            refit,
+            trained: self.ensemble.trained_count(),
+            generations: self.ensemble.generation_numbers().len(),
+            pool_size: self.ensemble.members.len(),
+            version: 0,
+        };
+        self.ensemble.close_window();
+        self.scored_in_window = 0;
+        self.window_first = None;
+        self.window_last = None;
+        // Re-forecast with the new pool: same history, so the forecast still reads only the past.
+        let last_open = self.history.open_time.last().copied();
+        if let Some(back) = self.pending.back() {
+            if Some(back.as_of_open_time) == last_open {
+                let f = self.forecast_last();
+                if let Some(slot) = self.pending.back_mut() {
+                    *slot = f;
+                }
+            }
+        }
+        WindowReport {
+            version: self.ensemble.version,
+            ..report
+        }
+    }
+
+    /// History rows whose target is known: the last `refit_rows` of them.
+    fn refit_rows(&self) -> Range<usize> {
+        let end = self
+            .history
+            .len()
+            .saturating_sub(self.ensemble.config.spec.horizon);
+        end.saturating_sub(self.ensemble.config.refit_rows)..end
+    }
+
+    fn forecast_last(&self) -> Forecast {
+        let t = self.history.len() - 1;
+        self.ensemble
+            .forecast_with(&self.history, t, self.interval_ms, self.features.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::super::testutil::*;
+    use super::super::{EnsembleConfig, Member};
+    use super::*;
+
+    const SIGMA: f64 = 0.001;
+
+    fn features() -> FakeFeatures {
+        FakeFeatures {
+            noise_cols: 8,
+            seed: 77,
+            ..FakeFeatures::default()
+        }
+    }
+
+    fn fitter() -> FakeFitter {
+        FakeFitter {
+            noise_scale: SIGMA,
+            noise_cols: 8,
+            ..FakeFitter::default()
+        }
+    }
+
+    fn learner(config: EnsembleConfig, trained: Vec<AnyModel>, history: Series) -> Learner {
+        let trained = trained
+            .into_iter()
+            .map(|m| Member::trained(FeatureSpec::default(), None, m))
+            .collect();
+        let ens = Ensemble::new(config, trained).expect("valid config");
+        Learner::with_features(ens, history, MINUTE, Box::new(features()))
+    }
+
+    fn small_config() -> EnsembleConfig {
+        EnsembleConfig {
+            refit_rows: 100,
+            ..EnsembleConfig::default()
+        }
+    }
+
+    /// Feeds rows `range` of `s`, closing windows with `fitter`; returns the reports.
+    fn drive(
+        l: &mut Learner,
+        s: &Series,
+        range: Range<usize>,
+        fitter: &mut FakeFitter,
+    ) -> Vec<WindowReport> {
+        let mut reports = Vec::new();
+        for i in range {
+            let step = l.on_kline(&values(s, i));
+            if step.window_done {
+                reports.push(l.end_window_with(fitter));
+            }
+        }
+        reports
+    }
+
+    #[test]
+    fn pool_history_and_saved_size_stay_bounded_over_100_windows() {
+        let s = synthetic(15 * 100 + 1, 0.0, SIGMA, 1);
+        let trained = (0..5).map(|c| noise_member(c, SIGMA)).collect();
+        let mut l = learner(small_config(), trained, Series::default());
+        let mut f = fitter();
+        let mut size_at_20 = 0;
+        let mut reports = Vec::new();
+        for i in 0..s.len() {
+            let step = l.on_kline(&values(&s, i));
+            if step.window_done {
+                reports.push(l.end_window_with(&mut f));
+                assert!(l.ensemble().members.len() <= 1 + 5 + 5 * 8);
+                assert!(l.history().len() <= 2 * (100 + 1 + 1 + 1));
+                if reports.len() == 20 {
+                    size_at_20 = postcard::to_allocvec(l.ensemble()).expect("ser").len();
+                }
+            }
+        }
+        assert_eq!(reports.len(), 100);
+        assert_eq!(l.ensemble().members.len(), 46);
+        assert_eq!(reports[99].generations, 8);
+        assert_eq!(reports[99].pool_size, 46);
+        assert_eq!(
+            reports[99].refit,
+            Refit::Added {
+                generation: 99,
+                rows: 100,
+                evicted: vec![91]
+            }
+        );
+        let size_at_100 = postcard::to_allocvec(l.ensemble()).expect("ser").len();
+        // Only varint counters and label digits grow.
+        assert!(
+            size_at_100 <= size_at_20 + 256,
+            "{size_at_20} -> {size_at_100}"
+        );
+        assert_eq!(l.ensemble().windows_done, 100);
+        // Window indices and bounds are consecutive.
+        for (k, r) in reports.iter().enumerate() {
+            assert_eq!(r.window, k as u64);
+            assert_eq!(r.last_open_time - r.first_open_time, 14 * MINUTE);
+            assert_eq!(r.forecasters[0].n, 15);
+        }
+    }
+
+    #[test]
+    fn forecasts_are_scored_by_the_next_kline_before_any_refit_reads_it() {
+        let s = synthetic(400, 0.2, SIGMA, 3);
+        let mut l = learner(small_config(), Vec::new(), Series::default());
+        let mut f = fitter();
+        let mut scored: HashSet<i64> = HashSet::new();
+        let mut previous: Option<Forecast> = None;
+        for i in 0..s.len() {
+            let step = l.on_kline(&values(&s, i));
+            match (&previous, &step.scored) {
+                (Some(p), Some(sc)) => {
+                    // The forecast made one kline earlier, scored with this kline's close.
+                    assert_eq!(sc.target_open_time, s.open_time[i]);
+                    assert_eq!(p.target_open_time, s.open_time[i]);
+                    assert_eq!(sc.ensemble_price.to_bits(), p.ensemble_price.to_bits());
+                    assert_eq!(sc.forecast_version, p.version);
+                    assert_eq!(sc.actual_close, s.close[i]);
+                    scored.insert(sc.target_open_time);
+                }
+                (None, None) => assert_eq!(i, 0),
+                _ => panic!("kline {i}: a pending forecast and a score must go together"),
+            }
+            previous = step.forecast.clone();
+            if step.window_done {
+                let calls_before = f.calls.len();
+                let report = l.end_window_with(&mut f);
+                let call = &f.calls[calls_before];
+                // Every close the fit used as a target had already scored its forecast.
+                assert!(call.target_open_times.iter().all(|t| scored.contains(t)));
+                assert_eq!(call.target_open_times.last(), Some(&s.open_time[i]));
+                // The window was scored before its own generation existed.
+                let Refit::Added { generation, .. } = report.refit else {
+                    panic!("refit failed: {:?}", report.refit)
+                };
+                let label = format!("gen{generation}/");
+                assert!(!report
+                    .forecasters
+                    .iter()
+                    .any(|x| x.label.starts_with(&label)));
+                let newcomers: Vec<&Member> = l
+                    .ensemble()
+                    .members
+                    .iter()
+                    .filter(|m| m.label.starts_with(&label))
+                    .collect();
+                assert_eq!(newcomers.len(), 5);
+                assert!(newcomers.iter().all(|m| m.stats.n_scored == 0));
+                // The pending forecast was redone with the new pool, from the same history.
+                let latest = l.latest_forecast().expect("pending").clone();
+                assert_eq!(latest.as_of_open_time, s.open_time[i]);
+                assert_eq!(latest.version, report.version);
+                assert!(latest.members.iter().any(|m| m.label.starts_with(&label)));
+                previous = Some(latest);
+            }
+        }
+        assert_eq!(scored.len(), 399);
+        assert_eq!(f.calls.len(), 399 / 15);
+    }
+
+    #[test]
+    fn gaps_drop_unscorable_forecasts_and_stale_klines_are_ignored() {
+        let s = synthetic(80, 0.0, SIGMA, 4);
+        let mut l = learner(small_config(), Vec::new(), s.slice(0..40));
+        assert_eq!(
+            l.latest_forecast().map(|f| f.target_open_time),
+            Some(s.open_time[40])
+        );
+        // Klines 40..=42 never arrive: the forecast for 40 cannot be scored.
+        let step = l.on_kline(&values(&s, 43));
+        assert!(step.gap);
+        assert_eq!(step.dropped, 1);
+        assert_eq!(step.scored, None);
+        assert_eq!(l.scored_in_window(), 0);
+        let step = l.on_kline(&values(&s, 44));
+        assert!(!step.gap);
+        assert_eq!(
+            step.scored.as_ref().map(|x| x.target_open_time),
+            Some(s.open_time[44])
+        );
+        // A stale or repeated kline changes nothing.
+        let version = l.ensemble().version;
+        for stale in [44, 10] {
+            let step = l.on_kline(&values(&s, stale));
+            assert!(step.ignored);
+            assert_eq!((step.scored, step.forecast), (None, None));
+        }
+        assert_eq!(l.ensemble().version, version);
+        assert_eq!(l.scored_in_window(), 1);
+        assert_eq!(l.history().open_time.last(), Some(&s.open_time[44]));
+        assert_eq!(l.ensemble().total_accum.n, 1);
+    }
+
+    #[test]
+    fn generations_learn_a_signal_and_beat_the_naive() {
+        let s = synthetic(8_000, 0.5, SIGMA, 6);
+        let config = EnsembleConfig {
+            refit_rows: 300,
+            ..EnsembleConfig::default()
+        };
+        let mut l = learner(config, Vec::new(), s.slice(0..400));
+        let mut f = fitter();
+        let reports = drive(&mut l, &s, 400..s.len(), &mut f);
+        assert_eq!(reports.len(), (s.len() - 400) / 15);
+        let board = l.ensemble().scoreboard();
+        let ratio = board[0].rmse_vs_naive.expect("scored");
+        // The best possible ratio is sqrt(1 − 0.5²) ≈ 0.866.
+        assert!(ratio < 0.95, "ensemble / naive rmse {ratio}");
+        assert_eq!(board[1].label, "naive");
+        assert_eq!(board[2].label, "generations/linear");
+    }
+
+    #[test]
+    fn a_failed_refit_is_reported_and_leaves_the_pool_unchanged() {
+        let s = synthetic(40, 0.0, SIGMA, 8);
+        let mut l = learner(small_config(), Vec::new(), Series::default());
+        let mut f = FakeFitter {
+            fail: true,
+            ..fitter()
+        };
+        let reports = drive(&mut l, &s, 0..s.len(), &mut f);
+        assert_eq!(reports.len(), 2);
+        assert_eq!(
+            reports[0].refit,
+            Refit::Failed {
+                error: "fake: needs at least 10 rows, got 15".to_string()
+            }
+        );
+        assert_eq!(l.ensemble().members.len(), 1);
+        assert_eq!(reports[1].window, 1);
+        // The first window closed at kline 15 (kline 0 had no pending forecast): its fit saw
+        // rows 0..15, whose targets end at kline 15, the last one scored.
+        assert_eq!(f.calls[0].rows, 0..15);
+    }
+
+    #[test]
+    fn saved_ensembles_forecast_bit_identically() {
+        let s = synthetic(700, 0.2, SIGMA, 9);
+        let trained = vec![linear(vec![0.2], 0.0), noise_member(1, SIGMA)];
+        let mut l = learner(small_config(), trained, s.slice(0..100));
+        drive(&mut l, &s, 100..600, &mut fitter());
+        let bytes = postcard::to_allocvec(l.ensemble()).expect("serialises");
+        let restored: Ensemble = postcard::from_bytes(&bytes).expect("deserialises");
+        assert_eq!(postcard::to_allocvec(&restored).expect("serialises"), bytes);
+        let history = l.history().clone();
+        let mut original = l.into_ensemble();
+        let mut restored = restored;
+        let fake = features();
+        let t = history.len() - 1;
+        let a = original.forecast_with(&history, t, MINUTE, &fake);
+        let b = restored.forecast_with(&history, t, MINUTE, &fake);
+        assert_eq!(a, b);
+        assert_eq!(a.ensemble_price.to_bits(), b.ensemble_price.to_bits());
+        assert!(a
+            .members
+            .iter()
+            .zip(&b.members)
+            .all(|(x, y)| x.price.to_bits() == y.price.to_bits()
+                && x.weight.to_bits() == y.weight.to_bits()));
+        // Both keep learning identically.
+        original.score(&a, s.close[600]);
+        restored.score(&b, s.close[600]);
+        assert_eq!(
+            postcard::to_allocvec(&original).expect("serialises"),
+            postcard::to_allocvec(&restored).expect("serialises")
+        );
+        // A learner resumed from the saved ensemble and history continues the same way.
+        let mut resumed = Learner::with_features(restored, history, MINUTE, Box::new(features()));
+        let step = resumed.on_kline(&values(&s, 601));
+        assert_eq!(
+            step.scored, None,
+            "the resumed learner forecast kline 600, not 601"
+        );
+        assert_eq!(step.dropped, 1);
+    }
+}

@@ -1,0 +1,127 @@
+//! Process-level tests of `klinecast backtest`: a 3000-row slice of the real sample replayed
+//! twice with the same seed prints identical JSON, and the ensemble is not worse than the
+//! naive forecast beyond 1%; bad input is refused with exit code 1 or 2.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A unique temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "klinecast-backtest-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes the header and the first `rows` rows of the shipped sample to `path`.
+fn write_slice(path: &Path, rows: usize) {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/AVAXUSDT_1m.csv");
+    let text = fs::read_to_string(&sample).expect("read data/AVAXUSDT_1m.csv");
+    let lines: Vec<&str> = text.lines().take(rows + 1).collect();
+    assert_eq!(lines.len(), rows + 1, "the sample has at least {rows} rows");
+    fs::write(path, lines.join("\n") + "\n").expect("write slice");
+}
+
+fn backtest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_klinecast"))
+        .arg("backtest")
+        .args(args)
+        .output()
+        .expect("run klinecast")
+}
+
+fn row<'a>(json: &'a serde_json::Value, label: &str) -> &'a serde_json::Value {
+    json["scoreboard"]
+        .as_array()
+        .expect("scoreboard array")
+        .iter()
+        .find(|r| r["label"] == label)
+        .unwrap_or_else(|| panic!("no scoreboard row {label}: {json}"))
+}
+
+#[test]
+fn backtest_is_deterministic_and_not_worse_than_naive() {
+    let dir = TempDir::new("det");
+    let data = dir.0.join("AVAXUSDT_1m.csv");
+    write_slice(&data, 3000);
+    let data = data.to_str().expect("utf-8 path");
+    let args = [
+        "--data",
+        data,
+        "--json",
+        "--refit-rows",
+        "300",
+        "--svr-rows",
+        "300",
+        "--seed",
+        "7",
+    ];
+    let first = backtest(&args);
+    assert!(
+        first.status.success(),
+        "backtest failed: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = backtest(&args);
+    assert!(second.status.success());
+    assert_eq!(first.stdout, second.stdout, "same seed, same JSON");
+    let text = String::from_utf8(first.stdout).expect("utf-8 output");
+    assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(json["rows"], 3000);
+    assert_eq!(json["train_rows"], 1500);
+    assert_eq!(json["replay_rows"], 1500);
+    assert_eq!(json["windows"], 100);
+    assert_eq!(json["interval_ms"], 60_000);
+    let ensemble = row(&json, "ensemble");
+    let naive = row(&json, "naive");
+    assert_eq!(ensemble["n"], 1500);
+    assert_eq!(naive["n"], 1500);
+    let e = ensemble["rmse"].as_f64().expect("ensemble rmse");
+    let n = naive["rmse"].as_f64().expect("naive rmse");
+    assert!(e <= n * 1.01, "ensemble rmse {e} vs naive {n}");
+    assert_eq!(naive["rmse_vs_naive"], 1.0);
+    for kind in ["linear", "svr", "knn", "cart", "forest"] {
+        assert_eq!(row(&json, &format!("trained/{kind}"))["n"], 1500);
+        assert!(row(&json, &format!("generations/{kind}"))["n"].as_u64() > Some(0));
+    }
+    // The bounded pool: naive + 5 trained + 8 generations of 5.
+    assert_eq!(json["pool_size"], 46);
+}
+
+#[test]
+fn too_short_or_missing_data_is_refused() {
+    let dir = TempDir::new("short");
+    let data = dir.0.join("short.csv");
+    write_slice(&data, 120);
+    let out = backtest(&[
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--train-frac",
+        "0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("training rows, fewer than 100"), "{err}");
+    let missing = dir.0.join("missing.csv");
+    let out = backtest(&["--data", missing.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = backtest(&["--data", "x.csv", "--train-frac", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+}
