@@ -163,7 +163,18 @@ impl Ensembler {
                     saved.ensemble.members.len(),
                     saved.as_of_open_time.map_or("start".to_string(), stamp)
                 ));
-                (saved.ensemble, saved.as_of_open_time, true)
+                let mut ensemble = saved.ensemble;
+                // Trained models are not in the saved file: put them back from models/Trained.
+                let kept = ensemble
+                    .attach_trained(trained_members(config, &mut log))
+                    .map_err(|e| Error::Config(format!("cannot use the trained models: {e}")))?;
+                if !kept {
+                    log.info(
+                        "the trained models changed since the ensemble was saved: \
+                         the trained members start afresh, the window generations are kept",
+                    );
+                }
+                (ensemble, saved.as_of_open_time, true)
             }
             Err(PersistError::NotFound { .. }) => (new_ensemble(config, &mut log)?, None, false),
             Err(e) => {
@@ -377,6 +388,14 @@ impl Ensembler {
 
 /// A new ensemble from the trained models in `<models-dir>/Trained` (possibly none).
 fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, Error> {
+    let members = trained_members(config, log);
+    Ensemble::new(config.ensemble.clone(), members)
+        .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
+}
+
+/// The trained models in `<models-dir>/Trained` as ensemble members (possibly none), each
+/// tagged with what it was trained on so a saved ensemble can tell whether they changed.
+fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Vec<Member> {
     let trained = match persist::load_all_trained(&config.models_dir) {
         Ok(t) => t,
         Err(e) => {
@@ -396,12 +415,20 @@ fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, 
         let names: Vec<&str> = trained.iter().map(|t| t.kind.name()).collect();
         log.info(&format!("trained members: {}", names.join(", ")));
     }
-    let members: Vec<Member> = trained
+    trained
         .into_iter()
-        .map(|t| Member::trained(t.spec, Some(t.scaler), t.model))
-        .collect();
-    Ensemble::new(config.ensemble.clone(), members)
-        .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
+        .map(|t| {
+            let source = format!(
+                "{} {}..{} rows {} seed {}",
+                t.meta.data_file,
+                t.meta.train_first_open_time,
+                t.meta.train_last_open_time,
+                t.meta.train_rows,
+                t.meta.seed
+            );
+            Member::trained(t.spec, Some(t.scaler), t.model).with_source(source)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -493,5 +520,89 @@ mod tests {
             assert_eq!(saved.ensemble.windows_done, 12 - buffered as u64 / 5);
             let _ = std::fs::remove_dir_all(&base);
         }
+    }
+
+    /// Saves a trained linear model fitted on `klines` into `<root>/models/Trained`.
+    fn save_trained_linear(root: &Path, klines: &[Kline], seed: u64) {
+        use crate::features::{FeatureSpec, Scaler};
+        use crate::models::{linear::LinearParams, AnyModel, ModelKind};
+        let mut series = Series::default();
+        for k in klines {
+            series.push(&k.values());
+        }
+        let spec = FeatureSpec::default();
+        let data = spec.dataset(&series, 0..series.len());
+        let scaler = Scaler::fit(&data.x);
+        let model = LinearParams::default()
+            .fit(&scaler.transform(&data.x), &data.y)
+            .expect("linear fits");
+        let trained = persist::TrainedModel {
+            kind: ModelKind::Linear,
+            spec,
+            scaler,
+            model: AnyModel::Linear(model),
+            meta: persist::TrainMeta {
+                train_first_open_time: klines[0].open_time,
+                train_last_open_time: klines[klines.len() - 1].open_time,
+                train_rows: data.y.len(),
+                holdout_rows: 0,
+                seed,
+                fit_seconds: 0.0,
+                holdout: persist::HoldoutScores {
+                    rmse: f64::NAN,
+                    mae: f64::NAN,
+                    mape: f64::NAN,
+                    directional: f64::NAN,
+                    naive_rmse: f64::NAN,
+                },
+                data_file: "AVAXUSDT_1m.csv".to_string(),
+                klinecast_version: "test".to_string(),
+            },
+        };
+        persist::save_trained(&root.join("models"), &trained).expect("saves");
+    }
+
+    fn trained_member(root: &Path) -> crate::ensemble::Member {
+        let saved = load_ensemble(&ensemble_path(&root.join("models"))).expect("loads");
+        saved
+            .ensemble
+            .members
+            .into_iter()
+            .find(|m| m.label == "trained/linear")
+            .expect("a trained member")
+    }
+
+    #[test]
+    fn trained_models_are_left_out_of_the_saved_ensemble_and_reattached_on_restart() {
+        let root = std::env::temp_dir().join(format!(
+            "klinecast-ensembler-trained-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let src = sample(600);
+        save_trained_linear(&root, &src[..400], 1);
+        session(&root, 1, &src[..500], &src[500..540]);
+        let saved = trained_member(&root);
+        assert!(
+            saved.model.is_none(),
+            "the trained model lives in models/Trained only"
+        );
+        let scored = saved.stats.n_scored;
+        assert!(scored > 0);
+        // A restart with the same trained model re-attaches it: its statistics carry on.
+        let second = session(&root, 1, &src[..540], &src[540..560]);
+        assert!(second.windows > 0);
+        assert!(trained_member(&root).stats.n_scored > scored);
+        // After a new `klinecast train`, the trained member starts afresh.
+        save_trained_linear(&root, &src[..420], 2);
+        session(&root, 1, &src[..560], &src[560..575]);
+        let retrained = trained_member(&root);
+        assert!(retrained.source.ends_with("seed 2"), "{}", retrained.source);
+        assert!(
+            retrained.stats.n_scored <= 15,
+            "{}",
+            retrained.stats.n_scored
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
