@@ -459,6 +459,7 @@ mod tests {
                 seed: 9,
                 svr_rows: 150,
                 threads: 2,
+                forest_min_samples_leaf: None,
             },
             save_every,
         }

@@ -293,6 +293,7 @@ pub fn run_stream(
             seed: config.seed,
             svr_rows: config.svr_rows.min(config.refit_rows),
             threads: config.fit_threads.max(1),
+            forest_min_samples_leaf: None,
         },
         save_every: config.save_every,
     };
