@@ -108,6 +108,7 @@ fn backtest(
         seed: args.seed,
         svr_rows: args.svr_rows,
         threads,
+        forest_min_samples_leaf: None,
     };
     let fitted = fit_models(
         &ModelKind::ALL,
@@ -133,6 +134,7 @@ fn backtest(
         seed: args.seed,
         svr_rows: args.svr_rows.min(args.refit_rows),
         threads,
+        forest_min_samples_leaf: None,
     };
     let total_windows = ((n - split) / args.window) as u64;
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);

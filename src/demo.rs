@@ -1,9 +1,249 @@
-//! `klinecast demo` (STUB).
+//! `klinecast demo`: the whole pipeline offline in about two minutes, on the real klines that
+//! ship in `data/`. In a work directory it seeds a kline store with the history before a
+//! virtual clock (at 2/3 of the rows), trains the five models on the last part of that history,
+//! starts the replay server in-process on 127.0.0.1 at high speed, and runs the very code of
+//! `klinecast stream` against it, printing each forecast as it is scored and the scoreboard at
+//! the end. It never touches the network beyond 127.0.0.1; no maths of its own.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::binance::ws::WsConfig;
 use crate::cli::DemoArgs;
+use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
+use crate::kline::{Interval, Kline, Series, Symbol};
+use crate::live::ensembler::LiveEvent;
+use crate::live::stream_thread::Timing;
+use crate::live::{run_stream, RunOutcome, StreamConfig};
+use crate::log::wall_clock_ms;
+use crate::metrics::Accum;
+use crate::models::ModelKind;
+use crate::replay::{Faults, ReplayConfig, ReplayServer};
+use crate::store::{self, KlineStore};
+use crate::train::{self, TrainOptions};
+use crate::{persist, time};
+
+/// Klines streamed when `--klines` is not given (20 windows of 15).
+pub const DEFAULT_KLINES: usize = 300;
+/// History rows the demo trains on (the most recent before the clock).
+pub const TRAIN_ROWS: usize = 20_000;
+/// Rows the demo's SVR is fitted on.
+pub const SVR_ROWS: usize = 2_000;
+
+/// `SYMBOL_interval` from a store file name such as `AVAXUSDT_1m.csv`.
+pub fn symbol_interval(path: &Path) -> Result<(Symbol, Interval), Error> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let parsed = stem
+        .split_once('_')
+        .and_then(|(s, i)| Some((Symbol::parse(s).ok()?, Interval::parse(i).ok()?)));
+    parsed.ok_or_else(|| {
+        Error::Config(format!(
+            "{}: the file name must be <SYMBOL>_<interval>.csv, such as AVAXUSDT_1m.csv",
+            path.display()
+        ))
+    })
+}
 
 pub fn run(args: &DemoArgs) -> Result<(), Error> {
-    let _ = args;
-    Err(Error::Config("demo is not built yet".to_string()))
+    let (symbol, interval) = symbol_interval(&args.data)?;
+    let klines = store::load_klines(&args.data)?;
+    let n_stream = args.klines.unwrap_or(DEFAULT_KLINES);
+    let clock_row = klines.len() * 2 / 3;
+    if clock_row < 1000 || clock_row + 2 >= klines.len() {
+        return Err(Error::Data(format!(
+            "{}: {} klines are too few for the demo (at least 1500 are needed)",
+            args.data.display(),
+            klines.len()
+        )));
+    }
+    let work = match &args.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!(
+            "klinecast-demo-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        )),
+    };
+    let data_dir = work.join("data");
+    let models_dir = work.join("models");
+    let log_dir = work.join("log");
+    println!(
+        "klinecast demo: {} {} klines from {} ({} rows, {} .. {})",
+        symbol,
+        interval,
+        args.data.display(),
+        klines.len(),
+        time::format_ms(klines[0].open_time),
+        time::format_ms(klines[klines.len() - 1].open_time)
+    );
+    println!("work directory: {}", work.display());
+
+    // 1. The store holds the history up to the virtual clock, as `collect` would have left it.
+    seed_store(&data_dir, &symbol, interval, &klines[..clock_row])?;
+    println!(
+        "1/3 seeded {} with {clock_row} klines up to {}",
+        store::kline_path(&data_dir, &symbol, interval).display(),
+        time::format_ms(klines[clock_row - 1].open_time)
+    );
+
+    // 2. Train on the most recent history, as `klinecast train` would.
+    train_models(&klines[..clock_row], &models_dir, args.seed)?;
+
+    // 3. Stream from the replay server at high speed.
+    let server = ReplayServer::start(ReplayConfig {
+        klines,
+        symbol: symbol.clone(),
+        interval,
+        start_row: clock_row,
+        speed: args.speed,
+        faults: Faults::default(),
+        port: 0,
+    })
+    .map_err(|e| Error::io("starting the replay server on 127.0.0.1", e))?;
+    let real_per_kline = interval.ms() as f64 / args.speed;
+    println!(
+        "3/3 streaming {n_stream} klines from the replay server {} at {}x (one kline per {:.2} s)",
+        server.ws_url(),
+        args.speed,
+        real_per_kline / 1000.0
+    );
+    println!(
+        "{:<19} {:>12} {:>12} {:>12} | {:>10} {:>10}",
+        "kline (UTC)", "close", "forecast", "naive", "rmse ens", "rmse naive"
+    );
+    let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
+    let config = StreamConfig {
+        symbol,
+        interval,
+        data_dir: data_dir.clone(),
+        models_dir: models_dir.clone(),
+        log_dir: log_dir.clone(),
+        rest_url: server.rest_url(),
+        ws_url: server.ws_url(),
+        window: 15,
+        refit_rows: 1440,
+        generations: 8,
+        seed: args.seed,
+        max_runtime: Some(Duration::from_millis(budget_ms)),
+        max_klines: Some(n_stream as u64),
+        ws: WsConfig {
+            idle_timeout: Duration::from_secs(10),
+            poll: Duration::from_millis(200),
+            ..WsConfig::default()
+        },
+        timing: Timing {
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+            ..Timing::default()
+        },
+        svr_rows: SVR_ROWS,
+        fit_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        save_every: 1,
+        stderr: true,
+    };
+    let mut ens = Accum::default();
+    let mut naive = Accum::default();
+    let outcome = run_stream(&config, &mut |event| match event {
+        LiveEvent::Kline(k) => {
+            let (kline, Some(s)) = (&k.kline, &k.scored) else {
+                return;
+            };
+            ens.add(s.last_close, s.ensemble_price, s.actual_close);
+            naive.add(s.last_close, s.naive_price, s.actual_close);
+            println!(
+                "{:<19} {:>12} {:>12.4} {:>12.4} | {:>10.6} {:>10.6}",
+                time::format_ms(kline.open_time),
+                kline.close,
+                s.ensemble_price,
+                s.naive_price,
+                ens.rmse(),
+                naive.rmse()
+            );
+        }
+        LiveEvent::Window { line, seconds } => {
+            println!("  -- {line} ({seconds:.2} s)");
+        }
+    })?;
+    server.shutdown();
+    let summary = match outcome {
+        RunOutcome::Finished(s) => s,
+        RunOutcome::AlreadyRunning { holder } => {
+            return Err(Error::Config(format!(
+                "{} is in use by a running klinecast stream ({holder}); use another --work-dir",
+                data_dir.display()
+            )))
+        }
+    };
+    println!(
+        "\nstreamed {} klines in {:.1} s ({} windows); {}",
+        summary.ensembler.klines,
+        summary.seconds,
+        summary.ensembler.windows,
+        summary.stream.summary()
+    );
+    println!("{}", crate::live::timing_line(&summary));
+    println!("\nscoreboard (price errors over the streamed klines):");
+    print!("{}", scoreboard_table(&summary.ensembler.scoreboard));
+    println!(
+        "\nfiles: {} (klines, predictions.csv, Buffer_15.csv), {} (Trained/, Ensembled/), {} \
+         (stream.log, ensemble.log, ensemble.jsonl)",
+        data_dir.display(),
+        models_dir.display(),
+        log_dir.display()
+    );
+    if args.work_dir.is_none() {
+        println!("remove them with: rm -r {}", work.display());
+    }
+    Ok(())
+}
+
+fn seed_store(
+    data_dir: &Path,
+    symbol: &Symbol,
+    interval: Interval,
+    history: &[Kline],
+) -> Result<(), Error> {
+    let path = store::kline_path(data_dir, symbol, interval);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
+    let (mut store, _) = KlineStore::open(&path)?;
+    if store.last_open_time().is_some() {
+        return Err(Error::Config(format!(
+            "{} already holds klines; give the demo an empty --work-dir",
+            path.display()
+        )));
+    }
+    store.append(history)?;
+    Ok(())
+}
+
+fn train_models(history: &[Kline], models_dir: &Path, seed: u64) -> Result<PathBuf, Error> {
+    let rows = &history[history.len().saturating_sub(TRAIN_ROWS)..];
+    let mut series = Series::with_capacity(rows.len());
+    for k in rows {
+        series.push(&k.values());
+    }
+    println!(
+        "2/3 training the five models on the last {} klines (svr on {SVR_ROWS})",
+        rows.len()
+    );
+    let opts = TrainOptions {
+        holdout: 0.2,
+        horizon: 1,
+        svr_rows: SVR_ROWS,
+        seed,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kinds: ModelKind::ALL.to_vec(),
+        data_file: "demo history".to_string(),
+    };
+    let outcome = train::train_series(series, &opts, &mut |msg| println!("    {msg}"))?;
+    print!("{}", outcome.report.to_table());
+    for model in &outcome.models {
+        persist::save_trained(models_dir, model)?;
+    }
+    Ok(models_dir.join(persist::TRAINED_DIR))
 }

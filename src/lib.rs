@@ -13,6 +13,7 @@ pub mod features;
 pub mod fsutil;
 pub mod kline;
 pub mod live;
+pub mod log;
 pub mod metrics;
 pub mod models;
 pub mod persist;

@@ -44,6 +44,10 @@ pub struct FitConfig {
     pub svr_rows: usize,
     /// Worker threads for the forest.
     pub threads: usize,
+    /// Overrides the forest's `min_samples_leaf` (`None`: [`forest_params`] decides). The
+    /// window generations use 5: their forests are saved with the ensemble every window, and
+    /// leaves of at least 5 rows make them about 5× smaller with the same test error.
+    pub forest_min_samples_leaf: Option<usize>,
 }
 
 /// One fitted model and how long it took (measured by the caller's clock, passed back).
@@ -75,7 +79,11 @@ pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
         seed: config.seed,
         threads: config.threads.max(1),
         max_samples: large.then_some(FOREST_MAX_SAMPLES.min(n_rows)),
-        min_samples_leaf: if large { FOREST_LARGE_MIN_LEAF } else { 1 },
+        min_samples_leaf: config.forest_min_samples_leaf.unwrap_or(if large {
+            FOREST_LARGE_MIN_LEAF
+        } else {
+            1
+        }),
         ..ForestParams::default()
     }
 }
@@ -237,6 +245,7 @@ pub fn train_series(
         seed: opts.seed,
         svr_rows: opts.svr_rows,
         threads: opts.threads,
+        forest_min_samples_leaf: None,
     };
     let mut fit = |kind: ModelKind, x: &DMatrix<f64>, y: &DVector<f64>| {
         fit_models(&[kind], x, y, &config, &mut |_| {}).map(|mut fitted| fitted.remove(0).model)
@@ -721,6 +730,7 @@ mod tests {
             seed: 3,
             svr_rows: 3000,
             threads: 2,
+            forest_min_samples_leaf: None,
         };
         let small = forest_params(30_000, &config);
         assert_eq!((small.max_samples, small.min_samples_leaf), (None, 1));
@@ -732,6 +742,16 @@ mod tests {
         );
         let mid = forest_params(60_000, &config);
         assert_eq!(mid.max_samples, Some(60_000));
+        // The window generations' override (see ensemble::learner).
+        let compact = FitConfig {
+            forest_min_samples_leaf: Some(5),
+            ..config
+        };
+        let generation = forest_params(1_440, &compact);
+        assert_eq!(
+            (generation.max_samples, generation.min_samples_leaf),
+            (None, 5)
+        );
     }
 
     #[test]

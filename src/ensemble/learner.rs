@@ -85,12 +85,16 @@ impl GenerationFitter for StandardFitter {
         let mut seed_state = self.config.seed ^ generation;
         let config = FitConfig {
             seed: rng::splitmix64(&mut seed_state),
+            forest_min_samples_leaf: Some(GENERATION_FOREST_MIN_LEAF),
             ..self.config.clone()
         };
         let fitted = fit_models(&self.kinds, &x, &data.y, &config, &mut |_| {})?;
         Ok((Some(scaler), fitted.into_iter().map(|f| f.model).collect()))
     }
 }
+
+/// Leaf size of the window generations' forests (see [`FitConfig::forest_min_samples_leaf`]).
+pub const GENERATION_FOREST_MIN_LEAF: usize = 5;
 
 /// The window learner (see the module doc).
 pub struct Learner {

@@ -445,6 +445,9 @@ pub struct ScoredForecast {
 pub struct GroupTotal {
     pub label: String,
     pub accum: Accum,
+    /// The naive forecast scored on exactly the same forecasts as `accum`, so that a group
+    /// that joined late (a generation, a member past its warm-up) is compared like for like.
+    pub naive: Accum,
 }
 
 /// The bounded online ensemble.
@@ -749,7 +752,9 @@ impl Ensemble {
         }
         group_adds.push(("ensemble".to_string(), forecast.ensemble_price));
         for (label, price) in group_adds {
-            self.group_total(&label).add(last, price, actual_close);
+            let total = self.group_total(&label);
+            total.accum.add(last, price, actual_close);
+            total.naive.add(last, last, actual_close);
         }
         self.window_accum
             .add(last, forecast.ensemble_price, actual_close);
@@ -788,32 +793,29 @@ impl Ensemble {
     }
 
     /// Lifetime scoreboard: `ensemble`, `naive`, `trained/<kind>`, `generations/<kind>`.
+    /// `rmse_vs_naive` compares each group with the naive forecast on the same klines.
     pub fn scoreboard(&self) -> Vec<ScoreRow> {
-        let naive_rmse = self
-            .totals
-            .iter()
-            .find(|g| g.label == "naive")
-            .map(|g| g.accum.rmse());
         let mut groups: Vec<&GroupTotal> = self.totals.iter().collect();
         groups.sort_by_key(|g| group_rank(&g.label));
         groups
             .into_iter()
-            .map(|g| ScoreRow::new(&g.label, &g.accum, naive_rmse))
+            .map(|g| ScoreRow::new(&g.label, &g.accum, Some(g.naive.rmse())))
             .collect()
     }
 
-    fn group_total(&mut self, label: &str) -> &mut Accum {
+    fn group_total(&mut self, label: &str) -> &mut GroupTotal {
         let pos = match self.totals.iter().position(|g| g.label == label) {
             Some(pos) => pos,
             None => {
                 self.totals.push(GroupTotal {
                     label: label.to_string(),
                     accum: Accum::default(),
+                    naive: Accum::default(),
                 });
                 self.totals.len() - 1
             }
         };
-        &mut self.totals[pos].accum
+        &mut self.totals[pos]
     }
 
     fn push(&mut self, mut member: Member) {
@@ -1082,6 +1084,36 @@ mod tests {
         assert_eq!(board[1].label, "naive");
         assert_eq!(board[0].rmse_vs_naive, Some(1.0));
         assert_eq!(board[1].directional, Some(0.0));
+    }
+
+    #[test]
+    fn scoreboard_compares_a_late_group_with_naive_on_the_same_klines() {
+        // Regression: generations join after the first window. Their RMSE was divided by the
+        // naive's RMSE over the whole run, so a volatile first window (which only naive saw)
+        // made the generations look better than naive when they were exactly naive.
+        let mut s = synthetic(200, 0.0, SIGMA, 3);
+        for t in 1..20 {
+            s.close[t] = s.close[t - 1] * if t % 2 == 0 { 1.05 } else { 0.95 };
+        }
+        let mut ens = Ensemble::new(config(), Vec::new()).expect("valid");
+        let features = FakeFeatures::default();
+        for t in 0..s.len() - 1 {
+            if t == 40 {
+                // A generation that always forecasts no change: the naive forecast itself.
+                ens.add_generation(FeatureSpec::default(), None, vec![linear(vec![0.0], 0.0)]);
+            }
+            let f = ens.forecast_with(&s, t, MINUTE, &features);
+            ens.score(&f, s.close[t + 1]);
+        }
+        let board = ens.scoreboard();
+        let generation = board
+            .iter()
+            .find(|r| r.label == "generations/linear")
+            .expect("a generation row");
+        assert_eq!(generation.n, 159);
+        assert_eq!(generation.rmse_vs_naive, Some(1.0));
+        let naive = board.iter().find(|r| r.label == "naive").expect("naive");
+        assert!(generation.rmse.expect("rmse") < 0.5 * naive.rmse.expect("rmse"));
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub struct ScoreRow {
     /// In percent.
     pub mape: Option<f64>,
     pub directional: Option<f64>,
-    /// RMSE divided by the naive's RMSE over the whole run.
+    /// RMSE divided by the naive forecast's RMSE on the same forecasts.
     pub rmse_vs_naive: Option<f64>,
 }
 

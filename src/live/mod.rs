@@ -1,9 +1,410 @@
-//! `klinecast stream`: the streaming thread and the ensembling thread (STUB).
+//! `klinecast stream`: two threads joined by one `std::sync::mpsc` channel, each piece of state
+//! with one owner and nothing shared:
+//! - the streaming thread ([`stream_thread`]) owns the WebSocket, the REST client and the kline
+//!   store; it appends every closed kline exactly once, in order, then sends it on;
+//! - the ensembling thread ([`ensembler`]) owns the learner and the model, prediction and
+//!   buffer files;
+//! - the calling thread holds the single-instance lock ([`lock`]) and relays the ensembler's
+//!   events to an observer (`demo` prints them).
+//!
+//! Hidden tuning knobs (environment, for tests and slow links; milliseconds):
+//! `KLINECAST_WS_IDLE_MS` (watchdog, default 30000), `KLINECAST_WS_POLL_MS` (socket read
+//! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
+//! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
+//! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
+//! (stop after that many new closed klines), and `KLINECAST_SAVE_EVERY` (save the ensemble
+//! every N windows, default 1; a count, not milliseconds).
 
-use crate::cli::StreamArgs;
+pub mod ensembler;
+pub mod history;
+pub mod lock;
+pub mod predictions;
+pub mod stream_thread;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::binance::rest::RestClient;
+use crate::binance::ws::{self, KlineSocket, WsConfig, WsError, WsRead};
+use crate::binance::{tls, BinanceError};
+use crate::cli::{StreamArgs, DEFAULT_SVR_ROWS};
+use crate::ensemble::EnsembleConfig;
 use crate::error::Error;
+use crate::kline::{Interval, Kline, Symbol};
+use crate::log::{stamp, wall_clock_ms, Logger};
+use crate::store::{self, KlineStore};
+use crate::train::FitConfig;
 
+use ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
+use lock::LockOutcome;
+use stream_thread::{Connect, Frames, Limits, Rest, StopReason, StreamStats, StreamThread, Timing};
+
+/// Everything `klinecast stream` (and `demo`) needs to run.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub rest_url: String,
+    pub ws_url: String,
+    pub window: usize,
+    pub refit_rows: usize,
+    pub generations: usize,
+    pub seed: u64,
+    pub max_runtime: Option<Duration>,
+    pub max_klines: Option<u64>,
+    pub ws: WsConfig,
+    pub timing: Timing,
+    /// Rows the SVR of each window generation is fitted on (at most refit_rows are available).
+    pub svr_rows: usize,
+    /// Worker threads for the forest refit.
+    pub fit_threads: usize,
+    /// Save the ensemble every this many windows.
+    pub save_every: u64,
+    /// Mirror important log lines to stderr.
+    pub stderr: bool,
+}
+
+impl StreamConfig {
+    /// From the parsed command line and the environment (see the module doc for the knobs).
+    pub fn from_args(
+        args: &StreamArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StreamConfig, Error> {
+        let ms = |name: &str, default: u64| -> Result<u64, Error> {
+            match env(name) {
+                None => Ok(default),
+                Some(text) => match text.trim().parse::<u64>() {
+                    Ok(v) if v > 0 => Ok(v),
+                    _ => Err(Error::Config(format!(
+                        "{name}={text:?} is invalid: expected a positive number of milliseconds"
+                    ))),
+                },
+            }
+        };
+        let idle = ms("KLINECAST_WS_IDLE_MS", 30_000)?;
+        let defaults = Timing::default();
+        let max_klines = match env("KLINECAST_MAX_KLINES") {
+            None => None,
+            Some(_) => Some(ms("KLINECAST_MAX_KLINES", 1)?),
+        };
+        Ok(StreamConfig {
+            symbol: args.symbol.clone(),
+            interval: args.interval,
+            data_dir: args.data_dir.clone(),
+            models_dir: args.models_dir.clone(),
+            log_dir: args.log_dir.clone(),
+            rest_url: args.rest_url.clone(),
+            ws_url: args.ws_url.clone(),
+            window: args.window,
+            refit_rows: args.refit_rows,
+            generations: args.generations,
+            seed: args.seed,
+            max_runtime: args.max_runtime.map(Duration::from_millis),
+            max_klines,
+            ws: WsConfig {
+                connect_timeout: Duration::from_millis(ms("KLINECAST_CONNECT_TIMEOUT_MS", 10_000)?),
+                poll: Duration::from_millis(ms("KLINECAST_WS_POLL_MS", idle.clamp(1, 1000))?),
+                idle_timeout: Duration::from_millis(idle),
+                ..WsConfig::default()
+            },
+            timing: Timing {
+                backoff_base: Duration::from_millis(ms("KLINECAST_BACKOFF_MS", 1000)?),
+                backoff_max: Duration::from_millis(ms("KLINECAST_BACKOFF_MAX_MS", 60_000)?),
+                rotate_after: Duration::from_millis(ms(
+                    "KLINECAST_ROTATE_MS",
+                    defaults.rotate_after.as_millis() as u64,
+                )?),
+            },
+            svr_rows: DEFAULT_SVR_ROWS,
+            fit_threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            save_every: ms("KLINECAST_SAVE_EVERY", 1)?,
+            stderr: true,
+        })
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum RunOutcome {
+    /// Another `klinecast stream` holds the lock of this data directory.
+    AlreadyRunning {
+        holder: String,
+    },
+    Finished(RunSummary),
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub stop: StopReason,
+    pub stream: StreamStats,
+    pub ensembler: EnsemblerSummary,
+    pub seconds: f64,
+}
+
+/// `klinecast stream`.
 pub fn run(args: &StreamArgs) -> Result<(), Error> {
-    let _ = args;
-    Err(Error::Config("stream is not built yet".to_string()))
+    let config = StreamConfig::from_args(args, &|name| std::env::var(name).ok())?;
+    match run_stream(&config, &mut |_| {})? {
+        RunOutcome::AlreadyRunning { holder } => {
+            eprintln!(
+                "klinecast stream: already running for {} ({holder}); exiting",
+                config.data_dir.display()
+            );
+        }
+        RunOutcome::Finished(summary) => {
+            println!(
+                "stream stopped ({:?}) after {:.0} s: {} klines, {} windows; {}",
+                summary.stop,
+                summary.seconds,
+                summary.ensembler.klines,
+                summary.ensembler.windows,
+                summary.stream.summary()
+            );
+            println!("{}", timing_line(&summary));
+            if !summary.ensembler.scoreboard.is_empty() {
+                print!(
+                    "{}",
+                    crate::ensemble::report::scoreboard_table(&summary.ensembler.scoreboard)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The REST client behind the stream thread's [`Rest`] trait; its notices go to stream.log.
+struct LiveRest {
+    client: RestClient,
+    notes: mpsc::Receiver<String>,
+}
+
+impl Rest for LiveRest {
+    fn server_time(&mut self) -> Result<i64, BinanceError> {
+        self.client.server_time()
+    }
+
+    fn klines(
+        &mut self,
+        symbol: &Symbol,
+        interval: Interval,
+        start_ms: i64,
+        end_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Kline>, BinanceError> {
+        let limit = u16::try_from(limit).unwrap_or(u16::MAX);
+        self.client
+            .klines(symbol, interval, start_ms, end_ms, limit)
+    }
+
+    fn notes(&mut self) -> Vec<String> {
+        self.notes.try_iter().collect()
+    }
+}
+
+struct LiveConnector {
+    url: String,
+    config: WsConfig,
+}
+
+impl Connect for LiveConnector {
+    fn connect(&mut self) -> Result<Box<dyn Frames>, WsError> {
+        Ok(Box::new(KlineSocket::connect(&self.url, &self.config)?))
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl Frames for KlineSocket {
+    fn read(&mut self) -> Result<WsRead, WsError> {
+        KlineSocket::read(self)
+    }
+
+    fn age(&self) -> Duration {
+        KlineSocket::age(self)
+    }
+
+    fn close(self: Box<Self>) {
+        KlineSocket::close(*self)
+    }
+}
+
+/// Runs the stream until `max_runtime`, `max_klines` or a fatal error; `observer` sees every
+/// ensembler event on the calling thread.
+pub fn run_stream(
+    config: &StreamConfig,
+    observer: &mut dyn FnMut(&LiveEvent),
+) -> Result<RunOutcome, Error> {
+    let started = Instant::now();
+    let deadline = config.max_runtime.map(|d| started + d);
+    let whoami = format!(
+        "pid {} started {}",
+        std::process::id(),
+        stamp(wall_clock_ms())
+    );
+    let _lock = match lock::acquire(&config.data_dir, &whoami).map_err(|e| {
+        Error::io(
+            format!(
+                "locking {}",
+                config.data_dir.join(lock::LOCK_FILE).display()
+            ),
+            e,
+        )
+    })? {
+        LockOutcome::Busy { holder } => return Ok(RunOutcome::AlreadyRunning { holder }),
+        LockOutcome::Acquired(l) => l,
+    };
+    // Check both URLs before touching any file: a typo is a configuration error (exit 2).
+    tls::check_base_url(&config.rest_url, "https", "http")
+        .map_err(|e| Error::Config(e.to_string()))?;
+    tls::check_base_url(&config.ws_url, "wss", "ws").map_err(|e| Error::Config(e.to_string()))?;
+    let ws_url = ws::stream_url(&config.ws_url, &config.symbol, config.interval);
+
+    let mut stream_log = Logger::open(&config.log_dir.join("stream.log"), "klinecast stream")
+        .map_err(|e| Error::io("opening stream.log", e))?
+        .mirror_stderr(config.stderr);
+    stream_log.info(&format!("klinecast stream {whoami}"));
+    let store_path = store::kline_path(&config.data_dir, &config.symbol, config.interval);
+    let (store, report) = KlineStore::open(&store_path)?;
+    if let Some(msg) = report.repair_message(&store_path) {
+        stream_log.warn(&msg);
+    }
+
+    let (event_tx, event_rx) = mpsc::channel::<LiveEvent>();
+    let ens_config = EnsemblerConfig {
+        data_dir: config.data_dir.clone(),
+        models_dir: config.models_dir.clone(),
+        log_dir: config.log_dir.clone(),
+        interval_ms: config.interval.ms(),
+        ensemble: EnsembleConfig {
+            window: config.window,
+            refit_rows: config.refit_rows,
+            generations: config.generations,
+            ..EnsembleConfig::default()
+        },
+        fit: FitConfig {
+            seed: config.seed,
+            svr_rows: config.svr_rows.min(config.refit_rows),
+            threads: config.fit_threads.max(1),
+            forest_min_samples_leaf: None,
+        },
+        save_every: config.save_every,
+    };
+    let (ensembler, replay) = Ensembler::start(
+        &ens_config,
+        &mut |n| history::read_tail(&store_path, n),
+        event_tx,
+    )?;
+
+    let (note_tx, note_rx) = mpsc::channel::<String>();
+    let client = RestClient::new(&config.rest_url)?.with_notifier(move |msg| {
+        let _ = note_tx.send(msg.to_string());
+    });
+    let rest = LiveRest {
+        client,
+        notes: note_rx,
+    };
+    let connector = LiveConnector {
+        url: ws_url,
+        config: config.ws,
+    };
+    let (kline_tx, kline_rx) = mpsc::channel();
+    let initial_rows = 2 * config.refit_rows + 500;
+    let streamer = StreamThread::new(
+        config.symbol.clone(),
+        config.interval,
+        rest,
+        connector,
+        store,
+        kline_tx,
+        stream_log,
+        config.timing,
+        Limits {
+            deadline,
+            max_klines: config.max_klines,
+        },
+        initial_rows,
+        config.seed,
+    );
+
+    let (stream_result, ens_result) = thread::scope(|scope| {
+        let stream_handle = thread::Builder::new()
+            .name("stream".into())
+            .spawn_scoped(scope, move || streamer.run());
+        let ens_handle = thread::Builder::new()
+            .name("ensembler".into())
+            .spawn_scoped(scope, move || ensembler.run(replay, kline_rx));
+        for event in event_rx {
+            observer(&event);
+        }
+        let stream_result = joined(stream_handle, "stream");
+        let ens_result = joined(ens_handle, "ensembling");
+        (stream_result, ens_result)
+    });
+    let ensembler = ens_result?;
+    let (stop, stream) = stream_result?;
+    Ok(RunOutcome::Finished(RunSummary {
+        stop,
+        stream,
+        ensembler,
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Joins a scoped thread, turning a failed spawn or a panic into an error.
+fn joined<T>(
+    handle: std::io::Result<thread::ScopedJoinHandle<'_, Result<T, Error>>>,
+    name: &str,
+) -> Result<T, Error> {
+    match handle {
+        Err(e) => Err(Error::io(format!("starting the {name} thread"), e)),
+        Ok(h) => h
+            .join()
+            .unwrap_or_else(|_| Err(Error::Data(format!("the {name} thread panicked")))),
+    }
+}
+
+/// `(median, p95, max)` of a sample (zeros when empty).
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.95), v[v.len() - 1])
+}
+
+/// The peak resident memory of this process (`VmHWM`, Linux), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One line with the costs of a run: per-kline step, per-window refit + save, peak memory.
+pub fn timing_line(summary: &RunSummary) -> String {
+    let (k50, k95, kmax) = spread(&summary.ensembler.kline_seconds);
+    let (w50, w95, wmax) = spread(&summary.ensembler.window_seconds);
+    format!(
+        "per kline (forecast + files): median {:.2} ms, p95 {:.2} ms, max {:.2} ms; per window \
+         (refit + save): median {:.3} s, p95 {:.3} s, max {:.3} s; peak memory (VmHWM) {}",
+        k50 * 1e3,
+        k95 * 1e3,
+        kmax * 1e3,
+        w50,
+        w95,
+        wmax,
+        peak_rss_kib().map_or("unknown".to_string(), |k| format!(
+            "{:.1} MiB",
+            k as f64 / 1024.0
+        ))
+    )
 }

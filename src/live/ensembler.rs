@@ -1,0 +1,609 @@
+//! The ensembling thread: owns the window [`Learner`] and the files it produces. For every
+//! closed kline from the streaming thread it lets the learner score the pending forecast and
+//! forecast the next close, appends that forecast to `predictions.csv`, and keeps
+//! `Buffer_<window>.csv` (the klines of the window being collected). When a window is done it
+//! closes it (scores, refit, pool update inside the learner), saves the ensemble atomically to
+//! `<models-dir>/Ensembled/EnsembleModel.bin`, and writes the window to `ensemble.log` and
+//! `ensemble.jsonl`. No socket, no store writes, no maths beyond calling the learner.
+//!
+//! Restart rule: the saved ensemble records the open time of the last kline it has learnt from
+//! (`as_of_open_time`, always a window end or the start). On start the klines after it are
+//! read back from the store and fed again, so a kill at any instant resumes the same window
+//! with the same result; forecasts already in `predictions.csv` are not written twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ensemble::learner::Learner;
+use crate::ensemble::report::ScoreRow;
+use crate::ensemble::{Ensemble, EnsembleConfig, Forecast, Member, ScoredForecast, SpecFeatures};
+use crate::error::Error;
+use crate::fsutil;
+use crate::kline::{Kline, Series, CSV_HEADER};
+use crate::log::{stamp, wall_clock_ms, Logger};
+use crate::persist::{self, PersistError};
+use crate::train::FitConfig;
+
+use super::predictions::{PredictionLog, PredictionRow};
+use super::stream_thread::ClosedKline;
+
+/// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
+pub const ENSEMBLE_FILE_VERSION: u32 = 1;
+/// Most klines after the saved ensemble that are fed again on start; older ones only warm the
+/// history (a day of 1m klines; each window of them costs one refit).
+pub const MAX_REPLAY: usize = 1440;
+
+/// `<models-dir>/Ensembled/EnsembleModel.bin`.
+pub fn ensemble_path(models_dir: &Path) -> PathBuf {
+    models_dir.join("Ensembled").join("EnsembleModel.bin")
+}
+
+/// `<data-dir>/Buffer_<window>.csv`.
+pub fn buffer_path(data_dir: &Path, window: usize) -> PathBuf {
+    data_dir.join(format!("Buffer_{window}.csv"))
+}
+
+/// What `EnsembleModel.bin` holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedEnsemble {
+    /// The open time of the last kline the ensemble has learnt from (`None`: no kline yet).
+    pub as_of_open_time: Option<i64>,
+    pub ensemble: Ensemble,
+}
+
+#[derive(Serialize)]
+struct SavedEnsembleRef<'a> {
+    as_of_open_time: Option<i64>,
+    ensemble: &'a Ensemble,
+}
+
+/// Loads `EnsembleModel.bin`.
+pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
+    persist::load_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)
+}
+
+fn save_ensemble(path: &Path, as_of: Option<i64>, ensemble: &Ensemble) -> Result<(), Error> {
+    let value = SavedEnsembleRef {
+        as_of_open_time: as_of,
+        ensemble,
+    };
+    persist::save_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION, &value)?;
+    Ok(())
+}
+
+/// What the ensembler reports to the main thread (for `demo` output).
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    /// One closed kline went through the learner.
+    Kline(Box<KlineEvent>),
+    /// A window closed: its readable log line and the seconds the refit + save took.
+    Window { line: String, seconds: f64 },
+}
+
+/// One closed kline that went through the learner.
+#[derive(Debug, Clone)]
+pub struct KlineEvent {
+    pub kline: Kline,
+    pub from_rest: bool,
+    /// Fed again from the store on start (already seen before a restart).
+    pub replayed: bool,
+    /// The forecast of this kline's close, scored now.
+    pub scored: Option<ScoredForecast>,
+    /// The forecast of the next close.
+    pub forecast: Option<Forecast>,
+}
+
+/// Settings of the ensembling thread.
+#[derive(Debug, Clone)]
+pub struct EnsemblerConfig {
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub interval_ms: i64,
+    pub ensemble: EnsembleConfig,
+    pub fit: FitConfig,
+    /// Save the ensemble every this many windows (1 = every window). More means fewer writes
+    /// of a file that can be tens of MB, and more klines fed again after a restart.
+    pub save_every: u64,
+}
+
+/// What the ensembling thread did, returned when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct EnsemblerSummary {
+    pub klines: u64,
+    pub replayed: u64,
+    pub windows: u64,
+    pub predictions_written: u64,
+    pub scoreboard: Vec<ScoreRow>,
+    /// Seconds per window refit + save.
+    pub window_seconds: Vec<f64>,
+    /// Seconds per kline (learner step + files), excluding window closes.
+    pub kline_seconds: Vec<f64>,
+}
+
+/// The ensembling thread's state.
+pub struct Ensembler {
+    learner: Learner,
+    fit: FitConfig,
+    preds: PredictionLog,
+    buffer: Vec<Kline>,
+    buffer_path: PathBuf,
+    ensemble_path: PathBuf,
+    log: Logger,
+    jsonl: Logger,
+    events: Sender<LiveEvent>,
+    save_every: u64,
+    summary: EnsemblerSummary,
+}
+
+impl Ensembler {
+    /// Builds the learner: the saved ensemble if it loads, else a new one from the trained
+    /// models (or none). `tail` reads the last n klines of the store. Returns the ensembler and
+    /// the klines to feed again before the live ones.
+    pub fn start(
+        config: &EnsemblerConfig,
+        tail: &mut dyn FnMut(usize) -> Result<Vec<Kline>, Error>,
+        events: Sender<LiveEvent>,
+    ) -> Result<(Ensembler, Vec<Kline>), Error> {
+        let mut log = Logger::open(&config.log_dir.join("ensemble.log"), "klinecast stream")
+            .map_err(|e| Error::io("opening ensemble.log", e))?;
+        let jsonl = Logger::open(&config.log_dir.join("ensemble.jsonl"), "klinecast stream")
+            .map_err(|e| Error::io("opening ensemble.jsonl", e))?;
+        let path = ensemble_path(&config.models_dir);
+        let (mut ensemble, as_of, loaded) = match load_ensemble(&path) {
+            Ok(saved) => {
+                log.info(&format!(
+                    "loaded {} (version {}, {} windows, {} members, as of {})",
+                    path.display(),
+                    saved.ensemble.version,
+                    saved.ensemble.windows_done,
+                    saved.ensemble.members.len(),
+                    saved.as_of_open_time.map_or("start".to_string(), stamp)
+                ));
+                let mut ensemble = saved.ensemble;
+                // Trained models are not in the saved file: put them back from models/Trained.
+                let kept = ensemble
+                    .attach_trained(trained_members(config, &mut log))
+                    .map_err(|e| Error::Config(format!("cannot use the trained models: {e}")))?;
+                if !kept {
+                    log.info(
+                        "the trained models changed since the ensemble was saved: \
+                         the trained members start afresh, the window generations are kept",
+                    );
+                }
+                (ensemble, saved.as_of_open_time, true)
+            }
+            Err(PersistError::NotFound { .. }) => (new_ensemble(config, &mut log)?, None, false),
+            Err(e) => {
+                let aside = path.with_extension("bin.bad");
+                let moved = std::fs::rename(&path, &aside).is_ok();
+                log.warn(&format!(
+                    "cannot use the saved ensemble: {e}; {}starting a new one",
+                    if moved {
+                        format!("moved it to {}, ", aside.display())
+                    } else {
+                        String::new()
+                    }
+                ));
+                (new_ensemble(config, &mut log)?, None, false)
+            }
+        };
+        // The command line may change these between runs; the pool adapts at the next window.
+        ensemble.config.window = config.ensemble.window;
+        ensemble.config.refit_rows = config.ensemble.refit_rows;
+        ensemble.config.generations = config.ensemble.generations;
+        let capacity = ensemble.config.refit_rows
+            + ensemble.max_warmup(&SpecFeatures)
+            + ensemble.config.spec.horizon
+            + 1;
+        let mut klines = tail(capacity + MAX_REPLAY)?;
+        let split = match as_of {
+            Some(t) if loaded => klines.partition_point(|k| k.open_time <= t),
+            _ => klines.len(),
+        };
+        let split = split.max(klines.len().saturating_sub(MAX_REPLAY));
+        let replay = klines.split_off(split);
+        if loaded
+            && replay.is_empty()
+            && as_of.is_some_and(|t| klines.last().is_some_and(|k| k.open_time < t))
+        {
+            log.warn("the saved ensemble is newer than the kline store; its history is rebuilt from the store");
+        }
+        let mut history = Series::with_capacity(klines.len());
+        for k in &klines {
+            history.push(&k.values());
+        }
+        let learner = Learner::new(ensemble, history, config.interval_ms);
+        let as_of_now = klines.last().map(|k| k.open_time);
+        if !loaded {
+            save_ensemble(&path, as_of_now, learner.ensemble())?;
+        }
+        let preds = PredictionLog::open(&config.data_dir.join("predictions.csv"))
+            .map_err(|e| Error::io("opening predictions.csv", e))?;
+        log.info(&format!(
+            "ensembler start: history {} klines (up to {}), {} to feed again, pool {} members",
+            klines.len(),
+            as_of_now.map_or("none".to_string(), stamp),
+            replay.len(),
+            learner.ensemble().members.len()
+        ));
+        let mut ensembler = Ensembler {
+            learner,
+            fit: config.fit.clone(),
+            preds,
+            buffer: Vec::new(),
+            buffer_path: buffer_path(&config.data_dir, config.ensemble.window),
+            ensemble_path: path,
+            log,
+            jsonl,
+            events,
+            save_every: config.save_every.max(1),
+            summary: EnsemblerSummary::default(),
+        };
+        // The forecast made from the history (after a window end or at the very start).
+        ensembler.write_latest_prediction(as_of_now)?;
+        ensembler.write_buffer()?;
+        Ok((ensembler, replay))
+    }
+
+    /// Feeds `replay`, then every kline from the channel until the streaming thread hangs up.
+    pub fn run(
+        mut self,
+        replay: Vec<Kline>,
+        rx: Receiver<ClosedKline>,
+    ) -> Result<EnsemblerSummary, Error> {
+        for kline in replay {
+            self.summary.replayed += 1;
+            self.on_kline(kline, true, true)?;
+        }
+        for msg in rx {
+            self.on_kline(msg.kline, msg.from_rest, false)?;
+        }
+        self.summary.scoreboard = self.learner.ensemble().scoreboard();
+        self.log.info(&format!(
+            "ensembler stop: {} klines ({} fed again), {} windows; the {} klines of the window \
+             in progress are in {} and are fed again on the next start",
+            self.summary.klines,
+            self.summary.replayed,
+            self.summary.windows,
+            self.buffer.len(),
+            self.buffer_path.display()
+        ));
+        Ok(self.summary)
+    }
+
+    fn on_kline(&mut self, kline: Kline, from_rest: bool, replayed: bool) -> Result<(), Error> {
+        let started = Instant::now();
+        let step = self.learner.on_kline(&kline.values());
+        if step.ignored {
+            return Ok(());
+        }
+        self.summary.klines += 1;
+        if step.gap {
+            self.log.info(&format!(
+                "kline {} follows a gap: {} pending forecasts could not be scored",
+                stamp(kline.open_time),
+                step.dropped
+            ));
+        }
+        let open_time = kline.open_time;
+        self.buffer.push(kline.clone());
+        let mut window_done = false;
+        if step.window_done {
+            window_done = true;
+            let report = self.learner.end_window(&self.fit);
+            // Save first: a kill between the save and the log lines loses a log line at worst,
+            // never a window of learning. The buffer restarts at each save.
+            if self
+                .learner
+                .ensemble()
+                .windows_done
+                .is_multiple_of(self.save_every)
+            {
+                save_ensemble(
+                    &self.ensemble_path,
+                    Some(open_time),
+                    self.learner.ensemble(),
+                )?;
+                self.buffer.clear();
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let line = report.to_log_line();
+            self.log
+                .info(&format!("{line} | refit+save {seconds:.3} s"));
+            match serde_json::to_value(&report) {
+                Ok(serde_json::Value::Object(mut obj)) => {
+                    obj.insert("logged_at".into(), stamp(wall_clock_ms()).into());
+                    obj.insert("refit_save_seconds".into(), seconds.into());
+                    self.jsonl.raw(&serde_json::Value::Object(obj).to_string());
+                }
+                Ok(other) => self.jsonl.raw(&other.to_string()),
+                Err(e) => self
+                    .log
+                    .warn(&format!("cannot encode the window report: {e}")),
+            }
+            self.summary.windows += 1;
+            self.summary.window_seconds.push(seconds);
+            let _ = self.events.send(LiveEvent::Window { line, seconds });
+        }
+        self.write_buffer()?;
+        self.write_latest_prediction(Some(open_time))?;
+        if !window_done {
+            self.summary
+                .kline_seconds
+                .push(started.elapsed().as_secs_f64());
+        }
+        let _ = self.events.send(LiveEvent::Kline(Box::new(KlineEvent {
+            kline,
+            from_rest,
+            replayed,
+            scored: step.scored,
+            forecast: self.learner.latest_forecast().cloned(),
+        })));
+        Ok(())
+    }
+
+    /// Appends the learner's newest forecast if it was made after `as_of` and its target is
+    /// not in the file yet.
+    fn write_latest_prediction(&mut self, as_of: Option<i64>) -> Result<(), Error> {
+        let Some(f) = self.learner.latest_forecast() else {
+            return Ok(());
+        };
+        if as_of != Some(f.as_of_open_time) || !f.ensemble_price.is_finite() {
+            return Ok(());
+        }
+        let row = PredictionRow {
+            target_open_time: f.target_open_time,
+            forecast: f.ensemble_price,
+            naive: f.naive_price,
+            ensemble_version: f.version,
+            made_after_open_time: f.as_of_open_time,
+        };
+        if self
+            .preds
+            .append(&row)
+            .map_err(|e| Error::io(format!("appending to {}", self.preds.path().display()), e))?
+        {
+            self.summary.predictions_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Rewrites `Buffer_<window>.csv` atomically with the klines of the window in progress.
+    fn write_buffer(&self) -> Result<(), Error> {
+        let mut text = String::with_capacity(64 + self.buffer.len() * 100);
+        text.push_str(CSV_HEADER);
+        text.push('\n');
+        for k in &self.buffer {
+            text.push_str(&k.to_csv_line());
+            text.push('\n');
+        }
+        fsutil::write_atomic(&self.buffer_path, text.as_bytes())
+            .map_err(|e| Error::io(format!("writing {}", self.buffer_path.display()), e))
+    }
+}
+
+/// A new ensemble from the trained models in `<models-dir>/Trained` (possibly none).
+fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, Error> {
+    let members = trained_members(config, log);
+    Ensemble::new(config.ensemble.clone(), members)
+        .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
+}
+
+/// The trained models in `<models-dir>/Trained` as ensemble members (possibly none), each
+/// tagged with what it was trained on so a saved ensemble can tell whether they changed.
+fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Vec<Member> {
+    let trained = match persist::load_all_trained(&config.models_dir) {
+        Ok(t) => t,
+        Err(e) => {
+            log.warn(&format!(
+                "cannot load the trained models: {e}; starting without them"
+            ));
+            Vec::new()
+        }
+    };
+    if trained.is_empty() {
+        log.warn(&format!(
+            "no trained models in {}: starting from the naive forecast and the window \
+             generations (run `klinecast train` to add trained members)",
+            config.models_dir.join(persist::TRAINED_DIR).display()
+        ));
+    } else {
+        let names: Vec<&str> = trained.iter().map(|t| t.kind.name()).collect();
+        log.info(&format!("trained members: {}", names.join(", ")));
+    }
+    trained
+        .into_iter()
+        .map(|t| {
+            let source = format!(
+                "{} {}..{} rows {} seed {}",
+                t.meta.data_file,
+                t.meta.train_first_open_time,
+                t.meta.train_last_open_time,
+                t.meta.train_rows,
+                t.meta.seed
+            );
+            Member::trained(t.spec, Some(t.scaler), t.model).with_source(source)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn sample(n: usize) -> Vec<Kline> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/AVAXUSDT_1m.csv");
+        let mut k = crate::store::load_klines(&path).expect("sample data");
+        k.truncate(n);
+        k
+    }
+
+    fn config(root: &Path, save_every: u64) -> EnsemblerConfig {
+        EnsemblerConfig {
+            data_dir: root.join("data"),
+            models_dir: root.join("models"),
+            log_dir: root.join("log"),
+            interval_ms: 60_000,
+            ensemble: EnsembleConfig {
+                window: 5,
+                refit_rows: 150,
+                generations: 2,
+                ..EnsembleConfig::default()
+            },
+            fit: FitConfig {
+                seed: 9,
+                svr_rows: 150,
+                threads: 2,
+                forest_min_samples_leaf: None,
+            },
+            save_every,
+        }
+    }
+
+    /// Runs the ensembler over `live` with the store holding `stored` before it starts.
+    fn session(root: &Path, save_every: u64, stored: &[Kline], live: &[Kline]) -> EnsemblerSummary {
+        let (ev_tx, _ev_rx) = mpsc::channel();
+        let mut tail = |n: usize| Ok(stored[stored.len().saturating_sub(n)..].to_vec());
+        let (ens, replay) =
+            Ensembler::start(&config(root, save_every), &mut tail, ev_tx).expect("start");
+        let (tx, rx) = mpsc::channel();
+        for k in live {
+            tx.send(ClosedKline {
+                kline: k.clone(),
+                from_rest: false,
+            })
+            .expect("send");
+        }
+        drop(tx);
+        ens.run(replay, rx).expect("run")
+    }
+
+    #[test]
+    fn a_stop_mid_window_and_restart_gives_the_same_files_as_one_run() {
+        for (save_every, replayed, buffered) in [(1, 3u64, 0usize), (3, 8, 0), (5, 23, 10)] {
+            let base = std::env::temp_dir().join(format!(
+                "klinecast-ensembler-{}-{}-{save_every}",
+                std::process::id(),
+                wall_clock_ms()
+            ));
+            let (a, b) = (base.join("a"), base.join("b"));
+            let src = sample(560);
+            let (start, cut) = (500, 523);
+            // One uninterrupted run.
+            let one = session(&a, save_every, &src[..start], &src[start..]);
+            assert_eq!((one.klines, one.windows), (60, 12));
+            // Stopped after 23 klines (mid-window), then restarted on the store as it was left.
+            let first = session(&b, save_every, &src[..start], &src[start..cut]);
+            assert_eq!(first.windows, 4);
+            let second = session(&b, save_every, &src[..cut], &src[cut..]);
+            assert_eq!(
+                second.replayed, replayed,
+                "the klines after the last save are fed again (save every {save_every})"
+            );
+            assert_eq!(second.windows, 8 + replayed / 5);
+            for file in ["data/predictions.csv", "models/Ensembled/EnsembleModel.bin"] {
+                assert!(
+                    std::fs::read(a.join(file)).expect("a")
+                        == std::fs::read(b.join(file)).expect("b"),
+                    "{file} differs after a restart (save every {save_every})"
+                );
+            }
+            let buffer = crate::store::load_klines(&b.join("data/Buffer_5.csv")).expect("buffer");
+            assert_eq!(buffer.len(), buffered, "klines since the last save");
+            assert_eq!(buffer[..], src[560 - buffered..]);
+            let saved = load_ensemble(&ensemble_path(&b.join("models"))).expect("loads");
+            assert_eq!(saved.as_of_open_time, Some(src[559 - buffered].open_time));
+            assert_eq!(saved.ensemble.windows_done, 12 - buffered as u64 / 5);
+            let _ = std::fs::remove_dir_all(&base);
+        }
+    }
+
+    /// Saves a trained linear model fitted on `klines` into `<root>/models/Trained`.
+    fn save_trained_linear(root: &Path, klines: &[Kline], seed: u64) {
+        use crate::features::{FeatureSpec, Scaler};
+        use crate::models::{linear::LinearParams, AnyModel, ModelKind};
+        let mut series = Series::default();
+        for k in klines {
+            series.push(&k.values());
+        }
+        let spec = FeatureSpec::default();
+        let data = spec.dataset(&series, 0..series.len());
+        let scaler = Scaler::fit(&data.x);
+        let model = LinearParams::default()
+            .fit(&scaler.transform(&data.x), &data.y)
+            .expect("linear fits");
+        let trained = persist::TrainedModel {
+            kind: ModelKind::Linear,
+            spec,
+            scaler,
+            model: AnyModel::Linear(model),
+            meta: persist::TrainMeta {
+                train_first_open_time: klines[0].open_time,
+                train_last_open_time: klines[klines.len() - 1].open_time,
+                train_rows: data.y.len(),
+                holdout_rows: 0,
+                seed,
+                fit_seconds: 0.0,
+                holdout: persist::HoldoutScores {
+                    rmse: f64::NAN,
+                    mae: f64::NAN,
+                    mape: f64::NAN,
+                    directional: f64::NAN,
+                    naive_rmse: f64::NAN,
+                },
+                data_file: "AVAXUSDT_1m.csv".to_string(),
+                klinecast_version: "test".to_string(),
+            },
+        };
+        persist::save_trained(&root.join("models"), &trained).expect("saves");
+    }
+
+    fn trained_member(root: &Path) -> crate::ensemble::Member {
+        let saved = load_ensemble(&ensemble_path(&root.join("models"))).expect("loads");
+        saved
+            .ensemble
+            .members
+            .into_iter()
+            .find(|m| m.label == "trained/linear")
+            .expect("a trained member")
+    }
+
+    #[test]
+    fn trained_models_are_left_out_of_the_saved_ensemble_and_reattached_on_restart() {
+        let root = std::env::temp_dir().join(format!(
+            "klinecast-ensembler-trained-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let src = sample(600);
+        save_trained_linear(&root, &src[..400], 1);
+        session(&root, 1, &src[..500], &src[500..540]);
+        let saved = trained_member(&root);
+        assert!(
+            saved.model.is_none(),
+            "the trained model lives in models/Trained only"
+        );
+        let scored = saved.stats.n_scored;
+        assert!(scored > 0);
+        // A restart with the same trained model re-attaches it: its statistics carry on.
+        let second = session(&root, 1, &src[..540], &src[540..560]);
+        assert!(second.windows > 0);
+        assert!(trained_member(&root).stats.n_scored > scored);
+        // After a new `klinecast train`, the trained member starts afresh.
+        save_trained_linear(&root, &src[..420], 2);
+        session(&root, 1, &src[..560], &src[560..575]);
+        let retrained = trained_member(&root);
+        assert!(retrained.source.ends_with("seed 2"), "{}", retrained.source);
+        assert!(
+            retrained.stats.n_scored <= 15,
+            "{}",
+            retrained.stats.n_scored
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -1,0 +1,100 @@
+//! The single-instance lock of `klinecast stream`: an exclusive `flock`-style lock
+//! (`File::try_lock`) on `<data-dir>/.klinecast.lock`, held for the life of the process and
+//! released by the OS even after kill -9. The holder writes its pid and start time into the
+//! file so that a second instance can say which one is running. Nothing else here.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The lock file name inside the data directory.
+pub const LOCK_FILE: &str = ".klinecast.lock";
+
+/// A held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl InstanceLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The result of trying to take the lock.
+#[derive(Debug)]
+pub enum LockOutcome {
+    Acquired(InstanceLock),
+    /// Another process holds it; `holder` is what it wrote (pid and start time), trimmed.
+    Busy {
+        holder: String,
+    },
+}
+
+/// Tries to take the lock of `data_dir` (created if missing) without waiting. `whoami` is
+/// written into the lock file once it is held, such as `pid 123 started 2026-07-21 10:00:00Z`.
+pub fn acquire(data_dir: &Path, whoami: &str) -> io::Result<LockOutcome> {
+    fs::create_dir_all(data_dir)?;
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(format!("{whoami}\n").as_bytes())?;
+            file.sync_data()?;
+            Ok(LockOutcome::Acquired(InstanceLock { _file: file, path }))
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            // The holder may be between set_len and write: an empty answer is possible.
+            let _ = file.read_to_string(&mut text);
+            let holder = text.trim().to_string();
+            Ok(LockOutcome::Busy {
+                holder: if holder.is_empty() {
+                    "another klinecast process (starting up)".to_string()
+                } else {
+                    holder
+                },
+            })
+        }
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_busy_and_names_the_holder_until_released() {
+        let dir = std::env::temp_dir().join(format!("klinecast-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let first = match acquire(&dir, "pid 1 started now").expect("lock") {
+            LockOutcome::Acquired(l) => l,
+            LockOutcome::Busy { holder } => panic!("busy: {holder}"),
+        };
+        assert_eq!(first.path(), dir.join(LOCK_FILE));
+        match acquire(&dir, "pid 2").expect("second") {
+            LockOutcome::Busy { holder } => assert_eq!(holder, "pid 1 started now"),
+            LockOutcome::Acquired(_) => panic!("second instance got the lock"),
+        }
+        drop(first);
+        match acquire(&dir, "pid 3").expect("third") {
+            LockOutcome::Acquired(_) => {}
+            LockOutcome::Busy { holder } => panic!("still busy: {holder}"),
+        }
+        assert_eq!(
+            fs::read_to_string(dir.join(LOCK_FILE)).expect("read"),
+            "pid 3\n"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

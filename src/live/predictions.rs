@@ -1,0 +1,191 @@
+//! `<data-dir>/predictions.csv`: one row per forecast of the next close, appended as each closed
+//! kline arrives. Crash-safe: a torn last line is cut off on open, and the last target is read
+//! back so a restart never writes a second row for a target already present (targets only grow).
+//! No maths here: rows come from the ensembler.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::log::repair_torn_tail;
+
+/// The header of `predictions.csv`.
+pub const HEADER: &str = "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
+
+/// One forecast: the close of the kline opening at `target_open_time`, made after the kline
+/// opening at `made_after_open_time` closed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictionRow {
+    pub target_open_time: i64,
+    pub forecast: f64,
+    pub naive: f64,
+    pub ensemble_version: u64,
+    pub made_after_open_time: i64,
+}
+
+impl PredictionRow {
+    pub fn to_csv_line(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.target_open_time,
+            self.forecast,
+            self.naive,
+            self.ensemble_version,
+            self.made_after_open_time
+        )
+    }
+
+    pub fn from_csv_line(line: &str) -> Option<PredictionRow> {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 5 {
+            return None;
+        }
+        Some(PredictionRow {
+            target_open_time: f[0].parse().ok()?,
+            forecast: f[1].parse().ok()?,
+            naive: f[2].parse().ok()?,
+            ensemble_version: f[3].parse().ok()?,
+            made_after_open_time: f[4].parse().ok()?,
+        })
+    }
+}
+
+/// The open predictions file.
+#[derive(Debug)]
+pub struct PredictionLog {
+    file: File,
+    path: PathBuf,
+    last_target: Option<i64>,
+}
+
+impl PredictionLog {
+    /// Opens or creates the file, repairs a torn last line and reads the last target.
+    pub fn open(path: &Path) -> io::Result<PredictionLog> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        repair_torn_tail(path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        if len == 0 {
+            file.write_all(format!("{HEADER}\n").as_bytes())?;
+            file.sync_data()?;
+        }
+        let last_line = read_last_line(&mut file)?;
+        let last_target = if last_line == HEADER {
+            None
+        } else {
+            match PredictionRow::from_csv_line(&last_line) {
+                Some(row) => Some(row.target_open_time),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: last line {last_line:?} is not a prediction row; move the file away to start a new one",
+                            path.display()
+                        ),
+                    ))
+                }
+            }
+        };
+        Ok(PredictionLog {
+            file,
+            path: path.to_path_buf(),
+            last_target,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The largest target written so far.
+    pub fn last_target(&self) -> Option<i64> {
+        self.last_target
+    }
+
+    /// Appends `row` unless its target is already present (returns false then).
+    pub fn append(&mut self, row: &PredictionRow) -> io::Result<bool> {
+        if self
+            .last_target
+            .is_some_and(|last| row.target_open_time <= last)
+        {
+            return Ok(false);
+        }
+        self.file
+            .write_all(format!("{}\n", row.to_csv_line()).as_bytes())?;
+        self.file.sync_data()?;
+        self.last_target = Some(row.target_open_time);
+        Ok(true)
+    }
+}
+
+/// The last line (without its newline) of a file that ends with a newline.
+fn read_last_line(file: &mut File) -> io::Result<String> {
+    let len = file.metadata()?.len();
+    let mut chunk = 256u64;
+    loop {
+        let start = len.saturating_sub(chunk);
+        file.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if let Some(i) = body.iter().rposition(|&b| b == b'\n') {
+            return Ok(String::from_utf8_lossy(&body[i + 1..]).into_owned());
+        }
+        if start == 0 {
+            return Ok(String::from_utf8_lossy(body).into_owned());
+        }
+        chunk *= 4;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: i64) -> PredictionRow {
+        PredictionRow {
+            target_open_time: target,
+            forecast: 12.345678901234,
+            naive: 12.3,
+            ensemble_version: 3,
+            made_after_open_time: target - 60_000,
+        }
+    }
+
+    #[test]
+    fn round_trip_skip_duplicates_and_repair_torn_line() {
+        let dir = std::env::temp_dir().join(format!("klinecast-pred-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("predictions.csv");
+        let mut log = PredictionLog::open(&path).expect("open");
+        assert_eq!(log.last_target(), None);
+        assert!(log.append(&row(120_000)).expect("append"));
+        assert!(log.append(&row(180_000)).expect("append"));
+        assert!(!log.append(&row(180_000)).expect("dup"));
+        drop(log);
+        // A kill in the middle of the next row.
+        let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(b"240000,12.").expect("write");
+        drop(f);
+        let mut log = PredictionLog::open(&path).expect("reopen");
+        assert_eq!(log.last_target(), Some(180_000));
+        assert!(!log.append(&row(120_000)).expect("old"));
+        assert!(log.append(&row(240_000)).expect("new"));
+        let text = fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], HEADER);
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            PredictionRow::from_csv_line(lines[3]),
+            Some(row(240_000)),
+            "values round-trip exactly"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,822 @@
+//! The streaming thread: owns the WebSocket and the kline store. After every (re)connect it
+//! fills the gap since the last stored kline over REST, then applies closed (`x: true`) kline
+//! events from the socket, each exactly once, in open-time order: duplicates are counted and
+//! dropped, a final that skips ahead triggers a REST gap fill first, malformed frames are counted
+//! and logged, never fatal. Each new closed kline is appended to the store and then sent to the
+//! ensembling thread. Reconnects use capped exponential backoff with seeded jitter; silence,
+//! `serverShutdown` and the planned rotation before Binance's 24 h cut end a connection.
+//! No maths and no model state here.
+
+use std::sync::mpsc::Sender;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::binance::wire::{self, WsEvent};
+use crate::binance::ws::{WsError, WsRead};
+use crate::binance::BinanceError;
+use crate::error::Error;
+use crate::kline::{Interval, Kline, Symbol};
+use crate::log::{stamp, wall_clock_ms, Logger};
+use crate::rng::Rng;
+use crate::store::KlineStore;
+
+/// Largest page asked of the REST klines endpoint.
+pub const PAGE_LIMIT: usize = 1000;
+
+/// The message from the streaming thread to the ensembling thread: one closed kline, already
+/// stored, strictly newer than every kline sent before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedKline {
+    pub kline: Kline,
+    /// True when it came from a REST gap fill, false when from the socket.
+    pub from_rest: bool,
+}
+
+/// The REST calls the stream thread needs (the real client, or a fake in tests).
+pub trait Rest {
+    fn server_time(&mut self) -> Result<i64, BinanceError>;
+    fn klines(
+        &mut self,
+        symbol: &Symbol,
+        interval: Interval,
+        start_ms: i64,
+        end_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Kline>, BinanceError>;
+    /// Notices the client collected (retries, waits), to be logged.
+    fn notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// One open connection delivering frames.
+pub trait Frames {
+    fn read(&mut self) -> Result<WsRead, WsError>;
+    /// How long the connection has been open.
+    fn age(&self) -> Duration;
+    /// Closes it politely (best effort).
+    fn close(self: Box<Self>);
+}
+
+/// Opens connections (to the real socket, or a fake in tests).
+pub trait Connect {
+    fn connect(&mut self) -> Result<Box<dyn Frames>, WsError>;
+    /// The URL, for the log.
+    fn describe(&self) -> String;
+}
+
+/// Timings of the stream thread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// First reconnect delay; doubled per failed attempt up to `backoff_max`, with jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// A connection older than this is replaced (Binance cuts at 24 h).
+    pub rotate_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            rotate_after: Duration::from_secs(23 * 3600 + 30 * 60),
+        }
+    }
+}
+
+/// When the stream thread stops on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Limits {
+    /// Wall-clock end of the run.
+    pub deadline: Option<Instant>,
+    /// Stop after this many new closed klines were handed to the ensembler.
+    pub max_klines: Option<u64>,
+}
+
+/// Counters, logged at every reconnect and at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamStats {
+    pub connects: u64,
+    pub failed_connects: u64,
+    pub klines_ws: u64,
+    pub klines_rest: u64,
+    pub gap_fills: u64,
+    pub duplicates: u64,
+    pub bad_frames: u64,
+    pub idle_timeouts: u64,
+    pub server_shutdowns: u64,
+    pub rotations: u64,
+}
+
+impl StreamStats {
+    pub fn summary(&self) -> String {
+        format!(
+            "connects {}, failed connects {}, klines from ws {}, from rest {}, gap fills {}, \
+             duplicates dropped {}, bad frames {}, idle timeouts {}, server shutdowns {}, rotations {}",
+            self.connects,
+            self.failed_connects,
+            self.klines_ws,
+            self.klines_rest,
+            self.gap_fills,
+            self.duplicates,
+            self.bad_frames,
+            self.idle_timeouts,
+            self.server_shutdowns,
+            self.rotations
+        )
+    }
+}
+
+/// Why the stream thread ended (without an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Deadline,
+    KlineLimit,
+    /// The ensembling thread hung up (it failed or finished).
+    EnsemblerGone,
+}
+
+/// Capped exponential backoff with seeded jitter: delay in [d/2, d] for d = min(max, base·2^n).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base_ms: u64,
+    max_ms: u64,
+    attempt: u32,
+    rng: Rng,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration, seed: u64) -> Backoff {
+        let base_ms = (base.as_millis() as u64).max(1);
+        Backoff {
+            base_ms,
+            max_ms: (max.as_millis() as u64).max(base_ms),
+            attempt: 0,
+            rng: Rng::derive(seed, 0xBAC0),
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self
+            .base_ms
+            .saturating_mul(1u64 << self.attempt.min(30))
+            .min(self.max_ms);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = exp / 2;
+        Duration::from_millis(exp - half + self.rng.below(half as usize + 1) as u64)
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// How one connection ended.
+enum ConnEnd {
+    /// Reconnect after the backoff delay.
+    Failed,
+    /// Reconnect at once (serverShutdown, planned rotation).
+    Now,
+    Stop(StopReason),
+}
+
+/// The streaming thread's state. Owns the store; sends to the ensembler.
+pub struct StreamThread<R: Rest, C: Connect> {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub rest: R,
+    pub connector: C,
+    pub store: KlineStore,
+    pub tx: Sender<ClosedKline>,
+    pub log: Logger,
+    pub timing: Timing,
+    pub limits: Limits,
+    /// Klines fetched before now when the store is empty (the ensemble's warm-up history).
+    pub initial_rows: usize,
+    pub backoff: Backoff,
+    pub stats: StreamStats,
+    sent: u64,
+    /// The open time of a partial event already used to check for a missed final.
+    checked_partial: Option<i64>,
+}
+
+impl<R: Rest, C: Connect> StreamThread<R, C> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        symbol: Symbol,
+        interval: Interval,
+        rest: R,
+        connector: C,
+        store: KlineStore,
+        tx: Sender<ClosedKline>,
+        log: Logger,
+        timing: Timing,
+        limits: Limits,
+        initial_rows: usize,
+        seed: u64,
+    ) -> Self {
+        let backoff = Backoff::new(timing.backoff_base, timing.backoff_max, seed);
+        StreamThread {
+            symbol,
+            interval,
+            rest,
+            connector,
+            store,
+            tx,
+            log,
+            timing,
+            limits,
+            initial_rows,
+            backoff,
+            stats: StreamStats::default(),
+            sent: 0,
+            checked_partial: None,
+        }
+    }
+
+    /// Runs until a limit is reached or the ensembler hangs up; only store failures (disk) are
+    /// errors. Returns the counters.
+    pub fn run(mut self) -> Result<(StopReason, StreamStats), Error> {
+        self.log.info(&format!(
+            "stream start {} {}: store {} (last open time {}), ws {}",
+            self.symbol,
+            self.interval,
+            self.store.path().display(),
+            self.store
+                .last_open_time()
+                .map_or("none".to_string(), stamp),
+            self.connector.describe()
+        ));
+        let reason = loop {
+            if let Some(reason) = self.limit_reached() {
+                break reason;
+            }
+            match self.one_connection()? {
+                ConnEnd::Stop(reason) => break reason,
+                ConnEnd::Now => {}
+                ConnEnd::Failed => {
+                    let delay = self.backoff.next_delay();
+                    self.log
+                        .info(&format!("reconnecting in {} ms", delay.as_millis()));
+                    if let Some(reason) = self.sleep(delay) {
+                        break reason;
+                    }
+                }
+            }
+        };
+        self.log.info(&format!(
+            "stream stop ({reason:?}): {}",
+            self.stats.summary()
+        ));
+        Ok((reason, self.stats))
+    }
+
+    fn limit_reached(&self) -> Option<StopReason> {
+        if self.limits.max_klines.is_some_and(|m| self.sent >= m) {
+            return Some(StopReason::KlineLimit);
+        }
+        if self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(StopReason::Deadline);
+        }
+        None
+    }
+
+    /// Sleeps `delay`, waking early for the deadline.
+    fn sleep(&self, delay: Duration) -> Option<StopReason> {
+        let until = Instant::now() + delay;
+        loop {
+            if let Some(reason) = self.limit_reached() {
+                return Some(reason);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return None;
+            }
+            thread::sleep((until - now).min(Duration::from_millis(200)));
+        }
+    }
+
+    /// Connect, fill the gap, then read until the connection ends.
+    fn one_connection(&mut self) -> Result<ConnEnd, Error> {
+        let mut sock = match self.connector.connect() {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.failed_connects += 1;
+                self.log_ws_error("connect failed", &e);
+                return Ok(ConnEnd::Failed);
+            }
+        };
+        self.stats.connects += 1;
+        self.log.info(&format!(
+            "connected ({} connects so far)",
+            self.stats.connects
+        ));
+        // Connect first, then fill: events sent during the fill wait in the socket buffer.
+        match self.fill(None)? {
+            None => {}
+            // REST failed: keep reading; contiguous finals still apply, and the next final
+            // that skips ahead tries the fill again.
+            Some(ConnEnd::Failed) => self
+                .log
+                .info("continuing on the socket; the gap is filled when rest answers again"),
+            Some(end) => {
+                sock.close();
+                return Ok(end);
+            }
+        }
+        let end = self.read_loop(sock.as_mut())?;
+        sock.close();
+        self.log
+            .info(&format!("connection ended; {}", self.stats.summary()));
+        Ok(end)
+    }
+
+    fn read_loop(&mut self, sock: &mut dyn Frames) -> Result<ConnEnd, Error> {
+        loop {
+            if let Some(reason) = self.limit_reached() {
+                return Ok(ConnEnd::Stop(reason));
+            }
+            if sock.age() >= self.timing.rotate_after {
+                self.stats.rotations += 1;
+                self.log.info(&format!(
+                    "rotating the connection after {} s (before the server's 24 h cut)",
+                    sock.age().as_secs()
+                ));
+                return Ok(ConnEnd::Now);
+            }
+            let text = match sock.read() {
+                Ok(WsRead::Text(t)) => t,
+                Ok(WsRead::Binary(n)) => {
+                    self.bad_frame(&format!("binary frame of {n} bytes"));
+                    continue;
+                }
+                Ok(WsRead::Control) | Ok(WsRead::Quiet) => continue,
+                Err(e) => {
+                    if matches!(e, WsError::Idle { .. }) {
+                        self.stats.idle_timeouts += 1;
+                    }
+                    self.log_ws_error("connection lost", &e);
+                    return Ok(ConnEnd::Failed);
+                }
+            };
+            let event = match wire::parse_ws_event(&text) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    let excerpt: String = text.chars().take(120).collect();
+                    self.bad_frame(&format!("{e}: {excerpt:?}"));
+                    continue;
+                }
+            };
+            match event {
+                WsEvent::Kline {
+                    kline,
+                    is_final,
+                    symbol,
+                    interval,
+                    ..
+                } => {
+                    if !symbol.eq_ignore_ascii_case(self.symbol.as_str())
+                        || interval != self.interval.as_str()
+                    {
+                        self.bad_frame(&format!(
+                            "kline for {symbol} {interval}, expected {} {}",
+                            self.symbol, self.interval
+                        ));
+                        continue;
+                    }
+                    if let Some(end) = self.on_kline(kline, is_final)? {
+                        return Ok(end);
+                    }
+                }
+                WsEvent::ServerShutdown { event_time } => {
+                    self.stats.server_shutdowns += 1;
+                    self.log.info(&format!(
+                        "serverShutdown (event time {}): reconnecting now",
+                        stamp(event_time)
+                    ));
+                    return Ok(ConnEnd::Now);
+                }
+                WsEvent::Error { code, msg } => {
+                    self.log
+                        .warn(&format!("server error message: code {code}: {msg}"));
+                }
+                WsEvent::SubscribeReply | WsEvent::Other => {}
+            }
+        }
+    }
+
+    /// Handles one kline event; `Some` ends the connection.
+    fn on_kline(&mut self, kline: Kline, is_final: bool) -> Result<Option<ConnEnd>, Error> {
+        let iv = self.interval.ms();
+        let last = self.store.last_open_time();
+        if !is_final {
+            // A partial update of kline t means t - 1 has closed: if its final never came,
+            // fetch it now (once per t) rather than waiting for the next final.
+            let t = kline.open_time;
+            let missed = last.is_some_and(|l| t - iv > l);
+            if missed && self.checked_partial != Some(t) {
+                self.checked_partial = Some(t);
+                self.log.info(&format!(
+                    "update for {} but the final of the previous kline is missing: filling",
+                    stamp(t)
+                ));
+                return self.fill(Some(t));
+            }
+            return Ok(None);
+        }
+        if last.is_some_and(|l| kline.open_time <= l) {
+            self.stats.duplicates += 1;
+            return Ok(None);
+        }
+        if last.is_none_or(|l| kline.open_time > l + iv) {
+            self.log.info(&format!(
+                "final for {} skips ahead of the last stored {}: filling the gap",
+                stamp(kline.open_time),
+                last.map_or("none".to_string(), stamp)
+            ));
+            if let Some(end) = self.fill(Some(kline.open_time))? {
+                return Ok(Some(end));
+            }
+            match self.store.last_open_time() {
+                Some(l) if kline.open_time <= l => {
+                    self.stats.duplicates += 1;
+                    return Ok(None);
+                }
+                Some(l) if kline.open_time > l + iv => self.log.info(&format!(
+                    "rest has no klines between {} and {}: an exchange gap, kept as is",
+                    stamp(l),
+                    stamp(kline.open_time)
+                )),
+                _ => {}
+            }
+        }
+        self.stats.klines_ws += 1;
+        self.backoff.reset();
+        self.deliver(vec![kline], false)
+    }
+
+    /// Appends klines to the store and sends them on; `Some` when the run must stop.
+    fn deliver(&mut self, klines: Vec<Kline>, from_rest: bool) -> Result<Option<ConnEnd>, Error> {
+        let mut klines = klines;
+        if let Some(max) = self.limits.max_klines {
+            let room = max.saturating_sub(self.sent) as usize;
+            klines.truncate(room);
+        }
+        if klines.is_empty() {
+            return Ok(self.limit_reached().map(ConnEnd::Stop));
+        }
+        self.store.append(&klines)?;
+        for kline in klines {
+            self.sent += 1;
+            if self.tx.send(ClosedKline { kline, from_rest }).is_err() {
+                return Ok(Some(ConnEnd::Stop(StopReason::EnsemblerGone)));
+            }
+        }
+        Ok(self.limit_reached().map(ConnEnd::Stop))
+    }
+
+    /// REST gap fill: every closed kline after the last stored one, before `before` (an open
+    /// time) or up to the server's now. A REST failure ends the connection (reconnect later).
+    fn fill(&mut self, before: Option<i64>) -> Result<Option<ConnEnd>, Error> {
+        let iv = self.interval.ms();
+        let now = self.rest.server_time();
+        self.log_rest_notes();
+        let now = match now {
+            Ok(t) => t,
+            Err(e) => return Ok(Some(self.rest_failed(&e))),
+        };
+        let mut fetched = 0usize;
+        loop {
+            let start = match self.store.last_open_time() {
+                Some(l) => l + iv,
+                None => (now.div_euclid(iv) - self.initial_rows as i64) * iv,
+            };
+            // Only klines closed by the server's now (and before `before`).
+            let end = before.map_or(now - 1, |b| (b - 1).min(now - 1));
+            if start > end {
+                break;
+            }
+            let page = self
+                .rest
+                .klines(&self.symbol, self.interval, start, Some(end), PAGE_LIMIT);
+            self.log_rest_notes();
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => return Ok(Some(self.rest_failed(&e))),
+            };
+            let full = page.len() >= PAGE_LIMIT;
+            let closed: Vec<Kline> = page
+                .into_iter()
+                .filter(|k| k.open_time >= start && k.open_time <= end && k.close_time < now)
+                .collect();
+            if closed.is_empty() {
+                break;
+            }
+            fetched += closed.len();
+            self.stats.klines_rest += closed.len() as u64;
+            if let Some(end) = self.deliver(closed, true)? {
+                self.log_fill(fetched);
+                return Ok(Some(end));
+            }
+            if !full {
+                break;
+            }
+        }
+        self.log_fill(fetched);
+        Ok(None)
+    }
+
+    fn log_rest_notes(&mut self) {
+        for note in self.rest.notes() {
+            self.log.info(&format!("rest: {note}"));
+        }
+    }
+
+    fn log_fill(&mut self, fetched: usize) {
+        if fetched > 0 {
+            self.stats.gap_fills += 1;
+            self.log.info(&format!(
+                "gap fill: {fetched} klines over rest, last stored now {}",
+                self.store
+                    .last_open_time()
+                    .map_or("none".to_string(), stamp)
+            ));
+        }
+    }
+
+    fn rest_failed(&mut self, e: &BinanceError) -> ConnEnd {
+        self.log.warn(&format!(
+            "gap fill over rest failed: {e}; local clock {}",
+            stamp(wall_clock_ms())
+        ));
+        if let BinanceError::Banned { retry_after_secs } = e {
+            // Wait out the ban instead of making it longer.
+            if self.sleep(Duration::from_secs(*retry_after_secs)).is_some() {
+                return ConnEnd::Now;
+            }
+        }
+        ConnEnd::Failed
+    }
+
+    fn bad_frame(&mut self, what: &str) {
+        self.stats.bad_frames += 1;
+        let n = self.stats.bad_frames;
+        if n <= 20 || n.is_power_of_two() {
+            self.log.info(&format!("bad frame #{n} ignored: {what}"));
+        }
+    }
+
+    fn log_ws_error(&mut self, what: &str, e: &WsError) {
+        if e.is_tls() {
+            self.log.warn(&format!(
+                "{what}: {e}; local clock is {} (a Raspberry Pi without an RTC may have booted \
+                 with a wrong clock: wait for NTP, or check `timedatectl`); retrying with backoff",
+                stamp(wall_clock_ms())
+            ));
+        } else if self.stats.failed_connects > 0 && self.stats.failed_connects.is_power_of_two() {
+            self.log.warn(&format!(
+                "{what}: {e} ({} failed connects so far; retrying with backoff)",
+                self.stats.failed_connects
+            ));
+        } else {
+            self.log.info(&format!("{what}: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+
+    const MIN: i64 = 60_000;
+
+    fn kline(i: i64) -> Kline {
+        Kline {
+            open_time: i * MIN,
+            open: "10.5".into(),
+            high: "11".into(),
+            low: "10".into(),
+            close: format!("10.{i}"),
+            volume: "100".into(),
+            close_time: i * MIN + MIN - 1,
+            quote_volume: "1050".into(),
+            trades: 7,
+            taker_buy_base: "50".into(),
+            taker_buy_quote: "525".into(),
+        }
+    }
+
+    fn event(i: i64, is_final: bool) -> Result<WsRead, WsError> {
+        let k = kline(i);
+        Ok(WsRead::Text(format!(
+            r#"{{"e":"kline","E":{},"s":"AVAXUSDT","k":{{"t":{},"T":{},"s":"AVAXUSDT","i":"1m","f":1,"L":2,"o":"{}","c":"{}","h":"{}","l":"{}","v":"{}","n":{},"x":{is_final},"q":"{}","V":"{}","Q":"{}","B":"0"}}}}"#,
+            k.close_time + 1,
+            k.open_time,
+            k.close_time,
+            k.open,
+            k.close,
+            k.high,
+            k.low,
+            k.volume,
+            k.trades,
+            k.quote_volume,
+            k.taker_buy_base,
+            k.taker_buy_quote
+        )))
+    }
+
+    /// An exchange of klines 0..40 whose "now" follows a script (the last value repeats).
+    struct FakeRest {
+        now: VecDeque<i64>,
+        calls: Vec<(i64, Option<i64>)>,
+    }
+
+    impl Rest for FakeRest {
+        fn server_time(&mut self) -> Result<i64, BinanceError> {
+            let now = if self.now.len() > 1 {
+                self.now.pop_front()
+            } else {
+                self.now.front().copied()
+            };
+            now.ok_or_else(|| BinanceError::BadUrl {
+                url: String::new(),
+                reason: "no time".into(),
+            })
+        }
+
+        fn klines(
+            &mut self,
+            _symbol: &Symbol,
+            _interval: Interval,
+            start_ms: i64,
+            end_ms: Option<i64>,
+            limit: usize,
+        ) -> Result<Vec<Kline>, BinanceError> {
+            self.calls.push((start_ms, end_ms));
+            Ok((0..40)
+                .map(kline)
+                .filter(|k| k.open_time >= start_ms && end_ms.is_none_or(|e| k.open_time <= e))
+                .take(limit)
+                .collect())
+        }
+    }
+
+    struct FakeFrames(VecDeque<Result<WsRead, WsError>>);
+
+    impl Frames for FakeFrames {
+        fn read(&mut self) -> Result<WsRead, WsError> {
+            self.0
+                .pop_front()
+                .unwrap_or(Err(WsError::Closed("script ended".into())))
+        }
+        fn age(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn close(self: Box<Self>) {}
+    }
+
+    struct FakeConnect(VecDeque<Vec<Result<WsRead, WsError>>>);
+
+    impl Connect for FakeConnect {
+        fn connect(&mut self) -> Result<Box<dyn Frames>, WsError> {
+            match self.0.pop_front() {
+                Some(frames) => Ok(Box::new(FakeFrames(frames.into()))),
+                None => Err(WsError::Handshake("no more scripted connections".into())),
+            }
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "klinecast-streamthread-{name}-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn every_closed_kline_once_in_order_through_duplicates_gaps_and_reconnects() {
+        let dir = temp("once");
+        let store_path = dir.join("AVAXUSDT_1m.csv");
+        let (mut store, _) = KlineStore::open(&store_path).expect("store");
+        store
+            .append(&(0..5).map(kline).collect::<Vec<_>>())
+            .expect("seed");
+        let closed = |i: i64| kline(i).close_time + 1;
+        let rest = FakeRest {
+            // connect 1 fill, skip-ahead fill, partial-triggered fill, connect 2, connect 3.
+            now: vec![closed(6), closed(9), closed(12), closed(12)].into(),
+            calls: Vec::new(),
+        };
+        let connect = FakeConnect(
+            vec![
+                vec![
+                    event(6, true), // duplicate of the REST fill
+                    Ok(WsRead::Text("not json".into())),
+                    Ok(WsRead::Control),
+                    event(9, true),   // skips 7 and 8: filled over REST first
+                    event(12, false), // partial of 12: finals of 10 and 11 missing
+                    event(12, true),
+                    Ok(WsRead::Binary(3)),
+                    Ok(WsRead::Quiet),
+                    Err(WsError::Idle {
+                        silent: Duration::from_secs(30),
+                    }),
+                ],
+                vec![Ok(WsRead::Text(r#"{"e":"serverShutdown","E":1}"#.into()))],
+                vec![event(12, true), event(13, true), event(14, true)],
+            ]
+            .into(),
+        );
+        let (tx, rx) = mpsc::channel();
+        let log = Logger::open(&dir.join("stream.log"), "test")
+            .expect("log")
+            .mirror_stderr(false);
+        let timing = Timing {
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            ..Timing::default()
+        };
+        let limits = Limits {
+            deadline: None,
+            max_klines: Some(9),
+        };
+        let thread = StreamThread::new(
+            Symbol::parse("AVAXUSDT").expect("symbol"),
+            Interval::ONE_MINUTE,
+            rest,
+            connect,
+            store,
+            tx,
+            log,
+            timing,
+            limits,
+            100,
+            7,
+        );
+        let (reason, stats) = thread.run().expect("run");
+        assert_eq!(reason, StopReason::KlineLimit);
+        let got: Vec<(i64, bool)> = rx
+            .try_iter()
+            .map(|m| (m.kline.open_time / MIN, m.from_rest))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, true),
+                (6, true),
+                (7, true),
+                (8, true),
+                (9, false),
+                (10, true),
+                (11, true),
+                (12, false),
+                (13, false)
+            ]
+        );
+        assert_eq!(
+            stats,
+            StreamStats {
+                connects: 3,
+                failed_connects: 0,
+                klines_ws: 3,
+                klines_rest: 6,
+                gap_fills: 3,
+                duplicates: 2,
+                bad_frames: 2,
+                idle_timeouts: 1,
+                server_shutdowns: 1,
+                rotations: 0,
+            }
+        );
+        let stored = crate::store::load_klines(&store_path).expect("load");
+        assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 1);
+        let delays: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
+        for (d, full) in delays.iter().zip([100u64, 200, 400, 800, 1000, 1000]) {
+            assert!((full / 2..=full).contains(d), "{delays:?}");
+        }
+        b.reset();
+        assert!((50..=100).contains(&(b.next_delay().as_millis() as u64)));
+        let mut again = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 1);
+        let replay: Vec<u64> = (0..6)
+            .map(|_| again.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(delays, replay, "same seed, same delays");
+    }
+}

@@ -1,0 +1,284 @@
+//! A small file logger for long unattended runs: timestamped lines appended to one file with a
+//! size cap and rotation (`x.log` → `x.log.1` → `x.log.2`, older ones deleted), so an SD card
+//! never fills. Important lines are mirrored to stderr. A torn last line left by a kill is cut
+//! off when the file is opened, so line-oriented readers (`ensemble.jsonl`) never see half a
+//! record. Logging never fails the program: a write error is reported once on stderr and the
+//! logger goes on. No other module's state or maths here.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::time;
+
+/// Default size cap of one log file before it is rotated: 1 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
+/// Default number of rotated files kept next to the live one.
+pub const DEFAULT_KEEP: usize = 2;
+
+/// Milliseconds since the Unix epoch from the local wall clock (0 if the clock is before 1970).
+pub fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmmZ` for a millisecond timestamp.
+pub fn stamp(ms: i64) -> String {
+    format!("{}.{:03}Z", time::format_ms(ms), ms.rem_euclid(1000))
+}
+
+/// One log file with rotation. Owned by one thread; not shared.
+#[derive(Debug)]
+pub struct Logger {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    max_bytes: u64,
+    keep: usize,
+    /// Prefix of stderr mirror lines, such as `klinecast stream`.
+    tag: String,
+    /// Mirror `warn` lines to stderr.
+    stderr: bool,
+    failed: bool,
+}
+
+impl Logger {
+    /// Opens (creating it and its directory if needed) the log at `path` for appending, with
+    /// the default cap and rotation. A torn last line is cut off first.
+    pub fn open(path: &Path, tag: &str) -> io::Result<Logger> {
+        Logger::with_limits(path, tag, DEFAULT_MAX_BYTES, DEFAULT_KEEP)
+    }
+
+    /// Like [`Logger::open`] with an explicit size cap (at least 1 KiB) and number of rotated
+    /// files kept (at least 1).
+    pub fn with_limits(path: &Path, tag: &str, max_bytes: u64, keep: usize) -> io::Result<Logger> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        repair_torn_tail(path)?;
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Logger {
+            path: path.to_path_buf(),
+            file: Some(file),
+            size,
+            max_bytes: max_bytes.max(1024),
+            keep: keep.max(1),
+            tag: tag.to_string(),
+            stderr: true,
+            failed: false,
+        })
+    }
+
+    /// Turns the stderr mirror of [`Logger::warn`] on or off (on by default).
+    pub fn mirror_stderr(mut self, on: bool) -> Logger {
+        self.stderr = on;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A timestamped line in the file only.
+    pub fn info(&mut self, msg: &str) {
+        let line = format!("{} {msg}\n", stamp(wall_clock_ms()));
+        self.write_line(&line);
+    }
+
+    /// A timestamped line in the file, mirrored to stderr.
+    pub fn warn(&mut self, msg: &str) {
+        if self.stderr {
+            eprintln!("{}: {msg}", self.tag);
+        }
+        self.info(msg);
+    }
+
+    /// A line written as is (no timestamp), such as one JSON object of a `.jsonl` file.
+    pub fn raw(&mut self, line: &str) {
+        let mut text = line.replace('\n', " ");
+        text.push('\n');
+        self.write_line(&text);
+    }
+
+    fn write_line(&mut self, line: &str) {
+        let len = line.len() as u64;
+        if self.size > 0 && self.size + len > self.max_bytes {
+            if let Err(e) = self.rotate() {
+                self.report(&e);
+            }
+        }
+        let result = match self.file.as_mut() {
+            Some(file) => file.write_all(line.as_bytes()),
+            None => Err(io::Error::other("log file is not open")),
+        };
+        match result {
+            Ok(()) => self.size += len,
+            Err(e) => self.report(&e),
+        }
+    }
+
+    /// `x` → `x.1` → … → `x.<keep>` (the oldest is replaced), then a fresh `x`.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        for i in (1..self.keep).rev() {
+            let from = numbered(&self.path, i);
+            if from.exists() {
+                fs::rename(&from, numbered(&self.path, i + 1))?;
+            }
+        }
+        fs::rename(&self.path, numbered(&self.path, 1))?;
+        self.file = Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?,
+        );
+        self.size = 0;
+        Ok(())
+    }
+
+    fn report(&mut self, e: &io::Error) {
+        if !self.failed {
+            self.failed = true;
+            eprintln!(
+                "{}: cannot write log {}: {e}; logging to this file is skipped until it works again",
+                self.tag,
+                self.path.display()
+            );
+        }
+        // Reopen on the next write in case the directory came back.
+        if self.file.is_none() {
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .ok();
+        }
+    }
+}
+
+/// `x.log` + `n` → `x.log.n`.
+pub fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// Cuts a file back to just after its last `\n` when a kill left a partial last line.
+/// A missing or empty file is fine.
+pub fn repair_torn_tail(path: &Path) -> io::Result<()> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Scan backwards in blocks for the last newline.
+    let mut end = len;
+    let mut cut = 0;
+    let mut buf = vec![0u8; 8192];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            cut = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    file.set_len(cut)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "klinecast-log-{name}-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn stamp_format() {
+        assert_eq!(stamp(1_785_542_340_123), "2026-07-31 23:59:00.123Z");
+    }
+
+    #[test]
+    fn lines_are_timestamped_and_torn_tail_is_cut() {
+        let dir = temp_dir("torn");
+        let path = dir.join("sub").join("a.log");
+        {
+            let mut log = Logger::open(&path, "t").expect("open").mirror_stderr(false);
+            log.info("hello");
+            log.raw("{\"a\":1}");
+        }
+        // Simulate a kill in the middle of a line.
+        let mut f = OpenOptions::new().append(true).open(&path).expect("append");
+        f.write_all(b"{\"half\":").expect("write");
+        drop(f);
+        let mut log = Logger::open(&path, "t")
+            .expect("reopen")
+            .mirror_stderr(false);
+        log.raw("{\"b\":2}");
+        let text = fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text:?}");
+        assert!(lines[0].ends_with("Z hello"), "{}", lines[0]);
+        assert_eq!(lines[0].len(), "2026-07-31 23:59:00.123Z hello".len());
+        assert_eq!(&lines[1..], ["{\"a\":1}", "{\"b\":2}"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rotation_caps_the_size_and_keeps_two_old_files() {
+        let dir = temp_dir("rotate");
+        let path = dir.join("r.log");
+        let mut log = Logger::with_limits(&path, "t", 1024, 2)
+            .expect("open")
+            .mirror_stderr(false);
+        let line = "x".repeat(99); // 100 bytes with the newline
+        for _ in 0..45 {
+            log.raw(&line);
+        }
+        // 45 lines of 100 bytes, 10 per file: 10 in .2, 10 in .1 (older were dropped), 5 live.
+        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(size(&path), 500);
+        assert_eq!(size(&numbered(&path, 1)), 1000);
+        assert_eq!(size(&numbered(&path, 2)), 1000);
+        assert!(!numbered(&path, 3).exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn repair_without_any_newline_empties_the_file() {
+        let dir = temp_dir("nonl");
+        fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("x");
+        fs::write(&path, b"partial").expect("write");
+        repair_torn_tail(&path).expect("repair");
+        assert_eq!(fs::read(&path).expect("read"), b"");
+        repair_torn_tail(&dir.join("missing")).expect("missing is fine");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

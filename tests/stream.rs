@@ -1,0 +1,371 @@
+//! Process-level tests of `klinecast stream` against the in-process replay server on 127.0.0.1:
+//! fault injection (dropped connections, duplicate finals, garbage frames, a stall, 429s during
+//! gap fills, serverShutdown), a kill -9 in the middle and a restart, the single-instance lock,
+//! a clean stop by --max-runtime, and configuration errors. Every test checks the stored CSV
+//! byte for byte against the source rows.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
+use klinecast::live::ensembler::{ensemble_path, load_ensemble};
+use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
+use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use klinecast::store::{self, KlineStore};
+
+mod common;
+
+use common::{klinecast_command, TempDir};
+
+fn symbol() -> Symbol {
+    Symbol::parse("AVAXUSDT").expect("symbol")
+}
+
+/// The first `n` rows of the real sample.
+fn source(n: usize) -> Vec<Kline> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/AVAXUSDT_1m.csv");
+    let mut klines = store::load_klines(&path).expect("load the sample data");
+    klines.truncate(n);
+    assert_eq!(klines.len(), n, "the sample has at least {n} rows");
+    klines
+}
+
+fn csv_text(klines: &[Kline]) -> String {
+    let mut text = format!("{CSV_HEADER}\n");
+    for k in klines {
+        text.push_str(&k.to_csv_line());
+        text.push('\n');
+    }
+    text
+}
+
+fn seed_store(data_dir: &Path, history: &[Kline]) -> PathBuf {
+    let path = store::kline_path(data_dir, &symbol(), Interval::ONE_MINUTE);
+    let (mut store, _) = KlineStore::open(&path).expect("open the store");
+    store.append(history).expect("seed the store");
+    path
+}
+
+/// Complete data rows in a store file (a torn last line is not counted).
+fn stored_rows(path: &Path) -> usize {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    text.matches('\n').count().saturating_sub(1)
+}
+
+fn server(klines: Vec<Kline>, start_row: usize, speed: f64, faults: &str) -> ReplayServer {
+    ReplayServer::start(ReplayConfig {
+        klines,
+        symbol: symbol(),
+        interval: Interval::ONE_MINUTE,
+        start_row,
+        speed,
+        faults: Faults::parse(faults).expect("fault spec"),
+        port: 0,
+    })
+    .expect("start the replay server")
+}
+
+struct Dirs {
+    data: PathBuf,
+    models: PathBuf,
+    log: PathBuf,
+}
+
+impl Dirs {
+    fn new(root: &Path) -> Dirs {
+        Dirs {
+            data: root.join("data"),
+            models: root.join("models"),
+            log: root.join("log"),
+        }
+    }
+}
+
+fn stream_cmd(
+    dirs: &Dirs,
+    server: &ReplayServer,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Command {
+    let mut cmd = klinecast_command();
+    cmd.arg("stream")
+        .args(["--symbol", "AVAXUSDT", "--interval", "1m"])
+        .arg("--data-dir")
+        .arg(&dirs.data)
+        .arg("--models-dir")
+        .arg(&dirs.models)
+        .arg("--log-dir")
+        .arg(&dirs.log)
+        .args([
+            "--rest-url",
+            &server.rest_url(),
+            "--ws-url",
+            &server.ws_url(),
+        ])
+        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
+        .args(extra)
+        .env("KLINECAST_WS_IDLE_MS", "900")
+        .env("KLINECAST_WS_POLL_MS", "100")
+        .env("KLINECAST_BACKOFF_MS", "50")
+        .env("KLINECAST_BACKOFF_MAX_MS", "400")
+        .env_remove("KLINECAST_MAX_KLINES")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Polls `cond` every 50 ms; panics with `what` after `limit` (a liveness bound, not a timing
+/// assertion: the limits are far above what the steps need).
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "klinecast stream did not finish: stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn check_predictions(data_dir: &Path) -> Vec<PredictionRow> {
+    let text = fs::read_to_string(data_dir.join("predictions.csv")).expect("predictions.csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(PRED_HEADER));
+    let rows: Vec<PredictionRow> = lines
+        .map(|l| PredictionRow::from_csv_line(l).unwrap_or_else(|| panic!("bad row {l:?}")))
+        .collect();
+    for w in rows.windows(2) {
+        assert_eq!(
+            w[1].target_open_time,
+            w[0].target_open_time + 60_000,
+            "targets ascend by one kline, no duplicate, no hole"
+        );
+    }
+    for r in &rows {
+        assert_eq!(r.made_after_open_time + 60_000, r.target_open_time);
+        assert!(r.forecast.is_finite() && r.forecast > 0.0 && r.naive > 0.0);
+    }
+    rows
+}
+
+#[test]
+fn faults_kill_and_restart_keep_the_store_exact() {
+    let tmp = TempDir::new("stream-faults");
+    let dirs = Dirs::new(tmp.path());
+    let (history, total) = (600, 840);
+    let src = source(total);
+    let store_path = seed_store(&dirs.data, &src[..history]);
+    // Phase 1: drops, duplicate finals, garbage frames, 429s on every 3rd klines request.
+    let srv = server(
+        src.clone(),
+        history,
+        600.0,
+        "drop-every=4,dup-finals,garbage-every=3,429-every=3,ping-ms=300",
+    );
+    let first = stream_cmd(&dirs, &srv, &[], &[])
+        .spawn()
+        .expect("spawn stream");
+    wait_for(Duration::from_secs(60), "the first rows", || {
+        stored_rows(&store_path) >= history + 40
+    });
+
+    // A second instance on the same data directory exits at once, with status 0.
+    let second = stream_cmd(&dirs, &srv, &[], &[])
+        .output()
+        .expect("run a second instance");
+    assert_eq!(second.status.code(), Some(0));
+    let msg = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        msg.contains("already running") && msg.contains(&format!("pid {}", first.id())),
+        "{msg}"
+    );
+
+    // kill -9 at whatever instant we are at, with the stall fault switched on for the restart.
+    let mut first = first;
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    srv.set_faults(Faults::parse("stall-ms=2000,429-every=2,ping-ms=300").expect("faults"));
+    let after_kill = stored_rows(&store_path);
+    assert!(after_kill >= history + 40);
+    let restarted = stream_cmd(
+        &dirs,
+        &srv,
+        &[],
+        &[("KLINECAST_MAX_KLINES", format!("{}", total - after_kill))],
+    )
+    .spawn()
+    .expect("restart");
+    wait_for(Duration::from_secs(60), "rows after the restart", || {
+        stored_rows(&store_path) >= after_kill + 30
+    });
+    // Phase 3: serverShutdown after 3 finals, duplicates again.
+    srv.set_faults(Faults::parse("shutdown-after=3,dup-finals,ping-ms=300").expect("faults"));
+    let out = wait_output(restarted, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+
+    // The store is the source, byte for byte: nothing lost, nothing duplicated, nothing torn.
+    assert_eq!(
+        fs::read_to_string(&store_path).expect("read the store"),
+        csv_text(&src)
+    );
+    // Forecasts: one per kline since the start, never twice for a target.
+    let preds = check_predictions(&dirs.data);
+    assert_eq!(
+        preds.first().map(|r| r.target_open_time),
+        Some(src[history].open_time)
+    );
+    assert_eq!(
+        preds.last().map(|r| r.made_after_open_time),
+        Some(src[total - 1].open_time)
+    );
+    // The buffer holds the klines of the window in progress: a suffix of the store.
+    let buffer = store::load_klines(&dirs.data.join("Buffer_5.csv")).expect("buffer");
+    assert!(buffer.len() < 5);
+    assert_eq!(buffer[..], src[total - buffer.len()..]);
+    // The ensemble file loads and has learnt windows (no trained models: generations only).
+    let saved = load_ensemble(&ensemble_path(&dirs.models)).expect("the ensemble loads");
+    assert!(
+        saved.ensemble.windows_done >= 40,
+        "{}",
+        saved.ensemble.windows_done
+    );
+    assert_eq!(saved.ensemble.trained_count(), 0);
+    let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
+    for needle in [
+        "bad frame #1 ignored",
+        "connection lost: no data or ping",
+        "serverShutdown",
+        "gap fill:",
+        "rest: ",
+    ] {
+        assert!(stream_log.contains(needle), "stream.log lacks {needle:?}");
+    }
+    assert!(
+        stream_log
+            .lines()
+            .any(|l| l.contains("duplicates dropped") && !l.contains("duplicates dropped 0,")),
+        "no duplicate was counted"
+    );
+    let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    assert!(ens_log.contains("no trained models"), "{ens_log}");
+    let jsonl = fs::read_to_string(dirs.log.join("ensemble.jsonl")).expect("ensemble.jsonl");
+    for line in jsonl.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+        assert!(v.get("window").is_some() && v.get("logged_at").is_some());
+    }
+    assert!(jsonl.lines().count() >= 40);
+}
+
+#[test]
+fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
+    let tmp = TempDir::new("stream-runtime");
+    let dirs = Dirs::new(tmp.path());
+    let (history, total) = (400, 3000);
+    let src = source(total);
+    let store_path = seed_store(&dirs.data, &src[..history]);
+    let srv = server(src.clone(), history, 600.0, "");
+    let out = stream_cmd(&dirs, &srv, &["--max-runtime", "4s"], &[])
+        .output()
+        .expect("run stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stream stopped (Deadline)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stored = store::load_klines(&store_path).expect("load the store");
+    assert!(stored.len() > history + 5, "{} rows", stored.len());
+    assert_eq!(stored[..], src[..stored.len()]);
+    check_predictions(&dirs.data);
+    assert!(load_ensemble(&ensemble_path(&dirs.models)).is_ok());
+    // Started without trained models: said so on stderr.
+    assert!(stderr.contains("no trained models"), "{stderr}");
+}
+
+#[test]
+fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
+    let tmp = TempDir::new("stream-lock");
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).expect("mkdir");
+    let lock = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(data.join(".klinecast.lock"))
+        .expect("lock file");
+    lock.try_lock().expect("take the lock");
+    fs::write(
+        data.join(".klinecast.lock"),
+        "pid 4242 started 2026-07-21 10:00:00.000Z\n",
+    )
+    .expect("write holder");
+    let out = klinecast_command()
+        .args(["stream", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--rest-url",
+            "http://127.0.0.1:9",
+            "--ws-url",
+            "ws://127.0.0.1:9",
+        ])
+        .output()
+        .expect("run stream");
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already running") && stderr.contains("pid 4242 started"),
+        "{stderr}"
+    );
+    // Nothing else was created.
+    let names: Vec<String> = fs::read_dir(&data)
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [".klinecast.lock"]);
+    drop(lock);
+}
+
+#[test]
+fn a_plain_ws_url_to_a_remote_host_is_a_configuration_error() {
+    let tmp = TempDir::new("stream-url");
+    let out = klinecast_command()
+        .args(["stream", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .args(["--ws-url", "ws://stream.binance.com:9443"])
+        .output()
+        .expect("run stream");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ws://"), "{stderr}");
+}
