@@ -480,7 +480,10 @@ mod tests {
         huge.trades = 1 << 63;
         assert!(matches!(
             huge.validate(),
-            Err(KlineError::BadField { field: "trades", .. })
+            Err(KlineError::BadField {
+                field: "trades",
+                ..
+            })
         ));
         let neg = LINE.replace("8.9740", "-8.9740");
         assert!(Kline::from_csv_line(&neg).is_err());

@@ -18,12 +18,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use klinecast::binance::wire::{self, WsEvent};
+use klinecast::ensemble::learner::Learner;
+use klinecast::ensemble::{Ensemble, EnsembleConfig, Member};
 use klinecast::kline::{Interval, Kline, Series, Symbol, CSV_HEADER};
+use klinecast::live::ensembler::{self, SavedEnsemble};
 use klinecast::models::{AnyModel, ModelKind, Regressor};
-use klinecast::persist::{self, TrainedModel, TAG_TRAINED, TRAINED_VERSION};
+use klinecast::persist::{self, TrainedModel, TAG_ENSEMBLE, TAG_TRAINED, TRAINED_VERSION};
 use klinecast::replay::market;
 use klinecast::rng::Rng;
 use klinecast::store;
+use klinecast::train::FitConfig;
 use klinecast::train::{self, TrainOptions};
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
@@ -178,12 +182,54 @@ fn use_model(model: &TrainedModel) {
     }
 }
 
+/// An ensemble file (`EnsembleModel.bin`) payload, framed with a valid checksum and loaded the
+/// way `stream` loads it; an ensemble that loads must then run: a learner over it forecasts and
+/// scores a few klines (no refit) without panicking.
+fn target_ensemble_payload(input: &[u8], klines: &Series) -> Verdict {
+    let bytes = frame_as(TAG_ENSEMBLE, ensembler::ENSEMBLE_FILE_VERSION, input);
+    match ensembler::decode_ensemble(Path::new("fuzz/EnsembleModel.bin"), &bytes) {
+        Ok(saved) => {
+            let members = saved.ensemble.members.len();
+            let history = klines.slice(0..klines.len() - 8);
+            let mut learner = Learner::new(saved.ensemble, history, 60_000);
+            for t in klines.len() - 8..klines.len() {
+                let row = klines.slice(t..t + 1);
+                let _ = learner.on_kline(&values_at(&row, 0));
+            }
+            let _ = learner.ensemble().scoreboard();
+            Ok(format!("{} members", members.min(4)))
+        }
+        Err(e) => Err(signature(&e.to_string())),
+    }
+}
+
+fn values_at(s: &Series, i: usize) -> klinecast::kline::KlineValues {
+    klinecast::kline::KlineValues {
+        open_time: s.open_time[i],
+        open: s.open[i],
+        high: s.high[i],
+        low: s.low[i],
+        close: s.close[i],
+        volume: s.volume[i],
+        close_time: s.open_time[i] + 59_999,
+        quote_volume: s.quote_volume[i],
+        trades: s.trades[i],
+        taker_buy_base: s.taker_buy_base[i],
+        taker_buy_quote: s.taker_buy_quote[i],
+    }
+}
+
 /// Frames a payload as a trained-model file with a valid checksum.
 fn frame(payload: &[u8]) -> Vec<u8> {
+    frame_as(TAG_TRAINED, TRAINED_VERSION, payload)
+}
+
+/// Frames a payload with a valid checksum.
+fn frame_as(tag: [u8; 4], version: u32, payload: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(payload.len() + 28);
     bytes.extend_from_slice(&persist::MAGIC);
-    bytes.extend_from_slice(&TAG_TRAINED);
-    bytes.extend_from_slice(&TRAINED_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&tag);
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(payload);
     bytes.extend_from_slice(&persist::crc32(payload).to_le_bytes());
@@ -475,6 +521,11 @@ fn run_one(
     input: &[u8],
     check: &mut dyn FnMut(&[u8]) -> Verdict,
 ) -> Result<Verdict, PathBuf> {
+    // Hang hunting: `KLINECAST_FUZZ_TRACE=<file>` writes every input there before running it,
+    // so the input a stuck run is working on can be read back.
+    if let Some(trace) = std::env::var_os("KLINECAST_FUZZ_TRACE") {
+        fs::write(trace, input).expect("write the trace file");
+    }
     match panic::catch_unwind(AssertUnwindSafe(|| check(input))) {
         Ok(verdict) => Ok(verdict),
         Err(_) => {
@@ -709,6 +760,67 @@ fn model_payload_seeds() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Klines around the training slice (history for the ensemble target's learner).
+fn ensemble_klines() -> Series {
+    store::load_series(Path::new(SAMPLE))
+        .expect("sample loads")
+        .slice(20_100..20_400)
+}
+
+/// A real ensemble as `stream` saves it: the trained members (their models are left out of the
+/// file) plus two window generations fitted by the learner on real klines, forests cut to three
+/// trees so that mutating the payload stays fast.
+fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
+    let config = EnsembleConfig {
+        window: 5,
+        refit_rows: 120,
+        generations: 2,
+        ..EnsembleConfig::default()
+    };
+    let trained: Vec<Member> = trained_models()
+        .into_iter()
+        .map(|t| Member::trained(t.spec, Some(t.scaler), t.model).with_source("fuzz"))
+        .collect();
+    let ensemble = Ensemble::new(config, trained).expect("ensemble");
+    let series = ensemble_klines();
+    let mut learner = Learner::new(ensemble, series.slice(0..200), 60_000);
+    let fit = FitConfig {
+        seed: 3,
+        svr_rows: 120,
+        threads: 1,
+        forest_min_samples_leaf: Some(5),
+    };
+    let mut windows = 0;
+    for t in 200..series.len() {
+        let step = learner.on_kline(&values_at(&series, t));
+        if step.window_done {
+            learner.end_window(&fit);
+            windows += 1;
+            if windows == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(windows, 2, "two windows closed");
+    let mut ensemble = learner.into_ensemble();
+    for member in &mut ensemble.members {
+        if let Some(AnyModel::Forest(forest)) = &mut member.model {
+            forest.trees.truncate(3);
+        }
+    }
+    let fresh = Ensemble::new(ensemble.config.clone(), Vec::new()).expect("naive only");
+    [(Some(series.open_time[210]), ensemble), (None, fresh)]
+        .into_iter()
+        .map(|(as_of, ensemble)| {
+            postcard::to_allocvec(&SavedEnsemble {
+                as_of_open_time: as_of,
+                ensemble,
+            })
+            .expect("encode")
+        })
+        .collect()
+}
+
 /// A temp dir removed on drop.
 struct TempDir(PathBuf);
 
@@ -781,6 +893,17 @@ fn fuzz_model_payload() {
     );
 }
 
+#[test]
+fn fuzz_ensemble_payload() {
+    let klines = ensemble_klines();
+    fuzz(
+        "ensemble_payload",
+        ensemble_payload_seeds(),
+        0,
+        &mut |input| target_ensemble_payload(input, &klines),
+    );
+}
+
 /// Every saved crashing input is replayed: no panic, and each is refused (they are all garbage).
 #[test]
 fn regressions_do_not_panic() {
@@ -815,6 +938,7 @@ fn regressions_do_not_panic() {
                 "csv_file" => target_csv_file(&input, &csv_path, true),
                 "model_file" => target_model_file(&input),
                 "model_payload" => target_model_payload(&input),
+                "ensemble_payload" => target_ensemble_payload(&input, &ensemble_klines()),
                 other => panic!("unknown fuzz target directory {other}"),
             }));
             match verdict {

@@ -60,9 +60,27 @@ struct SavedEnsembleRef<'a> {
     ensemble: &'a Ensemble,
 }
 
-/// Loads `EnsembleModel.bin`.
+/// Loads `EnsembleModel.bin` and checks it ([`Ensemble::check`]).
 pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
-    persist::load_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)
+    let saved = persist::load_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
+    check_saved(path, saved)
+}
+
+/// [`load_ensemble`] on bytes already read from `path` (named in errors).
+pub fn decode_ensemble(path: &Path, bytes: &[u8]) -> Result<SavedEnsemble, PersistError> {
+    let saved = persist::decode_framed(path, bytes, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
+    check_saved(path, saved)
+}
+
+fn check_saved(path: &Path, saved: SavedEnsemble) -> Result<SavedEnsemble, PersistError> {
+    match saved.ensemble.check() {
+        Ok(()) => Ok(saved),
+        Err(detail) => Err(PersistError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("malformed ensemble: {detail}"),
+            hint: persist::hint_for(persist::TAG_ENSEMBLE),
+        }),
+    }
 }
 
 fn save_ensemble(path: &Path, as_of: Option<i64>, ensemble: &Ensemble) -> Result<(), Error> {
