@@ -39,7 +39,8 @@ pub const TAG_TRAINED: [u8; 4] = *b"TRND";
 /// Kind tag of an ensemble file.
 pub const TAG_ENSEMBLE: [u8; 4] = *b"ENSM";
 /// Format version of trained model files this build reads and writes.
-pub const TRAINED_VERSION: u32 = 1;
+/// v2: SVR target standardisation fields, CART nodes packed as bytes.
+pub const TRAINED_VERSION: u32 = 2;
 /// Sub-directory of the models directory that holds trained models.
 pub const TRAINED_DIR: &str = "Trained";
 
