@@ -645,22 +645,22 @@ mod tests {
         assert!(matches!(err, PersistError::Foreign { .. }), "{err}");
         assert!(err.to_string().contains("ensemble"), "{err}");
 
-        let v2 = encode_framed(TAG_TRAINED, 2, &sample(1)).expect("encode");
-        fs::write(&path, &v2).expect("write");
+        let v3 = encode_framed(TAG_TRAINED, 3, &sample(1)).expect("encode");
+        fs::write(&path, &v3).expect("write");
         let err = load_trained(&path).expect_err("other version");
         assert!(
             matches!(
                 err,
                 PersistError::Version {
-                    found: 2,
-                    expected: 1,
+                    found: 3,
+                    expected: 2,
                     ..
                 }
             ),
             "{err}"
         );
         assert!(
-            err.to_string().contains("format v2, this build reads v1"),
+            err.to_string().contains("format v3, this build reads v2"),
             "{err}"
         );
         assert_hint(&err);
