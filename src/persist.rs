@@ -39,7 +39,8 @@ pub const TAG_TRAINED: [u8; 4] = *b"TRND";
 /// Kind tag of an ensemble file.
 pub const TAG_ENSEMBLE: [u8; 4] = *b"ENSM";
 /// Format version of trained model files this build reads and writes.
-pub const TRAINED_VERSION: u32 = 1;
+/// v2: SVR target standardisation fields, CART nodes packed as bytes.
+pub const TRAINED_VERSION: u32 = 2;
 /// Sub-directory of the models directory that holds trained models.
 pub const TRAINED_DIR: &str = "Trained";
 
@@ -455,19 +456,35 @@ fn tag_name(tag: &[u8]) -> String {
     }
 }
 
-/// CRC-32/ISO-HDLC (the zlib / PNG CRC), table-driven.
+/// CRC-32/ISO-HDLC (the zlib / PNG CRC), slicing-by-8: eight table lookups per 8 bytes, about
+/// 5× faster than one lookup per byte. Model files are checked on every (cron) start, so this
+/// is on the cold-start path.
 pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
-    for &b in bytes {
-        crc = CRC_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let low = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        crc = CRC_TABLES[7][(low & 0xff) as usize]
+            ^ CRC_TABLES[6][((low >> 8) & 0xff) as usize]
+            ^ CRC_TABLES[5][((low >> 16) & 0xff) as usize]
+            ^ CRC_TABLES[4][(low >> 24) as usize]
+            ^ CRC_TABLES[3][c[4] as usize]
+            ^ CRC_TABLES[2][c[5] as usize]
+            ^ CRC_TABLES[1][c[6] as usize]
+            ^ CRC_TABLES[0][c[7] as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = CRC_TABLES[0][((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }
 
-const CRC_TABLE: [u32; 256] = crc_table();
+/// `CRC_TABLES[0]` is the classic byte table; `CRC_TABLES[k][i]` is the CRC of byte `i`
+/// followed by `k` zero bytes.
+const CRC_TABLES: [[u32; 256]; 8] = crc_tables();
 
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
+const fn crc_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -480,10 +497,20 @@ const fn crc_table() -> [u32; 256] {
             };
             k += 1;
         }
-        table[i] = c;
+        tables[0][i] = c;
         i += 1;
     }
-    table
+    let mut t = 1;
+    while t < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = tables[t - 1][i];
+            tables[t][i] = tables[0][(prev & 0xff) as usize] ^ (prev >> 8);
+            i += 1;
+        }
+        t += 1;
+    }
+    tables
 }
 
 #[cfg(test)]
@@ -552,6 +579,26 @@ mod tests {
     fn crc32_reference_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+        // Slicing-by-8 equals the bytewise definition at every length and alignment.
+        let bytewise = |bytes: &[u8]| {
+            let mut crc = !0u32;
+            for &b in bytes {
+                crc = CRC_TABLES[0][((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+            }
+            !crc
+        };
+        let data: Vec<u8> = (0..300u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for start in 0..9 {
+            for end in start..data.len() {
+                assert_eq!(
+                    crc32(&data[start..end]),
+                    bytewise(&data[start..end]),
+                    "{start}..{end}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -632,22 +679,22 @@ mod tests {
         assert!(matches!(err, PersistError::Foreign { .. }), "{err}");
         assert!(err.to_string().contains("ensemble"), "{err}");
 
-        let v2 = encode_framed(TAG_TRAINED, 2, &sample(1)).expect("encode");
-        fs::write(&path, &v2).expect("write");
+        let v3 = encode_framed(TAG_TRAINED, 3, &sample(1)).expect("encode");
+        fs::write(&path, &v3).expect("write");
         let err = load_trained(&path).expect_err("other version");
         assert!(
             matches!(
                 err,
                 PersistError::Version {
-                    found: 2,
-                    expected: 1,
+                    found: 3,
+                    expected: 2,
                     ..
                 }
             ),
             "{err}"
         );
         assert!(
-            err.to_string().contains("format v2, this build reads v1"),
+            err.to_string().contains("format v3, this build reads v2"),
             "{err}"
         );
         assert_hint(&err);

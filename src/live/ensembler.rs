@@ -31,7 +31,8 @@ use super::predictions::{PredictionLog, PredictionRow};
 use super::stream_thread::ClosedKline;
 
 /// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
-pub const ENSEMBLE_FILE_VERSION: u32 = 1;
+/// v2: trained members saved without their model, CART nodes packed as bytes.
+pub const ENSEMBLE_FILE_VERSION: u32 = 2;
 /// Most klines after the saved ensemble that are fed again on start; older ones only warm the
 /// history (a day of 1m klines; each window of them costs one refit).
 pub const MAX_REPLAY: usize = 1440;

@@ -73,14 +73,20 @@ impl Default for CartParams {
 }
 
 /// A fitted regression tree, stored as a preorder array of nodes.
+///
+/// Serialised as `n_features` and the nodes packed into one byte string (16 little-endian bytes
+/// each), so loading a forest of millions of nodes is a copy, not millions of decodes (model
+/// files are loaded on every cron start). Loading checks every node ([`CartWire`]): a tree
+/// from a damaged file is refused instead of indexing out of bounds or looping at predict time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "CartWire", into = "CartWire")]
 pub struct Cart {
     pub n_features: usize,
     nodes: Vec<Node>,
 }
 
 /// One tree node: 16 bytes. The left child of an internal node is the next node.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Node {
     /// The threshold of an internal node, the prediction of a leaf.
     value: f64,
@@ -91,6 +97,117 @@ struct Node {
 }
 
 const LEAF: u32 = u32::MAX;
+
+/// Bytes of one packed node: value (f64), feature (u32), right (u32), little-endian.
+const NODE_BYTES: usize = 16;
+
+/// The serialised form of [`Cart`].
+#[derive(Serialize, Deserialize)]
+struct CartWire {
+    n_features: usize,
+    #[serde(with = "packed")]
+    nodes: Vec<u8>,
+}
+
+impl From<Cart> for CartWire {
+    fn from(tree: Cart) -> CartWire {
+        let mut nodes = Vec::with_capacity(tree.nodes.len() * NODE_BYTES);
+        for n in &tree.nodes {
+            nodes.extend_from_slice(&n.value.to_le_bytes());
+            nodes.extend_from_slice(&n.feature.to_le_bytes());
+            nodes.extend_from_slice(&n.right.to_le_bytes());
+        }
+        CartWire {
+            n_features: tree.n_features,
+            nodes,
+        }
+    }
+}
+
+impl TryFrom<CartWire> for Cart {
+    type Error = String;
+
+    /// Unpacks and checks the tree: a non-empty preorder array where an internal node splits
+    /// on a feature below `n_features`, its left child is the next node and its right child
+    /// comes after it, and every leaf value is finite.
+    fn try_from(wire: CartWire) -> Result<Cart, String> {
+        if wire.nodes.is_empty() || !wire.nodes.len().is_multiple_of(NODE_BYTES) {
+            return Err(format!(
+                "cart: {} node bytes is not a whole tree",
+                wire.nodes.len()
+            ));
+        }
+        let count = wire.nodes.len() / NODE_BYTES;
+        let mut nodes = Vec::with_capacity(count);
+        for (id, b) in wire.nodes.chunks_exact(NODE_BYTES).enumerate() {
+            let value = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            let feature = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+            let right = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
+            let ok = if feature == LEAF {
+                right == LEAF && value.is_finite()
+            } else {
+                (feature as usize) < wire.n_features
+                    && id + 1 < count
+                    && (right as usize) > id + 1
+                    && (right as usize) < count
+                    && !value.is_nan()
+            };
+            if !ok {
+                return Err(format!(
+                    "cart: node {id} of {count} is not a valid tree node"
+                ));
+            }
+            nodes.push(Node {
+                value,
+                feature,
+                right,
+            });
+        }
+        Ok(Cart {
+            n_features: wire.n_features,
+            nodes,
+        })
+    }
+}
+
+/// Serde for a byte vector as one byte string (postcard: a length and a copy).
+mod packed {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                // Self-describing formats (JSON) may hand bytes over as a sequence.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
+    }
+}
 
 /// scikit-learn's `FEATURE_THRESHOLD`: values closer than this are treated as equal.
 const FEATURE_THRESHOLD: f64 = 1e-7;
@@ -1157,6 +1274,35 @@ mod tests {
             .iter()
             .zip(b.iter())
             .all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
+    fn damaged_trees_are_refused_on_load() {
+        let x = DMatrix::from_column_slice(4, 1, &[1.0, 2.0, 3.0, 4.0]);
+        let y = DVector::from_vec(vec![1.0, 1.0, 5.0, 5.0]);
+        let tree = fit(&CartParams::default(), &x, &y);
+        assert_eq!(tree.node_count(), 3);
+        let wire = |mutate: &dyn Fn(&mut CartWire)| {
+            let mut w = CartWire::from(tree.clone());
+            mutate(&mut w);
+            postcard::to_allocvec(&w).expect("serialize")
+        };
+        let refused = |bytes: Vec<u8>| postcard::from_bytes::<Cart>(&bytes).is_err();
+        assert!(!refused(wire(&|_| {})));
+        // No nodes; a torn node; a split on a feature the tree does not have; a right child
+        // that points back (a loop at predict time) or past the end; a NaN leaf.
+        assert!(refused(wire(&|w| w.nodes.clear())));
+        assert!(refused(wire(&|w| w.nodes.truncate(40))));
+        assert!(refused(wire(&|w| w.n_features = 0)));
+        assert!(refused(wire(
+            &|w| w.nodes[12..16].copy_from_slice(&0u32.to_le_bytes())
+        )));
+        assert!(refused(wire(
+            &|w| w.nodes[12..16].copy_from_slice(&9u32.to_le_bytes())
+        )));
+        assert!(refused(wire(
+            &|w| w.nodes[16..24].copy_from_slice(&f64::NAN.to_le_bytes())
+        )));
     }
 
     #[test]
