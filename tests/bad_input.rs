@@ -19,7 +19,7 @@ use klinecast::binance::tls::{self, Timeouts};
 use klinecast::binance::BinanceError;
 use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
 use klinecast::models::ModelKind;
-use klinecast::persist::{self, PersistError};
+use klinecast::persist::{self, PersistError, TRAINED_VERSION};
 use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
@@ -336,6 +336,8 @@ fn truncated_foreign_or_other_version_model_files_are_refused() {
     let mut flipped = good.clone();
     let last = flipped.len() - 10;
     flipped[last] ^= 1;
+    let reads_v7 = format!("format v7, this build reads v{TRAINED_VERSION}");
+    let reads_v7: &[&str] = &[&reads_v7];
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
         (
             "truncated",
@@ -348,11 +350,7 @@ fn truncated_foreign_or_other_version_model_files_are_refused() {
             b"open_time,open\n1,2\n".to_vec(),
             &["not a klinecast model file"],
         ),
-        (
-            "other version",
-            other_version,
-            &["format v7, this build reads v1"],
-        ),
+        ("other version", other_version, reads_v7),
         ("corrupt", flipped, &["corrupt", "checksum"]),
     ];
     for (what, bytes, needles) in cases {
@@ -376,6 +374,101 @@ fn truncated_foreign_or_other_version_model_files_are_refused() {
     }
     let err = persist::load_all_trained(&models).expect_err("a bad file among the models");
     assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
+}
+
+/// The same files met by `stream`, the command that loads them: it must keep running under
+/// cron, so it names each bad file and what to do on stderr and in ensemble.log, goes on with
+/// the good models (exit code 0), and leaves the bad trained files as they are; a bad ensemble
+/// file is moved aside to `EnsembleModel.bin.bad` and a new ensemble starts.
+#[test]
+fn stream_names_bad_model_files_and_keeps_the_good_ones() {
+    let dir = TempDir::new("bad-models-stream");
+    let lines = sample_lines();
+    let data = dir.path().join("data");
+    let models = dir.path().join("models");
+    fs::create_dir_all(&data).expect("mkdir");
+    let store = data.join("AVAXUSDT_1m.csv");
+    write_csv(&store, &lines[..600]);
+    let out = run(
+        &["train"],
+        &[
+            ("--data", store.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    let path = |kind| persist::trained_path(&models, kind);
+    let good = fs::read(path(ModelKind::Linear)).expect("read");
+    let mut other_version = fs::read(path(ModelKind::Knn)).expect("read");
+    other_version[12..16].copy_from_slice(&7u32.to_le_bytes());
+    fs::write(path(ModelKind::Linear), &good[..good.len() / 2]).expect("write");
+    fs::write(path(ModelKind::Svr), b"open_time,open\n1,2\n").expect("write");
+    fs::write(path(ModelKind::Knn), &other_version).expect("write");
+    let ensemble = klinecast::live::ensembler::ensemble_path(&models);
+    fs::create_dir_all(ensemble.parent().expect("parent")).expect("mkdir");
+    fs::write(&ensemble, b"KLCAST\0\0ENSM").expect("write");
+    let bad_trained = snapshot(&models.join(persist::TRAINED_DIR));
+
+    let klines: Vec<Kline> = lines[..900]
+        .iter()
+        .map(|l| Kline::from_csv_line(l).expect("sample line"))
+        .collect();
+    let server = ReplayServer::start(ReplayConfig {
+        klines,
+        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+        interval: Interval::ONE_MINUTE,
+        start_row: 600,
+        speed: 600.0,
+        faults: Faults::default(),
+        port: 0,
+    })
+    .expect("replay server");
+    let log = dir.path().join("log");
+    let out = klinecast_command()
+        .args(["stream", "--symbol", "AVAXUSDT", "--max-runtime", "3s"])
+        .args([
+            "--rest-url",
+            &server.rest_url(),
+            "--ws-url",
+            &server.ws_url(),
+        ])
+        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--models-dir")
+        .arg(&models)
+        .arg("--log-dir")
+        .arg(&log)
+        .env("KLINECAST_BACKOFF_MS", "50")
+        .output()
+        .expect("run stream");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in [
+        "linear.bin is truncated",
+        "svr.bin is not a klinecast model file",
+        &format!("knn.bin is format v7, this build reads v{TRAINED_VERSION}"),
+        "run `klinecast train` again",
+        "cannot use the saved ensemble",
+        "EnsembleModel.bin.bad",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    let ens_log = fs::read_to_string(log.join("ensemble.log")).expect("ensemble.log");
+    assert!(
+        ens_log.contains("trained members: cart, forest"),
+        "{ens_log}"
+    );
+    assert_eq!(
+        snapshot(&models.join(persist::TRAINED_DIR)),
+        bad_trained,
+        "trained model files changed"
+    );
+    assert_eq!(
+        fs::read(ensemble.with_extension("bin.bad")).expect("moved aside"),
+        b"KLCAST\0\0ENSM"
+    );
 }
 
 /// A real (small) trained model file.

@@ -415,15 +415,17 @@ fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, 
 /// The trained models in `<models-dir>/Trained` as ensemble members (possibly none), each
 /// tagged with what it was trained on so a saved ensemble can tell whether they changed.
 fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Vec<Member> {
-    let trained = match persist::load_all_trained(&config.models_dir) {
-        Ok(t) => t,
-        Err(e) => {
-            log.warn(&format!(
-                "cannot load the trained models: {e}; starting without them"
-            ));
-            Vec::new()
+    // Each file on its own: a bad one is skipped (and named), the others are still used.
+    let mut trained = Vec::new();
+    for kind in crate::models::ModelKind::ALL {
+        match persist::load_trained(&persist::trained_path(&config.models_dir, kind)) {
+            Ok(t) => trained.push(t),
+            Err(PersistError::NotFound { .. }) => {}
+            Err(e) => log.warn(&format!(
+                "cannot load a trained model: {e}; starting without it"
+            )),
         }
-    };
+    }
     if trained.is_empty() {
         log.warn(&format!(
             "no trained models in {}: starting from the naive forecast and the window \
