@@ -653,6 +653,16 @@ fn remote_plain_urls_are_refused() {
         assert_fails(&out, 2, &["only allowed to this machine"]);
     }
     assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+    // `stream` refuses before it creates anything (not even its lock file).
+    let data = dir.path().join("data");
+    for (flag, url) in [
+        ("--ws-url", "ws://stream.binance.com:9443"),
+        ("--rest-url", "http://10.1.2.3"),
+    ] {
+        let out = run(&["stream", flag, url], &[("--data-dir", data.as_path())]);
+        assert_fails(&out, 2, &["only allowed to this machine"]);
+        assert!(!data.exists(), "stream created {}", data.display());
+    }
     for (url, secure, plain) in [
         ("ws://stream.binance.com:9443", "wss", "ws"),
         ("ws://192.168.1.2:9443", "wss", "ws"),

@@ -237,7 +237,7 @@ fn frame_as(tag: [u8; 4], version: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A verdict signature: the message up to its first quote (quoted input text would make every
-/// message unique), words holding a digit (numbers, checksums) masked.
+/// message unique), with words holding a digit (numbers, checksums) and member labels masked.
 fn signature(msg: &str) -> String {
     let head: String = msg
         .split('"')
@@ -246,9 +246,12 @@ fn signature(msg: &str) -> String {
         .chars()
         .take(100)
         .collect();
+    let mut previous = "";
     head.split(' ')
         .map(|w| {
-            if w.bytes().any(|b| b.is_ascii_digit()) {
+            let masked = previous == "member" || w.bytes().any(|b| b.is_ascii_digit());
+            previous = w;
+            if masked {
                 "#"
             } else {
                 w

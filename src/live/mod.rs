@@ -249,6 +249,10 @@ pub fn run_stream(
         std::process::id(),
         stamp(wall_clock_ms())
     );
+    // Check both URLs before touching any file: a typo is a configuration error (exit 2).
+    tls::check_base_url(&config.rest_url, "https", "http")
+        .map_err(|e| Error::Config(e.to_string()))?;
+    tls::check_base_url(&config.ws_url, "wss", "ws").map_err(|e| Error::Config(e.to_string()))?;
     let _lock = match lock::acquire(&config.data_dir, &whoami).map_err(|e| {
         Error::io(
             format!(
@@ -261,10 +265,6 @@ pub fn run_stream(
         LockOutcome::Busy { holder } => return Ok(RunOutcome::AlreadyRunning { holder }),
         LockOutcome::Acquired(l) => l,
     };
-    // Check both URLs before touching any file: a typo is a configuration error (exit 2).
-    tls::check_base_url(&config.rest_url, "https", "http")
-        .map_err(|e| Error::Config(e.to_string()))?;
-    tls::check_base_url(&config.ws_url, "wss", "ws").map_err(|e| Error::Config(e.to_string()))?;
     let ws_url = ws::stream_url(&config.ws_url, &config.symbol, config.interval);
 
     let mut stream_log = Logger::open(&config.log_dir.join("stream.log"), "klinecast stream")
