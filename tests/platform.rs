@@ -95,7 +95,7 @@ fn temp_dirs_are_unique_empty_and_removed_on_drop() {
 
 #[test]
 fn every_process_test_starts_the_binary_through_tests_common() {
-    // Regression: tests/backtest.rs spawned `env!("CARGO_BIN_EXE_klinecast")` directly, which
+    // Regression: tests/backtest.rs spawned the binary from its cargo path directly, which
     // passes on x86 but cannot exec the aarch64 binary when the suite runs under qemu.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
     let needle = ["CARGO_BIN_EXE", "_klinecast"].concat();
