@@ -197,6 +197,13 @@ impl Kline {
                 });
             }
         }
+        // The CSV store reads counts as i64: a larger count could be stored but never loaded.
+        if i64::try_from(self.trades).is_err() {
+            return Err(KlineError::BadField {
+                field: FIELD_NAMES[8],
+                text: self.trades.to_string(),
+            });
+        }
         if self.open_time < 0 || self.close_time < self.open_time {
             return Err(KlineError::Inconsistent(format!(
                 "close_time {} before open_time {}",
@@ -469,6 +476,16 @@ mod tests {
         ));
         let inf = LINE.replace("17315", "inf");
         assert!(Kline::from_csv_line(&inf).is_err());
+        // A trade count the CSV store could not read back is refused everywhere.
+        let mut huge = Kline::from_csv_line(LINE).expect("valid line");
+        huge.trades = 1 << 63;
+        assert!(matches!(
+            huge.validate(),
+            Err(KlineError::BadField {
+                field: "trades",
+                ..
+            })
+        ));
         let neg = LINE.replace("8.9740", "-8.9740");
         assert!(Kline::from_csv_line(&neg).is_err());
         let exp = LINE.replace("8.9740", "8.9e0");

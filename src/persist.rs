@@ -84,8 +84,10 @@ pub enum PersistError {
         detail: String,
         hint: &'static str,
     },
-    /// Reading, writing or listing failed.
+    /// Reading or listing failed.
     Io { path: PathBuf, source: io::Error },
+    /// Writing the file failed (disk full, permissions); the previous file is unchanged.
+    Save { path: PathBuf, source: io::Error },
 }
 
 impl fmt::Display for PersistError {
@@ -132,6 +134,12 @@ impl fmt::Display for PersistError {
                 )
             }
             PersistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            PersistError::Save { path, source } => write!(
+                f,
+                "saving model file {} failed ({source}); the previous file, if any, is \
+                 unchanged: free some disk space or fix the permissions and try again",
+                path.display()
+            ),
         }
     }
 }
@@ -139,7 +147,7 @@ impl fmt::Display for PersistError {
 impl std::error::Error for PersistError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            PersistError::Io { source, .. } => Some(source),
+            PersistError::Io { source, .. } | PersistError::Save { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -322,7 +330,7 @@ pub fn save_framed<T: Serialize>(
         path: path.to_path_buf(),
         source: io::Error::new(io::ErrorKind::InvalidData, format!("encoding failed: {e}")),
     })?;
-    fsutil::write_atomic(path, &bytes).map_err(|source| PersistError::Io {
+    fsutil::write_atomic(path, &bytes).map_err(|source| PersistError::Save {
         path: path.to_path_buf(),
         source,
     })
@@ -369,6 +377,18 @@ pub fn save_trained(models_dir: &Path, model: &TrainedModel) -> Result<PathBuf, 
 /// Loads one trained model file and checks that this build can use it.
 pub fn load_trained(path: &Path) -> Result<TrainedModel, PersistError> {
     let model: TrainedModel = load_framed(path, TAG_TRAINED, TRAINED_VERSION)?;
+    check_trained(path, model)
+}
+
+/// [`load_trained`] on bytes already read from `path` (named in errors): the frame, the
+/// payload and the compatibility checks, without touching the file system.
+pub fn decode_trained(path: &Path, bytes: &[u8]) -> Result<TrainedModel, PersistError> {
+    let model: TrainedModel = decode_framed(path, bytes, TAG_TRAINED, TRAINED_VERSION)?;
+    check_trained(path, model)
+}
+
+/// Checks that this build can use a decoded trained model.
+fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, PersistError> {
     let incompatible = |detail: String| PersistError::Incompatible {
         path: path.to_path_buf(),
         detail,
@@ -387,6 +407,12 @@ pub fn load_trained(path: &Path) -> Result<TrainedModel, PersistError> {
             model.model.kind().name()
         )));
     }
+    if !(1..=1440).contains(&model.spec.horizon) {
+        return Err(incompatible(format!(
+            "its horizon is {} klines, this build supports 1 to 1440",
+            model.spec.horizon
+        )));
+    }
     if model.scaler.mean.len() != model.spec.n_features()
         || model.scaler.std.len() != model.spec.n_features()
     {
@@ -396,6 +422,14 @@ pub fn load_trained(path: &Path) -> Result<TrainedModel, PersistError> {
             model.spec.n_features()
         )));
     }
+    model
+        .model
+        .check(model.spec.n_features())
+        .map_err(|detail| PersistError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("malformed {} model: {detail}", model.kind.name()),
+            hint: hint_for(TAG_TRAINED),
+        })?;
     Ok(model)
 }
 

@@ -28,6 +28,8 @@ pub enum StoreError {
         action: &'static str,
         source: std::io::Error,
     },
+    /// The file has zero bytes (not even the header).
+    Empty { path: PathBuf },
     /// The first line is not exactly [`CSV_HEADER`].
     Header { path: PathBuf, found: String },
     /// A data line is malformed, out of order or duplicated (`line` is 1-based).
@@ -60,6 +62,12 @@ impl fmt::Display for StoreError {
                 action,
                 source,
             } => write!(f, "{action} {}: {source}", path.display()),
+            StoreError::Empty { path } => write!(
+                f,
+                "{} is empty (not even the kline header line): it holds no klines; \
+                 delete it and run `klinecast collect` to fill it",
+                path.display()
+            ),
             StoreError::Header { path, found } => write!(
                 f,
                 "{}: line 1 is {found:?}, not the kline header {CSV_HEADER:?}; \
@@ -286,6 +294,11 @@ impl KlineStore {
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if bytes.is_empty() {
+        return Err(StoreError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
     let first = match bytes.iter().position(|&b| b == b'\n') {
         Some(i) => &bytes[..i],
         None => bytes,
@@ -323,11 +336,18 @@ pub fn load_klines(path: &Path) -> Result<Vec<Kline>, StoreError> {
         let Some(line) = raw.strip_suffix(b"\n") else {
             return Err(fail(RowErrorKind::Torn));
         };
-        let text = std::str::from_utf8(line).map_err(|_| StoreError::Line {
-            path: path.to_path_buf(),
-            line: line_no,
-            msg: "the line is not valid UTF-8".to_string(),
-        })?;
+        let Ok(text) = std::str::from_utf8(line) else {
+            // Report what `load_series` reports for the same line (a field that is not a
+            // number, or the field count): only ASCII lines can parse.
+            return Err(match parse_line(line) {
+                Err(e) => fail(RowErrorKind::Kline(e)),
+                Ok(_) => StoreError::Line {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    msg: "the line is not valid UTF-8".to_string(),
+                },
+            });
+        };
         let k = Kline::from_csv_line(text).map_err(|e| fail(RowErrorKind::Kline(e)))?;
         check_order(last, k.open_time).map_err(fail)?;
         last = Some(k.open_time);

@@ -471,6 +471,46 @@ pub struct Ensemble {
 }
 
 impl Ensemble {
+    /// Checks a deserialized ensemble before use: a valid configuration, and members whose
+    /// feature specs, scalers and models fit together ([`AnyModel::check`]), so forecasting
+    /// with it cannot panic or loop. Saved files are checksummed, so this only fails for a
+    /// file written by a buggy or foreign program.
+    pub fn check(&self) -> Result<(), String> {
+        let c = &self.config;
+        validate(c).map_err(|e| e.to_string())?;
+        // Far beyond any command-line value, small enough that buffer sizes cannot overflow.
+        if c.refit_rows > 10_000_000 || c.spec.horizon > 1440 || c.window > 1_000_000 {
+            return Err("the configuration is out of range".to_string());
+        }
+        for m in &self.members {
+            let what = |e: String| format!("member {}: {e}", m.label);
+            if m.spec.version != crate::features::FEATURE_VERSION
+                || !(1..=1440).contains(&m.spec.horizon)
+            {
+                return Err(what(format!("unsupported feature spec {:?}", m.spec)));
+            }
+            let d = m.spec.n_features();
+            if let Some(scaler) = &m.scaler {
+                if scaler.mean.len() != d || scaler.std.len() != d {
+                    return Err(what(format!("the scaler does not have {d} columns")));
+                }
+            }
+            match (&m.model, m.origin) {
+                (Some(_), Origin::Naive) => {
+                    return Err(what("the naive member holds a model".to_string()))
+                }
+                (Some(model), _) => {
+                    if m.kind != Some(model.kind()) {
+                        return Err(what("its kind and its model differ".to_string()));
+                    }
+                    model.check(d).map_err(what)?;
+                }
+                (None, _) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// A pool of the naive member and `trained` (possibly empty).
     pub fn new(config: EnsembleConfig, trained: Vec<Member>) -> Result<Ensemble, EnsembleError> {
         validate(&config)?;

@@ -61,9 +61,27 @@ struct SavedEnsembleRef<'a> {
     ensemble: &'a Ensemble,
 }
 
-/// Loads `EnsembleModel.bin`.
+/// Loads `EnsembleModel.bin` and checks it ([`Ensemble::check`]).
 pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
-    persist::load_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)
+    let saved = persist::load_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
+    check_saved(path, saved)
+}
+
+/// [`load_ensemble`] on bytes already read from `path` (named in errors).
+pub fn decode_ensemble(path: &Path, bytes: &[u8]) -> Result<SavedEnsemble, PersistError> {
+    let saved = persist::decode_framed(path, bytes, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
+    check_saved(path, saved)
+}
+
+fn check_saved(path: &Path, saved: SavedEnsemble) -> Result<SavedEnsemble, PersistError> {
+    match saved.ensemble.check() {
+        Ok(()) => Ok(saved),
+        Err(detail) => Err(PersistError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("malformed ensemble: {detail}"),
+            hint: persist::hint_for(persist::TAG_ENSEMBLE),
+        }),
+    }
 }
 
 fn save_ensemble(path: &Path, as_of: Option<i64>, ensemble: &Ensemble) -> Result<(), Error> {
@@ -397,15 +415,17 @@ fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, 
 /// The trained models in `<models-dir>/Trained` as ensemble members (possibly none), each
 /// tagged with what it was trained on so a saved ensemble can tell whether they changed.
 fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Vec<Member> {
-    let trained = match persist::load_all_trained(&config.models_dir) {
-        Ok(t) => t,
-        Err(e) => {
-            log.warn(&format!(
-                "cannot load the trained models: {e}; starting without them"
-            ));
-            Vec::new()
+    // Each file on its own: a bad one is skipped (and named), the others are still used.
+    let mut trained = Vec::new();
+    for kind in crate::models::ModelKind::ALL {
+        match persist::load_trained(&persist::trained_path(&config.models_dir, kind)) {
+            Ok(t) => trained.push(t),
+            Err(PersistError::NotFound { .. }) => {}
+            Err(e) => log.warn(&format!(
+                "cannot load a trained model: {e}; starting without it"
+            )),
         }
-    };
+    }
     if trained.is_empty() {
         log.warn(&format!(
             "no trained models in {}: starting from the naive forecast and the window \

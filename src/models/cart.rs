@@ -273,6 +273,54 @@ impl Cart {
     }
 }
 
+impl Cart {
+    /// Checks that a deserialized tree is one that [`CartParams::fit`] could have grown for
+    /// `n_features` features: at least one node, split features in range, and the nodes a
+    /// preorder tree (left child next, right child right after the left subtree). Prediction
+    /// on a checked tree cannot index out of bounds or loop.
+    pub fn check(&self, n_features: usize) -> Result<(), String> {
+        if self.n_features != n_features {
+            return Err(format!(
+                "the tree has {} features, expected {n_features}",
+                self.n_features
+            ));
+        }
+        if self.nodes.is_empty() {
+            return Err("the tree has no nodes".to_string());
+        }
+        // Walk the ids in order as a preorder traversal: after a leaf comes the right child of
+        // the nearest ancestor whose right subtree has not started yet.
+        let mut pending_right: Vec<u32> = Vec::new();
+        for (id, node) in self.nodes.iter().enumerate() {
+            if node.feature != LEAF {
+                if node.feature as usize >= n_features {
+                    return Err(format!("node {id} splits on feature {}", node.feature));
+                }
+                pending_right.push(node.right);
+                continue;
+            }
+            let next = id + 1;
+            match pending_right.pop() {
+                Some(_) if next == self.nodes.len() => {
+                    return Err("the tree ends inside a subtree".to_string())
+                }
+                Some(right) if right as usize == next => {}
+                Some(right) => {
+                    return Err(format!(
+                        "a right child is node {right}, expected node {next}"
+                    ))
+                }
+                None if next == self.nodes.len() => {}
+                None => return Err(format!("nodes after the end of the tree at node {next}")),
+            }
+        }
+        if !pending_right.is_empty() {
+            return Err("the tree ends inside a subtree".to_string());
+        }
+        Ok(())
+    }
+}
+
 impl Regressor for Cart {
     fn name(&self) -> &'static str {
         "cart"
@@ -854,6 +902,49 @@ mod tests {
 
     fn fit(params: &CartParams, x: &DMatrix<f64>, y: &DVector<f64>) -> Cart {
         params.fit(x, y).expect("fit")
+    }
+
+    #[test]
+    fn check_accepts_grown_trees_and_refuses_malformed_ones() {
+        let x = DMatrix::from_fn(40, 2, |i, j| ((i * 7 + j * 3) % 11) as f64);
+        let y = DVector::from_fn(40, |i, _| (i % 5) as f64);
+        let tree = fit(&CartParams::default(), &x, &y);
+        assert!(tree.node_count() > 3);
+        assert_eq!(tree.check(2), Ok(()));
+        assert!(tree.check(3).is_err(), "feature count differs");
+        let leaf = Node {
+            value: 1.0,
+            feature: LEAF,
+            right: LEAF,
+        };
+        let split = |right: u32| Node {
+            value: 0.5,
+            feature: 0,
+            right,
+        };
+        let tree_of = |nodes: Vec<Node>| Cart {
+            n_features: 2,
+            nodes,
+        };
+        assert_eq!(tree_of(vec![split(2), leaf, leaf]).check(2), Ok(()));
+        for (what, nodes) in [
+            ("empty", vec![]),
+            ("right child loops back", vec![split(0), leaf, leaf]),
+            ("right child is the left one", vec![split(1), leaf, leaf]),
+            ("right child out of range", vec![split(9), leaf, leaf]),
+            ("ends inside a subtree", vec![split(2), leaf]),
+            ("trailing nodes", vec![leaf, leaf]),
+            // A DAG (both children share a subtree): exponential to walk, not a tree.
+            (
+                "shared subtree",
+                vec![split(2), split(3), split(3), leaf, leaf],
+            ),
+        ] {
+            assert!(tree_of(nodes).check(2).is_err(), "{what} accepted");
+        }
+        let mut bad_feature = vec![split(2), leaf, leaf];
+        bad_feature[0].feature = 2;
+        assert!(tree_of(bad_feature).check(2).is_err());
     }
 
     #[test]

@@ -182,6 +182,20 @@ impl Forest {
     }
 }
 
+impl Forest {
+    /// Checks a deserialized forest: at least one tree, each passing [`Cart::check`].
+    pub fn check(&self, n_features: usize) -> Result<(), String> {
+        if self.trees.is_empty() {
+            return Err("the forest has no trees".to_string());
+        }
+        for (i, tree) in self.trees.iter().enumerate() {
+            tree.check(n_features)
+                .map_err(|e| format!("tree {i}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl Regressor for Forest {
     fn name(&self) -> &'static str {
         "forest"

@@ -191,6 +191,61 @@ impl Knn {
     }
 }
 
+impl Knn {
+    /// Checks that a deserialized model has the shape [`KnnParams::fit`] builds for
+    /// `n_features` features: `1 ≤ k ≤ n` training rows, consistent array lengths, and a k-d
+    /// tree whose nodes split their ranges in halves (children after their parent), so a search
+    /// cannot index out of bounds, loop, or recurse deeper than log2(n).
+    pub fn check(&self, n_features: usize) -> Result<(), String> {
+        let d = n_features;
+        let n = self.targets.len();
+        if self.n_features != d {
+            return Err(format!("{} features, expected {d}", self.n_features));
+        }
+        if self.k == 0 || self.k > n {
+            return Err(format!("k = {} with {n} training rows", self.k));
+        }
+        let nodes = self.nodes.len();
+        if Some(self.points.len()) != n.checked_mul(d)
+            || self.index.len() != n
+            || nodes == 0
+            || Some(self.bounds.len()) != nodes.checked_mul(2 * d)
+        {
+            return Err("inconsistent array lengths".to_string());
+        }
+        let root = self.nodes[0];
+        if (root.start, root.end as usize) != (0, n) {
+            return Err("the root does not cover every training row".to_string());
+        }
+        for (id, node) in self.nodes.iter().enumerate() {
+            let (start, end) = (node.start as usize, node.end as usize);
+            let len = end.saturating_sub(start);
+            if node.left == u32::MAX {
+                if len > LEAF_SIZE {
+                    return Err(format!("leaf {id} holds {len} rows"));
+                }
+                continue;
+            }
+            let (left, right) = (node.left as usize, node.right as usize);
+            if len <= LEAF_SIZE || left <= id || right <= id || left >= nodes || right >= nodes {
+                return Err(format!("node {id} has bad children"));
+            }
+            let mid = start + len / 2;
+            let (l, r) = (self.nodes[left], self.nodes[right]);
+            if (
+                l.start as usize,
+                l.end as usize,
+                r.start as usize,
+                r.end as usize,
+            ) != (start, mid, mid, end)
+            {
+                return Err(format!("node {id} does not split its rows in halves"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Regressor for Knn {
     fn name(&self) -> &'static str {
         "knn"
@@ -355,6 +410,42 @@ mod tests {
             sum += y[*i];
         }
         sum / k as f64
+    }
+
+    #[test]
+    fn check_accepts_fitted_models_and_refuses_malformed_ones() {
+        let x = DMatrix::from_fn(100, 3, |i, j| ((i * 13 + j * 7) % 17) as f64);
+        let y = DVector::from_fn(100, |i, _| i as f64);
+        let model = KnnParams { k: 5 }.fit(&x, &y).expect("fit");
+        assert!(model.nodes.len() > 1);
+        assert_eq!(model.check(3), Ok(()));
+        assert!(model.check(2).is_err(), "feature count differs");
+        let tamper = |f: &dyn Fn(&mut Knn)| {
+            let mut m = model.clone();
+            f(&mut m);
+            m.check(3)
+        };
+        assert!(tamper(&|m| m.k = 0).is_err(), "k = 0");
+        assert!(tamper(&|m| m.k = 101).is_err(), "k > n");
+        assert!(tamper(&|m| {
+            m.targets.pop();
+        })
+        .is_err());
+        assert!(
+            tamper(&|m| m.nodes[0].left = 0).is_err(),
+            "child loops back"
+        );
+        assert!(
+            tamper(&|m| m.nodes[0].right = 99).is_err(),
+            "child out of range"
+        );
+        assert!(tamper(&|m| m.nodes[0].end = 60).is_err(), "root range");
+        assert!(tamper(&|m| m.nodes.clear()).is_err(), "no nodes");
+        assert!(tamper(&|m| {
+            let last = m.nodes.len() - 1;
+            m.nodes[last].end += 40;
+        })
+        .is_err());
     }
 
     #[test]

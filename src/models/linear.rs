@@ -110,6 +110,19 @@ impl LinearParams {
     }
 }
 
+impl Linear {
+    /// Checks a deserialized model: one coefficient per feature.
+    pub fn check(&self, n_features: usize) -> Result<(), String> {
+        if self.coef.len() != n_features {
+            return Err(format!(
+                "{} coefficients, expected {n_features}",
+                self.coef.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Regressor for Linear {
     fn name(&self) -> &'static str {
         "linear"

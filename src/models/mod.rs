@@ -163,6 +163,19 @@ impl AnyModel {
         }
     }
 
+    /// Checks that a deserialized model is well formed for `n_features` features (array
+    /// lengths, tree structure), so that predicting with it cannot panic or loop. Model files
+    /// are checksummed, so this only fails for a file written by a buggy or foreign program.
+    pub fn check(&self, n_features: usize) -> Result<(), String> {
+        match self {
+            AnyModel::Linear(m) => m.check(n_features),
+            AnyModel::Svr(m) => m.check(n_features),
+            AnyModel::Knn(m) => m.check(n_features),
+            AnyModel::Cart(m) => m.check(n_features),
+            AnyModel::Forest(m) => m.check(n_features),
+        }
+    }
+
     fn inner(&self) -> &dyn Regressor {
         match self {
             AnyModel::Linear(m) => m,

@@ -876,6 +876,27 @@ impl Svr {
 /// Rows × support vectors above which `predict` uses two threads.
 const PARALLEL_WORK: usize = 200_000;
 
+impl Svr {
+    /// Checks a deserialized model: `n_features` columns and one full support vector per dual
+    /// coefficient.
+    pub fn check(&self, n_features: usize) -> Result<(), String> {
+        if self.n_features != n_features {
+            return Err(format!(
+                "{} features, expected {n_features}",
+                self.n_features
+            ));
+        }
+        if Some(self.support_vectors.len()) != self.dual_coef.len().checked_mul(n_features) {
+            return Err(format!(
+                "{} support-vector values for {} dual coefficients of {n_features} features",
+                self.support_vectors.len(),
+                self.dual_coef.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Regressor for Svr {
     fn name(&self) -> &'static str {
         "svr"

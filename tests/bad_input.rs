@@ -1,0 +1,721 @@
+//! The bad-input table of the README, one test per row: each runs the real binary (or, where a
+//! process-level run would only wait out retry backoffs, the real client against a real socket)
+//! on one kind of bad input and checks the exit code (2 usage or configuration, 1 runtime), that
+//! stderr says what is wrong in words a user can act on, and that files saved before are still
+//! there byte for byte. Everything runs offline on 127.0.0.1.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::{klinecast_command, TempDir};
+use klinecast::binance::rest::{RestClient, RetryPolicy};
+use klinecast::binance::tls::{self, Timeouts};
+use klinecast::binance::BinanceError;
+use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
+use klinecast::models::ModelKind;
+use klinecast::persist::{self, PersistError, TRAINED_VERSION};
+use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
+
+fn sample_lines() -> Vec<String> {
+    fs::read_to_string(SAMPLE)
+        .expect("read data/AVAXUSDT_1m.csv")
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Writes the header and `lines` as a kline CSV.
+fn write_csv(path: &Path, lines: &[String]) {
+    let mut text = format!("{CSV_HEADER}\n");
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    fs::write(path, text).expect("write csv");
+}
+
+fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
+    let mut cmd = klinecast_command();
+    cmd.args(args)
+        .env_remove("KLINECAST_REST_URL")
+        .env_remove("KLINECAST_WS_URL");
+    for (flag, path) in paths {
+        cmd.arg(flag).arg(path);
+    }
+    cmd.output().expect("run klinecast")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code and that stderr holds every needle.
+fn assert_fails(out: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains("klinecast: error:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+}
+
+/// Every regular file under `dir` (recursively) with its bytes, sorted by path.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            out.extend(snapshot(&path));
+        } else {
+            let bytes = fs::read(&path).expect("read file");
+            out.push((path, bytes));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A models directory holding five (fake) model files that must survive a failed command.
+fn saved_models(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
+    for kind in ModelKind::ALL {
+        let path = persist::trained_path(&models, kind);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, format!("saved {} model", kind.name())).expect("write model");
+    }
+    models
+}
+
+/// `train --data <data> --models-dir <models>`: exits with `code`, names the problem, and
+/// leaves the data file and every saved model byte-identical.
+fn train_refuses(data: &Path, code: i32, needles: &[&str]) {
+    let dir = data.parent().expect("data dir");
+    let models = saved_models(dir);
+    let before = snapshot(dir);
+    let out = run(
+        &["train"],
+        &[("--data", data), ("--models-dir", models.as_path())],
+    );
+    assert_fails(&out, code, needles);
+    assert_eq!(snapshot(dir), before, "files changed");
+}
+
+/// A replay server on the first 3000 sample rows, clock at row 2000.
+fn replay_server() -> ReplayServer {
+    let klines: Vec<Kline> = sample_lines()[..3000]
+        .iter()
+        .map(|l| Kline::from_csv_line(l).expect("sample line"))
+        .collect();
+    ReplayServer::start(ReplayConfig {
+        klines,
+        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+        interval: Interval::ONE_MINUTE,
+        start_row: 2000,
+        speed: 1.0,
+        faults: Faults::default(),
+        port: 0,
+    })
+    .expect("start the replay server")
+}
+
+/// A REST client that retries 3 times without real waits.
+fn fast_client(url: &str) -> RestClient {
+    let policy = RetryPolicy {
+        base_ms: 1,
+        cap_ms: 2,
+        max_attempts: 3,
+        jitter_ms: 1,
+        seed: 1,
+    };
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        read: Duration::from_secs(2),
+        ..Timeouts::default()
+    };
+    RestClient::with_options(url, timeouts, policy)
+        .expect("loopback URL accepted")
+        .with_sleeper(|_| {})
+        .with_notifier(|_| {})
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn unknown_symbol_shows_the_binance_error() {
+    let dir = TempDir::new("bad-unknown-symbol");
+    let server = replay_server();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).expect("mkdir");
+    write_csv(&data.join("AVAXUSDT_1m.csv"), &sample_lines()[..10]);
+    let before = snapshot(&data);
+    let out = run(
+        &[
+            "collect",
+            "--symbol",
+            "NOPE1",
+            "--start",
+            "2026-07-01",
+            "--rest-url",
+            &server.rest_url(),
+        ],
+        &[("--data-dir", data.as_path())],
+    );
+    assert_fails(&out, 1, &["-1121", "Invalid symbol", "check --symbol"]);
+    let after: Vec<_> = snapshot(&data)
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with("NOPE1_1m.csv"))
+        .collect();
+    assert_eq!(after, before, "existing data changed");
+}
+
+#[test]
+fn path_traversing_symbol_is_a_usage_error() {
+    let dir = TempDir::new("bad-traversal");
+    for symbol in ["../x", "a/b", "..", "/etc/passwd", "BTC USDT"] {
+        for command in ["collect", "stream"] {
+            let out = run(
+                &[command, "--symbol", symbol],
+                &[("--data-dir", dir.path())],
+            );
+            assert_fails(&out, 2, &["invalid symbol", "such as BTCUSDT"]);
+        }
+    }
+    assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+}
+
+#[test]
+fn bad_interval_is_a_usage_error() {
+    let dir = TempDir::new("bad-interval");
+    for interval in ["7m", "1M", "", "../1m", "1m/x"] {
+        let out = run(
+            &["collect", "--interval", interval],
+            &[("--data-dir", dir.path())],
+        );
+        assert_fails(&out, 2, &["invalid interval", "use one of 1s, 1m"]);
+    }
+    assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+}
+
+#[test]
+fn torn_or_non_numeric_line_names_file_and_line() {
+    let lines = sample_lines();
+    type Spoil = fn(&str) -> String;
+    let cases: [(&str, Spoil, &[&str]); 3] = [
+        ("torn", |l| l[..30].to_string(), &["found 4"]),
+        ("text", |l| l.replacen(',', ",abc", 1), &["`open`", "abc"]),
+        ("semicolons", |l| l.replace(',', ";"), &["found 1"]),
+    ];
+    for (name, spoil, needles) in cases {
+        let dir = TempDir::new(&format!("bad-line-{name}"));
+        let data = dir.path().join("AVAXUSDT_1m.csv");
+        let mut rows = lines[..400].to_vec();
+        rows[200] = spoil(&rows[200]);
+        write_csv(&data, &rows);
+        let mut all = vec!["AVAXUSDT_1m.csv:202:", "fix or delete that line"];
+        all.extend_from_slice(needles);
+        train_refuses(&data, 1, &all);
+    }
+    // A torn last line (a kill during a write) is refused by train as well.
+    let dir = TempDir::new("bad-line-torn-tail");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    write_csv(&data, &lines[..400]);
+    let mut bytes = fs::read(&data).expect("read");
+    bytes.extend_from_slice(&lines[400].as_bytes()[..25]);
+    fs::write(&data, bytes).expect("write");
+    train_refuses(&data, 1, &["AVAXUSDT_1m.csv:402:", "incomplete"]);
+}
+
+#[test]
+fn nan_or_infinite_values_are_refused() {
+    let lines = sample_lines();
+    for (i, bad) in ["NaN", "inf", "-inf", "Infinity", "1e309", "1e3", "-1"]
+        .iter()
+        .enumerate()
+    {
+        let dir = TempDir::new(&format!("bad-nan-{i}"));
+        let data = dir.path().join("AVAXUSDT_1m.csv");
+        let mut rows = lines[..400].to_vec();
+        // The close column (the 5th field).
+        let mut fields: Vec<&str> = rows[300].split(',').collect();
+        fields[4] = bad;
+        rows[300] = fields.join(",");
+        write_csv(&data, &rows);
+        train_refuses(&data, 1, &["AVAXUSDT_1m.csv:302:", "`close`"]);
+    }
+}
+
+#[test]
+fn unsorted_data_is_refused() {
+    let lines = sample_lines();
+    let dir = TempDir::new("bad-unsorted");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    let mut rows = lines[..400].to_vec();
+    rows.swap(150, 151);
+    write_csv(&data, &rows);
+    train_refuses(
+        &data,
+        1,
+        &["AVAXUSDT_1m.csv:153:", "is not after the previous row"],
+    );
+    let dir = TempDir::new("bad-duplicate");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    let mut rows = lines[..400].to_vec();
+    rows[151] = rows[150].clone();
+    write_csv(&data, &rows);
+    train_refuses(&data, 1, &["AVAXUSDT_1m.csv:153:", "duplicate open_time"]);
+}
+
+#[test]
+fn empty_data_is_refused() {
+    let dir = TempDir::new("bad-empty");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    write_csv(&data, &[]);
+    train_refuses(
+        &data,
+        1,
+        &["has 0 klines", "at least 161", "klinecast collect"],
+    );
+    let dir = TempDir::new("bad-zero-bytes");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    fs::write(&data, b"").expect("write");
+    train_refuses(&data, 1, &["AVAXUSDT_1m.csv is empty", "klinecast collect"]);
+    let dir = TempDir::new("bad-missing");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    let models = saved_models(dir.path());
+    let before = snapshot(dir.path());
+    let out = run(
+        &["train"],
+        &[
+            ("--data", data.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert_fails(&out, 1, &["AVAXUSDT_1m.csv", "No such file"]);
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn too_few_rows_to_train_says_how_many_are_needed() {
+    let dir = TempDir::new("bad-few");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    write_csv(&data, &sample_lines()[..160]);
+    train_refuses(&data, 1, &["has 160 klines", "needs at least 161"]);
+}
+
+/// Model files that are truncated, foreign or of another format version are refused with the
+/// file's name and what to do; nothing is rewritten. (`stream` is the command that loads them;
+/// until it exists this row runs the loader it will call.)
+#[test]
+fn truncated_foreign_or_other_version_model_files_are_refused() {
+    let dir = TempDir::new("bad-models");
+    let models = dir.path().join("models");
+    let good = model_bytes();
+    let path = persist::trained_path(&models, ModelKind::Linear);
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let mut other_version = good.clone();
+    other_version[12..16].copy_from_slice(&7u32.to_le_bytes());
+    let mut flipped = good.clone();
+    let last = flipped.len() - 10;
+    flipped[last] ^= 1;
+    let reads_v7 = format!("format v7, this build reads v{TRAINED_VERSION}");
+    let reads_v7: &[&str] = &[&reads_v7];
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            &["is truncated"],
+        ),
+        ("empty", Vec::new(), &["is truncated"]),
+        (
+            "foreign",
+            b"open_time,open\n1,2\n".to_vec(),
+            &["not a klinecast model file"],
+        ),
+        ("other version", other_version, reads_v7),
+        ("corrupt", flipped, &["corrupt", "checksum"]),
+    ];
+    for (what, bytes, needles) in cases {
+        fs::write(&path, &bytes).expect("write model");
+        let err = persist::load_trained(&path).expect_err(what);
+        let text = err.to_string();
+        assert!(text.contains("linear.bin"), "{what}: {text}");
+        assert!(
+            text.contains("run `klinecast train` again"),
+            "{what}: {text}"
+        );
+        for needle in needles {
+            assert!(text.contains(needle), "{what}: {text}");
+        }
+        assert_eq!(klinecast::Error::from(err).exit_code(), 1);
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            bytes,
+            "{what}: file changed"
+        );
+    }
+    let err = persist::load_all_trained(&models).expect_err("a bad file among the models");
+    assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
+}
+
+/// The same files met by `stream`, the command that loads them: it must keep running under
+/// cron, so it names each bad file and what to do on stderr and in ensemble.log, goes on with
+/// the good models (exit code 0), and leaves the bad trained files as they are; a bad ensemble
+/// file is moved aside to `EnsembleModel.bin.bad` and a new ensemble starts.
+#[test]
+fn stream_names_bad_model_files_and_keeps_the_good_ones() {
+    let dir = TempDir::new("bad-models-stream");
+    let lines = sample_lines();
+    let data = dir.path().join("data");
+    let models = dir.path().join("models");
+    fs::create_dir_all(&data).expect("mkdir");
+    let store = data.join("AVAXUSDT_1m.csv");
+    write_csv(&store, &lines[..600]);
+    let out = run(
+        &["train"],
+        &[
+            ("--data", store.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    let path = |kind| persist::trained_path(&models, kind);
+    let good = fs::read(path(ModelKind::Linear)).expect("read");
+    let mut other_version = fs::read(path(ModelKind::Knn)).expect("read");
+    other_version[12..16].copy_from_slice(&7u32.to_le_bytes());
+    fs::write(path(ModelKind::Linear), &good[..good.len() / 2]).expect("write");
+    fs::write(path(ModelKind::Svr), b"open_time,open\n1,2\n").expect("write");
+    fs::write(path(ModelKind::Knn), &other_version).expect("write");
+    let ensemble = klinecast::live::ensembler::ensemble_path(&models);
+    fs::create_dir_all(ensemble.parent().expect("parent")).expect("mkdir");
+    fs::write(&ensemble, b"KLCAST\0\0ENSM").expect("write");
+    let bad_trained = snapshot(&models.join(persist::TRAINED_DIR));
+
+    let klines: Vec<Kline> = lines[..900]
+        .iter()
+        .map(|l| Kline::from_csv_line(l).expect("sample line"))
+        .collect();
+    let server = ReplayServer::start(ReplayConfig {
+        klines,
+        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+        interval: Interval::ONE_MINUTE,
+        start_row: 600,
+        speed: 600.0,
+        faults: Faults::default(),
+        port: 0,
+    })
+    .expect("replay server");
+    let log = dir.path().join("log");
+    let out = klinecast_command()
+        .args(["stream", "--symbol", "AVAXUSDT", "--max-runtime", "3s"])
+        .args([
+            "--rest-url",
+            &server.rest_url(),
+            "--ws-url",
+            &server.ws_url(),
+        ])
+        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--models-dir")
+        .arg(&models)
+        .arg("--log-dir")
+        .arg(&log)
+        .env("KLINECAST_BACKOFF_MS", "50")
+        .output()
+        .expect("run stream");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in [
+        "linear.bin is truncated",
+        "svr.bin is not a klinecast model file",
+        &format!("knn.bin is format v7, this build reads v{TRAINED_VERSION}"),
+        "run `klinecast train` again",
+        "cannot use the saved ensemble",
+        "EnsembleModel.bin.bad",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    let ens_log = fs::read_to_string(log.join("ensemble.log")).expect("ensemble.log");
+    assert!(
+        ens_log.contains("trained members: cart, forest"),
+        "{ens_log}"
+    );
+    assert_eq!(
+        snapshot(&models.join(persist::TRAINED_DIR)),
+        bad_trained,
+        "trained model files changed"
+    );
+    assert_eq!(
+        fs::read(ensemble.with_extension("bin.bad")).expect("moved aside"),
+        b"KLCAST\0\0ENSM"
+    );
+}
+
+/// A real (small) trained model file.
+fn model_bytes() -> Vec<u8> {
+    let dir = TempDir::new("bad-models-train");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    write_csv(&data, &sample_lines()[..400]);
+    let models = dir.path().join("models");
+    let out = run(
+        &["train"],
+        &[
+            ("--data", data.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    fs::read(persist::trained_path(&models, ModelKind::Linear)).expect("read linear.bin")
+}
+
+/// A disk that fills up while models are saved (simulated with a file-size limit: writes past
+/// 8 KiB fail with EFBIG, as they would with ENOSPC): `train` exits 1 naming the file, and every
+/// model file it did not manage to replace is byte-identical, with no temporary file left.
+#[test]
+fn full_disk_while_saving_keeps_the_old_models() {
+    let dir = TempDir::new("bad-full-disk");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    write_csv(&data, &sample_lines()[..400]);
+    let models = dir.path().join("models");
+    let first = run(
+        &["train", "--seed", "1"],
+        &[
+            ("--data", data.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert!(first.status.success(), "train: {}", stderr(&first));
+    let before = snapshot(&models);
+    assert_eq!(before.len(), 5);
+
+    let mut inner = klinecast_command();
+    inner
+        .args(["train", "--seed", "2", "--data"])
+        .arg(&data)
+        .arg("--models-dir")
+        .arg(&models);
+    // SIGXFSZ ignored (inherited through exec): the write fails with EFBIG instead.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 16 && exec \"$@\"")
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    let out = cmd.output().expect("run klinecast under a file-size limit");
+    assert_fails(
+        &out,
+        1,
+        &[
+            "saving model file",
+            "svr.bin",
+            "File too large",
+            "unchanged",
+        ],
+    );
+
+    let after = snapshot(&models);
+    let names = |s: &[(PathBuf, Vec<u8>)]| s.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&after), names(&before), "a temporary file was left");
+    for ((path, old), (_, new)) in before.iter().zip(&after) {
+        if path.ends_with("linear.bin") {
+            // Small enough to be replaced before the disk "filled up": the new model.
+            persist::load_trained(path).expect("the replaced linear model loads");
+        } else {
+            assert_eq!(old, new, "{} changed", path.display());
+        }
+    }
+    assert_eq!(
+        persist::load_all_trained(&models).expect("all load").len(),
+        5
+    );
+}
+
+/// The same at library level: when the temporary file cannot be written, `write_atomic` fails
+/// and the old file is intact.
+#[test]
+fn failed_atomic_write_keeps_the_old_file() {
+    let dir = TempDir::new("bad-write-atomic");
+    let path = dir.path().join("linear.bin");
+    fs::write(&path, b"old model").expect("write");
+    // The temporary file's name is taken by a directory.
+    let tmp = dir
+        .path()
+        .join(format!(".linear.bin.tmp.{}", std::process::id()));
+    fs::create_dir(&tmp).expect("mkdir");
+    let err = klinecast::fsutil::write_atomic(&path, b"new model").expect_err("cannot write");
+    assert!(!err.to_string().is_empty());
+    assert_eq!(fs::read(&path).expect("read"), b"old model");
+    // A models directory that is a file: the error names the model file.
+    let models = dir.path().join("models");
+    fs::write(&models, b"not a dir").expect("write");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    write_csv(&data, &sample_lines()[..400]);
+    let out = run(
+        &["train"],
+        &[
+            ("--data", data.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert_fails(&out, 1, &["linear.bin"]);
+    assert_eq!(fs::read(&models).expect("read"), b"not a dir");
+}
+
+/// Nothing listens on the port: retries, then a network error that says what to check, exit
+/// code 1. (Run through the real client with millisecond backoffs: the binary would wait out
+/// about 90 s of backoff first.)
+#[test]
+fn unreachable_host_is_a_clear_runtime_error() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let err = fast_client(&url)
+        .server_time()
+        .expect_err("nothing listens");
+    assert!(
+        matches!(err, BinanceError::Network { attempts: 3, .. }),
+        "{err:?}"
+    );
+    let err = klinecast::Error::from(err);
+    assert_eq!(err.exit_code(), 1);
+    let text = err.to_string();
+    for needle in [
+        "cannot reach the server after 3 attempts",
+        "check the network connection and the base URL",
+        &url,
+    ] {
+        assert!(text.contains(needle), "{text}");
+    }
+}
+
+/// An https URL whose server does not speak TLS (it answers plain HTTP): the handshake fails on
+/// every attempt and the message points at the clock (the usual cause on a Pi), exit code 1.
+#[test]
+fn tls_failure_is_a_clear_runtime_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(3) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 512];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let err = fast_client(&format!("https://127.0.0.1:{port}"))
+        .server_time()
+        .expect_err("no TLS there");
+    assert!(
+        matches!(err, BinanceError::Tls { attempts: 3, .. }),
+        "{err:?}"
+    );
+    let err = klinecast::Error::from(err);
+    assert_eq!(err.exit_code(), 1);
+    let text = err.to_string();
+    for needle in ["TLS handshake failed", "clock", "NTP"] {
+        assert!(text.contains(needle), "{text}");
+    }
+    server.join().expect("server thread");
+}
+
+/// Plain http:// and ws:// are refused for anything but loopback, before any connection.
+#[test]
+fn remote_plain_urls_are_refused() {
+    let dir = TempDir::new("bad-plain-url");
+    for url in [
+        "http://api.binance.com",
+        "http://10.0.0.1:8080",
+        "http://[2001:db8::1]:80",
+        "http://127.0.0.1.nip.io",
+    ] {
+        let out = run(
+            &["collect", "--rest-url", url],
+            &[("--data-dir", dir.path())],
+        );
+        assert_fails(&out, 2, &["only allowed to this machine"]);
+    }
+    assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+    for (url, secure, plain) in [
+        ("ws://stream.binance.com:9443", "wss", "ws"),
+        ("ws://192.168.1.2:9443", "wss", "ws"),
+        ("http://example.com", "https", "http"),
+    ] {
+        let err = tls::check_base_url(url, secure, plain).expect_err(url);
+        assert!(
+            err.to_string().contains("only allowed to this machine"),
+            "{err}"
+        );
+    }
+    for (url, secure, plain) in [
+        ("ws://127.0.0.1:9443", "wss", "ws"),
+        ("http://localhost:8080", "https", "http"),
+        ("http://[::1]:8080", "https", "http"),
+        ("wss://stream.binance.com:9443", "wss", "ws"),
+    ] {
+        tls::check_base_url(url, secure, plain).expect(url);
+    }
+}
+
+/// There is no switch that turns certificate verification off: no source file builds a
+/// verifier of its own or uses rustls' `dangerous` API, and the one client configuration
+/// trusts exactly the bundled webpki roots.
+#[test]
+fn no_switch_turns_tls_verification_off() {
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).expect("list src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    assert!(files.len() > 10);
+    for file in files {
+        let text = fs::read_to_string(&file).expect("read source");
+        for needle in [
+            "dangerous(",
+            "ServerCertVerifier",
+            "NoVerifier",
+            "danger_accept",
+            "disable_verification",
+            "with_custom_certificate_verifier",
+        ] {
+            assert!(
+                !text.contains(needle),
+                "{} contains {needle:?}",
+                file.display()
+            );
+        }
+    }
+    let config = tls::client_config();
+    assert!(config.enable_sni);
+    let usage = klinecast::cli::USAGE.to_ascii_lowercase();
+    for word in ["insecure", "no-verify", "verify"] {
+        assert!(!usage.contains(word), "usage mentions {word:?}");
+    }
+}
