@@ -66,7 +66,8 @@ impl fmt::Display for KlineError {
 
 impl std::error::Error for KlineError {}
 
-const FIELD_NAMES: [&str; 11] = [
+/// The CSV column names, in order (the store's fast loader reports errors with them too).
+pub const FIELD_NAMES: [&str; 11] = [
     "open_time",
     "open",
     "high",

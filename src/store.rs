@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
-use crate::kline::{Interval, Kline, KlineError, KlineValues, Series, Symbol, CSV_HEADER};
+use crate::kline::{
+    Interval, Kline, KlineError, KlineValues, Series, Symbol, CSV_HEADER, FIELD_NAMES as FIELDS,
+};
 
 /// What to tell the user about a broken file.
 const FIX_HINT: &str =
@@ -501,20 +503,6 @@ fn parse_rows(bytes: &[u8], mut on_row: impl FnMut(KlineValues)) -> Result<usize
     }
     Ok(rows)
 }
-
-const FIELDS: [&str; 11] = [
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "trades",
-    "taker_buy_base",
-    "taker_buy_quote",
-];
 
 /// One CSV line to values, with the same rules and the same first error as
 /// `Kline::from_csv_line` (trades, then fields in order, then `Kline::validate`).

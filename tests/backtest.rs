@@ -4,7 +4,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 /// A unique temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -39,7 +41,7 @@ fn write_slice(path: &Path, rows: usize) {
 }
 
 fn backtest(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_klinecast"))
+    common::klinecast_command()
         .arg("backtest")
         .args(args)
         .output()

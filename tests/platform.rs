@@ -92,3 +92,25 @@ fn temp_dirs_are_unique_empty_and_removed_on_drop() {
     drop(first);
     assert!(!path.exists());
 }
+
+#[test]
+fn every_process_test_starts_the_binary_through_tests_common() {
+    // Regression: tests/backtest.rs spawned the binary from its cargo path directly, which
+    // passes on x86 but cannot exec the aarch64 binary when the suite runs under qemu.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let needle = ["CARGO_BIN_EXE", "_klinecast"].concat();
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("listing tests/") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("reading a test file");
+            if text.contains(&needle) {
+                offenders.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "use common::klinecast_command() instead of {needle} in {offenders:?}"
+    );
+}
