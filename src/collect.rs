@@ -354,25 +354,7 @@ mod tests {
     }
 
     fn to_json(klines: &[Kline]) -> String {
-        let rows: Vec<String> = klines
-            .iter()
-            .map(|k| {
-                format!(
-                    r#"[{},"{}","{}","{}","{}","{}",{},"{}",{},"{}","{}","0"]"#,
-                    k.open_time,
-                    k.open,
-                    k.high,
-                    k.low,
-                    k.close,
-                    k.volume,
-                    k.close_time,
-                    k.quote_volume,
-                    k.trades,
-                    k.taker_buy_base,
-                    k.taker_buy_quote
-                )
-            })
-            .collect();
+        let rows: Vec<String> = klines.iter().map(crate::replay::market::rest_row).collect();
         format!("[{}]", rows.join(","))
     }
 
