@@ -612,20 +612,14 @@ mod tests {
 
     fn event(i: i64, is_final: bool) -> Result<WsRead, WsError> {
         let k = kline(i);
-        Ok(WsRead::Text(format!(
-            r#"{{"e":"kline","E":{},"s":"AVAXUSDT","k":{{"t":{},"T":{},"s":"AVAXUSDT","i":"1m","f":1,"L":2,"o":"{}","c":"{}","h":"{}","l":"{}","v":"{}","n":{},"x":{is_final},"q":"{}","V":"{}","Q":"{}","B":"0"}}}}"#,
+        let symbol = Symbol::parse("AVAXUSDT").expect("valid symbol");
+        Ok(WsRead::Text(crate::replay::market::kline_event(
+            &symbol,
+            Interval::ONE_MINUTE,
+            &k,
+            1,
             k.close_time + 1,
-            k.open_time,
-            k.close_time,
-            k.open,
-            k.close,
-            k.high,
-            k.low,
-            k.volume,
-            k.trades,
-            k.quote_volume,
-            k.taker_buy_base,
-            k.taker_buy_quote
+            is_final,
         )))
     }
 
