@@ -1,19 +1,22 @@
-//! `klinecast collect`: REST backfill into the kline store. [`fill`] is the reusable core (the
-//! streaming thread calls it to fill gaps): it resumes after the last stored kline, pages
-//! forward 1000 klines at a time from the last open time returned, stores only closed klines,
-//! counts the exchange's own gaps without inventing rows, and appends each page crash-safely,
-//! so a killed run followed by a rerun leaves the same bytes as one uninterrupted run.
-//! No maths here.
+//! `klinecast collect`: REST backfill into the kline store. It first checks the newest stored
+//! klines against REST and repairs a difference ([`backfill::check_tail`]), then resumes after
+//! the last stored kline with the backfill core that the stream's gap fill uses too
+//! ([`backfill::Pager`]: forward pages of 1000, only provably closed klines, the exchange's own
+//! gaps counted, never filled). Each page is appended crash-safely, so a killed run followed by
+//! a rerun leaves the same bytes as one uninterrupted run. No maths here.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::binance::rest::{RestClient, MAX_LIMIT};
+use crate::backfill::{self, EmptyStart, FillRange, Pager, Rest};
+use crate::binance::rest::RestClient;
 use crate::binance::BinanceError;
 use crate::cli::{CollectArgs, Start};
 use crate::error::Error;
 use crate::kline::{Interval, Symbol};
 use crate::store::{self, KlineStore};
+
+pub use crate::backfill::{FillReport, Gap};
 use crate::time::{format_ms, DAY_MS};
 
 /// Where a fill stands, handed to the progress callback after every page.
@@ -48,53 +51,12 @@ impl Progress {
     }
 }
 
-/// A hole in the exchange's data: no kline between two consecutive open times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    /// Open time of the last kline before the hole.
-    pub after_ms: i64,
-    /// Klines missing.
-    pub missing: i64,
-}
-
-/// What a fill did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FillReport {
-    pub rows_added: usize,
-    /// Requests for klines made.
-    pub pages: usize,
-    /// Number of holes met (between stored rows and the new ones, or among the new ones).
-    pub gaps: usize,
-    /// Klines missing in all those holes.
-    pub missing_klines: i64,
-    pub biggest_gap: Option<Gap>,
-    /// Open time of the newest stored kline after the fill.
-    pub last_open_time: Option<i64>,
-    /// The server's time when the fill finished.
-    pub server_time: i64,
-}
-
-impl FillReport {
-    fn note_gap(&mut self, prev: i64, next: i64, interval_ms: i64) {
-        let missing = (next - prev) / interval_ms - 1;
-        if missing <= 0 {
-            return;
-        }
-        self.gaps += 1;
-        self.missing_klines += missing;
-        if self.biggest_gap.is_none_or(|g| missing > g.missing) {
-            self.biggest_gap = Some(Gap {
-                after_ms: prev,
-                missing,
-            });
-        }
-    }
-}
-
 /// Backfills `store` with closed klines: from after its last row, or from `start_ms` (floored
-/// to the interval) when it is empty, up to `end_ms` (exclusive) or the server's present.
-pub fn fill(
-    client: &mut RestClient,
+/// to the interval) when it is empty, up to `end_ms` (exclusive) or the server's present. The
+/// paging and the proof that each kline is closed are [`backfill::Pager`]'s; this adds the
+/// appends and the progress callback.
+pub fn fill<R: Rest + ?Sized>(
+    client: &mut R,
     store: &mut KlineStore,
     symbol: &Symbol,
     interval: Interval,
@@ -102,71 +64,45 @@ pub fn fill(
     end_ms: Option<i64>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<FillReport, Error> {
-    let step = interval.ms();
     let started = Instant::now();
-    let mut server_now = client.server_time()?;
-    let mut report = FillReport {
-        last_open_time: store.last_open_time(),
-        server_time: server_now,
-        ..FillReport::default()
+    let range = FillRange {
+        symbol: symbol.clone(),
+        interval,
+        after: store.last_open_time(),
+        empty_start: EmptyStart::At(start_ms),
+        before: end_ms,
     };
-    let from = match store.last_open_time() {
-        Some(last) => last + step,
-        None => start_ms.max(0) - start_ms.max(0) % step,
-    };
-    let mut cursor = from;
-    let mut prev = store.last_open_time();
-    let target = |now: i64| end_ms.map_or(now, |e| e.min(now));
-    loop {
-        if cursor >= target(server_now) {
-            break;
-        }
-        let end_time = end_ms.map(|e| e - 1);
-        let page = client.klines(symbol, interval, cursor, end_time, MAX_LIMIT)?;
-        report.pages += 1;
-        let Some(last_returned) = page.last().map(|k| k.open_time) else {
-            break;
-        };
-        // The newest row is usually the still-open candle: ask the server's time again if the
-        // page reaches it, since a long backfill lets several more candles close meanwhile.
-        if last_returned + step > server_now {
-            server_now = client.server_time()?;
-            report.server_time = server_now;
-        }
-        // Only closed klines, and never one already stored (a retried page, or a start inside a
-        // candle, may repeat the last one).
-        let closed: Vec<_> = page
-            .iter()
-            .filter(|k| k.close_time < server_now && prev.is_none_or(|p| k.open_time > p))
-            .cloned()
-            .collect();
-        for k in &closed {
-            if let Some(p) = prev {
-                report.note_gap(p, k.open_time, step);
-            }
-            prev = Some(k.open_time);
-        }
-        report.rows_added += store.append(&closed)?;
-        report.last_open_time = store.last_open_time();
-        let reached_open = page.iter().any(|k| k.close_time >= server_now);
-        let caught_up = reached_open || page.len() < usize::from(MAX_LIMIT);
-        cursor = last_returned + step;
+    let mut pager = Pager::start(client, range)?;
+    let mut rows_added = 0;
+    while let Some(page) = pager.next_page(client)? {
+        rows_added += store.append(&page.klines)?;
         progress(&Progress {
-            from_ms: from,
-            to_ms: target(server_now).max(from),
-            cursor_ms: if caught_up {
-                target(server_now).max(from)
-            } else {
-                cursor
-            },
-            rows_added: report.rows_added,
+            from_ms: page.from_ms,
+            to_ms: page.to_ms,
+            cursor_ms: page.cursor_ms,
+            rows_added,
             elapsed: started.elapsed(),
         });
-        if caught_up {
-            break;
-        }
     }
-    Ok(report)
+    Ok(pager.report().clone())
+}
+
+/// Checks the newest stored klines against REST and repairs a difference (see
+/// [`backfill::check_tail`]), saying what it did on stderr.
+fn check_store<R: Rest + ?Sized>(
+    client: &mut R,
+    store: &mut KlineStore,
+    symbol: &Symbol,
+    interval: Interval,
+) -> Result<(), Error> {
+    let check = backfill::check_tail(client, store, symbol, interval).map_err(|e| match e {
+        backfill::CheckError::Rest(e) => Error::Binance(e),
+        backfill::CheckError::Store(e) => Error::Store(e),
+    })?;
+    for line in check.messages(store.path()) {
+        eprintln!("klinecast: {line}");
+    }
+    Ok(())
 }
 
 /// Runs `klinecast collect`.
@@ -182,11 +118,11 @@ pub fn run(args: &CollectArgs) -> Result<(), Error> {
     if let Some(msg) = opened.repair_message(&path) {
         eprintln!("klinecast: {msg}");
     }
+    check_store(&mut client, &mut store, &args.symbol, args.interval)?;
     let start_ms = match args.start {
         Start::Date(ms) => ms,
         Start::Days(days) => client.server_time()? - i64::from(days) * DAY_MS,
     };
-    let rows_before = store.len();
     let label = format!("{} {}", args.symbol, args.interval);
     let mut printer = ProgressPrinter::new(&label);
     let started = Instant::now();
@@ -205,7 +141,6 @@ pub fn run(args: &CollectArgs) -> Result<(), Error> {
         summary(
             &label,
             &path,
-            rows_before,
             &store,
             &report,
             started.elapsed(),
@@ -218,7 +153,6 @@ pub fn run(args: &CollectArgs) -> Result<(), Error> {
 fn summary(
     label: &str,
     path: &std::path::Path,
-    rows_before: usize,
     store: &KlineStore,
     report: &FillReport,
     elapsed: Duration,
@@ -226,11 +160,11 @@ fn summary(
 ) -> String {
     let mut text = format!(
         "{label}: added {} rows in {:.1} s ({} pages); {} now holds {} rows",
-        report.rows_added,
+        report.rows,
         elapsed.as_secs_f64(),
         report.pages,
         path.display(),
-        rows_before + report.rows_added
+        store.len()
     );
     if let Some(last) = store.last_open_time() {
         text.push_str(&format!(" up to {} UTC", format_ms(last)));
@@ -445,7 +379,7 @@ mod tests {
             .collect();
         assert_eq!(expected.len(), 2500 - 25 - 3);
         assert_eq!(store::load_klines(&path).expect("load"), expected);
-        assert_eq!(report.rows_added, expected.len());
+        assert_eq!(report.rows, expected.len());
         assert_eq!((report.gaps, report.missing_klines), (2, 28));
         assert_eq!(
             report.biggest_gap,
@@ -455,7 +389,13 @@ mod tests {
             })
         );
         assert_eq!(report.pages, 3);
-        assert_eq!(report.last_open_time, Some(all[2499].open_time));
+        assert_eq!(
+            store::load_klines(&path)
+                .expect("load")
+                .last()
+                .map(|k| k.open_time),
+            Some(all[2499].open_time)
+        );
         // Cursors advanced from the last open time returned, not by a fixed step.
         let log = server.request_log();
         let starts: Vec<i64> = log.iter().filter_map(|t| query(t, "startTime")).collect();
@@ -479,7 +419,7 @@ mod tests {
     fn interrupted_runs_resume_to_identical_bytes() {
         let dir = TempDir::new("resume");
         let (all, served) = data();
-        let now = Arc::new(Mutex::new(all[2000].open_time + 1_000));
+        let now = Arc::new(Mutex::new(all[2000].open_time + 5_000));
         let server = kline_server(served, now.clone());
         let start = all[0].open_time;
         let whole = dir.0.join("whole.csv");
@@ -487,7 +427,7 @@ mod tests {
         // Stopped early by an end date, then killed mid-append (a torn line), then rerun.
         let parts = dir.0.join("parts.csv");
         let (first, _) = run_fill(&server.url, &parts, start, Some(all[700].open_time));
-        assert_eq!(first.rows_added, 700);
+        assert_eq!(first.rows, 700);
         {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -497,18 +437,18 @@ mod tests {
             f.write_all(b"1782906060000,6.6,6.7").expect("tear");
         }
         let (second, _) = run_fill(&server.url, &parts, start, None);
-        assert_eq!(first.rows_added + second.rows_added, 2000 - 25);
+        assert_eq!(first.rows + second.rows, 2000 - 25);
         assert_eq!(
             std::fs::read(&parts).expect("parts"),
             std::fs::read(&whole).expect("whole")
         );
         // Nothing new: a rerun adds nothing and changes nothing.
         let (third, _) = run_fill(&server.url, &parts, start, None);
-        assert_eq!((third.rows_added, third.pages), (0, 1));
+        assert_eq!((third.rows, third.pages), (0, 1));
         // Time moves on: the rest arrives, still identical to one uninterrupted run.
         *now.lock().expect("lock") = all[2300].open_time + 59_000;
         let (fourth, _) = run_fill(&server.url, &parts, start, None);
-        assert_eq!(fourth.rows_added, 300 - 3);
+        assert_eq!(fourth.rows, 300 - 3);
         assert_eq!((fourth.gaps, fourth.missing_klines), (1, 3));
         let (_, _) = run_fill(&server.url, &whole, start, None);
         assert_eq!(

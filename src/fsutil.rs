@@ -2,7 +2,7 @@
 //! through [`write_atomic`] (temp file in the same directory, fsync, rename, fsync directory).
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` so that a kill at any instant leaves either the old file or the new
@@ -26,6 +26,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// The last `lines` whole lines of the first `len` bytes of `file` (a file that ends with a
+/// newline), read from the end in growing chunks so that a file of years of rows is not read
+/// whole. Returns the byte offset where the returned text starts and the text; the text starts
+/// at the file's start when the file has no more than `lines` lines (a header included).
+pub fn read_last_lines(file: &File, len: u64, lines: usize) -> io::Result<(u64, Vec<u8>)> {
+    let mut reader = file;
+    let mut chunk: u64 = (lines as u64 + 2).saturating_mul(128);
+    loop {
+        let start = len.saturating_sub(chunk);
+        reader.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::with_capacity((len - start) as usize);
+        reader.take(len - start).read_to_end(&mut buf)?;
+        if start == 0 {
+            let newlines = buf.iter().filter(|&&b| b == b'\n').count();
+            if newlines <= lines {
+                return Ok((0, buf));
+            }
+        }
+        // Keep whole lines only: the text after the (lines + 1)-th newline from the end.
+        let mut seen = 0;
+        let cut = buf.iter().enumerate().rev().find_map(|(i, &b)| {
+            if b == b'\n' {
+                seen += 1;
+                (seen == lines + 1).then_some(i + 1)
+            } else {
+                None
+            }
+        });
+        match cut {
+            Some(i) => return Ok((start + i as u64, buf[i..].to_vec())),
+            None if start == 0 => return Ok((0, buf)),
+            None => chunk = chunk.saturating_mul(2),
+        }
+    }
+}
+
 /// Fsyncs a directory so that a rename or a new file inside it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -42,6 +78,39 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_lines_from_the_end_with_their_offset() {
+        let dir = std::env::temp_dir().join(format!("klinecast-lastlines-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("lines.txt");
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        fs::write(&path, &text).expect("write");
+        let file = File::open(&path).expect("open");
+        let len = text.len() as u64;
+        let (at, got) = read_last_lines(&file, len, 3).expect("tail");
+        assert_eq!(got, b"line 997\nline 998\nline 999\n");
+        assert_eq!(&text.as_bytes()[at as usize..], &got[..]);
+        // More lines than the file has: the whole file from offset 0.
+        assert_eq!(
+            read_last_lines(&file, len, 5000).expect("all"),
+            (0, text.clone().into_bytes())
+        );
+        // Exactly as many lines as the file has.
+        assert_eq!(read_last_lines(&file, len, 1000).expect("exact").0, 0);
+        // Only the first `len` bytes count.
+        let first_two = "line 0\nline 1\n".len() as u64;
+        assert_eq!(
+            read_last_lines(&file, first_two, 1).expect("prefix"),
+            (7, b"line 1\n".to_vec())
+        );
+        assert_eq!(
+            read_last_lines(&file, len, 0).expect("none"),
+            (len, Vec::new())
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temp() {

@@ -158,6 +158,29 @@ impl Kline {
         Ok(kline)
     }
 
+    /// True when both klines have the same open and close times, trade count and decimal
+    /// values (compared as numbers, so `"1.50"` equals `"1.5"`): the REST and WebSocket APIs may
+    /// format the same closed kline differently, but a closed kline never changes its values.
+    pub fn same_values(&self, other: &Kline) -> bool {
+        let a = self.values();
+        let b = other.values();
+        self.open_time == other.open_time
+            && self.close_time == other.close_time
+            && self.trades == other.trades
+            && [
+                (a.open, b.open),
+                (a.high, b.high),
+                (a.low, b.low),
+                (a.close, b.close),
+                (a.volume, b.volume),
+                (a.quote_volume, b.quote_volume),
+                (a.taker_buy_base, b.taker_buy_base),
+                (a.taker_buy_quote, b.taker_buy_quote),
+            ]
+            .iter()
+            .all(|(x, y)| x == y)
+    }
+
     /// The CSV data line for this kline, without a trailing newline.
     pub fn to_csv_line(&self) -> String {
         format!(

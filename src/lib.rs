@@ -2,6 +2,7 @@
 //! See README.md, section "Architecture", for the module map and its invariants.
 #![forbid(unsafe_code)]
 
+pub mod backfill;
 pub mod backtest;
 pub mod binance;
 pub mod cli;

@@ -274,6 +274,94 @@ impl KlineStore {
         Ok(klines.len())
     }
 
+    /// The newest `n` stored rows (fewer when the store is shorter), ascending, each with the
+    /// byte offset where its line starts. Reads only the end of the file.
+    fn tail_rows(&self, n: usize) -> Result<Vec<(u64, Kline)>, StoreError> {
+        let (start, bytes) =
+            fsutil::read_last_lines(&self.file, self.len_bytes, n).map_err(|source| {
+                StoreError::Io {
+                    path: self.path.clone(),
+                    action: "reading the tail of",
+                    source,
+                }
+            })?;
+        let mut rows = Vec::with_capacity(n);
+        let mut offset = start;
+        for raw in bytes.split_inclusive(|&b| b == b'\n') {
+            let at = offset;
+            offset += raw.len() as u64;
+            if at == 0 {
+                continue; // the header
+            }
+            let text = std::str::from_utf8(raw)
+                .unwrap_or("")
+                .trim_end_matches('\n');
+            let k = Kline::from_csv_line(text).map_err(|e| StoreError::Line {
+                path: self.path.clone(),
+                line: 0,
+                msg: format!("a row near the end ({text:?}) does not parse: {e}"),
+            })?;
+            rows.push((at, k));
+        }
+        Ok(rows)
+    }
+
+    /// The newest `n` stored klines (fewer when the store is shorter), ascending. Reads only the
+    /// end of the file.
+    pub fn tail(&self, n: usize) -> Result<Vec<Kline>, StoreError> {
+        Ok(self.tail_rows(n)?.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// Replaces every stored row with an open time at or after `from_open_time` (looked for
+    /// among the newest `within` rows) by `klines`, which must all be newer than the row kept
+    /// before them. Returns the rows removed. Crash-safe as an append-only log: the file is cut
+    /// at a line boundary and fsynced, then the new rows are appended and fsynced, so a kill in
+    /// between leaves a valid, shorter store whose missing rows the next fill fetches again.
+    pub fn replace_tail(
+        &mut self,
+        from_open_time: i64,
+        within: usize,
+        klines: &[Kline],
+    ) -> Result<Vec<Kline>, StoreError> {
+        let rows = self.tail_rows(within)?;
+        let Some(first) = rows.iter().position(|(_, k)| k.open_time >= from_open_time) else {
+            self.append(klines)?;
+            return Ok(Vec::new());
+        };
+        if first == 0 && rows.len() == within && self.rows > within {
+            // The row before the cut is not among those read: read one more to learn it.
+            return self.replace_tail(from_open_time, within + 1, klines);
+        }
+        let cut = rows[first].0;
+        let kept_last = first.checked_sub(1).map(|i| rows[i].1.open_time);
+        if let (Some(l), Some(k)) = (kept_last, klines.first()) {
+            if k.open_time <= l {
+                return Err(StoreError::OutOfOrder {
+                    path: self.path.clone(),
+                    open_time: k.open_time,
+                    last: l,
+                });
+            }
+        }
+        let cut_io = |source| StoreError::Io {
+            path: self.path.clone(),
+            action: "cutting the tail of",
+            source,
+        };
+        self.file.set_len(cut).map_err(cut_io)?;
+        self.file.sync_all().map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            action: "cutting the tail of",
+            source,
+        })?;
+        let removed: Vec<Kline> = rows[first..].iter().map(|(_, k)| k.clone()).collect();
+        self.len_bytes = cut;
+        self.rows -= removed.len();
+        self.last_open_time = kept_last;
+        self.append(klines)?;
+        Ok(removed)
+    }
+
     /// The open time of the newest stored row.
     pub fn last_open_time(&self) -> Option<i64> {
         self.last_open_time
@@ -696,6 +784,67 @@ mod tests {
             load_klines(&path).expect("load"),
             vec![kline(L1), kline(L2)]
         );
+    }
+
+    /// Backs the README's "a partial candle stored by an older version is repaired at start":
+    /// the store's tail is read from the end and replaced at a line boundary.
+    #[test]
+    fn tail_and_replace_tail() {
+        let dir = TempDir::new("replace");
+        let all = load_klines(Path::new(SAMPLE)).expect("sample");
+        let rows = &all[..3000];
+        let mut text = format!("{CSV_HEADER}\n");
+        for k in rows {
+            text.push_str(&k.to_csv_line());
+            text.push('\n');
+        }
+        let path = dir.file("AVAXUSDT_1m.csv", &text);
+        let (mut store, _) = KlineStore::open(&path).expect("open");
+        assert_eq!(store.tail(3).expect("tail"), rows[2997..].to_vec());
+        assert_eq!(store.tail(5000).expect("all"), rows.to_vec());
+        // Plant a partial candle as the last row, then replace it and the row before.
+        let mut partial = rows[2999].clone();
+        partial.high = partial.open.clone();
+        partial.low = partial.open.clone();
+        partial.close = partial.open.clone();
+        let removed = store
+            .replace_tail(
+                rows[2998].open_time,
+                10,
+                &[rows[2998].clone(), partial.clone()],
+            )
+            .expect("replace");
+        assert_eq!(removed, rows[2998..].to_vec());
+        assert_eq!(store.tail(1).expect("tail"), vec![partial.clone()]);
+        assert_eq!(store.len(), 3000);
+        let removed = store
+            .replace_tail(partial.open_time, 1, &rows[2999..])
+            .expect("repair");
+        assert_eq!(removed, vec![partial]);
+        drop(store);
+        assert_eq!(fs::read_to_string(&path).expect("read"), text);
+        // The cut may lie before the rows looked at first: the row before it is still found.
+        let (mut store, _) = KlineStore::open(&path).expect("reopen");
+        let removed = store
+            .replace_tail(rows[2990].open_time, 10, &rows[2990..2995])
+            .expect("cut");
+        assert_eq!(removed, rows[2990..].to_vec());
+        assert_eq!(
+            (store.len(), store.last_open_time()),
+            (2995, Some(rows[2994].open_time))
+        );
+        // A replacement older than the kept rows is refused and changes nothing.
+        let err = store
+            .replace_tail(rows[2994].open_time, 10, &rows[2990..2991])
+            .expect_err("out of order");
+        assert!(matches!(err, StoreError::OutOfOrder { .. }), "{err:?}");
+        assert_eq!(store.len(), 2995);
+        // Replacing everything leaves the header and the new rows.
+        store
+            .replace_tail(rows[0].open_time, 5000, &rows[..2])
+            .expect("all");
+        drop(store);
+        assert_eq!(load_klines(&path).expect("load"), rows[..2].to_vec());
     }
 
     #[test]

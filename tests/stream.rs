@@ -311,6 +311,57 @@ fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
     assert!(stderr.contains("no trained models"), "{stderr}");
 }
 
+/// README: "`collect` and `stream` check the newest stored klines against REST when they start
+/// and repair a difference, logging both versions". A store whose last row is a partial candle
+/// (as versions before the fix could leave) is repaired before the ensembler reads its history,
+/// and the stream then continues to exactly the source rows.
+#[test]
+fn a_planted_partial_row_is_repaired_before_streaming() {
+    let tmp = TempDir::new("stream-repair");
+    let dirs = Dirs::new(tmp.path());
+    let (history, total) = (400, 420);
+    let src = source(total);
+    let good = src[history - 1].clone();
+    let planted = Kline {
+        high: good.open.clone(),
+        low: good.open.clone(),
+        close: good.open.clone(),
+        volume: "0".into(),
+        quote_volume: "0".into(),
+        trades: 0,
+        taker_buy_base: "0".into(),
+        taker_buy_quote: "0".into(),
+        ..good.clone()
+    };
+    let mut seeded = src[..history - 1].to_vec();
+    seeded.push(planted.clone());
+    let store_path = seed_store(&dirs.data, &seeded);
+    let srv = server(src.clone(), history, 600.0, "ping-ms=300");
+    let out = wait_output(
+        stream_cmd(
+            &dirs,
+            &srv,
+            &[],
+            &[("KLINECAST_MAX_KLINES", format!("{}", total - history))],
+        )
+        .spawn()
+        .expect("spawn stream"),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        fs::read_to_string(&store_path).expect("read the store"),
+        csv_text(&src)
+    );
+    let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
+    assert!(
+        stream_log.contains(&format!("stored:  {}", planted.to_csv_line()))
+            && stream_log.contains(&format!("binance: {}", good.to_csv_line())),
+        "{stream_log}"
+    );
+}
+
 #[test]
 fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
     let tmp = TempDir::new("stream-lock");

@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::backfill;
 use crate::binance::rest::RestClient;
 use crate::binance::ws::{self, KlineSocket, WsConfig, WsError, WsRead};
 use crate::binance::{tls, BinanceError};
@@ -272,9 +273,34 @@ pub fn run_stream(
         .mirror_stderr(config.stderr);
     stream_log.info(&format!("klinecast stream {whoami}"));
     let store_path = store::kline_path(&config.data_dir, &config.symbol, config.interval);
-    let (store, report) = KlineStore::open(&store_path)?;
+    let (mut store, report) = KlineStore::open(&store_path)?;
     if let Some(msg) = report.repair_message(&store_path) {
         stream_log.warn(&msg);
+    }
+    let (note_tx, note_rx) = mpsc::channel::<String>();
+    let client = RestClient::new(&config.rest_url)?.with_notifier(move |msg| {
+        let _ = note_tx.send(msg.to_string());
+    });
+    let mut rest = LiveRest {
+        client,
+        notes: note_rx,
+    };
+    // Before the ensembler reads its history: the newest stored klines must be Binance's.
+    let check = backfill::check_tail(&mut rest, &mut store, &config.symbol, config.interval);
+    for note in rest.notes() {
+        stream_log.info(&format!("rest: {note}"));
+    }
+    match check {
+        Ok(check) => {
+            for line in check.messages(&store_path) {
+                stream_log.warn(&line);
+            }
+        }
+        Err(backfill::CheckError::Store(e)) => return Err(e.into()),
+        Err(backfill::CheckError::Rest(e)) => stream_log.warn(&format!(
+            "could not check the newest stored klines against rest ({e}); continuing, the \
+             check runs again at the next start"
+        )),
     }
 
     let (event_tx, event_rx) = mpsc::channel::<LiveEvent>();
@@ -303,14 +329,6 @@ pub fn run_stream(
         event_tx,
     )?;
 
-    let (note_tx, note_rx) = mpsc::channel::<String>();
-    let client = RestClient::new(&config.rest_url)?.with_notifier(move |msg| {
-        let _ = note_tx.send(msg.to_string());
-    });
-    let rest = LiveRest {
-        client,
-        notes: note_rx,
-    };
     let connector = LiveConnector {
         url: ws_url,
         config: config.ws,

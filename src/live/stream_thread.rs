@@ -11,6 +11,7 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::backfill::{EmptyStart, FillRange, Pager};
 use crate::binance::wire::{self, WsEvent};
 use crate::binance::ws::{WsError, WsRead};
 use crate::binance::BinanceError;
@@ -20,8 +21,7 @@ use crate::log::{stamp, wall_clock_ms, Logger};
 use crate::rng::Rng;
 use crate::store::KlineStore;
 
-/// Largest page asked of the REST klines endpoint.
-pub const PAGE_LIMIT: usize = 1000;
+pub use crate::backfill::Rest;
 
 /// The message from the streaming thread to the ensembling thread: one closed kline, already
 /// stored, strictly newer than every kline sent before.
@@ -30,23 +30,6 @@ pub struct ClosedKline {
     pub kline: Kline,
     /// True when it came from a REST gap fill, false when from the socket.
     pub from_rest: bool,
-}
-
-/// The REST calls the stream thread needs (the real client, or a fake in tests).
-pub trait Rest {
-    fn server_time(&mut self) -> Result<i64, BinanceError>;
-    fn klines(
-        &mut self,
-        symbol: &Symbol,
-        interval: Interval,
-        start_ms: i64,
-        end_ms: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Kline>, BinanceError>;
-    /// Notices the client collected (retries, waits), to be logged.
-    fn notes(&mut self) -> Vec<String> {
-        Vec::new()
-    }
 }
 
 /// One open connection delivering frames.
@@ -476,51 +459,43 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         Ok(self.limit_reached().map(ConnEnd::Stop))
     }
 
-    /// REST gap fill: every closed kline after the last stored one, before `before` (an open
-    /// time) or up to the server's now. A REST failure ends the connection (reconnect later).
+    /// REST gap fill with the shared backfill core ([`Pager`]): every provably closed kline
+    /// after the last stored one, before `before` (an open time) or up to the server's now,
+    /// appended and handed on page by page. A REST failure ends the connection (reconnect later).
     fn fill(&mut self, before: Option<i64>) -> Result<Option<ConnEnd>, Error> {
-        let iv = self.interval.ms();
-        let now = self.rest.server_time();
+        let range = FillRange {
+            symbol: self.symbol.clone(),
+            interval: self.interval,
+            after: self.store.last_open_time(),
+            empty_start: EmptyStart::RowsBeforeNow(self.initial_rows),
+            before,
+        };
+        let started = Pager::start(&mut self.rest, range);
         self.log_rest_notes();
-        let now = match now {
-            Ok(t) => t,
+        let mut pager = match started {
+            Ok(p) => p,
             Err(e) => return Ok(Some(self.rest_failed(&e))),
         };
         let mut fetched = 0usize;
         loop {
-            let start = match self.store.last_open_time() {
-                Some(l) => l + iv,
-                None => (now.div_euclid(iv) - self.initial_rows as i64) * iv,
-            };
-            // Only klines closed by the server's now (and before `before`).
-            let end = before.map_or(now - 1, |b| (b - 1).min(now - 1));
-            if start > end {
-                break;
-            }
-            let page = self
-                .rest
-                .klines(&self.symbol, self.interval, start, Some(end), PAGE_LIMIT);
+            let page = pager.next_page(&mut self.rest);
             self.log_rest_notes();
             let page = match page {
-                Ok(p) => p,
-                Err(e) => return Ok(Some(self.rest_failed(&e))),
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    self.log_fill(fetched);
+                    return Ok(Some(self.rest_failed(&e)));
+                }
             };
-            let full = page.len() >= PAGE_LIMIT;
-            let closed: Vec<Kline> = page
-                .into_iter()
-                .filter(|k| k.open_time >= start && k.open_time <= end && k.close_time < now)
-                .collect();
-            if closed.is_empty() {
-                break;
+            if page.klines.is_empty() {
+                continue;
             }
-            fetched += closed.len();
-            self.stats.klines_rest += closed.len() as u64;
-            if let Some(end) = self.deliver(closed, true)? {
+            fetched += page.klines.len();
+            self.stats.klines_rest += page.klines.len() as u64;
+            if let Some(end) = self.deliver(page.klines, true)? {
                 self.log_fill(fetched);
                 return Ok(Some(end));
-            }
-            if !full {
-                break;
             }
         }
         self.log_fill(fetched);
@@ -706,10 +681,13 @@ mod tests {
         store
             .append(&(0..5).map(kline).collect::<Vec<_>>())
             .expect("seed");
-        let closed = |i: i64| kline(i).close_time + 1;
+        // The server's time once kline i is provably closed (past the settle margin).
+        let closed = |i: i64| kline(i).close_time + 1 + crate::backfill::SETTLE_MS;
         let rest = FakeRest {
-            // connect 1 fill, skip-ahead fill, partial-triggered fill, connect 2, connect 3.
-            now: vec![closed(6), closed(9), closed(12), closed(12)].into(),
+            // Two time requests per fill (the start, then a fresh proof before the page that
+            // reaches the present): connect 1 fill, skip-ahead fill, partial-triggered fill,
+            // then connect 2 and connect 3 (the last value repeats).
+            now: vec![closed(6), closed(6), closed(9), closed(9), closed(12)].into(),
             calls: Vec::new(),
         };
         let connect = FakeConnect(

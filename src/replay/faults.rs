@@ -18,8 +18,11 @@ pub struct Faults {
     /// `torn-every=N`: every Nth klines request gets the headers and half the body, then the
     /// socket is closed.
     pub torn_every: Option<u64>,
-    /// `slow-ms=MS`: every klines answer is delayed by MS real milliseconds.
+    /// `slow-ms=MS`: every klines answer is delayed by MS real milliseconds after its page was
+    /// taken (a slow link: the page is as of the request, it arrives later).
     pub slow_ms: Option<u64>,
+    /// `time-429-every=N`: every Nth `/api/v3/time` request answers 429 with `Retry-After`.
+    pub time_every_429: Option<u64>,
     /// `weight-limit=W`: the per-minute request weight limit (default 6000).
     pub weight_limit: Option<u64>,
     /// `drop-every=N`: a WebSocket connection is dropped (TCP shutdown, no close frame) after
@@ -50,7 +53,8 @@ pub const DEFAULT_WEIGHT_LIMIT: u64 = 6000;
 pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 60_000;
 
 /// Every key `Faults::parse` accepts, for the error message.
-const KEYS: &str = "429-every=N, retry-after=S, 418=S, 500-every=N, torn-every=N, slow-ms=MS, \
+const KEYS: &str =
+    "429-every=N, time-429-every=N, retry-after=S, 418=S, 500-every=N, torn-every=N, slow-ms=MS, \
 weight-limit=W, drop-every=N, dup-finals, garbage-every=N, stall-ms=MS, shutdown-after=N, \
 ping-ms=MS, pong-timeout-ms=MS";
 
@@ -90,6 +94,7 @@ impl Faults {
             };
             match key {
                 "429-every" => faults.every_429 = Some(number(1)?),
+                "time-429-every" => faults.time_every_429 = Some(number(1)?),
                 "retry-after" => faults.retry_after_s = Some(number(0)?),
                 "418" => faults.ban_418_s = Some(number(0)?),
                 "500-every" => faults.every_500 = Some(number(1)?),
@@ -153,7 +158,7 @@ mod tests {
     fn every_key_parses() {
         let f = Faults::parse(
             "429-every=3, retry-after=2,418=120,500-every=4,torn-every=5,slow-ms=10,\
-             weight-limit=50,drop-every=6,dup-finals,garbage-every=7,stall-ms=800,\
+             time-429-every=11,weight-limit=50,drop-every=6,dup-finals,garbage-every=7,stall-ms=800,\
              shutdown-after=9,ping-ms=300,pong-timeout-ms=900",
         )
         .expect("valid spec");
@@ -166,6 +171,7 @@ mod tests {
                 every_500: Some(4),
                 torn_every: Some(5),
                 slow_ms: Some(10),
+                time_every_429: Some(11),
                 weight_limit: Some(50),
                 drop_every: Some(6),
                 dup_finals: true,

@@ -276,10 +276,7 @@ fn answer(shared: &Shared, head: &Head) -> Reply {
     } else {
         match path {
             "/api/v3/ping" => Reply::json(200, "{}".to_string()),
-            "/api/v3/time" => Reply::json(
-                200,
-                format!("{{\"serverTime\":{}}}", shared.clock.now_ms()),
-            ),
+            "/api/v3/time" => server_time(shared),
             "/api/v3/exchangeInfo" => exchange_info(shared),
             "/api/v3/klines" => klines(shared, query),
             _ => Reply::error(&ApiError::new(
@@ -291,6 +288,21 @@ fn answer(shared: &Shared, head: &Head) -> Reply {
     };
     reply.weight = Some(used);
     reply
+}
+
+fn server_time(shared: &Shared) -> Reply {
+    let (count, faults) = {
+        let mut state = lock(&shared.faults);
+        state.time_requests += 1;
+        (state.time_requests, state.faults.clone())
+    };
+    if hits(faults.time_every_429, count) {
+        return Reply {
+            retry_after: Some(faults.retry_after()),
+            ..Reply::error(&ApiError::new(429, -1003, WEIGHT_MSG))
+        };
+    }
+    Reply::json(200, format!("{{\"serverTime\":{}}}", shared.clock.now_ms()))
 }
 
 fn exchange_info(shared: &Shared) -> Reply {
@@ -326,15 +338,16 @@ fn klines(shared: &Shared, query: &str) -> Reply {
             "An unknown error occurred while processing the request.",
         ));
     }
-    if let Some(ms) = faults.slow_ms {
-        shared.sleep(Duration::from_millis(ms));
-    }
     let q = match market::parse_klines_query(query, &shared.symbol, shared.interval) {
         Ok(q) => q,
         Err(e) => return Reply::error(&e),
     };
     let now = shared.clock.now_ms();
     let range = market::select(&shared.klines, now, &q);
+    // A slow link: the page is as of the request, the client gets it later.
+    if let Some(ms) = faults.slow_ms {
+        shared.sleep(Duration::from_millis(ms));
+    }
     Reply {
         torn: hits(faults.torn_every, count),
         ..Reply::json(200, market::rest_body(&shared.klines, range, now))

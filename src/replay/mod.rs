@@ -42,7 +42,10 @@
 //! - `500-every=N`: every Nth klines request answers 500 (code -1000).
 //! - `torn-every=N`: every Nth klines request gets its headers and half its body, then the
 //!   socket is closed.
-//! - `slow-ms=MS`: every klines answer is delayed by MS real milliseconds.
+//! - `time-429-every=N`: every Nth `/api/v3/time` request answers 429, code -1003,
+//!   `Retry-After: S`.
+//! - `slow-ms=MS`: every klines answer is delayed by MS real milliseconds after its page was
+//!   taken (a slow link: the page is as of the request, the client gets it later).
 //! - `weight-limit=W`: the per-minute weight limit instead of 6000.
 //! - `drop-every=N`: a WebSocket connection is dropped (TCP shutdown, no close frame) after N
 //!   final events were sent on it.
@@ -121,6 +124,8 @@ struct FaultState {
     faults: Faults,
     /// Klines requests since the faults were last set.
     klines_requests: u64,
+    /// Time requests since the faults were last set.
+    time_requests: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -208,6 +213,7 @@ impl ReplayServer {
             faults: Mutex::new(FaultState {
                 faults,
                 klines_requests: 0,
+                time_requests: 0,
             }),
             requests: AtomicU64::new(0),
             weight: Mutex::new(market::WeightWindow::default()),
@@ -249,6 +255,7 @@ impl ReplayServer {
         let mut state = lock(&self.shared.faults);
         state.faults = faults;
         state.klines_requests = 0;
+        state.time_requests = 0;
     }
 
     /// REST requests served so far (WebSocket upgrades are not counted).
