@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Kill-and-restart soak of `klinecast stream` (issue #6).
 #
-#   scripts/soak.sh [KILLS] [SEED]        (defaults: 60 kills, seed 1)
+#   scripts/soak.sh [--short] [--bin PATH] [KILLS] [SEED]        (defaults: 60 kills, seed 1)
 #
+# --short is the CI mode (.ci/run): 5 kills over 300 streamed rows at 600x, about half a minute
+# (the full soak streams 600 rows at 240x: a few minutes). --bin runs that klinecast binary
+# (e.g. target/debug/klinecast, which `cargo test` has just built) instead of building the
+# release binary.
 # Builds the release binary, serves a slice of data/AVAXUSDT_1m.csv with `klinecast replay-server`
 # (faults on: dropped connections, duplicate finals, garbage frames, 429s) at 240x speed, and runs
 # `klinecast stream` against it the way cron does: started again and again, each run killed with
@@ -20,15 +24,40 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-kills="${1:-60}"
-seed="${2:-1}"
+short=0
+bin=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --short) short=1 ;;
+    --bin)
+        [ $# -ge 2 ] || { echo "soak: --bin needs a path" >&2; exit 2; }
+        bin="$2"
+        shift
+        ;;
+    --*) echo "soak: unknown option $1 (usage: scripts/soak.sh [--short] [--bin PATH] [KILLS] [SEED])" >&2; exit 2 ;;
+    *) break ;;
+    esac
+    shift
+done
 hist=600      # rows in the store before the first start (and training rows)
-total=1200    # rows served; the replay clock starts at row $hist
-speed=240     # virtual ms per real ms: one 1m kline every 0.25 s
+if [ "$short" = 1 ]; then
+    kills="${1:-5}"
+    total=900 # rows served; the replay clock starts at row $hist
+    speed=600 # virtual ms per real ms: one 1m kline every 0.1 s
+else
+    kills="${1:-60}"
+    total=1200
+    speed=240 # one 1m kline every 0.25 s
+fi
+seed="${2:-1}"
 faults="drop-every=7,dup-finals,garbage-every=11,429-every=5"
 
-cargo build --release --quiet
-bin="$PWD/target/release/klinecast"
+if [ -z "$bin" ]; then
+    cargo build --release --locked --quiet
+    bin="target/release/klinecast"
+fi
+[ -x "$bin" ] || { echo "soak: no klinecast binary at $bin" >&2; exit 2; }
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 work="$(mktemp -d "${TMPDIR:-/tmp}/klinecast-soak.XXXXXX")"
 server_pid=""
 stream_pid=""

@@ -556,11 +556,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// Generous limits: an answer on loopback never gets near them, even under qemu or a loaded
+    /// machine, so no test here retries by accident (the retry counts they assert stay exact).
+    /// Only `slow_answer_trips_the_read_timeout_and_is_retried` trips a read timeout, with its
+    /// own short read limit and a reply held back far longer than it.
     pub(crate) fn test_timeouts() -> Timeouts {
         Timeouts {
-            connect: Duration::from_secs(2),
-            read: Duration::from_millis(300),
-            global: Duration::from_secs(5),
+            connect: Duration::from_secs(20),
+            read: Duration::from_secs(20),
+            global: Duration::from_secs(60),
         }
     }
 
@@ -568,10 +572,18 @@ pub(crate) mod tests {
 
     /// A client whose sleeps are recorded (in ms) instead of slept, and whose notices are kept.
     pub(crate) fn client(url: &str) -> (RestClient, Log<u64>, Log<String>) {
+        client_with(url, test_timeouts())
+    }
+
+    /// [`client`] with other timeouts.
+    pub(crate) fn client_with(
+        url: &str,
+        timeouts: Timeouts,
+    ) -> (RestClient, Log<u64>, Log<String>) {
         let sleeps = Arc::new(Mutex::new(Vec::new()));
         let notices = Arc::new(Mutex::new(Vec::new()));
         let (s2, n2) = (sleeps.clone(), notices.clone());
-        let c = RestClient::with_options(url, test_timeouts(), fast_policy())
+        let c = RestClient::with_options(url, timeouts, fast_policy())
             .expect("loopback url")
             .with_sleeper(move |d| s2.lock().expect("lock").push(d.as_millis() as u64))
             .with_notifier(move |m| n2.lock().expect("lock").push(m.to_string()));
@@ -738,14 +750,20 @@ pub(crate) mod tests {
 
     #[test]
     fn slow_answer_trips_the_read_timeout_and_is_retried() {
+        // The first answer is held back 10 min (its thread is simply abandoned), so it can only
+        // end by the 1 s read timeout; the second one comes at once, and 1 s is plenty for it.
         let server = Scripted::queue(vec![
             Reply {
-                delay_ms: 1_000,
+                delay_ms: 600_000,
                 ..Reply::ok("{}")
             },
             Reply::ok(r#"{"serverTime": 5}"#),
         ]);
-        let (mut c, sleeps, notices) = client(&server.url);
+        let timeouts = Timeouts {
+            read: Duration::from_secs(1),
+            ..test_timeouts()
+        };
+        let (mut c, sleeps, notices) = client_with(&server.url, timeouts);
         assert_eq!(c.server_time().expect("retried"), 5);
         assert_eq!(sleeps.lock().expect("lock").len(), 1);
         let notices = notices.lock().expect("lock").clone();

@@ -634,26 +634,49 @@ mod tests {
         }
     }
 
-    struct FakeFrames(VecDeque<Result<WsRead, WsError>>);
+    /// A scripted connection whose age grows by `age_per_read` with every frame read
+    /// (`Duration::ZERO`: it never ages).
+    struct FakeFrames {
+        frames: VecDeque<Result<WsRead, WsError>>,
+        reads: u32,
+        age_per_read: Duration,
+    }
 
     impl Frames for FakeFrames {
         fn read(&mut self) -> Result<WsRead, WsError> {
-            self.0
+            self.reads += 1;
+            self.frames
                 .pop_front()
                 .unwrap_or(Err(WsError::Closed("script ended".into())))
         }
         fn age(&self) -> Duration {
-            Duration::ZERO
+            self.age_per_read * self.reads
         }
         fn close(self: Box<Self>) {}
     }
 
-    struct FakeConnect(VecDeque<Vec<Result<WsRead, WsError>>>);
+    struct FakeConnect {
+        scripts: VecDeque<Vec<Result<WsRead, WsError>>>,
+        age_per_read: Duration,
+    }
+
+    impl FakeConnect {
+        fn new(scripts: Vec<Vec<Result<WsRead, WsError>>>) -> FakeConnect {
+            FakeConnect {
+                scripts: scripts.into(),
+                age_per_read: Duration::ZERO,
+            }
+        }
+    }
 
     impl Connect for FakeConnect {
         fn connect(&mut self) -> Result<Box<dyn Frames>, WsError> {
-            match self.0.pop_front() {
-                Some(frames) => Ok(Box::new(FakeFrames(frames.into()))),
+            match self.scripts.pop_front() {
+                Some(frames) => Ok(Box::new(FakeFrames {
+                    frames: frames.into(),
+                    reads: 0,
+                    age_per_read: self.age_per_read,
+                })),
                 None => Err(WsError::Handshake("no more scripted connections".into())),
             }
         }
@@ -690,26 +713,23 @@ mod tests {
             now: vec![closed(6), closed(6), closed(9), closed(9), closed(12)].into(),
             calls: Vec::new(),
         };
-        let connect = FakeConnect(
+        let connect = FakeConnect::new(vec![
             vec![
-                vec![
-                    event(6, true), // duplicate of the REST fill
-                    Ok(WsRead::Text("not json".into())),
-                    Ok(WsRead::Control),
-                    event(9, true),   // skips 7 and 8: filled over REST first
-                    event(12, false), // partial of 12: finals of 10 and 11 missing
-                    event(12, true),
-                    Ok(WsRead::Binary(3)),
-                    Ok(WsRead::Quiet),
-                    Err(WsError::Idle {
-                        silent: Duration::from_secs(30),
-                    }),
-                ],
-                vec![Ok(WsRead::Text(r#"{"e":"serverShutdown","E":1}"#.into()))],
-                vec![event(12, true), event(13, true), event(14, true)],
-            ]
-            .into(),
-        );
+                event(6, true), // duplicate of the REST fill
+                Ok(WsRead::Text("not json".into())),
+                Ok(WsRead::Control),
+                event(9, true),   // skips 7 and 8: filled over REST first
+                event(12, false), // partial of 12: finals of 10 and 11 missing
+                event(12, true),
+                Ok(WsRead::Binary(3)),
+                Ok(WsRead::Quiet),
+                Err(WsError::Idle {
+                    silent: Duration::from_secs(30),
+                }),
+            ],
+            vec![Ok(WsRead::Text(r#"{"e":"serverShutdown","E":1}"#.into()))],
+            vec![event(12, true), event(13, true), event(14, true)],
+        ]);
         let (tx, rx) = mpsc::channel();
         let log = Logger::open(&dir.join("stream.log"), "test")
             .expect("log")
@@ -773,6 +793,104 @@ mod tests {
         );
         let stored = crate::store::load_klines(&store_path).expect("load");
         assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Backs the README claim "The connection is rotated before Binance's 24 h cut (at 23 h
+    /// 30 m)": a connection whose age reaches `rotate_after` is closed and replaced at once (no
+    /// backoff: the backoff here is an hour and the deadline 20 s, so a backoff would end the
+    /// run by the deadline), and the klines the server sent meanwhile on the old socket come
+    /// over REST: every closed kline once, in order, none lost or duplicated across it.
+    #[test]
+    fn an_old_connection_is_rotated_at_once_and_no_kline_is_lost_or_duplicated() {
+        let dir = temp("rotate");
+        let store_path = dir.join("AVAXUSDT_1m.csv");
+        let (mut store, _) = KlineStore::open(&store_path).expect("store");
+        store
+            .append(&(0..5).map(kline).collect::<Vec<_>>())
+            .expect("seed");
+        let closed = |i: i64| kline(i).close_time + 1;
+        let rest = FakeRest {
+            // connect 1 fill (up to 6), connect 2 fill after the rotation (up to 11).
+            now: vec![closed(6), closed(11)].into(),
+            calls: Vec::new(),
+        };
+        let mut connect = FakeConnect::new(vec![
+            // Ages 0, 10, 20 min before reads 1..3, then 30 min >= 25: rotated before 10, 11
+            // are read (they are lost with the old socket, as on a real close).
+            (7..12).map(|i| event(i, true)).collect(),
+            vec![event(11, true), event(12, true), event(13, true)],
+        ]);
+        connect.age_per_read = Duration::from_secs(600);
+        let (tx, rx) = mpsc::channel();
+        let log = Logger::open(&dir.join("stream.log"), "test")
+            .expect("log")
+            .mirror_stderr(false);
+        let timing = Timing {
+            backoff_base: Duration::from_secs(3600),
+            backoff_max: Duration::from_secs(3600),
+            rotate_after: Duration::from_secs(25 * 60),
+        };
+        let limits = Limits {
+            deadline: Some(Instant::now() + Duration::from_secs(20)),
+            max_klines: Some(9),
+        };
+        let thread = StreamThread::new(
+            Symbol::parse("AVAXUSDT").expect("symbol"),
+            Interval::ONE_MINUTE,
+            rest,
+            connect,
+            store,
+            tx,
+            log,
+            timing,
+            limits,
+            100,
+            7,
+        );
+        let (reason, stats) = thread.run().expect("run");
+        assert_eq!(reason, StopReason::KlineLimit, "{stats:?}");
+        let got: Vec<(i64, bool)> = rx
+            .try_iter()
+            .map(|m| (m.kline.open_time / MIN, m.from_rest))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, true),
+                (6, true),
+                (7, false),
+                (8, false),
+                (9, false),
+                (10, true),
+                (11, true),
+                (12, false),
+                (13, false)
+            ]
+        );
+        assert_eq!(
+            stats,
+            StreamStats {
+                connects: 2,
+                failed_connects: 0,
+                klines_ws: 5,
+                klines_rest: 4,
+                gap_fills: 2,
+                duplicates: 1,
+                bad_frames: 0,
+                idle_timeouts: 0,
+                server_shutdowns: 0,
+                rotations: 1,
+            }
+        );
+        let stored = crate::store::load_klines(&store_path).expect("load");
+        assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
+        let log = std::fs::read_to_string(dir.join("stream.log")).expect("stream.log");
+        assert!(
+            log.contains("rotating the connection after 1800 s"),
+            "{log}"
+        );
+        assert!(!log.contains("reconnecting in"), "{log}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

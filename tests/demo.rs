@@ -1,0 +1,202 @@
+//! Process test of `klinecast demo`, the main job (README, "On a fresh machine"), on a small
+//! slice of the real sample so that it stays quick in a debug build and under qemu: it runs
+//! the real binary with the repository as its working directory and checks what it prints and
+//! where its files go.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use klinecast::kline::CSV_HEADER;
+use klinecast::store;
+
+mod common;
+
+use common::{klinecast_command, TempDir};
+
+/// Rows of the slice: the demo's clock is at 2/3 of them (row 1000), the minimum it accepts.
+const ROWS: usize = 1500;
+/// Klines streamed: one window of 15, so one window refit and save happen.
+const KLINES: usize = 15;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every file under `dir` (recursively): relative path -> (length, modification time, hash of
+/// the content). An absent directory gives an empty map.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, Option<SystemTime>, u64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            let meta = fs::symlink_metadata(&path).expect("metadata");
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let mut hasher = DefaultHasher::new();
+            fs::read(&path).expect("read a file").hash(&mut hasher);
+            let rel = path.strip_prefix(dir).expect("under dir").to_path_buf();
+            out.insert(rel, (meta.len(), meta.modified().ok(), hasher.finish()));
+        }
+    }
+    out
+}
+
+/// The names at the top of the repository (a stray `log/` or `models/` would show here).
+fn top_level() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(repo())
+        .expect("list the repository")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Backs the README claims of "On a fresh machine": `demo` (the main job, offline, on the real
+/// data) trains the five models on the history before its clock, runs the real `stream` code
+/// against the replay server on 127.0.0.1, "prints each forecast as it is made and a
+/// scoreboard at the end" with naive beside the ensemble, and "Its files go to a temporary
+/// work directory, so `data/` and `models/` are left untouched". Run from the repository
+/// root with its default work directory (under TMPDIR, pointed at this test's temp dir).
+#[test]
+fn demo_streams_prints_forecasts_and_a_scoreboard_and_leaves_the_repo_alone() {
+    let tmp = TempDir::new("demo");
+    let sample = store::load_klines(&repo().join("data/AVAXUSDT_1m.csv")).expect("the sample");
+    let slice = &sample[..ROWS];
+    let mut text = format!("{CSV_HEADER}\n");
+    for k in slice {
+        text.push_str(&k.to_csv_line());
+        text.push('\n');
+    }
+    let input = tmp.path().join("input").join("AVAXUSDT_1m.csv");
+    fs::create_dir_all(input.parent().expect("parent")).expect("mkdir");
+    fs::write(&input, text).expect("write the slice");
+    let scratch = tmp.path().join("tmp");
+    fs::create_dir_all(&scratch).expect("mkdir");
+
+    let (data_before, models_before, top_before) = (
+        snapshot(&repo().join("data")),
+        snapshot(&repo().join("models")),
+        top_level(),
+    );
+    let out = klinecast_command()
+        .current_dir(repo())
+        .env("TMPDIR", &scratch)
+        .args(["demo", "--data"])
+        .arg(&input)
+        .args(["--klines", &KLINES.to_string(), "--speed", "6000"])
+        .output()
+        .expect("run klinecast demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+
+    // The repository's data/ and models/ (and its top level) are exactly as before.
+    assert_eq!(snapshot(&repo().join("data")), data_before);
+    assert_eq!(snapshot(&repo().join("models")), models_before);
+    assert_eq!(top_level(), top_before);
+
+    // Its files are in the default work directory, under TMPDIR.
+    let work = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("work directory: "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no work directory line: {stdout}"));
+    assert!(work.starts_with(&scratch), "{}", work.display());
+    let stored = store::load_klines(&work.join("data/AVAXUSDT_1m.csv")).expect("the demo store");
+    assert_eq!(
+        stored[..],
+        slice[..1000 + KLINES],
+        "the store: history + streamed"
+    );
+    for file in [
+        "data/predictions.csv",
+        "data/Buffer_15.csv",
+        "models/Trained/linear.bin",
+        "models/Trained/svr.bin",
+        "models/Trained/knn.bin",
+        "models/Trained/cart.bin",
+        "models/Trained/forest.bin",
+        "models/Ensembled/EnsembleModel.bin",
+        "log/stream.log",
+        "log/ensemble.log",
+        "log/ensemble.jsonl",
+    ] {
+        assert!(
+            work.join(file).is_file(),
+            "{file} missing in {}",
+            work.display()
+        );
+    }
+    assert!(stdout.contains(&format!("remove them with: rm -r {}", work.display())));
+
+    // One line per forecast, as it is scored: the streamed klines in order, with their close.
+    let forecast_lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| {
+            l.contains(" | ") && !l.starts_with("kline (UTC)") && !l.starts_with("  -- window")
+        })
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(forecast_lines.len(), KLINES, "{stdout}");
+    for (fields, k) in forecast_lines.iter().zip(&slice[1000..]) {
+        // date, time, close, forecast, naive, |, rmse ens, rmse naive
+        assert_eq!(fields.len(), 8, "{fields:?}");
+        assert_eq!(
+            format!("{} {}", fields[0], fields[1]),
+            klinecast::time::format_ms(k.open_time)
+        );
+        assert_eq!(fields[2], k.close);
+        for v in [fields[3], fields[4], fields[6], fields[7]] {
+            let v: f64 = v.parse().expect("a number");
+            assert!(v.is_finite() && v >= 0.0, "{fields:?}");
+        }
+    }
+    assert!(
+        stdout.contains(&format!("streamed {KLINES} klines")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(1 windows)"), "{stdout}");
+
+    // The scoreboard, with naive beside the ensemble and the five trained models.
+    let board: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("scoreboard"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        board.first().is_some_and(|h| h.starts_with("forecaster")),
+        "{stdout}"
+    );
+    let row = |label: &str| -> Vec<&str> {
+        board
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&label))
+            .unwrap_or_else(|| panic!("no {label} row in {board:#?}"))
+    };
+    let (ens, naive) = (row("ensemble"), row("naive"));
+    assert_eq!(ens[1], KLINES.to_string());
+    assert_eq!(naive[1], KLINES.to_string());
+    assert_eq!(naive[6], "1.00000", "naive against itself");
+    // The scoreboard's naive RMSE is the one the last forecast line showed.
+    let last = forecast_lines.last().expect("a forecast line");
+    assert_eq!(naive[2], last[7], "{board:#?}");
+    assert_eq!(ens[2], last[6], "{board:#?}");
+    for kind in ["linear", "svr", "knn", "cart", "forest"] {
+        row(&format!("trained/{kind}"));
+    }
+}
