@@ -999,9 +999,22 @@ mod tests {
             expected.push(&k.values());
         }
         assert_eq!(series, expected);
-        let (store, _) = KlineStore::open(path).expect("sample opens");
+        // `open` may repair a torn tail and creates the file when missing: run it on a copy so
+        // the committed sample can never be modified by a test.
+        let dir = TempDir::new("sample-open");
+        let copy = dir.0.join("AVAXUSDT_1m.csv");
+        fs::copy(path, &copy).expect("copy the sample");
+        let original = fs::read(path).expect("read the sample");
+        let (store, report) = KlineStore::open(&copy).expect("sample opens");
         assert_eq!(store.len(), 30_240);
         assert_eq!(store.last_open_time(), klines.last().map(|k| k.open_time));
+        assert_eq!(
+            report.repair_message(&copy),
+            None,
+            "the sample needed no repair"
+        );
+        drop(store);
+        assert_eq!(fs::read(&copy).expect("read the copy"), original);
     }
 
     #[test]

@@ -907,15 +907,27 @@ fn fuzz_ensemble_payload() {
     );
 }
 
-/// Every saved crashing input is replayed: no panic, and each is refused (they are all garbage).
+/// The regression inputs committed per target (tests/fuzz-regressions/<target>/*.bin): the
+/// replay must find at least these, so a moved or emptied folder fails instead of passing.
+const COMMITTED_REGRESSIONS: [(&str, usize); 5] = [
+    ("csv_file", 8),
+    ("ensemble_payload", 3),
+    ("model_payload", 4),
+    ("rest_klines", 3),
+    ("ws_event", 3),
+];
+
+/// Backs the README (Fuzzing): crashing inputs "are kept in `tests/fuzz-regressions/` and
+/// replayed", and each of the bugs found is kept as a regression input. Every saved input is
+/// replayed: no panic, and each is refused (they are all garbage); the folder must exist and
+/// hold at least the committed inputs of every target.
 #[test]
 fn regressions_do_not_panic() {
     let dir = TempDir::new("regressions");
     let csv_path = dir.0.join("AVAXUSDT_1m.csv");
-    let mut replayed = 0;
-    let Ok(targets) = fs::read_dir(REGRESSIONS) else {
-        return;
-    };
+    let mut replayed_per_target: Vec<(String, usize)> = Vec::new();
+    let targets = fs::read_dir(REGRESSIONS)
+        .unwrap_or_else(|e| panic!("the regression folder {REGRESSIONS} is missing: {e}"));
     for target in targets {
         let target = target.expect("list regressions").path();
         if !target.is_dir() {
@@ -932,6 +944,7 @@ fn regressions_do_not_panic() {
             .filter(|p| p.extension().is_some_and(|e| e == "bin"))
             .collect();
         files.sort();
+        replayed_per_target.push((name.clone(), files.len()));
         for file in files {
             let input = fs::read(&file).expect("read regression input");
             let verdict = panic::catch_unwind(AssertUnwindSafe(|| match name.as_str() {
@@ -949,10 +962,19 @@ fn regressions_do_not_panic() {
                 Ok(Ok(v)) => panic!("{} is accepted ({v}), expected a refusal", file.display()),
                 Err(_) => panic!("{} still panics", file.display()),
             }
-            replayed += 1;
         }
     }
-    eprintln!("replayed {replayed} regression inputs");
+    for (target, committed) in COMMITTED_REGRESSIONS {
+        let replayed = replayed_per_target
+            .iter()
+            .find(|(name, _)| name == target)
+            .map_or(0, |(_, n)| *n);
+        assert!(
+            replayed >= committed,
+            "{target}: replayed {replayed} regression inputs, {committed} are committed"
+        );
+    }
+    eprintln!("replayed regression inputs: {replayed_per_target:?}");
 }
 
 /// Length prefixes far beyond the input (a payload length of 2^60 in the frame, a Vec length of

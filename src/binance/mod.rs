@@ -41,6 +41,13 @@ pub enum BinanceError {
         local_time: String,
         attempts: u32,
     },
+    /// The server's certificate is not trusted (see [`tls::is_untrusted_certificate`]): fatal
+    /// at once, since retrying cannot change the answer.
+    Untrusted {
+        url: String,
+        host: String,
+        detail: String,
+    },
     /// Bodies that were cut off or not the expected JSON on every attempt.
     BadResponse {
         url: String,
@@ -126,6 +133,9 @@ impl fmt::Display for BinanceError {
                  look \"not yet valid\" or expired), fix the clock or enable NTP \
                  (`timedatectl set-ntp true`) and try again"
             ),
+            BinanceError::Untrusted { url, host, detail } => {
+                write!(f, "{url}: {}", tls::untrusted_message(host, detail))
+            }
             BinanceError::BadResponse {
                 url,
                 detail,

@@ -238,7 +238,7 @@ impl RestClient {
     ) -> Attempt<T> {
         let mut response = match self.agent.get(url).call() {
             Ok(r) => r,
-            Err(e) => return classify(e),
+            Err(e) => return classify(e, url, &self.endpoint.host),
         };
         let status = response.status().as_u16();
         let header = |name: &str| {
@@ -270,7 +270,7 @@ impl RestClient {
         }
         let body = match body {
             Ok(b) => b,
-            Err(e) => return classify(e),
+            Err(e) => return classify(e, url, &self.endpoint.host),
         };
         if status >= 500 {
             return Attempt::Transient(Transient::Server(status));
@@ -372,20 +372,29 @@ fn local_time() -> String {
     crate::time::format_ms(ms)
 }
 
-/// Sorts a ureq error into retryable kinds (all are: the request is a GET).
-fn classify<T>(err: ureq::Error) -> Attempt<T> {
+/// Sorts a ureq error into retryable kinds (the request is a GET, so nearly all are); an
+/// untrusted certificate is fatal at once (see [`tls::is_untrusted_certificate`]).
+fn classify<T>(err: ureq::Error, url: &str, host: &str) -> Attempt<T> {
     let detail = err.to_string();
+    let rustls_error = match &err {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(e) = rustls_error {
+        if tls::is_untrusted_certificate(e) {
+            return Attempt::Fatal(BinanceError::Untrusted {
+                url: url.to_string(),
+                host: host.to_string(),
+                detail: e.to_string(),
+            });
+        }
+        return Attempt::Transient(Transient::Tls(detail));
+    }
     let t = match err {
-        ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::TlsRequired => {
-            Transient::Tls(detail)
-        }
-        ureq::Error::Io(ref io)
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
-        {
-            Transient::Tls(detail)
-        }
+        ureq::Error::Tls(_) | ureq::Error::TlsRequired => Transient::Tls(detail),
         ureq::Error::BadUri(_) => {
             return Attempt::Fatal(BinanceError::BadUrl {
                 url: String::new(),

@@ -41,6 +41,34 @@ pub fn client_config() -> Arc<ClientConfig> {
         .clone()
 }
 
+/// True when a TLS error says the server's certificate is not trusted: no bundled root vouches
+/// for it, its signature is bad, it names another host, and the like. Such a failure repeats
+/// identically on every attempt, so callers give up at once instead of retrying. Expired and
+/// not-yet-valid certificates are left out on purpose: a wrong local clock (a Raspberry Pi
+/// without a real-time clock before NTP syncs) causes those, and a retry after the clock is
+/// fixed succeeds.
+pub fn is_untrusted_certificate(err: &rustls::Error) -> bool {
+    use rustls::CertificateError as C;
+    match err {
+        rustls::Error::InvalidCertificate(cert) => !matches!(
+            cert,
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. }
+        ),
+        _ => false,
+    }
+}
+
+/// The explanation shared by the REST and WebSocket errors for an untrusted certificate.
+pub fn untrusted_message(host: &str, detail: &str) -> String {
+    format!(
+        "the TLS certificate of {host} is not trusted ({detail}); klinecast verifies every \
+         https:// and wss:// server against the root certificates built into it, and no flag, \
+         environment variable or system CA file turns that check off: check that the URL \
+         points at Binance (plain http:// and ws:// are allowed for a test server on \
+         127.0.0.1)"
+    )
+}
+
 /// A checked base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -250,6 +278,35 @@ mod tests {
         }
         let err = rest("http://api.binance.com").expect_err("plain remote");
         assert!(err.to_string().contains("use https://"), "{err}");
+    }
+
+    /// Backs the README's "Remote hosts are always TLS-verified" together with tests/tls.rs:
+    /// which certificate failures are final (refused at once) and which are left to retries
+    /// because a wrong local clock causes them.
+    #[test]
+    fn untrusted_certificates_are_final_clock_problems_are_not() {
+        use rustls::CertificateError as C;
+        for final_error in [
+            C::UnknownIssuer,
+            C::BadSignature,
+            C::NotValidForName,
+            C::BadEncoding,
+        ] {
+            let e = rustls::Error::InvalidCertificate(final_error.clone());
+            assert!(is_untrusted_certificate(&e), "{final_error:?}");
+        }
+        for clock in [C::Expired, C::NotValidYet] {
+            let e = rustls::Error::InvalidCertificate(clock.clone());
+            assert!(!is_untrusted_certificate(&e), "{clock:?}");
+        }
+        assert!(!is_untrusted_certificate(
+            &rustls::Error::HandshakeNotComplete
+        ));
+        let msg = untrusted_message("example.org", "invalid peer certificate: UnknownIssuer");
+        assert!(msg.starts_with(
+            "the TLS certificate of example.org is not trusted (invalid peer certificate: \
+             UnknownIssuer); "
+        ));
     }
 
     #[test]

@@ -50,8 +50,12 @@ pub enum WsError {
     Url(String),
     /// DNS or TCP connect failed.
     Connect { addr: String, source: io::Error },
-    /// TLS failed (certificate, protocol). `detail` is rustls's message.
+    /// TLS failed (protocol, or a certificate that is expired or not yet valid: the local clock
+    /// may be wrong). `detail` is rustls's message.
     Tls { detail: String },
+    /// The server's certificate is not trusted (see [`tls::is_untrusted_certificate`]): it is
+    /// refused on every attempt, whatever the environment says.
+    Untrusted { host: String, detail: String },
     /// The WebSocket upgrade failed (HTTP status, timeout, bad response).
     Handshake(String),
     /// Nothing arrived for longer than the idle timeout.
@@ -66,7 +70,7 @@ impl WsError {
     /// True for TLS failures: the caller logs the local clock with them (a Pi without an RTC
     /// that booted with a wrong clock sees every certificate as not yet valid).
     pub fn is_tls(&self) -> bool {
-        matches!(self, WsError::Tls { .. })
+        matches!(self, WsError::Tls { .. } | WsError::Untrusted { .. })
     }
 }
 
@@ -81,6 +85,9 @@ impl fmt::Display for WsError {
                 f,
                 "tls error: {detail}; check the system clock (certificates look invalid when it is wrong)"
             ),
+            WsError::Untrusted { host, detail } => {
+                f.write_str(&tls::untrusted_message(host, detail))
+            }
             WsError::Handshake(msg) => write!(f, "websocket handshake failed: {msg}"),
             WsError::Idle { silent } => write!(
                 f,
@@ -220,7 +227,7 @@ impl KlineSocket {
                         config.connect_timeout.as_millis()
                     )))
                 }
-                Err(HandshakeError::Failure(e)) => return Err(classify(e, true)),
+                Err(HandshakeError::Failure(e)) => return Err(classify(e, Some(&host))),
             };
         let tcp = match ws.get_ref() {
             MaybeTlsStream::Plain(s) => s,
@@ -260,7 +267,7 @@ impl KlineSocket {
                 match self.ws.flush() {
                     Ok(()) => Ok(WsRead::Control),
                     Err(tungstenite::Error::Io(e)) if is_timeout(&e) => Ok(WsRead::Control),
-                    Err(e) => Err(classify(e, false)),
+                    Err(e) => Err(classify(e, None)),
                 }
             }
             Ok(Message::Close(frame)) => Err(WsError::Closed(match frame {
@@ -275,7 +282,7 @@ impl KlineSocket {
                     Ok(WsRead::Quiet)
                 }
             }
-            Err(e) => Err(classify(e, false)),
+            Err(e) => Err(classify(e, None)),
         }
     }
 
@@ -294,25 +301,36 @@ fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// Maps a tungstenite error to a [`WsError`], finding rustls errors wrapped in I/O errors.
-fn classify(e: tungstenite::Error, handshake: bool) -> WsError {
+/// `handshake_host` is the host during the TLS + WebSocket handshake, `None` afterwards.
+fn classify(e: tungstenite::Error, handshake_host: Option<&str>) -> WsError {
+    let handshake = handshake_host.is_some();
+    let rustls_error = match &e {
+        tungstenite::Error::Tls(tungstenite::error::TlsError::Rustls(r)) => Some(&**r),
+        tungstenite::Error::Io(io_err) => io_err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(r) = rustls_error {
+        return match handshake_host {
+            Some(host) if tls::is_untrusted_certificate(r) => WsError::Untrusted {
+                host: host.to_string(),
+                detail: r.to_string(),
+            },
+            _ => WsError::Tls {
+                detail: r.to_string(),
+            },
+        };
+    }
     match e {
         tungstenite::Error::Tls(t) => WsError::Tls {
             detail: t.to_string(),
         },
-        tungstenite::Error::Io(io_err) => {
-            let rustls_detail = io_err
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map(|r| r.to_string());
-            match rustls_detail {
-                Some(detail) => WsError::Tls { detail },
-                None if handshake && is_timeout(&io_err) => {
-                    WsError::Handshake("timed out".to_string())
-                }
-                None if handshake => WsError::Handshake(io_err.to_string()),
-                None => WsError::Transport(io_err.to_string()),
-            }
+        tungstenite::Error::Io(io_err) if handshake && is_timeout(&io_err) => {
+            WsError::Handshake("timed out".to_string())
         }
+        tungstenite::Error::Io(io_err) if handshake => WsError::Handshake(io_err.to_string()),
+        tungstenite::Error::Io(io_err) => WsError::Transport(io_err.to_string()),
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
             WsError::Closed("connection closed".to_string())
         }

@@ -1205,6 +1205,41 @@ mod tests {
         );
     }
 
+    /// The number of distinct member ids (sorted first: `dedup` only drops adjacent repeats).
+    fn distinct_ids(ens: &Ensemble) -> usize {
+        let mut ids: Vec<u64> = ens.members.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+
+    /// Regression: duplicates that are not next to each other are still found. Members of two
+    /// generations interleaved in the pool give each generation once, and an id repeated two
+    /// members apart is counted once.
+    #[test]
+    fn non_adjacent_duplicates_are_found() {
+        let mut ens =
+            Ensemble::new(config(), trained(vec![linear(vec![1.0], 0.0)])).expect("valid");
+        for g in 0..2 {
+            let models = (0..2).map(|c| noise_member(c, SIGMA)).collect();
+            assert_eq!(ens.add_generation(FeatureSpec::default(), None, models), g);
+        }
+        let origins =
+            |ens: &Ensemble| -> Vec<Origin> { ens.members.iter().map(|m| m.origin).collect() };
+        // naive, trained, gen0, gen0, gen1, gen1 -> naive, trained, gen0, gen1, gen0, gen1.
+        ens.members.swap(3, 4);
+        assert_eq!(
+            origins(&ens)[2..],
+            [0, 1, 0, 1].map(Origin::Generation),
+            "generations interleaved"
+        );
+        assert_eq!(ens.generation_numbers(), vec![0, 1]);
+        assert_eq!(distinct_ids(&ens), 6);
+        let first_gen_id = ens.members[2].id;
+        ens.members[4].id = first_gen_id;
+        assert_eq!(distinct_ids(&ens), 5, "an id repeated two members apart");
+    }
+
     #[test]
     fn generations_are_bounded_and_evicted_oldest_first() {
         let mut ens = Ensemble::new(
@@ -1226,9 +1261,7 @@ mod tests {
         assert_eq!(ens.members[1].label, "trained/linear");
         assert_eq!(ens.members[2].label, "gen7/linear");
         // Ids are unique.
-        let mut ids: Vec<u64> = ens.members.iter().map(|m| m.id).collect();
-        ids.dedup();
-        assert_eq!(ids.len(), 17);
+        assert_eq!(distinct_ids(&ens), 17);
         // New trained members replace the old ones and keep the generations.
         ens.replace_trained(trained(vec![linear(vec![0.5], 0.0), linear(vec![], 0.0)]))
             .expect("same horizon");
