@@ -809,10 +809,11 @@ mod tests {
         store
             .append(&(0..5).map(kline).collect::<Vec<_>>())
             .expect("seed");
-        let closed = |i: i64| kline(i).close_time + 1;
+        let closed = |i: i64| kline(i).close_time + 1 + crate::backfill::SETTLE_MS;
         let rest = FakeRest {
-            // connect 1 fill (up to 6), connect 2 fill after the rotation (up to 11).
-            now: vec![closed(6), closed(11)].into(),
+            // connect 1 fill (up to 6), connect 2 fill after the rotation (up to 11); two time
+            // requests per fill (the start, then a fresh proof before the page).
+            now: vec![closed(6), closed(6), closed(11)].into(),
             calls: Vec::new(),
         };
         let mut connect = FakeConnect::new(vec![
