@@ -64,6 +64,13 @@ impl Rng {
             }
         }
     }
+
+    /// Standard normal (Box–Muller, one draw of the pair; used by tests and simulations).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.next_f64(); // in (0, 1]: ln is finite
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
 }
 
 #[cfg(test)]

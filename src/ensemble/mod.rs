@@ -49,6 +49,8 @@
 //! Scoring is prequential: [`Ensemble::score`] is called with the close that arrives after the
 //! forecast, and only afterwards may that close be used for fitting (see [`learner`]).
 
+pub mod aggregate;
+pub mod interval;
 pub mod learner;
 pub mod report;
 
