@@ -313,9 +313,10 @@ fn open_candle_is_partial_then_final_at_the_end_of_data() {
     drop(server);
 
     let fast = start(&lines, 29, 1e7, "");
-    wait_for_end(&fast, source.close_time + 1);
+    let end = source.close_time + 1 + klinecast::backfill::SETTLE_MS;
+    wait_for_end(&fast, end);
     let time = get(fast.local_addr(), "/api/v3/time").json();
-    assert_eq!(time["serverTime"], Value::from(source.close_time + 1));
+    assert_eq!(time["serverTime"], Value::from(end));
     let rows = get(fast.local_addr(), &klines_path("&limit=1"));
     assert_eq!(rows.body, format!("[{}]", expected_row(&lines[29])));
 }
@@ -744,7 +745,7 @@ fn ws_pings_and_closes_when_no_pong_comes() {
 fn ws_after_the_data_ends_only_pings_come() {
     let lines = csv_lines(5);
     let server = start(&lines, 0, 1e7, "ping-ms=20");
-    let end = parse(&lines[4..5])[0].close_time + 1;
+    let end = parse(&lines[4..5])[0].close_time + 1 + klinecast::backfill::SETTLE_MS;
     wait_for_end(&server, end);
     let mut ws = connect(&server, "avaxusdt@kline_1m");
     for _ in 0..5 {
@@ -823,7 +824,10 @@ fn command_prints_the_listening_line_and_serves() {
             .expect("serverTime");
         let rows = parse(&lines);
         // Default start row: half the rows.
-        assert!(time >= rows[20].open_time && time <= rows[39].close_time + 1);
+        assert!(
+            time >= rows[20].open_time
+                && time <= rows[39].close_time + 1 + klinecast::backfill::SETTLE_MS
+        );
     });
     let _ = child.kill();
     let _ = child.wait();

@@ -5,7 +5,8 @@
 //!
 //! # Virtual clock
 //! `now = open_time(klines[start_row]) + real elapsed ms × speed`, clamped at the last row's
-//! `close_time + 1` (so every row ends up closed). Only rows with `open_time <= now` exist; the
+//! `close_time + 1 + SETTLE_MS` (so every row ends up closed, and provably so to a client that
+//! allows Binance's settle margin, [`crate::backfill::SETTLE_MS`]). Only rows with `open_time <= now` exist; the
 //! row with `open_time <= now <= close_time` is the still-open candle, served with partial
 //! values (close interpolated from open towards the final close by the elapsed fraction,
 //! high/low growing towards the final ones, volumes and trades scaled by the fraction, decimals
@@ -200,7 +201,11 @@ impl ReplayServer {
                 w[1].open_time
             )));
         }
-        let end_ms = last.close_time.saturating_add(1);
+        // Past the last close by the settle margin, so that every row ends up provably closed
+        // to a client that asks the server's time (as real Binance's clock would move on).
+        let end_ms = last
+            .close_time
+            .saturating_add(1 + crate::backfill::SETTLE_MS);
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
         let clock = VirtualClock::start(klines[start_row].open_time, end_ms, speed);
