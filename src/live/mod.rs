@@ -16,7 +16,6 @@
 //! every N windows, default 1; a count, not milliseconds).
 
 pub mod ensembler;
-pub mod history;
 pub mod lock;
 pub mod predictions;
 pub mod stream_thread;
@@ -325,7 +324,7 @@ pub fn run_stream(
     };
     let (ensembler, replay) = Ensembler::start(
         &ens_config,
-        &mut |n| history::read_tail(&store_path, n),
+        &mut |n| Ok(store::read_tail(&store_path, n)?),
         event_tx,
     )?;
 
