@@ -6,10 +6,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
+
+use common::TempDir;
 
 use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
 use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
@@ -757,30 +758,8 @@ fn ws_after_the_data_ends_only_pings_come() {
 
 // ---------------------------------------------------------------- the command
 
-static DIRS: AtomicU64 = AtomicU64::new(0);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-replay-{}-{}",
-            std::process::id(),
-            DIRS.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn write_data(dir: &TempDir, name: &str, lines: &[String]) -> PathBuf {
-    let path = dir.0.join(name);
+    let path = dir.join(name);
     let mut text = format!("{CSV_HEADER}\n");
     for l in lines {
         text.push_str(l);
@@ -792,7 +771,7 @@ fn write_data(dir: &TempDir, name: &str, lines: &[String]) -> PathBuf {
 
 #[test]
 fn command_prints_the_listening_line_and_serves() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("replay-command");
     let lines = csv_lines(40);
     let data = write_data(&dir, "AVAXUSDT_1m.csv", &lines);
     let mut child = common::klinecast_command()
@@ -834,7 +813,7 @@ fn command_prints_the_listening_line_and_serves() {
 
 #[test]
 fn command_refuses_bad_faults_and_bad_file_names() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("replay-command");
     let lines = csv_lines(4);
     let good = write_data(&dir, "AVAXUSDT_1m.csv", &lines);
     let bad_name = write_data(&dir, "AVAXUSDT-1m-2026-07.csv", &lines);
