@@ -178,7 +178,8 @@ pub fn run(args: &StreamArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The REST client behind the stream thread's [`Rest`] trait; its notices go to stream.log.
+/// The REST client behind the stream thread's [`Rest`] trait (delegating to `backfill`'s
+/// impl for [`RestClient`]); its notices go to stream.log.
 struct LiveRest {
     client: RestClient,
     notes: mpsc::Receiver<String>,
@@ -186,7 +187,7 @@ struct LiveRest {
 
 impl Rest for LiveRest {
     fn server_time(&mut self) -> Result<i64, BinanceError> {
-        self.client.server_time()
+        Rest::server_time(&mut self.client)
     }
 
     fn klines(
@@ -197,9 +198,7 @@ impl Rest for LiveRest {
         end_ms: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Kline>, BinanceError> {
-        let limit = u16::try_from(limit).unwrap_or(u16::MAX);
-        self.client
-            .klines(symbol, interval, start_ms, end_ms, limit)
+        Rest::klines(&mut self.client, symbol, interval, start_ms, end_ms, limit)
     }
 
     fn notes(&mut self) -> Vec<String> {
