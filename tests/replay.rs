@@ -12,8 +12,8 @@ mod common;
 
 use common::TempDir;
 
-use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
-use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use klinecast::kline::{Kline, CSV_HEADER};
+use klinecast::replay::{Faults, ReplayServer};
 use serde_json::Value;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
@@ -50,16 +50,7 @@ fn no_trade(line: &str) -> String {
 }
 
 fn start(lines: &[String], start_row: usize, speed: f64, faults: &str) -> ReplayServer {
-    ReplayServer::start(ReplayConfig {
-        klines: parse(lines),
-        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-        interval: Interval::ONE_MINUTE,
-        start_row,
-        speed,
-        faults: Faults::parse(faults).expect("valid faults"),
-        port: 0,
-    })
-    .expect("server starts")
+    common::replay_server(parse(lines), start_row, speed, faults)
 }
 
 struct Resp {
