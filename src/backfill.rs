@@ -408,25 +408,10 @@ pub fn check_tail<R: Rest + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{kline, TempDir};
     use std::collections::VecDeque;
 
     const MIN: i64 = 60_000;
-
-    fn kline(i: i64) -> Kline {
-        Kline {
-            open_time: i * MIN,
-            open: "10.5".into(),
-            high: "11".into(),
-            low: "10".into(),
-            close: format!("10.{i}"),
-            volume: "100".into(),
-            close_time: i * MIN + MIN - 1,
-            quote_volume: "1050".into(),
-            trades: 7,
-            taker_buy_base: "50".into(),
-            taker_buy_quote: "525".into(),
-        }
-    }
 
     /// The still-open candle `i` as the exchange serves it: open = high = low = close.
     fn partial(i: i64) -> Kline {
@@ -570,13 +555,9 @@ mod tests {
         assert_eq!(report.pages, 1);
     }
 
-    fn temp_store(name: &str, klines: &[Kline]) -> (std::path::PathBuf, KlineStore) {
-        let dir =
-            std::env::temp_dir().join(format!("klinecast-backfill-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("AVAXUSDT_1m.csv");
-        let (mut store, _) = KlineStore::open(&path).expect("store");
+    fn temp_store(name: &str, klines: &[Kline]) -> (TempDir, KlineStore) {
+        let dir = TempDir::new(&format!("backfill-{name}"));
+        let (mut store, _) = KlineStore::open(&dir.join("AVAXUSDT_1m.csv")).expect("store");
         store.append(klines).expect("seed");
         (dir, store)
     }
@@ -587,7 +568,7 @@ mod tests {
     fn check_tail_repairs_a_planted_partial_row_and_leaves_good_stores_alone() {
         let mut rows: Vec<Kline> = (0..50).map(kline).collect();
         rows[49] = partial(49);
-        let (dir, mut store) = temp_store("check", &rows);
+        let (_dir, mut store) = temp_store("check", &rows);
         let symbol = Symbol::parse("AVAXUSDT").expect("symbol");
         let mut ex = Exchange::new(60, &[55 * MIN]);
         let check = check_tail(&mut ex, &mut store, &symbol, Interval::ONE_MINUTE).expect("check");
@@ -622,6 +603,5 @@ mod tests {
         assert_eq!((check.removed, check.written), (1, 0));
         assert_eq!(check.fixes[0].binance, None);
         assert_eq!(store.last_open_time(), Some(49 * MIN));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

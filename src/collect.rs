@@ -224,7 +224,7 @@ impl ProgressPrinter {
         self.last = Some(Instant::now());
         let eta = p
             .eta()
-            .map(|d| format!(", ETA {}", fmt_duration(d)))
+            .map(|d| format!(", ETA {}", crate::time::format_duration(d)))
             .unwrap_or_default();
         let line = format!(
             "{}: {:5.1}% {} rows, {:.0} rows/s{eta}, at {} UTC",
@@ -250,42 +250,16 @@ impl ProgressPrinter {
     }
 }
 
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s / 60 % 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::binance::rest::tests::{client, Reply, Scripted};
     use crate::kline::Kline;
-    use std::path::{Path, PathBuf};
+    use crate::testutil::TempDir;
+    use std::path::Path;
     use std::sync::{Arc, Mutex};
 
     const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir()
-                .join(format!("klinecast-collect-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn to_json(klines: &[Kline]) -> String {
         let rows: Vec<String> = klines.iter().map(crate::replay::market::rest_row).collect();
@@ -369,7 +343,7 @@ mod tests {
         // The server's clock is 30 s into the candle at row 2500.
         let now = Arc::new(Mutex::new(all[2500].open_time + 30_000));
         let server = kline_server(served.clone(), now);
-        let path = dir.0.join("AVAXUSDT_1m.csv");
+        let path = dir.join("AVAXUSDT_1m.csv");
         // Start in the middle of a minute: floored to the interval.
         let (report, seen) = run_fill(&server.url, &path, all[0].open_time + 5_000, None);
         let expected: Vec<Kline> = served
@@ -422,10 +396,10 @@ mod tests {
         let now = Arc::new(Mutex::new(all[2000].open_time + 5_000));
         let server = kline_server(served, now.clone());
         let start = all[0].open_time;
-        let whole = dir.0.join("whole.csv");
+        let whole = dir.join("whole.csv");
         run_fill(&server.url, &whole, start, None);
         // Stopped early by an end date, then killed mid-append (a torn line), then rerun.
-        let parts = dir.0.join("parts.csv");
+        let parts = dir.join("parts.csv");
         let (first, _) = run_fill(&server.url, &parts, start, Some(all[700].open_time));
         assert_eq!(first.rows, 700);
         {
@@ -475,7 +449,7 @@ mod tests {
                 Reply::status(418, "{}").header("Retry-After", "300")
             }
         }));
-        let path = dir.0.join("x.csv");
+        let path = dir.join("x.csv");
         let (mut c, _, _) = client(&server.url);
         let (mut store, _) = KlineStore::open(&path).expect("open");
         let err = fill(
@@ -506,7 +480,5 @@ mod tests {
         assert_eq!(p.percent(), 25.0);
         assert_eq!(p.rows_per_sec(), 50.0);
         assert_eq!(p.eta(), Some(Duration::from_secs(30)));
-        assert_eq!(fmt_duration(Duration::from_secs(3725)), "1h02m");
-        assert_eq!(fmt_duration(Duration::from_secs(65)), "1m05s");
     }
 }

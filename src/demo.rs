@@ -31,25 +31,8 @@ pub const TRAIN_ROWS: usize = 20_000;
 /// Rows the demo's SVR is fitted on.
 pub const SVR_ROWS: usize = 2_000;
 
-/// `SYMBOL_interval` from a store file name such as `AVAXUSDT_1m.csv`.
-pub fn symbol_interval(path: &Path) -> Result<(Symbol, Interval), Error> {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
-    let parsed = stem
-        .split_once('_')
-        .and_then(|(s, i)| Some((Symbol::parse(s).ok()?, Interval::parse(i).ok()?)));
-    parsed.ok_or_else(|| {
-        Error::Config(format!(
-            "{}: the file name must be <SYMBOL>_<interval>.csv, such as AVAXUSDT_1m.csv",
-            path.display()
-        ))
-    })
-}
-
 pub fn run(args: &DemoArgs) -> Result<(), Error> {
-    let (symbol, interval) = symbol_interval(&args.data)?;
+    let (symbol, interval) = store::parse_file_name(&args.data)?;
     let klines = store::load_klines(&args.data)?;
     let n_stream = args.klines.unwrap_or(DEFAULT_KLINES);
     let clock_row = klines.len() * 2 / 3;

@@ -66,6 +66,13 @@ impl From<store::StoreError> for Error {
     }
 }
 
+/// A data file name that does not say its symbol and interval is a configuration error.
+impl From<store::FileNameError> for Error {
+    fn from(e: store::FileNameError) -> Error {
+        Error::Config(e.to_string())
+    }
+}
+
 impl From<binance::BinanceError> for Error {
     fn from(e: binance::BinanceError) -> Error {
         Error::Binance(e)

@@ -1,7 +1,10 @@
-//! Crash-safe file writing: every file that is rewritten while the program may be killed goes
-//! through [`write_atomic`] (temp file in the same directory, fsync, rename, fsync directory).
+//! Crash-safe files: every file that is rewritten while the program may be killed goes through
+//! [`write_atomic`] (temp file in the same directory, fsync, rename, fsync directory); every
+//! line-oriented file that is appended to cuts a line torn by a kill with [`repair_torn_tail`] /
+//! [`cut_torn_tail`] when it is opened, and reads its end with [`read_last_lines`] /
+//! [`read_last_line`]. Generic: no file format is known here.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -62,6 +65,59 @@ pub fn read_last_lines(file: &File, len: u64, lines: usize) -> io::Result<(u64, 
     }
 }
 
+/// The last line (without its newline) of the first `len` bytes of `file`; the whole text when
+/// it has a single line, empty for an empty file.
+pub fn read_last_line(file: &File, len: u64) -> io::Result<String> {
+    let (_, text) = read_last_lines(file, len, 1)?;
+    let body = text.strip_suffix(b"\n").unwrap_or(&text);
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    Ok(String::from_utf8_lossy(&body[start..]).into_owned())
+}
+
+/// Cuts an open file (opened for writing) back to just after its last `\n` when a kill left a
+/// partial last line, and fsyncs it. Returns how many bytes were cut (0: the file is empty or
+/// ends with a newline, and is left alone). A file without any newline is emptied.
+pub fn cut_torn_tail(file: &File) -> io::Result<u64> {
+    let mut reader = file;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    reader.seek(SeekFrom::Start(len - 1))?;
+    reader.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(0);
+    }
+    // Scan backwards in blocks for the last newline.
+    let mut end = len;
+    let mut cut = 0;
+    let mut buf = vec![0u8; 8192];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            cut = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    file.set_len(cut)?;
+    file.sync_all()?;
+    Ok(len - cut)
+}
+
+/// [`cut_torn_tail`] on the file at `path`; a missing or empty file is fine.
+pub fn repair_torn_tail(path: &Path) -> io::Result<u64> {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => cut_torn_tail(&file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Fsyncs a directory so that a rename or a new file inside it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -78,12 +134,11 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     #[test]
     fn last_lines_from_the_end_with_their_offset() {
-        let dir = std::env::temp_dir().join(format!("klinecast-lastlines-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("mkdir");
+        let dir = TempDir::new("lastlines");
         let path = dir.join("lines.txt");
         let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
         fs::write(&path, &text).expect("write");
@@ -109,23 +164,48 @@ mod tests {
             read_last_lines(&file, len, 0).expect("none"),
             (len, Vec::new())
         );
-        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(read_last_line(&file, len).expect("last"), "line 999");
+        assert_eq!(read_last_line(&file, first_two).expect("last"), "line 1");
+        assert_eq!(read_last_line(&file, 7).expect("only"), "line 0");
+        assert_eq!(read_last_line(&file, 0).expect("empty"), "");
+    }
+
+    #[test]
+    fn torn_tail_is_cut_at_the_last_newline() {
+        let dir = TempDir::new("torn");
+        let path = dir.file("x", "a\nbb\npartial");
+        assert_eq!(repair_torn_tail(&path).expect("repair"), 7);
+        assert_eq!(fs::read(&path).expect("read"), b"a\nbb\n");
+        assert_eq!(repair_torn_tail(&path).expect("again"), 0);
+        assert_eq!(fs::read(&path).expect("read"), b"a\nbb\n");
+        // A torn line longer than one scan block.
+        let long = format!("head\n{}", "y".repeat(20_000));
+        let path = dir.file("long", &long);
+        assert_eq!(repair_torn_tail(&path).expect("long"), 20_000);
+        assert_eq!(fs::read(&path).expect("read"), b"head\n");
+    }
+
+    #[test]
+    fn repair_without_any_newline_empties_the_file() {
+        let dir = TempDir::new("nonl");
+        let path = dir.file("x", "partial");
+        assert_eq!(repair_torn_tail(&path).expect("repair"), 7);
+        assert_eq!(fs::read(&path).expect("read"), b"");
+        assert_eq!(repair_torn_tail(&dir.join("missing")).expect("missing"), 0);
     }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("klinecast-fsutil-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let path = dir.join("sub").join("a.bin");
+        let dir = TempDir::new("fsutil");
+        let path = dir.path().join("sub").join("a.bin");
         write_atomic(&path, b"one").expect("first write");
         write_atomic(&path, b"two").expect("second write");
         assert_eq!(fs::read(&path).expect("read"), b"two");
-        let names: Vec<_> = fs::read_dir(dir.join("sub"))
+        let names: Vec<_> = fs::read_dir(dir.path().join("sub"))
             .expect("list")
             .filter_map(|e| e.ok())
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -21,6 +21,8 @@ pub mod persist;
 pub mod replay;
 pub mod rng;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod time;
 pub mod train;
 

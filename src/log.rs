@@ -6,11 +6,11 @@
 //! logger goes on. No other module's state or maths here.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::time;
+use crate::{fsutil, time};
 
 /// Default size cap of one log file before it is rotated: 1 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
@@ -58,7 +58,7 @@ impl Logger {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        repair_torn_tail(path)?;
+        fsutil::repair_torn_tail(path)?;
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(Logger {
@@ -168,56 +168,10 @@ pub fn numbered(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Cuts a file back to just after its last `\n` when a kill left a partial last line.
-/// A missing or empty file is fine.
-pub fn repair_torn_tail(path: &Path) -> io::Result<()> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let mut last = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok(());
-    }
-    // Scan backwards in blocks for the last newline.
-    let mut end = len;
-    let mut cut = 0;
-    let mut buf = vec![0u8; 8192];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let n = (end - start) as usize;
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf[..n])?;
-        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
-            cut = start + i as u64 + 1;
-            break;
-        }
-        end = start;
-    }
-    file.set_len(cut)?;
-    file.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-log-{name}-{}-{}",
-            std::process::id(),
-            wall_clock_ms()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
+    use crate::testutil::TempDir;
 
     #[test]
     fn stamp_format() {
@@ -226,7 +180,7 @@ mod tests {
 
     #[test]
     fn lines_are_timestamped_and_torn_tail_is_cut() {
-        let dir = temp_dir("torn");
+        let dir = TempDir::new("log-torn");
         let path = dir.join("sub").join("a.log");
         {
             let mut log = Logger::open(&path, "t").expect("open").mirror_stderr(false);
@@ -247,12 +201,11 @@ mod tests {
         assert!(lines[0].ends_with("Z hello"), "{}", lines[0]);
         assert_eq!(lines[0].len(), "2026-07-31 23:59:00.123Z hello".len());
         assert_eq!(&lines[1..], ["{\"a\":1}", "{\"b\":2}"]);
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn rotation_caps_the_size_and_keeps_two_old_files() {
-        let dir = temp_dir("rotate");
+        let dir = TempDir::new("log-rotate");
         let path = dir.join("r.log");
         let mut log = Logger::with_limits(&path, "t", 1024, 2)
             .expect("open")
@@ -267,18 +220,5 @@ mod tests {
         assert_eq!(size(&numbered(&path, 1)), 1000);
         assert_eq!(size(&numbered(&path, 2)), 1000);
         assert!(!numbered(&path, 3).exists());
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn repair_without_any_newline_empties_the_file() {
-        let dir = temp_dir("nonl");
-        fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("x");
-        fs::write(&path, b"partial").expect("write");
-        repair_torn_tail(&path).expect("repair");
-        assert_eq!(fs::read(&path).expect("read"), b"");
-        repair_torn_tail(&dir.join("missing")).expect("missing is fine");
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -2,7 +2,9 @@
 //! header [`CSV_HEADER`], rows ascending and unique by open_time, only closed klines, values
 //! byte-for-byte as Binance sent them. Appends are whole lines in one write plus fsync; a line
 //! torn by a kill is cut off when the store is next opened. Also the loaders that read a whole
-//! file back ([`load_klines`] with the decimal text, [`load_series`] as fast numeric columns).
+//! file back ([`load_klines`] with the decimal text, [`load_series`] as fast numeric columns)
+//! and the one that reads only its end ([`read_tail`]), and the file name ↔ (symbol, interval)
+//! mapping ([`kline_path`], [`parse_file_name`]). Every reader of the format lives here.
 //! No network and no maths here.
 
 use std::fmt;
@@ -115,6 +117,52 @@ pub fn kline_path(data_dir: &Path, symbol: &Symbol, interval: Interval) -> PathB
     data_dir.join(format!("{}_{}.csv", symbol.as_str(), interval.as_str()))
 }
 
+/// A data file whose name does not say its symbol and interval (`<SYMBOL>_<interval>.csv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileNameError {
+    pub path: PathBuf,
+    /// Why the symbol or interval part was refused, when the shape was right.
+    pub reason: Option<String>,
+}
+
+impl fmt::Display for FileNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot tell the symbol and interval from the file name {:?}: name it \
+             <SYMBOL>_<interval>.csv, such as AVAXUSDT_1m.csv",
+            self.path.display().to_string()
+        )?;
+        match &self.reason {
+            Some(reason) => write!(f, ": {reason}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for FileNameError {}
+
+/// Symbol and interval from a kline file name `<SYMBOL>_<interval>.csv` (the inverse of
+/// [`kline_path`]); the symbol must be uppercase as the store writes it.
+pub fn parse_file_name(path: &Path) -> Result<(Symbol, Interval), FileNameError> {
+    let bad = |reason: Option<String>| FileNameError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| bad(None))?;
+    let stem = name.strip_suffix(".csv").ok_or_else(|| bad(None))?;
+    let (sym, iv) = stem.split_once('_').ok_or_else(|| bad(None))?;
+    if sym.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(bad(None));
+    }
+    let symbol = Symbol::parse(sym).map_err(|e| bad(Some(e)))?;
+    let interval = Interval::parse(iv).map_err(|e| bad(Some(e)))?;
+    Ok((symbol, interval))
+}
+
 /// What [`KlineStore::open`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenReport {
@@ -202,12 +250,11 @@ impl KlineStore {
         let mut bytes = Vec::with_capacity(existing.map_or(0, |b| b.len()));
         (&file).read_to_end(&mut bytes).map_err(io("reading"))?;
         check_header(path, &bytes)?;
-        if bytes.last() != Some(&b'\n') {
-            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let cut = fsutil::cut_torn_tail(&file).map_err(io("repairing"))?;
+        if cut > 0 {
+            let keep = bytes.len().saturating_sub(cut as usize);
             report.repaired_bytes = bytes.len() - keep;
             report.torn_text = String::from_utf8_lossy(&bytes[keep..]).into_owned();
-            file.set_len(keep as u64).map_err(io("repairing"))?;
-            file.sync_all().map_err(io("repairing"))?;
             bytes.truncate(keep);
         }
         let body = &bytes[header_line.len()..];
@@ -277,33 +324,7 @@ impl KlineStore {
     /// The newest `n` stored rows (fewer when the store is shorter), ascending, each with the
     /// byte offset where its line starts. Reads only the end of the file.
     fn tail_rows(&self, n: usize) -> Result<Vec<(u64, Kline)>, StoreError> {
-        let (start, bytes) =
-            fsutil::read_last_lines(&self.file, self.len_bytes, n).map_err(|source| {
-                StoreError::Io {
-                    path: self.path.clone(),
-                    action: "reading the tail of",
-                    source,
-                }
-            })?;
-        let mut rows = Vec::with_capacity(n);
-        let mut offset = start;
-        for raw in bytes.split_inclusive(|&b| b == b'\n') {
-            let at = offset;
-            offset += raw.len() as u64;
-            if at == 0 {
-                continue; // the header
-            }
-            let text = std::str::from_utf8(raw)
-                .unwrap_or("")
-                .trim_end_matches('\n');
-            let k = Kline::from_csv_line(text).map_err(|e| StoreError::Line {
-                path: self.path.clone(),
-                line: 0,
-                msg: format!("a row near the end ({text:?}) does not parse: {e}"),
-            })?;
-            rows.push((at, k));
-        }
-        Ok(rows)
+        tail_rows(&self.path, &self.file, self.len_bytes, n)
     }
 
     /// The newest `n` stored klines (fewer when the store is shorter), ascending. Reads only the
@@ -381,6 +402,58 @@ impl KlineStore {
     }
 }
 
+/// The last `n` rows of the first `len` bytes of the kline file `file` (at `path`), ascending,
+/// each with the byte offset where its line starts. Reads only the end of the file.
+fn tail_rows(
+    path: &Path,
+    file: &File,
+    len: u64,
+    n: usize,
+) -> Result<Vec<(u64, Kline)>, StoreError> {
+    let (start, bytes) =
+        fsutil::read_last_lines(file, len, n).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            action: "reading the tail of",
+            source,
+        })?;
+    let mut rows = Vec::with_capacity(n);
+    let mut offset = start;
+    for raw in bytes.split_inclusive(|&b| b == b'\n') {
+        let at = offset;
+        offset += raw.len() as u64;
+        if at == 0 {
+            continue; // the header
+        }
+        let text = std::str::from_utf8(raw)
+            .unwrap_or("")
+            .trim_end_matches('\n');
+        let k = Kline::from_csv_line(text).map_err(|e| StoreError::Line {
+            path: path.to_path_buf(),
+            line: 0,
+            msg: format!("a row near the end ({text:?}) does not parse: {e}"),
+        })?;
+        rows.push((at, k));
+    }
+    Ok(rows)
+}
+
+/// The last `n` klines of the kline file at `path`, ascending (fewer when the file is shorter),
+/// without reading the whole file (a store may hold years of rows). Read-only: a writer that
+/// has the file open keeps appending meanwhile.
+pub fn read_tail(path: &Path, n: usize) -> Result<Vec<Kline>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        action: "reading the tail of",
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    Ok(tail_rows(path, &file, len, n)?
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect())
+}
+
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     if bytes.is_empty() {
         return Err(StoreError::Empty {
@@ -412,8 +485,24 @@ fn read_checked(path: &Path) -> Result<Vec<u8>, StoreError> {
     Ok(bytes)
 }
 
+/// What a loader does with a last line that has no newline (a write in progress or torn by a
+/// kill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TornLastLine {
+    /// Refuse the file, naming the line (what `train` and `collect` want).
+    Refuse,
+    /// Ignore the line if it does not parse, keep it if it does (the replay server, which may
+    /// serve a file a collector is appending to).
+    IgnoreIfBad,
+}
+
 /// Loads a whole kline CSV as klines with their decimal text.
 pub fn load_klines(path: &Path) -> Result<Vec<Kline>, StoreError> {
+    load_klines_with(path, TornLastLine::Refuse)
+}
+
+/// [`load_klines`] with a choice of what to do with a last line without a newline.
+pub fn load_klines_with(path: &Path, torn: TornLastLine) -> Result<Vec<Kline>, StoreError> {
     let bytes = read_checked(path)?;
     let body = &bytes[CSV_HEADER.len() + 1..];
     let mut out = Vec::with_capacity(body.len() / 90);
@@ -422,6 +511,14 @@ pub fn load_klines(path: &Path) -> Result<Vec<Kline>, StoreError> {
         let line_no = i + 2;
         let fail = |kind: RowErrorKind| RowError { line: i + 1, kind }.into_store_error(path, 2);
         let Some(line) = raw.strip_suffix(b"\n") else {
+            if torn == TornLastLine::IgnoreIfBad {
+                let parsed = std::str::from_utf8(raw).ok().map(Kline::from_csv_line);
+                if let Some(Ok(k)) = parsed {
+                    check_order(last, k.open_time).map_err(fail)?;
+                    out.push(k);
+                }
+                break;
+            }
             return Err(fail(RowErrorKind::Torn));
         };
         let Ok(text) = std::str::from_utf8(line) else {
@@ -720,34 +817,11 @@ fn decimal_field(text: &[u8]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
     const L1: &str = "1782864000000,6.5340,6.5430,6.5340,6.5400,33013,1782864059999,215829.8910,365,30518,199515.0150";
     const L2: &str = "1782864060000,6.5390,6.5390,6.5310,6.5340,6177,1782864119999,40359.0740,259,2004,13093.1430";
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!(
-                "klinecast-store-{name}-{}-{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-        fn file(&self, name: &str, text: &str) -> PathBuf {
-            let p = self.0.join(name);
-            fs::write(&p, text).expect("write fixture");
-            p
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn kline(line: &str) -> Kline {
         Kline::from_csv_line(line).expect("fixture line is valid")
@@ -756,7 +830,7 @@ mod tests {
     #[test]
     fn open_creates_appends_and_reopens() {
         let dir = TempDir::new("create");
-        let path = dir.0.join("sub").join("AVAXUSDT_1m.csv");
+        let path = dir.join("sub").join("AVAXUSDT_1m.csv");
         let (mut store, report) = KlineStore::open(&path).expect("create");
         assert!(report.created);
         assert_eq!((store.len(), store.last_open_time()), (0, None));
@@ -1002,7 +1076,7 @@ mod tests {
         // `open` may repair a torn tail and creates the file when missing: run it on a copy so
         // the committed sample can never be modified by a test.
         let dir = TempDir::new("sample-open");
-        let copy = dir.0.join("AVAXUSDT_1m.csv");
+        let copy = dir.join("AVAXUSDT_1m.csv");
         fs::copy(path, &copy).expect("copy the sample");
         let original = fs::read(path).expect("read the sample");
         let (store, report) = KlineStore::open(&copy).expect("sample opens");
@@ -1055,5 +1129,89 @@ mod tests {
             err.to_string().contains(&format!("edge.csv:{}:", at + 2)),
             "{err}"
         );
+    }
+
+    #[test]
+    fn file_names_give_symbol_and_interval_and_round_trip() {
+        let (s, i) = parse_file_name(Path::new("data/AVAXUSDT_1m.csv")).expect("valid name");
+        assert_eq!((s.as_str(), i.as_str()), ("AVAXUSDT", "1m"));
+        assert_eq!(
+            kline_path(Path::new("data"), &s, i),
+            Path::new("data/AVAXUSDT_1m.csv")
+        );
+        for bad in [
+            "AVAXUSDT-1m-2026-07.csv",
+            "AVAXUSDT_1m.txt",
+            "AVAXUSDT_1m",
+            "AVAXUSDT_1x.csv",
+            "avaxusdt_1m.csv",
+            "_1m.csv",
+        ] {
+            let e = parse_file_name(Path::new(bad)).expect_err(bad).to_string();
+            assert!(e.contains("<SYMBOL>_<interval>.csv"), "{bad}: {e}");
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        let e = parse_file_name(Path::new("AVAXUSDT_1x.csv")).expect_err("interval");
+        assert!(
+            e.to_string()
+                .ends_with(&Interval::parse("1x").expect_err("1x")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_can_be_ignored_by_choice() {
+        let dir = TempDir::new("store-torn-choice");
+        let ignore = |text: &str| {
+            let path = dir.file("AVAXUSDT_1m.csv", &format!("{CSV_HEADER}\n{text}"));
+            load_klines_with(&path, TornLastLine::IgnoreIfBad)
+        };
+        assert_eq!(
+            ignore(&format!("{L1}\n{L2}\n")).expect("good"),
+            [kline(L1), kline(L2)]
+        );
+        // A last line without a newline: ignored when it does not parse, kept when it does.
+        assert_eq!(
+            ignore(&format!("{L1}\n{}", &L2[..11])).expect("torn"),
+            [kline(L1)]
+        );
+        assert_eq!(
+            ignore(&format!("{L1}\n{L2}")).expect("whole"),
+            [kline(L1), kline(L2)]
+        );
+        // Only the last line is forgiven, and the order rules still hold for it.
+        let err = ignore(&format!("1,2\n{L1}\n")).expect_err("bad middle line");
+        assert!(err.to_string().contains("AVAXUSDT_1m.csv:2:"), "{err}");
+        let err = ignore(&format!("{L2}\n{L1}")).expect_err("unsorted");
+        assert!(err.to_string().contains("not after"), "{err}");
+        let path = dir.file("x.csv", &format!("{CSV_HEADER}\n{L1}\n{}", &L2[..11]));
+        let err = load_klines(&path).expect_err("refused by default");
+        assert!(err.to_string().contains("x.csv:3:"), "{err}");
+    }
+
+    #[test]
+    fn read_tail_of_short_and_long_files() {
+        use crate::testutil::kline;
+        let dir = TempDir::new("store-tail");
+        let mut text = format!("{CSV_HEADER}\n");
+        for i in 0..500 {
+            text.push_str(&kline(i).to_csv_line());
+            text.push('\n');
+        }
+        let path = dir.file("X_1m.csv", &text);
+        assert_eq!(
+            read_tail(&path, 3).expect("tail"),
+            vec![kline(497), kline(498), kline(499)]
+        );
+        assert_eq!(read_tail(&path, 10_000).expect("all").len(), 500);
+        assert_eq!(read_tail(&path, 500).expect("exact")[0], kline(0));
+        assert!(read_tail(&path, 0).expect("none").is_empty());
+        let path = dir.file("X_1m.csv", &format!("{CSV_HEADER}\n"));
+        assert!(read_tail(&path, 5).expect("header only").is_empty());
+        let path = dir.file("bad.csv", &format!("{CSV_HEADER}\n{L1}\n1,2\n"));
+        let err = read_tail(&path, 5).expect_err("bad row");
+        assert!(err.to_string().contains("bad.csv"), "{err}");
+        let err = read_tail(&dir.join("missing.csv"), 5).expect_err("missing");
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
     }
 }

@@ -74,6 +74,18 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// A duration for progress lines: `45s`, `1m05s`, `1h02m` (seconds dropped past an hour).
+pub fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// Parses a duration such as `90s`, `15m`, `2h`, `1h30m`, `1d` into milliseconds.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let err = || {
@@ -114,6 +126,14 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_for_progress_lines() {
+        use std::time::Duration;
+        assert_eq!(format_duration(Duration::from_secs(3725)), "1h02m");
+        assert_eq!(format_duration(Duration::from_secs(65)), "1m05s");
+        assert_eq!(format_duration(Duration::from_millis(45_900)), "45s");
+    }
 
     #[test]
     fn dates_round_trip_and_match_known_epochs() {

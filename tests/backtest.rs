@@ -3,33 +3,12 @@
 //! naive forecast beyond 1%; bad input is refused with exit code 1 or 2.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 mod common;
 
-/// A unique temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-backtest-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 /// Writes the header and the first `rows` rows of the shipped sample to `path`.
 fn write_slice(path: &Path, rows: usize) {
@@ -59,8 +38,8 @@ fn row<'a>(json: &'a serde_json::Value, label: &str) -> &'a serde_json::Value {
 
 #[test]
 fn backtest_is_deterministic_and_not_worse_than_naive() {
-    let dir = TempDir::new("det");
-    let data = dir.0.join("AVAXUSDT_1m.csv");
+    let dir = TempDir::new("backtest-det");
+    let data = dir.join("AVAXUSDT_1m.csv");
     write_slice(&data, 3000);
     let data = data.to_str().expect("utf-8 path");
     let args = [
@@ -109,8 +88,8 @@ fn backtest_is_deterministic_and_not_worse_than_naive() {
 
 #[test]
 fn too_short_or_missing_data_is_refused() {
-    let dir = TempDir::new("short");
-    let data = dir.0.join("short.csv");
+    let dir = TempDir::new("backtest-short");
+    let data = dir.join("short.csv");
     write_slice(&data, 120);
     let out = backtest(&[
         "--data",
@@ -121,7 +100,7 @@ fn too_short_or_missing_data_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("training rows, fewer than 100"), "{err}");
-    let missing = dir.0.join("missing.csv");
+    let missing = dir.join("missing.csv");
     let out = backtest(&["--data", missing.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
     let out = backtest(&["--data", "x.csv", "--train-frac", "1.5"]);

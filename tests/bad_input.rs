@@ -17,12 +17,12 @@ use common::{klinecast_command, TempDir};
 use klinecast::binance::rest::{RestClient, RetryPolicy};
 use klinecast::binance::tls::{self, Timeouts};
 use klinecast::binance::BinanceError;
-use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
+use klinecast::kline::CSV_HEADER;
 use klinecast::models::ModelKind;
 use klinecast::persist::{self, PersistError, TRAINED_VERSION};
-use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use klinecast::replay::ReplayServer;
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
+use common::SAMPLE;
 
 fn sample_lines() -> Vec<String> {
     fs::read_to_string(SAMPLE)
@@ -115,20 +115,7 @@ fn train_refuses(data: &Path, code: i32, needles: &[&str]) {
 
 /// A replay server on the first 3000 sample rows, clock at row 2000.
 fn replay_server() -> ReplayServer {
-    let klines: Vec<Kline> = sample_lines()[..3000]
-        .iter()
-        .map(|l| Kline::from_csv_line(l).expect("sample line"))
-        .collect();
-    ReplayServer::start(ReplayConfig {
-        klines,
-        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-        interval: Interval::ONE_MINUTE,
-        start_row: 2000,
-        speed: 1.0,
-        faults: Faults::default(),
-        port: 0,
-    })
-    .expect("start the replay server")
+    common::replay_server(common::sample_klines(3000), 2000, 1.0, "")
 }
 
 /// A REST client that retries 3 times without real waits.
@@ -409,36 +396,10 @@ fn stream_names_bad_model_files_and_keeps_the_good_ones() {
     fs::write(&ensemble, b"KLCAST\0\0ENSM").expect("write");
     let bad_trained = snapshot(&models.join(persist::TRAINED_DIR));
 
-    let klines: Vec<Kline> = lines[..900]
-        .iter()
-        .map(|l| Kline::from_csv_line(l).expect("sample line"))
-        .collect();
-    let server = ReplayServer::start(ReplayConfig {
-        klines,
-        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-        interval: Interval::ONE_MINUTE,
-        start_row: 600,
-        speed: 600.0,
-        faults: Faults::default(),
-        port: 0,
-    })
-    .expect("replay server");
+    let server = common::replay_server(common::sample_klines(900), 600, 600.0, "");
     let log = dir.path().join("log");
-    let out = klinecast_command()
-        .args(["stream", "--symbol", "AVAXUSDT", "--max-runtime", "3s"])
-        .args([
-            "--rest-url",
-            &server.rest_url(),
-            "--ws-url",
-            &server.ws_url(),
-        ])
-        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--models-dir")
-        .arg(&models)
-        .arg("--log-dir")
-        .arg(&log)
+    let out = common::stream_command("AVAXUSDT", &server.rest_url(), &server.ws_url(), dir.path())
+        .args(["--max-runtime", "3s"])
         .env("KLINECAST_BACKOFF_MS", "50")
         .output()
         .expect("run stream");

@@ -4,47 +4,17 @@
 //! the rows of the source file. Loopback only.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use klinecast::kline::{Interval, Symbol, CSV_HEADER};
-use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use common::{partial_candle, KillOnDrop, TempDir, SAMPLE};
+
+use klinecast::kline::CSV_HEADER;
+use klinecast::replay::{Faults, ReplayServer};
 use klinecast::store;
-
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-test-collect-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Kills a child process when dropped (a failing test must not leave servers behind).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn collect(rest_url: &str, data_dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = common::klinecast_command();
@@ -78,7 +48,7 @@ fn assert_prefix_of_sample(path: &Path) -> usize {
 
 #[test]
 fn usage_errors_exit_2_without_network() {
-    let dir = TempDir::new("usage");
+    let dir = TempDir::new("collect-usage");
     for (args, needle) in [
         (&["collect", "--symbol", "../x"][..], "invalid symbol"),
         (&["collect", "--symbol", "a/b"], "invalid symbol"),
@@ -91,7 +61,7 @@ fn usage_errors_exit_2_without_network() {
     ] {
         let out = run({
             let mut c = common::klinecast_command();
-            c.args(args).arg("--data-dir").arg(&dir.0);
+            c.args(args).arg("--data-dir").arg(dir.path());
             c
         });
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -99,12 +69,12 @@ fn usage_errors_exit_2_without_network() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     // Nothing was written for the refused symbol.
-    assert_eq!(std::fs::read_dir(&dir.0).expect("list").count(), 0);
+    assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
 }
 
 #[test]
 fn collect_against_the_replay_server_process() {
-    let dir = TempDir::new("e2e");
+    let dir = TempDir::new("collect-e2e");
     // The replay server needs a <SYMBOL>_<interval>.csv name: the sample already has one.
     let mut server = common::klinecast_command();
     server
@@ -128,7 +98,7 @@ fn collect_against_the_replay_server_process() {
         .find_map(|w| w.strip_prefix("rest="))
         .unwrap_or_else(|| panic!("no rest= in {line:?}"))
         .to_string();
-    let data_dir = dir.0.join("data");
+    let data_dir = dir.join("data");
     let out = run(collect(&rest, &data_dir, &[]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -158,13 +128,9 @@ fn collect_against_the_replay_server_process() {
     let more = assert_prefix_of_sample(&path);
     assert!(more > rows, "{more} <= {rows}");
     // An end date stops early; a symbol the server does not know is a Binance API error.
-    let out = run(collect(
-        &rest,
-        &dir.0.join("other"),
-        &["--end", "2026-07-02"],
-    ));
+    let out = run(collect(&rest, &dir.join("other"), &["--end", "2026-07-02"]));
     assert_eq!(out.status.code(), Some(0));
-    let klines = store::load_klines(&dir.0.join("other/AVAXUSDT_1m.csv")).expect("load");
+    let klines = store::load_klines(&dir.join("other/AVAXUSDT_1m.csv")).expect("load");
     assert_eq!(klines.len(), 1440);
     let mut cmd = common::klinecast_command();
     cmd.args(["collect", "--symbol", "BTCUSDT", "--rest-url", &rest])
@@ -178,20 +144,15 @@ fn collect_against_the_replay_server_process() {
 
 #[test]
 fn kill_9_then_rerun_gives_the_same_bytes() {
-    let dir = TempDir::new("kill");
-    let klines = store::load_klines(Path::new(SAMPLE)).expect("sample");
-    let config = ReplayConfig {
-        klines,
-        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-        interval: Interval::ONE_MINUTE,
-        start_row: 12_000,
-        speed: 1.0,
-        faults: Faults::parse("slow-ms=150").expect("faults"),
-        port: 0,
-    };
-    let server = ReplayServer::start(config).expect("start replay server");
+    let dir = TempDir::new("collect-kill");
+    let server = common::replay_server(
+        common::sample_klines(usize::MAX),
+        12_000,
+        1.0,
+        "slow-ms=150",
+    );
     let rest = server.rest_url();
-    let data_dir = dir.0.join("data");
+    let data_dir = dir.join("data");
     let path = data_dir.join("AVAXUSDT_1m.csv");
     // Kill the collector at a few different moments, each time after some pages landed.
     for round in 0..3u64 {
@@ -219,7 +180,7 @@ fn kill_9_then_rerun_gives_the_same_bytes() {
     // At 1× the kline before row 12,000 may have closed less than SETTLE_MS ago: not yet stored.
     assert!(rows >= 11_999, "{rows}");
     // Same bytes as one uninterrupted run against the same server.
-    let fresh = dir.0.join("fresh");
+    let fresh = dir.join("fresh");
     let out = run(collect(&rest, &fresh, &[]));
     assert_eq!(out.status.code(), Some(0));
     let fresh_rows = assert_prefix_of_sample(&fresh.join("AVAXUSDT_1m.csv"));
@@ -233,17 +194,7 @@ fn kill_9_then_rerun_gives_the_same_bytes() {
 /// A replay server over the sample whose clock starts at row 2,500 and runs at 120× (two
 /// virtual minutes per real second), with `faults`.
 fn boundary_server(faults: &str) -> ReplayServer {
-    let klines = store::load_klines(Path::new(SAMPLE)).expect("sample");
-    ReplayServer::start(ReplayConfig {
-        klines,
-        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-        interval: Interval::ONE_MINUTE,
-        start_row: 2_500,
-        speed: 120.0,
-        faults: Faults::parse(faults).expect("faults"),
-        port: 0,
-    })
-    .expect("start replay server")
+    common::replay_server(common::sample_klines(usize::MAX), 2_500, 120.0, faults)
 }
 
 /// Regression for "collect stores a still-open candle" (README: "a kline is stored only if the
@@ -253,9 +204,9 @@ fn boundary_server(faults: &str) -> ReplayServer {
 /// fix its partial values were stored as the last row; now every stored row is the sample's.
 #[test]
 fn a_429_on_the_time_request_never_stores_the_open_candle() {
-    let dir = TempDir::new("time429");
+    let dir = TempDir::new("collect-time429");
     let server = boundary_server("time-429-every=2,retry-after=1");
-    let data_dir = dir.0.join("data");
+    let data_dir = dir.join("data");
     let out = run(collect(&server.rest_url(), &data_dir, &[]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -270,9 +221,9 @@ fn a_429_on_the_time_request_never_stores_the_open_candle() {
 /// closed by the time the page arrives. It must still never be stored.
 #[test]
 fn a_slow_answer_across_the_minute_boundary_never_stores_the_open_candle() {
-    let dir = TempDir::new("slow");
+    let dir = TempDir::new("collect-slow");
     let server = boundary_server("slow-ms=700");
-    let data_dir = dir.0.join("data");
+    let data_dir = dir.join("data");
     let out = run(collect(&server.rest_url(), &data_dir, &[]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -286,22 +237,12 @@ fn a_slow_answer_across_the_minute_boundary_never_stores_the_open_candle() {
 /// partial candle as its last row is repaired, and the rerun continues after it.
 #[test]
 fn a_planted_partial_row_is_repaired_at_start_and_logged() {
-    let dir = TempDir::new("repair");
+    let dir = TempDir::new("collect-repair");
     let server = boundary_server("");
     let sample = store::load_klines(Path::new(SAMPLE)).expect("sample");
     let good = &sample[1000];
-    let planted = klinecast::kline::Kline {
-        high: good.open.clone(),
-        low: good.open.clone(),
-        close: good.open.clone(),
-        volume: "0".into(),
-        quote_volume: "0".into(),
-        trades: 0,
-        taker_buy_base: "0".into(),
-        taker_buy_quote: "0".into(),
-        ..good.clone()
-    };
-    let data_dir = dir.0.join("data");
+    let planted = partial_candle(good);
+    let data_dir = dir.join("data");
     std::fs::create_dir_all(&data_dir).expect("mkdir");
     let path = data_dir.join("AVAXUSDT_1m.csv");
     let mut text = format!("{CSV_HEADER}\n");

@@ -30,6 +30,10 @@ use klinecast::store;
 use klinecast::train::FitConfig;
 use klinecast::train::{self, TrainOptions};
 
+mod common;
+
+use common::TempDir;
+
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
 const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz-regressions");
 
@@ -824,32 +828,6 @@ fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A temp dir removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Under /dev/shm when there is one (the CSV target writes a file per input and opening a
-    /// store may fsync), else the system temp dir.
-    fn new(name: &str) -> TempDir {
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("klinecast-fuzz-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The tests.
 // ---------------------------------------------------------------------------------------------
@@ -871,8 +849,8 @@ fn fuzz_csv_line() {
 
 #[test]
 fn fuzz_csv_file() {
-    let dir = TempDir::new("csv");
-    let path = dir.0.join("AVAXUSDT_1m.csv");
+    let dir = TempDir::new_in_memory("fuzz-csv");
+    let path = dir.join("AVAXUSDT_1m.csv");
     let mut n = 0u64;
     fuzz("csv_file", csv_file_seeds(), 1024, &mut |input| {
         n += 1;
@@ -923,8 +901,8 @@ const COMMITTED_REGRESSIONS: [(&str, usize); 5] = [
 /// hold at least the committed inputs of every target.
 #[test]
 fn regressions_do_not_panic() {
-    let dir = TempDir::new("regressions");
-    let csv_path = dir.0.join("AVAXUSDT_1m.csv");
+    let dir = TempDir::new_in_memory("fuzz-regressions");
+    let csv_path = dir.join("AVAXUSDT_1m.csv");
     let mut replayed_per_target: Vec<(String, usize)> = Vec::new();
     let targets = fs::read_dir(REGRESSIONS)
         .unwrap_or_else(|e| panic!("the regression folder {REGRESSIONS} is missing: {e}"));

@@ -6,13 +6,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
-use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use common::TempDir;
+
+use klinecast::kline::{Kline, CSV_HEADER};
+use klinecast::replay::{Faults, ReplayServer};
 use serde_json::Value;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
@@ -49,16 +50,7 @@ fn no_trade(line: &str) -> String {
 }
 
 fn start(lines: &[String], start_row: usize, speed: f64, faults: &str) -> ReplayServer {
-    ReplayServer::start(ReplayConfig {
-        klines: parse(lines),
-        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-        interval: Interval::ONE_MINUTE,
-        start_row,
-        speed,
-        faults: Faults::parse(faults).expect("valid faults"),
-        port: 0,
-    })
-    .expect("server starts")
+    common::replay_server(parse(lines), start_row, speed, faults)
 }
 
 struct Resp {
@@ -758,30 +750,8 @@ fn ws_after_the_data_ends_only_pings_come() {
 
 // ---------------------------------------------------------------- the command
 
-static DIRS: AtomicU64 = AtomicU64::new(0);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-replay-{}-{}",
-            std::process::id(),
-            DIRS.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn write_data(dir: &TempDir, name: &str, lines: &[String]) -> PathBuf {
-    let path = dir.0.join(name);
+    let path = dir.join(name);
     let mut text = format!("{CSV_HEADER}\n");
     for l in lines {
         text.push_str(l);
@@ -793,7 +763,7 @@ fn write_data(dir: &TempDir, name: &str, lines: &[String]) -> PathBuf {
 
 #[test]
 fn command_prints_the_listening_line_and_serves() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("replay-command");
     let lines = csv_lines(40);
     let data = write_data(&dir, "AVAXUSDT_1m.csv", &lines);
     let mut child = common::klinecast_command()
@@ -838,7 +808,7 @@ fn command_prints_the_listening_line_and_serves() {
 
 #[test]
 fn command_refuses_bad_faults_and_bad_file_names() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("replay-command");
     let lines = csv_lines(4);
     let good = write_data(&dir, "AVAXUSDT_1m.csv", &lines);
     let bad_name = write_data(&dir, "AVAXUSDT-1m-2026-07.csv", &lines);

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
 use klinecast::live::ensembler::{ensemble_path, load_ensemble};
 use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
-use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use klinecast::replay::{Faults, ReplayServer};
 use klinecast::store::{self, KlineStore};
 
 mod common;
 
-use common::{klinecast_command, TempDir};
+use common::{klinecast_command, replay_server as server, wait_for, TempDir};
 
 fn symbol() -> Symbol {
     Symbol::parse("AVAXUSDT").expect("symbol")
@@ -27,9 +27,7 @@ fn symbol() -> Symbol {
 
 /// The first `n` rows of the real sample.
 fn source(n: usize) -> Vec<Kline> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/AVAXUSDT_1m.csv");
-    let mut klines = store::load_klines(&path).expect("load the sample data");
-    klines.truncate(n);
+    let klines = common::sample_klines(n);
     assert_eq!(klines.len(), n, "the sample has at least {n} rows");
     klines
 }
@@ -59,20 +57,8 @@ fn stored_rows(path: &Path) -> usize {
     text.matches('\n').count().saturating_sub(1)
 }
 
-fn server(klines: Vec<Kline>, start_row: usize, speed: f64, faults: &str) -> ReplayServer {
-    ReplayServer::start(ReplayConfig {
-        klines,
-        symbol: symbol(),
-        interval: Interval::ONE_MINUTE,
-        start_row,
-        speed,
-        faults: Faults::parse(faults).expect("fault spec"),
-        port: 0,
-    })
-    .expect("start the replay server")
-}
-
 struct Dirs {
+    root: PathBuf,
     data: PathBuf,
     models: PathBuf,
     log: PathBuf,
@@ -81,6 +67,7 @@ struct Dirs {
 impl Dirs {
     fn new(root: &Path) -> Dirs {
         Dirs {
+            root: root.to_path_buf(),
             data: root.join("data"),
             models: root.join("models"),
             log: root.join("log"),
@@ -94,23 +81,9 @@ fn stream_cmd(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> Command {
-    let mut cmd = klinecast_command();
-    cmd.arg("stream")
-        .args(["--symbol", "AVAXUSDT", "--interval", "1m"])
-        .arg("--data-dir")
-        .arg(&dirs.data)
-        .arg("--models-dir")
-        .arg(&dirs.models)
-        .arg("--log-dir")
-        .arg(&dirs.log)
-        .args([
-            "--rest-url",
-            &server.rest_url(),
-            "--ws-url",
-            &server.ws_url(),
-        ])
-        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
-        .args(extra)
+    let mut cmd =
+        common::stream_command("AVAXUSDT", &server.rest_url(), &server.ws_url(), &dirs.root);
+    cmd.args(extra)
         .env("KLINECAST_WS_IDLE_MS", "900")
         .env("KLINECAST_WS_POLL_MS", "100")
         .env("KLINECAST_BACKOFF_MS", "50")
@@ -122,16 +95,6 @@ fn stream_cmd(
         cmd.env(k, v);
     }
     cmd
-}
-
-/// Polls `cond` every 50 ms; panics with `what` after `limit` (a liveness bound, not a timing
-/// assertion: the limits are far above what the steps need).
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn wait_output(mut child: Child, limit: Duration) -> Output {
@@ -390,17 +353,7 @@ fn a_planted_partial_row_is_repaired_before_streaming() {
     let (history, total) = (400, 420);
     let src = source(total);
     let good = src[history - 1].clone();
-    let planted = Kline {
-        high: good.open.clone(),
-        low: good.open.clone(),
-        close: good.open.clone(),
-        volume: "0".into(),
-        quote_volume: "0".into(),
-        trades: 0,
-        taker_buy_base: "0".into(),
-        taker_buy_quote: "0".into(),
-        ..good.clone()
-    };
+    let planted = common::partial_candle(&good);
     let mut seeded = src[..history - 1].to_vec();
     seeded.push(planted.clone());
     let store_path = seed_store(&dirs.data, &seeded);

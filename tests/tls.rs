@@ -21,11 +21,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 mod common;
 
 use common::{klinecast_command, TempDir};
-use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
-use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use klinecast::kline::{Interval, Symbol, CSV_HEADER};
 use klinecast::store;
-
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -230,17 +227,8 @@ fn collect_refuses_a_self_signed_certificate() {
 }
 
 fn stream(rest_url: &str, ws_url: &str, dir: &Path, symbol: &str) -> Command {
-    let mut cmd = klinecast_command();
-    cmd.args(["stream", "--symbol", symbol, "--interval", "1m"])
-        .args(["--rest-url", rest_url, "--ws-url", ws_url])
-        .args(["--max-runtime", "3s"])
-        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--models-dir")
-        .arg(dir.join("models"))
-        .arg("--log-dir")
-        .arg(dir.join("log"))
+    let mut cmd = common::stream_command(symbol, rest_url, ws_url, dir);
+    cmd.args(["--max-runtime", "3s"])
         .env("KLINECAST_BACKOFF_MS", "100")
         .env("KLINECAST_BACKOFF_MAX_MS", "300")
         .env("KLINECAST_CONNECT_TIMEOUT_MS", "3000")
@@ -294,23 +282,7 @@ fn stream_refuses_a_self_signed_certificate_over_wss() {
 #[test]
 fn stream_refuses_a_self_signed_certificate_over_https() {
     let server = SelfSignedServer::start();
-    let text = std::fs::read_to_string(SAMPLE).expect("sample");
-    let klines: Vec<Kline> = text
-        .lines()
-        .skip(1)
-        .take(900)
-        .map(|l| Kline::from_csv_line(l).expect("sample line"))
-        .collect();
-    let replay = ReplayServer::start(ReplayConfig {
-        klines,
-        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-        interval: Interval::ONE_MINUTE,
-        start_row: 600,
-        speed: 600.0,
-        faults: Faults::default(),
-        port: 0,
-    })
-    .expect("replay server");
+    let replay = common::replay_server(common::sample_klines(900), 600, 600.0, "");
     let dir = TempDir::new("tls-stream-https");
     let rest = format!("https://localhost:{}", server.port);
     let out = stream(&rest, &replay.ws_url(), dir.path(), "AVAXUSDT")

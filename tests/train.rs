@@ -3,33 +3,15 @@
 //! too little data with exit code 1 without touching the models already saved.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 mod common;
 
+use common::TempDir;
+
 use klinecast::models::ModelKind;
 use klinecast::persist;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-train-test-{name}-{}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Writes the header and the last `rows` klines of the sample data to `path`.
 fn slice_of_sample(path: &Path, rows: usize) {
@@ -60,10 +42,10 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn train_writes_five_models_that_load_and_reports_json() {
-    let dir = TempDir::new("ok");
-    let data = dir.0.join("AVAXUSDT_1m.csv");
+    let dir = TempDir::new("train-ok");
+    let data = dir.join("AVAXUSDT_1m.csv");
     slice_of_sample(&data, 4000);
-    let models = dir.0.join("models");
+    let models = dir.join("models");
     let out = train(&[
         "--data",
         data.to_str().expect("utf-8 path"),
@@ -116,7 +98,7 @@ fn train_writes_five_models_that_load_and_reports_json() {
 
     // A second run on too little data fails with exit 1 and leaves the saved models alone.
     let before = fs::read(models.join("Trained/linear.bin")).expect("read model");
-    let small = dir.0.join("small.csv");
+    let small = dir.join("small.csv");
     slice_of_sample(&small, 120);
     let out = train(&[
         "--data",
@@ -137,10 +119,10 @@ fn train_writes_five_models_that_load_and_reports_json() {
 
 #[test]
 fn empty_file_is_refused_with_exit_1() {
-    let dir = TempDir::new("empty");
-    let data = dir.0.join("EMPTY_1m.csv");
+    let dir = TempDir::new("train-empty");
+    let data = dir.join("EMPTY_1m.csv");
     fs::write(&data, format!("{}\n", klinecast::kline::CSV_HEADER)).expect("write");
-    let models = dir.0.join("models");
+    let models = dir.join("models");
     let out = train(&[
         "--data",
         data.to_str().expect("utf-8 path"),
@@ -150,6 +132,6 @@ fn empty_file_is_refused_with_exit_1() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("klinecast: error:"));
     assert!(!models.join("Trained").exists());
-    let missing = train(&["--data", dir.0.join("nope.csv").to_str().expect("utf-8")]);
+    let missing = train(&["--data", dir.join("nope.csv").to_str().expect("utf-8")]);
     assert_eq!(missing.status.code(), Some(1));
 }

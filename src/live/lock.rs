@@ -72,11 +72,12 @@ pub fn acquire(data_dir: &Path, whoami: &str) -> io::Result<LockOutcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     #[test]
     fn second_lock_is_busy_and_names_the_holder_until_released() {
-        let dir = std::env::temp_dir().join(format!("klinecast-lock-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let temp = TempDir::new("lock");
+        let dir = temp.join("run");
         let first = match acquire(&dir, "pid 1 started now").expect("lock") {
             LockOutcome::Acquired(l) => l,
             LockOutcome::Busy { holder } => panic!("busy: {holder}"),
@@ -95,6 +96,5 @@ mod tests {
             fs::read_to_string(dir.join(LOCK_FILE)).expect("read"),
             "pid 3\n"
         );
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -16,7 +16,6 @@
 //! every N windows, default 1; a count, not milliseconds).
 
 pub mod ensembler;
-pub mod history;
 pub mod lock;
 pub mod predictions;
 pub mod stream_thread;
@@ -179,7 +178,8 @@ pub fn run(args: &StreamArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The REST client behind the stream thread's [`Rest`] trait; its notices go to stream.log.
+/// The REST client behind the stream thread's [`Rest`] trait (delegating to `backfill`'s
+/// impl for [`RestClient`]); its notices go to stream.log.
 struct LiveRest {
     client: RestClient,
     notes: mpsc::Receiver<String>,
@@ -187,7 +187,7 @@ struct LiveRest {
 
 impl Rest for LiveRest {
     fn server_time(&mut self) -> Result<i64, BinanceError> {
-        self.client.server_time()
+        Rest::server_time(&mut self.client)
     }
 
     fn klines(
@@ -198,9 +198,7 @@ impl Rest for LiveRest {
         end_ms: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Kline>, BinanceError> {
-        let limit = u16::try_from(limit).unwrap_or(u16::MAX);
-        self.client
-            .klines(symbol, interval, start_ms, end_ms, limit)
+        Rest::klines(&mut self.client, symbol, interval, start_ms, end_ms, limit)
     }
 
     fn notes(&mut self) -> Vec<String> {
@@ -325,7 +323,7 @@ pub fn run_stream(
     };
     let (ensembler, replay) = Ensembler::start(
         &ens_config,
-        &mut |n| history::read_tail(&store_path, n),
+        &mut |n| Ok(store::read_tail(&store_path, n)?),
         event_tx,
     )?;
 

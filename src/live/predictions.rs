@@ -4,10 +4,10 @@
 //! No maths here: rows come from the ensembler.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::log::repair_torn_tail;
+use crate::fsutil;
 
 /// The header of `predictions.csv`.
 pub const HEADER: &str = "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
@@ -64,7 +64,7 @@ impl PredictionLog {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        repair_torn_tail(path)?;
+        fsutil::repair_torn_tail(path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -75,7 +75,8 @@ impl PredictionLog {
             file.write_all(format!("{HEADER}\n").as_bytes())?;
             file.sync_data()?;
         }
-        let last_line = read_last_line(&mut file)?;
+        let len = file.metadata()?.len();
+        let last_line = fsutil::read_last_line(&file, len)?;
         let last_target = if last_line == HEADER {
             None
         } else {
@@ -124,29 +125,10 @@ impl PredictionLog {
     }
 }
 
-/// The last line (without its newline) of a file that ends with a newline.
-fn read_last_line(file: &mut File) -> io::Result<String> {
-    let len = file.metadata()?.len();
-    let mut chunk = 256u64;
-    loop {
-        let start = len.saturating_sub(chunk);
-        file.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)?;
-        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if let Some(i) = body.iter().rposition(|&b| b == b'\n') {
-            return Ok(String::from_utf8_lossy(&body[i + 1..]).into_owned());
-        }
-        if start == 0 {
-            return Ok(String::from_utf8_lossy(body).into_owned());
-        }
-        chunk *= 4;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     fn row(target: i64) -> PredictionRow {
         PredictionRow {
@@ -160,9 +142,8 @@ mod tests {
 
     #[test]
     fn round_trip_skip_duplicates_and_repair_torn_line() {
-        let dir = std::env::temp_dir().join(format!("klinecast-pred-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let path = dir.join("predictions.csv");
+        let dir = TempDir::new("pred");
+        let path = dir.path().join("sub").join("predictions.csv");
         let mut log = PredictionLog::open(&path).expect("open");
         assert_eq!(log.last_target(), None);
         assert!(log.append(&row(120_000)).expect("append"));
@@ -186,6 +167,5 @@ mod tests {
             Some(row(240_000)),
             "values round-trip exactly"
         );
-        let _ = fs::remove_dir_all(&dir);
     }
 }

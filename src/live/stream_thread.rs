@@ -563,27 +563,11 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{kline, TempDir};
     use std::collections::VecDeque;
-    use std::path::PathBuf;
     use std::sync::mpsc;
 
     const MIN: i64 = 60_000;
-
-    fn kline(i: i64) -> Kline {
-        Kline {
-            open_time: i * MIN,
-            open: "10.5".into(),
-            high: "11".into(),
-            low: "10".into(),
-            close: format!("10.{i}"),
-            volume: "100".into(),
-            close_time: i * MIN + MIN - 1,
-            quote_volume: "1050".into(),
-            trades: 7,
-            taker_buy_base: "50".into(),
-            taker_buy_quote: "525".into(),
-        }
-    }
 
     fn event(i: i64, is_final: bool) -> Result<WsRead, WsError> {
         let k = kline(i);
@@ -685,15 +669,8 @@ mod tests {
         }
     }
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "klinecast-streamthread-{name}-{}-{}",
-            std::process::id(),
-            wall_clock_ms()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
+    fn temp(name: &str) -> TempDir {
+        TempDir::new(&format!("streamthread-{name}"))
     }
 
     #[test]
@@ -793,7 +770,6 @@ mod tests {
         );
         let stored = crate::store::load_klines(&store_path).expect("load");
         assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Backs the README claim "The connection is rotated before Binance's 24 h cut (at 23 h
@@ -892,7 +868,6 @@ mod tests {
             "{log}"
         );
         assert!(!log.contains("reconnecting in"), "{log}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

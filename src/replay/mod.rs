@@ -81,7 +81,6 @@ pub use faults::Faults;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -89,7 +88,8 @@ use std::time::Duration;
 
 use crate::cli::ReplayArgs;
 use crate::error::Error;
-use crate::kline::{self, Interval, Kline, Symbol};
+use crate::kline::{Interval, Kline, Symbol};
+use crate::store::{self, TornLastLine};
 
 /// What the replay server serves and how.
 #[derive(Debug, Clone)]
@@ -339,78 +339,17 @@ fn accept_loop(
     }
 }
 
-/// Symbol and interval from a data file name `<SYMBOL>_<interval>.csv`.
-pub fn parse_file_name(path: &Path) -> Result<(Symbol, Interval), String> {
-    let bad = || {
-        format!(
-            "cannot tell the symbol and interval from the file name {:?}: name it \
-             <SYMBOL>_<interval>.csv, such as AVAXUSDT_1m.csv",
-            path.display().to_string()
-        )
-    };
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?;
-    let stem = name.strip_suffix(".csv").ok_or_else(bad)?;
-    let (sym, iv) = stem.split_once('_').ok_or_else(bad)?;
-    if sym.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(bad());
-    }
-    let symbol = Symbol::parse(sym).map_err(|e| format!("{}: {e}", bad()))?;
-    let interval = Interval::parse(iv).map_err(|e| format!("{}: {e}", bad()))?;
-    Ok((symbol, interval))
-}
-
-/// Parses a kline CSV (header line first). A last line without a newline that does not parse
-/// is ignored as torn (a collector may be appending to the file).
-pub fn parse_csv(text: &str, origin: &str) -> Result<Vec<Kline>, String> {
-    let mut lines = text.split('\n').enumerate();
-    let header = lines.next().map(|(_, h)| h.trim_end_matches('\r'));
-    if header != Some(kline::CSV_HEADER) {
-        return Err(format!(
-            "{origin}: the first line is not the kline header {:?}: is this a klinecast data file?",
-            kline::CSV_HEADER
-        ));
-    }
-    let total = text.split('\n').count();
-    let mut rows: Vec<Kline> = Vec::new();
-    for (i, line) in lines {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            continue;
-        }
-        match Kline::from_csv_line(line) {
-            Ok(k) => {
-                if let Some(prev) = rows.last() {
-                    if k.open_time <= prev.open_time {
-                        return Err(format!(
-                            "{origin}:{}: open time {} is not after the previous row's {}: \
-                             sort the file and remove duplicates",
-                            i + 1,
-                            k.open_time,
-                            prev.open_time
-                        ));
-                    }
-                }
-                rows.push(k);
-            }
-            Err(_) if i + 1 == total && !text.ends_with('\n') => {}
-            Err(e) => return Err(format!("{origin}:{}: {e}", i + 1)),
-        }
-    }
-    if rows.is_empty() {
-        return Err(format!("{origin}: no kline rows to replay"));
-    }
-    Ok(rows)
-}
-
 /// The `replay-server` command: loads the CSV, starts the server at `--start-row` (default: half
 /// the rows), prints the `listening rest=… ws=…` line and serves until the process is killed.
 pub fn run(args: &ReplayArgs) -> Result<(), Error> {
     let faults = Faults::parse(&args.faults).map_err(Error::Usage)?;
-    let (symbol, interval) = parse_file_name(&args.data).map_err(Error::Config)?;
+    let (symbol, interval) = store::parse_file_name(&args.data)?;
     let origin = args.data.display().to_string();
-    let text = std::fs::read_to_string(&args.data)
-        .map_err(|e| Error::io(format!("reading {origin}"), e))?;
-    let klines = parse_csv(&text, &origin).map_err(Error::Data)?;
+    // A collector may be appending to the file: a torn last line is not an error here.
+    let klines = store::load_klines_with(&args.data, TornLastLine::IgnoreIfBad)?;
+    if klines.is_empty() {
+        return Err(Error::Data(format!("{origin}: no kline rows to replay")));
+    }
     let start_row = args.start_row.unwrap_or(klines.len() / 2);
     if start_row >= klines.len() {
         return Err(Error::Config(format!(
@@ -446,53 +385,5 @@ pub fn run(args: &ReplayArgs) -> Result<(), Error> {
     drop(out);
     loop {
         thread::park();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LINE: &str = "1782864000000,6.5340,6.5430,6.5340,6.5400,33013,1782864059999,215829.8910,365,30518,199515.0150";
-
-    #[test]
-    fn file_names_give_symbol_and_interval() {
-        let (s, i) = parse_file_name(Path::new("data/AVAXUSDT_1m.csv")).expect("valid name");
-        assert_eq!((s.as_str(), i.as_str()), ("AVAXUSDT", "1m"));
-        for bad in [
-            "AVAXUSDT-1m-2026-07.csv",
-            "AVAXUSDT_1m.txt",
-            "AVAXUSDT_1x.csv",
-            "avaxusdt_1m.csv",
-            "_1m.csv",
-        ] {
-            let e = parse_file_name(Path::new(bad)).expect_err(bad);
-            assert!(e.contains("<SYMBOL>_<interval>.csv"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn csv_is_checked_and_a_torn_last_line_ignored() {
-        let second = LINE
-            .replace("1782864000000", "1782864060000")
-            .replace("1782864059999", "1782864119999");
-        let good = format!("{}\n{LINE}\n{second}\n", kline::CSV_HEADER);
-        assert_eq!(parse_csv(&good, "f").map(|r| r.len()), Ok(2));
-        let torn = format!("{}\n{LINE}\n17828640600", kline::CSV_HEADER);
-        assert_eq!(parse_csv(&torn, "f").map(|r| r.len()), Ok(1));
-        let no_header = format!("{LINE}\n");
-        assert!(parse_csv(&no_header, "f")
-            .expect_err("no header")
-            .contains("header"));
-        let bad_middle = format!("{}\n1,2\n{LINE}\n", kline::CSV_HEADER);
-        assert!(parse_csv(&bad_middle, "f")
-            .expect_err("bad line")
-            .starts_with("f:2:"));
-        let unsorted = format!("{}\n{second}\n{LINE}\n", kline::CSV_HEADER);
-        assert!(parse_csv(&unsorted, "f")
-            .expect_err("unsorted")
-            .contains("not after"));
-        let empty = format!("{}\n", kline::CSV_HEADER);
-        assert!(parse_csv(&empty, "f").is_err());
     }
 }

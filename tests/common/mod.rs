@@ -1,6 +1,7 @@
 //! Helpers shared by the process-level tests in `tests/*.rs` (each test file says `mod common;`):
-//! start the built `klinecast` binary and make unique temporary directories. They hold no test
-//! logic, never touch the network, and write only inside their own temp directories.
+//! start the built `klinecast` binary, make unique temporary directories, kill children on drop,
+//! poll for a condition, and the sample data and replay servers the tests share. They hold no
+//! test logic, contact only 127.0.0.1, and write only inside their own temp directories.
 //!
 //! Always start the binary with [`klinecast_command`], never `Command::new(env!(..))`: when the
 //! tests are built for another architecture (`cargo test --target aarch64-unknown-linux-gnu` on
@@ -13,8 +14,15 @@
 #![allow(dead_code)] // Reason: each test crate uses only some of these helpers.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use klinecast::kline::{Interval, Kline, Symbol};
+use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+
+/// The real klines that ship with the repository (AVAXUSDT 1m, 30,240 rows).
+pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
 
 /// The environment variable holding the emulator command line that prefixes the binary.
 pub const RUNNER_VAR: &str = "KLINECAST_TEST_RUNNER";
@@ -53,10 +61,24 @@ pub struct TempDir {
 impl TempDir {
     /// Creates `<temp>/klinecast-<name>-<pid>-<n>`; `name` should be the test's name.
     pub fn new(name: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), name)
+    }
+
+    /// Like [`TempDir::new`], under /dev/shm when there is one (for tests that write and fsync
+    /// many small files), else the system temp dir.
+    pub fn new_in_memory(name: &str) -> TempDir {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            TempDir::new_in(shm, name)
+        } else {
+            TempDir::new(name)
+        }
+    }
+
+    fn new_in(base: &Path, name: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("klinecast-{name}-{}-{n}", std::process::id()));
+        let path = base.join(format!("klinecast-{name}-{}-{n}", std::process::id()));
         // A leftover from a killed run with the same pid would make the test see stale files.
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("creating the test's temp dir");
@@ -66,10 +88,95 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// `<dir>/<name>` (not created).
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.path.join(name)
+    }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Kills a child process when dropped (a failing test must not leave servers behind).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `cond` every 50 ms; panics with `what` after `limit` (a liveness bound, not a timing
+/// assertion: the limits are far above what the steps need).
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first `rows` klines of [`SAMPLE`].
+pub fn sample_klines(rows: usize) -> Vec<Kline> {
+    let mut klines = klinecast::store::load_klines(Path::new(SAMPLE)).expect("the sample loads");
+    klines.truncate(rows);
+    klines
+}
+
+/// An in-process replay server on 127.0.0.1 serving `klines` as AVAXUSDT 1m, its clock at
+/// `start_row`, `speed` virtual ms per real ms, with the fault switches `faults`.
+pub fn replay_server(
+    klines: Vec<Kline>,
+    start_row: usize,
+    speed: f64,
+    faults: &str,
+) -> ReplayServer {
+    ReplayServer::start(ReplayConfig {
+        klines,
+        symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+        interval: Interval::ONE_MINUTE,
+        start_row,
+        speed,
+        faults: Faults::parse(faults).expect("fault spec"),
+        port: 0,
+    })
+    .expect("start the replay server")
+}
+
+/// `good` as an older version could have stored it while the candle was still open: open =
+/// high = low = close, no volume and no trades.
+pub fn partial_candle(good: &Kline) -> Kline {
+    Kline {
+        high: good.open.clone(),
+        low: good.open.clone(),
+        close: good.open.clone(),
+        volume: "0".into(),
+        quote_volume: "0".into(),
+        trades: 0,
+        taker_buy_base: "0".into(),
+        taker_buy_quote: "0".into(),
+        ..good.clone()
+    }
+}
+
+/// `klinecast stream --symbol SYMBOL --interval 1m` against `rest_url` and `ws_url`, with the
+/// small test ensemble (window 5, refit on 200 rows, 2 generations) and its files in `root/data`,
+/// `root/models` and `root/log`. Add limits, environment and stdio as the test needs.
+pub fn stream_command(symbol: &str, rest_url: &str, ws_url: &str, root: &Path) -> Command {
+    let mut cmd = klinecast_command();
+    cmd.args(["stream", "--symbol", symbol, "--interval", "1m"])
+        .args(["--rest-url", rest_url, "--ws-url", ws_url])
+        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--models-dir")
+        .arg(root.join("models"))
+        .arg("--log-dir")
+        .arg(root.join("log"));
+    cmd
 }
