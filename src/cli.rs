@@ -37,7 +37,7 @@ pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
 /// Default WebSocket base URL.
 pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
 /// The real sample that ships in `data/` (see README): the offline default for `demo`.
-pub const SAMPLE_DATA: &str = "data/AVAXUSDT_1m.csv";
+pub const SAMPLE_DATA: &str = "data/BTCUSDT_1m.csv";
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq)]
