@@ -246,7 +246,7 @@ pub fn num(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".to_string()
-    } else if a >= 1e-4 && a < 1e12 {
+    } else if (1e-4..1e12).contains(&a) {
         let decimals = (5 - a.log10().floor() as i32).clamp(0, 10) as usize;
         format!("{v:.decimals$}")
     } else {

@@ -13,7 +13,7 @@ margin:0 auto;padding:12px 16px 32px;max-width:1320px;color:#222;background:#fff
 h1{font-size:1.45em;margin:.4em 0 .2em}h2{font-size:1.15em;margin:1.2em 0 .3em;\
 border-bottom:1px solid #ddd;padding-bottom:.15em}h3{font-size:1em;margin:.3em 0}\
 p.sub{color:#555;margin:.1em 0 .8em}\
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr));gap:14px 22px}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,560px),1fr));gap:14px 22px}\
 figure{margin:0;min-width:0}figcaption{color:#555;font-size:.88em;margin-top:.2em}\
 .fig{overflow-x:auto}svg{width:100%;height:auto;display:block}\
 .tbl{overflow-x:auto}table{border-collapse:collapse;font-size:.9em;margin:.3em 0 .8em}\
