@@ -718,3 +718,52 @@ fn report_draws_logged_coverage() {
     assert_eq!(attr_of(fc, "data-label=\"interval\"", "data-min"), "7190");
     assert_eq!(attr_of(fc, "data-label=\"interval\"", "data-max"), "7210");
 }
+
+/// `train` and `backtest` on the 1-hour series (gaps included), as commands.
+#[test]
+fn train_and_backtest_the_1h_series() {
+    let tmp = TempDir::new("train-1h");
+    let data = repo("data/BTCUSDT_1h.csv");
+    let data = data.to_str().expect("utf8");
+    let models = tmp.path().join("models");
+    let out = run(&[
+        "train",
+        "--data",
+        data,
+        "--max-rows",
+        "1200",
+        "--svr-rows",
+        "200",
+        "--models-dir",
+        models.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(j["rows"], 1200);
+    assert_eq!(j["models"].as_array().expect("models").len(), 6);
+    assert!(models.join("Trained").join("linear.bin").exists());
+    let out = run(&[
+        "backtest",
+        "--data",
+        data,
+        "--max-rows",
+        "600",
+        "--svr-rows",
+        "100",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(j["interval_ms"], 3_600_000);
+    assert_eq!(j["replay_rows"], 300);
+    assert_eq!(j["windows"], 20);
+}
