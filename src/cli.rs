@@ -23,6 +23,9 @@ USAGE:
   klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
                           [--generations 8] [--max-rows N] [--svr-rows N] [--seed S] [--json]
   klinecast replay-server --data FILE [--port P] [--speed X] [--start-row N] [--faults SPEC]
+  klinecast describe      [--data FILE] [--html FILE]
+  klinecast report        [--data-dir DIR] [--log-dir DIR] [--hours 24] [--html FILE]
+  klinecast status        [--data-dir DIR] [--log-dir DIR] [--json]   (exit 1 when stale)
   klinecast help | --help | -h
   klinecast version | --version | -V
 
@@ -37,7 +40,7 @@ pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
 /// Default WebSocket base URL.
 pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
 /// The real sample that ships in `data/` (see README): the offline default for `demo`.
-pub const SAMPLE_DATA: &str = "data/AVAXUSDT_1m.csv";
+pub const SAMPLE_DATA: &str = "data/BTCUSDT_1m.csv";
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +53,30 @@ pub enum Command {
     Backtest(BacktestArgs),
     ReplayServer(ReplayArgs),
     Demo(DemoArgs),
+    Describe(DescribeArgs),
+    Report(ReportArgs),
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeArgs {
+    pub data: PathBuf,
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportArgs {
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub hours: f64,
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusArgs {
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub json: bool,
 }
 
 /// Where a backfill starts when the store is empty.
@@ -265,6 +292,26 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             klines: flags.optional("--klines", |v: &usize| *v >= 1, "at least 1")?,
             work_dir: flags.take("--work-dir")?.map(PathBuf::from),
             seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+        }),
+        "describe" => Command::Describe(DescribeArgs {
+            data: flags.path("--data", SAMPLE_DATA)?,
+            html: flags.take("--html")?.map(PathBuf::from),
+        }),
+        "report" => Command::Report(ReportArgs {
+            data_dir: flags.path("--data-dir", "data")?,
+            log_dir: flags.path("--log-dir", "log")?,
+            hours: flags.parsed(
+                "--hours",
+                24.0,
+                |v: &f64| v.is_finite() && *v > 0.0 && *v <= 1e6,
+                "a positive number of hours",
+            )?,
+            html: flags.take("--html")?.map(PathBuf::from),
+        }),
+        "status" => Command::Status(StatusArgs {
+            data_dir: flags.path("--data-dir", "data")?,
+            log_dir: flags.path("--log-dir", "log")?,
+            json: flags.switch("--json"),
         }),
         other => return Err(usage(&format!("unknown command {other:?}"))),
     };

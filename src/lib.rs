@@ -5,9 +5,11 @@
 pub mod backfill;
 pub mod backtest;
 pub mod binance;
+pub mod chart;
 pub mod cli;
 pub mod collect;
 pub mod demo;
+pub mod describe;
 pub mod ensemble;
 pub mod error;
 pub mod features;
@@ -19,7 +21,9 @@ pub mod metrics;
 pub mod models;
 pub mod persist;
 pub mod replay;
+pub mod report;
 pub mod rng;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -46,5 +50,8 @@ pub fn run(command: &Command) -> Result<(), Error> {
         Command::Backtest(args) => backtest::run(args),
         Command::ReplayServer(args) => replay::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Describe(args) => describe::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

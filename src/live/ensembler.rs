@@ -337,6 +337,9 @@ impl Ensembler {
                 Ok(serde_json::Value::Object(mut obj)) => {
                     obj.insert("logged_at".into(), stamp(wall_clock_ms()).into());
                     obj.insert("refit_save_seconds".into(), seconds.into());
+                    if let Some(kib) = crate::live::peak_rss_kib() {
+                        obj.insert("peak_rss_kib".into(), kib.into());
+                    }
                     self.jsonl.raw(&serde_json::Value::Object(obj).to_string());
                 }
                 Ok(other) => self.jsonl.raw(&other.to_string()),
