@@ -610,7 +610,7 @@ fn acf_chart(d: &Description) -> Chart {
 /// Symbol and interval from a `<SYMBOL>_<interval>.csv` name, or else the interval inferred
 /// from the smallest step between open times.
 pub fn name_parts(path: &Path, s: &Series) -> (String, Interval) {
-    if let Ok((sym, iv)) = crate::demo::symbol_interval(path) {
+    if let Ok((sym, iv)) = crate::store::parse_file_name(path) {
         return (sym.to_string(), iv);
     }
     let step = s

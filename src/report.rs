@@ -216,7 +216,7 @@ pub fn find_store(data_dir: &Path) -> Option<PathBuf> {
     for entry in std::fs::read_dir(data_dir).ok()?.flatten() {
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some("csv")
-            || crate::demo::symbol_interval(&path).is_err()
+            || crate::store::parse_file_name(&path).is_err()
         {
             continue;
         }
@@ -259,7 +259,7 @@ impl RunFiles {
                 data_dir.display()
             ))
         })?;
-        let (symbol, interval) = crate::demo::symbol_interval(&store_path)?;
+        let (symbol, interval) = crate::store::parse_file_name(&store_path)?;
         let series = store::load_series(&store_path)?;
         let closes = series
             .open_time

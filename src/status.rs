@@ -142,7 +142,7 @@ pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error
     let store: Option<PathBuf> = report::find_store(data_dir);
     let interval = store
         .as_deref()
-        .and_then(|p| crate::demo::symbol_interval(p).ok())
+        .and_then(|p| crate::store::parse_file_name(p).ok())
         .map(|(_, iv)| iv);
     let kline_age = store.as_deref().and_then(|p| age_ms(p, now));
     let last_open = store
