@@ -20,6 +20,7 @@ pub mod models;
 pub mod persist;
 pub mod replay;
 pub mod rng;
+pub mod settings;
 pub mod store;
 pub mod time;
 pub mod train;
