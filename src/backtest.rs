@@ -3,7 +3,7 @@
 //! learner the live stream uses ([`crate::ensemble::learner::Learner`]): score first, then
 //! refit every window. Prints the final scoreboard (text, or one JSON object with `--json`);
 //! progress goes to stderr. No network, no files written. The maths lives in `ensemble` and
-//! `train`; this module only loads, loops, times and prints.
+//! `models::fit`; this module only loads, loops, times and prints.
 
 use std::time::{Duration, Instant};
 
@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::cli::BacktestArgs;
 use crate::ensemble::learner::Learner;
 use crate::ensemble::report::{scoreboard_table, Refit, ScoreRow};
-use crate::ensemble::{Ensemble, EnsembleConfig, Member};
+use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
-use crate::features::{FeatureSpec, Scaler};
+use crate::features::Scaler;
 use crate::kline::{KlineValues, Series};
+use crate::models::fit::fit_models;
 use crate::models::ModelKind;
+use crate::settings::{self, LearnSettings};
 use crate::store;
-use crate::train::{fit_models, FitConfig};
 
 /// Fewest training rows (with a full feature row and a target) the backtest accepts.
 pub const MIN_TRAIN_ROWS: usize = 100;
@@ -91,7 +92,16 @@ fn backtest(
             args.window
         )));
     }
-    let spec = FeatureSpec::default();
+    let settings = LearnSettings {
+        window: args.window,
+        refit_rows: args.refit_rows,
+        generations: args.generations,
+        svr_rows: args.svr_rows,
+        seed: args.seed,
+        threads: settings::fit_threads(),
+    };
+    let config = settings.ensemble_config();
+    let spec = config.spec.clone();
     let train = series.slice(0..split);
     let dataset = spec.dataset(&train, 0..split);
     if dataset.x.nrows() < MIN_TRAIN_ROWS {
@@ -101,15 +111,9 @@ fn backtest(
             dataset.x.nrows()
         )));
     }
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let scaler = Scaler::fit(&dataset.x);
     let x = scaler.transform(&dataset.x);
-    let train_config = FitConfig {
-        seed: args.seed,
-        svr_rows: args.svr_rows,
-        threads,
-        forest_min_samples_leaf: None,
-    };
+    let train_config = settings.fit_config();
     let fitted = fit_models(
         &ModelKind::ALL,
         &x,
@@ -121,21 +125,9 @@ fn backtest(
         .into_iter()
         .map(|f| Member::trained(spec.clone(), Some(scaler.clone()), f.model))
         .collect();
-    let config = EnsembleConfig {
-        spec,
-        window: args.window,
-        refit_rows: args.refit_rows,
-        generations: args.generations,
-        ..EnsembleConfig::default()
-    };
     let ensemble = Ensemble::new(config, trained).map_err(|e| Error::Config(e.to_string()))?;
     let mut learner = Learner::new(ensemble, train, interval_ms);
-    let refit_config = FitConfig {
-        seed: args.seed,
-        svr_rows: args.svr_rows.min(args.refit_rows),
-        threads,
-        forest_min_samples_leaf: None,
-    };
+    let refit_config = settings.refit_config();
     let total_windows = ((n - split) / args.window) as u64;
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     progress.start(total_windows);

@@ -4,8 +4,11 @@
 
 use std::path::PathBuf;
 
+use crate::ensemble::{DEFAULT_GENERATIONS, DEFAULT_REFIT_ROWS, DEFAULT_WINDOW};
 use crate::error::Error;
 use crate::kline::{Interval, Symbol};
+use crate::models::fit::DEFAULT_SVR_ROWS;
+use crate::settings::DEFAULT_SEED;
 use crate::time;
 
 pub const USAGE: &str = "\
@@ -159,11 +162,6 @@ pub struct DemoArgs {
     pub work_dir: Option<PathBuf>,
     pub seed: u64,
 }
-
-/// Default seed for every random step when `--seed` is not given.
-pub const DEFAULT_SEED: u64 = 42;
-/// Default rows for the SVR fit (it is O(n²)).
-pub const DEFAULT_SVR_ROWS: usize = 3000;
 
 /// Parses the arguments after the program name. `env` looks up environment variables.
 pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, Error> {
@@ -359,7 +357,7 @@ fn interval(flags: &mut Flags) -> Result<Interval, Error> {
 fn window(flags: &mut Flags) -> Result<usize, Error> {
     flags.parsed(
         "--window",
-        15,
+        DEFAULT_WINDOW,
         |v: &usize| (2..=10_000).contains(v),
         "2 to 10000",
     )
@@ -368,7 +366,7 @@ fn window(flags: &mut Flags) -> Result<usize, Error> {
 fn refit_rows(flags: &mut Flags) -> Result<usize, Error> {
     flags.parsed(
         "--refit-rows",
-        1440,
+        DEFAULT_REFIT_ROWS,
         |v: &usize| (100..=100_000).contains(v),
         "100 to 100000",
     )
@@ -377,7 +375,7 @@ fn refit_rows(flags: &mut Flags) -> Result<usize, Error> {
 fn generations(flags: &mut Flags) -> Result<usize, Error> {
     flags.parsed(
         "--generations",
-        8,
+        DEFAULT_GENERATIONS,
         |v: &usize| (1..=64).contains(v),
         "1 to 64",
     )
@@ -611,5 +609,16 @@ mod tests {
         };
         assert_eq!(b.train_frac, 0.6);
         assert!(!b.json);
+    }
+
+    #[test]
+    fn usage_shows_the_defaults_that_parsing_uses() {
+        for shown in [
+            format!("[--window {DEFAULT_WINDOW}]"),
+            format!("[--refit-rows {DEFAULT_REFIT_ROWS}]"),
+            format!("[--generations {DEFAULT_GENERATIONS}]"),
+        ] {
+            assert_eq!(USAGE.matches(&shown).count(), 2, "{shown}");
+        }
     }
 }

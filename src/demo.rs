@@ -20,6 +20,7 @@ use crate::log::wall_clock_ms;
 use crate::metrics::Accum;
 use crate::models::ModelKind;
 use crate::replay::{Faults, ReplayConfig, ReplayServer};
+use crate::settings::{self, LearnSettings};
 use crate::store::{self, KlineStore};
 use crate::train::{self, TrainOptions};
 use crate::{persist, time};
@@ -107,10 +108,12 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         log_dir: log_dir.clone(),
         rest_url: server.rest_url(),
         ws_url: server.ws_url(),
-        window: 15,
-        refit_rows: 1440,
-        generations: 8,
-        seed: args.seed,
+        learn: LearnSettings {
+            svr_rows: SVR_ROWS,
+            seed: args.seed,
+            threads: settings::fit_threads(),
+            ..LearnSettings::default()
+        },
         max_runtime: Some(Duration::from_millis(budget_ms)),
         max_klines: Some(n_stream as u64),
         ws: WsConfig {
@@ -123,8 +126,6 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
             backoff_max: Duration::from_secs(5),
             ..Timing::default()
         },
-        svr_rows: SVR_ROWS,
-        fit_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         save_every: 1,
         stderr: true,
     };
@@ -219,7 +220,7 @@ fn train_models(history: &[Kline], models_dir: &Path, seed: u64) -> Result<PathB
         horizon: 1,
         svr_rows: SVR_ROWS,
         seed,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: settings::fit_threads(),
         kinds: ModelKind::ALL.to_vec(),
         data_file: "demo history".to_string(),
     };

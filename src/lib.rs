@@ -23,6 +23,7 @@ pub mod persist;
 pub mod replay;
 pub mod report;
 pub mod rng;
+pub mod settings;
 pub mod status;
 pub mod store;
 #[cfg(test)]

@@ -17,7 +17,9 @@
 //! mismatch, a payload that does not decode, and trailing bytes; every refusal names the file and
 //! says what to do (for trained models: run `klinecast train` again).
 //!
-//! Trained models live in `<models-dir>/Trained/<kind>.bin` (`linear.bin`, `svr.bin`, …).
+//! Two formats use the frame: trained models, in `<models-dir>/Trained/<kind>.bin`
+//! (`linear.bin`, `svr.bin`, …, this file), and the live ensemble,
+//! `<models-dir>/Ensembled/EnsembleModel.bin` ([`ensemble`]).
 
 use std::fmt;
 use std::fs;
@@ -31,6 +33,13 @@ use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION};
 use crate::fsutil;
 use crate::kline::Series;
 use crate::models::{AnyModel, ModelKind, Regressor};
+
+pub mod ensemble;
+
+pub use ensemble::{
+    decode_ensemble, ensemble_path, load_ensemble, save_ensemble, SavedEnsemble,
+    ENSEMBLE_FILE_VERSION,
+};
 
 /// The first 8 bytes of every klinecast model file.
 pub const MAGIC: [u8; 8] = *b"KLCAST\0\0";

@@ -1,5 +1,5 @@
-//! `klinecast train`, and [`fit_models`]: the one place the five models are fitted with their
-//! defaults, used by `train`, `backtest` and the live refits.
+//! `klinecast train`. The models are fitted by [`crate::models::fit`] (the one place their
+//! defaults live, shared with `backtest` and the live refits).
 //!
 //! `train` loads a kline CSV, builds causal features ([`crate::features`]), holds out the most
 //! recent fraction of rows in time (never shuffled), fits the scaler and the models on the rest,
@@ -13,8 +13,8 @@
 //!
 //! Memory (3 years of 1m klines, 1.5M rows, must fit in 2 GB): the series is dropped as soon as
 //! the two feature matrices are built, the scaler works in place, and the forest draws at most
-//! [`FOREST_MAX_SAMPLES`] rows per tree (see [`forest_params`]). The wall clock is read here, in
-//! the command layer, only to report fit times.
+//! [`crate::models::fit::FOREST_MAX_SAMPLES`] rows per tree. The wall clock is read here, in the
+//! command layer, only to report fit times.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -27,122 +27,15 @@ use crate::error::Error;
 use crate::features::{FeatureSpec, Scaler};
 use crate::kline::Series;
 use crate::metrics::Accum;
-use crate::models::cart::CartParams;
-use crate::models::forest::ForestParams;
-use crate::models::knn::KnnParams;
-use crate::models::linear::LinearParams;
-use crate::models::svr::SvrParams;
-use crate::models::{AnyModel, FitError, ModelKind, Regressor};
+use crate::models::fit::{fit_models, predict_rows, FitConfig};
+use crate::models::{AnyModel, FitError, ModelKind};
 use crate::persist::{self, HoldoutScores, TrainMeta, TrainedModel};
-use crate::store;
+use crate::{settings, store};
 
-/// How to fit the five models.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FitConfig {
-    pub seed: u64,
-    /// SVR is O(n²): it is fitted on the most recent `svr_rows` rows only.
-    pub svr_rows: usize,
-    /// Worker threads for the forest.
-    pub threads: usize,
-    /// Overrides the forest's `min_samples_leaf` (`None`: [`forest_params`] decides). The
-    /// window generations use 5: their forests are saved with the ensemble every window, and
-    /// leaves of at least 5 rows make them about 5× smaller with the same test error.
-    pub forest_min_samples_leaf: Option<usize>,
-}
-
-/// One fitted model and how long it took (measured by the caller's clock, passed back).
-#[derive(Debug, Clone)]
-pub struct Fitted {
-    pub kind: ModelKind,
-    pub model: AnyModel,
-}
-
-/// The forest draws at most this many rows (bootstrap) per tree.
-pub const FOREST_MAX_SAMPLES: usize = 100_000;
-/// Above this many training rows, forest leaves hold at least [`FOREST_LARGE_MIN_LEAF`] rows.
-pub const FOREST_LARGE_ROWS: usize = 50_000;
-/// Minimum leaf size of forest trees on large training sets.
-pub const FOREST_LARGE_MIN_LEAF: usize = 5;
 /// Fewest feature rows `train` accepts.
 pub const MIN_ROWS: usize = 100;
 /// Fewest training rows left after the holdout.
 pub const MIN_TRAIN_ROWS: usize = 50;
-
-/// Forest hyperparameters for `n_rows` training rows: scikit-learn defaults up to
-/// [`FOREST_LARGE_ROWS`] rows. Above, a fully grown tree on a bootstrap of n rows has about
-/// 1.3·n nodes (≈ 40 bytes each), so 100 trees on 1.2M rows would need ~6 GB; with at most
-/// [`FOREST_MAX_SAMPLES`] rows per tree and leaves of ≥ [`FOREST_LARGE_MIN_LEAF`] rows a tree has
-/// at most 2·100 000/5 = 40 000 nodes: 100 trees ≈ 4M nodes ≈ 160 MB, whatever n is.
-pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
-    let large = n_rows > FOREST_LARGE_ROWS;
-    ForestParams {
-        seed: config.seed,
-        threads: config.threads.max(1),
-        max_samples: large.then_some(FOREST_MAX_SAMPLES.min(n_rows)),
-        min_samples_leaf: config.forest_min_samples_leaf.unwrap_or(if large {
-            FOREST_LARGE_MIN_LEAF
-        } else {
-            1
-        }),
-        ..ForestParams::default()
-    }
-}
-
-/// Fits each of `kinds` on scaled features `x` and targets `y` (rows in time order).
-/// `on_model` is called before each fit (for progress output by the caller).
-///
-/// Defaults: `LinearParams::default()`; `SvrParams::default()` on the last `svr_rows` rows;
-/// `KnnParams::default()`; `CartParams { seed, ..default }` (fully grown: ~2 nodes per row, about
-/// 100 MB on 1.2M rows); the forest from [`forest_params`].
-pub fn fit_models(
-    kinds: &[ModelKind],
-    x: &DMatrix<f64>,
-    y: &DVector<f64>,
-    config: &FitConfig,
-    on_model: &mut dyn FnMut(ModelKind),
-) -> Result<Vec<Fitted>, FitError> {
-    let mut fitted = Vec::with_capacity(kinds.len());
-    for &kind in kinds {
-        on_model(kind);
-        let model = fit_one(kind, x, y, config)?;
-        fitted.push(Fitted { kind, model });
-    }
-    Ok(fitted)
-}
-
-fn fit_one(
-    kind: ModelKind,
-    x: &DMatrix<f64>,
-    y: &DVector<f64>,
-    config: &FitConfig,
-) -> Result<AnyModel, FitError> {
-    let n = x.nrows();
-    Ok(match kind {
-        ModelKind::Linear => AnyModel::Linear(LinearParams::default().fit(x, y)?),
-        ModelKind::Svr => {
-            let keep = config.svr_rows.min(n);
-            let start = n - keep;
-            let x_last = x.rows(start, keep).clone_owned();
-            let y_last = y.rows(start, keep).clone_owned();
-            AnyModel::Svr(
-                SvrParams {
-                    standardize_target: true,
-                    ..SvrParams::default()
-                }
-                .fit(&x_last, &y_last)?,
-            )
-        }
-        ModelKind::Knn => AnyModel::Knn(KnnParams::default().fit(x, y)?),
-        ModelKind::Cart => AnyModel::Cart(
-            CartParams {
-                seed: config.seed,
-                ..CartParams::default()
-            }
-            .fit(x, y)?,
-        ),
-        ModelKind::Forest => AnyModel::Forest(forest_params(n, config).fit(x, y)?),
-    })
-}
 
 /// What `train` does, apart from where the klines come from and where models go.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,12 +134,7 @@ pub fn train_series(
     opts: &TrainOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<TrainOutcome, Error> {
-    let config = FitConfig {
-        seed: opts.seed,
-        svr_rows: opts.svr_rows,
-        threads: opts.threads,
-        forest_min_samples_leaf: None,
-    };
+    let config = FitConfig::new(opts.seed, opts.svr_rows, opts.threads);
     let mut fit = |kind: ModelKind, x: &DMatrix<f64>, y: &DVector<f64>| {
         fit_models(&[kind], x, y, &config, &mut |_| {}).map(|mut fitted| fitted.remove(0).model)
     };
@@ -370,31 +258,6 @@ fn train_series_with(
     })
 }
 
-/// Predicts every row of `x`, splitting the rows over `threads` scoped threads.
-fn predict_rows(model: &AnyModel, x: &DMatrix<f64>, threads: usize) -> Vec<f64> {
-    let (n, d) = (x.nrows(), x.ncols());
-    let mut out = vec![0.0; n];
-    if n == 0 {
-        return out;
-    }
-    let chunk = n.div_ceil(threads.max(1));
-    std::thread::scope(|scope| {
-        for (c, part) in out.chunks_mut(chunk).enumerate() {
-            scope.spawn(move || {
-                let mut row = vec![0.0; d];
-                for (k, slot) in part.iter_mut().enumerate() {
-                    let i = c * chunk + k;
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = x[(i, j)];
-                    }
-                    *slot = model.predict_row(&row);
-                }
-            });
-        }
-    });
-    out
-}
-
 impl TrainReport {
     fn naive_rmse(&self) -> f64 {
         self.models
@@ -488,7 +351,7 @@ pub fn run(args: &TrainArgs) -> Result<(), Error> {
         horizon: args.horizon,
         svr_rows: args.svr_rows,
         seed: args.seed,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: settings::fit_threads(),
         kinds: ModelKind::ALL.to_vec(),
         data_file: data_file.clone(),
     };
@@ -722,52 +585,5 @@ mod tests {
         )
         .expect_err("fit error");
         assert!(matches!(err, Error::Fit(_)), "{err}");
-    }
-
-    #[test]
-    fn forest_stays_bounded_on_large_sets() {
-        let config = FitConfig {
-            seed: 3,
-            svr_rows: 3000,
-            threads: 2,
-            forest_min_samples_leaf: None,
-        };
-        let small = forest_params(30_000, &config);
-        assert_eq!((small.max_samples, small.min_samples_leaf), (None, 1));
-        assert_eq!((small.seed, small.n_trees), (3, 100));
-        let large = forest_params(1_200_000, &config);
-        assert_eq!(
-            (large.max_samples, large.min_samples_leaf),
-            (Some(100_000), 5)
-        );
-        let mid = forest_params(60_000, &config);
-        assert_eq!(mid.max_samples, Some(60_000));
-        // The window generations' override (see ensemble::learner).
-        let compact = FitConfig {
-            forest_min_samples_leaf: Some(5),
-            ..config
-        };
-        let generation = forest_params(1_440, &compact);
-        assert_eq!(
-            (generation.max_samples, generation.min_samples_leaf),
-            (None, 5)
-        );
-    }
-
-    #[test]
-    fn parallel_prediction_keeps_row_order() {
-        let model = AnyModel::Linear(Linear {
-            coef: vec![1.0, 10.0],
-            intercept: 0.5,
-        });
-        let x = DMatrix::from_fn(7, 2, |i, j| (i * 2 + j) as f64);
-        for threads in [1, 2, 3, 8] {
-            let got = predict_rows(&model, &x, threads);
-            let want: Vec<f64> = (0..7)
-                .map(|i| 0.5 + (2 * i) as f64 + 10.0 * (2 * i + 1) as f64)
-                .collect();
-            assert_eq!(got, want);
-        }
-        assert!(predict_rows(&model, &DMatrix::zeros(0, 2), 2).is_empty());
     }
 }

@@ -391,7 +391,7 @@ fn stream_names_bad_model_files_and_keeps_the_good_ones() {
     fs::write(path(ModelKind::Linear), &good[..good.len() / 2]).expect("write");
     fs::write(path(ModelKind::Svr), b"open_time,open\n1,2\n").expect("write");
     fs::write(path(ModelKind::Knn), &other_version).expect("write");
-    let ensemble = klinecast::live::ensembler::ensemble_path(&models);
+    let ensemble = klinecast::persist::ensemble_path(&models);
     fs::create_dir_all(ensemble.parent().expect("parent")).expect("mkdir");
     fs::write(&ensemble, b"KLCAST\0\0ENSM").expect("write");
     let bad_trained = snapshot(&models.join(persist::TRAINED_DIR));

@@ -21,13 +21,14 @@ use klinecast::binance::wire::{self, WsEvent};
 use klinecast::ensemble::learner::Learner;
 use klinecast::ensemble::{Ensemble, EnsembleConfig, Member};
 use klinecast::kline::{Interval, Kline, Series, Symbol, CSV_HEADER};
-use klinecast::live::ensembler::{self, SavedEnsemble};
+use klinecast::models::fit::FitConfig;
 use klinecast::models::{AnyModel, ModelKind, Regressor};
-use klinecast::persist::{self, TrainedModel, TAG_ENSEMBLE, TAG_TRAINED, TRAINED_VERSION};
+use klinecast::persist::{
+    self, SavedEnsemble, TrainedModel, TAG_ENSEMBLE, TAG_TRAINED, TRAINED_VERSION,
+};
 use klinecast::replay::market;
 use klinecast::rng::Rng;
 use klinecast::store;
-use klinecast::train::FitConfig;
 use klinecast::train::{self, TrainOptions};
 
 mod common;
@@ -190,8 +191,8 @@ fn use_model(model: &TrainedModel) {
 /// way `stream` loads it; an ensemble that loads must then run: a learner over it forecasts and
 /// scores a few klines (no refit) without panicking.
 fn target_ensemble_payload(input: &[u8], klines: &Series) -> Verdict {
-    let bytes = frame_as(TAG_ENSEMBLE, ensembler::ENSEMBLE_FILE_VERSION, input);
-    match ensembler::decode_ensemble(Path::new("fuzz/EnsembleModel.bin"), &bytes) {
+    let bytes = frame_as(TAG_ENSEMBLE, persist::ENSEMBLE_FILE_VERSION, input);
+    match persist::decode_ensemble(Path::new("fuzz/EnsembleModel.bin"), &bytes) {
         Ok(saved) => {
             let members = saved.ensemble.members.len();
             let history = klines.slice(0..klines.len() - 8);

@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
-use klinecast::live::ensembler::{ensemble_path, load_ensemble};
 use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
+use klinecast::persist::{ensemble_path, load_ensemble};
 use klinecast::replay::{Faults, ReplayServer};
 use klinecast::store::{self, KlineStore};
 

@@ -59,7 +59,7 @@ fn main() {
         horizon: 1,
         svr_rows: 3000,
         seed: 42,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: klinecast::settings::fit_threads(),
         kinds,
         data_file: "SYNTHETIC_1m.csv".to_string(),
     };

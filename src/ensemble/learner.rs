@@ -11,7 +11,7 @@
 //! When `window` forecasts have been scored since the last window, `Step::window_done` is set
 //! and the caller calls [`Learner::end_window`], which (a) takes the window's scores, made
 //! before the window's own generation exists, (b) fits a new generation with
-//! [`crate::train::fit_models`] on the last `refit_rows` history rows whose target is known,
+//! [`crate::models::fit::fit_models`] on the last `refit_rows` history rows whose target is known,
 //! (c) adds it to the bounded pool, evicting the oldest, and (d) re-forecasts the pending
 //! forecast with the new pool (still from the same history, so nothing leaks).
 //!
@@ -26,9 +26,8 @@ use std::ops::Range;
 
 use crate::features::{FeatureSpec, Scaler};
 use crate::kline::{KlineValues, Series};
+use crate::models::fit::{fit_models, FitConfig};
 use crate::models::{AnyModel, FitError, ModelKind};
-use crate::rng;
-use crate::train::{fit_models, FitConfig};
 
 use super::report::{Refit, WindowReport};
 use super::{Ensemble, FeatureSource, Forecast, ScoredForecast, SpecFeatures};
@@ -64,7 +63,8 @@ pub trait GenerationFitter {
 }
 
 /// The real refit: [`FeatureSpec::dataset`], [`Scaler::fit`] on those rows, then
-/// [`fit_models`] (the same code path as `klinecast train`), seeded per generation.
+/// [`fit_models`] (the same code path as `klinecast train`) with
+/// [`FitConfig::for_generation`]: seeded per generation, compact forests.
 #[derive(Debug, Clone)]
 pub struct StandardFitter {
     pub config: FitConfig,
@@ -82,19 +82,11 @@ impl GenerationFitter for StandardFitter {
         let data = spec.dataset(series, rows);
         let scaler = Scaler::fit(&data.x);
         let x = scaler.transform(&data.x);
-        let mut seed_state = self.config.seed ^ generation;
-        let config = FitConfig {
-            seed: rng::splitmix64(&mut seed_state),
-            forest_min_samples_leaf: Some(GENERATION_FOREST_MIN_LEAF),
-            ..self.config.clone()
-        };
+        let config = self.config.for_generation(generation);
         let fitted = fit_models(&self.kinds, &x, &data.y, &config, &mut |_| {})?;
         Ok((Some(scaler), fitted.into_iter().map(|f| f.model).collect()))
     }
 }
-
-/// Leaf size of the window generations' forests (see [`FitConfig::forest_min_samples_leaf`]).
-pub const GENERATION_FOREST_MIN_LEAF: usize = 5;
 
 /// The window learner (see the module doc).
 pub struct Learner {

@@ -65,6 +65,13 @@ use crate::models::{AnyModel, ModelKind, Regressor};
 
 use report::{ForecasterScore, MemberWeight, ScoreRow};
 
+/// Default scored forecasts per window (`--window`).
+pub const DEFAULT_WINDOW: usize = 15;
+/// Default rows each window generation is fitted on (`--refit-rows`).
+pub const DEFAULT_REFIT_ROWS: usize = 1440;
+/// Default window generations kept in the pool (`--generations`).
+pub const DEFAULT_GENERATIONS: usize = 8;
+
 /// Tunable parameters of the ensemble and of the window learner that drives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleConfig {
@@ -92,9 +99,9 @@ impl Default for EnsembleConfig {
     fn default() -> Self {
         EnsembleConfig {
             spec: FeatureSpec::default(),
-            window: 15,
-            refit_rows: 1440,
-            generations: 8,
+            window: DEFAULT_WINDOW,
+            refit_rows: DEFAULT_REFIT_ROWS,
+            generations: DEFAULT_GENERATIONS,
             lambda: 0.995,
             eta: 50.0,
             z: 2.5,
@@ -531,6 +538,23 @@ impl Ensemble {
         ensemble.push(naive);
         ensemble.replace_trained(trained)?;
         Ok(ensemble)
+    }
+
+    /// Changes the configuration of a running or loaded ensemble (the command line may change
+    /// `window`, `refit_rows` and `generations` between runs; the pool adapts at the next
+    /// window). The new configuration is validated first, and the feature spec, which the
+    /// members' forecasts depend on, cannot change. On an error nothing changes.
+    pub fn reconfigure(&mut self, config: EnsembleConfig) -> Result<(), EnsembleError> {
+        validate(&config)?;
+        if config.spec != self.config.spec {
+            return Err(EnsembleError::BadConfig {
+                param: "spec",
+                value: format!("{:?}", config.spec),
+                expected: "the feature spec (horizon) the ensemble was built with",
+            });
+        }
+        self.config = config;
+        Ok(())
     }
 
     /// Replaces the trained members (after a new `klinecast train`), keeping the generations.
@@ -1290,5 +1314,50 @@ mod tests {
         let gen_scores: u64 = (0..s.len() as u64 - 1).map(|t| 5 * (t / 15).min(8)).sum();
         assert_eq!(board[2].n, gen_scores);
         assert_eq!(board[0].n, 399);
+    }
+
+    #[test]
+    fn reconfigure_validates_and_keeps_the_spec() {
+        let mut ens = Ensemble::new(config(), Vec::new()).expect("ensemble");
+        let before = ens.config.clone();
+        let bad = EnsembleConfig {
+            window: 0,
+            ..before.clone()
+        };
+        let err = ens.reconfigure(bad).expect_err("window 0");
+        assert!(
+            matches!(
+                err,
+                EnsembleError::BadConfig {
+                    param: "window",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let other_spec = EnsembleConfig {
+            spec: FeatureSpec {
+                horizon: before.spec.horizon + 1,
+                ..before.spec.clone()
+            },
+            ..before.clone()
+        };
+        let err = ens.reconfigure(other_spec).expect_err("spec change");
+        assert!(
+            matches!(err, EnsembleError::BadConfig { param: "spec", .. }),
+            "{err}"
+        );
+        assert_eq!(
+            ens.config, before,
+            "a refused configuration changes nothing"
+        );
+        let wanted = EnsembleConfig {
+            window: 7,
+            refit_rows: 300,
+            generations: 3,
+            ..before
+        };
+        ens.reconfigure(wanted.clone()).expect("valid");
+        assert_eq!(ens.config, wanted);
     }
 }

@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::ensemble::learner::Learner;
 use crate::ensemble::report::ScoreRow;
 use crate::ensemble::{Ensemble, EnsembleConfig, Forecast, Member, ScoredForecast, SpecFeatures};
@@ -24,73 +22,19 @@ use crate::error::Error;
 use crate::fsutil;
 use crate::kline::{Kline, Series, CSV_HEADER};
 use crate::log::{stamp, wall_clock_ms, Logger};
-use crate::persist::{self, PersistError};
-use crate::train::FitConfig;
+use crate::models::fit::FitConfig;
+use crate::persist::{self, ensemble_path, load_ensemble, save_ensemble, PersistError};
 
 use super::predictions::{PredictionLog, PredictionRow};
 use super::stream_thread::ClosedKline;
 
-/// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
-/// v2: trained members saved without their model, CART nodes packed as bytes.
-pub const ENSEMBLE_FILE_VERSION: u32 = 2;
 /// Most klines after the saved ensemble that are fed again on start; older ones only warm the
 /// history (a day of 1m klines; each window of them costs one refit).
 pub const MAX_REPLAY: usize = 1440;
 
-/// `<models-dir>/Ensembled/EnsembleModel.bin`.
-pub fn ensemble_path(models_dir: &Path) -> PathBuf {
-    models_dir.join("Ensembled").join("EnsembleModel.bin")
-}
-
 /// `<data-dir>/Buffer_<window>.csv`.
 pub fn buffer_path(data_dir: &Path, window: usize) -> PathBuf {
     data_dir.join(format!("Buffer_{window}.csv"))
-}
-
-/// What `EnsembleModel.bin` holds.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SavedEnsemble {
-    /// The open time of the last kline the ensemble has learnt from (`None`: no kline yet).
-    pub as_of_open_time: Option<i64>,
-    pub ensemble: Ensemble,
-}
-
-#[derive(Serialize)]
-struct SavedEnsembleRef<'a> {
-    as_of_open_time: Option<i64>,
-    ensemble: &'a Ensemble,
-}
-
-/// Loads `EnsembleModel.bin` and checks it ([`Ensemble::check`]).
-pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
-    let saved = persist::load_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
-    check_saved(path, saved)
-}
-
-/// [`load_ensemble`] on bytes already read from `path` (named in errors).
-pub fn decode_ensemble(path: &Path, bytes: &[u8]) -> Result<SavedEnsemble, PersistError> {
-    let saved = persist::decode_framed(path, bytes, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
-    check_saved(path, saved)
-}
-
-fn check_saved(path: &Path, saved: SavedEnsemble) -> Result<SavedEnsemble, PersistError> {
-    match saved.ensemble.check() {
-        Ok(()) => Ok(saved),
-        Err(detail) => Err(PersistError::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("malformed ensemble: {detail}"),
-            hint: persist::hint_for(persist::TAG_ENSEMBLE),
-        }),
-    }
-}
-
-fn save_ensemble(path: &Path, as_of: Option<i64>, ensemble: &Ensemble) -> Result<(), Error> {
-    let value = SavedEnsembleRef {
-        as_of_open_time: as_of,
-        ensemble,
-    };
-    persist::save_framed(path, persist::TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION, &value)?;
-    Ok(())
 }
 
 /// What the ensembler reports to the main thread (for `demo` output).
@@ -211,9 +155,14 @@ impl Ensembler {
             }
         };
         // The command line may change these between runs; the pool adapts at the next window.
-        ensemble.config.window = config.ensemble.window;
-        ensemble.config.refit_rows = config.ensemble.refit_rows;
-        ensemble.config.generations = config.ensemble.generations;
+        ensemble
+            .reconfigure(EnsembleConfig {
+                window: config.ensemble.window,
+                refit_rows: config.ensemble.refit_rows,
+                generations: config.ensemble.generations,
+                ..ensemble.config.clone()
+            })
+            .map_err(|e| Error::Config(format!("cannot apply the settings: {e}")))?;
         let capacity = ensemble.config.refit_rows
             + ensemble.max_warmup(&SpecFeatures)
             + ensemble.config.spec.horizon
@@ -479,12 +428,7 @@ mod tests {
                 generations: 2,
                 ..EnsembleConfig::default()
             },
-            fit: FitConfig {
-                seed: 9,
-                svr_rows: 150,
-                threads: 2,
-                forest_min_samples_leaf: None,
-            },
+            fit: FitConfig::new(9, 150, 2),
             save_every,
         }
     }

@@ -29,17 +29,18 @@ use crate::backfill;
 use crate::binance::rest::RestClient;
 use crate::binance::ws::{self, KlineSocket, WsConfig, WsError, WsRead};
 use crate::binance::{tls, BinanceError};
-use crate::cli::{StreamArgs, DEFAULT_SVR_ROWS};
-use crate::ensemble::EnsembleConfig;
+use crate::cli::StreamArgs;
 use crate::error::Error;
 use crate::kline::{Interval, Kline, Symbol};
 use crate::log::{stamp, wall_clock_ms, Logger};
+use crate::settings::{self, LearnSettings};
 use crate::store::{self, KlineStore};
-use crate::train::FitConfig;
 
 use ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
 use lock::LockOutcome;
-use stream_thread::{Connect, Frames, Limits, Rest, StopReason, StreamStats, StreamThread, Timing};
+use stream_thread::{
+    Connect, Frames, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread, Timing,
+};
 
 /// Everything `klinecast stream` (and `demo`) needs to run.
 #[derive(Debug, Clone)]
@@ -51,18 +52,12 @@ pub struct StreamConfig {
     pub log_dir: PathBuf,
     pub rest_url: String,
     pub ws_url: String,
-    pub window: usize,
-    pub refit_rows: usize,
-    pub generations: usize,
-    pub seed: u64,
+    /// Window, refit rows, generations, SVR rows, seed and fit threads.
+    pub learn: LearnSettings,
     pub max_runtime: Option<Duration>,
     pub max_klines: Option<u64>,
     pub ws: WsConfig,
     pub timing: Timing,
-    /// Rows the SVR of each window generation is fitted on (at most refit_rows are available).
-    pub svr_rows: usize,
-    /// Worker threads for the forest refit.
-    pub fit_threads: usize,
     /// Save the ensemble every this many windows.
     pub save_every: u64,
     /// Mirror important log lines to stderr.
@@ -100,10 +95,14 @@ impl StreamConfig {
             log_dir: args.log_dir.clone(),
             rest_url: args.rest_url.clone(),
             ws_url: args.ws_url.clone(),
-            window: args.window,
-            refit_rows: args.refit_rows,
-            generations: args.generations,
-            seed: args.seed,
+            learn: LearnSettings {
+                window: args.window,
+                refit_rows: args.refit_rows,
+                generations: args.generations,
+                seed: args.seed,
+                threads: settings::fit_threads(),
+                ..LearnSettings::default()
+            },
             max_runtime: args.max_runtime.map(Duration::from_millis),
             max_klines,
             ws: WsConfig {
@@ -120,8 +119,6 @@ impl StreamConfig {
                     defaults.rotate_after.as_millis() as u64,
                 )?),
             },
-            svr_rows: DEFAULT_SVR_ROWS,
-            fit_threads: thread::available_parallelism().map_or(1, |n| n.get()),
             save_every: ms("KLINECAST_SAVE_EVERY", 1)?,
             stderr: true,
         })
@@ -307,18 +304,8 @@ pub fn run_stream(
         models_dir: config.models_dir.clone(),
         log_dir: config.log_dir.clone(),
         interval_ms: config.interval.ms(),
-        ensemble: EnsembleConfig {
-            window: config.window,
-            refit_rows: config.refit_rows,
-            generations: config.generations,
-            ..EnsembleConfig::default()
-        },
-        fit: FitConfig {
-            seed: config.seed,
-            svr_rows: config.svr_rows.min(config.refit_rows),
-            threads: config.fit_threads.max(1),
-            forest_min_samples_leaf: None,
-        },
+        ensemble: config.learn.ensemble_config(),
+        fit: config.learn.refit_config(),
         save_every: config.save_every,
     };
     let (ensembler, replay) = Ensembler::start(
@@ -332,23 +319,18 @@ pub fn run_stream(
         config: config.ws,
     };
     let (kline_tx, kline_rx) = mpsc::channel();
-    let initial_rows = 2 * config.refit_rows + 500;
-    let streamer = StreamThread::new(
-        config.symbol.clone(),
-        config.interval,
-        rest,
-        connector,
-        store,
-        kline_tx,
-        stream_log,
-        config.timing,
-        Limits {
+    let settings = StreamSettings {
+        symbol: config.symbol.clone(),
+        interval: config.interval,
+        timing: config.timing,
+        limits: Limits {
             deadline,
             max_klines: config.max_klines,
         },
-        initial_rows,
-        config.seed,
-    );
+        initial_rows: 2 * config.learn.refit_rows + 500,
+        seed: config.learn.seed,
+    };
+    let streamer = StreamThread::new(settings, rest, connector, store, kline_tx, stream_log);
 
     let (stream_result, ens_result) = thread::scope(|scope| {
         let stream_handle = thread::Builder::new()

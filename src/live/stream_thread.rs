@@ -77,6 +77,20 @@ pub struct Limits {
     pub max_klines: Option<u64>,
 }
 
+/// What the streaming thread streams and how: everything [`StreamThread::new`] needs besides
+/// the resources it takes ownership of.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub timing: Timing,
+    pub limits: Limits,
+    /// Klines fetched before now when the store is empty (the ensemble's warm-up history).
+    pub initial_rows: usize,
+    /// Seed of the reconnect backoff's jitter.
+    pub seed: u64,
+}
+
 /// Counters, logged at every reconnect and at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamStats {
@@ -185,20 +199,23 @@ pub struct StreamThread<R: Rest, C: Connect> {
 }
 
 impl<R: Rest, C: Connect> StreamThread<R, C> {
-    #[allow(clippy::too_many_arguments)]
+    /// The streaming thread over `rest`, `connector` and `store`, sending to `tx`.
     pub fn new(
-        symbol: Symbol,
-        interval: Interval,
+        settings: StreamSettings,
         rest: R,
         connector: C,
         store: KlineStore,
         tx: Sender<ClosedKline>,
         log: Logger,
-        timing: Timing,
-        limits: Limits,
-        initial_rows: usize,
-        seed: u64,
     ) -> Self {
+        let StreamSettings {
+            symbol,
+            interval,
+            timing,
+            limits,
+            initial_rows,
+            seed,
+        } = settings;
         let backoff = Backoff::new(timing.backoff_base, timing.backoff_max, seed);
         StreamThread {
             symbol,
@@ -720,19 +737,15 @@ mod tests {
             deadline: None,
             max_klines: Some(9),
         };
-        let thread = StreamThread::new(
-            Symbol::parse("AVAXUSDT").expect("symbol"),
-            Interval::ONE_MINUTE,
-            rest,
-            connect,
-            store,
-            tx,
-            log,
+        let settings = StreamSettings {
+            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+            interval: Interval::ONE_MINUTE,
             timing,
             limits,
-            100,
-            7,
-        );
+            initial_rows: 100,
+            seed: 7,
+        };
+        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
         let (reason, stats) = thread.run().expect("run");
         assert_eq!(reason, StopReason::KlineLimit);
         let got: Vec<(i64, bool)> = rx
@@ -812,19 +825,15 @@ mod tests {
             deadline: Some(Instant::now() + Duration::from_secs(20)),
             max_klines: Some(9),
         };
-        let thread = StreamThread::new(
-            Symbol::parse("AVAXUSDT").expect("symbol"),
-            Interval::ONE_MINUTE,
-            rest,
-            connect,
-            store,
-            tx,
-            log,
+        let settings = StreamSettings {
+            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+            interval: Interval::ONE_MINUTE,
             timing,
             limits,
-            100,
-            7,
-        );
+            initial_rows: 100,
+            seed: 7,
+        };
+        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
         let (reason, stats) = thread.run().expect("run");
         assert_eq!(reason, StopReason::KlineLimit, "{stats:?}");
         let got: Vec<(i64, bool)> = rx

@@ -263,7 +263,7 @@ impl Regressor for Knn {
 
     /// Like the default, but splits the rows over two threads when there are many.
     fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
-        predict_split(self, x, PARALLEL_MIN_ROWS)
+        predict_split(self, x, PARALLEL_MIN_ROWS, 2)
     }
 }
 

@@ -10,6 +10,7 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 pub mod cart;
+pub mod fit;
 pub mod forest;
 pub mod knn;
 pub mod linear;
@@ -201,13 +202,15 @@ impl Regressor for AnyModel {
     }
 }
 
-/// Predicts every row of `x` with `model`, splitting the rows over two scoped threads when
-/// there are at least `min_rows_for_threads` of them. Each row is predicted independently, so
-/// the result is bit-identical to calling `predict_row` row by row.
+/// Predicts every row of `x` with `model`, splitting the rows over `threads` scoped threads
+/// when there are at least `min_rows_for_threads` of them. Each row is predicted independently,
+/// so the result is bit-identical to calling `predict_row` row by row, for any thread count.
+/// The one parallel row predictor: the models' batch `predict` and [`fit::predict_rows`] use it.
 pub(crate) fn predict_split<M: Regressor + ?Sized>(
     model: &M,
     x: &DMatrix<f64>,
     min_rows_for_threads: usize,
+    threads: usize,
 ) -> DVector<f64> {
     let (n_rows, n_cols) = x.shape();
     let predict_range = |from: usize, to: usize| -> Vec<f64> {
@@ -221,18 +224,27 @@ pub(crate) fn predict_split<M: Regressor + ?Sized>(
             })
             .collect()
     };
-    if n_rows < min_rows_for_threads.max(2) {
+    let threads = threads.clamp(1, n_rows.max(1));
+    if threads == 1 || n_rows < min_rows_for_threads.max(2) {
         return DVector::from_vec(predict_range(0, n_rows));
     }
-    let half = n_rows / 2;
-    let (first, second) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| predict_range(half, n_rows));
-        let first = predict_range(0, half);
-        let second = match other.join() {
-            Ok(values) => values,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        (first, second)
+    let chunk = n_rows.div_ceil(threads);
+    let parts: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads)
+            .map(|c| {
+                let (from, to) = ((c * chunk).min(n_rows), ((c + 1) * chunk).min(n_rows));
+                scope.spawn(move || predict_range(from, to))
+            })
+            .collect();
+        let mut parts = vec![predict_range(0, chunk.min(n_rows))];
+        for other in others {
+            match other.join() {
+                Ok(values) => parts.push(values),
+                // A panic in a worker is a bug in a model; re-raise it on the caller.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        parts
     });
-    DVector::from_iterator(n_rows, first.into_iter().chain(second))
+    DVector::from_iterator(n_rows, parts.into_iter().flatten())
 }

@@ -45,7 +45,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{check_xy, FitError, Regressor};
+use super::{check_xy, predict_split, FitError, Regressor};
 
 const MODEL: &str = "svr";
 
@@ -83,7 +83,7 @@ pub struct SvrParams {
     pub max_iter: Option<usize>,
     /// Fit on `(y − mean) / std` and map predictions back (not in scikit-learn; default off).
     /// One-minute log returns (~1e-3) all lie inside `epsilon = 0.1`, which would leave no
-    /// support vectors: `train::fit_models` turns this on so epsilon is in units of the
+    /// support vectors: `models::fit::fit_models` turns this on so epsilon is in units of the
     /// target's standard deviation.
     pub standardize_target: bool,
 }
@@ -916,34 +916,12 @@ impl Regressor for Svr {
     }
 
     fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
-        let n = x.nrows();
-        let predict_range = |from: usize, to: usize| -> Vec<f64> {
-            let mut row = vec![0.0; x.ncols()];
-            (from..to)
-                .map(|i| {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = x[(i, j)];
-                    }
-                    self.predict_row(&row)
-                })
-                .collect()
+        // Two threads once rows × support vectors reach PARALLEL_WORK.
+        let min_rows = match self.n_support() {
+            0 => usize::MAX,
+            n_support => PARALLEL_WORK.div_ceil(n_support),
         };
-        if n < 2 || n.saturating_mul(self.n_support()) < PARALLEL_WORK {
-            return DVector::from_vec(predict_range(0, n));
-        }
-        let mid = n / 2;
-        let (mut first, second) = std::thread::scope(|s| {
-            let handle = s.spawn(|| predict_range(mid, n));
-            let first = predict_range(0, mid);
-            // A panic in the worker is a bug in this file; re-raise it on the caller.
-            let second = match handle.join() {
-                Ok(v) => v,
-                Err(payload) => std::panic::resume_unwind(payload),
-            };
-            (first, second)
-        });
-        first.extend(second);
-        DVector::from_vec(first)
+        predict_split(self, x, min_rows, 2)
     }
 }
 

@@ -1,0 +1,235 @@
+//! Fitting the model pool with its defaults: the one place the five models' hyperparameters are
+//! chosen, used by `train`, `backtest`, the window generations of the live stream
+//! ([`crate::ensemble::learner`]) and the benchmarks. Pure: no I/O, no clock (the callers time
+//! the fits).
+//!
+//! Memory (3 years of 1m klines, 1.5M rows, must fit in 2 GB): the forest draws at most
+//! [`FOREST_MAX_SAMPLES`] rows per tree (see [`forest_params`]).
+
+use nalgebra::{DMatrix, DVector};
+
+use super::cart::CartParams;
+use super::forest::ForestParams;
+use super::knn::KnnParams;
+use super::linear::LinearParams;
+use super::svr::SvrParams;
+use super::{predict_split, AnyModel, FitError, ModelKind};
+use crate::rng;
+
+/// Default rows for the SVR fit (it is O(n²)); `--svr-rows`.
+pub const DEFAULT_SVR_ROWS: usize = 3000;
+/// Leaf size of the window generations' forests (see [`FitConfig::forest_min_samples_leaf`]).
+pub const GENERATION_FOREST_MIN_LEAF: usize = 5;
+
+/// How to fit the five models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    pub seed: u64,
+    /// SVR is O(n²): it is fitted on the most recent `svr_rows` rows only.
+    pub svr_rows: usize,
+    /// Worker threads for the forest.
+    pub threads: usize,
+    /// Overrides the forest's `min_samples_leaf` (`None`: [`forest_params`] decides). The
+    /// window generations use 5: their forests are saved with the ensemble every window, and
+    /// leaves of at least 5 rows make them about 5× smaller with the same test error.
+    pub forest_min_samples_leaf: Option<usize>,
+}
+
+impl FitConfig {
+    /// The offline fit (`train`, the backtest's trained members): `svr_rows` for the SVR,
+    /// `threads` (at least 1) for the forest, the forest's leaf size by [`forest_params`].
+    pub fn new(seed: u64, svr_rows: usize, threads: usize) -> FitConfig {
+        FitConfig {
+            seed,
+            svr_rows,
+            threads: threads.max(1),
+            forest_min_samples_leaf: None,
+        }
+    }
+
+    /// The same for window refits on `refit_rows` rows: the SVR cannot use more than those.
+    pub fn for_refits(&self, refit_rows: usize) -> FitConfig {
+        FitConfig {
+            svr_rows: self.svr_rows.min(refit_rows),
+            ..self.clone()
+        }
+    }
+
+    /// The fit of window generation `generation`: its own seed, derived from `seed` and the
+    /// generation number, and compact forests ([`GENERATION_FOREST_MIN_LEAF`]).
+    pub fn for_generation(&self, generation: u64) -> FitConfig {
+        let mut seed_state = self.seed ^ generation;
+        FitConfig {
+            seed: rng::splitmix64(&mut seed_state),
+            forest_min_samples_leaf: Some(GENERATION_FOREST_MIN_LEAF),
+            ..self.clone()
+        }
+    }
+}
+
+/// One fitted model and how long it took (measured by the caller's clock, passed back).
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub kind: ModelKind,
+    pub model: AnyModel,
+}
+
+/// The forest draws at most this many rows (bootstrap) per tree.
+pub const FOREST_MAX_SAMPLES: usize = 100_000;
+/// Above this many training rows, forest leaves hold at least [`FOREST_LARGE_MIN_LEAF`] rows.
+pub const FOREST_LARGE_ROWS: usize = 50_000;
+/// Minimum leaf size of forest trees on large training sets.
+pub const FOREST_LARGE_MIN_LEAF: usize = 5;
+/// Forest hyperparameters for `n_rows` training rows: scikit-learn defaults up to
+/// [`FOREST_LARGE_ROWS`] rows. Above, a fully grown tree on a bootstrap of n rows has about
+/// 1.3·n nodes (≈ 40 bytes each), so 100 trees on 1.2M rows would need ~6 GB; with at most
+/// [`FOREST_MAX_SAMPLES`] rows per tree and leaves of ≥ [`FOREST_LARGE_MIN_LEAF`] rows a tree has
+/// at most 2·100 000/5 = 40 000 nodes: 100 trees ≈ 4M nodes ≈ 160 MB, whatever n is.
+pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
+    let large = n_rows > FOREST_LARGE_ROWS;
+    ForestParams {
+        seed: config.seed,
+        threads: config.threads.max(1),
+        max_samples: large.then_some(FOREST_MAX_SAMPLES.min(n_rows)),
+        min_samples_leaf: config.forest_min_samples_leaf.unwrap_or(if large {
+            FOREST_LARGE_MIN_LEAF
+        } else {
+            1
+        }),
+        ..ForestParams::default()
+    }
+}
+
+/// Fits each of `kinds` on scaled features `x` and targets `y` (rows in time order).
+/// `on_model` is called before each fit (for progress output by the caller).
+///
+/// Defaults: `LinearParams::default()`; `SvrParams::default()` on the last `svr_rows` rows;
+/// `KnnParams::default()`; `CartParams { seed, ..default }` (fully grown: ~2 nodes per row, about
+/// 100 MB on 1.2M rows); the forest from [`forest_params`].
+pub fn fit_models(
+    kinds: &[ModelKind],
+    x: &DMatrix<f64>,
+    y: &DVector<f64>,
+    config: &FitConfig,
+    on_model: &mut dyn FnMut(ModelKind),
+) -> Result<Vec<Fitted>, FitError> {
+    let mut fitted = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        on_model(kind);
+        let model = fit_one(kind, x, y, config)?;
+        fitted.push(Fitted { kind, model });
+    }
+    Ok(fitted)
+}
+
+fn fit_one(
+    kind: ModelKind,
+    x: &DMatrix<f64>,
+    y: &DVector<f64>,
+    config: &FitConfig,
+) -> Result<AnyModel, FitError> {
+    let n = x.nrows();
+    Ok(match kind {
+        ModelKind::Linear => AnyModel::Linear(LinearParams::default().fit(x, y)?),
+        ModelKind::Svr => {
+            let keep = config.svr_rows.min(n);
+            let start = n - keep;
+            let x_last = x.rows(start, keep).clone_owned();
+            let y_last = y.rows(start, keep).clone_owned();
+            AnyModel::Svr(
+                SvrParams {
+                    standardize_target: true,
+                    ..SvrParams::default()
+                }
+                .fit(&x_last, &y_last)?,
+            )
+        }
+        ModelKind::Knn => AnyModel::Knn(KnnParams::default().fit(x, y)?),
+        ModelKind::Cart => AnyModel::Cart(
+            CartParams {
+                seed: config.seed,
+                ..CartParams::default()
+            }
+            .fit(x, y)?,
+        ),
+        ModelKind::Forest => AnyModel::Forest(forest_params(n, config).fit(x, y)?),
+    })
+}
+
+/// Predicts every row of `x` with `model` over `threads` scoped threads (bit-identical to
+/// predicting row by row; see [`super::predict_split`]).
+pub fn predict_rows(model: &AnyModel, x: &DMatrix<f64>, threads: usize) -> DVector<f64> {
+    predict_split(model, x, 2, threads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::linear::Linear;
+
+    #[test]
+    fn forest_stays_bounded_on_large_sets() {
+        let config = FitConfig::new(3, 3000, 2);
+        let small = forest_params(30_000, &config);
+        assert_eq!((small.max_samples, small.min_samples_leaf), (None, 1));
+        assert_eq!((small.seed, small.n_trees), (3, 100));
+        let large = forest_params(1_200_000, &config);
+        assert_eq!(
+            (large.max_samples, large.min_samples_leaf),
+            (Some(100_000), 5)
+        );
+        let mid = forest_params(60_000, &config);
+        assert_eq!(mid.max_samples, Some(60_000));
+        // The window generations' override (see ensemble::learner).
+        let compact = FitConfig {
+            forest_min_samples_leaf: Some(5),
+            ..config
+        };
+        let generation = forest_params(1_440, &compact);
+        assert_eq!(
+            (generation.max_samples, generation.min_samples_leaf),
+            (None, 5)
+        );
+    }
+
+    #[test]
+    fn refit_and_generation_configs_derive_from_one_config() {
+        let config = FitConfig::new(9, 3000, 0);
+        assert_eq!(
+            config,
+            FitConfig {
+                seed: 9,
+                svr_rows: 3000,
+                threads: 1,
+                forest_min_samples_leaf: None
+            }
+        );
+        assert_eq!(config.for_refits(150).svr_rows, 150);
+        assert_eq!(config.for_refits(5000).svr_rows, 3000);
+        let g3 = config.for_generation(3);
+        let mut state = 9 ^ 3;
+        assert_eq!(g3.seed, rng::splitmix64(&mut state));
+        assert_eq!(g3.forest_min_samples_leaf, Some(GENERATION_FOREST_MIN_LEAF));
+        assert_eq!((g3.svr_rows, g3.threads), (3000, 1));
+        assert_ne!(config.for_generation(4).seed, g3.seed);
+    }
+
+    #[test]
+    fn parallel_prediction_keeps_row_order() {
+        let model = AnyModel::Linear(Linear {
+            coef: vec![1.0, 10.0],
+            intercept: 0.5,
+        });
+        let want: Vec<f64> = (0..7)
+            .map(|i| 0.5 + (2 * i) as f64 + 10.0 * (2 * i + 1) as f64)
+            .collect();
+        for n in [7, 6, 1] {
+            let x = DMatrix::from_fn(n, 2, |i, j| (i * 2 + j) as f64);
+            for threads in [0, 1, 2, 3, 8] {
+                let got = predict_rows(&model, &x, threads);
+                assert_eq!(got.as_slice(), &want[..n], "{n} rows, {threads} threads");
+            }
+        }
+        assert!(predict_rows(&model, &DMatrix::zeros(0, 2), 2).is_empty());
+    }
+}

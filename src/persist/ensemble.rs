@@ -1,0 +1,70 @@
+//! The ensemble file, `<models-dir>/Ensembled/EnsembleModel.bin`: the live ensemble and the
+//! open time of the last kline it has learnt from, in the common frame (tag `ENSM`, see
+//! [`super`]). Trained members are saved without their model (they are re-attached from
+//! `Trained/` on load, see [`Ensemble::attach_trained`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{decode_framed, hint_for, load_framed, save_framed, PersistError, TAG_ENSEMBLE};
+use crate::ensemble::Ensemble;
+
+/// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
+/// v2: trained members saved without their model, CART nodes packed as bytes.
+pub const ENSEMBLE_FILE_VERSION: u32 = 2;
+
+/// `<models-dir>/Ensembled/EnsembleModel.bin`.
+pub fn ensemble_path(models_dir: &Path) -> PathBuf {
+    models_dir.join("Ensembled").join("EnsembleModel.bin")
+}
+
+/// What `EnsembleModel.bin` holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedEnsemble {
+    /// The open time of the last kline the ensemble has learnt from (`None`: no kline yet).
+    pub as_of_open_time: Option<i64>,
+    pub ensemble: Ensemble,
+}
+
+#[derive(Serialize)]
+struct SavedEnsembleRef<'a> {
+    as_of_open_time: Option<i64>,
+    ensemble: &'a Ensemble,
+}
+
+/// Loads `EnsembleModel.bin` and checks it ([`Ensemble::check`]).
+pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
+    let saved = load_framed(path, TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
+    check_saved(path, saved)
+}
+
+/// [`load_ensemble`] on bytes already read from `path` (named in errors).
+pub fn decode_ensemble(path: &Path, bytes: &[u8]) -> Result<SavedEnsemble, PersistError> {
+    let saved = decode_framed(path, bytes, TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
+    check_saved(path, saved)
+}
+
+fn check_saved(path: &Path, saved: SavedEnsemble) -> Result<SavedEnsemble, PersistError> {
+    match saved.ensemble.check() {
+        Ok(()) => Ok(saved),
+        Err(detail) => Err(PersistError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("malformed ensemble: {detail}"),
+            hint: hint_for(TAG_ENSEMBLE),
+        }),
+    }
+}
+
+/// Saves `EnsembleModel.bin` atomically.
+pub fn save_ensemble(
+    path: &Path,
+    as_of: Option<i64>,
+    ensemble: &Ensemble,
+) -> Result<(), PersistError> {
+    let value = SavedEnsembleRef {
+        as_of_open_time: as_of,
+        ensemble,
+    };
+    save_framed(path, TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION, &value)
+}
