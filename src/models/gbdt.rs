@@ -531,7 +531,8 @@ impl Split {
         } else if self.feature <= c.feature {
             c.loss_chg > self.loss_chg
         } else {
-            !(self.loss_chg > c.loss_chg)
+            // XGBoost's `!(loss_chg > new)`: also true when either is NaN.
+            self.loss_chg.partial_cmp(&c.loss_chg) != Some(std::cmp::Ordering::Greater)
         };
         if replace {
             *self = c;
