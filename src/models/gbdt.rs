@@ -419,22 +419,27 @@ impl Gbdt {
                 }
             }
             sums[..m].fill(self.base_score);
+            // All rows of the block descend one level at a time: independent loads overlap.
+            let mut ids = [0u32; PREDICT_BLOCK];
             for &root in &self.roots {
-                for (r, sum) in sums[..m].iter_mut().enumerate() {
-                    let row = &block[r * d..(r + 1) * d];
-                    let mut id = root as usize;
-                    loop {
-                        let node = self.nodes[id];
-                        if node.feature == LEAF {
-                            *sum += node.value;
-                            break;
+                ids[..m].fill(root);
+                let mut moving = true;
+                while moving {
+                    moving = false;
+                    for (r, id) in ids[..m].iter_mut().enumerate() {
+                        let node = self.nodes[*id as usize];
+                        if node.feature != LEAF {
+                            moving = true;
+                            *id = if block[r * d + node.feature as usize] < node.value {
+                                *id + 1
+                            } else {
+                                node.right
+                            };
                         }
-                        id = if row[node.feature as usize] < node.value {
-                            id + 1
-                        } else {
-                            node.right as usize
-                        };
                     }
+                }
+                for (sum, &id) in sums[..m].iter_mut().zip(&ids[..m]) {
+                    *sum += self.nodes[id as usize].value;
                 }
             }
             out.extend(sums[..m].iter().map(|&v| f64::from(v)));
