@@ -52,7 +52,7 @@
 //! Memory of the fitted model: 12 bytes per node (feature `u32`, threshold or leaf `f32`, right
 //! child `u32`, preorder) plus 4 bytes per tree; a depth-6 tree has at most 127 nodes, so 100
 //! trees take at most ≈ 152 KB. While fitting: the `f32` copy of `x` (4·d·n bytes), and either
-//! the sorted features (8·d·n bytes, `Exact`) or the bin indices (d·n bytes) and one level of
+//! the sorted features (8·d·n bytes, `Exact`) or the bin indices (d·n bytes, row-major) and one level of
 //! histograms (16 bytes × bins × nodes in the level, `Hist`).
 //!
 //! Defaults (XGBoost `XGBRegressor()` 2.x): n_trees 100, eta 0.3, max_depth 6, lambda 1,
@@ -556,8 +556,10 @@ enum Finder {
 /// `< b` are exactly the values `< cuts[f][b-1]`.
 struct Bins {
     cuts: Vec<Vec<f32>>,
-    /// Bin indices, column-major (`bins[f·n + row]`).
+    /// Bin indices, row-major (`bins[row·d + f]`): building a histogram reads each row's
+    /// gradient once and its bins from one cache line.
     bins: Vec<u8>,
+    d: usize,
     /// Offset of feature f's bins in a node histogram.
     offsets: Vec<usize>,
 }
@@ -604,8 +606,8 @@ impl Bins {
                 }
                 c
             };
-            for (b, &v) in bins[f * n..(f + 1) * n].iter_mut().zip(col) {
-                *b = c.partition_point(|&cut| cut <= v) as u8;
+            for (i, &v) in col.iter().enumerate() {
+                bins[i * d + f] = c.partition_point(|&cut| cut <= v) as u8;
             }
             offsets.push(offsets[f] + c.len() + 1);
             cuts.push(c);
@@ -613,6 +615,7 @@ impl Bins {
         Bins {
             cuts,
             bins,
+            d,
             offsets,
         }
     }
@@ -735,9 +738,8 @@ impl Grower<'_> {
         let (mut left, mut right) = (Vec::new(), Vec::new());
         match self.finder {
             Finder::Hist(bins) => {
-                let col = &bins.bins[f * self.n..(f + 1) * self.n];
                 for r in rows {
-                    if u32::from(col[r as usize]) < split.bin {
+                    if u32::from(bins.bins[r as usize * bins.d + f]) < split.bin {
                         left.push(r);
                     } else {
                         right.push(r);
@@ -972,12 +974,13 @@ impl Grower<'_> {
                     continue;
                 }
                 let h = &mut hs[k];
-                for &f in feats {
-                    let off = bins.offsets[f] - base;
-                    let col = &bins.bins[f * self.n..(f + 1) * self.n];
-                    for &r in &node_rows[nid] {
-                        let s = &mut h[off + col[r as usize] as usize];
-                        s.g += f64::from(grad[r as usize]);
+                let offs: Vec<usize> = feats.iter().map(|&f| bins.offsets[f] - base).collect();
+                for &r in &node_rows[nid] {
+                    let g = f64::from(grad[r as usize]);
+                    let row = &bins.bins[r as usize * bins.d..(r as usize + 1) * bins.d];
+                    for (&f, &off) in feats.iter().zip(&offs) {
+                        let s = &mut h[off + row[f] as usize];
+                        s.g += g;
                         s.h += 1.0;
                     }
                 }
