@@ -171,7 +171,7 @@ impl TryFrom<CartWire> for Cart {
 }
 
 /// Serde for a byte vector as one byte string (postcard: a length and a copy).
-mod packed {
+pub(super) mod packed {
     use serde::de::{Error, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
 

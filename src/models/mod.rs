@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub mod cart;
 pub mod fit;
 pub mod forest;
+pub mod gbdt;
 pub mod knn;
 pub mod linear;
 pub mod svr;
@@ -53,6 +54,8 @@ pub enum FitError {
     Shape { model: &'static str, detail: String },
     /// The data contains NaN or infinite values.
     NonFinite { model: &'static str },
+    /// A finite value is outside the range the model computes in (such as f32).
+    Range { model: &'static str, detail: String },
 }
 
 impl fmt::Display for FitError {
@@ -69,7 +72,9 @@ impl fmt::Display for FitError {
                     "{model}: parameter {param} = {value} is invalid, expected {expected}"
                 )
             }
-            FitError::Shape { model, detail } => write!(f, "{model}: {detail}"),
+            FitError::Shape { model, detail } | FitError::Range { model, detail } => {
+                write!(f, "{model}: {detail}")
+            }
             FitError::NonFinite { model } => {
                 write!(
                     f,

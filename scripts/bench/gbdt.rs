@@ -1,0 +1,132 @@
+//! Rust half of the side-by-side benchmark against XGBoost (`scripts/bench_vs_xgboost.py`
+//! drives it): for each case directory `DIR/CASE/` holding `train.csv` and `test.csv` (header,
+//! then feature columns and the target in the last column), fits the gradient-boosted trees
+//! with their defaults (hist, 100 trees, depth 6) and `--threads T`, predicts the test rows,
+//! and prints one JSON object: per case the best-of-`--repeats` fit and predict seconds, test
+//! RMSE, node count and model bytes. Asserts nothing; never run by `cargo test`.
+//!
+//! Usage: `cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]`
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use klinecast::models::gbdt::GbdtParams;
+use klinecast::models::Regressor;
+use nalgebra::{DMatrix, DVector};
+use serde_json::{json, Map, Value};
+
+fn read_csv(path: &Path) -> Result<(DMatrix<f64>, DVector<f64>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; run scripts/bench_vs_xgboost.py",
+            path.display()
+        )
+    })?;
+    let mut values = Vec::new();
+    let mut cols = 0;
+    for (n, line) in text.lines().enumerate().skip(1) {
+        if line.is_empty() {
+            continue;
+        }
+        let row: Result<Vec<f64>, _> = line.split(',').map(str::parse::<f64>).collect();
+        let row = row.map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
+        if cols == 0 {
+            cols = row.len();
+        }
+        if row.len() != cols || cols < 2 {
+            return Err(format!(
+                "{} line {}: expected {cols} columns",
+                path.display(),
+                n + 1
+            ));
+        }
+        values.extend(row);
+    }
+    let rows = values.len() / cols.max(1);
+    let all = DMatrix::from_row_slice(rows, cols, &values);
+    Ok((
+        all.columns(0, cols - 1).into_owned(),
+        all.column(cols - 1).into_owned(),
+    ))
+}
+
+fn option(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(p) => match args.get(p + 1).map(|v| v.parse::<usize>()) {
+            Some(Ok(n)) if n > 0 => Ok(n),
+            _ => Err(format!("{name} needs a positive integer")),
+        },
+    }
+}
+
+fn run(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String> {
+    let (x, y) = read_csv(&dir.join("train.csv"))?;
+    let (xt, yt) = read_csv(&dir.join("test.csv"))?;
+    let params = GbdtParams {
+        threads,
+        ..GbdtParams::default()
+    };
+    let (mut fit_s, mut predict_s) = (f64::INFINITY, f64::INFINITY);
+    let mut out = None;
+    for _ in 0..repeats {
+        let t0 = Instant::now();
+        let model = params.fit(&x, &y).map_err(|e| e.to_string())?;
+        fit_s = fit_s.min(t0.elapsed().as_secs_f64());
+        let t1 = Instant::now();
+        let pred = model.predict(&xt);
+        predict_s = predict_s.min(t1.elapsed().as_secs_f64());
+        out = Some((model, pred));
+    }
+    let (model, pred) = out.ok_or("no repeats")?;
+    let rmse = ((&pred - &yt).norm_squared() / yt.len().max(1) as f64).sqrt();
+    Ok(json!({
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+        "rmse": rmse,
+        "train_rows": x.nrows(),
+        "features": x.ncols(),
+        "trees": model.n_trees(),
+        "nodes": model.node_count(),
+        "model_bytes": model.tree_bytes(),
+    }))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let (threads, repeats) = match (option(&args, "--threads", 2), option(&args, "--repeats", 3)) {
+        (Ok(t), Ok(r)) => (t, r),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut positional = Vec::new();
+    let mut skip = false;
+    for a in &args {
+        if skip {
+            skip = false;
+        } else if a == "--threads" || a == "--repeats" {
+            skip = true;
+        } else {
+            positional.push(a.as_str());
+        }
+    }
+    let Some((dir, cases)) = positional.split_first() else {
+        eprintln!("usage: cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]");
+        return ExitCode::from(2);
+    };
+    let mut out = Map::new();
+    for case in cases {
+        let v = run(&Path::new(dir).join(case), threads, repeats)
+            .unwrap_or_else(|e| json!({ "error": e }));
+        eprintln!("klinecast gbdt {case}: {v}");
+        out.insert((*case).to_string(), v);
+    }
+    println!("{}", Value::Object(out));
+    ExitCode::SUCCESS
+}
