@@ -13,6 +13,7 @@ pub mod cart;
 pub mod forest;
 pub mod knn;
 pub mod linear;
+pub mod rnn;
 pub mod svr;
 
 /// A fitted regressor, as the ensemble sees it.
