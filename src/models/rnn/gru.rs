@@ -17,7 +17,9 @@
 
 use nalgebra::DMatrix;
 
-use super::{add_bias, add_column_sums, add_matrix, sigmoid, Batch, Layout, Weights};
+use super::{
+    add_bias, add_column_sums, add_matrix, project, sigmoid, stack_hidden, Batch, Layout, Weights,
+};
 
 /// Runs the cell over the batch from h = 0; returns the last hidden state (B×H) and, with a
 /// tape, records what [`backward`] needs.
@@ -35,7 +37,7 @@ pub(crate) fn forward(
     let mut hprev = DMatrix::<f64>::zeros(bsz, h);
     let mut u = DMatrix::<f64>::zeros(bsz, 3 * h);
     for t in 0..steps {
-        u.gemm(1.0, &hprev, &w.whh_t, 0.0);
+        project(&mut u, &hprev, &w.whh_t);
         add_bias(&mut u, &w.b_hh);
         let us = u.as_slice();
         let mut hnew = DMatrix::<f64>::zeros(bsz, h);
@@ -86,8 +88,7 @@ pub(crate) fn backward(
     let rows = bsz * steps;
     let mut da_all = DMatrix::<f64>::zeros(rows, 3 * h);
     let mut du = DMatrix::<f64>::zeros(bsz, 3 * h);
-    let mut gwhh_t = DMatrix::<f64>::zeros(h, 3 * h);
-    let mut gbhh = vec![0.0; 3 * h];
+    let mut du_all = DMatrix::<f64>::zeros(rows, 3 * h);
     let mut dh_direct = DMatrix::<f64>::zeros(bsz, h);
     for t in (0..steps).rev() {
         let hprev = &tape[2 * t];
@@ -97,6 +98,7 @@ pub(crate) fn backward(
             let g_in = dh.as_slice();
             let da = da_all.as_mut_slice();
             let dus = du.as_mut_slice();
+            let du_all_s = du_all.as_mut_slice();
             let dd = dh_direct.as_mut_slice();
             for j in 0..h {
                 for b in 0..bsz {
@@ -116,12 +118,13 @@ pub(crate) fn backward(
                     dus[k] = dr;
                     dus[h * bsz + k] = dz;
                     dus[2 * h * bsz + k] = dn * r;
+                    du_all_s[j * rows + row] = dr;
+                    du_all_s[(h + j) * rows + row] = dz;
+                    du_all_s[(2 * h + j) * rows + row] = dn * r;
                     dd[k] = g * z;
                 }
             }
         }
-        gwhh_t.gemm_tr(1.0, hprev, &du, 1.0);
-        add_column_sums(&du, &mut gbhh);
         if t > 0 {
             dh.copy_from(&dh_direct);
             dh.gemm(1.0, &du, &w.whh, 1.0);
@@ -129,9 +132,8 @@ pub(crate) fn backward(
     }
     let gwih_t = batch.xs.tr_mul(&da_all);
     add_matrix(&gwih_t, &mut grad[l.w_ih()]);
+    let gwhh_t = stack_hidden(tape, bsz, h, steps).tr_mul(&du_all);
     add_matrix(&gwhh_t, &mut grad[l.w_hh()]);
     add_column_sums(&da_all, &mut grad[l.b_ih()]);
-    for (a, b) in grad[l.b_hh()].iter_mut().zip(&gbhh) {
-        *a += b;
-    }
+    add_column_sums(&du_all, &mut grad[l.b_hh()]);
 }

@@ -19,7 +19,9 @@
 
 use nalgebra::DMatrix;
 
-use super::{add_bias, add_column_sums, add_matrix, sigmoid, Batch, Layout, Weights};
+use super::{
+    add_bias, add_column_sums, add_matrix, project, sigmoid, stack_hidden, Batch, Layout, Weights,
+};
 
 /// Runs the cell over the batch from h = c = 0; returns the last hidden and cell states (B×H)
 /// and, with a tape, records what [`backward`] needs.
@@ -38,7 +40,7 @@ pub(crate) fn forward(
     let mut c = DMatrix::<f64>::zeros(bsz, h);
     let mut u = DMatrix::<f64>::zeros(bsz, 4 * h);
     for t in 0..steps {
-        u.gemm(1.0, &hprev, &w.whh_t, 0.0);
+        project(&mut u, &hprev, &w.whh_t);
         add_bias(&mut u, &w.b_hh);
         let us = u.as_slice();
         let mut hnew = DMatrix::<f64>::zeros(bsz, h);
@@ -94,10 +96,8 @@ pub(crate) fn backward(
     let rows = bsz * steps;
     let mut da_all = DMatrix::<f64>::zeros(rows, 4 * h);
     let mut du = DMatrix::<f64>::zeros(bsz, 4 * h);
-    let mut gwhh_t = DMatrix::<f64>::zeros(h, 4 * h);
     let mut dc = vec![0.0; bsz * h];
     for t in (0..steps).rev() {
-        let hprev = &tape[2 * t];
         let act = tape[2 * t + 1].as_slice();
         let prev_act = if t > 0 {
             Some(tape[2 * t - 1].as_slice())
@@ -137,13 +137,14 @@ pub(crate) fn backward(
                 }
             }
         }
-        gwhh_t.gemm_tr(1.0, hprev, &du, 1.0);
         if t > 0 {
             dh.gemm(1.0, &du, &w.whh, 0.0);
         }
     }
     let gwih_t = batch.xs.tr_mul(&da_all);
     add_matrix(&gwih_t, &mut grad[l.w_ih()]);
+    // The recurrent pre-activations have the same gradient as the input ones.
+    let gwhh_t = stack_hidden(tape, bsz, h, steps).tr_mul(&da_all);
     add_matrix(&gwhh_t, &mut grad[l.w_hh()]);
     add_column_sums(&da_all, &mut grad[l.b_ih()]);
     add_column_sums(&da_all, &mut grad[l.b_hh()]);
