@@ -40,8 +40,8 @@
 //!
 //! Per sample and time step the forward pass costs G·H·(D+H) multiply-adds (G = 3 for the GRU,
 //! 4 for the LSTM), the backward pass about twice that. With D = 14, H = 32, T = 60 a GRU
-//! sample is ≈ 0.8 M multiply-adds forward (LSTM ≈ 1.1 M). The fitted model holds the parameters
-//! plus Adam's two moments, 3 × 8 bytes per parameter: GRU 4,641 parameters ≈ 109 KiB, LSTM
+//! sample is ≈ 0.27 M multiply-adds forward (LSTM ≈ 0.35 M). The fitted model holds the
+//! parameters plus Adam's two moments, 3 × 8 bytes per parameter: GRU 4,641 parameters ≈ 109 KiB, LSTM
 //! 6,177 parameters ≈ 145 KiB (D = 14, H = 32). [`Forecaster`] adds T·D·8 bytes (6.6 KiB).
 //! Training keeps the activations and their gradients for one batch: ≈ B·T·16·H·8 bytes
 //! (≈ 15 MiB for B = 64, T = 60, H = 32, either cell), plus one copy of the model for the best
