@@ -15,6 +15,7 @@ pub mod forest;
 pub mod gbdt;
 pub mod knn;
 pub mod linear;
+pub mod rnn;
 pub mod svr;
 
 /// A fitted regressor, as the ensemble sees it.
