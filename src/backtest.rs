@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::BacktestArgs;
 use crate::ensemble::learner::Learner;
-use crate::ensemble::report::{scoreboard_table, Refit, ScoreRow};
+use crate::ensemble::report::{scoreboard_table, ExpertWeight, Refit, ScoreRow};
 use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
 use crate::features::Scaler;
@@ -48,6 +48,45 @@ pub struct BacktestSummary {
     pub ensemble_bytes: usize,
     /// `ensemble`, `naive`, `trained/<kind>`, `generations/<kind>` over the whole replay.
     pub scoreboard: Vec<ScoreRow>,
+    /// The combiner the ensemble used, and both combiners scored on every forecast.
+    pub combiner: String,
+    pub combiners: Vec<ScoreRow>,
+    /// The experts' final ML-Poly records and weights.
+    pub experts: Vec<ExpertWeight>,
+    /// The prediction intervals, beside the static baseline.
+    pub intervals: IntervalSummary,
+}
+
+/// Interval figures of a backtest (price units; thirds of the klines ranked by the interval's
+/// own volatility estimate, low to high).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    pub nominal: f64,
+    pub n: u64,
+    pub coverage: Option<f64>,
+    pub coverage_by_third: Vec<f64>,
+    pub mean_width: Option<f64>,
+    pub interval_score: Option<f64>,
+    pub static_coverage: Option<f64>,
+    pub static_coverage_by_third: Vec<f64>,
+    pub static_mean_width: Option<f64>,
+    pub static_interval_score: Option<f64>,
+    /// `1 − score / static score`: the interval score's gain over the static baseline.
+    pub gain_vs_static: Option<f64>,
+}
+
+/// Coverage per third of `(sigma, covered)` ranked by sigma.
+fn coverage_by_third(rows: &[(f64, bool)]) -> Vec<f64> {
+    let mut sorted = rows.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let k = sorted.len() / 3;
+    if k == 0 {
+        return Vec::new();
+    }
+    [&sorted[..k], &sorted[k..2 * k], &sorted[2 * k..]]
+        .iter()
+        .map(|part| part.iter().filter(|r| r.1).count() as f64 / part.len() as f64)
+        .collect()
 }
 
 pub fn run(args: &BacktestArgs) -> Result<(), Error> {
@@ -99,6 +138,8 @@ fn backtest(
         svr_rows: args.svr_rows,
         seed: args.seed,
         threads: settings::fit_threads(),
+        combiner: args.combiner,
+        coverage: args.coverage,
     };
     let config = settings.ensemble_config();
     let spec = config.spec.clone();
@@ -130,9 +171,17 @@ fn backtest(
     let refit_config = settings.refit_config();
     let total_windows = ((n - split) / args.window) as u64;
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+    // (σ, covered) and (σ, covered by the static baseline) of every bounded interval.
+    let (mut thirds, mut static_thirds) = (Vec::new(), Vec::new());
     progress.start(total_windows);
     for i in split..n {
         let step = learner.on_kline(&values(series, i, interval_ms));
+        if let Some(sc) = &step.scored {
+            if let Some(sd) = sc.sigma.filter(|_| sc.upper_price.is_finite()) {
+                thirds.push((sd, sc.covered));
+                static_thirds.push((sd, sc.static_covered));
+            }
+        }
         gaps += u64::from(step.gap);
         dropped += step.dropped as u64;
         if step.window_done {
@@ -148,6 +197,24 @@ fn backtest(
     progress.finish(windows);
     let ensemble = learner.into_ensemble();
     let ensemble_bytes = postcard::to_allocvec(&ensemble).map_or(0, |b| b.len());
+    let iv = &ensemble.intervals;
+    let (score, static_score) = (iv.total.mean_score(), iv.static_total.mean_score());
+    let intervals = IntervalSummary {
+        nominal: ensemble.config.coverage,
+        n: iv.total.n,
+        coverage: iv.total.coverage(),
+        coverage_by_third: coverage_by_third(&thirds),
+        mean_width: iv.total.mean_width(),
+        interval_score: score,
+        static_coverage: iv.static_total.coverage(),
+        static_coverage_by_third: coverage_by_third(&static_thirds),
+        static_mean_width: iv.static_total.mean_width(),
+        static_interval_score: static_score,
+        gain_vs_static: score
+            .zip(static_score)
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(a, b)| 1.0 - a / b),
+    };
     Ok(BacktestSummary {
         data,
         rows: n,
@@ -165,6 +232,10 @@ fn backtest(
         pool_size: ensemble.members.len(),
         ensemble_bytes,
         scoreboard: ensemble.scoreboard(),
+        combiner: ensemble.config.combiner.name().to_string(),
+        combiners: ensemble.combiner_scores(),
+        experts: ensemble.expert_weights(),
+        intervals,
     })
 }
 
@@ -224,6 +295,44 @@ fn summary_text(s: &BacktestSummary) -> String {
         ));
     }
     out.push_str(&scoreboard_table(&s.scoreboard));
+    out.push_str(&format!(
+        "\ncombiners (the ensemble uses {}), each scored on every forecast:\n",
+        s.combiner
+    ));
+    out.push_str(&scoreboard_table(&s.combiners));
+    out.push_str("\nexperts (ML-Poly): rounds, regret, weight\n");
+    for e in &s.experts {
+        out.push_str(&format!(
+            "  {:<22} {:>7} {:>+12.4e} {:>7.3}\n",
+            e.label, e.rounds, e.regret, e.weight
+        ));
+    }
+    let iv = &s.intervals;
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v));
+    let thirds = |v: &[f64]| {
+        v.iter()
+            .map(|c| format!("{:.1}", 100.0 * c))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    out.push_str(&format!(
+        "\nintervals ({:.0} % nominal, {} forecasts): coverage {} (by volatility third {}), \
+         mean width {}, interval score {}\nstatic baseline: coverage {} (by third {}), mean \
+         width {}, interval score {}; gain {}\n",
+        100.0 * iv.nominal,
+        iv.n,
+        pct(iv.coverage),
+        thirds(&iv.coverage_by_third),
+        iv.mean_width.map_or("-".into(), |v| format!("{v:.6}")),
+        iv.interval_score.map_or("-".into(), |v| format!("{v:.6}")),
+        pct(iv.static_coverage),
+        thirds(&iv.static_coverage_by_third),
+        iv.static_mean_width
+            .map_or("-".into(), |v| format!("{v:.6}")),
+        iv.static_interval_score
+            .map_or("-".into(), |v| format!("{v:.6}")),
+        pct(iv.gain_vs_static),
+    ));
     out
 }
 
@@ -356,6 +465,27 @@ mod tests {
             pool_size: 6,
             ensemble_bytes: 1000,
             scoreboard: vec![ScoreRow::new("naive", &a, Some(1.0))],
+            combiner: "ml-poly".to_string(),
+            combiners: vec![ScoreRow::new("combiner/lcb", &a, Some(1.0))],
+            experts: vec![ExpertWeight {
+                label: "naive".to_string(),
+                rounds: 1,
+                regret: 0.0,
+                weight: 1.0,
+            }],
+            intervals: IntervalSummary {
+                nominal: 0.9,
+                n: 1,
+                coverage: Some(1.0),
+                coverage_by_third: Vec::new(),
+                mean_width: Some(2.0),
+                interval_score: Some(2.0),
+                static_coverage: Some(1.0),
+                static_coverage_by_third: Vec::new(),
+                static_mean_width: Some(2.5),
+                static_interval_score: Some(2.5),
+                gain_vs_static: Some(0.2),
+            },
         };
         let text = summary_text(&summary);
         assert!(text.starts_with(
@@ -363,7 +493,10 @@ mod tests {
              3 windows of 15 (refit on 300 rows, 8 generations, seed 1)\nfinal pool: 6 members, \
              0.0 MB saved\n1 refits failed"
         ));
-        assert!(text.lines().last().expect("row").starts_with("naive"));
+        assert!(text.contains("\nnaive "), "{text}");
+        assert!(text.contains("combiners (the ensemble uses ml-poly)"), "{text}");
+        assert!(text.contains("coverage 100.00 %"), "{text}");
+        assert!(text.contains("gain 20.00 %"), "{text}");
         let json = serde_json::to_string(&summary).expect("json");
         let back: BacktestSummary = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, summary);

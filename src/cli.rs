@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
-use crate::ensemble::{DEFAULT_GENERATIONS, DEFAULT_REFIT_ROWS, DEFAULT_WINDOW};
+use crate::ensemble::interval::DEFAULT_COVERAGE;
+use crate::ensemble::{
+    Combiner, DEFAULT_COMBINER, DEFAULT_GENERATIONS, DEFAULT_REFIT_ROWS, DEFAULT_WINDOW,
+};
 use crate::error::Error;
 use crate::kline::{Interval, Symbol};
 use crate::models::fit::DEFAULT_SVR_ROWS;
@@ -23,8 +26,10 @@ USAGE:
   klinecast stream        [--symbol BTCUSDT] [--interval 1m] [--data-dir DIR] [--models-dir DIR]
                           [--log-dir DIR] [--rest-url URL] [--ws-url URL] [--window 15]
                           [--refit-rows 1440] [--generations 8] [--max-runtime DURATION] [--seed S]
+                          [--combiner ml-poly|lcb] [--coverage 0.9]
   klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
                           [--generations 8] [--max-rows N] [--svr-rows N] [--seed S] [--json]
+                          [--combiner ml-poly|lcb] [--coverage 0.9]
   klinecast replay-server --data FILE [--port P] [--speed X] [--start-row N] [--faults SPEC]
   klinecast describe      [--data FILE] [--html FILE]
   klinecast report        [--data-dir DIR] [--log-dir DIR] [--hours 24] [--html FILE]
@@ -129,6 +134,8 @@ pub struct StreamArgs {
     /// Milliseconds.
     pub max_runtime: Option<u64>,
     pub seed: u64,
+    pub combiner: Combiner,
+    pub coverage: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +149,8 @@ pub struct BacktestArgs {
     pub svr_rows: usize,
     pub seed: u64,
     pub json: bool,
+    pub combiner: Combiner,
+    pub coverage: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +253,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 .map(|d| time::parse_duration(&d).map_err(Error::Usage))
                 .transpose()?,
             seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+            combiner: combiner(&mut flags)?,
+            coverage: coverage(&mut flags)?,
         }),
         "backtest" => Command::Backtest(BacktestArgs {
             data: flags
@@ -268,6 +279,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             )?,
             seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
             json: flags.switch("--json"),
+            combiner: combiner(&mut flags)?,
+            coverage: coverage(&mut flags)?,
         }),
         "replay-server" => Command::ReplayServer(ReplayArgs {
             data: flags
@@ -378,6 +391,26 @@ fn generations(flags: &mut Flags) -> Result<usize, Error> {
         DEFAULT_GENERATIONS,
         |v: &usize| (1..=64).contains(v),
         "1 to 64",
+    )
+}
+
+fn combiner(flags: &mut Flags) -> Result<Combiner, Error> {
+    match flags.take("--combiner")? {
+        None => Ok(DEFAULT_COMBINER),
+        Some(text) => Combiner::parse(&text).ok_or_else(|| {
+            Error::Usage(format!(
+                "invalid --combiner {text:?}: use ml-poly (the default) or lcb"
+            ))
+        }),
+    }
+}
+
+fn coverage(flags: &mut Flags) -> Result<f64, Error> {
+    flags.parsed(
+        "--coverage",
+        DEFAULT_COVERAGE,
+        |v: &f64| *v >= 0.5 && *v <= 0.995,
+        "a nominal coverage between 0.5 and 0.995",
     )
 }
 

@@ -26,6 +26,10 @@ pub struct LearnSettings {
     pub seed: u64,
     /// Worker threads for fitting and predicting (see [`fit_threads`]).
     pub threads: usize,
+    /// How the experts are combined (`--combiner`).
+    pub combiner: ensemble::Combiner,
+    /// Nominal coverage of the prediction intervals (`--coverage`).
+    pub coverage: f64,
 }
 
 impl Default for LearnSettings {
@@ -37,6 +41,8 @@ impl Default for LearnSettings {
             svr_rows: DEFAULT_SVR_ROWS,
             seed: DEFAULT_SEED,
             threads: 1,
+            combiner: ensemble::DEFAULT_COMBINER,
+            coverage: ensemble::interval::DEFAULT_COVERAGE,
         }
     }
 }
@@ -48,6 +54,8 @@ impl LearnSettings {
             window: self.window,
             refit_rows: self.refit_rows,
             generations: self.generations,
+            combiner: self.combiner,
+            coverage: self.coverage,
             ..EnsembleConfig::default()
         }
     }
@@ -81,6 +89,7 @@ mod tests {
             svr_rows: 3000,
             seed: 9,
             threads: 2,
+            ..LearnSettings::default()
         };
         let c = settings.ensemble_config();
         assert_eq!((c.window, c.refit_rows, c.generations), (5, 150, 2));

@@ -363,6 +363,16 @@ impl Volatility {
         }
     }
 
+    /// Bars seen so far.
+    pub fn bars(&self) -> u64 {
+        self.bars
+    }
+
+    /// The kline interval it was built for.
+    pub fn interval_ms(&self) -> i64 {
+        self.interval_ms
+    }
+
     /// The current weights of the log-volatility model (for reports and tests).
     pub fn weights(&self) -> &[f64] {
         &self.beta

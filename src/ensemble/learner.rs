@@ -130,6 +130,15 @@ impl Learner {
             window_last: None,
             features,
         };
+        // A fresh volatility model learns the interval and warms up on the history; a loaded
+        // one already saw it (it is saved with the ensemble) and must not see it twice.
+        let iv = &mut learner.ensemble.intervals;
+        if iv.volatility.bars() == 0 {
+            iv.volatility = super::interval::Volatility::new(interval_ms);
+            for t in 0..learner.history.len() {
+                learner.ensemble.observe(&learner.history, t, interval_ms);
+            }
+        }
         if !learner.history.is_empty() {
             let f = learner.forecast_last();
             learner.pending.push_back(f);
@@ -198,6 +207,8 @@ impl Learner {
             self.window_last = Some(kline.open_time);
         }
         self.history.push(kline);
+        let t = self.history.len() - 1;
+        self.ensemble.observe(&self.history, t, self.interval_ms);
         if self.history.len() > 2 * self.capacity {
             self.history.keep_last(self.capacity);
         }
@@ -250,6 +261,8 @@ impl Learner {
             last_open_time: self.window_last.unwrap_or(0),
             forecasters,
             weights: self.ensemble.member_weights(),
+            experts: self.ensemble.expert_weights(),
+            coverage: self.ensemble.interval_report(),
             refit,
             trained: self.ensemble.trained_count(),
             generations: self.ensemble.generation_numbers().len(),
@@ -297,7 +310,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::super::testutil::*;
-    use super::super::{EnsembleConfig, Member, Origin};
+    use super::super::{interval, Combiner, EnsembleConfig, Member, Origin};
     use super::*;
 
     const SIGMA: f64 = 0.001;
@@ -330,8 +343,18 @@ mod tests {
     fn small_config() -> EnsembleConfig {
         EnsembleConfig {
             refit_rows: 100,
+            combiner: Combiner::Lcb,
             ..EnsembleConfig::default()
         }
+    }
+
+    /// The saved size of an ensemble less its two conformal score windows (which grow to their
+    /// fixed capacity of one day of scores).
+    fn size_without_score_windows(e: &Ensemble) -> usize {
+        let ser = |v: &interval::ScoreWindow| postcard::to_allocvec(v).expect("ser").len();
+        postcard::to_allocvec(e).expect("ser").len()
+            - ser(&e.intervals.aci.scores)
+            - ser(&e.intervals.aci_static.scores)
     }
 
     /// Feeds rows `range` of `s`, closing windows with `fitter`; returns the reports.
@@ -366,7 +389,7 @@ mod tests {
                 assert!(l.ensemble().members.len() <= 1 + 5 + 5 * 8);
                 assert!(l.history().len() <= 2 * (100 + 1 + 1 + 1));
                 if reports.len() == 20 {
-                    size_at_20 = postcard::to_allocvec(l.ensemble()).expect("ser").len();
+                    size_at_20 = size_without_score_windows(l.ensemble());
                 }
             }
         }
@@ -382,7 +405,11 @@ mod tests {
                 evicted: vec![91]
             }
         );
-        let size_at_100 = postcard::to_allocvec(l.ensemble()).expect("ser").len();
+        let size_at_100 = size_without_score_windows(l.ensemble());
+        // The interval's score windows fill up to their fixed capacity, then stay there.
+        let iv = &l.ensemble().intervals;
+        assert!(iv.aci.scores.len() <= crate::ensemble::interval::DEFAULT_SCORE_WINDOW);
+        assert!(iv.aci_static.scores.len() <= crate::ensemble::interval::DEFAULT_SCORE_WINDOW);
         // Only varint counters and label digits grow.
         assert!(
             size_at_100 <= size_at_20 + 256,
@@ -494,6 +521,7 @@ mod tests {
         let s = synthetic(8_000, 0.5, SIGMA, 6);
         let config = EnsembleConfig {
             refit_rows: 300,
+            combiner: Combiner::Lcb,
             ..EnsembleConfig::default()
         };
         let mut l = learner(config, Vec::new(), s.slice(0..400));

@@ -43,6 +43,33 @@ pub struct MemberWeight {
     pub n_scored: u64,
 }
 
+/// An expert's standing after a window: its ML-Poly record and weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpertWeight {
+    pub label: String,
+    /// Rounds it was awake and scored.
+    pub rounds: u64,
+    /// Cumulative linearised regret of the aggregate against it (> 0: it would have helped).
+    pub regret: f64,
+    /// Its ML-Poly weight when every expert with a model forecasts.
+    pub weight: f64,
+}
+
+/// The prediction intervals over a window (price units), beside the static baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalReport {
+    pub nominal: f64,
+    pub n: u64,
+    /// Realised coverage.
+    pub realised: Option<f64>,
+    pub mean_width: Option<f64>,
+    /// Mean Winkler interval score.
+    pub interval_score: Option<f64>,
+    pub static_realised: Option<f64>,
+    pub static_mean_width: Option<f64>,
+    pub static_interval_score: Option<f64>,
+}
+
 /// What the refit at the end of a window did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,6 +97,10 @@ pub struct WindowReport {
     pub forecasters: Vec<ForecasterScore>,
     /// Weights after the update, in pool order.
     pub weights: Vec<MemberWeight>,
+    /// The experts' records and weights after the update.
+    pub experts: Vec<ExpertWeight>,
+    /// The window's prediction intervals.
+    pub coverage: IntervalReport,
     pub refit: Refit,
     pub trained: usize,
     /// Generations in the pool after the update.
@@ -101,6 +132,14 @@ impl WindowReport {
         }
         if let Some(n) = naive {
             line.push_str(&format!(" | naive {}", fmt_score(n)));
+        }
+        if let (Some(c), Some(sc)) = (self.coverage.realised, self.coverage.static_realised) {
+            line.push_str(&format!(
+                " | interval {:.0}%: covered {:.3} (static {:.3})",
+                self.coverage.nominal * 100.0,
+                c,
+                sc
+            ));
         }
         let best = self
             .forecasters
@@ -245,6 +284,22 @@ mod tests {
                 ForecasterScore::from_accum("naive", &naive),
                 ForecasterScore::from_accum("gen2/knn", &Accum::default()),
             ],
+            experts: vec![ExpertWeight {
+                label: "naive".to_string(),
+                rounds: 2,
+                regret: 0.0,
+                weight: 1.0,
+            }],
+            coverage: IntervalReport {
+                nominal: 0.9,
+                n: 2,
+                realised: Some(0.5),
+                mean_width: Some(1.0),
+                interval_score: Some(11.0),
+                static_realised: Some(1.0),
+                static_mean_width: Some(2.0),
+                static_interval_score: Some(2.0),
+            },
             weights: vec![
                 MemberWeight {
                     label: "naive".to_string(),
@@ -283,7 +338,7 @@ mod tests {
             report().to_log_line(),
             "window 3 1970-01-01 00:01:00..1970-01-01 00:02:00 n=2 | ensemble \
              rmse=0.790569 mae=0.750000 dir=50.0% (0.7906x naive) | naive rmse=1.000000 \
-             mae=1.000000 dir=0.0% | weights naive 0.750, trained/forest 0.250 | pool 1 \
+             mae=1.000000 dir=0.0% | interval 90%: covered 0.500 (static 1.000) | weights naive 0.750, trained/forest 0.250 | pool 1 \
              trained + 1 gens = 3 members | refit gen4 on 300 rows, evicted gen1"
         );
         let mut failed = report();

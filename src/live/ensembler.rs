@@ -191,6 +191,13 @@ impl Ensembler {
         }
         let preds = PredictionLog::open(&config.data_dir.join("predictions.csv"))
             .map_err(|e| Error::io("opening predictions.csv", e))?;
+        if let Some(moved) = preds.migrated() {
+            log.warn(&format!(
+                "predictions.csv had the version 1 layout (no interval columns): moved it to {} \
+                 and started a new file",
+                moved.display()
+            ));
+        }
         log.info(&format!(
             "ensembler start: history {} klines (up to {}), {} to feed again, pool {} members",
             klines.len(),
@@ -332,6 +339,8 @@ impl Ensembler {
             naive: f.naive_price,
             ensemble_version: f.version,
             made_after_open_time: f.as_of_open_time,
+            lower: f.lower_price,
+            upper: f.upper_price,
         };
         if self
             .preds

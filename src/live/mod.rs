@@ -101,6 +101,8 @@ impl StreamConfig {
                 generations: args.generations,
                 seed: args.seed,
                 threads: settings::fit_threads(),
+                combiner: args.combiner,
+                coverage: args.coverage,
                 ..LearnSettings::default()
             },
             max_runtime: args.max_runtime.map(Duration::from_millis),

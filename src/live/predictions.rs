@@ -9,8 +9,14 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil;
 
-/// The header of `predictions.csv`.
-pub const HEADER: &str = "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
+/// The header of `predictions.csv`: the forecast, the naive forecast and the central prediction
+/// interval `[lower, upper]` of the close (`0` and `inf` while the interval is unbounded).
+pub const HEADER: &str =
+    "target_open_time,forecast,naive,ensemble_version,made_after_open_time,lower,upper";
+
+/// The header of version 1 files (before intervals). Such a file is moved aside to
+/// `predictions.v1.csv` and a new file starts: its rows are never silently misread.
+pub const HEADER_V1: &str = "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
 
 /// One forecast: the close of the kline opening at `target_open_time`, made after the kline
 /// opening at `made_after_open_time` closed.
@@ -21,23 +27,27 @@ pub struct PredictionRow {
     pub naive: f64,
     pub ensemble_version: u64,
     pub made_after_open_time: i64,
+    pub lower: f64,
+    pub upper: f64,
 }
 
 impl PredictionRow {
     pub fn to_csv_line(&self) -> String {
         format!(
-            "{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             self.target_open_time,
             self.forecast,
             self.naive,
             self.ensemble_version,
-            self.made_after_open_time
+            self.made_after_open_time,
+            self.lower,
+            self.upper
         )
     }
 
     pub fn from_csv_line(line: &str) -> Option<PredictionRow> {
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
+        if f.len() != 7 {
             return None;
         }
         Some(PredictionRow {
@@ -46,6 +56,8 @@ impl PredictionRow {
             naive: f[2].parse().ok()?,
             ensemble_version: f[3].parse().ok()?,
             made_after_open_time: f[4].parse().ok()?,
+            lower: f[5].parse().ok()?,
+            upper: f[6].parse().ok()?,
         })
     }
 }
@@ -56,6 +68,8 @@ pub struct PredictionLog {
     file: File,
     path: PathBuf,
     last_target: Option<i64>,
+    /// Where a version 1 file found at open was moved to.
+    migrated: Option<PathBuf>,
 }
 
 impl PredictionLog {
@@ -64,6 +78,7 @@ impl PredictionLog {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
+        let migrated = migrate_v1(path)?;
         fsutil::repair_torn_tail(path)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -97,7 +112,13 @@ impl PredictionLog {
             file,
             path: path.to_path_buf(),
             last_target,
+            migrated,
         })
+    }
+
+    /// Where a version 1 file (no interval columns) was moved when this one was opened.
+    pub fn migrated(&self) -> Option<&Path> {
+        self.migrated.as_deref()
     }
 
     pub fn path(&self) -> &Path {
@@ -125,6 +146,33 @@ impl PredictionLog {
     }
 }
 
+/// Moves a version 1 `predictions.csv` aside (an atomic rename, then a directory fsync) to
+/// `predictions.v1.csv` (or `.v1.N.csv` if taken). Returns where it went.
+fn migrate_v1(path: &Path) -> io::Result<Option<PathBuf>> {
+    let first = match fs::read(path) {
+        Ok(bytes) => bytes
+            .split(|&b| b == b'\n')
+            .next()
+            .map(|l| l.to_vec())
+            .unwrap_or_default(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if first != HEADER_V1.as_bytes() {
+        return Ok(None);
+    }
+    let dir = fsutil::parent_dir(path);
+    let mut target = dir.join("predictions.v1.csv");
+    let mut n = 1;
+    while target.exists() {
+        target = dir.join(format!("predictions.v1.{n}.csv"));
+        n += 1;
+    }
+    fs::rename(path, &target)?;
+    fsutil::sync_dir(&dir)?;
+    Ok(Some(target))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +185,8 @@ mod tests {
             naive: 12.3,
             ensemble_version: 3,
             made_after_open_time: target - 60_000,
+            lower: 12.1,
+            upper: f64::INFINITY,
         }
     }
 
@@ -166,6 +216,34 @@ mod tests {
             PredictionRow::from_csv_line(lines[3]),
             Some(row(240_000)),
             "values round-trip exactly"
+        );
+    }
+
+    /// Backs the README claim "old predictions.csv files are migrated, never silently
+    /// misread": a version 1 file is moved aside whole and a new file with the interval
+    /// columns starts.
+    #[test]
+    fn a_version_1_file_is_moved_aside() {
+        let dir = TempDir::new("pred-v1");
+        let path = dir.path().join("predictions.csv");
+        let old = format!("{HEADER_V1}\n120000,12.3,12.3,1,60000\n");
+        fs::write(&path, &old).expect("write");
+        let log = PredictionLog::open(&path).expect("open");
+        let moved = dir.path().join("predictions.v1.csv");
+        assert_eq!(log.migrated(), Some(moved.as_path()));
+        assert_eq!(log.last_target(), None);
+        assert_eq!(fs::read_to_string(&moved).expect("moved"), old);
+        assert_eq!(
+            fs::read_to_string(&path).expect("new"),
+            format!("{HEADER}\n")
+        );
+        drop(log);
+        // A second v1 file does not overwrite the first.
+        fs::write(&path, &old).expect("write");
+        let log = PredictionLog::open(&path).expect("open");
+        assert_eq!(
+            log.migrated(),
+            Some(dir.path().join("predictions.v1.1.csv").as_path())
         );
     }
 }

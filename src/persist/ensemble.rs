@@ -12,7 +12,7 @@ use crate::ensemble::Ensemble;
 
 /// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
 /// v2: trained members saved without their model, CART nodes packed as bytes.
-pub const ENSEMBLE_FILE_VERSION: u32 = 2;
+pub const ENSEMBLE_FILE_VERSION: u32 = 3;
 
 /// `<models-dir>/Ensembled/EnsembleModel.bin`.
 pub fn ensemble_path(models_dir: &Path) -> PathBuf {
