@@ -25,12 +25,12 @@ pub const DEFAULT_SVR_ROWS: usize = 3000;
 /// Leaf size of the window generations' forests (see [`FitConfig::forest_min_samples_leaf`]).
 pub const GENERATION_FOREST_MIN_LEAF: usize = 5;
 
-/// KNN keeps the most recent this many training rows (≈ 7 MB with 14 features).
-pub const KNN_MAX_ROWS: usize = 50_000;
-/// Leaf budget of the CART tree (at most 2·16 384 − 1 nodes of 16 bytes: 0.5 MB).
-pub const CART_MAX_LEAVES: usize = 16_384;
-/// Leaf budget of each forest tree (100 trees: at most 100·(2·2048 − 1) nodes, 6.5 MB).
-pub const FOREST_MAX_LEAVES: usize = 2_048;
+/// KNN keeps the most recent this many training rows (one week of 1m klines, ≈ 1.5 MB).
+pub const KNN_MAX_ROWS: usize = 10_000;
+/// Leaf budget of the CART tree (at most 511 nodes of 16 bytes: 8 KB).
+pub const CART_MAX_LEAVES: usize = 256;
+/// Leaf budget of each forest tree (100 trees: at most 100·1023 nodes, 1.6 MB).
+pub const FOREST_MAX_LEAVES: usize = 512;
 
 /// The size bound [`fit_models`] applies to `kind` on `n_rows` training rows, as a line for
 /// the user, or `None` when the model is fitted as it would be without a bound.
@@ -228,18 +228,18 @@ mod tests {
         assert_eq!(bound_note(ModelKind::Knn, KNN_MAX_ROWS, &config), None);
         assert_eq!(
             bound_note(ModelKind::Knn, 1_200_000, &config).as_deref(),
-            Some("knn: memory bound: keeps the most recent 50000 of 1200000 rows")
+            Some("knn: memory bound: keeps the most recent 10000 of 1200000 rows")
         );
         assert_eq!(bound_note(ModelKind::Cart, CART_MAX_LEAVES, &config), None);
         assert_eq!(
             bound_note(ModelKind::Cart, 1_200_000, &config).as_deref(),
-            Some("cart: memory bound: at most 16384 leaves (leaves of ≥ 74 rows)")
+            Some("cart: memory bound: at most 256 leaves (leaves of ≥ 4688 rows)")
         );
         assert_eq!(
             bound_note(ModelKind::Forest, 1_200_000, &config).as_deref(),
             Some(
-                "forest: memory bound: 100000 rows drawn per tree, at most 2048 leaves per \
-                 tree (leaves of ≥ 49 rows)"
+                "forest: memory bound: 100000 rows drawn per tree, at most 512 leaves per \
+                 tree (leaves of ≥ 196 rows)"
             )
         );
         assert_eq!(bound_note(ModelKind::Svr, 3000, &config), None);
