@@ -44,10 +44,11 @@ END {
     }
 }' data/AVAXUSDT_1m.csv > "$WORK/rows.csv"
 HEADER=$(head -n 1 data/AVAXUSDT_1m.csv)
-{ echo "$HEADER"; cat "$WORK/rows.csv"; } > "$WORK/full.csv"
+mkdir -p "$WORK/replay"
+{ echo "$HEADER"; cat "$WORK/rows.csv"; } > "$WORK/replay/AVAXUSDT_1m.csv"
 rm "$WORK/rows.csv"
 mkdir -p "$WORK/data.orig"
-head -n $((ROWS + 1)) "$WORK/full.csv" > "$WORK/data.orig/AVAXUSDT_1m.csv"
+head -n $((ROWS + 1)) "$WORK/replay/AVAXUSDT_1m.csv" > "$WORK/data.orig/AVAXUSDT_1m.csv"
 
 field() { sed -n "s/.*$1[^0-9]*\([0-9.]*\).*/\1/p" "$2" | head -n 1; }
 
@@ -91,7 +92,7 @@ PY
     echo "[$LABEL] stream $STREAM_KLINES klines at speed $SPEED..." >&2
     rm -rf "$WORK/data" "$WORK/log"
     cp -r "$WORK/data.orig" "$WORK/data"
-    "$BIN" replay-server --data "$WORK/full.csv" --start-row "$ROWS" --speed "$SPEED" \
+    "$BIN" replay-server --data "$WORK/replay/AVAXUSDT_1m.csv" --start-row "$ROWS" --speed "$SPEED" \
         > "$WORK/server.out" &
     SERVER_PID=$!
     i=0
