@@ -191,6 +191,9 @@ impl OpenReport {
     }
 }
 
+/// Bytes [`KlineStore::open`] reads at a time while validating.
+const OPEN_CHUNK_BYTES: usize = 256 * 1024;
+
 /// An open kline CSV that closed klines are appended to.
 #[derive(Debug)]
 pub struct KlineStore {
@@ -216,15 +219,23 @@ impl KlineStore {
             }
         };
         let mut report = OpenReport::default();
-        let existing = match fs::read(path) {
-            Ok(bytes) => Some(bytes),
+        let header_line = format!("{CSV_HEADER}\n");
+        // The first header-line's worth of bytes: enough to tell a missing header (below).
+        let head = match File::open(path) {
+            Ok(f) => {
+                let mut head = Vec::with_capacity(header_line.len());
+                f.take(header_line.len() as u64)
+                    .read_to_end(&mut head)
+                    .map_err(io("reading"))?;
+                Some(head)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io("reading")(e)),
         };
-        let header_line = format!("{CSV_HEADER}\n");
         // A missing file, an empty one, or a header torn before its newline (only possible if
-        // something other than klinecast wrote it) all start afresh.
-        let needs_header = match &existing {
+        // something other than klinecast wrote it) all start afresh. A header prefix without a
+        // newline is shorter than `head`'s limit, so `head` is then the whole file.
+        let needs_header = match &head {
             None => true,
             Some(b) => !b.contains(&b'\n') && CSV_HEADER.as_bytes().starts_with(b),
         };
@@ -246,27 +257,64 @@ impl KlineStore {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking")(e)),
         }
-        // Read again under the lock: another writer may have appended since the first look.
-        let mut bytes = Vec::with_capacity(existing.map_or(0, |b| b.len()));
-        (&file).read_to_end(&mut bytes).map_err(io("reading"))?;
-        check_header(path, &bytes)?;
-        let cut = fsutil::cut_torn_tail(&file).map_err(io("repairing"))?;
-        if cut > 0 {
-            let keep = bytes.len().saturating_sub(cut as usize);
-            report.repaired_bytes = bytes.len() - keep;
-            report.torn_text = String::from_utf8_lossy(&bytes[keep..]).into_owned();
-            bytes.truncate(keep);
+        // Validate under the lock (another writer may have appended since the first look),
+        // streaming through a fixed buffer: memory does not grow with the file (years of rows).
+        let mut chunk = vec![0u8; OPEN_CHUNK_BYTES];
+        let mut pending: Vec<u8> = Vec::with_capacity(2 * OPEN_CHUNK_BYTES);
+        let mut total: u64 = 0;
+        let mut header_seen = false;
+        let mut rows = 0;
+        let mut last: Option<i64> = None;
+        loop {
+            let n = (&file).read(&mut chunk).map_err(io("reading"))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            pending.extend_from_slice(&chunk[..n]);
+            if !header_seen {
+                let Some(i) = pending.iter().position(|&b| b == b'\n') else {
+                    if pending.len() > header_line.len() {
+                        check_header(path, &pending)?;
+                    }
+                    continue;
+                };
+                check_header(path, &pending)?;
+                pending.drain(..=i);
+                header_seen = true;
+            }
+            if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
+                let previous = last;
+                let parsed = parse_rows_after(&pending[..=end], previous, |v| {
+                    last = Some(v.open_time);
+                })
+                .map_err(|e| e.into_store_error(path, 2 + rows))?;
+                rows += parsed;
+                pending.drain(..=end);
+            }
         }
-        let body = &bytes[header_line.len()..];
-        let mut last = None;
-        let rows = parse_rows(body, |v| last = Some(v.open_time))
-            .map_err(|e| e.into_store_error(path, 2))?;
+        if !header_seen {
+            // No complete header line: empty, or not a kline file.
+            check_header(path, &pending)?;
+            return Err(StoreError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let cut = fsutil::cut_torn_tail(&file).map_err(io("repairing"))?;
+        let mut len_bytes = total;
+        if cut > 0 {
+            // `pending` is what followed the last newline: the torn line.
+            let torn = &pending[pending.len().saturating_sub(cut as usize)..];
+            report.repaired_bytes = cut as usize;
+            report.torn_text = String::from_utf8_lossy(torn).into_owned();
+            len_bytes = total - cut;
+        }
         report.rows = rows;
         Ok((
             KlineStore {
                 path: path.to_path_buf(),
                 file,
-                len_bytes: bytes.len() as u64,
+                len_bytes,
                 last_open_time: last,
                 rows,
             },
@@ -665,8 +713,17 @@ fn check_order(last: Option<i64>, open_time: i64) -> Result<(), RowErrorKind> {
 /// Parses newline-terminated data rows (no header) and hands each one's values to `on_row`.
 /// Accepts exactly what [`Kline::from_csv_line`] accepts, plus the ascending-order rule.
 /// Returns the row count.
-fn parse_rows(bytes: &[u8], mut on_row: impl FnMut(KlineValues)) -> Result<usize, RowError> {
-    let mut last: Option<i64> = None;
+fn parse_rows(bytes: &[u8], on_row: impl FnMut(KlineValues)) -> Result<usize, RowError> {
+    parse_rows_after(bytes, None, on_row)
+}
+
+/// [`parse_rows`] for rows that follow a row opened at `last` (the rule of ascending order
+/// continues across chunks).
+fn parse_rows_after(
+    bytes: &[u8],
+    mut last: Option<i64>,
+    mut on_row: impl FnMut(KlineValues),
+) -> Result<usize, RowError> {
     let mut rows = 0;
     let mut start = 0;
     while start < bytes.len() {

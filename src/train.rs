@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::features::{FeatureSpec, Scaler};
 use crate::kline::Series;
 use crate::metrics::Accum;
-use crate::models::fit::{fit_models, predict_rows, FitConfig};
+use crate::models::fit::{bound_note, fit_models, predict_rows, FitConfig};
 use crate::models::{AnyModel, FitError, ModelKind};
 use crate::persist::{self, HoldoutScores, TrainMeta, TrainedModel};
 use crate::{settings, store};
@@ -49,6 +49,18 @@ pub struct TrainOptions {
     pub kinds: Vec<ModelKind>,
     /// File name of the kline CSV (stored in each model's metadata).
     pub data_file: String,
+}
+
+impl TrainOptions {
+    /// The memory bound [`fit_models`] applies to `kind` on `rows` training rows, as a line.
+    fn bound_note(&self, kind: ModelKind, rows: usize) -> Option<String> {
+        let config = FitConfig::new(self.seed, self.svr_rows, self.threads);
+        match kind {
+            // The svr line already says how many rows it uses.
+            ModelKind::Svr => None,
+            _ => bound_note(kind, rows, &config),
+        }
+    }
 }
 
 /// Holdout accuracy of one forecaster (a model, or `naive`).
@@ -141,11 +153,13 @@ pub fn train_series(
     train_series_with(series, opts, &mut fit, log)
 }
 
-type Fitter<'a> =
+/// The model-fitting step of [`train_series_with`].
+pub type Fitter<'a> =
     dyn FnMut(ModelKind, &DMatrix<f64>, &DVector<f64>) -> Result<AnyModel, FitError> + 'a;
 
-/// [`train_series`] with the fitting step injected (tests use simple fixed models).
-fn train_series_with(
+/// [`train_series`] with the fitting step injected (tests use simple fixed models; the bounds
+/// benchmark, `scripts/bench/bounds.rs`, fits each model with several memory bounds).
+pub fn train_series_with(
     series: Series,
     opts: &TrainOptions,
     fit: &mut Fitter<'_>,
@@ -197,6 +211,9 @@ fn train_series_with(
                 opts.svr_rows.min(rows)
             )),
             _ => log(format!("fitting {} on {rows} rows…", kind.name())),
+        }
+        if let Some(note) = opts.bound_note(kind, rows) {
+            log(note);
         }
         let started = Instant::now();
         let model = fit(kind, &train.x, &train.y)?;

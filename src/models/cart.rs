@@ -58,6 +58,11 @@ pub struct CartParams {
     pub max_features: Option<usize>,
     /// scikit-learn's `random_state` (seeds above `u32::MAX` are folded into 32 bits).
     pub seed: u64,
+    /// Memory bound: at most this many leaves (so at most `2·max_leaves − 1` nodes of 16 bytes),
+    /// whatever the number of rows. Applied as a leaf size ([`leaf_size_for_budget`]), so the
+    /// tree stays depth-first and balanced in the same way. `None`: unbounded, like
+    /// scikit-learn.
+    pub max_leaves: Option<usize>,
 }
 
 impl Default for CartParams {
@@ -68,7 +73,30 @@ impl Default for CartParams {
             min_samples_leaf: 1,
             max_features: None,
             seed: 0,
+            max_leaves: None,
         }
+    }
+}
+
+/// The `min_samples_leaf` that keeps a tree grown on `rows` distinct rows within `max_leaves`
+/// leaves: `max(min_samples_leaf, ⌈rows / max_leaves⌉)`. Every leaf then holds at least that
+/// many distinct rows and the leaves partition the rows, so there are at most
+/// `rows / ⌈rows / max_leaves⌉ ≤ max_leaves` of them.
+pub fn leaf_size_for_budget(
+    model: &'static str,
+    min_samples_leaf: usize,
+    max_leaves: Option<usize>,
+    rows: usize,
+) -> Result<usize, FitError> {
+    match max_leaves {
+        None => Ok(min_samples_leaf),
+        Some(0) => Err(FitError::BadParam {
+            model,
+            param: "max_leaves",
+            value: "0".to_string(),
+            expected: "at least 1, or none",
+        }),
+        Some(budget) => Ok(min_samples_leaf.max(rows.div_ceil(budget))),
     }
 }
 
@@ -220,7 +248,7 @@ impl CartParams {
             x.ncols(),
             self.max_depth,
             self.min_samples_split,
-            self.min_samples_leaf,
+            leaf_size_for_budget("cart", self.min_samples_leaf, self.max_leaves, x.nrows())?,
             self.max_features,
         )?;
         let data = TrainData::new("cart", x, y)?;
@@ -234,6 +262,11 @@ impl CartParams {
 }
 
 impl Cart {
+    /// Number of leaves.
+    pub fn leaf_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.feature == LEAF).count()
+    }
+
     /// Number of nodes (internal and leaves).
     pub fn node_count(&self) -> usize {
         self.nodes.len()
@@ -1317,5 +1350,64 @@ mod tests {
         ] {
             assert_eq!(SkRand::from_random_state(seed).state, state, "seed {seed}");
         }
+    }
+
+    #[test]
+    fn max_leaves_bounds_the_tree_whatever_the_rows() {
+        let mut rng = Rng::new(21);
+        let data = |n: usize, rng: &mut Rng| {
+            let x = DMatrix::from_fn(n, 3, |_, _| rng.next_f64());
+            let y = DVector::from_fn(n, |i, _| x[(i, 0)] * 3.0 + rng.next_f64());
+            (x, y)
+        };
+        let params = CartParams {
+            max_leaves: Some(64),
+            ..CartParams::default()
+        };
+        for n in [50, 64, 1_000, 20_000] {
+            let (x, y) = data(n, &mut rng);
+            let tree = fit(&params, &x, &y);
+            assert!(
+                tree.leaf_count() <= 64,
+                "{n} rows: {} leaves",
+                tree.leaf_count()
+            );
+            assert_eq!(tree.node_count(), 2 * tree.leaf_count() - 1);
+            assert_eq!(tree.check(3), Ok(()));
+            // The unbounded tree on the same rows is fully grown.
+            if n >= 1_000 {
+                assert!(fit(&CartParams::default(), &x, &y).leaf_count() > n / 2);
+                // The bound is exactly a leaf size of ⌈n / 64⌉.
+                let same = fit(
+                    &CartParams {
+                        min_samples_leaf: n.div_ceil(64),
+                        ..CartParams::default()
+                    },
+                    &x,
+                    &y,
+                );
+                assert_eq!(same.nodes, tree.nodes);
+            }
+        }
+        assert_eq!(leaf_size_for_budget("cart", 1, Some(64), 20_000), Ok(313));
+        assert_eq!(leaf_size_for_budget("cart", 500, Some(64), 20_000), Ok(500));
+        assert_eq!(leaf_size_for_budget("cart", 2, None, 20_000), Ok(2));
+        let (x, y) = data(10, &mut rng);
+        let err = CartParams {
+            max_leaves: Some(0),
+            ..CartParams::default()
+        }
+        .fit(&x, &y)
+        .expect_err("zero leaves");
+        assert!(
+            matches!(
+                err,
+                FitError::BadParam {
+                    param: "max_leaves",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

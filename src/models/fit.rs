@@ -3,8 +3,12 @@
 //! ([`crate::ensemble::learner`]) and the benchmarks. Pure: no I/O, no clock (the callers time
 //! the fits).
 //!
-//! Memory (3 years of 1m klines, 1.5M rows, must fit in 2 GB): the forest draws at most
-//! [`FOREST_MAX_SAMPLES`] rows per tree (see [`forest_params`]).
+//! Memory (3 years of 1m klines, 1.5M rows, on a Raspberry Pi): every member has a size bound
+//! that does not grow with history: KNN keeps the last [`KNN_MAX_ROWS`] rows, the CART tree at
+//! most [`CART_MAX_LEAVES`] leaves, each forest tree at most [`FOREST_MAX_LEAVES`] leaves drawn
+//! from at most [`FOREST_MAX_SAMPLES`] rows, the SVR the last `svr_rows` rows. The values were
+//! chosen on the real months (README, "Raspberry Pi": accuracy against size); [`bound_note`]
+//! says when one applies.
 
 use nalgebra::{DMatrix, DVector};
 
@@ -20,6 +24,49 @@ use crate::rng;
 pub const DEFAULT_SVR_ROWS: usize = 3000;
 /// Leaf size of the window generations' forests (see [`FitConfig::forest_min_samples_leaf`]).
 pub const GENERATION_FOREST_MIN_LEAF: usize = 5;
+
+/// KNN keeps the most recent this many training rows (one week of 1m klines, ≈ 1.5 MB).
+pub const KNN_MAX_ROWS: usize = 10_000;
+/// Leaf budget of the CART tree (at most 511 nodes of 16 bytes: 8 KB).
+pub const CART_MAX_LEAVES: usize = 256;
+/// Leaf budget of each forest tree (100 trees: at most 100·1023 nodes, 1.6 MB).
+pub const FOREST_MAX_LEAVES: usize = 512;
+
+/// The size bound [`fit_models`] applies to `kind` on `n_rows` training rows, as a line for
+/// the user, or `None` when the model is fitted as it would be without a bound.
+pub fn bound_note(kind: ModelKind, n_rows: usize, config: &FitConfig) -> Option<String> {
+    match kind {
+        ModelKind::Knn => (n_rows > KNN_MAX_ROWS).then(|| {
+            format!("knn: memory bound: keeps the most recent {KNN_MAX_ROWS} of {n_rows} rows")
+        }),
+        ModelKind::Cart => {
+            let leaf = n_rows.div_ceil(CART_MAX_LEAVES);
+            (leaf > 1).then(|| {
+                format!(
+                    "cart: memory bound: at most {CART_MAX_LEAVES} leaves (leaves of ≥ {leaf} rows)"
+                )
+            })
+        }
+        ModelKind::Forest => {
+            let p = forest_params(n_rows, config);
+            let draws = p.max_samples.unwrap_or(n_rows);
+            let leaf = p.min_samples_leaf.max(draws.div_ceil(FOREST_MAX_LEAVES));
+            (leaf > 1 || draws < n_rows).then(|| {
+                format!(
+                    "forest: memory bound: {draws} rows drawn per tree, at most \
+                     {FOREST_MAX_LEAVES} leaves per tree (leaves of ≥ {leaf} rows)"
+                )
+            })
+        }
+        ModelKind::Svr => (n_rows > config.svr_rows).then(|| {
+            format!(
+                "svr: fitted on the most recent {} of {n_rows} rows (--svr-rows)",
+                config.svr_rows
+            )
+        }),
+        ModelKind::Linear => None,
+    }
+}
 
 /// How to fit the five models.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +138,7 @@ pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
         seed: config.seed,
         threads: config.threads.max(1),
         max_samples: large.then_some(FOREST_MAX_SAMPLES.min(n_rows)),
+        max_leaves: Some(FOREST_MAX_LEAVES),
         min_samples_leaf: config.forest_min_samples_leaf.unwrap_or(if large {
             FOREST_LARGE_MIN_LEAF
         } else {
@@ -104,8 +152,8 @@ pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
 /// `on_model` is called before each fit (for progress output by the caller).
 ///
 /// Defaults: `LinearParams::default()`; `SvrParams::default()` on the last `svr_rows` rows;
-/// `KnnParams::default()`; `CartParams { seed, ..default }` (fully grown: ~2 nodes per row, about
-/// 100 MB on 1.2M rows); the forest from [`forest_params`].
+/// `KnnParams::default()` on the last [`KNN_MAX_ROWS`] rows; `CartParams { seed, ..default }`
+/// with at most [`CART_MAX_LEAVES`] leaves; the forest from [`forest_params`].
 pub fn fit_models(
     kinds: &[ModelKind],
     x: &DMatrix<f64>,
@@ -144,10 +192,17 @@ fn fit_one(
                 .fit(&x_last, &y_last)?,
             )
         }
-        ModelKind::Knn => AnyModel::Knn(KnnParams::default().fit(x, y)?),
+        ModelKind::Knn => AnyModel::Knn(
+            KnnParams {
+                max_rows: Some(KNN_MAX_ROWS),
+                ..KnnParams::default()
+            }
+            .fit(x, y)?,
+        ),
         ModelKind::Cart => AnyModel::Cart(
             CartParams {
                 seed: config.seed,
+                max_leaves: Some(CART_MAX_LEAVES),
                 ..CartParams::default()
             }
             .fit(x, y)?,
@@ -168,6 +223,31 @@ mod tests {
     use crate::models::linear::Linear;
 
     #[test]
+    fn bound_notes_name_the_bounds_that_apply() {
+        let config = FitConfig::new(3, 3000, 2);
+        assert_eq!(bound_note(ModelKind::Knn, KNN_MAX_ROWS, &config), None);
+        assert_eq!(
+            bound_note(ModelKind::Knn, 1_200_000, &config).as_deref(),
+            Some("knn: memory bound: keeps the most recent 10000 of 1200000 rows")
+        );
+        assert_eq!(bound_note(ModelKind::Cart, CART_MAX_LEAVES, &config), None);
+        assert_eq!(
+            bound_note(ModelKind::Cart, 1_200_000, &config).as_deref(),
+            Some("cart: memory bound: at most 256 leaves (leaves of ≥ 4688 rows)")
+        );
+        assert_eq!(
+            bound_note(ModelKind::Forest, 1_200_000, &config).as_deref(),
+            Some(
+                "forest: memory bound: 100000 rows drawn per tree, at most 512 leaves per \
+                 tree (leaves of ≥ 196 rows)"
+            )
+        );
+        assert_eq!(bound_note(ModelKind::Svr, 3000, &config), None);
+        assert!(bound_note(ModelKind::Svr, 3001, &config).is_some());
+        assert_eq!(bound_note(ModelKind::Linear, 1_200_000, &config), None);
+    }
+
+    #[test]
     fn forest_stays_bounded_on_large_sets() {
         let config = FitConfig::new(3, 3000, 2);
         let small = forest_params(30_000, &config);
@@ -178,6 +258,7 @@ mod tests {
             (large.max_samples, large.min_samples_leaf),
             (Some(100_000), 5)
         );
+        assert_eq!(large.max_leaves, Some(FOREST_MAX_LEAVES));
         let mid = forest_params(60_000, &config);
         assert_eq!(mid.max_samples, Some(60_000));
         // The window generations' override (see ensemble::learner).

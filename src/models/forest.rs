@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::cart::{grow, Cart, TrainData, TreeConfig};
+use super::cart::{grow, leaf_size_for_budget, Cart, TrainData, TreeConfig};
 use super::{check_xy, predict_split, FitError, Regressor};
 use crate::rng::Rng;
 
@@ -51,6 +51,11 @@ pub struct ForestParams {
     /// Worker threads (std::thread::scope); results do not depend on it.
     pub threads: usize,
     pub seed: u64,
+    /// Memory bound per tree: at most this many leaves (see
+    /// [`super::cart::leaf_size_for_budget`], applied to the rows drawn per tree), so the
+    /// forest holds at most `n_trees · (2·max_leaves − 1)` nodes whatever the history length.
+    /// `None`: unbounded, like scikit-learn.
+    pub max_leaves: Option<usize>,
 }
 
 impl Default for ForestParams {
@@ -65,6 +70,7 @@ impl Default for ForestParams {
             max_samples: None,
             threads: 2,
             seed: 0,
+            max_leaves: None,
         }
     }
 }
@@ -117,7 +123,8 @@ impl ForestParams {
             x.ncols(),
             self.max_depth,
             self.min_samples_split,
-            self.min_samples_leaf,
+            // Distinct rows per tree are at most the draws: the budget holds for every tree.
+            leaf_size_for_budget("forest", self.min_samples_leaf, self.max_leaves, draws)?,
             self.max_features,
         )?;
         let data = TrainData::new("forest", x, y)?;
@@ -410,6 +417,47 @@ mod tests {
         assert_eq!(
             forest.predict_row(&rows).to_bits(),
             forest.predict(&queries)[0].to_bits()
+        );
+    }
+
+    #[test]
+    fn max_leaves_bounds_every_tree_whatever_the_rows() {
+        for n in [300, 3_000, 12_000] {
+            let (x, y) = noisy_data(9, n);
+            let forest = ForestParams {
+                n_trees: 6,
+                max_leaves: Some(32),
+                ..ForestParams::default()
+            }
+            .fit(&x, &y)
+            .expect("fit");
+            for tree in &forest.trees {
+                assert!(tree.leaf_count() <= 32, "{n} rows: {}", tree.leaf_count());
+            }
+            assert!(forest.node_count() <= 6 * 63, "{n} rows");
+            assert_eq!(forest.check(3), Ok(()));
+            let size = postcard::to_allocvec(&forest).expect("serialize").len();
+            assert!(size <= 6 * 63 * 16 + 100, "{n} rows: {size} bytes");
+        }
+        // With max_samples, the budget applies to the draws: ⌈500 / 32⌉ = 16 rows per leaf.
+        let (x, y) = noisy_data(9, 5_000);
+        let capped = |max_leaves| ForestParams {
+            n_trees: 3,
+            max_samples: Some(500),
+            max_leaves,
+            ..ForestParams::default()
+        };
+        let bounded = capped(Some(32)).fit(&x, &y).expect("fit");
+        let by_leaf = ForestParams {
+            min_samples_leaf: 16,
+            ..capped(None)
+        }
+        .fit(&x, &y)
+        .expect("fit");
+        let (queries, _) = noisy_data(10, 50);
+        assert_eq!(
+            bits(&bounded.predict(&queries)),
+            bits(&by_leaf.predict(&queries))
         );
     }
 }

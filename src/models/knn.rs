@@ -29,15 +29,22 @@ use serde::{Deserialize, Serialize};
 use super::{check_xy, predict_split, FitError, Regressor};
 
 /// Hyperparameters (scikit-learn `KNeighborsRegressor()` defaults: k = 5, uniform weights,
-/// Euclidean distance).
+/// Euclidean distance, every training row kept).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnnParams {
     pub k: usize,
+    /// Memory bound: keep only the last `max_rows` training rows (rows are in time order, so
+    /// the most recent ones). `None` keeps every row, like scikit-learn. The fitted model then
+    /// holds at most `max_rows · (d + 1)` f64 values, whatever the history length.
+    pub max_rows: Option<usize>,
 }
 
 impl Default for KnnParams {
     fn default() -> Self {
-        KnnParams { k: 5 }
+        KnnParams {
+            k: 5,
+            max_rows: None,
+        }
     }
 }
 
@@ -51,7 +58,7 @@ pub struct Knn {
     points: Vec<f64>,
     /// Targets in tree order.
     targets: Vec<f64>,
-    /// Original training-row index of each tree position (the tie-breaker).
+    /// Index among the kept training rows of each tree position (the tie-breaker).
     index: Vec<u32>,
     nodes: Vec<KdNode>,
     /// Per node: `n_features` lower bounds followed by `n_features` upper bounds.
@@ -77,7 +84,18 @@ const PARALLEL_MIN_ROWS: usize = 2_000;
 impl KnnParams {
     pub fn fit(&self, x: &DMatrix<f64>, y: &DVector<f64>) -> Result<Knn, FitError> {
         check_xy("knn", x, y, 1)?;
-        let (n_rows, n_features) = x.shape();
+        if self.max_rows == Some(0) {
+            return Err(FitError::BadParam {
+                model: "knn",
+                param: "max_rows",
+                value: "0".to_string(),
+                expected: "at least 1, or none",
+            });
+        }
+        let (all_rows, n_features) = x.shape();
+        let n_rows = self.max_rows.map_or(all_rows, |m| m.min(all_rows));
+        // The kept rows are the last n_rows; `first` is the offset of the first kept one.
+        let first = all_rows - n_rows;
         if self.k == 0 || self.k > n_rows {
             return Err(FitError::BadParam {
                 model: "knn",
@@ -95,7 +113,7 @@ impl KnnParams {
         // Row-major copy, so a distance reads one contiguous row.
         let mut rows = vec![0.0; n_rows * n_features];
         for j in 0..n_features {
-            for (i, v) in x.column(j).iter().enumerate() {
+            for (i, v) in x.column(j).iter().skip(first).enumerate() {
                 rows[i * n_features + j] = *v;
             }
         }
@@ -118,7 +136,7 @@ impl KnnParams {
         for &i in &order {
             let i = i as usize;
             points.extend_from_slice(&rows[i * n_features..(i + 1) * n_features]);
-            targets.push(y[i]);
+            targets.push(y[first + i]);
         }
         Ok(Knn {
             k: self.k,
@@ -133,6 +151,11 @@ impl KnnParams {
 }
 
 impl Knn {
+    /// Training rows the model holds (at most `max_rows` of its params).
+    pub fn n_rows(&self) -> usize {
+        self.targets.len()
+    }
+
     /// The k nearest training rows of `query` as `(squared distance, training-row index)`,
     /// nearest first, ties by lower index.
     pub fn neighbours(&self, query: &[f64]) -> Vec<(f64, u32)> {
@@ -416,7 +439,12 @@ mod tests {
     fn check_accepts_fitted_models_and_refuses_malformed_ones() {
         let x = DMatrix::from_fn(100, 3, |i, j| ((i * 13 + j * 7) % 17) as f64);
         let y = DVector::from_fn(100, |i, _| i as f64);
-        let model = KnnParams { k: 5 }.fit(&x, &y).expect("fit");
+        let model = KnnParams {
+            k: 5,
+            ..KnnParams::default()
+        }
+        .fit(&x, &y)
+        .expect("fit");
         assert!(model.nodes.len() > 1);
         assert_eq!(model.check(3), Ok(()));
         assert!(model.check(2).is_err(), "feature count differs");
@@ -455,7 +483,12 @@ mod tests {
         let x = DMatrix::from_fn(n, d, |_, _| rng.next_f64() * 10.0 - 5.0);
         let y = DVector::from_fn(n, |_, _| rng.next_f64());
         for k in [1, 5, 31] {
-            let model = KnnParams { k }.fit(&x, &y).expect("fit");
+            let model = KnnParams {
+                k,
+                ..KnnParams::default()
+            }
+            .fit(&x, &y)
+            .expect("fit");
             for _ in 0..200 {
                 let query: Vec<f64> = (0..d).map(|_| rng.next_f64() * 12.0 - 6.0).collect();
                 let got = model.predict_row(&query);
@@ -484,7 +517,12 @@ mod tests {
         // Points on a line; query at 2.5 has 2 and 3 at equal distance.
         let x = DMatrix::from_column_slice(6, 1, &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         let y = DVector::from_vec(vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
-        let model = KnnParams { k: 3 }.fit(&x, &y).expect("fit");
+        let model = KnnParams {
+            k: 3,
+            ..KnnParams::default()
+        }
+        .fit(&x, &y)
+        .expect("fit");
         assert_eq!(
             model.neighbours(&[2.5]),
             vec![(0.25, 2), (0.25, 3), (2.25, 1)]
@@ -494,7 +532,12 @@ mod tests {
         // Duplicated training points: the lower index wins.
         let x = DMatrix::from_column_slice(4, 1, &[1.0, 1.0, 1.0, 1.0]);
         let y = DVector::from_vec(vec![1.0, 2.0, 3.0, 4.0]);
-        let model = KnnParams { k: 2 }.fit(&x, &y).expect("fit");
+        let model = KnnParams {
+            k: 2,
+            ..KnnParams::default()
+        }
+        .fit(&x, &y)
+        .expect("fit");
         assert_eq!(model.neighbours(&[0.0]), vec![(1.0, 0), (1.0, 1)]);
         assert_eq!(model.predict_row(&[0.0]), 1.5);
     }
@@ -504,7 +547,12 @@ mod tests {
         // 200 identical points force many leaves with equal bounds: pruning must keep ties.
         let x = DMatrix::from_element(200, 2, 3.0);
         let y = DVector::from_fn(200, |i, _| i as f64);
-        let model = KnnParams { k: 5 }.fit(&x, &y).expect("fit");
+        let model = KnnParams {
+            k: 5,
+            ..KnnParams::default()
+        }
+        .fit(&x, &y)
+        .expect("fit");
         let idx: Vec<u32> = model.neighbours(&[0.0, 0.0]).iter().map(|p| p.1).collect();
         assert_eq!(idx, vec![0, 1, 2, 3, 4]);
         assert_eq!(model.predict_row(&[0.0, 0.0]), 2.0);
@@ -515,17 +563,32 @@ mod tests {
         let x = DMatrix::from_column_slice(3, 1, &[1.0, 2.0, 3.0]);
         let y = DVector::from_vec(vec![1.0, 2.0, 3.0]);
         for k in [0, 4] {
-            let err = KnnParams { k }.fit(&x, &y).expect_err("bad k");
+            let err = KnnParams {
+                k,
+                ..KnnParams::default()
+            }
+            .fit(&x, &y)
+            .expect_err("bad k");
             assert!(
                 matches!(err, FitError::BadParam { param: "k", .. }),
                 "{err:?}"
             );
         }
         let short = DVector::from_vec(vec![1.0, 2.0]);
-        let err = KnnParams { k: 1 }.fit(&x, &short).expect_err("shape");
+        let err = KnnParams {
+            k: 1,
+            ..KnnParams::default()
+        }
+        .fit(&x, &short)
+        .expect_err("shape");
         assert!(matches!(err, FitError::Shape { model: "knn", .. }));
         let nan = DMatrix::from_column_slice(3, 1, &[1.0, f64::INFINITY, 3.0]);
-        let err = KnnParams { k: 1 }.fit(&nan, &y).expect_err("non-finite");
+        let err = KnnParams {
+            k: 1,
+            ..KnnParams::default()
+        }
+        .fit(&nan, &y)
+        .expect_err("non-finite");
         assert_eq!(err, FitError::NonFinite { model: "knn" });
     }
 
@@ -544,5 +607,72 @@ mod tests {
             .iter()
             .zip(b.iter())
             .all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
+    fn max_rows_keeps_only_the_most_recent_rows_and_bounds_the_size() {
+        let mut rng = Rng::new(11);
+        let x = DMatrix::from_fn(3_000, 3, |_, _| rng.next_f64());
+        let y = DVector::from_fn(3_000, |_, _| rng.next_f64());
+        let params = KnnParams {
+            k: 5,
+            max_rows: Some(500),
+        };
+        let bounded = params.fit(&x, &y).expect("fit");
+        assert_eq!(bounded.n_rows(), 500);
+        assert_eq!(bounded.check(3), Ok(()));
+        // Exactly the model fitted on the last 500 rows alone.
+        let last = KnnParams::default()
+            .fit(
+                &x.rows(2_500, 500).clone_owned(),
+                &y.rows(2_500, 500).clone_owned(),
+            )
+            .expect("fit");
+        let queries = DMatrix::from_fn(200, 3, |_, _| rng.next_f64());
+        assert_eq!(bounded.predict(&queries), last.predict(&queries));
+        assert_eq!(
+            bounded.predict(&queries)[0],
+            brute_force(
+                &x.rows(2_500, 500).clone_owned(),
+                &y.rows(2_500, 500).clone_owned(),
+                5,
+                &[queries[(0, 0)], queries[(0, 1)], queries[(0, 2)]]
+            )
+        );
+        // Ten times the rows: the same serialized size.
+        let size = |n: usize| {
+            let x = DMatrix::from_fn(n, 3, |i, j| ((i * 7 + j * 3) % 101) as f64);
+            let y = DVector::from_fn(n, |i, _| i as f64);
+            postcard::to_allocvec(&params.fit(&x, &y).expect("fit"))
+                .expect("serialize")
+                .len()
+        };
+        let small = size(600);
+        assert_eq!(size(6_000), small);
+        assert!(small < 40_000, "{small} bytes");
+        // Fewer rows than the bound: every row is kept.
+        assert_eq!(
+            params
+                .fit(&x.rows(0, 100).clone_owned(), &y.rows(0, 100).clone_owned())
+                .expect("fit")
+                .n_rows(),
+            100
+        );
+        let zero = KnnParams {
+            k: 1,
+            max_rows: Some(0),
+        }
+        .fit(&x, &y)
+        .expect_err("zero");
+        assert!(
+            matches!(
+                zero,
+                FitError::BadParam {
+                    param: "max_rows",
+                    ..
+                }
+            ),
+            "{zero}"
+        );
     }
 }
