@@ -1,4 +1,4 @@
-//! Fitting the model pool with its defaults: the one place the five models' hyperparameters are
+//! Fitting the model pool with its defaults: the one place the eight models' hyperparameters are
 //! chosen, used by `train`, `backtest`, the window generations of the live stream
 //! ([`crate::ensemble::learner`]) and the benchmarks. Pure: no I/O, no clock (the callers time
 //! the fits).
@@ -10,8 +10,10 @@ use nalgebra::{DMatrix, DVector};
 
 use super::cart::CartParams;
 use super::forest::ForestParams;
+use super::gbdt::GbdtParams;
 use super::knn::KnnParams;
 use super::linear::LinearParams;
+use super::rnn::RnnParams;
 use super::svr::SvrParams;
 use super::{predict_split, AnyModel, FitError, ModelKind};
 use crate::rng;
@@ -21,7 +23,7 @@ pub const DEFAULT_SVR_ROWS: usize = 3000;
 /// Leaf size of the window generations' forests (see [`FitConfig::forest_min_samples_leaf`]).
 pub const GENERATION_FOREST_MIN_LEAF: usize = 5;
 
-/// How to fit the five models.
+/// How to fit the models.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitConfig {
     pub seed: u64,
@@ -105,7 +107,10 @@ pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
 ///
 /// Defaults: `LinearParams::default()`; `SvrParams::default()` on the last `svr_rows` rows;
 /// `KnnParams::default()`; `CartParams { seed, ..default }` (fully grown: ~2 nodes per row, about
-/// 100 MB on 1.2M rows); the forest from [`forest_params`].
+/// 100 MB on 1.2M rows); the forest from [`forest_params`]; the gbdt from [`gbdt_params`]
+/// (XGBoost defaults, hist, standardised target); the GRU and LSTM from [`rnn_params`]: the
+/// rows of `x` must then be consecutive in time, since sample i is the sequence of rows
+/// `i−seq_len+1 ..= i` (the first `seq_len − 1` rows are context only).
 pub fn fit_models(
     kinds: &[ModelKind],
     x: &DMatrix<f64>,
@@ -153,7 +158,37 @@ fn fit_one(
             .fit(x, y)?,
         ),
         ModelKind::Forest => AnyModel::Forest(forest_params(n, config).fit(x, y)?),
+        ModelKind::Gbdt => AnyModel::Gbdt(gbdt_params(config).fit(x, y)?),
+        ModelKind::Gru => AnyModel::Gru(rnn_params(kind, config).fit(x, y)?),
+        ModelKind::Lstm => AnyModel::Lstm(rnn_params(kind, config).fit(x, y)?),
     })
+}
+
+/// Gbdt hyperparameters: XGBoost's `XGBRegressor()` defaults with `tree_method = hist`, seeded,
+/// on `config.threads` threads, fitted on the standardised target
+/// ([`GbdtParams::standardize_target`]: with raw log returns of ~1e-3 every split's gain is
+/// below XGBoost's 1e-6 threshold and λ = 1 outweighs the gradients).
+pub fn gbdt_params(config: &FitConfig) -> GbdtParams {
+    GbdtParams {
+        seed: config.seed,
+        threads: config.threads.max(1),
+        standardize_target: true,
+        ..GbdtParams::default()
+    }
+}
+
+/// GRU or LSTM hyperparameters (`kind` must be recurrent; anything else gets the GRU's): the
+/// defaults of [`RnnParams::gru`], seeded, on `config.threads` threads.
+pub fn rnn_params(kind: ModelKind, config: &FitConfig) -> RnnParams {
+    let base = match kind {
+        ModelKind::Lstm => RnnParams::lstm(),
+        _ => RnnParams::gru(),
+    };
+    RnnParams {
+        seed: config.seed,
+        threads: config.threads.max(1),
+        ..base
+    }
 }
 
 /// Predicts every row of `x` with `model` over `threads` scoped threads (bit-identical to
