@@ -159,3 +159,142 @@ fn update_member(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{synthetic, MINUTE};
+    use super::super::{EnsembleConfig, SpecFeatures};
+    use super::*;
+    use crate::features::Scaler;
+    use crate::models::linear::Linear;
+    use crate::models::rnn::{Rnn, RnnParams};
+    use crate::models::AnyModel;
+
+    const SEQ: usize = 5;
+
+    /// A small GRU fitted on the first 300 klines, its spec and scaler.
+    fn small_gru(series: &Series) -> (FeatureSpec, Scaler, AnyModel) {
+        let spec = FeatureSpec::default();
+        let part = series.slice(0..300);
+        let data = spec.dataset(&part, spec.row_range(part.len(), 0..part.len()));
+        let scaler = Scaler::fit(&data.x);
+        let x = scaler.transform(&data.x);
+        let rnn = RnnParams {
+            hidden: 4,
+            seq_len: SEQ,
+            max_epochs: 1,
+            threads: 1,
+            seed: 3,
+            ..RnnParams::gru()
+        }
+        .fit(&x, &data.y)
+        .expect("fit");
+        (spec, scaler, AnyModel::Gru(rnn))
+    }
+
+    fn scaled_rows(spec: &FeatureSpec, scaler: &Scaler, s: &Series, r: Range<usize>) -> Vec<f64> {
+        r.flat_map(|i| scaler.transform_row(&spec.row(s, i).expect("row")))
+            .collect()
+    }
+
+    fn ensemble(spec: &FeatureSpec, scaler: &Scaler, model: &AnyModel) -> Ensemble {
+        let linear = AnyModel::Linear(Linear {
+            coef: vec![1e-4; spec.n_features()],
+            intercept: 0.0,
+        });
+        let trained = vec![
+            Member::trained(spec.clone(), Some(scaler.clone()), model.clone()).with_source("s"),
+            Member::trained(spec.clone(), Some(scaler.clone()), linear).with_source("s"),
+        ];
+        Ensemble::new(EnsembleConfig::default(), trained).expect("ensemble")
+    }
+
+    fn gru_of(ens: &Ensemble) -> &Rnn {
+        ens.members
+            .iter()
+            .find_map(|m| m.model.as_ref().and_then(|a| a.as_rnn()))
+            .expect("a gru member")
+    }
+
+    /// Backs "a trained GRU/LSTM forecasts from the last seq_len scaled feature rows" and its
+    /// warm-up.
+    #[test]
+    fn a_recurrent_member_forecasts_from_its_scaled_sequence() {
+        let series = synthetic(400, 0.3, 0.001, 5);
+        let (spec, scaler, model) = small_gru(&series);
+        let ens = ensemble(&spec, &scaler, &model);
+        let t = 350;
+        let forecast = ens.forecast(&series, t, MINUTE);
+        let flat = scaled_rows(&spec, &scaler, &series, t + 1 - SEQ..t + 1);
+        let want = model.as_rnn().expect("gru").predict_sequence(&flat);
+        let got = forecast
+            .members
+            .iter()
+            .find(|m| m.label == "trained/gru")
+            .expect("the gru forecasts")
+            .log_return;
+        assert_eq!(got.to_bits(), want.to_bits());
+        // It needs the feature warm-up plus SEQ − 1 earlier rows; the linear member does not.
+        let w = spec.warmup();
+        assert_eq!(ens.max_warmup(&SpecFeatures), w + SEQ - 1);
+        let labels = |t: usize| -> Vec<String> {
+            ens.forecast(&series, t, MINUTE)
+                .members
+                .into_iter()
+                .map(|m| m.label)
+                .collect()
+        };
+        assert_eq!(labels(w + SEQ - 2), ["naive", "trained/linear"]);
+        assert_eq!(
+            labels(w + SEQ - 1),
+            ["naive", "trained/gru", "trained/linear"]
+        );
+    }
+
+    /// Backs "after each window the GRU/LSTM take a few Adam steps on the window's new
+    /// sequences, and the updated weights are saved with the ensemble".
+    #[test]
+    fn online_updates_learn_the_new_rows_and_are_saved() {
+        let series = synthetic(400, 0.3, 0.001, 6);
+        let (spec, scaler, model) = small_gru(&series);
+        let mut ens = ensemble(&spec, &scaler, &model);
+        let version = ens.version;
+        assert_eq!(ens.online_update(&series, 340..355, &SpecFeatures), 1);
+        assert_eq!(ens.version, version + 1);
+        // Exactly Rnn::update on rows 336..355 (4 rows of context) with their targets.
+        let mut want = model.as_rnn().expect("gru").clone();
+        let flat = scaled_rows(&spec, &scaler, &series, 336..355);
+        let x = DMatrix::from_row_slice(19, spec.n_features(), &flat);
+        let y = DVector::from_fn(19, |i, _| spec.target(&series, 336 + i).expect("target"));
+        want.update(&x, &y, ONLINE_STEPS).expect("update");
+        assert_eq!(gru_of(&ens), &want);
+        assert_ne!(
+            gru_of(&ens).net.theta,
+            model.as_rnn().expect("gru").net.theta
+        );
+        // Row 399's target is not in the series: nothing learns, nothing changes.
+        assert_eq!(ens.online_update(&series, 390..400, &SpecFeatures), 0);
+        assert_eq!(ens.online_update(&series, 10..10, &SpecFeatures), 0);
+        assert_eq!(ens.version, version + 1);
+
+        // Saved: the updated GRU with its Adam state; the trained linear model is left out.
+        let bytes = postcard::to_allocvec(&ens).expect("encode");
+        let mut back: Ensemble = postcard::from_bytes(&bytes).expect("decode");
+        back.check().expect("valid");
+        assert_eq!(gru_of(&back), &want);
+        let linear = |e: &Ensemble| {
+            e.members
+                .iter()
+                .find(|m| m.label == "trained/linear")
+                .and_then(|m| m.model.clone())
+        };
+        assert!(linear(&back).is_none());
+        // Re-attaching the same trained models keeps the online-updated weights.
+        let (_, _, original) = small_gru(&series);
+        let fresh = ensemble(&spec, &scaler, &original);
+        let trained: Vec<Member> = fresh.members.into_iter().skip(1).collect();
+        assert!(back.attach_trained(trained).expect("attach"));
+        assert_eq!(gru_of(&back), &want);
+        assert!(linear(&back).is_some());
+    }
+}
