@@ -610,6 +610,38 @@ mod tests {
         assert_eq!(trained.predict_price(&series, 10), None);
     }
 
+    /// Backs "the holdout's first rows use training rows as sequence context".
+    #[test]
+    fn recurrent_holdout_rows_read_the_rows_before_them() {
+        use crate::models::rnn::RnnParams;
+        let mut rng = Rng::new(8);
+        let all = DMatrix::from_fn(120, 2, |_, _| rng.next_f64() - 0.5);
+        let y = DVector::from_fn(120, |i, _| all[(i, 0)]);
+        let rnn = RnnParams {
+            hidden: 3,
+            seq_len: 5,
+            max_epochs: 1,
+            threads: 1,
+            ..RnnParams::gru()
+        }
+        .fit(&all, &y)
+        .expect("fit");
+        let context = all.rows(0, 100).clone_owned();
+        let hold = all.rows(100, 20).clone_owned();
+        let got = predict_with_context(&rnn, &context, &hold);
+        let full = rnn.predict(&all);
+        assert_eq!(got.as_slice(), &full.as_slice()[100..]);
+        // Row 100 reads rows 96..=100 (4 of them from the context).
+        let flat: Vec<f64> = (96..=100)
+            .flat_map(|i| [all[(i, 0)], all[(i, 1)]])
+            .collect();
+        assert_eq!(got[0], rnn.predict_sequence(&flat));
+        // Without context the first rows fall back to shorter sequences.
+        let alone = predict_with_context(&rnn, &DMatrix::zeros(0, 2), &hold);
+        assert_eq!(alone[0], rnn.predict_sequence(&flat[8..]));
+        assert_eq!(alone[19], got[19]);
+    }
+
     #[test]
     fn only_naive_and_fit_errors() {
         let mut fit = constant_fitter(0.0);

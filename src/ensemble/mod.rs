@@ -4,7 +4,7 @@
 //! # Pool
 //! The pool is flat and bounded: the naive member ("next close = last close", always present),
 //! the offline-trained members (`trained/<kind>`, possibly none) and at most
-//! [`EnsembleConfig::generations`] window generations of five models each (`gen<N>/<kind>`,
+//! [`EnsembleConfig::generations`] window generations of the row models (`gen<N>/<kind>`,
 //! the oldest generation is evicted). A member is never an ensemble itself, so the cost of a
 //! forecast stays flat however long the stream runs.
 //!

@@ -201,6 +201,8 @@ pub fn predict_rows(model: &AnyModel, x: &DMatrix<f64>, threads: usize) -> DVect
 mod tests {
     use super::*;
     use crate::models::linear::Linear;
+    use crate::models::rnn::Cell;
+    use crate::models::Regressor;
 
     #[test]
     fn forest_stays_bounded_on_large_sets() {
@@ -247,6 +249,51 @@ mod tests {
         assert_eq!(g3.forest_min_samples_leaf, Some(GENERATION_FOREST_MIN_LEAF));
         assert_eq!((g3.svr_rows, g3.threads), (3000, 1));
         assert_ne!(config.for_generation(4).seed, g3.seed);
+    }
+
+    /// Backs "fit_models fits gbdt, gru and lstm with their defaults, seeded" and the
+    /// recurrent dispatch of `AnyModel`.
+    #[test]
+    fn new_kinds_fit_with_their_defaults() {
+        let mut rng = rng::Rng::new(4);
+        let x = DMatrix::from_fn(200, 3, |_, _| rng.next_f64() - 0.5);
+        let y = DVector::from_fn(200, |i, _| 1e-3 * x[(i, 0)]);
+        let config = FitConfig::new(11, 100, 1);
+        let kinds = [ModelKind::Gbdt, ModelKind::Gru, ModelKind::Lstm];
+        let mut seen = Vec::new();
+        let fitted = fit_models(&kinds, &x, &y, &config, &mut |k| seen.push(k)).expect("fit");
+        assert_eq!(seen, kinds);
+        assert_eq!(
+            fitted.iter().map(|f| f.model.kind()).collect::<Vec<_>>(),
+            kinds
+        );
+        assert_eq!(gbdt_params(&config).seed, 11);
+        assert!(gbdt_params(&config).standardize_target);
+        let lstm = rnn_params(ModelKind::Lstm, &config);
+        assert_eq!((lstm.cell, lstm.seed, lstm.threads), (Cell::Lstm, 11, 1));
+        assert_eq!(rnn_params(ModelKind::Gru, &config).cell, Cell::Gru);
+        for f in &fitted {
+            f.model.check(3).expect("valid");
+            let recurrent = f.kind.is_recurrent();
+            assert_eq!(f.model.as_rnn().is_some(), recurrent);
+            assert_eq!(f.model.seq_len(), if recurrent { 60 } else { 1 });
+        }
+        // A row model's sequence forecast reads the last row only.
+        let rows: Vec<f64> = (0..6).map(|v| v as f64 * 0.1).collect();
+        let gbdt = &fitted[0].model;
+        assert_eq!(
+            gbdt.predict_sequence(&rows, 3),
+            gbdt.predict_row(&rows[3..])
+        );
+        let gru = &fitted[1].model;
+        let rnn = gru.as_rnn().expect("gru");
+        assert_eq!(gru.predict_sequence(&rows, 3), rnn.predict_sequence(&rows));
+        // A GRU labelled as an LSTM is refused.
+        let mislabelled = AnyModel::Lstm(rnn.clone());
+        assert!(mislabelled.check(3).is_err());
+        // Generations refit the six row models only.
+        assert!(ModelKind::GENERATION.iter().all(|k| !k.is_recurrent()));
+        assert_eq!(ModelKind::ALL[..6], ModelKind::GENERATION);
     }
 
     #[test]

@@ -1445,6 +1445,49 @@ mod tests {
         (x, y)
     }
 
+    /// Backs "gbdt fits log returns of ~1e-3 through a standardised target": on the raw scale
+    /// every gain is below kRtEps and the model is its base score; standardised, it equals the
+    /// unit-scale fit mapped back, and survives a serde round trip.
+    #[test]
+    fn a_standardised_target_learns_tiny_returns() {
+        let (x, y_unit) = data(400, 3, 9);
+        let y = y_unit.map(|v| 2e-4 + 1e-3 * v);
+        let plain = GbdtParams::default().fit(&x, &y).expect("fit");
+        let mut row = vec![0.0; 3];
+        let spread = |m: &Gbdt, row: &mut Vec<f64>| {
+            let p: Vec<f64> = (0..x.nrows())
+                .map(|i| {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = x[(i, j)];
+                    }
+                    m.predict_row(row)
+                })
+                .collect();
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            (p.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / p.len() as f64).sqrt()
+        };
+        assert!(spread(&plain, &mut row) < 1e-9, "raw returns: no split");
+        let scaled = GbdtParams {
+            standardize_target: true,
+            ..GbdtParams::default()
+        };
+        let m = scaled.fit(&x, &y).expect("fit");
+        let (mean, std) = (y.mean(), y.variance().sqrt());
+        let unit = GbdtParams::default()
+            .fit(&x, &y.map(|v| (v - mean) / std))
+            .expect("fit");
+        assert_eq!(m.n_trees(), unit.n_trees());
+        let want = unit.predict(&x).map(|v| mean + std * v);
+        assert_eq!(m.predict(&x), want);
+        assert!(spread(&m, &mut row) > 3e-4);
+        let back: Gbdt =
+            postcard::from_bytes(&postcard::to_allocvec(&m).expect("encode")).expect("decode");
+        assert_eq!(back.predict(&x), want);
+        let mut bad = m.clone();
+        bad.target_scale = 0.0;
+        assert!(bad.check(3).is_err());
+    }
+
     #[test]
     fn one_split_by_hand() {
         // y = 0,0,1,1, base 0.5: g = ±0.5, root G = 0. The split between x = 2 and 3 has loss
