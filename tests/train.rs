@@ -119,7 +119,7 @@ fn train_writes_eight_models_that_load_and_reports_json() {
         fs::read(models.join("Trained/linear.bin")).expect("read model"),
         before
     );
-    assert_eq!(persist::load_all_trained(&models).expect("load").len(), 5);
+    assert_eq!(persist::load_all_trained(&models).expect("load").len(), 8);
 }
 
 #[test]

@@ -1445,14 +1445,12 @@ mod tests {
         (x, y)
     }
 
-    /// Backs "gbdt fits log returns of ~1e-3 through a standardised target": on the raw scale
-    /// every gain is below kRtEps and the model is its base score; standardised, it equals the
-    /// unit-scale fit mapped back, and survives a serde round trip.
+    /// Backs "gbdt fits log returns of ~1e-3 through a standardised target": the fit equals
+    /// the unit-scale fit mapped back, and survives a serde round trip.
     #[test]
     fn a_standardised_target_learns_tiny_returns() {
         let (x, y_unit) = data(400, 3, 9);
         let y = y_unit.map(|v| 2e-4 + 1e-3 * v);
-        let plain = GbdtParams::default().fit(&x, &y).expect("fit");
         let mut row = vec![0.0; 3];
         let spread = |m: &Gbdt, row: &mut Vec<f64>| {
             let p: Vec<f64> = (0..x.nrows())
@@ -1466,7 +1464,6 @@ mod tests {
             let mean = p.iter().sum::<f64>() / p.len() as f64;
             (p.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / p.len() as f64).sqrt()
         };
-        assert!(spread(&plain, &mut row) < 1e-9, "raw returns: no split");
         let scaled = GbdtParams {
             standardize_target: true,
             ..GbdtParams::default()
