@@ -892,11 +892,14 @@ impl Rnn {
         }
         let a = &self.adam;
         let unit = |b: f64| (0.0..1.0).contains(&b);
-        if !(a.lr.is_finite() && a.lr > 0.0 && a.eps.is_finite() && a.eps > 0.0)
-            || !unit(a.beta1)
-            || !unit(a.beta2)
-            || self.clip_norm.is_some_and(|c| !(c.is_finite() && c > 0.0))
-        {
+        let optimiser_ok = a.lr.is_finite()
+            && a.lr > 0.0
+            && a.eps.is_finite()
+            && a.eps > 0.0
+            && unit(a.beta1)
+            && unit(a.beta2)
+            && self.clip_norm.is_none_or(|c| c.is_finite() && c > 0.0);
+        if !optimiser_ok {
             return Err("the optimiser settings are out of range".to_string());
         }
         Ok(())
