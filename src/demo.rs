@@ -212,7 +212,7 @@ fn train_models(history: &[Kline], models_dir: &Path, seed: u64) -> Result<PathB
         series.push(&k.values());
     }
     println!(
-        "2/3 training the five models on the last {} klines (svr on {SVR_ROWS})",
+        "2/3 training the eight models on the last {} klines (svr on {SVR_ROWS})",
         rows.len()
     );
     let opts = TrainOptions {

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION};
 use crate::fsutil;
 use crate::kline::Series;
-use crate::models::{AnyModel, ModelKind, Regressor};
+use crate::models::{AnyModel, ModelKind};
 
 pub mod ensemble;
 
@@ -49,7 +49,8 @@ pub const TAG_TRAINED: [u8; 4] = *b"TRND";
 pub const TAG_ENSEMBLE: [u8; 4] = *b"ENSM";
 /// Format version of trained model files this build reads and writes.
 /// v2: SVR target standardisation fields, CART nodes packed as bytes.
-pub const TRAINED_VERSION: u32 = 2;
+/// v3: gbdt, gru and lstm models (and gbdt target scaling).
+pub const TRAINED_VERSION: u32 = 3;
 /// Sub-directory of the models directory that holds trained models.
 pub const TRAINED_DIR: &str = "Trained";
 
@@ -213,11 +214,18 @@ pub struct HoldoutScores {
 
 impl TrainedModel {
     /// The forecast close of kline `t + h` made at kline `t`: raw row → scale → predict →
-    /// `close[t] · exp(prediction)`. `None` before the feature warm-up or past the series.
+    /// `close[t] · exp(prediction)`. A recurrent model reads the last `seq_len` rows
+    /// `t−seq_len+1 ..= t`. `None` before the feature warm-up (of every row read) or past the
+    /// series.
     pub fn predict_price(&self, series: &Series, t: usize) -> Option<f64> {
-        let row = self.spec.row(series, t)?;
-        let scaled = self.scaler.transform_row(&row);
-        Some(series.close[t] * self.model.predict_row(&scaled).exp())
+        let n = self.model.seq_len();
+        let first = (t + 1).checked_sub(n)?;
+        let mut rows = Vec::with_capacity(n * self.spec.n_features());
+        for i in first..=t {
+            rows.extend(self.scaler.transform_row(&self.spec.row(series, i)?));
+        }
+        let p = self.model.predict_sequence(&rows, self.spec.n_features());
+        Some(series.close[t] * p.exp())
     }
 }
 
@@ -526,6 +534,7 @@ const fn crc_tables() -> [[u32; 256]; 8] {
 mod tests {
     use super::*;
     use crate::models::linear::Linear;
+    use crate::models::Regressor;
 
     struct TempDir(PathBuf);
 
@@ -688,25 +697,29 @@ mod tests {
         assert!(matches!(err, PersistError::Foreign { .. }), "{err}");
         assert!(err.to_string().contains("ensemble"), "{err}");
 
-        let v3 = encode_framed(TAG_TRAINED, 3, &sample(1)).expect("encode");
-        fs::write(&path, &v3).expect("write");
-        let err = load_trained(&path).expect_err("other version");
-        assert!(
-            matches!(
-                err,
-                PersistError::Version {
-                    found: 3,
-                    expected: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("format v3, this build reads v2"),
-            "{err}"
-        );
-        assert_hint(&err);
+        // An older file (v2, before gbdt/gru/lstm) and a newer one are refused by version.
+        for old in [2, 4] {
+            let other = encode_framed(TAG_TRAINED, old, &sample(1)).expect("encode");
+            fs::write(&path, &other).expect("write");
+            let err = load_trained(&path).expect_err("other version");
+            assert!(
+                matches!(
+                    err,
+                    PersistError::Version {
+                        found,
+                        expected: 3,
+                        ..
+                    } if found == old
+                ),
+                "{err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("format v{old}, this build reads v3")),
+                "{err}"
+            );
+            assert_hint(&err);
+        }
 
         // Every single flipped payload or checksum byte is caught by the checksum.
         for i in HEADER_LEN..good.len() {

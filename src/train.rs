@@ -11,6 +11,11 @@
 //! the `h − 1` rows just before it are dropped from training (their targets would read closes
 //! inside the holdout), so no training target sees a close the holdout forecasts.
 //!
+//! The GRU and LSTM forecast holdout row t from the sequence of rows `t−seq_len+1 ..= t`
+//! (causal): the holdout's first rows take their context from the feature rows just before
+//! the holdout (features only, never a target), so every holdout row is scored on a full
+//! sequence as the live stream would forecast it.
+//!
 //! Memory (3 years of 1m klines, 1.5M rows, must fit in 2 GB): the series is dropped as soon as
 //! the two feature matrices are built, the scaler works in place, and the forest draws at most
 //! [`crate::models::fit::FOREST_MAX_SAMPLES`] rows per tree. The wall clock is read here, in the
@@ -28,7 +33,8 @@ use crate::features::{FeatureSpec, Scaler};
 use crate::kline::Series;
 use crate::metrics::Accum;
 use crate::models::fit::{bound_note, fit_models, predict_rows, FitConfig};
-use crate::models::{AnyModel, FitError, ModelKind};
+use crate::models::rnn::MAX_SEQ_LEN;
+use crate::models::{AnyModel, FitError, ModelKind, Regressor};
 use crate::persist::{self, HoldoutScores, TrainMeta, TrainedModel};
 use crate::{settings, store};
 
@@ -175,6 +181,18 @@ pub fn train_series_with(
     let split = split_rows(&spec, n_klines, opts.holdout, &opts.data_file)?;
     let mut train = spec.dataset(&series, split.train.clone());
     let mut hold = spec.dataset(&series, split.holdout.clone());
+    // Sequence context for the recurrent models: the feature rows just before the holdout.
+    let first_row = spec.row_range(n_klines, 0..n_klines).start;
+    let context_rows = if opts.kinds.iter().any(|k| k.is_recurrent()) {
+        split
+            .holdout
+            .start
+            .saturating_sub(MAX_SEQ_LEN - 1)
+            .max(first_row)..split.holdout.start
+    } else {
+        split.holdout.start..split.holdout.start
+    };
+    let mut context = spec.dataset(&series, context_rows).x;
     let last_close: Vec<f64> = hold.t.iter().map(|&t| series.close[t]).collect();
     let actual_close: Vec<f64> = hold
         .t
@@ -189,6 +207,7 @@ pub fn train_series_with(
     let scaler = Scaler::fit(&train.x);
     scaler.transform_in_place(&mut train.x);
     scaler.transform_in_place(&mut hold.x);
+    scaler.transform_in_place(&mut context);
     log(format!(
         "{n_klines} klines: {} training rows, {} holdout rows, {} features, horizon {}",
         train.x.nrows(),
@@ -222,7 +241,10 @@ pub fn train_series_with(
             "{} fitted in {fit_seconds:.2} s; predicting the holdout…",
             kind.name()
         ));
-        let predictions = predict_rows(&model, &hold.x, opts.threads);
+        let predictions = match model.as_rnn() {
+            Some(rnn) => predict_with_context(rnn, &context, &hold.x),
+            None => predict_rows(&model, &hold.x, opts.threads),
+        };
         let mut accum = Accum::default();
         for ((&last, &actual), &p) in last_close.iter().zip(&actual_close).zip(&predictions) {
             accum.add(last, last * p.exp(), actual);
@@ -273,6 +295,27 @@ pub fn train_series_with(
         },
         models: fitted,
     })
+}
+
+/// A recurrent model's forecasts of the rows of `x`, each from its sequence of `seq_len` rows,
+/// the first ones reaching back into `context` (the rows just before `x`; the last
+/// `seq_len − 1` of them are used).
+fn predict_with_context(
+    rnn: &crate::models::rnn::Rnn,
+    context: &DMatrix<f64>,
+    x: &DMatrix<f64>,
+) -> DVector<f64> {
+    let keep = rnn.seq_len.saturating_sub(1).min(context.nrows());
+    let d = x.ncols();
+    let joined = DMatrix::from_fn(keep + x.nrows(), d, |i, j| {
+        if i < keep {
+            context[(context.nrows() - keep + i, j)]
+        } else {
+            x[(i - keep, j)]
+        }
+    });
+    let all = rnn.predict(&joined);
+    all.rows(keep, x.nrows()).clone_owned()
 }
 
 impl TrainReport {
@@ -582,6 +625,38 @@ mod tests {
         let price = trained.predict_price(&series, 900).expect("forecast");
         assert_eq!(price, series.close[900] * 0.001f64.exp());
         assert_eq!(trained.predict_price(&series, 10), None);
+    }
+
+    /// Backs "the holdout's first rows use training rows as sequence context".
+    #[test]
+    fn recurrent_holdout_rows_read_the_rows_before_them() {
+        use crate::models::rnn::RnnParams;
+        let mut rng = Rng::new(8);
+        let all = DMatrix::from_fn(120, 2, |_, _| rng.next_f64() - 0.5);
+        let y = DVector::from_fn(120, |i, _| all[(i, 0)]);
+        let rnn = RnnParams {
+            hidden: 3,
+            seq_len: 5,
+            max_epochs: 1,
+            threads: 1,
+            ..RnnParams::gru()
+        }
+        .fit(&all, &y)
+        .expect("fit");
+        let context = all.rows(0, 100).clone_owned();
+        let hold = all.rows(100, 20).clone_owned();
+        let got = predict_with_context(&rnn, &context, &hold);
+        let full = rnn.predict(&all);
+        assert_eq!(got.as_slice(), &full.as_slice()[100..]);
+        // Row 100 reads rows 96..=100 (4 of them from the context).
+        let flat: Vec<f64> = (96..=100)
+            .flat_map(|i| [all[(i, 0)], all[(i, 1)]])
+            .collect();
+        assert_eq!(got[0], rnn.predict_sequence(&flat));
+        // Without context the first rows fall back to shorter sequences.
+        let alone = predict_with_context(&rnn, &DMatrix::zeros(0, 2), &hold);
+        assert_eq!(alone[0], rnn.predict_sequence(&flat[8..]));
+        assert_eq!(alone[19], got[19]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::process::Output;
 mod common;
 
 use common::TempDir;
+use klinecast::models::ModelKind;
 
 /// Writes the header and the first `rows` rows of the shipped sample to `path`.
 fn write_slice(path: &Path, rows: usize) {
@@ -78,12 +79,24 @@ fn backtest_is_deterministic_and_not_worse_than_naive() {
     let n = naive["rmse"].as_f64().expect("naive rmse");
     assert!(e <= n * 1.01, "ensemble rmse {e} vs naive {n}");
     assert_eq!(naive["rmse_vs_naive"], 1.0);
-    for kind in ["linear", "svr", "knn", "cart", "forest"] {
-        assert_eq!(row(&json, &format!("trained/{kind}"))["n"], 1500);
+    for kind in ModelKind::ALL.map(ModelKind::name) {
+        // The recurrent members forecast from the first replayed kline: the history holds
+        // their sequences.
+        assert_eq!(row(&json, &format!("trained/{kind}"))["n"], 1500, "{kind}");
+    }
+    for kind in ModelKind::GENERATION.map(ModelKind::name) {
         assert!(row(&json, &format!("generations/{kind}"))["n"].as_u64() > Some(0));
     }
-    // The bounded pool: naive + 5 trained + 8 generations of 5.
-    assert_eq!(json["pool_size"], 46);
+    for kind in ["gru", "lstm"] {
+        assert!(
+            json["scoreboard"].as_array().is_some_and(|rows| !rows
+                .iter()
+                .any(|r| r["label"] == format!("generations/{kind}"))),
+            "{kind} is never refitted per window"
+        );
+    }
+    // The bounded pool: naive + 8 trained + 8 generations of 6.
+    assert_eq!(json["pool_size"], 57);
 }
 
 #[test]

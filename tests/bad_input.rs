@@ -467,7 +467,7 @@ fn full_disk_while_saving_keeps_the_old_models() {
     );
     assert!(first.status.success(), "train: {}", stderr(&first));
     let before = snapshot(&models);
-    assert_eq!(before.len(), 5);
+    assert_eq!(before.len(), ModelKind::ALL.len());
 
     let mut inner = klinecast_command();
     inner
@@ -507,7 +507,7 @@ fn full_disk_while_saving_keeps_the_old_models() {
     }
     assert_eq!(
         persist::load_all_trained(&models).expect("all load").len(),
-        5
+        ModelKind::ALL.len()
     );
 }
 

@@ -22,6 +22,8 @@ use klinecast::ensemble::learner::Learner;
 use klinecast::ensemble::{Ensemble, EnsembleConfig, Member};
 use klinecast::kline::{Interval, Kline, Series, Symbol, CSV_HEADER};
 use klinecast::models::fit::FitConfig;
+use klinecast::models::gbdt::GbdtParams;
+use klinecast::models::rnn::RnnParams;
 use klinecast::models::{AnyModel, ModelKind, Regressor};
 use klinecast::persist::{
     self, SavedEnsemble, TrainedModel, TAG_ENSEMBLE, TAG_TRAINED, TRAINED_VERSION,
@@ -180,10 +182,13 @@ fn target_model_payload(input: &[u8]) -> Verdict {
 
 fn use_model(model: &TrainedModel) {
     let d = model.spec.n_features();
+    // A recurrent model reads `seq_len` rows (bounded by its check).
+    let n = model.model.seq_len();
     for value in [0.0, 1.0, -3.5, 1e300] {
         let row = vec![value; d];
         let _ = model.model.predict_row(&row);
         let _ = model.scaler.transform_row(&row);
+        let _ = model.model.predict_sequence(&vec![value; n * d], d);
     }
 }
 
@@ -728,7 +733,8 @@ fn csv_file_seeds() -> Vec<Vec<u8>> {
 }
 
 /// One small trained model of each kind, fitted on 300 real klines (the forest cut to three
-/// trees so that mutating it stays fast).
+/// trees, the gbdt refitted with 4 shallow trees and the GRU and LSTM with 3 hidden units and
+/// sequences of 6 rows, so that mutating them stays fast).
 fn trained_models() -> Vec<TrainedModel> {
     let series = store::load_series(Path::new(SAMPLE)).expect("sample loads");
     let series = series.slice(20_000..20_300);
@@ -741,13 +747,45 @@ fn trained_models() -> Vec<TrainedModel> {
         kinds: ModelKind::ALL.to_vec(),
         data_file: "AVAXUSDT_1m.csv".to_string(),
     };
-    let outcome = train::train_series(series, &opts, &mut |_| {}).expect("small training run");
+    let outcome =
+        train::train_series(series.clone(), &opts, &mut |_| {}).expect("small training run");
     outcome
         .models
         .into_iter()
         .map(|mut m| {
-            if let AnyModel::Forest(forest) = &mut m.model {
-                forest.trees.truncate(3);
+            let data = m
+                .spec
+                .dataset(&series, m.spec.row_range(series.len(), 0..series.len()));
+            let x = m.scaler.transform(&data.x);
+            let small_rnn = |base: RnnParams| RnnParams {
+                hidden: 3,
+                seq_len: 6,
+                max_epochs: 1,
+                threads: 1,
+                seed: 7,
+                ..base
+            };
+            match &mut m.model {
+                AnyModel::Forest(forest) => forest.trees.truncate(3),
+                AnyModel::Gbdt(_) => {
+                    let params = GbdtParams {
+                        n_trees: 4,
+                        max_depth: 3,
+                        threads: 1,
+                        standardize_target: true,
+                        ..GbdtParams::default()
+                    };
+                    m.model = AnyModel::Gbdt(params.fit(&x, &data.y).expect("small gbdt"));
+                }
+                AnyModel::Gru(_) => {
+                    let params = small_rnn(RnnParams::gru());
+                    m.model = AnyModel::Gru(params.fit(&x, &data.y).expect("small gru"));
+                }
+                AnyModel::Lstm(_) => {
+                    let params = small_rnn(RnnParams::lstm());
+                    m.model = AnyModel::Lstm(params.fit(&x, &data.y).expect("small lstm"));
+                }
+                _ => {}
             }
             m
         })
@@ -816,6 +854,13 @@ fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
             forest.trees.truncate(3);
         }
     }
+    // The trained GRU and LSTM learnt online at each window and are saved with the ensemble.
+    let recurrent = ensemble
+        .members
+        .iter()
+        .filter(|m| m.model.as_ref().is_some_and(|a| a.as_rnn().is_some()))
+        .count();
+    assert_eq!(recurrent, 2, "trained gru and lstm in the ensemble");
     let fresh = Ensemble::new(ensemble.config.clone(), Vec::new()).expect("naive only");
     [(Some(series.open_time[210]), ensemble), (None, fresh)]
         .into_iter()

@@ -61,6 +61,7 @@ fn params(case: &Value, method: TreeMethod) -> GbdtParams {
         validation_fraction: 0.1,
         threads: 1,
         seed: 0,
+        standardize_target: false,
     }
 }
 

@@ -41,7 +41,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn train_writes_five_models_that_load_and_reports_json() {
+fn train_writes_eight_models_that_load_and_reports_json() {
     let dir = TempDir::new("train-ok");
     let data = dir.join("AVAXUSDT_1m.csv");
     slice_of_sample(&data, 4000);
@@ -69,7 +69,10 @@ fn train_writes_five_models_that_load_and_reports_json() {
     assert_eq!(report["train_rows"], 2351);
     let rows = report["models"].as_array().expect("models array");
     let names: Vec<&str> = rows.iter().filter_map(|m| m["model"].as_str()).collect();
-    assert_eq!(names, ["linear", "svr", "knn", "cart", "forest", "naive"]);
+    assert_eq!(
+        names,
+        ["linear", "svr", "knn", "cart", "forest", "gbdt", "gru", "lstm", "naive"]
+    );
     for m in rows {
         for key in ["rmse", "mae", "mape", "rmse_vs_naive"] {
             let v = m[key].as_f64().unwrap_or(f64::NAN);
@@ -79,10 +82,10 @@ fn train_writes_five_models_that_load_and_reports_json() {
         assert!((0.0..=1.0).contains(&dir_acc), "{m}");
         assert!(m["fit_seconds"].as_f64().is_some(), "{m}");
     }
-    assert_eq!(rows[5]["rmse_vs_naive"], 1.0);
+    assert_eq!(rows[8]["rmse_vs_naive"], 1.0);
 
     let loaded = persist::load_all_trained(&models).expect("models load");
-    assert_eq!(loaded.len(), 5);
+    assert_eq!(loaded.len(), 8);
     let series = klinecast::store::load_series(&data).expect("load slice");
     for (model, kind) in loaded.iter().zip(ModelKind::ALL) {
         assert_eq!(model.kind, kind);
@@ -94,7 +97,9 @@ fn train_writes_five_models_that_load_and_reports_json() {
         let price = model.predict_price(&series, t).expect("forecast");
         assert!((price / series.close[t] - 1.0).abs() < 0.2, "{price}");
     }
-    assert!(models.join("Trained").join("forest.bin").is_file());
+    for file in ["forest.bin", "gbdt.bin", "gru.bin", "lstm.bin"] {
+        assert!(models.join("Trained").join(file).is_file(), "{file}");
+    }
 
     // A second run on too little data fails with exit 1 and leaves the saved models alone.
     let before = fs::read(models.join("Trained/linear.bin")).expect("read model");
@@ -114,7 +119,7 @@ fn train_writes_five_models_that_load_and_reports_json() {
         fs::read(models.join("Trained/linear.bin")).expect("read model"),
         before
     );
-    assert_eq!(persist::load_all_trained(&models).expect("load").len(), 5);
+    assert_eq!(persist::load_all_trained(&models).expect("load").len(), 8);
 }
 
 #[test]

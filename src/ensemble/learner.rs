@@ -255,6 +255,11 @@ impl Learner {
                 error: e.to_string(),
             },
         };
+        // Recurrent members learn online from the window's newly known rows (see `online`).
+        let known = self.refit_rows();
+        let new_rows = known.end.saturating_sub(self.scored_in_window)..known.end;
+        self.ensemble
+            .online_update(&self.history, new_rows, self.features.as_ref());
         let report = WindowReport {
             window: self.ensemble.windows_done,
             first_open_time: self.window_first.unwrap_or(0),

@@ -4,7 +4,7 @@
 //! # Pool
 //! The pool is flat and bounded: the naive member ("next close = last close", always present),
 //! the offline-trained members (`trained/<kind>`, possibly none) and at most
-//! [`EnsembleConfig::generations`] window generations of five models each (`gen<N>/<kind>`,
+//! [`EnsembleConfig::generations`] window generations of the row models (`gen<N>/<kind>`,
 //! the oldest generation is evicted). A member is never an ensemble itself, so the cost of a
 //! forecast stays flat however long the stream runs.
 //!
@@ -52,6 +52,7 @@
 pub mod aggregate;
 pub mod interval;
 pub mod learner;
+pub mod online;
 pub mod report;
 
 use std::fmt;
@@ -139,7 +140,7 @@ impl Default for EnsembleConfig {
             eta: 50.0,
             z: 2.5,
             min_scored: 60,
-            kinds: ModelKind::ALL.to_vec(),
+            kinds: ModelKind::GENERATION.to_vec(),
             combiner: DEFAULT_COMBINER,
             coverage: interval::DEFAULT_COVERAGE,
         }
@@ -335,8 +336,9 @@ impl Serialize for Member {
             kind: &self.kind,
             spec: &self.spec,
             scaler: &self.scaler,
+            // A trained recurrent member learns online: its model is saved (see `online`).
             model: match self.origin {
-                Origin::Trained => None,
+                Origin::Trained if self.model.as_ref().is_none_or(|m| m.as_rnn().is_none()) => None,
                 _ => self.model.as_ref(),
             },
             stats: &self.stats,
@@ -416,6 +418,18 @@ pub trait FeatureSource {
     fn warmup(&self, spec: &FeatureSpec) -> usize;
     /// The raw row at `t` (reads rows `..= t` only), or `None`.
     fn row(&self, spec: &FeatureSpec, series: &Series, t: usize) -> Option<Vec<f64>>;
+    /// The `n` raw rows `t−n+1 ..= t`, oldest first (for recurrent members), or `None` when
+    /// one of them does not exist.
+    fn rows(
+        &self,
+        spec: &FeatureSpec,
+        series: &Series,
+        t: usize,
+        n: usize,
+    ) -> Option<Vec<Vec<f64>>> {
+        let first = (t + 1).checked_sub(n)?;
+        (first..=t).map(|i| self.row(spec, series, i)).collect()
+    }
 }
 
 /// The real features: [`FeatureSpec::row`].
@@ -848,15 +862,23 @@ impl Ensemble {
             .count()
     }
 
-    /// The largest warm-up of any member's features (and of new generations').
+    /// The largest warm-up of any member's features (and of new generations'), plus the
+    /// `seq_len − 1` earlier rows a recurrent member reads.
     pub fn max_warmup(&self, features: &dyn FeatureSource) -> usize {
-        let mut specs: Vec<&FeatureSpec> = vec![&self.config.spec];
+        let mut specs: Vec<(&FeatureSpec, usize)> = vec![(&self.config.spec, 1)];
         for m in &self.members {
-            if m.model.is_some() && !specs.contains(&&m.spec) {
-                specs.push(&m.spec);
+            if let Some(model) = &m.model {
+                let n = model.seq_len();
+                if !specs.contains(&(&m.spec, n)) {
+                    specs.push((&m.spec, n));
+                }
             }
         }
-        specs.iter().map(|s| features.warmup(s)).max().unwrap_or(0)
+        specs
+            .iter()
+            .map(|(s, n)| features.warmup(s) + n - 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Raw (unnormalised) voting weight of each member, aligned with `members`.
@@ -987,11 +1009,14 @@ impl Ensemble {
         let horizon = self.config.spec.horizon.max(1);
         // One raw row per distinct feature spec.
         let mut rows: Vec<(&FeatureSpec, Option<Vec<f64>>)> = Vec::new();
+        let mut sequences = online::SequenceCache::new();
         let raw_weights = self.raw_weights();
         let mut forecasts: Vec<(usize, f64)> = Vec::with_capacity(self.members.len());
         for (idx, m) in self.members.iter().enumerate() {
             let p = if m.model.is_none() {
                 m.predict(None)
+            } else if m.model.as_ref().is_some_and(|a| a.seq_len() > 1) {
+                online::sequence_forecast(m, series, t, features, &mut sequences)
             } else {
                 let pos = match rows.iter().position(|(s, _)| *s == &m.spec) {
                     Some(pos) => pos,

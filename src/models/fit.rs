@@ -1,4 +1,4 @@
-//! Fitting the model pool with its defaults: the one place the five models' hyperparameters are
+//! Fitting the model pool with its defaults: the one place the eight models' hyperparameters are
 //! chosen, used by `train`, `backtest`, the window generations of the live stream
 //! ([`crate::ensemble::learner`]) and the benchmarks. Pure: no I/O, no clock (the callers time
 //! the fits).
@@ -14,8 +14,10 @@ use nalgebra::{DMatrix, DVector};
 
 use super::cart::CartParams;
 use super::forest::ForestParams;
+use super::gbdt::GbdtParams;
 use super::knn::KnnParams;
 use super::linear::LinearParams;
+use super::rnn::RnnParams;
 use super::svr::SvrParams;
 use super::{predict_split, AnyModel, FitError, ModelKind};
 use crate::rng;
@@ -64,11 +66,11 @@ pub fn bound_note(kind: ModelKind, n_rows: usize, config: &FitConfig) -> Option<
                 config.svr_rows
             )
         }),
-        ModelKind::Linear => None,
+        ModelKind::Linear | ModelKind::Gbdt | ModelKind::Gru | ModelKind::Lstm => None,
     }
 }
 
-/// How to fit the five models.
+/// How to fit the models.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitConfig {
     pub seed: u64,
@@ -153,7 +155,10 @@ pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
 ///
 /// Defaults: `LinearParams::default()`; `SvrParams::default()` on the last `svr_rows` rows;
 /// `KnnParams::default()` on the last [`KNN_MAX_ROWS`] rows; `CartParams { seed, ..default }`
-/// with at most [`CART_MAX_LEAVES`] leaves; the forest from [`forest_params`].
+/// with at most [`CART_MAX_LEAVES`] leaves; the forest from [`forest_params`]; the gbdt from
+/// [`gbdt_params`] (XGBoost defaults, hist, standardised target); the GRU and LSTM from
+/// [`rnn_params`]: the rows of `x` must then be consecutive in time, since sample i is the
+/// sequence of rows `i−seq_len+1 ..= i` (the first `seq_len − 1` rows are context only).
 pub fn fit_models(
     kinds: &[ModelKind],
     x: &DMatrix<f64>,
@@ -208,7 +213,37 @@ fn fit_one(
             .fit(x, y)?,
         ),
         ModelKind::Forest => AnyModel::Forest(forest_params(n, config).fit(x, y)?),
+        ModelKind::Gbdt => AnyModel::Gbdt(gbdt_params(config).fit(x, y)?),
+        ModelKind::Gru => AnyModel::Gru(rnn_params(kind, config).fit(x, y)?),
+        ModelKind::Lstm => AnyModel::Lstm(rnn_params(kind, config).fit(x, y)?),
     })
+}
+
+/// Gbdt hyperparameters: XGBoost's `XGBRegressor()` defaults with `tree_method = hist`, seeded,
+/// on `config.threads` threads, fitted on the standardised target
+/// ([`GbdtParams::standardize_target`]: with raw log returns of ~1e-3 every split's gain is
+/// below XGBoost's 1e-6 threshold and λ = 1 outweighs the gradients).
+pub fn gbdt_params(config: &FitConfig) -> GbdtParams {
+    GbdtParams {
+        seed: config.seed,
+        threads: config.threads.max(1),
+        standardize_target: true,
+        ..GbdtParams::default()
+    }
+}
+
+/// GRU or LSTM hyperparameters (`kind` must be recurrent; anything else gets the GRU's): the
+/// defaults of [`RnnParams::gru`], seeded, on `config.threads` threads.
+pub fn rnn_params(kind: ModelKind, config: &FitConfig) -> RnnParams {
+    let base = match kind {
+        ModelKind::Lstm => RnnParams::lstm(),
+        _ => RnnParams::gru(),
+    };
+    RnnParams {
+        seed: config.seed,
+        threads: config.threads.max(1),
+        ..base
+    }
 }
 
 /// Predicts every row of `x` with `model` over `threads` scoped threads (bit-identical to
@@ -221,6 +256,8 @@ pub fn predict_rows(model: &AnyModel, x: &DMatrix<f64>, threads: usize) -> DVect
 mod tests {
     use super::*;
     use crate::models::linear::Linear;
+    use crate::models::rnn::Cell;
+    use crate::models::Regressor;
 
     #[test]
     fn bound_notes_name_the_bounds_that_apply() {
@@ -293,6 +330,51 @@ mod tests {
         assert_eq!(g3.forest_min_samples_leaf, Some(GENERATION_FOREST_MIN_LEAF));
         assert_eq!((g3.svr_rows, g3.threads), (3000, 1));
         assert_ne!(config.for_generation(4).seed, g3.seed);
+    }
+
+    /// Backs "fit_models fits gbdt, gru and lstm with their defaults, seeded" and the
+    /// recurrent dispatch of `AnyModel`.
+    #[test]
+    fn new_kinds_fit_with_their_defaults() {
+        let mut rng = rng::Rng::new(4);
+        let x = DMatrix::from_fn(200, 3, |_, _| rng.next_f64() - 0.5);
+        let y = DVector::from_fn(200, |i, _| 1e-3 * x[(i, 0)]);
+        let config = FitConfig::new(11, 100, 1);
+        let kinds = [ModelKind::Gbdt, ModelKind::Gru, ModelKind::Lstm];
+        let mut seen = Vec::new();
+        let fitted = fit_models(&kinds, &x, &y, &config, &mut |k| seen.push(k)).expect("fit");
+        assert_eq!(seen, kinds);
+        assert_eq!(
+            fitted.iter().map(|f| f.model.kind()).collect::<Vec<_>>(),
+            kinds
+        );
+        assert_eq!(gbdt_params(&config).seed, 11);
+        assert!(gbdt_params(&config).standardize_target);
+        let lstm = rnn_params(ModelKind::Lstm, &config);
+        assert_eq!((lstm.cell, lstm.seed, lstm.threads), (Cell::Lstm, 11, 1));
+        assert_eq!(rnn_params(ModelKind::Gru, &config).cell, Cell::Gru);
+        for f in &fitted {
+            f.model.check(3).expect("valid");
+            let recurrent = f.kind.is_recurrent();
+            assert_eq!(f.model.as_rnn().is_some(), recurrent);
+            assert_eq!(f.model.seq_len(), if recurrent { 60 } else { 1 });
+        }
+        // A row model's sequence forecast reads the last row only.
+        let rows: Vec<f64> = (0..6).map(|v| v as f64 * 0.1).collect();
+        let gbdt = &fitted[0].model;
+        assert_eq!(
+            gbdt.predict_sequence(&rows, 3),
+            gbdt.predict_row(&rows[3..])
+        );
+        let gru = &fitted[1].model;
+        let rnn = gru.as_rnn().expect("gru");
+        assert_eq!(gru.predict_sequence(&rows, 3), rnn.predict_sequence(&rows));
+        // A GRU labelled as an LSTM is refused.
+        let mislabelled = AnyModel::Lstm(rnn.clone());
+        assert!(mislabelled.check(3).is_err());
+        // Generations refit the six row models only.
+        assert!(ModelKind::GENERATION.iter().all(|k| !k.is_recurrent()));
+        assert_eq!(ModelKind::ALL[..6], ModelKind::GENERATION);
     }
 
     #[test]

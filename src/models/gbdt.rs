@@ -113,6 +113,11 @@ pub struct GbdtParams {
     /// Worker threads (std::thread::scope); results do not depend on it.
     pub threads: usize,
     pub seed: u64,
+    /// Fit on `(y − mean) / std` of the training target and scale predictions back (like
+    /// [`super::svr::SvrParams::standardize_target`]): the f32 arithmetic and the absolute
+    /// thresholds (`kRtEps`, `lambda`, `min_child_weight`) then see a unit-variance target
+    /// instead of log returns of ~1e-3. Not an XGBoost parameter; off by default (parity).
+    pub standardize_target: bool,
 }
 
 impl Default for GbdtParams {
@@ -134,6 +139,7 @@ impl Default for GbdtParams {
             validation_fraction: 0.1,
             threads: 2,
             seed: 0,
+            standardize_target: false,
         }
     }
 }
@@ -148,6 +154,10 @@ impl Default for GbdtParams {
 pub struct Gbdt {
     pub n_features: usize,
     base_score: f32,
+    /// Predictions are `target_mean + target_scale · (f32 sum)`; (0, 1) unless fitted with
+    /// [`GbdtParams::standardize_target`].
+    target_mean: f64,
+    target_scale: f64,
     /// Index of each tree's root in `nodes`; tree t ends where tree t+1 starts.
     roots: Vec<u32>,
     nodes: Vec<Node>,
@@ -184,6 +194,8 @@ pub enum TreeNode {
 struct GbdtWire {
     n_features: usize,
     base_score: f32,
+    target_mean: f64,
+    target_scale: f64,
     roots: Vec<u32>,
     #[serde(with = "super::cart::packed")]
     nodes: Vec<u8>,
@@ -200,6 +212,8 @@ impl From<Gbdt> for GbdtWire {
         GbdtWire {
             n_features: m.n_features,
             base_score: m.base_score,
+            target_mean: m.target_mean,
+            target_scale: m.target_scale,
             roots: m.roots,
             nodes,
         }
@@ -229,6 +243,8 @@ impl TryFrom<GbdtWire> for Gbdt {
         let model = Gbdt {
             n_features: wire.n_features,
             base_score: wire.base_score,
+            target_mean: wire.target_mean,
+            target_scale: wire.target_scale,
             roots: wire.roots,
             nodes,
         };
@@ -305,6 +321,12 @@ impl Gbdt {
         if !self.base_score.is_finite() {
             return Err("the base score is not finite".to_string());
         }
+        if !(self.target_mean.is_finite()
+            && self.target_scale.is_finite()
+            && self.target_scale > 0.0)
+        {
+            return Err("the target scaling is not finite and positive".to_string());
+        }
         if self.roots.first() != Some(&0) {
             return Err("the model has no trees".to_string());
         }
@@ -376,7 +398,7 @@ impl Regressor for Gbdt {
                 };
             }
         }
-        f64::from(sum)
+        self.unscale(sum)
     }
 
     /// Tree by tree over blocks of rows (the trees stay in cache), the rows split over two
@@ -404,6 +426,15 @@ impl Regressor for Gbdt {
 const PREDICT_BLOCK: usize = 64;
 
 impl Gbdt {
+    /// The prediction from the f32 sum of the base score and the leaves.
+    fn unscale(&self, sum: f32) -> f64 {
+        if self.target_scale == 1.0 && self.target_mean == 0.0 {
+            f64::from(sum)
+        } else {
+            self.target_mean + self.target_scale * f64::from(sum)
+        }
+    }
+
     /// Predicts rows `from..to` of `x`.
     fn predict_rows(&self, x: &DMatrix<f64>, from: usize, to: usize) -> Vec<f64> {
         let d = x.ncols();
@@ -442,7 +473,7 @@ impl Gbdt {
                     *sum += self.nodes[id as usize].value;
                 }
             }
-            out.extend(sums[..m].iter().map(|&v| f64::from(v)));
+            out.extend(sums[..m].iter().map(|&v| self.unscale(v)));
             start += m;
         }
         out
@@ -1195,6 +1226,31 @@ impl GbdtParams {
     pub fn fit(&self, x: &DMatrix<f64>, y: &DVector<f64>) -> Result<Gbdt, FitError> {
         check_xy("gbdt", x, y, 1)?;
         self.validate()?;
+        if self.standardize_target {
+            // Mean and std of the rows the trees are fitted on (not the early-stopping tail).
+            let n_fit = match self.early_stopping_rounds {
+                None => y.len(),
+                Some(_) => y.len() - (y.len() as f64 * self.validation_fraction).ceil() as usize,
+            }
+            .max(1);
+            let fit_y = y.rows(0, n_fit);
+            let mean = fit_y.mean();
+            let std = fit_y.variance().sqrt();
+            let scale = if std > 0.0 && std.is_finite() {
+                std
+            } else {
+                1.0
+            };
+            let y_std = y.map(|v| (v - mean) / scale);
+            let mut model = GbdtParams {
+                standardize_target: false,
+                ..self.clone()
+            }
+            .fit(x, &y_std)?;
+            model.target_mean = mean;
+            model.target_scale = scale;
+            return Ok(model);
+        }
         let (n_all, d) = x.shape();
         if d >= LEAF as usize {
             return Err(FitError::Shape {
@@ -1288,6 +1344,8 @@ impl GbdtParams {
         let mut model = Gbdt {
             n_features: d,
             base_score: base,
+            target_mean: 0.0,
+            target_scale: 1.0,
             roots: Vec::new(),
             nodes: Vec::new(),
         };
@@ -1385,6 +1443,46 @@ mod tests {
             (3.0 * x[(i, 0)]).sin() + x[(i, 1)] * x[(i, d - 1)] + 0.3 * rng.next_f64()
         });
         (x, y)
+    }
+
+    /// Backs "gbdt fits log returns of ~1e-3 through a standardised target": the fit equals
+    /// the unit-scale fit mapped back, and survives a serde round trip.
+    #[test]
+    fn a_standardised_target_learns_tiny_returns() {
+        let (x, y_unit) = data(400, 3, 9);
+        let y = y_unit.map(|v| 2e-4 + 1e-3 * v);
+        let mut row = vec![0.0; 3];
+        let spread = |m: &Gbdt, row: &mut Vec<f64>| {
+            let p: Vec<f64> = (0..x.nrows())
+                .map(|i| {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = x[(i, j)];
+                    }
+                    m.predict_row(row)
+                })
+                .collect();
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            (p.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / p.len() as f64).sqrt()
+        };
+        let scaled = GbdtParams {
+            standardize_target: true,
+            ..GbdtParams::default()
+        };
+        let m = scaled.fit(&x, &y).expect("fit");
+        let (mean, std) = (y.mean(), y.variance().sqrt());
+        let unit = GbdtParams::default()
+            .fit(&x, &y.map(|v| (v - mean) / std))
+            .expect("fit");
+        assert_eq!(m.n_trees(), unit.n_trees());
+        let want = unit.predict(&x).map(|v| mean + std * v);
+        assert_eq!(m.predict(&x), want);
+        assert!(spread(&m, &mut row) > 3e-4);
+        let back: Gbdt =
+            postcard::from_bytes(&postcard::to_allocvec(&m).expect("encode")).expect("decode");
+        assert_eq!(back.predict(&x), want);
+        let mut bad = m.clone();
+        bad.target_scale = 0.0;
+        assert!(bad.check(3).is_err());
     }
 
     #[test]

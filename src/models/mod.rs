@@ -1,5 +1,7 @@
-//! The five regressors, written by hand on nalgebra, and the one object-safe trait the ensemble
-//! uses. Pure code: no I/O, no clock. Every model follows params → `fit` → fitted model; random
+//! The eight regressors, written by hand on nalgebra, and the one object-safe trait the ensemble
+//! uses. Six are row models (a forecast reads one feature row); the GRU and LSTM
+//! ([`rnn`]) are recurrent: a forecast reads the last `seq_len` feature rows
+//! ([`AnyModel::seq_len`], [`AnyModel::predict_sequence`]). Pure code: no I/O, no clock. Every model follows params → `fit` → fitted model; random
 //! steps take a seed from their params.
 //!
 //! Data layout: `x` is an n×d `DMatrix<f64>` (one row per sample), `y` an n-vector.
@@ -119,7 +121,8 @@ pub fn check_xy(
     Ok(())
 }
 
-/// The five model kinds, in the order they are trained and shown.
+/// The eight model kinds, in the order they are trained and shown. New kinds are appended (the
+/// variant index is part of the model and ensemble files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ModelKind {
     Linear,
@@ -127,15 +130,34 @@ pub enum ModelKind {
     Knn,
     Cart,
     Forest,
+    Gbdt,
+    Gru,
+    Lstm,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 5] = [
+    /// Every kind: what `train` fits and the backtest's trained members.
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Linear,
         ModelKind::Svr,
         ModelKind::Knn,
         ModelKind::Cart,
         ModelKind::Forest,
+        ModelKind::Gbdt,
+        ModelKind::Gru,
+        ModelKind::Lstm,
+    ];
+
+    /// The kinds of each window generation (the live refits): every row model. The GRU and
+    /// LSTM take tens of seconds to fit, far beyond a window's time budget; they are never
+    /// refitted per window but learn online instead (`ensemble::online`).
+    pub const GENERATION: [ModelKind; 6] = [
+        ModelKind::Linear,
+        ModelKind::Svr,
+        ModelKind::Knn,
+        ModelKind::Cart,
+        ModelKind::Forest,
+        ModelKind::Gbdt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -145,7 +167,15 @@ impl ModelKind {
             ModelKind::Knn => "knn",
             ModelKind::Cart => "cart",
             ModelKind::Forest => "forest",
+            ModelKind::Gbdt => "gbdt",
+            ModelKind::Gru => "gru",
+            ModelKind::Lstm => "lstm",
         }
+    }
+
+    /// True for the GRU and LSTM, whose forecasts read a sequence of rows.
+    pub fn is_recurrent(self) -> bool {
+        matches!(self, ModelKind::Gru | ModelKind::Lstm)
     }
 }
 
@@ -157,6 +187,9 @@ pub enum AnyModel {
     Knn(knn::Knn),
     Cart(cart::Cart),
     Forest(forest::Forest),
+    Gbdt(gbdt::Gbdt),
+    Gru(rnn::Rnn),
+    Lstm(rnn::Rnn),
 }
 
 impl AnyModel {
@@ -167,6 +200,43 @@ impl AnyModel {
             AnyModel::Knn(_) => ModelKind::Knn,
             AnyModel::Cart(_) => ModelKind::Cart,
             AnyModel::Forest(_) => ModelKind::Forest,
+            AnyModel::Gbdt(_) => ModelKind::Gbdt,
+            AnyModel::Gru(_) => ModelKind::Gru,
+            AnyModel::Lstm(_) => ModelKind::Lstm,
+        }
+    }
+
+    /// The GRU or LSTM inside, if recurrent.
+    pub fn as_rnn(&self) -> Option<&rnn::Rnn> {
+        match self {
+            AnyModel::Gru(m) | AnyModel::Lstm(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The GRU or LSTM inside, mutably (online learning).
+    pub fn as_rnn_mut(&mut self) -> Option<&mut rnn::Rnn> {
+        match self {
+            AnyModel::Gru(m) | AnyModel::Lstm(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Feature rows a forecast reads: `seq_len` for a recurrent model, 1 for a row model.
+    pub fn seq_len(&self) -> usize {
+        self.as_rnn().map_or(1, |m| m.seq_len)
+    }
+
+    /// Forecast from the last rows `rows` (flattened row by row, oldest first; a multiple of
+    /// the feature count, normally [`AnyModel::seq_len`] rows). A recurrent model reads the
+    /// whole sequence, a row model only the last row.
+    pub fn predict_sequence(&self, rows: &[f64], n_features: usize) -> f64 {
+        match self.as_rnn() {
+            Some(m) => m.predict_sequence(rows),
+            None => {
+                let start = rows.len().saturating_sub(n_features);
+                self.predict_row(&rows[start..])
+            }
         }
     }
 
@@ -180,6 +250,14 @@ impl AnyModel {
             AnyModel::Knn(m) => m.check(n_features),
             AnyModel::Cart(m) => m.check(n_features),
             AnyModel::Forest(m) => m.check(n_features),
+            AnyModel::Gbdt(m) => m.check(n_features),
+            AnyModel::Gru(m) | AnyModel::Lstm(m) => {
+                let cell = m.net.layout.cell;
+                if cell.name() != self.kind().name() {
+                    return Err(format!("a {} labelled {}", cell.name(), self.kind().name()));
+                }
+                m.check(n_features)
+            }
         }
     }
 
@@ -190,6 +268,8 @@ impl AnyModel {
             AnyModel::Knn(m) => m,
             AnyModel::Cart(m) => m,
             AnyModel::Forest(m) => m,
+            AnyModel::Gbdt(m) => m,
+            AnyModel::Gru(m) | AnyModel::Lstm(m) => m,
         }
     }
 }

@@ -74,6 +74,15 @@ use crate::rng::Rng;
 pub mod gru;
 pub mod lstm;
 
+/// Largest hidden size `fit` accepts and a loaded model may have (a GRU of 1024 units on 14
+/// features has 3.2M parameters; the default is 32).
+pub const MAX_HIDDEN: usize = 1024;
+/// Longest sequence `fit` accepts and a loaded model may have (one day of 1m klines; the
+/// default is 60). The ensemble gathers `seq_len` feature rows per forecast.
+pub const MAX_SEQ_LEN: usize = 1440;
+/// Most worker threads a loaded model may ask for.
+pub const MAX_THREADS: usize = 256;
+
 /// Samples per gradient shard: the unit of parallel work, fixed so results never depend on the
 /// thread count.
 pub const SHARD_ROWS: usize = 32;
@@ -619,6 +628,16 @@ impl RnnParams {
                 return bad(name, "0".into(), "at least 1");
             }
         }
+        if self.hidden > MAX_HIDDEN {
+            return bad("hidden", self.hidden.to_string(), "at most 1024 (e.g. 32)");
+        }
+        if self.seq_len > MAX_SEQ_LEN {
+            return bad(
+                "seq_len",
+                self.seq_len.to_string(),
+                "at most 1440 (e.g. 60)",
+            );
+        }
         if !(0.0..1.0).contains(&self.validation_fraction) {
             return bad(
                 "validation_fraction",
@@ -836,18 +855,52 @@ impl Rnn {
         self.net.forward(&batch).0[0] * self.target_scale
     }
 
-    /// Checks a deserialized model for `n_features` features (array lengths).
+    /// Checks a deserialized model for `n_features` features, before anything is allocated
+    /// from its sizes: hidden size in 1..=[`MAX_HIDDEN`], sequence length in
+    /// 1..=[`MAX_SEQ_LEN`], threads in 1..=[`MAX_THREADS`] (so [`Layout::len`] cannot overflow
+    /// and a forecast gathers a bounded number of rows), parameter and Adam vectors of the
+    /// layout's length, a finite positive target scale and sane Adam settings.
     pub fn check(&self, n_features: usize) -> Result<(), String> {
         let l = &self.net.layout;
         if l.inputs != n_features {
             return Err(format!("{} inputs, expected {n_features}", l.inputs));
         }
-        if l.hidden == 0 || self.seq_len == 0 {
-            return Err("hidden size and sequence length must be at least 1".to_string());
+        if !(1..=MAX_HIDDEN).contains(&l.hidden) {
+            return Err(format!(
+                "hidden size {} is outside 1..={MAX_HIDDEN}",
+                l.hidden
+            ));
+        }
+        if !(1..=MAX_SEQ_LEN).contains(&self.seq_len) {
+            return Err(format!(
+                "sequence length {} is outside 1..={MAX_SEQ_LEN}",
+                self.seq_len
+            ));
+        }
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return Err(format!(
+                "{} threads is outside 1..={MAX_THREADS}",
+                self.threads
+            ));
         }
         let n = l.len();
         if self.net.theta.len() != n || self.adam.m.len() != n || self.adam.v.len() != n {
             return Err(format!("parameter vectors are not {n} long"));
+        }
+        if !(self.target_scale.is_finite() && self.target_scale > 0.0) {
+            return Err("the target scale is not finite and positive".to_string());
+        }
+        let a = &self.adam;
+        let unit = |b: f64| (0.0..1.0).contains(&b);
+        let optimiser_ok = a.lr.is_finite()
+            && a.lr > 0.0
+            && a.eps.is_finite()
+            && a.eps > 0.0
+            && unit(a.beta1)
+            && unit(a.beta2)
+            && self.clip_norm.is_none_or(|c| c.is_finite() && c > 0.0);
+        if !optimiser_ok {
+            return Err("the optimiser settings are out of range".to_string());
         }
         Ok(())
     }

@@ -247,3 +247,101 @@ fn clip_scales_to_max_norm() {
     clip_grad_norm(&mut small, 1.0);
     assert_eq!(small, vec![0.1, 0.0]);
 }
+
+/// Backs "a model file's sizes are checked before anything is allocated from them": hidden
+/// size, sequence length and threads out of range, and bad optimiser state, are refused.
+#[test]
+fn check_caps_sizes_from_foreign_files() {
+    let (x, y) = lagged_data(60, 2);
+    let params = RnnParams {
+        max_epochs: 1,
+        ..small_params(Cell::Gru)
+    };
+    let model = params.fit(&x, &y).expect("fit");
+    model.check(2).expect("a fitted model passes");
+    assert!(model.check(3).is_err());
+    let mut cases: Vec<Rnn> = Vec::new();
+    for seq_len in [0, MAX_SEQ_LEN + 1, usize::MAX] {
+        cases.push(Rnn {
+            seq_len,
+            ..model.clone()
+        });
+    }
+    for hidden in [0, MAX_HIDDEN + 1, usize::MAX / 2] {
+        let mut m = model.clone();
+        m.net.layout.hidden = hidden;
+        cases.push(m);
+    }
+    for threads in [0, MAX_THREADS + 1] {
+        cases.push(Rnn {
+            threads,
+            ..model.clone()
+        });
+    }
+    for scale in [0.0, -1.0, f64::NAN] {
+        cases.push(Rnn {
+            target_scale: scale,
+            ..model.clone()
+        });
+    }
+    let mut short = model.clone();
+    short.adam.v.pop();
+    cases.push(short);
+    let mut lr = model.clone();
+    lr.adam.lr = f64::INFINITY;
+    cases.push(lr);
+    for (i, m) in cases.iter().enumerate() {
+        assert!(m.check(2).is_err(), "case {i} accepted");
+    }
+    // The same bounds are typed errors at fit time.
+    for (p, name) in [
+        (
+            RnnParams {
+                seq_len: MAX_SEQ_LEN + 1,
+                ..RnnParams::gru()
+            },
+            "seq_len",
+        ),
+        (
+            RnnParams {
+                hidden: MAX_HIDDEN + 1,
+                ..RnnParams::gru()
+            },
+            "hidden",
+        ),
+        (
+            RnnParams {
+                seq_len: 0,
+                ..RnnParams::gru()
+            },
+            "seq_len",
+        ),
+        (
+            RnnParams {
+                learning_rate: f64::NAN,
+                ..RnnParams::gru()
+            },
+            "learning_rate",
+        ),
+        (
+            RnnParams {
+                learning_rate: 0.0,
+                ..RnnParams::gru()
+            },
+            "learning_rate",
+        ),
+        (
+            RnnParams {
+                clip_norm: Some(-1.0),
+                ..RnnParams::gru()
+            },
+            "clip_norm",
+        ),
+    ] {
+        let err = p.validate().expect_err(name);
+        assert!(
+            matches!(err, FitError::BadParam { param, .. } if param == name),
+            "{name}: {err}"
+        );
+    }
+}
