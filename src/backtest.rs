@@ -494,7 +494,10 @@ mod tests {
              0.0 MB saved\n1 refits failed"
         ));
         assert!(text.contains("\nnaive "), "{text}");
-        assert!(text.contains("combiners (the ensemble uses ml-poly)"), "{text}");
+        assert!(
+            text.contains("combiners (the ensemble uses ml-poly)"),
+            "{text}"
+        );
         assert!(text.contains("coverage 100.00 %"), "{text}");
         assert!(text.contains("gain 20.00 %"), "{text}");
         let json = serde_json::to_string(&summary).expect("json");

@@ -96,8 +96,16 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         real_per_kline / 1000.0
     );
     println!(
-        "{:<19} {:>12} {:>12} {:>12} | {:>10} {:>10}",
-        "kline (UTC)", "close", "forecast", "naive", "rmse ens", "rmse naive"
+        "{:<19} {:>12} {:>12} {:>12} {:>12} {:>12} {:>3} | {:>10} {:>10}",
+        "kline (UTC)",
+        "close",
+        "forecast",
+        "naive",
+        "90% lower",
+        "90% upper",
+        "in",
+        "rmse ens",
+        "rmse naive"
     );
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
     let config = StreamConfig {
@@ -139,11 +147,14 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
             ens.add(s.last_close, s.ensemble_price, s.actual_close);
             naive.add(s.last_close, s.naive_price, s.actual_close);
             println!(
-                "{:<19} {:>12} {:>12.4} {:>12.4} | {:>10.6} {:>10.6}",
+                "{:<19} {:>12} {:>12.4} {:>12.4} {:>12.4} {:>12.4} {:>3} | {:>10.6} {:>10.6}",
                 time::format_ms(kline.open_time),
                 kline.close,
                 s.ensemble_price,
                 s.naive_price,
+                s.lower_price,
+                s.upper_price,
+                if s.covered { "in" } else { "out" },
                 ens.rmse(),
                 naive.rmse()
             );

@@ -1,9 +1,11 @@
 //! Forecast accuracy on prices: RMSE, MAE, MAPE and directional accuracy, accumulated one
 //! forecast at a time. Pure.
 //!
-//! Directional accuracy counts only steps where the price moved (actual ≠ last); a hit is a
-//! forecast on the same side of the last close as the actual. The naive forecast never predicts
-//! a move, so its directional accuracy is 0 by this definition.
+//! Directional accuracy counts only steps where the price moved (actual ≠ last) and the forecast
+//! called a direction (forecast ≠ last); a hit is a forecast on the same side of the last close
+//! as the actual. A forecast of "no change" is its own case, counted in `flat`: the naive
+//! forecast never calls a direction, so its directional accuracy is undefined (shown as –), not
+//! 0 %.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,9 @@ pub struct Accum {
     pub sum_ape: f64,
     pub moves: u64,
     pub hits: u64,
+    /// Moves for which the forecast was "no change".
+    #[serde(default)]
+    pub flat: u64,
 }
 
 impl Accum {
@@ -30,7 +35,9 @@ impl Accum {
         }
         if actual != last {
             self.moves += 1;
-            if (forecast - last) * (actual - last) > 0.0 {
+            if forecast == last {
+                self.flat += 1;
+            } else if (forecast - last) * (actual - last) > 0.0 {
                 self.hits += 1;
             }
         }
@@ -43,6 +50,7 @@ impl Accum {
         self.sum_ape += other.sum_ape;
         self.moves += other.moves;
         self.hits += other.hits;
+        self.flat += other.flat;
     }
 
     pub fn rmse(&self) -> f64 {
@@ -58,12 +66,23 @@ impl Accum {
         100.0 * self.ratio(self.sum_ape)
     }
 
-    /// Share of moves whose direction was forecast, in [0, 1]; NaN when nothing moved.
+    /// Share of the moves whose direction the forecast called correctly, among the moves for
+    /// which it called one, in [0, 1]; NaN when it never called a direction on a move.
     pub fn directional(&self) -> f64 {
+        let called = self.moves - self.flat;
+        if called == 0 {
+            f64::NAN
+        } else {
+            self.hits as f64 / called as f64
+        }
+    }
+
+    /// Share of the moves for which the forecast was "no change", in [0, 1].
+    pub fn flat_share(&self) -> f64 {
         if self.moves == 0 {
             f64::NAN
         } else {
-            self.hits as f64 / self.moves as f64
+            self.flat as f64 / self.moves as f64
         }
     }
 
@@ -99,12 +118,20 @@ mod tests {
         assert!(Accum::default().rmse().is_nan());
     }
 
+    /// Regression: a forecast of "no change" is its own case. The naive forecast calls no
+    /// direction, so its directional accuracy is undefined (shown as –), not 0 %, and a
+    /// forecaster that is sometimes flat is judged on the moves it called.
     #[test]
-    fn naive_never_hits() {
+    fn no_change_is_its_own_case() {
         let mut a = Accum::default();
         for (last, actual) in [(1.0, 2.0), (2.0, 1.5), (1.5, 1.6)] {
             a.add(last, last, actual);
         }
-        assert_eq!(a.directional(), 0.0);
+        assert!(a.directional().is_nan());
+        assert_eq!((a.moves, a.flat, a.flat_share()), (3, 3, 1.0));
+        a.add(1.6, 1.7, 1.8); // called up, went up: a hit
+        a.add(1.8, 1.7, 1.9); // called down, went up: a miss
+        assert_eq!(a.directional(), 0.5);
+        assert_eq!(a.flat_share(), 0.6);
     }
 }

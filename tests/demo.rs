@@ -155,17 +155,27 @@ fn demo_streams_prints_forecasts_and_a_scoreboard_and_leaves_the_repo_alone() {
         .collect();
     assert_eq!(forecast_lines.len(), KLINES, "{stdout}");
     for (fields, k) in forecast_lines.iter().zip(&slice[1000..]) {
-        // date, time, close, forecast, naive, |, rmse ens, rmse naive
-        assert_eq!(fields.len(), 8, "{fields:?}");
+        // date, time, close, forecast, naive, lower, upper, in/out, |, rmse ens, rmse naive
+        assert_eq!(fields.len(), 11, "{fields:?}");
         assert_eq!(
             format!("{} {}", fields[0], fields[1]),
             klinecast::time::format_ms(k.open_time)
         );
         assert_eq!(fields[2], k.close);
-        for v in [fields[3], fields[4], fields[6], fields[7]] {
+        for v in [fields[3], fields[4], fields[9], fields[10]] {
             let v: f64 = v.parse().expect("a number");
             assert!(v.is_finite() && v >= 0.0, "{fields:?}");
         }
+        // The prediction interval brackets the forecast, and says whether the close fell in it.
+        let (lower, upper): (f64, f64) = (
+            fields[5].parse().expect("lower"),
+            fields[6].parse().expect("upper"),
+        );
+        let forecast: f64 = fields[3].parse().expect("forecast");
+        let close: f64 = fields[2].parse().expect("close");
+        assert!(lower <= forecast && forecast <= upper, "{fields:?}");
+        let inside = close >= lower && close <= upper;
+        assert_eq!(fields[7], if inside { "in" } else { "out" }, "{fields:?}");
     }
     assert!(
         stdout.contains(&format!("streamed {KLINES} klines")),
@@ -197,8 +207,8 @@ fn demo_streams_prints_forecasts_and_a_scoreboard_and_leaves_the_repo_alone() {
     assert_eq!(naive[6], "1.00000", "naive against itself");
     // The scoreboard's naive RMSE is the one the last forecast line showed.
     let last = forecast_lines.last().expect("a forecast line");
-    assert_eq!(naive[2], last[7], "{board:#?}");
-    assert_eq!(ens[2], last[6], "{board:#?}");
+    assert_eq!(naive[2], last[10], "{board:#?}");
+    assert_eq!(ens[2], last[9], "{board:#?}");
     for kind in ["linear", "svr", "knn", "cart", "forest"] {
         row(&format!("trained/{kind}"));
     }

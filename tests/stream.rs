@@ -177,7 +177,12 @@ fn uninterrupted_predictions(
 /// holds the whole pool with its statistics as of its last window end (`as_of_open_time`),
 /// a restart feeds the klines after it again from the store, each generation's fit is seeded
 /// by (seed, generation) only, and forecasts already in the file are not written twice; so the
-/// restarted process recomputes the very same numbers, whatever instant the kill hit.
+/// restarted process recomputes the very same numbers, whatever instant the kill hit. Since
+/// each row carries the ensemble forecast (ML-Poly over the experts' records) and the
+/// prediction interval (ACI state and the volatility model), the byte-for-byte equality also
+/// shows that the experts' records, weights and conformal state are restored as of the last
+/// save (README: "kill -9 and a restart leave the experts' records, weights and the conformal
+/// state as of the last save").
 #[test]
 fn faults_kill_and_restart_keep_the_store_exact() {
     let tmp = TempDir::new("stream-faults");

@@ -136,7 +136,7 @@ impl Learner {
         if iv.volatility.bars() == 0 {
             iv.volatility = super::interval::Volatility::new(interval_ms);
             for t in 0..learner.history.len() {
-                learner.ensemble.observe(&learner.history, t, interval_ms);
+                learner.ensemble.warm_up(&learner.history, t, interval_ms);
             }
         }
         if !learner.history.is_empty() {
@@ -635,6 +635,17 @@ mod tests {
         let b = restored.forecast_with(&history, t, MINUTE, &fake);
         assert_eq!(a, b);
         assert_eq!(a.ensemble_price.to_bits(), b.ensemble_price.to_bits());
+        // The experts' records, the conformal state and the volatility model survive the save,
+        // so the restored ensemble's intervals and ML-Poly forecast are the same, bit for bit.
+        assert_eq!(original.experts, restored.experts);
+        assert_eq!(original.intervals, restored.intervals);
+        assert!(original.experts.len() > 1 && original.intervals.aci.scored > 0);
+        assert_eq!(a.lower_price.to_bits(), b.lower_price.to_bits());
+        assert_eq!(a.upper_price.to_bits(), b.upper_price.to_bits());
+        assert_eq!(
+            a.ml_poly_log_return.to_bits(),
+            b.ml_poly_log_return.to_bits()
+        );
         assert!(a
             .members
             .iter()

@@ -337,8 +337,8 @@ mod tests {
         assert_eq!(
             report().to_log_line(),
             "window 3 1970-01-01 00:01:00..1970-01-01 00:02:00 n=2 | ensemble \
-             rmse=0.790569 mae=0.750000 dir=50.0% (0.7906x naive) | naive rmse=1.000000 \
-             mae=1.000000 dir=0.0% | interval 90%: covered 0.500 (static 1.000) | weights naive 0.750, trained/forest 0.250 | pool 1 \
+             rmse=0.790569 mae=0.750000 dir=100.0% (0.7906x naive) | naive rmse=1.000000 \
+             mae=1.000000 dir=- | interval 90%: covered 0.500 (static 1.000) | weights naive 0.750, trained/forest 0.250 | pool 1 \
              trained + 1 gens = 3 members | refit gen4 on 300 rows, evicted gen1"
         );
         let mut failed = report();
@@ -368,7 +368,7 @@ mod tests {
         let row = ScoreRow::new("ensemble", &a, Some(4.0));
         assert_eq!(row.rmse, Some(2.0));
         assert_eq!(row.rmse_vs_naive, Some(0.5));
-        assert_eq!(row.directional, Some(0.0));
+        assert_eq!(row.directional, None);
         let empty = ScoreRow::new("naive", &Accum::default(), None);
         assert_eq!((empty.rmse, empty.rmse_vs_naive), (None, None));
         let table = scoreboard_table(&[row, empty]);
