@@ -507,6 +507,7 @@ mod tests {
     /// Regression (issue "collect stores a still-open candle"): the server time that proves a
     /// kline closed is taken before its page, so a clock that moves past the candle's close
     /// between the page and the next time request cannot let the partial candle through.
+    /// Backs README claim [C2]: A kline is stored only if the server time taken before its page proves it closed, even with a 429 on the time request or a slow answer across the minute boundary.
     #[test]
     fn the_open_candle_never_passes_however_late_the_next_time_request() {
         // 2,500 klines exist; the clock is 30 s into candle 2400 when its page is served, and
@@ -564,6 +565,7 @@ mod tests {
 
     /// Backs the README's "collect and stream check the newest stored klines against REST at
     /// start and repair a partial candle stored by an older version".
+    /// Backs README claim [C3]: collect and stream check the newest stored klines against REST at start and repair a difference, logging both versions.
     #[test]
     fn check_tail_repairs_a_planted_partial_row_and_leaves_good_stores_alone() {
         let mut rows: Vec<Kline> = (0..50).map(kline).collect();

@@ -389,6 +389,7 @@ mod tests {
         );
     }
 
+    /// Backs README claim [C4]: A collect killed at any moment and rerun leaves the same bytes as one uninterrupted run.
     #[test]
     fn interrupted_runs_resume_to_identical_bytes() {
         let dir = TempDir::new("resume");

@@ -573,6 +573,7 @@ mod tests {
         }
     }
 
+    /// Backs README claim [C1]: Every feature of row t reads klines ..= t only (no leakage).
     #[test]
     fn no_feature_reads_the_future() {
         let s = synthetic(400, 2);

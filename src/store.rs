@@ -919,6 +919,7 @@ mod tests {
 
     /// Backs the README's "a partial candle stored by an older version is repaired at start":
     /// the store's tail is read from the end and replaced at a line boundary.
+    /// Backs README claim [C3]: collect and stream check the newest stored klines against REST at start and repair a difference, logging both versions.
     #[test]
     fn tail_and_replace_tail() {
         let dir = TempDir::new("replace");

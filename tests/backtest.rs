@@ -37,6 +37,7 @@ fn row<'a>(json: &'a serde_json::Value, label: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no scoreboard row {label}: {json}"))
 }
 
+/// Backs README claim [C12]: backtest is deterministic for a seed (two runs give identical JSON).
 #[test]
 fn backtest_is_deterministic_and_not_worse_than_naive() {
     let dir = TempDir::new("backtest-det");

@@ -142,6 +142,7 @@ fn collect_against_the_replay_server_process() {
     assert!(stderr.contains("-1121"), "{stderr}");
 }
 
+/// Backs README claim [C4]: A collect killed at any moment and rerun leaves the same bytes as one uninterrupted run.
 #[test]
 fn kill_9_then_rerun_gives_the_same_bytes() {
     let dir = TempDir::new("collect-kill");
@@ -202,6 +203,7 @@ fn boundary_server(faults: &str) -> ReplayServer {
 /// after the last page answers 429 (Retry-After 1 s = two virtual minutes), so the candle that
 /// was open when that page was served has closed by the time the retry is answered. Before the
 /// fix its partial values were stored as the last row; now every stored row is the sample's.
+/// Backs README claim [C2]: A kline is stored only if the server time taken before its page proves it closed, even with a 429 on the time request or a slow answer across the minute boundary.
 #[test]
 fn a_429_on_the_time_request_never_stores_the_open_candle() {
     let dir = TempDir::new("collect-time429");
@@ -219,6 +221,7 @@ fn a_429_on_the_time_request_never_stores_the_open_candle() {
 /// Regression for "collect stores a still-open candle": every klines answer arrives 0.7 real
 /// seconds (84 virtual seconds) after its page was taken, so the last page's open candle has
 /// closed by the time the page arrives. It must still never be stored.
+/// Backs README claim [C2]: A kline is stored only if the server time taken before its page proves it closed, even with a 429 on the time request or a slow answer across the minute boundary.
 #[test]
 fn a_slow_answer_across_the_minute_boundary_never_stores_the_open_candle() {
     let dir = TempDir::new("collect-slow");
@@ -235,6 +238,7 @@ fn a_slow_answer_across_the_minute_boundary_never_stores_the_open_candle() {
 /// README: "`collect` and `stream` check the newest stored klines against REST when they start
 /// and repair a difference, logging both versions". A store left by an older version with a
 /// partial candle as its last row is repaired, and the rerun continues after it.
+/// Backs README claim [C3]: collect and stream check the newest stored klines against REST at start and repair a difference, logging both versions.
 #[test]
 fn a_planted_partial_row_is_repaired_at_start_and_logged() {
     let dir = TempDir::new("collect-repair");

@@ -66,6 +66,7 @@ fn top_level() -> Vec<String> {
 /// scoreboard at the end" with naive beside the ensemble, and "Its files go to a temporary
 /// work directory, so `data/` and `models/` are left untouched". Run from the repository
 /// root with its default work directory (under TMPDIR, pointed at this test's temp dir).
+/// Backs README claim [C14]: demo, the main job, runs offline and leaves data/ and models/ untouched.
 #[test]
 fn demo_streams_prints_forecasts_and_a_scoreboard_and_leaves_the_repo_alone() {
     let tmp = TempDir::new("demo");

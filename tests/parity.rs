@@ -307,6 +307,7 @@ fn check_svr(
 
 /// Backs the README ("The five models", SVR): "predictions, dual coefficients and the
 /// intercept agree with scikit-learn to 1e-12; the support vectors are the same training rows".
+/// Backs README claim [C13]: The SVR's support vectors are scikit-learn's rows; predictions, dual coefficients and intercept agree to 1e-12.
 #[test]
 fn svr_rbf_matches_sklearn() {
     let f = load("svr.json");
@@ -322,6 +323,7 @@ fn svr_rbf_matches_sklearn() {
 }
 
 /// Backs the README SVR claim (agreement to 1e-12, same support vectors) for the linear kernel.
+/// Backs README claim [C13]: The SVR's support vectors are scikit-learn's rows; predictions, dual coefficients and intercept agree to 1e-12.
 #[test]
 fn svr_linear_matches_sklearn() {
     let f = load("svr.json");
@@ -338,6 +340,7 @@ fn svr_linear_matches_sklearn() {
 
 /// Backs the README SVR claim (agreement to 1e-12, same support vectors) on real kline
 /// features, 2000 training rows.
+/// Backs README claim [C13]: The SVR's support vectors are scikit-learn's rows; predictions, dual coefficients and intercept agree to 1e-12.
 #[test]
 fn svr_rbf_matches_sklearn_on_real_klines() {
     let f = load("klines.json");

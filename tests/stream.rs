@@ -183,6 +183,7 @@ fn uninterrupted_predictions(
 /// shows that the experts' records, weights and conformal state are restored as of the last
 /// save (README: "kill -9 and a restart leave the experts' records, weights and the conformal
 /// state as of the last save").
+/// Backs README claim [C8]: After a kill -9 and a restart no kline or prediction is lost or duplicated (byte for byte against one uninterrupted run), and the experts' records and the conformal state are as of the last save.
 #[test]
 fn faults_kill_and_restart_keep_the_store_exact() {
     let tmp = TempDir::new("stream-faults");
@@ -351,6 +352,7 @@ fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
 /// and repair a difference, logging both versions". A store whose last row is a partial candle
 /// (as versions before the fix could leave) is repaired before the ensembler reads its history,
 /// and the stream then continues to exactly the source rows.
+/// Backs README claim [C3]: collect and stream check the newest stored klines against REST at start and repair a difference, logging both versions.
 #[test]
 fn a_planted_partial_row_is_repaired_before_streaming() {
     let tmp = TempDir::new("stream-repair");
@@ -388,6 +390,7 @@ fn a_planted_partial_row_is_repaired_before_streaming() {
     );
 }
 
+/// Backs README claim [C9]: A second stream on the same data directory exits 0 at once.
 #[test]
 fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
     let tmp = TempDir::new("stream-lock");
@@ -452,6 +455,7 @@ fn a_plain_ws_url_to_a_remote_host_is_a_configuration_error() {
 /// real binary against the replay server rotates its WebSocket (stream.log says so and the
 /// stats count it), and no kline is lost or duplicated across the rotations: the store equals
 /// the source rows byte for byte and predictions.csv has one row per target, consecutive.
+/// Backs README claim [C7]: The WebSocket is rotated before Binance's 24 h cut, with no kline lost or duplicated.
 #[test]
 fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
     let tmp = TempDir::new("stream-rotate");

@@ -183,6 +183,7 @@ fn collect(rest_url: &str, data_dir: &Path) -> Command {
 /// exit 1 with a message naming the host and saying the certificate is not trusted, with and
 /// without every plausible override variable; the server never completes a handshake and no
 /// kline is stored.
+/// Backs README claim [C5]: Remote hosts are always TLS-verified against the bundled roots; no switch or variable turns that off.
 #[test]
 fn collect_refuses_a_self_signed_certificate() {
     let server = SelfSignedServer::start();
@@ -242,6 +243,7 @@ fn stream(rest_url: &str, ws_url: &str, dir: &Path, symbol: &str) -> Command {
 /// set, each WebSocket connect is refused with a message naming the host and saying the
 /// certificate is not trusted, the stream keeps retrying with backoff until `--max-runtime`,
 /// never counts a connection, never completes a handshake and stores nothing.
+/// Backs README claim [C5]: Remote hosts are always TLS-verified against the bundled roots; no switch or variable turns that off.
 #[test]
 fn stream_refuses_a_self_signed_certificate_over_wss() {
     let server = SelfSignedServer::start();
@@ -279,6 +281,7 @@ fn stream_refuses_a_self_signed_certificate_over_wss() {
 /// REST is `https://localhost` on the self-signed server; every gap fill is refused at the first
 /// attempt with a message naming the host and saying the certificate is not trusted, with every
 /// plausible override variable set, and the server never completes a handshake.
+/// Backs README claim [C5]: Remote hosts are always TLS-verified against the bundled roots; no switch or variable turns that off.
 #[test]
 fn stream_refuses_a_self_signed_certificate_over_https() {
     let server = SelfSignedServer::start();
@@ -310,6 +313,7 @@ fn stream_refuses_a_self_signed_certificate_over_https() {
 /// Backs "no switch turns that off" (README, `klinecast collect` URLs and the bad-input row
 /// "turning TLS verification off"): the switches other tools use for it are unknown options to
 /// `collect` and `stream` (exit 2) and nothing is contacted.
+/// Backs README claim [C5]: Remote hosts are always TLS-verified against the bundled roots; no switch or variable turns that off.
 #[test]
 fn no_command_line_switch_turns_verification_off() {
     let server = SelfSignedServer::start();

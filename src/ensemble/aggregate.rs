@@ -171,6 +171,7 @@ mod tests {
     /// of its best expert's": one expert is better than naive by a known margin (it forecasts
     /// 0.6 × a signal worth 12 % of the variance: 10 % less loss than naive), the others are noise; the aggregate's loss stays within the bound of the good
     /// expert's, and ends up clearly below naive's.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn within_the_bound_of_a_better_expert() {
         let mut rng = Rng::new(11);
@@ -208,6 +209,7 @@ mod tests {
     /// Backs the README claim "with only noise experts the ensemble stays within the regret
     /// bound of naive": no expert has skill; the aggregate's loss exceeds naive's by at most the
     /// bound, and the bound per forecast is small.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn only_noise_experts_stay_within_the_bound_of_naive() {
         let mut rng = Rng::new(5);
@@ -232,6 +234,7 @@ mod tests {
 
     /// Sleeping experts: an expert that is asleep for the first half (no model yet) keeps a
     /// zero record meanwhile, gets weight only once awake, and the bound holds throughout.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn sleeping_experts_keep_their_record_and_the_bound() {
         let mut rng = Rng::new(9);

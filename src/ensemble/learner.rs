@@ -599,6 +599,7 @@ mod tests {
         );
     }
 
+    /// Backs README claim [C8]: After a kill -9 and a restart no kline or prediction is lost or duplicated (byte for byte against one uninterrupted run), and the experts' records and the conformal state are as of the last save.
     #[test]
     fn saved_ensembles_forecast_bit_identically() {
         let s = synthetic(700, 0.2, SIGMA, 9);

@@ -661,6 +661,13 @@ impl Ensemble {
         if c.refit_rows > 10_000_000 || c.spec.horizon > 1440 || c.window > 1_000_000 {
             return Err("the configuration is out of range".to_string());
         }
+        let iv = &self.intervals;
+        iv.volatility.check()?;
+        iv.aci.check()?;
+        iv.aci_static.check()?;
+        if self.experts.first().is_none_or(|e| e.label != "naive") {
+            return Err("the first expert is not the naive forecast".to_string());
+        }
         for m in &self.members {
             let what = |e: String| format!("member {}: {e}", m.label);
             if m.spec.version != crate::features::FEATURE_VERSION
@@ -1653,6 +1660,7 @@ mod tests {
     /// (the AR(1) coefficient, φ = 0.3: best ratio ≈ 0.954) among noise generations earns its
     /// weight and the ensemble beats the naive clearly; the expert's record is positive and
     /// the noise family's is not.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn ml_poly_learns_a_signal_among_noise_generations() {
         let s = synthetic(6_000, 0.3, SIGMA, 5);
@@ -1673,6 +1681,7 @@ mod tests {
 
     /// Backs the README's "never worse than doing nothing": with ML-Poly and only noise
     /// members (trained and window generations), the ensemble stays within 0.1 % of naive.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn ml_poly_with_only_noise_stays_with_naive() {
         for seed in [11, 12] {

@@ -222,6 +222,7 @@ mod tests {
     /// Backs the README claim "old predictions.csv files are migrated, never silently
     /// misread": a version 1 file is moved aside whole and a new file with the interval
     /// columns starts.
+    /// Backs README claim [C15]: A version 1 predictions.csv is moved aside, never misread.
     #[test]
     fn a_version_1_file_is_moved_aside() {
         let dir = TempDir::new("pred-v1");

@@ -690,6 +690,7 @@ mod tests {
         TempDir::new(&format!("streamthread-{name}"))
     }
 
+    /// Backs README claim [C6]: Every closed kline is stored and handed on exactly once, in order, through duplicates, gaps and reconnects.
     #[test]
     fn every_closed_kline_once_in_order_through_duplicates_gaps_and_reconnects() {
         let dir = temp("once");
@@ -790,6 +791,7 @@ mod tests {
     /// backoff: the backoff here is an hour and the deadline 20 s, so a backoff would end the
     /// run by the deadline), and the klines the server sent meanwhile on the old socket come
     /// over REST: every closed kline once, in order, none lost or duplicated across it.
+    /// Backs README claim [C7]: The WebSocket is rotated before Binance's 24 h cut, with no kline lost or duplicated.
     #[test]
     fn an_old_connection_is_rotated_at_once_and_no_kline_is_lost_or_duplicated() {
         let dir = temp("rotate");

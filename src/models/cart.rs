@@ -1352,6 +1352,7 @@ mod tests {
         }
     }
 
+    /// Backs README claim [C16]: Every trained member's size is bounded whatever the history.
     #[test]
     fn max_leaves_bounds_the_tree_whatever_the_rows() {
         let mut rng = Rng::new(21);

@@ -254,6 +254,7 @@ mod tests {
         v.iter().map(|p| p.to_bits()).collect()
     }
 
+    /// Backs README claim [C17]: The forest is bit-identical for any number of threads.
     #[test]
     fn identical_for_any_thread_count_and_seed_sensitive() {
         let (x, y) = noisy_data(1, 400);
@@ -420,6 +421,7 @@ mod tests {
         );
     }
 
+    /// Backs README claim [C16]: Every trained member's size is bounded whatever the history.
     #[test]
     fn max_leaves_bounds_every_tree_whatever_the_rows() {
         for n in [300, 3_000, 12_000] {

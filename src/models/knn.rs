@@ -609,6 +609,7 @@ mod tests {
             .all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 
+    /// Backs README claim [C16]: Every trained member's size is bounded whatever the history.
     #[test]
     fn max_rows_keeps_only_the_most_recent_rows_and_bounds_the_size() {
         let mut rng = Rng::new(11);
