@@ -37,6 +37,8 @@ pub struct BacktestSummary {
     pub window: usize,
     pub refit_rows: usize,
     pub generations: usize,
+    /// Klines ahead each forecast targets (`--horizon`).
+    pub horizon: usize,
     pub seed: u64,
     pub windows: u64,
     pub failed_refits: u64,
@@ -83,22 +85,18 @@ fn backtest(
     })?;
     let n = series.len();
     let split = (n as f64 * args.train_frac).floor() as usize;
-    if n - split < args.window {
+    if n - split < args.learn.window {
         return Err(Error::Data(format!(
             "{data}: {n} rows leave {} to replay with --train-frac {}, fewer than one window of \
              {}; use a lower --train-frac or a longer file",
             n - split,
             args.train_frac,
-            args.window
+            args.learn.window
         )));
     }
     let settings = LearnSettings {
-        window: args.window,
-        refit_rows: args.refit_rows,
-        generations: args.generations,
-        svr_rows: args.svr_rows,
-        seed: args.seed,
         threads: settings::fit_threads(),
+        ..args.learn.clone()
     };
     let config = settings.ensemble_config();
     let spec = config.spec.clone();
@@ -128,7 +126,7 @@ fn backtest(
     let ensemble = Ensemble::new(config, trained).map_err(|e| Error::Config(e.to_string()))?;
     let mut learner = Learner::new(ensemble, train, interval_ms);
     let refit_config = settings.refit_config();
-    let total_windows = ((n - split) / args.window) as u64;
+    let total_windows = ((n - split) / args.learn.window) as u64;
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     progress.start(total_windows);
     for i in split..n {
@@ -154,10 +152,11 @@ fn backtest(
         interval_ms,
         train_rows: split,
         replay_rows: n - split,
-        window: args.window,
-        refit_rows: args.refit_rows,
-        generations: args.generations,
-        seed: args.seed,
+        window: args.learn.window,
+        refit_rows: args.learn.refit_rows,
+        generations: args.learn.generations,
+        horizon: args.learn.horizon,
+        seed: args.learn.seed,
         windows,
         failed_refits: failed,
         gaps,
@@ -348,6 +347,7 @@ mod tests {
             window: 15,
             refit_rows: 300,
             generations: 8,
+            horizon: 1,
             seed: 1,
             windows: 3,
             failed_refits: 1,

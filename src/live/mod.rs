@@ -52,7 +52,7 @@ pub struct StreamConfig {
     pub log_dir: PathBuf,
     pub rest_url: String,
     pub ws_url: String,
-    /// Window, refit rows, generations, SVR rows, seed and fit threads.
+    /// Window, refit rows, generations, horizon, SVR rows, seed and fit threads.
     pub learn: LearnSettings,
     pub max_runtime: Option<Duration>,
     pub max_klines: Option<u64>,
@@ -96,12 +96,8 @@ impl StreamConfig {
             rest_url: args.rest_url.clone(),
             ws_url: args.ws_url.clone(),
             learn: LearnSettings {
-                window: args.window,
-                refit_rows: args.refit_rows,
-                generations: args.generations,
-                seed: args.seed,
                 threads: settings::fit_threads(),
-                ..LearnSettings::default()
+                ..args.learn.clone()
             },
             max_runtime: args.max_runtime.map(Duration::from_millis),
             max_klines,
