@@ -42,11 +42,11 @@ ENVIRONMENT:
 EXIT CODES: 0 ok, 1 runtime failure, 2 usage or configuration error";
 
 /// Default REST base URL.
-pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
+pub(crate) const DEFAULT_REST_URL: &str = "https://api.binance.com";
 /// Default WebSocket base URL.
-pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
+pub(crate) const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
 /// The real sample that ships in `data/` (see README): the offline default for `demo`.
-pub const SAMPLE_DATA: &str = "data/BTCUSDT_1m.csv";
+pub(crate) const SAMPLE_DATA: &str = "data/BTCUSDT_1m.csv";
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq)]

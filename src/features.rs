@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use crate::kline::Series;
 
 /// The feature-set version this build computes (stored in every model file).
-pub const FEATURE_VERSION: u32 = 1;
+pub(crate) const FEATURE_VERSION: u32 = 1;
 
 /// Which features are built, and the horizon; saved with every model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,7 +143,7 @@ impl FeatureSpec {
     }
 
     /// The first series index t that has a full feature row.
-    pub fn warmup(&self) -> usize {
+    pub(crate) fn warmup(&self) -> usize {
         LONG
     }
 
@@ -169,7 +169,7 @@ impl FeatureSpec {
 
     /// The series indices `t` that [`FeatureSpec::dataset`] turns into rows for `range`: every t
     /// in `range` with a full feature row (`t ≥ warmup`) and a target (`t + h < len`).
-    pub fn row_range(&self, series_len: usize, range: Range<usize>) -> Range<usize> {
+    pub(crate) fn row_range(&self, series_len: usize, range: Range<usize>) -> Range<usize> {
         let start = range.start.max(self.warmup());
         let end = range.end.min(series_len.saturating_sub(self.horizon));
         start..end.max(start)
@@ -225,7 +225,7 @@ impl Scaler {
         Scaler { mean, std }
     }
 
-    pub fn transform(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
+    pub(crate) fn transform(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
         let mut out = x.clone();
         self.transform_in_place(&mut out);
         out

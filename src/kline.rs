@@ -67,7 +67,7 @@ impl fmt::Display for KlineError {
 impl std::error::Error for KlineError {}
 
 /// The CSV column names, in order (the store's fast loader reports errors with them too).
-pub const FIELD_NAMES: [&str; 11] = [
+pub(crate) const FIELD_NAMES: [&str; 11] = [
     "open_time",
     "open",
     "high",
@@ -83,7 +83,7 @@ pub const FIELD_NAMES: [&str; 11] = [
 
 /// True when `text` is a plain non-negative decimal as Binance sends it: digits with at most
 /// one dot, nothing else (no sign, exponent, NaN, inf, spaces or commas).
-pub fn is_plain_decimal(text: &str) -> bool {
+pub(crate) fn is_plain_decimal(text: &str) -> bool {
     let bytes = text.as_bytes();
     if bytes.is_empty() || bytes.len() > 40 {
         return false;
@@ -161,7 +161,7 @@ impl Kline {
     /// True when both klines have the same open and close times, trade count and decimal
     /// values (compared as numbers, so `"1.50"` equals `"1.5"`): the REST and WebSocket APIs may
     /// format the same closed kline differently, but a closed kline never changes its values.
-    pub fn same_values(&self, other: &Kline) -> bool {
+    pub(crate) fn same_values(&self, other: &Kline) -> bool {
         let a = self.values();
         let b = other.values();
         self.open_time == other.open_time
@@ -453,7 +453,7 @@ impl Series {
     }
 
     /// Drops the oldest rows so that at most `keep` remain.
-    pub fn keep_last(&mut self, keep: usize) {
+    pub(crate) fn keep_last(&mut self, keep: usize) {
         let n = self.len();
         if n <= keep {
             return;

@@ -10,11 +10,11 @@ use crate::features::FeatureSpec;
 use crate::models::fit::{FitConfig, DEFAULT_SVR_ROWS};
 
 /// Default seed for every random step when `--seed` is not given.
-pub const DEFAULT_SEED: u64 = 42;
+pub(crate) const DEFAULT_SEED: u64 = 42;
 /// Default horizon (`--horizon`): forecast the close this many klines ahead.
-pub const DEFAULT_HORIZON: usize = 1;
+pub(crate) const DEFAULT_HORIZON: usize = 1;
 /// Largest `--horizon` (a day of 1m klines); saved models outside 1..=this are refused.
-pub const MAX_HORIZON: usize = 1440;
+pub(crate) const MAX_HORIZON: usize = 1440;
 
 /// The settings the offline fit, the ensemble and its window refits share.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@ use crate::log::{stamp, wall_clock_ms, Logger};
 use crate::rng::Rng;
 use crate::store::KlineStore;
 
-pub use crate::backfill::Rest;
+pub(crate) use crate::backfill::Rest;
 
 /// The message from the streaming thread to the ensembling thread: one closed kline, already
 /// stored, strictly newer than every kline sent before.
@@ -42,7 +42,7 @@ pub trait Frames {
 }
 
 /// Opens connections (to the real socket, or a fake in tests).
-pub trait Connect {
+pub(crate) trait Connect {
     fn connect(&mut self) -> Result<Box<dyn Frames>, WsError>;
     /// The URL, for the log.
     fn describe(&self) -> String;
@@ -50,7 +50,7 @@ pub trait Connect {
 
 /// Timings of the stream thread.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// First reconnect delay; doubled per failed attempt up to `backoff_max`, with jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -70,7 +70,7 @@ impl Default for Timing {
 
 /// When the stream thread stops on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Wall-clock end of the run.
     pub deadline: Option<Instant>,
     /// Stop after this many new closed klines were handed to the ensembler.
@@ -80,7 +80,7 @@ pub struct Limits {
 /// What the streaming thread streams and how: everything [`StreamThread::new`] needs besides
 /// the resources it takes ownership of.
 #[derive(Debug, Clone)]
-pub struct StreamSettings {
+pub(crate) struct StreamSettings {
     pub symbol: Symbol,
     pub interval: Interval,
     pub timing: Timing,
@@ -93,7 +93,7 @@ pub struct StreamSettings {
 
 /// Counters, logged at every reconnect and at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamStats {
+pub(crate) struct StreamStats {
     pub connects: u64,
     pub failed_connects: u64,
     pub klines_ws: u64,
@@ -127,7 +127,7 @@ impl StreamStats {
 
 /// Why the stream thread ended (without an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     Deadline,
     KlineLimit,
     /// The ensembling thread hung up (it failed or finished).
@@ -136,7 +136,7 @@ pub enum StopReason {
 
 /// Capped exponential backoff with seeded jitter: delay in [d/2, d] for d = min(max, base·2^n).
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base_ms: u64,
     max_ms: u64,
     attempt: u32,
@@ -154,7 +154,7 @@ impl Backoff {
         }
     }
 
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let exp = self
             .base_ms
             .saturating_mul(1u64 << self.attempt.min(30))
@@ -164,7 +164,7 @@ impl Backoff {
         Duration::from_millis(exp - half + self.rng.below(half as usize + 1) as u64)
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }
@@ -179,7 +179,7 @@ enum ConnEnd {
 }
 
 /// The streaming thread's state. Owns the store; sends to the ensembler.
-pub struct StreamThread<R: Rest, C: Connect> {
+pub(crate) struct StreamThread<R: Rest, C: Connect> {
     pub symbol: Symbol,
     pub interval: Interval,
     pub rest: R,
