@@ -15,7 +15,7 @@ use crate::ensemble::report::{scoreboard_table, Refit, ScoreRow};
 use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
 use crate::features::Scaler;
-use crate::kline::{KlineValues, Series};
+use crate::kline::Series;
 use crate::models::fit::fit_models;
 use crate::models::ModelKind;
 use crate::settings::{self, LearnSettings};
@@ -130,7 +130,7 @@ fn backtest(
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     progress.start(total_windows);
     for i in split..n {
-        let step = learner.on_kline(&values(series, i, interval_ms));
+        let step = learner.on_kline(&series.values(i, interval_ms));
         gaps += u64::from(step.gap);
         dropped += step.dropped as u64;
         if step.window_done {
@@ -177,22 +177,6 @@ fn infer_interval(series: &Series) -> Option<i64> {
     steps.sort_unstable();
     let median = steps[steps.len() / 2];
     (median > 0).then_some(median)
-}
-
-fn values(s: &Series, i: usize, interval_ms: i64) -> KlineValues {
-    KlineValues {
-        open_time: s.open_time[i],
-        open: s.open[i],
-        high: s.high[i],
-        low: s.low[i],
-        close: s.close[i],
-        volume: s.volume[i],
-        close_time: s.open_time[i] + interval_ms - 1,
-        quote_volume: s.quote_volume[i],
-        trades: s.trades[i],
-        taker_buy_base: s.taker_buy_base[i],
-        taker_buy_quote: s.taker_buy_quote[i],
-    }
 }
 
 /// The readable result.
@@ -295,6 +279,7 @@ fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kline::KlineValues;
 
     fn series(times: &[i64]) -> Series {
         let mut s = Series::default();
@@ -325,7 +310,7 @@ mod tests {
         assert_eq!(infer_interval(&series(&[0])), None);
         assert_eq!(infer_interval(&series(&[60_000, 0, -60_000])), None);
         let s = series(&[0, 60_000]);
-        assert_eq!(values(&s, 1, 60_000).close_time, 119_999);
+        assert_eq!(s.values(1, 60_000).close_time, 119_999);
     }
 
     #[test]

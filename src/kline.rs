@@ -436,6 +436,23 @@ impl Series {
         self.taker_buy_quote.push(v.taker_buy_quote);
     }
 
+    /// Row `i` as one kline's values; `close_time` is derived from the interval.
+    pub fn values(&self, i: usize, interval_ms: i64) -> KlineValues {
+        KlineValues {
+            open_time: self.open_time[i],
+            open: self.open[i],
+            high: self.high[i],
+            low: self.low[i],
+            close: self.close[i],
+            volume: self.volume[i],
+            close_time: self.open_time[i] + interval_ms - 1,
+            quote_volume: self.quote_volume[i],
+            trades: self.trades[i],
+            taker_buy_base: self.taker_buy_base[i],
+            taker_buy_quote: self.taker_buy_quote[i],
+        }
+    }
+
     /// Rows `range` as a new series.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Series {
         Series {

@@ -686,6 +686,37 @@ mod tests {
         }
     }
 
+    /// Runs a stream thread for AVAXUSDT 1m over the fakes; returns how it stopped, its stats
+    /// and the (minute, from_rest) of every kline it sent on.
+    fn run_thread(
+        dir: &TempDir,
+        rest: FakeRest,
+        connect: FakeConnect,
+        store: KlineStore,
+        timing: Timing,
+        limits: Limits,
+    ) -> (StopReason, StreamStats, Vec<(i64, bool)>) {
+        let (tx, rx) = mpsc::channel();
+        let log = Logger::open(&dir.join("stream.log"), "test")
+            .expect("log")
+            .mirror_stderr(false);
+        let settings = StreamSettings {
+            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+            interval: Interval::ONE_MINUTE,
+            timing,
+            limits,
+            initial_rows: 100,
+            seed: 7,
+        };
+        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
+        let (reason, stats) = thread.run().expect("run");
+        let got = rx
+            .try_iter()
+            .map(|m| (m.kline.open_time / MIN, m.from_rest))
+            .collect();
+        (reason, stats, got)
+    }
+
     fn temp(name: &str) -> TempDir {
         TempDir::new(&format!("streamthread-{name}"))
     }
@@ -724,10 +755,6 @@ mod tests {
             vec![Ok(WsRead::Text(r#"{"e":"serverShutdown","E":1}"#.into()))],
             vec![event(12, true), event(13, true), event(14, true)],
         ]);
-        let (tx, rx) = mpsc::channel();
-        let log = Logger::open(&dir.join("stream.log"), "test")
-            .expect("log")
-            .mirror_stderr(false);
         let timing = Timing {
             backoff_base: Duration::from_millis(1),
             backoff_max: Duration::from_millis(2),
@@ -737,21 +764,8 @@ mod tests {
             deadline: None,
             max_klines: Some(9),
         };
-        let settings = StreamSettings {
-            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-            interval: Interval::ONE_MINUTE,
-            timing,
-            limits,
-            initial_rows: 100,
-            seed: 7,
-        };
-        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
-        let (reason, stats) = thread.run().expect("run");
+        let (reason, stats, got) = run_thread(&dir, rest, connect, store, timing, limits);
         assert_eq!(reason, StopReason::KlineLimit);
-        let got: Vec<(i64, bool)> = rx
-            .try_iter()
-            .map(|m| (m.kline.open_time / MIN, m.from_rest))
-            .collect();
         assert_eq!(
             got,
             [
@@ -812,10 +826,6 @@ mod tests {
             vec![event(11, true), event(12, true), event(13, true)],
         ]);
         connect.age_per_read = Duration::from_secs(600);
-        let (tx, rx) = mpsc::channel();
-        let log = Logger::open(&dir.join("stream.log"), "test")
-            .expect("log")
-            .mirror_stderr(false);
         let timing = Timing {
             backoff_base: Duration::from_secs(3600),
             backoff_max: Duration::from_secs(3600),
@@ -825,21 +835,8 @@ mod tests {
             deadline: Some(Instant::now() + Duration::from_secs(20)),
             max_klines: Some(9),
         };
-        let settings = StreamSettings {
-            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-            interval: Interval::ONE_MINUTE,
-            timing,
-            limits,
-            initial_rows: 100,
-            seed: 7,
-        };
-        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
-        let (reason, stats) = thread.run().expect("run");
+        let (reason, stats, got) = run_thread(&dir, rest, connect, store, timing, limits);
         assert_eq!(reason, StopReason::KlineLimit, "{stats:?}");
-        let got: Vec<(i64, bool)> = rx
-            .try_iter()
-            .map(|m| (m.kline.open_time / MIN, m.from_rest))
-            .collect();
         assert_eq!(
             got,
             [
