@@ -26,22 +26,22 @@ use crate::kline::{Interval, Kline, Symbol};
 use crate::store::{KlineStore, StoreError};
 
 /// Largest page asked of the REST klines endpoint.
-pub const PAGE_LIMIT: usize = MAX_LIMIT as usize;
+pub(crate) const PAGE_LIMIT: usize = MAX_LIMIT as usize;
 
 /// A kline counts as closed only when the server time taken before its page is at least this
 /// many ms past its close time (Binance serves klines from a database that may lag by 1–2 s).
 pub const SETTLE_MS: i64 = 2_000;
 
 /// How many of the newest stored klines are checked against REST at start-up (one request).
-pub const CHECK_ROWS: usize = PAGE_LIMIT;
+pub(crate) const CHECK_ROWS: usize = PAGE_LIMIT;
 
 /// True when `kline` is provably closed by a server time `server_now` taken before it was served.
-pub fn is_closed(kline: &Kline, server_now: i64) -> bool {
+pub(crate) fn is_closed(kline: &Kline, server_now: i64) -> bool {
     kline.close_time.saturating_add(SETTLE_MS) < server_now
 }
 
 /// The REST calls a backfill needs (the real client, or a fake in tests).
-pub trait Rest {
+pub(crate) trait Rest {
     fn server_time(&mut self) -> Result<i64, BinanceError>;
     fn klines(
         &mut self,
@@ -77,7 +77,7 @@ impl Rest for RestClient {
 
 /// Where a backfill starts when the store is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmptyStart {
+pub(crate) enum EmptyStart {
     /// At this open time (floored to the interval).
     At(i64),
     /// This many klines before the server's present.
@@ -86,7 +86,7 @@ pub enum EmptyStart {
 
 /// What to backfill.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FillRange {
+pub(crate) struct FillRange {
     pub symbol: Symbol,
     pub interval: Interval,
     /// The newest stored open time: the fill starts one interval after it.
@@ -99,7 +99,7 @@ pub struct FillRange {
 
 /// A hole in the exchange's data: no kline between two consecutive open times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
+pub(crate) struct Gap {
     /// Open time of the last kline before the hole.
     pub after_ms: i64,
     /// Klines missing.
@@ -108,7 +108,7 @@ pub struct Gap {
 
 /// What a backfill did so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FillReport {
+pub(crate) struct FillReport {
     /// Closed klines handed on.
     pub rows: usize,
     /// Requests for klines made.
@@ -141,7 +141,7 @@ impl FillReport {
 
 /// One page of new, closed klines, ascending and all newer than anything handed on before.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page {
+pub(crate) struct Page {
     pub klines: Vec<Kline>,
     /// The open time the fill started from.
     pub from_ms: i64,
@@ -155,7 +155,7 @@ pub struct Page {
 /// returns its closed klines, so that the caller can append them, report progress or stop
 /// (the pager does not hold the client, so the caller keeps full use of its own state).
 #[derive(Debug)]
-pub struct Pager {
+pub(crate) struct Pager {
     range: FillRange,
     from: i64,
     cursor: i64,
@@ -198,7 +198,7 @@ impl Pager {
 
     /// The next page of closed klines (possibly empty when a page held only known or open
     /// klines); `None` once the fill has caught up.
-    pub fn next_page<R: Rest + ?Sized>(
+    pub(crate) fn next_page<R: Rest + ?Sized>(
         &mut self,
         rest: &mut R,
     ) -> Result<Option<Page>, BinanceError> {
@@ -275,7 +275,7 @@ impl Pager {
 
 /// One stored row that differed from Binance's closed kline, and what replaced it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RowFix {
+pub(crate) struct RowFix {
     pub stored: Kline,
     /// Binance's closed kline at that open time; `None` when REST has no closed kline there.
     pub binance: Option<Kline>,
@@ -283,7 +283,7 @@ pub struct RowFix {
 
 /// What the start-up check of the store's newest rows found and did.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct TailCheck {
+pub(crate) struct TailCheck {
     /// Stored rows compared with REST.
     pub checked: usize,
     /// Rows that differed, oldest first (empty when the store agreed with Binance).
@@ -327,7 +327,7 @@ impl TailCheck {
 
 /// Why a start-up check failed.
 #[derive(Debug)]
-pub enum CheckError {
+pub(crate) enum CheckError {
     Rest(BinanceError),
     Store(StoreError),
 }
@@ -345,7 +345,7 @@ impl std::fmt::Display for CheckError {
 /// store from the first difference on. A closed kline never changes on Binance, so any
 /// difference is a row that was stored before it closed; stored rows that are not yet provably
 /// closed by the server's time (within [`SETTLE_MS`]) count as differences too.
-pub fn check_tail<R: Rest + ?Sized>(
+pub(crate) fn check_tail<R: Rest + ?Sized>(
     rest: &mut R,
     store: &mut KlineStore,
     symbol: &Symbol,

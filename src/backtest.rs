@@ -15,7 +15,7 @@ use crate::ensemble::report::{scoreboard_table, ExpertWeight, Refit, ScoreRow};
 use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
 use crate::features::Scaler;
-use crate::kline::{KlineValues, Series};
+use crate::kline::Series;
 use crate::models::fit::fit_models;
 use crate::models::ModelKind;
 use crate::settings::{self, LearnSettings};
@@ -37,6 +37,8 @@ pub struct BacktestSummary {
     pub window: usize,
     pub refit_rows: usize,
     pub generations: usize,
+    /// Klines ahead each forecast targets (`--horizon`).
+    pub horizon: usize,
     pub seed: u64,
     pub windows: u64,
     pub failed_refits: u64,
@@ -122,24 +124,18 @@ fn backtest(
     })?;
     let n = series.len();
     let split = (n as f64 * args.train_frac).floor() as usize;
-    if n - split < args.window {
+    if n - split < args.learn.window {
         return Err(Error::Data(format!(
             "{data}: {n} rows leave {} to replay with --train-frac {}, fewer than one window of \
              {}; use a lower --train-frac or a longer file",
             n - split,
             args.train_frac,
-            args.window
+            args.learn.window
         )));
     }
     let settings = LearnSettings {
-        window: args.window,
-        refit_rows: args.refit_rows,
-        generations: args.generations,
-        svr_rows: args.svr_rows,
-        seed: args.seed,
         threads: settings::fit_threads(),
-        combiner: args.combiner,
-        coverage: args.coverage,
+        ..args.learn.clone()
     };
     let config = settings.ensemble_config();
     let spec = config.spec.clone();
@@ -169,13 +165,13 @@ fn backtest(
     let ensemble = Ensemble::new(config, trained).map_err(|e| Error::Config(e.to_string()))?;
     let mut learner = Learner::new(ensemble, train, interval_ms);
     let refit_config = settings.refit_config();
-    let total_windows = ((n - split) / args.window) as u64;
+    let total_windows = ((n - split) / args.learn.window) as u64;
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     // (σ, covered) and (σ, covered by the static baseline) of every bounded interval.
     let (mut thirds, mut static_thirds) = (Vec::new(), Vec::new());
     progress.start(total_windows);
     for i in split..n {
-        let step = learner.on_kline(&values(series, i, interval_ms));
+        let step = learner.on_kline(&series.values(i, interval_ms));
         if let Some(sc) = &step.scored {
             if let Some(sd) = sc.sigma.filter(|_| sc.upper_price.is_finite()) {
                 thirds.push((sd, sc.covered));
@@ -221,10 +217,11 @@ fn backtest(
         interval_ms,
         train_rows: split,
         replay_rows: n - split,
-        window: args.window,
-        refit_rows: args.refit_rows,
-        generations: args.generations,
-        seed: args.seed,
+        window: args.learn.window,
+        refit_rows: args.learn.refit_rows,
+        generations: args.learn.generations,
+        horizon: args.learn.horizon,
+        seed: args.learn.seed,
         windows,
         failed_refits: failed,
         gaps,
@@ -249,22 +246,6 @@ fn infer_interval(series: &Series) -> Option<i64> {
     steps.sort_unstable();
     let median = steps[steps.len() / 2];
     (median > 0).then_some(median)
-}
-
-fn values(s: &Series, i: usize, interval_ms: i64) -> KlineValues {
-    KlineValues {
-        open_time: s.open_time[i],
-        open: s.open[i],
-        high: s.high[i],
-        low: s.low[i],
-        close: s.close[i],
-        volume: s.volume[i],
-        close_time: s.open_time[i] + interval_ms - 1,
-        quote_volume: s.quote_volume[i],
-        trades: s.trades[i],
-        taker_buy_base: s.taker_buy_base[i],
-        taker_buy_quote: s.taker_buy_quote[i],
-    }
 }
 
 /// The readable result.
@@ -405,6 +386,7 @@ fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kline::KlineValues;
 
     fn series(times: &[i64]) -> Series {
         let mut s = Series::default();
@@ -435,7 +417,7 @@ mod tests {
         assert_eq!(infer_interval(&series(&[0])), None);
         assert_eq!(infer_interval(&series(&[60_000, 0, -60_000])), None);
         let s = series(&[0, 60_000]);
-        assert_eq!(values(&s, 1, 60_000).close_time, 119_999);
+        assert_eq!(s.values(1, 60_000).close_time, 119_999);
     }
 
     #[test]
@@ -457,6 +439,7 @@ mod tests {
             window: 15,
             refit_rows: 300,
             generations: 8,
+            horizon: 1,
             seed: 1,
             windows: 3,
             failed_refits: 1,

@@ -11,25 +11,27 @@ use crate::ensemble::{
 use crate::error::Error;
 use crate::kline::{Interval, Symbol};
 use crate::models::fit::DEFAULT_SVR_ROWS;
-use crate::settings::DEFAULT_SEED;
+use crate::settings::{LearnSettings, DEFAULT_HORIZON, DEFAULT_SEED, MAX_HORIZON};
 use crate::time;
 
 pub const USAGE: &str = "\
 klinecast: forecasts the next kline close from Binance klines and keeps learning while it streams
 
 USAGE:
-  klinecast demo          [--data FILE] [--speed X] [--klines N] [--work-dir DIR] [--seed S]
+  klinecast demo          [--data FILE] [--speed X] [--klines N] [--work-dir DIR] [--horizon H]
+                          [--seed S]
   klinecast collect       [--symbol BTCUSDT] [--interval 1m] [--start YYYY-MM-DD | --days N]
                           [--end YYYY-MM-DD] [--data-dir DIR] [--rest-url URL]
   klinecast train         [--data FILE] [--models-dir DIR] [--holdout 0.2] [--max-rows N]
                           [--horizon H] [--svr-rows N] [--seed S] [--json]
   klinecast stream        [--symbol BTCUSDT] [--interval 1m] [--data-dir DIR] [--models-dir DIR]
                           [--log-dir DIR] [--rest-url URL] [--ws-url URL] [--window 15]
-                          [--refit-rows 1440] [--generations 8] [--max-runtime DURATION] [--seed S]
-                          [--combiner ml-poly|lcb] [--coverage 0.9]
+                          [--refit-rows 1440] [--generations 8] [--horizon H]
+                          [--max-runtime DURATION] [--seed S] [--combiner ml-poly|lcb]
+                          [--coverage 0.9]
   klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
-                          [--generations 8] [--max-rows N] [--svr-rows N] [--seed S] [--json]
-                          [--combiner ml-poly|lcb] [--coverage 0.9]
+                          [--generations 8] [--horizon H] [--max-rows N] [--svr-rows N] [--seed S]
+                          [--combiner ml-poly|lcb] [--coverage 0.9] [--json]
   klinecast replay-server --data FILE [--port P] [--speed X] [--start-row N] [--faults SPEC]
   klinecast describe      [--data FILE] [--html FILE]
   klinecast report        [--data-dir DIR] [--log-dir DIR] [--hours 24] [--html FILE]
@@ -44,11 +46,11 @@ ENVIRONMENT:
 EXIT CODES: 0 ok, 1 runtime failure, 2 usage or configuration error";
 
 /// Default REST base URL.
-pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
+pub(crate) const DEFAULT_REST_URL: &str = "https://api.binance.com";
 /// Default WebSocket base URL.
-pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
+pub(crate) const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
 /// The real sample that ships in `data/` (see README): the offline default for `demo`.
-pub const SAMPLE_DATA: &str = "data/BTCUSDT_1m.csv";
+pub(crate) const SAMPLE_DATA: &str = "data/BTCUSDT_1m.csv";
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +121,9 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// `stream` and `backtest` take the learning settings as [`LearnSettings`]: the flags a command
+/// does not take stay at their defaults, and `threads` is left at 1 for the command to fill in.
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamArgs {
     pub symbol: Symbol,
@@ -128,26 +133,19 @@ pub struct StreamArgs {
     pub log_dir: PathBuf,
     pub rest_url: String,
     pub ws_url: String,
-    pub window: usize,
-    pub refit_rows: usize,
-    pub generations: usize,
+    /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--seed`.
+    pub learn: LearnSettings,
     /// Milliseconds.
     pub max_runtime: Option<u64>,
-    pub seed: u64,
-    pub combiner: Combiner,
-    pub coverage: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestArgs {
     pub data: PathBuf,
     pub train_frac: f64,
-    pub window: usize,
-    pub refit_rows: usize,
-    pub generations: usize,
+    /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--svr-rows`, `--seed`.
+    pub learn: LearnSettings,
     pub max_rows: Option<usize>,
-    pub svr_rows: usize,
-    pub seed: u64,
     pub json: bool,
     pub combiner: Combiner,
     pub coverage: f64,
@@ -169,6 +167,7 @@ pub struct DemoArgs {
     pub speed: f64,
     pub klines: Option<usize>,
     pub work_dir: Option<PathBuf>,
+    pub horizon: usize,
     pub seed: u64,
 }
 
@@ -221,20 +220,10 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 |v: &f64| *v > 0.0 && *v < 1.0,
                 "a fraction between 0 and 1",
             )?,
-            max_rows: flags.optional("--max-rows", |v: &usize| *v >= 100, "at least 100")?,
-            horizon: flags.parsed(
-                "--horizon",
-                1,
-                |v: &usize| (1..=1440).contains(v),
-                "1 to 1440",
-            )?,
-            svr_rows: flags.parsed(
-                "--svr-rows",
-                DEFAULT_SVR_ROWS,
-                |v: &usize| (50..=50_000).contains(v),
-                "50 to 50000",
-            )?,
-            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+            max_rows: max_rows(&mut flags)?,
+            horizon: horizon(&mut flags)?,
+            svr_rows: svr_rows(&mut flags)?,
+            seed: seed(&mut flags)?,
             json: flags.switch("--json"),
         }),
         "stream" => Command::Stream(StreamArgs {
@@ -245,16 +234,11 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             log_dir: flags.path("--log-dir", "log")?,
             rest_url: flags.take("--rest-url")?.unwrap_or_else(rest_url),
             ws_url: flags.take("--ws-url")?.unwrap_or_else(ws_url),
-            window: window(&mut flags)?,
-            refit_rows: refit_rows(&mut flags)?,
-            generations: generations(&mut flags)?,
+            learn: learn(&mut flags)?,
             max_runtime: flags
                 .take("--max-runtime")?
                 .map(|d| time::parse_duration(&d).map_err(Error::Usage))
                 .transpose()?,
-            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
-            combiner: combiner(&mut flags)?,
-            coverage: coverage(&mut flags)?,
         }),
         "backtest" => Command::Backtest(BacktestArgs {
             data: flags
@@ -267,17 +251,11 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 |v: &f64| *v > 0.0 && *v < 1.0,
                 "a fraction between 0 and 1",
             )?,
-            window: window(&mut flags)?,
-            refit_rows: refit_rows(&mut flags)?,
-            generations: generations(&mut flags)?,
-            max_rows: flags.optional("--max-rows", |v: &usize| *v >= 100, "at least 100")?,
-            svr_rows: flags.parsed(
-                "--svr-rows",
-                DEFAULT_SVR_ROWS,
-                |v: &usize| (50..=50_000).contains(v),
-                "50 to 50000",
-            )?,
-            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+            learn: LearnSettings {
+                svr_rows: svr_rows(&mut flags)?,
+                ..learn(&mut flags)?
+            },
+            max_rows: max_rows(&mut flags)?,
             json: flags.switch("--json"),
             combiner: combiner(&mut flags)?,
             coverage: coverage(&mut flags)?,
@@ -302,7 +280,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             speed: speed(&mut flags, 600.0)?,
             klines: flags.optional("--klines", |v: &usize| *v >= 1, "at least 1")?,
             work_dir: flags.take("--work-dir")?.map(PathBuf::from),
-            seed: flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")?,
+            horizon: horizon(&mut flags)?,
+            seed: seed(&mut flags)?,
         }),
         "describe" => Command::Describe(DescribeArgs {
             data: flags.path("--data", SAMPLE_DATA)?,
@@ -367,31 +346,34 @@ fn interval(flags: &mut Flags) -> Result<Interval, Error> {
     .map_err(Error::Usage)
 }
 
-fn window(flags: &mut Flags) -> Result<usize, Error> {
-    flags.parsed(
-        "--window",
-        DEFAULT_WINDOW,
-        |v: &usize| (2..=10_000).contains(v),
-        "2 to 10000",
-    )
+/// `--window`, `--refit-rows`, `--generations`, `--horizon` and `--seed` (`stream`, `backtest`).
+fn learn(flags: &mut Flags) -> Result<LearnSettings, Error> {
+    Ok(LearnSettings {
+        window: flags.ranged("--window", DEFAULT_WINDOW, 2..=10_000)?,
+        refit_rows: flags.ranged("--refit-rows", DEFAULT_REFIT_ROWS, 100..=100_000)?,
+        generations: flags.ranged("--generations", DEFAULT_GENERATIONS, 1..=64)?,
+        horizon: horizon(flags)?,
+        seed: seed(flags)?,
+        combiner: combiner(flags)?,
+        coverage: coverage(flags)?,
+        ..LearnSettings::default()
+    })
 }
 
-fn refit_rows(flags: &mut Flags) -> Result<usize, Error> {
-    flags.parsed(
-        "--refit-rows",
-        DEFAULT_REFIT_ROWS,
-        |v: &usize| (100..=100_000).contains(v),
-        "100 to 100000",
-    )
+fn horizon(flags: &mut Flags) -> Result<usize, Error> {
+    flags.ranged("--horizon", DEFAULT_HORIZON, 1..=MAX_HORIZON)
 }
 
-fn generations(flags: &mut Flags) -> Result<usize, Error> {
-    flags.parsed(
-        "--generations",
-        DEFAULT_GENERATIONS,
-        |v: &usize| (1..=64).contains(v),
-        "1 to 64",
-    )
+fn svr_rows(flags: &mut Flags) -> Result<usize, Error> {
+    flags.ranged("--svr-rows", DEFAULT_SVR_ROWS, 50..=50_000)
+}
+
+fn seed(flags: &mut Flags) -> Result<u64, Error> {
+    flags.parsed("--seed", DEFAULT_SEED, |_: &u64| true, "an integer")
+}
+
+fn max_rows(flags: &mut Flags) -> Result<Option<usize>, Error> {
+    flags.optional("--max-rows", |v: &usize| *v >= 100, "at least 100")
 }
 
 fn combiner(flags: &mut Flags) -> Result<Combiner, Error> {
@@ -509,6 +491,17 @@ impl Flags {
         Ok(self.optional(name, ok, expected)?.unwrap_or(default))
     }
 
+    /// `--name N` within `range` ("expected A to B"), `default` when absent.
+    fn ranged(
+        &mut self,
+        name: &str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, Error> {
+        let expected = format!("{} to {}", range.start(), range.end());
+        self.parsed(name, default, |v| range.contains(v), &expected)
+    }
+
     fn finish(self) -> Result<(), Error> {
         match self.items.first() {
             None => Ok(()),
@@ -581,7 +574,7 @@ mod tests {
         };
         assert_eq!(s.ws_url, "ws://127.0.0.1:1");
         assert_eq!(s.max_runtime, Some(7_200_000));
-        assert_eq!((s.window, s.refit_rows, s.generations), (15, 1440, 8));
+        assert_eq!(s.learn, LearnSettings::default());
     }
 
     #[test]
@@ -642,6 +635,77 @@ mod tests {
         };
         assert_eq!(b.train_frac, 0.6);
         assert!(!b.json);
+        assert_eq!(b.learn, LearnSettings::default());
+    }
+
+    #[test]
+    fn horizon_is_taken_by_every_learning_command() {
+        let learn = |args: &[&str]| match p(args) {
+            Ok(Command::Stream(s)) => s.learn,
+            Ok(Command::Backtest(b)) => b.learn,
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        let expected = LearnSettings {
+            window: 5,
+            refit_rows: 200,
+            generations: 2,
+            horizon: 5,
+            seed: 7,
+            ..LearnSettings::default()
+        };
+        let flags = [
+            "--window",
+            "5",
+            "--refit-rows",
+            "200",
+            "--generations",
+            "2",
+            "--horizon",
+            "5",
+            "--seed",
+            "7",
+        ];
+        assert_eq!(learn(&[&["stream"][..], &flags].concat()), expected);
+        assert_eq!(
+            learn(
+                &[
+                    &["backtest", "--data", "d.csv", "--svr-rows", "60"][..],
+                    &flags
+                ]
+                .concat()
+            ),
+            LearnSettings {
+                svr_rows: 60,
+                ..expected
+            }
+        );
+        let Ok(Command::Train(t)) = p(&["train", "--horizon", "5"]) else {
+            panic!("train parses")
+        };
+        assert_eq!(t.horizon, 5);
+        let Ok(Command::Demo(d)) = p(&["demo", "--horizon", "3"]) else {
+            panic!("demo parses")
+        };
+        assert_eq!((d.horizon, d.seed), (3, DEFAULT_SEED));
+        for bad in [
+            &["stream", "--horizon", "0"][..],
+            &["backtest", "--data", "d.csv", "--horizon", "1441"],
+            &["demo", "--horizon", "x"],
+            &["stream", "--svr-rows", "100"],
+        ] {
+            match p(bad) {
+                Err(e) => assert_eq!(e.exit_code(), 2, "{bad:?}: {e}"),
+                Ok(c) => panic!("{bad:?} parsed as {c:?}"),
+            }
+        }
+        let Err(e) = p(&["stream", "--horizon", "0"]) else {
+            panic!("--horizon 0 is refused")
+        };
+        assert!(
+            e.to_string()
+                .starts_with("--horizon \"0\" is invalid: expected 1 to 1440"),
+            "{e}"
+        );
     }
 
     #[test]

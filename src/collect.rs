@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::kline::{Interval, Symbol};
 use crate::store::{self, KlineStore};
 
-pub use crate::backfill::{FillReport, Gap};
+pub(crate) use crate::backfill::FillReport;
 use crate::time::{format_ms, DAY_MS};
 
 /// Where a fill stands, handed to the progress callback after every page.
@@ -253,6 +253,7 @@ impl ProgressPrinter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backfill::Gap;
     use crate::binance::rest::tests::{client, Reply, Scripted};
     use crate::kline::Kline;
     use crate::testutil::TempDir;

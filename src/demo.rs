@@ -75,7 +75,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     );
 
     // 2. Train on the most recent history, as `klinecast train` would.
-    train_models(&klines[..clock_row], &models_dir, args.seed)?;
+    train_models(&klines[..clock_row], &models_dir, args.horizon, args.seed)?;
 
     // 3. Stream from the replay server at high speed.
     let server = ReplayServer::start(ReplayConfig {
@@ -118,6 +118,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         ws_url: server.ws_url(),
         learn: LearnSettings {
             svr_rows: SVR_ROWS,
+            horizon: args.horizon,
             seed: args.seed,
             threads: settings::fit_threads(),
             ..LearnSettings::default()
@@ -216,7 +217,12 @@ fn seed_store(
     Ok(())
 }
 
-fn train_models(history: &[Kline], models_dir: &Path, seed: u64) -> Result<PathBuf, Error> {
+fn train_models(
+    history: &[Kline],
+    models_dir: &Path,
+    horizon: usize,
+    seed: u64,
+) -> Result<PathBuf, Error> {
     let rows = &history[history.len().saturating_sub(TRAIN_ROWS)..];
     let mut series = Series::with_capacity(rows.len());
     for k in rows {
@@ -228,7 +234,7 @@ fn train_models(history: &[Kline], models_dir: &Path, seed: u64) -> Result<PathB
     );
     let opts = TrainOptions {
         holdout: 0.2,
-        horizon: 1,
+        horizon,
         svr_rows: SVR_ROWS,
         seed,
         threads: settings::fit_threads(),

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use crate::kline::Series;
 
 /// The feature-set version this build computes (stored in every model file).
-pub const FEATURE_VERSION: u32 = 1;
+pub(crate) const FEATURE_VERSION: u32 = 1;
 
 /// Which features are built, and the horizon; saved with every model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,7 +143,7 @@ impl FeatureSpec {
     }
 
     /// The first series index t that has a full feature row.
-    pub fn warmup(&self) -> usize {
+    pub(crate) fn warmup(&self) -> usize {
         LONG
     }
 

@@ -33,7 +33,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// newline), read from the end in growing chunks so that a file of years of rows is not read
 /// whole. Returns the byte offset where the returned text starts and the text; the text starts
 /// at the file's start when the file has no more than `lines` lines (a header included).
-pub fn read_last_lines(file: &File, len: u64, lines: usize) -> io::Result<(u64, Vec<u8>)> {
+pub(crate) fn read_last_lines(file: &File, len: u64, lines: usize) -> io::Result<(u64, Vec<u8>)> {
     let mut reader = file;
     let mut chunk: u64 = (lines as u64 + 2).saturating_mul(128);
     loop {
@@ -67,7 +67,7 @@ pub fn read_last_lines(file: &File, len: u64, lines: usize) -> io::Result<(u64, 
 
 /// The last line (without its newline) of the first `len` bytes of `file`; the whole text when
 /// it has a single line, empty for an empty file.
-pub fn read_last_line(file: &File, len: u64) -> io::Result<String> {
+pub(crate) fn read_last_line(file: &File, len: u64) -> io::Result<String> {
     let (_, text) = read_last_lines(file, len, 1)?;
     let body = text.strip_suffix(b"\n").unwrap_or(&text);
     let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -77,7 +77,7 @@ pub fn read_last_line(file: &File, len: u64) -> io::Result<String> {
 /// Cuts an open file (opened for writing) back to just after its last `\n` when a kill left a
 /// partial last line, and fsyncs it. Returns how many bytes were cut (0: the file is empty or
 /// ends with a newline, and is left alone). A file without any newline is emptied.
-pub fn cut_torn_tail(file: &File) -> io::Result<u64> {
+pub(crate) fn cut_torn_tail(file: &File) -> io::Result<u64> {
     let mut reader = file;
     let len = file.metadata()?.len();
     if len == 0 {
@@ -110,7 +110,7 @@ pub fn cut_torn_tail(file: &File) -> io::Result<u64> {
 }
 
 /// [`cut_torn_tail`] on the file at `path`; a missing or empty file is fine.
-pub fn repair_torn_tail(path: &Path) -> io::Result<u64> {
+pub(crate) fn repair_torn_tail(path: &Path) -> io::Result<u64> {
     match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => cut_torn_tail(&file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
@@ -119,12 +119,12 @@ pub fn repair_torn_tail(path: &Path) -> io::Result<u64> {
 }
 
 /// Fsyncs a directory so that a rename or a new file inside it is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// The directory holding `path` (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> PathBuf {
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -67,7 +67,7 @@ impl fmt::Display for KlineError {
 impl std::error::Error for KlineError {}
 
 /// The CSV column names, in order (the store's fast loader reports errors with them too).
-pub const FIELD_NAMES: [&str; 11] = [
+pub(crate) const FIELD_NAMES: [&str; 11] = [
     "open_time",
     "open",
     "high",
@@ -83,7 +83,7 @@ pub const FIELD_NAMES: [&str; 11] = [
 
 /// True when `text` is a plain non-negative decimal as Binance sends it: digits with at most
 /// one dot, nothing else (no sign, exponent, NaN, inf, spaces or commas).
-pub fn is_plain_decimal(text: &str) -> bool {
+pub(crate) fn is_plain_decimal(text: &str) -> bool {
     let bytes = text.as_bytes();
     if bytes.is_empty() || bytes.len() > 40 {
         return false;
@@ -161,7 +161,7 @@ impl Kline {
     /// True when both klines have the same open and close times, trade count and decimal
     /// values (compared as numbers, so `"1.50"` equals `"1.5"`): the REST and WebSocket APIs may
     /// format the same closed kline differently, but a closed kline never changes its values.
-    pub fn same_values(&self, other: &Kline) -> bool {
+    pub(crate) fn same_values(&self, other: &Kline) -> bool {
         let a = self.values();
         let b = other.values();
         self.open_time == other.open_time
@@ -436,6 +436,23 @@ impl Series {
         self.taker_buy_quote.push(v.taker_buy_quote);
     }
 
+    /// Row `i` as one kline's values; `close_time` is derived from the interval.
+    pub fn values(&self, i: usize, interval_ms: i64) -> KlineValues {
+        KlineValues {
+            open_time: self.open_time[i],
+            open: self.open[i],
+            high: self.high[i],
+            low: self.low[i],
+            close: self.close[i],
+            volume: self.volume[i],
+            close_time: self.open_time[i] + interval_ms - 1,
+            quote_volume: self.quote_volume[i],
+            trades: self.trades[i],
+            taker_buy_base: self.taker_buy_base[i],
+            taker_buy_quote: self.taker_buy_quote[i],
+        }
+    }
+
     /// Rows `range` as a new series.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Series {
         Series {
@@ -453,7 +470,7 @@ impl Series {
     }
 
     /// Drops the oldest rows so that at most `keep` remain.
-    pub fn keep_last(&mut self, keep: usize) {
+    pub(crate) fn keep_last(&mut self, keep: usize) {
         let n = self.len();
         if n <= keep {
             return;

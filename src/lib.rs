@@ -3,13 +3,13 @@
 #![forbid(unsafe_code)]
 
 pub mod backfill;
-pub mod backtest;
+pub(crate) mod backtest;
 pub mod binance;
-pub mod chart;
+pub(crate) mod chart;
 pub mod cli;
-pub mod collect;
-pub mod demo;
-pub mod describe;
+pub(crate) mod collect;
+pub(crate) mod demo;
+pub(crate) mod describe;
 pub mod ensemble;
 pub mod error;
 pub mod features;
@@ -21,10 +21,10 @@ pub mod metrics;
 pub mod models;
 pub mod persist;
 pub mod replay;
-pub mod report;
+pub(crate) mod report;
 pub mod rng;
 pub mod settings;
-pub mod status;
+pub(crate) mod status;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -13,9 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::{fsutil, time};
 
 /// Default size cap of one log file before it is rotated: 1 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 1 << 20;
 /// Default number of rotated files kept next to the live one.
-pub const DEFAULT_KEEP: usize = 2;
+pub(crate) const DEFAULT_KEEP: usize = 2;
 
 /// Milliseconds since the Unix epoch from the local wall clock (0 if the clock is before 1970).
 pub fn wall_clock_ms() -> i64 {
@@ -32,7 +32,7 @@ pub fn stamp(ms: i64) -> String {
 
 /// One log file with rotation. Owned by one thread; not shared.
 #[derive(Debug)]
-pub struct Logger {
+pub(crate) struct Logger {
     path: PathBuf,
     file: Option<File>,
     size: u64,
@@ -54,7 +54,12 @@ impl Logger {
 
     /// Like [`Logger::open`] with an explicit size cap (at least 1 KiB) and number of rotated
     /// files kept (at least 1).
-    pub fn with_limits(path: &Path, tag: &str, max_bytes: u64, keep: usize) -> io::Result<Logger> {
+    pub(crate) fn with_limits(
+        path: &Path,
+        tag: &str,
+        max_bytes: u64,
+        keep: usize,
+    ) -> io::Result<Logger> {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
@@ -74,13 +79,9 @@ impl Logger {
     }
 
     /// Turns the stderr mirror of [`Logger::warn`] on or off (on by default).
-    pub fn mirror_stderr(mut self, on: bool) -> Logger {
+    pub(crate) fn mirror_stderr(mut self, on: bool) -> Logger {
         self.stderr = on;
         self
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// A timestamped line in the file only.
@@ -90,7 +91,7 @@ impl Logger {
     }
 
     /// A timestamped line in the file, mirrored to stderr.
-    pub fn warn(&mut self, msg: &str) {
+    pub(crate) fn warn(&mut self, msg: &str) {
         if self.stderr {
             eprintln!("{}: {msg}", self.tag);
         }
@@ -162,7 +163,7 @@ impl Logger {
 }
 
 /// `x.log` + `n` → `x.log.n`.
-pub fn numbered(path: &Path, n: usize) -> PathBuf {
+pub(crate) fn numbered(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(format!(".{n}"));
     PathBuf::from(name)

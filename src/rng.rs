@@ -8,7 +8,7 @@ pub struct Rng {
 }
 
 /// One splitmix64 step: also used to derive independent child seeds.
-pub fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -66,7 +66,8 @@ impl Rng {
     }
 
     /// Standard normal (Box–Muller, one draw of the pair; used by tests and simulations).
-    pub fn normal(&mut self) -> f64 {
+    #[cfg(test)]
+    pub(crate) fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.next_f64(); // in (0, 1]: ln is finite
         let u2 = self.next_f64();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

@@ -6,10 +6,15 @@
 //! [`crate::models::fit::DEFAULT_SVR_ROWS`], …); `cli` and `demo` refer to them.
 
 use crate::ensemble::{self, EnsembleConfig};
+use crate::features::FeatureSpec;
 use crate::models::fit::{FitConfig, DEFAULT_SVR_ROWS};
 
 /// Default seed for every random step when `--seed` is not given.
-pub const DEFAULT_SEED: u64 = 42;
+pub(crate) const DEFAULT_SEED: u64 = 42;
+/// Default horizon (`--horizon`): forecast the close this many klines ahead.
+pub(crate) const DEFAULT_HORIZON: usize = 1;
+/// Largest `--horizon` (a day of 1m klines); saved models outside 1..=this are refused.
+pub(crate) const MAX_HORIZON: usize = 1440;
 
 /// The settings the offline fit, the ensemble and its window refits share.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +27,9 @@ pub struct LearnSettings {
     pub generations: usize,
     /// Rows the SVR is fitted on (`--svr-rows`); window refits use at most `refit_rows`.
     pub svr_rows: usize,
+    /// Klines ahead the close is forecast (`--horizon`): the feature spec's horizon, shared by
+    /// the trained models, the window generations and the ensemble.
+    pub horizon: usize,
     /// Seed of every random step (`--seed`).
     pub seed: u64,
     /// Worker threads for fitting and predicting (see [`fit_threads`]).
@@ -39,6 +47,7 @@ impl Default for LearnSettings {
             refit_rows: ensemble::DEFAULT_REFIT_ROWS,
             generations: ensemble::DEFAULT_GENERATIONS,
             svr_rows: DEFAULT_SVR_ROWS,
+            horizon: DEFAULT_HORIZON,
             seed: DEFAULT_SEED,
             threads: 1,
             combiner: ensemble::DEFAULT_COMBINER,
@@ -48,9 +57,18 @@ impl Default for LearnSettings {
 }
 
 impl LearnSettings {
+    /// The feature spec of every model: the default features, forecasting `horizon` ahead.
+    pub fn spec(&self) -> FeatureSpec {
+        FeatureSpec {
+            horizon: self.horizon,
+            ..FeatureSpec::default()
+        }
+    }
+
     /// The ensemble's configuration: these settings, the rest at its defaults.
     pub fn ensemble_config(&self) -> EnsembleConfig {
         EnsembleConfig {
+            spec: self.spec(),
             window: self.window,
             refit_rows: self.refit_rows,
             generations: self.generations,
@@ -87,15 +105,21 @@ mod tests {
             refit_rows: 150,
             generations: 2,
             svr_rows: 3000,
+            horizon: 5,
             seed: 9,
             threads: 2,
             ..LearnSettings::default()
         };
         let c = settings.ensemble_config();
         assert_eq!((c.window, c.refit_rows, c.generations), (5, 150, 2));
+        assert_eq!(c.spec.horizon, 5);
         assert_eq!(
             c,
             EnsembleConfig {
+                spec: FeatureSpec {
+                    horizon: 5,
+                    ..FeatureSpec::default()
+                },
                 window: 5,
                 refit_rows: 150,
                 generations: 2,
@@ -106,9 +130,17 @@ mod tests {
         assert_eq!(settings.refit_config().svr_rows, 150);
         let d = LearnSettings::default();
         assert_eq!(
-            (d.window, d.refit_rows, d.generations, d.svr_rows, d.seed),
-            (15, 1440, 8, 3000, 42)
+            (
+                d.window,
+                d.refit_rows,
+                d.generations,
+                d.svr_rows,
+                d.horizon,
+                d.seed
+            ),
+            (15, 1440, 8, 3000, 1, 42)
         );
+        assert_eq!(d.spec(), FeatureSpec::default());
         assert_eq!(d.ensemble_config(), EnsembleConfig::default());
         assert!(fit_threads() >= 1);
     }

@@ -2,10 +2,10 @@
 //! Pure: nothing here reads a clock; callers pass "now" in.
 
 /// Milliseconds in one day.
-pub const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;
@@ -16,7 +16,7 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// The (year, month, day) of a day number since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let doe = z - era * 146_097;
@@ -30,7 +30,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Parses `YYYY-MM-DD` into the millisecond timestamp of that day's 00:00 UTC.
-pub fn parse_date(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_date(text: &str) -> Result<i64, String> {
     let err = || format!("invalid date {text:?}: use YYYY-MM-DD, such as 2024-01-31");
     let parts: Vec<&str> = text.split('-').collect();
     if parts.len() != 3 || parts[0].len() != 4 || parts[1].len() != 2 || parts[2].len() != 2 {
@@ -75,7 +75,7 @@ pub fn format_ms(ms: i64) -> String {
 }
 
 /// A duration for progress lines: `45s`, `1m05s`, `1h02m` (seconds dropped past an hour).
-pub fn format_duration(d: std::time::Duration) -> String {
+pub(crate) fn format_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, s / 60 % 60)
@@ -87,7 +87,7 @@ pub fn format_duration(d: std::time::Duration) -> String {
 }
 
 /// Parses a duration such as `90s`, `15m`, `2h`, `1h30m`, `1d` into milliseconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     let err = || {
         format!(
             "invalid duration {text:?}: use a number with s, m, h or d, such as 90s, 15m or 1h30m"

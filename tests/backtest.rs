@@ -120,3 +120,50 @@ fn too_short_or_missing_data_is_refused() {
     let out = backtest(&["--data", "x.csv", "--train-frac", "1.5"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--horizon 5`: every forecast targets the close 5 klines after the one it was made after, so
+/// the first 4 replayed klines have nothing to score, and every scoreboard row counts the 596
+/// targets of the 600 replayed klines; the default horizon scores all 600.
+#[test]
+fn horizon_5_scores_each_forecast_five_klines_later() {
+    let dir = TempDir::new("backtest-horizon");
+    let data = dir.join("AVAXUSDT_1m.csv");
+    write_slice(&data, 1200);
+    let data = data.to_str().expect("utf-8 path");
+    let run = |horizon: &str| {
+        let out = backtest(&[
+            "--data",
+            data,
+            "--json",
+            "--refit-rows",
+            "300",
+            "--svr-rows",
+            "100",
+            "--generations",
+            "2",
+            "--horizon",
+            horizon,
+        ]);
+        assert!(
+            out.status.success(),
+            "backtest failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        json
+    };
+    let mut naive_rmse = Vec::new();
+    for (horizon, scored, windows) in [("5", 596, 39), ("1", 600, 40)] {
+        let json = run(horizon);
+        assert_eq!(json["horizon"].to_string(), horizon);
+        assert_eq!(json["replay_rows"], 600);
+        assert_eq!(json["windows"], windows, "{json}");
+        assert_eq!(json["dropped_forecasts"], 0);
+        for label in ["ensemble", "naive", "trained/linear", "trained/forest"] {
+            assert_eq!(row(&json, label)["n"], scored, "{label}: {json}");
+        }
+        naive_rmse.push(row(&json, "naive")["rmse"].as_f64().expect("naive rmse"));
+    }
+    // Naive is scored on the 5-kline move at horizon 5: a larger error than on the next kline.
+    assert!(naive_rmse[0] > naive_rmse[1], "{naive_rmse:?}");
+}

@@ -204,28 +204,12 @@ fn target_ensemble_payload(input: &[u8], klines: &Series) -> Verdict {
             let mut learner = Learner::new(saved.ensemble, history, 60_000);
             for t in klines.len() - 8..klines.len() {
                 let row = klines.slice(t..t + 1);
-                let _ = learner.on_kline(&values_at(&row, 0));
+                let _ = learner.on_kline(&row.values(0, 60_000));
             }
             let _ = learner.ensemble().scoreboard();
             Ok(format!("{} members", members.min(4)))
         }
         Err(e) => Err(signature(&e.to_string())),
-    }
-}
-
-fn values_at(s: &Series, i: usize) -> klinecast::kline::KlineValues {
-    klinecast::kline::KlineValues {
-        open_time: s.open_time[i],
-        open: s.open[i],
-        high: s.high[i],
-        low: s.low[i],
-        close: s.close[i],
-        volume: s.volume[i],
-        close_time: s.open_time[i] + 59_999,
-        quote_volume: s.quote_volume[i],
-        trades: s.trades[i],
-        taker_buy_base: s.taker_buy_base[i],
-        taker_buy_quote: s.taker_buy_quote[i],
     }
 }
 
@@ -838,7 +822,7 @@ fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
     };
     let mut windows = 0;
     for t in 200..series.len() {
-        let step = learner.on_kline(&values_at(&series, t));
+        let step = learner.on_kline(&series.values(t, 60_000));
         if step.window_done {
             learner.end_window(&fit);
             windows += 1;

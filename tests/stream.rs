@@ -115,7 +115,9 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
     }
 }
 
-fn check_predictions(data_dir: &Path) -> Vec<PredictionRow> {
+/// The rows of predictions.csv, checked: targets ascend by one kline with no duplicate and no
+/// hole, and each targets the kline `horizon` klines after the one it was made after.
+fn check_predictions(data_dir: &Path, horizon: i64) -> Vec<PredictionRow> {
     let text = fs::read_to_string(data_dir.join("predictions.csv")).expect("predictions.csv");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some(PRED_HEADER));
@@ -130,7 +132,10 @@ fn check_predictions(data_dir: &Path) -> Vec<PredictionRow> {
         );
     }
     for r in &rows {
-        assert_eq!(r.made_after_open_time + 60_000, r.target_open_time);
+        assert_eq!(
+            r.made_after_open_time + horizon * 60_000,
+            r.target_open_time
+        );
         assert!(r.forecast.is_finite() && r.forecast > 0.0 && r.naive > 0.0);
     }
     rows
@@ -257,7 +262,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
         csv_text(&src)
     );
     // Forecasts: one per kline since the start, never twice for a target.
-    let preds = check_predictions(&dirs.data);
+    let preds = check_predictions(&dirs.data, 1);
     assert_eq!(
         preds.first().map(|r| r.target_open_time),
         Some(src[history].open_time)
@@ -342,7 +347,7 @@ fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
     let stored = store::load_klines(&store_path).expect("load the store");
     assert!(stored.len() > history + 5, "{} rows", stored.len());
     assert_eq!(stored[..], src[..stored.len()]);
-    check_predictions(&dirs.data);
+    check_predictions(&dirs.data, 1);
     assert!(load_ensemble(&ensemble_path(&dirs.models)).is_ok());
     // Started without trained models: said so on stderr.
     assert!(stderr.contains("no trained models"), "{stderr}");
@@ -505,11 +510,107 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
         fs::read_to_string(&store_path).expect("read the store"),
         csv_text(src)
     );
-    let preds = check_predictions(&dirs.data);
+    let preds = check_predictions(&dirs.data, 1);
     assert_eq!(preds.len(), klines + 1);
     assert_eq!(preds[0].target_open_time, src[history].open_time);
     assert_eq!(
         preds.last().map(|r| r.made_after_open_time),
         Some(src[history + klines - 1].open_time)
+    );
+}
+
+fn train_horizon(store_path: &Path, models: &Path, horizon: &str) {
+    let out = klinecast_command()
+        .args(["train", "--data"])
+        .arg(store_path)
+        .arg("--models-dir")
+        .arg(models)
+        .args(["--horizon", horizon, "--svr-rows", "100", "--seed", "3"])
+        .output()
+        .expect("run train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--horizon 5` end to end: models trained with `train --horizon 5` are refused by `stream
+/// --horizon 1` (exit 2, naming the file, both horizons and the fixes, before any file is
+/// written), and used by `stream --horizon 5`, whose every forecast targets the kline 5 after
+/// the one it was made after, once per target; its saved ensemble is then refused in turn by
+/// `--horizon 1`.
+#[test]
+fn horizon_5_streams_and_other_horizons_are_refused() {
+    let tmp = TempDir::new("stream-horizon");
+    let dirs = Dirs::new(tmp.path());
+    let (history, klines) = (600, 40);
+    let src = source(history + klines);
+    let store_path = seed_store(&dirs.data, &src[..history]);
+    train_horizon(&store_path, &dirs.models, "5");
+    let srv = server(src.clone(), src.len() - 1, 1e9, "");
+    let limit = [("KLINECAST_MAX_KLINES", klines.to_string())];
+
+    let refused = stream_cmd(&dirs, &srv, &["--horizon", "1"], &limit)
+        .output()
+        .expect("run stream --horizon 1");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let trained = dirs.models.join("Trained").join("linear.bin");
+    assert!(
+        stderr.contains(&format!(
+            "{} was trained for --horizon 5 but stream runs with --horizon 1: run `klinecast \
+             train --horizon 1` or start stream with --horizon 5",
+            trained.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!ensemble_path(&dirs.models).exists());
+    assert!(!dirs.data.join("predictions.csv").exists());
+
+    let out = wait_output(
+        stream_cmd(&dirs, &srv, &["--horizon", "5"], &limit)
+            .spawn()
+            .expect("spawn stream --horizon 5"),
+        Duration::from_secs(300),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(&store_path).expect("read the store"),
+        csv_text(&src)
+    );
+    let preds = check_predictions(&dirs.data, 5);
+    // One forecast after the history and one after each new kline.
+    assert_eq!(preds.len(), klines + 1);
+    assert_eq!(preds[0].made_after_open_time, src[history - 1].open_time);
+    assert_eq!(preds[0].target_open_time, src[history + 4].open_time);
+    assert_eq!(
+        preds.last().map(|r| r.made_after_open_time),
+        Some(src[src.len() - 1].open_time)
+    );
+    let saved = load_ensemble(&ensemble_path(&dirs.models)).expect("the ensemble loads");
+    assert_eq!(saved.ensemble.config.spec.horizon, 5);
+    assert_eq!(saved.ensemble.trained_count(), 5);
+    // 40 klines score the 36 forecasts whose targets arrived: 7 windows of 5.
+    assert_eq!(saved.ensemble.windows_done, 7);
+
+    let refused = stream_cmd(&dirs, &srv, &["--horizon", "1"], &limit)
+        .output()
+        .expect("run stream --horizon 1 again");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let saved = ensemble_path(&dirs.models);
+    assert!(
+        stderr.contains(&format!(
+            "{0} forecasts --horizon 5 but stream runs with --horizon 1: move {0} aside to start \
+             a new ensemble or start stream with --horizon 5",
+            saved.display()
+        )),
+        "{stderr}"
     );
 }

@@ -36,6 +36,18 @@ fn train(args: &[&str]) -> Output {
         .expect("run klinecast")
 }
 
+/// `train --data DATA --models-dir MODELS` and `extra`.
+fn train_into(data: &Path, models: &Path, extra: &[&str]) -> Output {
+    common::klinecast_command()
+        .args(["train", "--data"])
+        .arg(data)
+        .arg("--models-dir")
+        .arg(models)
+        .args(extra)
+        .output()
+        .expect("run klinecast")
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -46,15 +58,7 @@ fn train_writes_eight_models_that_load_and_reports_json() {
     let data = dir.join("AVAXUSDT_1m.csv");
     slice_of_sample(&data, 4000);
     let models = dir.join("models");
-    let out = train(&[
-        "--data",
-        data.to_str().expect("utf-8 path"),
-        "--models-dir",
-        models.to_str().expect("utf-8 path"),
-        "--json",
-        "--max-rows",
-        "3000",
-    ]);
+    let out = train_into(&data, &models, &["--json", "--max-rows", "3000"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "train failed: {stderr}");
     assert!(stderr.contains("fitting svr on the last"), "{stderr}");
@@ -105,12 +109,7 @@ fn train_writes_eight_models_that_load_and_reports_json() {
     let before = fs::read(models.join("Trained/linear.bin")).expect("read model");
     let small = dir.join("small.csv");
     slice_of_sample(&small, 120);
-    let out = train(&[
-        "--data",
-        small.to_str().expect("utf-8 path"),
-        "--models-dir",
-        models.to_str().expect("utf-8 path"),
-    ]);
+    let out = train_into(&small, &models, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("has 120 klines"), "{stderr}");
@@ -128,12 +127,7 @@ fn empty_file_is_refused_with_exit_1() {
     let data = dir.join("EMPTY_1m.csv");
     fs::write(&data, format!("{}\n", klinecast::kline::CSV_HEADER)).expect("write");
     let models = dir.join("models");
-    let out = train(&[
-        "--data",
-        data.to_str().expect("utf-8 path"),
-        "--models-dir",
-        models.to_str().expect("utf-8 path"),
-    ]);
+    let out = train_into(&data, &models, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("klinecast: error:"));
     assert!(!models.join("Trained").exists());

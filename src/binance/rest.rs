@@ -13,11 +13,11 @@ use crate::kline::{Interval, Kline, Symbol};
 use crate::rng::Rng;
 
 /// Binance's request weight limit per minute and IP.
-pub const WEIGHT_LIMIT_1M: u32 = 6000;
+pub(crate) const WEIGHT_LIMIT_1M: u32 = 6000;
 /// Above this used weight the client pauses until the next minute.
-pub const WEIGHT_SLOW_DOWN: u32 = 4800;
+pub(crate) const WEIGHT_SLOW_DOWN: u32 = 4800;
 /// Largest page `GET /api/v3/klines` serves.
-pub const MAX_LIMIT: u16 = 1000;
+pub(crate) const MAX_LIMIT: u16 = 1000;
 /// A 418 without `Retry-After`: Binance's shortest ban.
 const DEFAULT_BAN_SECS: u64 = 120;
 /// Largest body read (a full klines page is about 150 KB).
@@ -129,12 +129,9 @@ impl RestClient {
         self
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     /// The last `X-MBX-USED-WEIGHT-1M` seen.
-    pub fn used_weight(&self) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn used_weight(&self) -> Option<u32> {
         self.used_weight
     }
 
@@ -488,7 +485,7 @@ pub(crate) mod tests {
         }
 
         /// Serves `replies` in order, then 500s.
-        pub fn queue(replies: Vec<Reply>) -> Scripted {
+        pub(crate) fn queue(replies: Vec<Reply>) -> Scripted {
             let mut it = replies.into_iter();
             Scripted::start(Box::new(move |_| {
                 it.next()
@@ -496,7 +493,7 @@ pub(crate) mod tests {
             }))
         }
 
-        pub fn request_log(&self) -> Vec<String> {
+        pub(crate) fn request_log(&self) -> Vec<String> {
             self.requests.lock().expect("lock").clone()
         }
     }

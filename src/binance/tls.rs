@@ -14,7 +14,7 @@ use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 use super::BinanceError;
 
 /// The ring crypto provider, created once.
-pub fn crypto_provider() -> Arc<CryptoProvider> {
+pub(crate) fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
@@ -47,7 +47,7 @@ pub fn client_config() -> Arc<ClientConfig> {
 /// not-yet-valid certificates are left out on purpose: a wrong local clock (a Raspberry Pi
 /// without a real-time clock before NTP syncs) causes those, and a retry after the clock is
 /// fixed succeeds.
-pub fn is_untrusted_certificate(err: &rustls::Error) -> bool {
+pub(crate) fn is_untrusted_certificate(err: &rustls::Error) -> bool {
     use rustls::CertificateError as C;
     match err {
         rustls::Error::InvalidCertificate(cert) => !matches!(
@@ -59,7 +59,7 @@ pub fn is_untrusted_certificate(err: &rustls::Error) -> bool {
 }
 
 /// The explanation shared by the REST and WebSocket errors for an untrusted certificate.
-pub fn untrusted_message(host: &str, detail: &str) -> String {
+pub(crate) fn untrusted_message(host: &str, detail: &str) -> String {
     format!(
         "the TLS certificate of {host} is not trusted ({detail}); klinecast verifies every \
          https:// and wss:// server against the root certificates built into it, and no flag, \

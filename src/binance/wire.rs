@@ -97,7 +97,7 @@ pub fn parse_klines(body: &str) -> Result<Vec<Kline>, WireError> {
 }
 
 /// The `(code, msg)` of a Binance error body `{"code":-1121,"msg":"Invalid symbol."}`.
-pub fn parse_error_body(body: &str) -> Option<(i32, String)> {
+pub(crate) fn parse_error_body(body: &str) -> Option<(i32, String)> {
     let value: Value = serde_json::from_str(body).ok()?;
     let code = value.get("code")?.as_i64()?;
     let msg = value.get("msg")?.as_str()?;
@@ -105,7 +105,7 @@ pub fn parse_error_body(body: &str) -> Option<(i32, String)> {
 }
 
 /// The `serverTime` of a `GET /api/v3/time` body.
-pub fn parse_server_time(body: &str) -> Result<i64, WireError> {
+pub(crate) fn parse_server_time(body: &str) -> Result<i64, WireError> {
     json(body)?
         .get("serverTime")
         .and_then(Value::as_i64)

@@ -21,7 +21,7 @@ use crate::kline::{Interval, Symbol};
 
 /// Timeouts and limits of one connection.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WsConfig {
+pub(crate) struct WsConfig {
     /// TCP connect, and then the whole TLS + WebSocket handshake, each within this.
     pub connect_timeout: Duration,
     /// Socket read timeout: how often a quiet [`KlineSocket::read`] returns [`WsRead::Quiet`].
@@ -45,7 +45,7 @@ impl Default for WsConfig {
 
 /// Why a connection could not be opened or was lost. Every variant is a reason to reconnect.
 #[derive(Debug)]
-pub enum WsError {
+pub(crate) enum WsError {
     /// The URL is malformed, or plain `ws://` to a host that is not loopback.
     Url(String),
     /// DNS or TCP connect failed.
@@ -69,7 +69,7 @@ pub enum WsError {
 impl WsError {
     /// True for TLS failures: the caller logs the local clock with them (a Pi without an RTC
     /// that booted with a wrong clock sees every certificate as not yet valid).
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         matches!(self, WsError::Tls { .. } | WsError::Untrusted { .. })
     }
 }
@@ -104,7 +104,7 @@ impl std::error::Error for WsError {}
 
 /// What one [`KlineSocket::read`] produced.
 #[derive(Debug, Clone, PartialEq)]
-pub enum WsRead {
+pub(crate) enum WsRead {
     /// A text frame: one JSON message for the wire parser.
     Text(String),
     /// A binary frame (Binance sends none): its length, for the bad-frame count.
@@ -116,14 +116,14 @@ pub enum WsRead {
 }
 
 /// `<base>/ws/<symbol lowercase>@kline_<interval>`; a base already ending in `/ws` is kept.
-pub fn stream_url(base: &str, symbol: &Symbol, interval: Interval) -> String {
+pub(crate) fn stream_url(base: &str, symbol: &Symbol, interval: Interval) -> String {
     let base = base.trim_end_matches('/');
     let base = base.strip_suffix("/ws").unwrap_or(base);
     format!("{base}/ws/{}@kline_{}", symbol.lower(), interval.as_str())
 }
 
 /// True for hosts that never leave the machine.
-pub fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -134,7 +134,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 
 /// Checks a WebSocket URL: `wss://` anywhere, `ws://` only to a loopback host.
 /// Returns (is_tls, host, port).
-pub fn check_url(url: &str) -> Result<(bool, String, u16), WsError> {
+pub(crate) fn check_url(url: &str) -> Result<(bool, String, u16), WsError> {
     let uri: Uri = url
         .parse()
         .map_err(|e| WsError::Url(format!("{url:?}: {e}")))?;
@@ -163,7 +163,7 @@ pub fn check_url(url: &str) -> Result<(bool, String, u16), WsError> {
 
 /// One open kline stream connection.
 #[derive(Debug)]
-pub struct KlineSocket {
+pub(crate) struct KlineSocket {
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
     config: WsConfig,
     opened: Instant,

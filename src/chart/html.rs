@@ -61,13 +61,6 @@ impl Page {
         self
     }
 
-    /// A paragraph of plain text.
-    pub fn para(&mut self, text: &str) -> &mut Page {
-        self.close_grid();
-        let _ = write!(self.body, "<p>{}</p>", escape(text));
-        self
-    }
-
     /// A table; the first row of `rows` is not special: `header` is.
     pub fn table(&mut self, id: &str, header: &[&str], rows: &[Vec<String>]) -> &mut Page {
         self.open_grid();

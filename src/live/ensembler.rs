@@ -127,9 +127,10 @@ impl Ensembler {
                     saved.as_of_open_time.map_or("start".to_string(), stamp)
                 ));
                 let mut ensemble = saved.ensemble;
+                check_horizon(&path, ensemble.config.spec.horizon, config, "forecasts")?;
                 // Trained models are not in the saved file: put them back from models/Trained.
                 let kept = ensemble
-                    .attach_trained(trained_members(config, &mut log))
+                    .attach_trained(trained_members(config, &mut log)?)
                     .map_err(|e| Error::Config(format!("cannot use the trained models: {e}")))?;
                 if !kept {
                     log.info(
@@ -368,19 +369,48 @@ impl Ensembler {
 
 /// A new ensemble from the trained models in `<models-dir>/Trained` (possibly none).
 fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, Error> {
-    let members = trained_members(config, log);
+    let members = trained_members(config, log)?;
     Ensemble::new(config.ensemble.clone(), members)
         .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
 }
 
+/// A configuration error unless the model file at `path`, made for `horizon`, suits the
+/// horizon the stream runs with (`what`: "was trained for" or "forecasts").
+fn check_horizon(
+    path: &Path,
+    horizon: usize,
+    config: &EnsemblerConfig,
+    what: &str,
+) -> Result<(), Error> {
+    let runs = config.ensemble.spec.horizon;
+    if horizon == runs {
+        return Ok(());
+    }
+    let fix = if what == "forecasts" {
+        format!("move {} aside to start a new ensemble", path.display())
+    } else {
+        format!("run `klinecast train --horizon {runs}`")
+    };
+    Err(Error::Config(format!(
+        "{} {what} --horizon {horizon} but stream runs with --horizon {runs}: {fix} or start \
+         stream with --horizon {horizon}",
+        path.display()
+    )))
+}
+
 /// The trained models in `<models-dir>/Trained` as ensemble members (possibly none), each
-/// tagged with what it was trained on so a saved ensemble can tell whether they changed.
-fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Vec<Member> {
+/// tagged with what it was trained on so a saved ensemble can tell whether they changed. A
+/// model trained for another horizon than the stream's is a configuration error.
+fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Result<Vec<Member>, Error> {
     // Each file on its own: a bad one is skipped (and named), the others are still used.
     let mut trained = Vec::new();
     for kind in crate::models::ModelKind::ALL {
-        match persist::load_trained(&persist::trained_path(&config.models_dir, kind)) {
-            Ok(t) => trained.push(t),
+        let path = persist::trained_path(&config.models_dir, kind);
+        match persist::load_trained(&path) {
+            Ok(t) => {
+                check_horizon(&path, t.spec.horizon, config, "was trained for")?;
+                trained.push(t)
+            }
             Err(PersistError::NotFound { .. }) => {}
             Err(e) => log.warn(&format!(
                 "cannot load a trained model: {e}; starting without it"
@@ -397,7 +427,7 @@ fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Vec<Member> {
         let names: Vec<&str> = trained.iter().map(|t| t.kind.name()).collect();
         log.info(&format!("trained members: {}", names.join(", ")));
     }
-    trained
+    Ok(trained
         .into_iter()
         .map(|t| {
             let source = format!(
@@ -410,7 +440,7 @@ fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Vec<Member> {
             );
             Member::trained(t.spec, Some(t.scaler), t.model).with_source(source)
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

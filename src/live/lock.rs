@@ -5,27 +5,20 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The lock file name inside the data directory.
-pub const LOCK_FILE: &str = ".klinecast.lock";
+pub(crate) const LOCK_FILE: &str = ".klinecast.lock";
 
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
-pub struct InstanceLock {
+pub(crate) struct InstanceLock {
     _file: File,
-    path: PathBuf,
-}
-
-impl InstanceLock {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// The result of trying to take the lock.
 #[derive(Debug)]
-pub enum LockOutcome {
+pub(crate) enum LockOutcome {
     Acquired(InstanceLock),
     /// Another process holds it; `holder` is what it wrote (pid and start time), trimmed.
     Busy {
@@ -35,7 +28,7 @@ pub enum LockOutcome {
 
 /// Tries to take the lock of `data_dir` (created if missing) without waiting. `whoami` is
 /// written into the lock file once it is held, such as `pid 123 started 2026-07-21 10:00:00Z`.
-pub fn acquire(data_dir: &Path, whoami: &str) -> io::Result<LockOutcome> {
+pub(crate) fn acquire(data_dir: &Path, whoami: &str) -> io::Result<LockOutcome> {
     fs::create_dir_all(data_dir)?;
     let path = data_dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
@@ -50,7 +43,7 @@ pub fn acquire(data_dir: &Path, whoami: &str) -> io::Result<LockOutcome> {
             file.seek(SeekFrom::Start(0))?;
             file.write_all(format!("{whoami}\n").as_bytes())?;
             file.sync_data()?;
-            Ok(LockOutcome::Acquired(InstanceLock { _file: file, path }))
+            Ok(LockOutcome::Acquired(InstanceLock { _file: file }))
         }
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
@@ -82,7 +75,7 @@ mod tests {
             LockOutcome::Acquired(l) => l,
             LockOutcome::Busy { holder } => panic!("busy: {holder}"),
         };
-        assert_eq!(first.path(), dir.join(LOCK_FILE));
+        assert!(dir.join(LOCK_FILE).is_file());
         match acquire(&dir, "pid 2").expect("second") {
             LockOutcome::Busy { holder } => assert_eq!(holder, "pid 1 started now"),
             LockOutcome::Acquired(_) => panic!("second instance got the lock"),

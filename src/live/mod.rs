@@ -18,7 +18,7 @@
 pub mod ensembler;
 pub mod lock;
 pub mod predictions;
-pub mod stream_thread;
+pub(crate) mod stream_thread;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -44,7 +44,7 @@ use stream_thread::{
 
 /// Everything `klinecast stream` (and `demo`) needs to run.
 #[derive(Debug, Clone)]
-pub struct StreamConfig {
+pub(crate) struct StreamConfig {
     pub symbol: Symbol,
     pub interval: Interval,
     pub data_dir: PathBuf,
@@ -52,7 +52,7 @@ pub struct StreamConfig {
     pub log_dir: PathBuf,
     pub rest_url: String,
     pub ws_url: String,
-    /// Window, refit rows, generations, SVR rows, seed and fit threads.
+    /// Window, refit rows, generations, horizon, SVR rows, seed and fit threads.
     pub learn: LearnSettings,
     pub max_runtime: Option<Duration>,
     pub max_klines: Option<u64>,
@@ -66,7 +66,7 @@ pub struct StreamConfig {
 
 impl StreamConfig {
     /// From the parsed command line and the environment (see the module doc for the knobs).
-    pub fn from_args(
+    pub(crate) fn from_args(
         args: &StreamArgs,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<StreamConfig, Error> {
@@ -96,14 +96,8 @@ impl StreamConfig {
             rest_url: args.rest_url.clone(),
             ws_url: args.ws_url.clone(),
             learn: LearnSettings {
-                window: args.window,
-                refit_rows: args.refit_rows,
-                generations: args.generations,
-                seed: args.seed,
                 threads: settings::fit_threads(),
-                combiner: args.combiner,
-                coverage: args.coverage,
-                ..LearnSettings::default()
+                ..args.learn.clone()
             },
             max_runtime: args.max_runtime.map(Duration::from_millis),
             max_klines,
@@ -129,7 +123,7 @@ impl StreamConfig {
 
 /// How a run ended.
 #[derive(Debug, Clone)]
-pub enum RunOutcome {
+pub(crate) enum RunOutcome {
     /// Another `klinecast stream` holds the lock of this data directory.
     AlreadyRunning {
         holder: String,
@@ -139,7 +133,7 @@ pub enum RunOutcome {
 
 /// What a finished run did.
 #[derive(Debug, Clone)]
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     pub stop: StopReason,
     pub stream: StreamStats,
     pub ensembler: EnsemblerSummary,
@@ -236,7 +230,7 @@ impl Frames for KlineSocket {
 
 /// Runs the stream until `max_runtime`, `max_klines` or a fatal error; `observer` sees every
 /// ensembler event on the calling thread.
-pub fn run_stream(
+pub(crate) fn run_stream(
     config: &StreamConfig,
     observer: &mut dyn FnMut(&LiveEvent),
 ) -> Result<RunOutcome, Error> {
@@ -372,7 +366,7 @@ fn joined<T>(
 }
 
 /// `(median, p95, max)` of a sample (zeros when empty).
-pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn spread(values: &[f64]) -> (f64, f64, f64) {
     if values.is_empty() {
         return (0.0, 0.0, 0.0);
     }
@@ -390,7 +384,7 @@ pub fn peak_rss_kib() -> Option<u64> {
 }
 
 /// One line with the costs of a run: per-kline step, per-window refit + save, peak memory.
-pub fn timing_line(summary: &RunSummary) -> String {
+pub(crate) fn timing_line(summary: &RunSummary) -> String {
     let (k50, k95, kmax) = spread(&summary.ensembler.kline_seconds);
     let (w50, w95, wmax) = spread(&summary.ensembler.window_seconds);
     format!(

@@ -21,7 +21,7 @@ use crate::log::{stamp, wall_clock_ms, Logger};
 use crate::rng::Rng;
 use crate::store::KlineStore;
 
-pub use crate::backfill::Rest;
+pub(crate) use crate::backfill::Rest;
 
 /// The message from the streaming thread to the ensembling thread: one closed kline, already
 /// stored, strictly newer than every kline sent before.
@@ -42,7 +42,7 @@ pub trait Frames {
 }
 
 /// Opens connections (to the real socket, or a fake in tests).
-pub trait Connect {
+pub(crate) trait Connect {
     fn connect(&mut self) -> Result<Box<dyn Frames>, WsError>;
     /// The URL, for the log.
     fn describe(&self) -> String;
@@ -50,7 +50,7 @@ pub trait Connect {
 
 /// Timings of the stream thread.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// First reconnect delay; doubled per failed attempt up to `backoff_max`, with jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -70,7 +70,7 @@ impl Default for Timing {
 
 /// When the stream thread stops on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Wall-clock end of the run.
     pub deadline: Option<Instant>,
     /// Stop after this many new closed klines were handed to the ensembler.
@@ -80,7 +80,7 @@ pub struct Limits {
 /// What the streaming thread streams and how: everything [`StreamThread::new`] needs besides
 /// the resources it takes ownership of.
 #[derive(Debug, Clone)]
-pub struct StreamSettings {
+pub(crate) struct StreamSettings {
     pub symbol: Symbol,
     pub interval: Interval,
     pub timing: Timing,
@@ -93,7 +93,7 @@ pub struct StreamSettings {
 
 /// Counters, logged at every reconnect and at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamStats {
+pub(crate) struct StreamStats {
     pub connects: u64,
     pub failed_connects: u64,
     pub klines_ws: u64,
@@ -127,7 +127,7 @@ impl StreamStats {
 
 /// Why the stream thread ended (without an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     Deadline,
     KlineLimit,
     /// The ensembling thread hung up (it failed or finished).
@@ -136,7 +136,7 @@ pub enum StopReason {
 
 /// Capped exponential backoff with seeded jitter: delay in [d/2, d] for d = min(max, base·2^n).
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base_ms: u64,
     max_ms: u64,
     attempt: u32,
@@ -154,7 +154,7 @@ impl Backoff {
         }
     }
 
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let exp = self
             .base_ms
             .saturating_mul(1u64 << self.attempt.min(30))
@@ -164,7 +164,7 @@ impl Backoff {
         Duration::from_millis(exp - half + self.rng.below(half as usize + 1) as u64)
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }
@@ -179,7 +179,7 @@ enum ConnEnd {
 }
 
 /// The streaming thread's state. Owns the store; sends to the ensembler.
-pub struct StreamThread<R: Rest, C: Connect> {
+pub(crate) struct StreamThread<R: Rest, C: Connect> {
     pub symbol: Symbol,
     pub interval: Interval,
     pub rest: R,
@@ -686,6 +686,37 @@ mod tests {
         }
     }
 
+    /// Runs a stream thread for AVAXUSDT 1m over the fakes; returns how it stopped, its stats
+    /// and the (minute, from_rest) of every kline it sent on.
+    fn run_thread(
+        dir: &TempDir,
+        rest: FakeRest,
+        connect: FakeConnect,
+        store: KlineStore,
+        timing: Timing,
+        limits: Limits,
+    ) -> (StopReason, StreamStats, Vec<(i64, bool)>) {
+        let (tx, rx) = mpsc::channel();
+        let log = Logger::open(&dir.join("stream.log"), "test")
+            .expect("log")
+            .mirror_stderr(false);
+        let settings = StreamSettings {
+            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
+            interval: Interval::ONE_MINUTE,
+            timing,
+            limits,
+            initial_rows: 100,
+            seed: 7,
+        };
+        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
+        let (reason, stats) = thread.run().expect("run");
+        let got = rx
+            .try_iter()
+            .map(|m| (m.kline.open_time / MIN, m.from_rest))
+            .collect();
+        (reason, stats, got)
+    }
+
     fn temp(name: &str) -> TempDir {
         TempDir::new(&format!("streamthread-{name}"))
     }
@@ -725,10 +756,6 @@ mod tests {
             vec![Ok(WsRead::Text(r#"{"e":"serverShutdown","E":1}"#.into()))],
             vec![event(12, true), event(13, true), event(14, true)],
         ]);
-        let (tx, rx) = mpsc::channel();
-        let log = Logger::open(&dir.join("stream.log"), "test")
-            .expect("log")
-            .mirror_stderr(false);
         let timing = Timing {
             backoff_base: Duration::from_millis(1),
             backoff_max: Duration::from_millis(2),
@@ -738,21 +765,8 @@ mod tests {
             deadline: None,
             max_klines: Some(9),
         };
-        let settings = StreamSettings {
-            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-            interval: Interval::ONE_MINUTE,
-            timing,
-            limits,
-            initial_rows: 100,
-            seed: 7,
-        };
-        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
-        let (reason, stats) = thread.run().expect("run");
+        let (reason, stats, got) = run_thread(&dir, rest, connect, store, timing, limits);
         assert_eq!(reason, StopReason::KlineLimit);
-        let got: Vec<(i64, bool)> = rx
-            .try_iter()
-            .map(|m| (m.kline.open_time / MIN, m.from_rest))
-            .collect();
         assert_eq!(
             got,
             [
@@ -814,10 +828,6 @@ mod tests {
             vec![event(11, true), event(12, true), event(13, true)],
         ]);
         connect.age_per_read = Duration::from_secs(600);
-        let (tx, rx) = mpsc::channel();
-        let log = Logger::open(&dir.join("stream.log"), "test")
-            .expect("log")
-            .mirror_stderr(false);
         let timing = Timing {
             backoff_base: Duration::from_secs(3600),
             backoff_max: Duration::from_secs(3600),
@@ -827,21 +837,8 @@ mod tests {
             deadline: Some(Instant::now() + Duration::from_secs(20)),
             max_klines: Some(9),
         };
-        let settings = StreamSettings {
-            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
-            interval: Interval::ONE_MINUTE,
-            timing,
-            limits,
-            initial_rows: 100,
-            seed: 7,
-        };
-        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
-        let (reason, stats) = thread.run().expect("run");
+        let (reason, stats, got) = run_thread(&dir, rest, connect, store, timing, limits);
         assert_eq!(reason, StopReason::KlineLimit, "{stats:?}");
-        let got: Vec<(i64, bool)> = rx
-            .try_iter()
-            .map(|m| (m.kline.open_time / MIN, m.from_rest))
-            .collect();
         assert_eq!(
             got,
             [

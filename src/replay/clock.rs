@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 /// The pure clock formula: `origin_ms + elapsed × speed`, never past `end_ms`.
-pub fn virtual_now(origin_ms: i64, elapsed: Duration, speed: f64, end_ms: i64) -> i64 {
+pub(crate) fn virtual_now(origin_ms: i64, elapsed: Duration, speed: f64, end_ms: i64) -> i64 {
     let advanced = elapsed.as_secs_f64() * 1000.0 * speed;
     let advanced = if advanced.is_finite() && advanced > 0.0 {
         advanced.min(i64::MAX as f64 / 4.0) as i64
@@ -18,7 +18,7 @@ pub fn virtual_now(origin_ms: i64, elapsed: Duration, speed: f64, end_ms: i64) -
 }
 
 /// Real time to wait until the virtual clock reaches `target_ms` (zero when it already has).
-pub fn real_until(now_ms: i64, target_ms: i64, speed: f64) -> Duration {
+pub(crate) fn real_until(now_ms: i64, target_ms: i64, speed: f64) -> Duration {
     if target_ms <= now_ms || speed.is_nan() || speed <= 0.0 {
         return Duration::ZERO;
     }
@@ -27,7 +27,7 @@ pub fn real_until(now_ms: i64, target_ms: i64, speed: f64) -> Duration {
 
 /// A running virtual clock.
 #[derive(Debug, Clone)]
-pub struct VirtualClock {
+pub(crate) struct VirtualClock {
     origin_ms: i64,
     end_ms: i64,
     speed: f64,
@@ -60,13 +60,8 @@ impl VirtualClock {
         self.speed
     }
 
-    /// The virtual time where the clock stops.
-    pub fn end_ms(&self) -> i64 {
-        self.end_ms
-    }
-
     /// Real time since the clock started.
-    pub fn real_elapsed(&self) -> Duration {
+    pub(crate) fn real_elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 }

@@ -46,11 +46,11 @@ pub struct Faults {
 }
 
 /// Default `Retry-After` seconds of an injected 429.
-pub const DEFAULT_RETRY_AFTER_S: u64 = 1;
+pub(crate) const DEFAULT_RETRY_AFTER_S: u64 = 1;
 /// Binance's request weight limit per minute.
-pub const DEFAULT_WEIGHT_LIMIT: u64 = 6000;
+pub(crate) const DEFAULT_WEIGHT_LIMIT: u64 = 6000;
 /// Default time a WebSocket client has to answer a ping (Binance: one minute).
-pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const DEFAULT_PONG_TIMEOUT_MS: u64 = 60_000;
 
 /// Every key `Faults::parse` accepts, for the error message.
 const KEYS: &str =
@@ -124,17 +124,17 @@ impl Faults {
     }
 
     /// The `Retry-After` seconds of an injected 429.
-    pub fn retry_after(&self) -> u64 {
+    pub(crate) fn retry_after(&self) -> u64 {
         self.retry_after_s.unwrap_or(DEFAULT_RETRY_AFTER_S)
     }
 
     /// The request weight limit per minute.
-    pub fn weight_limit(&self) -> u64 {
+    pub(crate) fn weight_limit(&self) -> u64 {
         self.weight_limit.unwrap_or(DEFAULT_WEIGHT_LIMIT)
     }
 
     /// The pong timeout in real milliseconds.
-    pub fn pong_timeout_ms(&self) -> u64 {
+    pub(crate) fn pong_timeout_ms(&self) -> u64 {
         self.pong_timeout_ms.unwrap_or(DEFAULT_PONG_TIMEOUT_MS)
     }
 }

@@ -8,14 +8,14 @@ use std::ops::Range;
 use crate::kline::{Interval, Kline, Symbol};
 
 /// Binance's default and maximum `limit` for klines.
-pub const DEFAULT_LIMIT: usize = 500;
-pub const MAX_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_LIMIT: usize = 500;
+pub(crate) const MAX_LIMIT: usize = 1000;
 /// The first synthetic trade id; candle i's first trade id is this plus all earlier trades.
-pub const FIRST_TRADE_ID: i64 = 1_000_000;
+pub(crate) const FIRST_TRADE_ID: i64 = 1_000_000;
 
 /// An answer with a Binance `{code,msg}` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: u16,
     pub code: i32,
     pub msg: String,
@@ -42,14 +42,14 @@ impl ApiError {
 
 /// A validated `GET /api/v3/klines` query (times in ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KlinesQuery {
+pub(crate) struct KlinesQuery {
     pub start: Option<i64>,
     pub end: Option<i64>,
     pub limit: usize,
 }
 
 /// Decodes `%XX` and `+` in a query component; invalid escapes are kept literally.
-pub fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -76,7 +76,7 @@ pub fn percent_decode(text: &str) -> String {
 }
 
 /// Splits a query string into decoded `(key, value)` pairs, in order.
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -129,7 +129,7 @@ fn time_param(name: &str, text: &str) -> Result<i64, ApiError> {
 /// error codes: -1102 missing, -1100 illegal characters, -1121 invalid symbol, -1120 invalid
 /// interval, -1130 limit out of 1..=1000, -1101 duplicate parameter, -1023 start after end.
 /// Unknown parameters (e.g. `timeZone`) are ignored.
-pub fn parse_klines_query(
+pub(crate) fn parse_klines_query(
     query: &str,
     symbol: &Symbol,
     interval: Interval,
@@ -202,7 +202,7 @@ pub fn parse_klines_query(
 /// (ascending by open time). Only rows with `open_time <= now` exist. Binance semantics:
 /// start only → oldest rows at/after start; end only → most recent rows up to end; both →
 /// from start, never past end; neither → the most recent `limit` rows.
-pub fn select(klines: &[Kline], now: i64, q: &KlinesQuery) -> Range<usize> {
+pub(crate) fn select(klines: &[Kline], now: i64, q: &KlinesQuery) -> Range<usize> {
     let visible = klines.partition_point(|k| k.open_time <= now);
     let upper = match q.end {
         Some(end) => klines.partition_point(|k| k.open_time <= end).min(visible),
@@ -218,7 +218,7 @@ pub fn select(klines: &[Kline], now: i64, q: &KlinesQuery) -> Range<usize> {
 }
 
 /// True when the candle is still open at `now` (its close time has not passed).
-pub fn is_open(k: &Kline, now: i64) -> bool {
+pub(crate) fn is_open(k: &Kline, now: i64) -> bool {
     k.close_time >= now
 }
 
@@ -237,7 +237,7 @@ fn format_like(value: f64, like: &str) -> String {
 }
 
 /// The part of a candle elapsed at `now`, in 0..=1.
-pub fn fraction(k: &Kline, now: i64) -> f64 {
+pub(crate) fn fraction(k: &Kline, now: i64) -> f64 {
     let len = (k.close_time + 1 - k.open_time).max(1) as f64;
     ((now - k.open_time) as f64 / len).clamp(0.0, 1.0)
 }
@@ -245,7 +245,7 @@ pub fn fraction(k: &Kline, now: i64) -> f64 {
 /// The still-open candle as it looks at `now`: close interpolated between open and the final
 /// close by the elapsed fraction f, high/low growing from open/close towards the final high and
 /// low by f, volumes and trade count scaled by f. Decimals keep the source's number of places.
-pub fn partial_kline(k: &Kline, now: i64) -> Kline {
+pub(crate) fn partial_kline(k: &Kline, now: i64) -> Kline {
     let f = fraction(k, now);
     let v = k.values();
     let close = v.open + (v.close - v.open) * f;
@@ -269,7 +269,7 @@ pub fn partial_kline(k: &Kline, now: i64) -> Kline {
 }
 
 /// The row as Binance serves it at `now`: the source row when closed, else the partial one.
-pub fn row_at(k: &Kline, now: i64) -> Kline {
+pub(crate) fn row_at(k: &Kline, now: i64) -> Kline {
     if is_open(k, now) {
         partial_kline(k, now)
     } else {
@@ -279,7 +279,7 @@ pub fn row_at(k: &Kline, now: i64) -> Kline {
 
 /// One REST klines row: Binance's 12-element array (numbers for times and trades, strings for
 /// decimals, `"0"` last).
-pub fn rest_row(k: &Kline) -> String {
+pub(crate) fn rest_row(k: &Kline) -> String {
     format!(
         "[{},\"{}\",\"{}\",\"{}\",\"{}\",\"{}\",{},\"{}\",{},\"{}\",\"{}\",\"0\"]",
         k.open_time,
@@ -306,7 +306,7 @@ pub fn rest_body(klines: &[Kline], range: Range<usize>, now: i64) -> String {
 }
 
 /// Synthetic first trade id of every row: [`FIRST_TRADE_ID`] plus all earlier trade counts.
-pub fn first_trade_ids(klines: &[Kline]) -> Vec<i64> {
+pub(crate) fn first_trade_ids(klines: &[Kline]) -> Vec<i64> {
     let mut next = FIRST_TRADE_ID;
     klines
         .iter()
@@ -364,7 +364,7 @@ pub fn shutdown_event(event_ms: i64) -> String {
 
 /// Request weight used in the current real minute, as Binance counts it per IP.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WeightWindow {
+pub(crate) struct WeightWindow {
     minute: u64,
     used: u64,
 }
@@ -372,7 +372,7 @@ pub struct WeightWindow {
 impl WeightWindow {
     /// Adds `weight` in real minute number `minute` (a new minute resets the count) and
     /// returns the weight used so far in this minute.
-    pub fn charge(&mut self, minute: u64, weight: u64) -> u64 {
+    pub(crate) fn charge(&mut self, minute: u64, weight: u64) -> u64 {
         if minute != self.minute {
             self.minute = minute;
             self.used = 0;

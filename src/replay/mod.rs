@@ -75,7 +75,7 @@ mod http;
 pub mod market;
 mod ws;
 
-pub use clock::{virtual_now, VirtualClock};
+pub(crate) use clock::VirtualClock;
 pub use faults::Faults;
 
 use std::collections::HashMap;
