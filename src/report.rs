@@ -401,6 +401,7 @@ pub fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
                 mape: None,
                 directional: fin(a.dir / nf),
                 rmse_vs_naive: fin((a.sse / a.naive_sse).sqrt()),
+                weight: None,
             }
         })
         .collect()

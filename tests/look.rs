@@ -745,7 +745,11 @@ fn train_and_backtest_the_1h_series() {
     );
     let j: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
     assert_eq!(j["rows"], 1200);
-    assert_eq!(j["models"].as_array().expect("models").len(), 6);
+    assert_eq!(
+        j["models"].as_array().expect("models").len(),
+        9,
+        "eight models and naive"
+    );
     assert!(models.join("Trained").join("linear.bin").exists());
     let out = run(&[
         "backtest",

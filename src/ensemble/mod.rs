@@ -1361,9 +1361,16 @@ impl Ensemble {
             .filter(|g| !g.label.starts_with("combiner/"))
             .collect();
         groups.sort_by_key(|g| group_rank(&g.label));
+        let weights = self.expert_weights();
         groups
             .into_iter()
-            .map(|g| ScoreRow::new(&g.label, &g.accum, Some(g.naive.rmse())))
+            .map(|g| ScoreRow {
+                weight: weights
+                    .iter()
+                    .find(|e| e.label == g.label)
+                    .map(|e| e.weight),
+                ..ScoreRow::new(&g.label, &g.accum, Some(g.naive.rmse()))
+            })
             .collect()
     }
 

@@ -197,6 +197,9 @@ pub struct ScoreRow {
     pub directional: Option<f64>,
     /// RMSE divided by the naive forecast's RMSE on the same forecasts.
     pub rmse_vs_naive: Option<f64>,
+    /// The expert's current ML-Poly weight (`None` for rows that are not experts).
+    #[serde(default)]
+    pub weight: Option<f64>,
 }
 
 impl ScoreRow {
@@ -213,6 +216,7 @@ impl ScoreRow {
                 (Some(r), Some(n)) if n > 0.0 => Some(r / n),
                 _ => None,
             },
+            weight: None,
         }
     }
 }
@@ -226,12 +230,12 @@ pub fn scoreboard_table(rows: &[ScoreRow]) -> String {
         .unwrap_or(5)
         .max(10);
     let mut out = format!(
-        "{:<width$} {:>7} {:>12} {:>12} {:>9} {:>8} {:>10}\n",
-        "forecaster", "n", "rmse", "mae", "mape%", "dir%", "rmse/naive"
+        "{:<width$} {:>7} {:>12} {:>12} {:>9} {:>8} {:>10} {:>7}\n",
+        "forecaster", "n", "rmse", "mae", "mape%", "dir%", "rmse/naive", "weight"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<width$} {:>7} {:>12} {:>12} {:>9} {:>8} {:>10}\n",
+            "{:<width$} {:>7} {:>12} {:>12} {:>9} {:>8} {:>10} {:>7}\n",
             r.label,
             r.n,
             fmt_num(r.rmse),
@@ -241,6 +245,7 @@ pub fn scoreboard_table(rows: &[ScoreRow]) -> String {
                 .map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v)),
             r.rmse_vs_naive
                 .map_or("-".to_string(), |v| format!("{v:.5}")),
+            r.weight.map_or("-".to_string(), |v| format!("{v:.3}")),
         ));
     }
     out
