@@ -8,7 +8,17 @@
 //! the oldest generation is evicted). A member is never an ensemble itself, so the cost of a
 //! forecast stays flat however long the stream runs.
 //!
-//! # Weights
+//! # Experts and combiners
+//! The members are grouped into experts, the forecasting rules whose records ML-Poly keeps
+//! ([`aggregate`]): `naive`, each `trained/<kind>` and each `generations/<kind>` (the kind
+//! refitted every window; its forecast is the mean of its generations in the pool). A refit
+//! replaces an expert's parameters, never its record. An expert is awake once its own forecasts
+//! pass the LCB gate below (the naive always is); the default combiner, [`Combiner::MlPoly`],
+//! weighs the awake experts by ML-Poly on volatility-scaled returns. [`Combiner::Lcb`] uses the
+//! gate's weights directly. Both are scored on every forecast (`combiner/<name>` totals).
+//! Every forecast also carries an ACI prediction interval ([`interval`]).
+//!
+//! # The LCB gate and combiner
 //! Every member forecasts the log return `p = ln(close[t+h] / close[t])`. When the actual log
 //! return `a` is known, member `i` gets the squared error `e = (p − a)²` and the paired
 //! difference with the naive forecast (which predicts 0) `d = e − a²`. With the discount
