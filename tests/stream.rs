@@ -595,7 +595,7 @@ fn horizon_5_streams_and_other_horizons_are_refused() {
     );
     let saved = load_ensemble(&ensemble_path(&dirs.models)).expect("the ensemble loads");
     assert_eq!(saved.ensemble.config.spec.horizon, 5);
-    assert_eq!(saved.ensemble.trained_count(), 5);
+    assert_eq!(saved.ensemble.trained_count(), 8);
     // 40 klines score the 36 forecasts whose targets arrived: 7 windows of 5.
     assert_eq!(saved.ensemble.windows_done, 7);
 
