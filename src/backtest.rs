@@ -17,7 +17,6 @@ use crate::error::Error;
 use crate::features::Scaler;
 use crate::kline::Series;
 use crate::models::fit::fit_models;
-use crate::models::ModelKind;
 use crate::settings::{self, LearnSettings};
 use crate::store;
 
@@ -151,13 +150,9 @@ fn backtest(
     let scaler = Scaler::fit(&dataset.x);
     let x = scaler.transform(&dataset.x);
     let train_config = settings.fit_config();
-    let fitted = fit_models(
-        &ModelKind::ALL,
-        &x,
-        &dataset.y,
-        &train_config,
-        &mut |kind| progress.note(&format!("training {} on {} rows", kind.name(), x.nrows())),
-    )?;
+    let fitted = fit_models(&args.models, &x, &dataset.y, &train_config, &mut |kind| {
+        progress.note(&format!("training {} on {} rows", kind.name(), x.nrows()))
+    })?;
     let trained = fitted
         .into_iter()
         .map(|f| Member::trained(spec.clone(), Some(scaler.clone()), f.model))

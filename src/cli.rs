@@ -11,6 +11,7 @@ use crate::ensemble::{
 use crate::error::Error;
 use crate::kline::{Interval, Symbol};
 use crate::models::fit::DEFAULT_SVR_ROWS;
+use crate::models::ModelKind;
 use crate::settings::{LearnSettings, DEFAULT_HORIZON, DEFAULT_SEED, MAX_HORIZON};
 use crate::time;
 
@@ -31,7 +32,7 @@ USAGE:
                           [--coverage 0.9]
   klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
                           [--generations 8] [--horizon H] [--max-rows N] [--svr-rows N] [--seed S]
-                          [--combiner ml-poly|lcb] [--coverage 0.9] [--json]
+                          [--combiner ml-poly|lcb] [--coverage 0.9] [--models LIST] [--json]
   klinecast replay-server --data FILE [--port P] [--speed X] [--start-row N] [--faults SPEC]
   klinecast describe      [--data FILE] [--html FILE]
   klinecast report        [--data-dir DIR] [--log-dir DIR] [--hours 24] [--html FILE]
@@ -147,8 +148,8 @@ pub struct BacktestArgs {
     pub learn: LearnSettings,
     pub max_rows: Option<usize>,
     pub json: bool,
-    pub combiner: Combiner,
-    pub coverage: f64,
+    /// The offline models to train (`--models linear,svr,…`; default all eight).
+    pub models: Vec<ModelKind>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,8 +258,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             },
             max_rows: max_rows(&mut flags)?,
             json: flags.switch("--json"),
-            combiner: combiner(&mut flags)?,
-            coverage: coverage(&mut flags)?,
+            models: models(&mut flags)?,
         }),
         "replay-server" => Command::ReplayServer(ReplayArgs {
             data: flags
@@ -374,6 +374,29 @@ fn seed(flags: &mut Flags) -> Result<u64, Error> {
 
 fn max_rows(flags: &mut Flags) -> Result<Option<usize>, Error> {
     flags.optional("--max-rows", |v: &usize| *v >= 100, "at least 100")
+}
+
+fn models(flags: &mut Flags) -> Result<Vec<ModelKind>, Error> {
+    let Some(text) = flags.take("--models")? else {
+        return Ok(ModelKind::ALL.to_vec());
+    };
+    let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+    let mut kinds = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let kind = ModelKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "invalid --models entry {name:?}: use a comma-separated list of {}",
+                    names.join(", ")
+                ))
+            })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
 }
 
 fn combiner(flags: &mut Flags) -> Result<Combiner, Error> {

@@ -20,9 +20,12 @@ fn write_slice(path: &Path, rows: usize) {
     fs::write(path, lines.join("\n") + "\n").expect("write slice");
 }
 
+/// Runs `klinecast backtest` with the row models only: the recurrent networks are covered by
+/// their own tests, and under qemu (the aarch64 run) their fits would dominate these tests.
 fn backtest(args: &[&str]) -> Output {
     common::klinecast_command()
         .arg("backtest")
+        .args(["--models", "linear,svr,knn,cart,forest,gbdt"])
         .args(args)
         .output()
         .expect("run klinecast")
@@ -80,10 +83,17 @@ fn backtest_is_deterministic_and_not_worse_than_naive() {
     let n = naive["rmse"].as_f64().expect("naive rmse");
     assert!(e <= n * 1.01, "ensemble rmse {e} vs naive {n}");
     assert_eq!(naive["rmse_vs_naive"], 1.0);
-    for kind in ModelKind::ALL.map(ModelKind::name) {
-        // The recurrent members forecast from the first replayed kline: the history holds
-        // their sequences.
+    // `--models` chose the six row models: exactly those are trained members.
+    for kind in ModelKind::GENERATION.map(ModelKind::name) {
         assert_eq!(row(&json, &format!("trained/{kind}"))["n"], 1500, "{kind}");
+    }
+    for kind in ["gru", "lstm"] {
+        assert!(
+            !json["scoreboard"]
+                .to_string()
+                .contains(&format!("trained/{kind}")),
+            "{kind} was not asked for"
+        );
     }
     for kind in ModelKind::GENERATION.map(ModelKind::name) {
         assert!(row(&json, &format!("generations/{kind}"))["n"].as_u64() > Some(0));
@@ -96,8 +106,8 @@ fn backtest_is_deterministic_and_not_worse_than_naive() {
             "{kind} is never refitted per window"
         );
     }
-    // The bounded pool: naive + 8 trained + 8 generations of 6.
-    assert_eq!(json["pool_size"], 57);
+    // The bounded pool: naive + 6 trained + 8 generations of 6.
+    assert_eq!(json["pool_size"], 55);
 }
 
 #[test]
