@@ -344,13 +344,16 @@ impl TrainReport {
                 format!("{:.2}", m.fit_seconds)
             };
             out.push_str(&format!(
-                "{:<8} {:>8} {:>12.6} {:>12.6} {:>8.4} {:>9.4} {:>10.4}\n",
+                "{:<8} {:>8} {:>12.6} {:>12.6} {:>8.4} {:>9} {:>10.4}\n",
                 m.model,
                 fit,
                 m.accum.rmse(),
                 m.accum.mae(),
                 m.accum.mape(),
-                m.accum.directional(),
+                // The naive forecast calls no direction: shown as "-", not NaN or 0.
+                Some(m.accum.directional())
+                    .filter(|d| d.is_finite())
+                    .map_or("-".to_string(), |d| format!("{d:.4}")),
                 m.accum.rmse() / naive
             ));
         }
