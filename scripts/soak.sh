@@ -14,7 +14,8 @@
 # first runs, which must find the lock taken and exit 0 at once. Then one last run catches up to
 # the end of the slice and stops by itself, and the script checks:
 #   - the kline CSV equals the served source rows byte for byte;
-#   - predictions.csv: the header, every row whole (5 numeric fields, newline-terminated), targets
+#   - predictions.csv: the header, every row whole (7 numeric fields, the interval's upper bound
+#     possibly inf; newline-terminated), targets
 #     strictly ascending (no duplicate, no torn row);
 #   - every model file loads with klinecast's own loaders: a final `stream` run must log that it
 #     loaded EnsembleModel.bin and all five trained members, and no load failure;
@@ -158,9 +159,11 @@ preds="$data/predictions.csv"
 [ -s "$preds" ] || fail "no predictions.csv"
 [ "$(tail -c 1 "$preds" | od -An -c | tr -d ' ')" = '\n' ] || fail "predictions.csv ends mid-row"
 pred_stats="$(awk -F, '
-    NR == 1 { if ($0 != "target_open_time,forecast,naive,ensemble_version,made_after_open_time") bad = "header " $0; next }
-    NF != 5 { bad = "row " NR " has " NF " fields: " $0; exit }
+    NR == 1 { if ($0 != "target_open_time,forecast,naive,ensemble_version,made_after_open_time,lower,upper") bad = "header " $0; next }
+    NF != 7 { bad = "row " NR " has " NF " fields: " $0; exit }
     { for (i = 1; i <= 5; i++) if ($i !~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/) { bad = "row " NR " field " i ": " $i; exit } }
+    { for (i = 6; i <= 7; i++) if ($i !~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/ && $i != "inf") { bad = "row " NR " field " i ": " $i; exit } }
+    $6 + 0 > $7 + 0 && $7 != "inf" { bad = "row " NR " interval " $6 " > " $7; exit }
     last != "" && $1 + 0 <= last + 0 { bad = "row " NR " target " $1 " not after " last; exit }
     last != "" && $1 - last > 60000 { holes += ($1 - last) / 60000 - 1 }
     { last = $1; n++ }
@@ -174,8 +177,8 @@ pred_holes="${pred_stats#* }"
 ens_log="$work/log/ensemble.log"
 last_start="$(grep -n 'loaded .*EnsembleModel.bin' "$ens_log" | tail -n 1 | cut -d: -f1)"
 [ -n "$last_start" ] || fail "the ensemble file never loaded"
-tail -n +"$last_start" "$ens_log" | grep -q 'trained members: linear, svr, knn, cart, forest' ||
-    fail "the check run did not load all five trained models"
+tail -n +"$last_start" "$ens_log" | grep -q 'trained members: linear, svr, knn, cart, forest, gbdt, gru, lstm' ||
+    fail "the check run did not load all eight trained models"
 if grep -E 'cannot (load|use)' "$ens_log" "$work/cron.log" >/dev/null; then
     fail "a model file failed to load: $(grep -hE 'cannot (load|use)' "$ens_log" "$work/cron.log" | head -n 3)"
 fi
@@ -191,4 +194,4 @@ starts="$(grep -c 'klinecast stream pid' "$work/log/stream.log" || true)"
 echo "soak: OK: $kills SIGKILLs, $starts runs started, $lock_refusals overlapping starts refused by the lock, ${elapsed} s;"
 echo "soak: store = source ($total rows, $((total - hist)) streamed, byte-identical);"
 echo "soak: predictions.csv $pred_rows rows, 0 duplicated, 0 torn, $pred_holes targets without a forecast;"
-echo "soak: $windows windows logged; $repairs torn tails repaired; all 5 trained models + EnsembleModel.bin load"
+echo "soak: $windows windows logged; $repairs torn tails repaired; all 8 trained models + EnsembleModel.bin load"
