@@ -159,12 +159,14 @@ fn summary(
     interval: Interval,
 ) -> String {
     let mut text = format!(
-        "{label}: added {} rows in {:.1} s ({} pages); {} now holds {} rows",
+        "{label}: added {} rows in {:.1} s ({} pages); {} now holds {}",
         report.rows,
         elapsed.as_secs_f64(),
         report.pages,
         path.display(),
-        store.len()
+        store
+            .rows()
+            .map_or("its rows".to_string(), |n| format!("{n} rows"))
     );
     if let Some(last) = store.last_open_time() {
         text.push_str(&format!(" up to {} UTC", format_ms(last)));
@@ -466,7 +468,7 @@ mod tests {
         .expect_err("banned");
         assert!(err.to_string().contains("banned for 300 s"), "{err}");
         assert_eq!(err.exit_code(), 1);
-        assert_eq!(store.len(), 1000);
+        assert_eq!(store.rows(), Some(1000));
         assert_eq!(store::load_klines(&path).expect("load").len(), 1000);
     }
 

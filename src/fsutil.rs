@@ -78,16 +78,21 @@ pub(crate) fn read_last_line(file: &File, len: u64) -> io::Result<String> {
 /// partial last line, and fsyncs it. Returns how many bytes were cut (0: the file is empty or
 /// ends with a newline, and is left alone). A file without any newline is emptied.
 pub(crate) fn cut_torn_tail(file: &File) -> io::Result<u64> {
+    cut_torn_tail_text(file).map(|(cut, _)| cut)
+}
+
+/// [`cut_torn_tail`], also returning the text it cut (lossy UTF-8).
+pub(crate) fn cut_torn_tail_text(file: &File) -> io::Result<(u64, String)> {
     let mut reader = file;
     let len = file.metadata()?.len();
     if len == 0 {
-        return Ok(0);
+        return Ok((0, String::new()));
     }
     let mut last = [0u8; 1];
     reader.seek(SeekFrom::Start(len - 1))?;
     reader.read_exact(&mut last)?;
     if last[0] == b'\n' {
-        return Ok(0);
+        return Ok((0, String::new()));
     }
     // Scan backwards in blocks for the last newline.
     let mut end = len;
@@ -104,9 +109,14 @@ pub(crate) fn cut_torn_tail(file: &File) -> io::Result<u64> {
         }
         end = start;
     }
+    // The torn text, at most its last 64 KiB (it is for a log line).
+    let from = cut.max(len.saturating_sub(64 * 1024));
+    reader.seek(SeekFrom::Start(from))?;
+    let mut torn = Vec::with_capacity((len - from) as usize);
+    reader.take(len - from).read_to_end(&mut torn)?;
     file.set_len(cut)?;
     file.sync_all()?;
-    Ok(len - cut)
+    Ok((len - cut, String::from_utf8_lossy(&torn).into_owned()))
 }
 
 /// [`cut_torn_tail`] on the file at `path`; a missing or empty file is fine.

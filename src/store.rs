@@ -202,14 +202,31 @@ pub struct KlineStore {
     /// File length in bytes (always ends with a newline).
     len_bytes: u64,
     last_open_time: Option<i64>,
-    rows: usize,
+    /// Data rows, when known (`None` after [`KlineStore::open_recent`]).
+    rows: Option<usize>,
 }
 
 impl KlineStore {
-    /// Opens (creating it with the header if missing) and validates a kline file, cutting off a
-    /// torn last line. Takes an exclusive lock for as long as the store lives, so two processes
-    /// never append to the same file.
+    /// Opens (creating it with the header if missing) and validates every row of a kline file,
+    /// cutting off a torn last line. Takes an exclusive lock for as long as the store lives, so
+    /// two processes never append to the same file. Reads the whole file: `collect` uses it;
+    /// `stream` uses [`KlineStore::open_recent`], whose cost does not grow with the history.
     pub fn open(path: &Path) -> Result<(KlineStore, OpenReport), StoreError> {
+        KlineStore::open_with(path, None)
+    }
+
+    /// [`KlineStore::open`], but validates only the header and the newest `rows` rows (parsed,
+    /// ascending, each valid), so opening years of history costs the same as opening a day.
+    /// The row count is then unknown ([`KlineStore::rows`] is `None`). Klinecast only ever
+    /// appends whole, validated rows, and a torn last line is cut as in `open`.
+    pub fn open_recent(path: &Path, rows: usize) -> Result<(KlineStore, OpenReport), StoreError> {
+        KlineStore::open_with(path, Some(rows))
+    }
+
+    fn open_with(
+        path: &Path,
+        recent: Option<usize>,
+    ) -> Result<(KlineStore, OpenReport), StoreError> {
         let io = |action: &'static str| {
             let path = path.to_path_buf();
             move |source| StoreError::Io {
@@ -256,6 +273,9 @@ impl KlineStore {
                 })
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking")(e)),
+        }
+        if let Some(n) = recent {
+            return KlineStore::open_checking_recent(path, file, n, report);
         }
         // Validate under the lock (another writer may have appended since the first look),
         // streaming through a fixed buffer: memory does not grow with the file (years of rows).
@@ -316,7 +336,71 @@ impl KlineStore {
                 file,
                 len_bytes,
                 last_open_time: last,
-                rows,
+                rows: Some(rows),
+            },
+            report,
+        ))
+    }
+
+
+    /// The rest of [`KlineStore::open_recent`], under the lock: header, torn tail, newest rows.
+    fn open_checking_recent(
+        path: &Path,
+        file: File,
+        n: usize,
+        mut report: OpenReport,
+    ) -> Result<(KlineStore, OpenReport), StoreError> {
+        let io = |action: &'static str| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io {
+                path,
+                action,
+                source,
+            }
+        };
+        let header_line = format!("{CSV_HEADER}\n");
+        let mut head = Vec::with_capacity(header_line.len());
+        (&file)
+            .take(header_line.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(io("reading"))?;
+        if !head.contains(&b'\n') {
+            check_header(path, &head)?;
+            return Err(StoreError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        check_header(path, &head)?;
+        let (cut, torn) = fsutil::cut_torn_tail_text(&file).map_err(io("repairing"))?;
+        if cut > 0 {
+            report.repaired_bytes = cut as usize;
+            report.torn_text = torn;
+        }
+        let len_bytes = file.metadata().map_err(io("reading"))?.len();
+        let rows = tail_rows(path, &file, len_bytes, n)?;
+        let mut last = None;
+        for (_, k) in &rows {
+            if last.is_some_and(|l| k.open_time <= l) {
+                return Err(StoreError::Line {
+                    path: path.to_path_buf(),
+                    line: 0,
+                    msg: format!(
+                        "the newest rows are not ascending (open_time {} after {}): run \
+                         `klinecast collect` to find the bad row",
+                        k.open_time,
+                        last.unwrap_or_default()
+                    ),
+                });
+            }
+            last = Some(k.open_time);
+        }
+        Ok((
+            KlineStore {
+                path: path.to_path_buf(),
+                file,
+                len_bytes,
+                last_open_time: last,
+                rows: None,
             },
             report,
         ))
@@ -365,7 +449,7 @@ impl KlineStore {
         }
         self.len_bytes += text.len() as u64;
         self.last_open_time = last;
-        self.rows += klines.len();
+        self.rows = self.rows.map(|r| r + klines.len());
         Ok(klines.len())
     }
 
@@ -397,7 +481,7 @@ impl KlineStore {
             self.append(klines)?;
             return Ok(Vec::new());
         };
-        if first == 0 && rows.len() == within && self.rows > within {
+        if first == 0 && rows.len() == within && rows[0].0 > self.first_row_offset() {
             // The row before the cut is not among those read: read one more to learn it.
             return self.replace_tail(from_open_time, within + 1, klines);
         }
@@ -425,7 +509,7 @@ impl KlineStore {
         })?;
         let removed: Vec<Kline> = rows[first..].iter().map(|(_, k)| k.clone()).collect();
         self.len_bytes = cut;
-        self.rows -= removed.len();
+        self.rows = self.rows.map(|r| r - removed.len());
         self.last_open_time = kept_last;
         self.append(klines)?;
         Ok(removed)
@@ -436,13 +520,15 @@ impl KlineStore {
         self.last_open_time
     }
 
-    /// Number of data rows.
-    pub fn len(&self) -> usize {
+    /// Number of data rows, when known: after [`KlineStore::open`], not after
+    /// [`KlineStore::open_recent`] (which does not read the whole file).
+    pub fn rows(&self) -> Option<usize> {
         self.rows
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
+    /// Byte offset of the first data row (just after the header line).
+    fn first_row_offset(&self) -> u64 {
+        CSV_HEADER.len() as u64 + 1
     }
 
     pub fn path(&self) -> &Path {
@@ -890,7 +976,7 @@ mod tests {
         let path = dir.join("sub").join("AVAXUSDT_1m.csv");
         let (mut store, report) = KlineStore::open(&path).expect("create");
         assert!(report.created);
-        assert_eq!((store.len(), store.last_open_time()), (0, None));
+        assert_eq!((store.rows().expect("counted"), store.last_open_time()), (0, None));
         assert_eq!(
             fs::read_to_string(&path).expect("read"),
             format!("{CSV_HEADER}\n")
@@ -908,7 +994,7 @@ mod tests {
         let err = KlineStore::open(&path).expect_err("second writer refused");
         assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
         assert_eq!(
-            (store.len(), store.last_open_time()),
+            (store.rows().expect("counted"), store.last_open_time()),
             (2, Some(1782864060000))
         );
         assert_eq!(
@@ -948,7 +1034,7 @@ mod tests {
             .expect("replace");
         assert_eq!(removed, rows[2998..].to_vec());
         assert_eq!(store.tail(1).expect("tail"), vec![partial.clone()]);
-        assert_eq!(store.len(), 3000);
+        assert_eq!(store.rows().expect("counted"), 3000);
         let removed = store
             .replace_tail(partial.open_time, 1, &rows[2999..])
             .expect("repair");
@@ -962,7 +1048,7 @@ mod tests {
             .expect("cut");
         assert_eq!(removed, rows[2990..].to_vec());
         assert_eq!(
-            (store.len(), store.last_open_time()),
+            (store.rows().expect("counted"), store.last_open_time()),
             (2995, Some(rows[2994].open_time))
         );
         // A replacement older than the kept rows is refused and changes nothing.
@@ -970,7 +1056,7 @@ mod tests {
             .replace_tail(rows[2994].open_time, 10, &rows[2990..2991])
             .expect_err("out of order");
         assert!(matches!(err, StoreError::OutOfOrder { .. }), "{err:?}");
-        assert_eq!(store.len(), 2995);
+        assert_eq!(store.rows().expect("counted"), 2995);
         // Replacing everything leaves the header and the new rows.
         store
             .replace_tail(rows[0].open_time, 5000, &rows[..2])
@@ -1020,13 +1106,50 @@ mod tests {
         );
     }
 
+    /// `open_recent` reads only the newest rows: a bad row far back does not stop it (the full
+    /// `open` still finds it), a torn last line is cut as by `open`, a bad recent row is refused,
+    /// and `replace_tail` works on a store opened this way (it learns whether a row precedes
+    /// the rows it read from their offsets, not from a row count).
+    #[test]
+    fn open_recent_checks_only_the_newest_rows() {
+        let dir = TempDir::new("recent");
+        let all = load_klines(Path::new(SAMPLE)).expect("sample");
+        let rows = &all[..3000];
+        let mut lines: Vec<String> = rows.iter().map(Kline::to_csv_line).collect();
+        // Row 10 repeats row 9: a duplicate far from the end.
+        lines[10] = lines[9].clone();
+        let torn = &lines[2999][..30];
+        let text = format!("{CSV_HEADER}\n{}\n{torn}", lines[..2999].join("\n"));
+        let path = dir.file("AVAXUSDT_1m.csv", &text);
+        let (mut store, report) = KlineStore::open_recent(&path, 100).expect("recent rows are fine");
+        assert_eq!((report.repaired_bytes, report.torn_text.as_str()), (30, torn));
+        assert_eq!(store.rows(), None);
+        assert_eq!(store.last_open_time(), Some(rows[2998].open_time));
+        store.append(&rows[2999..]).expect("append");
+        // Cut and replace the last two rows: the row before them is kept.
+        let removed = store
+            .replace_tail(rows[2998].open_time, 2, &rows[2998..])
+            .expect("replace");
+        assert_eq!(removed, rows[2998..].to_vec());
+        assert_eq!(store.tail(3).expect("tail"), rows[2997..].to_vec());
+        drop(store);
+        let err = KlineStore::open(&path).expect_err("the full check finds the duplicate");
+        assert!(err.to_string().contains("duplicate"), "{err}");
+        // A bad row among the newest is refused by open_recent too.
+        let mut late = lines.clone();
+        late[2990] = late[2989].clone();
+        let path = dir.file("BTCUSDT_1m.csv", &format!("{CSV_HEADER}\n{}\n", late.join("\n")));
+        let err = KlineStore::open_recent(&path, 100).expect_err("recent duplicate");
+        assert!(err.to_string().contains("not ascending"), "{err}");
+    }
+
     #[test]
     fn torn_header_is_rewritten_and_foreign_header_refused() {
         let dir = TempDir::new("header");
         let path = dir.file("a.csv", &CSV_HEADER[..20]);
         let (store, report) = KlineStore::open(&path).expect("open");
         assert!(report.created);
-        assert_eq!(store.len(), 0);
+        assert_eq!(store.rows().expect("counted"), 0);
         assert_eq!(load_series(&path).expect("empty").len(), 0);
         let other = dir.file("b.csv", "time,price\n1,2\n");
         for err in [
@@ -1138,7 +1261,7 @@ mod tests {
         fs::copy(path, &copy).expect("copy the sample");
         let original = fs::read(path).expect("read the sample");
         let (store, report) = KlineStore::open(&copy).expect("sample opens");
-        assert_eq!(store.len(), 30_240);
+        assert_eq!(store.rows().expect("counted"), 30_240);
         assert_eq!(store.last_open_time(), klines.last().map(|k| k.open_time));
         assert_eq!(
             report.repair_message(&copy),

@@ -140,6 +140,11 @@ pub(crate) struct RunSummary {
     pub seconds: f64,
 }
 
+/// Newest stored rows `stream` validates at start: more than the start-up check against REST
+/// ([`backfill::CHECK_ROWS`]) and the ensembler's history with its replay read (more when
+/// `--refit-rows` is larger).
+const VERIFY_ROWS: usize = 5000;
+
 /// `klinecast stream`.
 pub fn run(args: &StreamArgs) -> Result<(), Error> {
     let config = StreamConfig::from_args(args, &|name| std::env::var(name).ok())?;
@@ -264,7 +269,11 @@ pub(crate) fn run_stream(
         .mirror_stderr(config.stderr);
     stream_log.info(&format!("klinecast stream {whoami}"));
     let store_path = store::kline_path(&config.data_dir, &config.symbol, config.interval);
-    let (mut store, report) = KlineStore::open(&store_path)?;
+    // Only the newest rows are validated: a start costs the same with years of history.
+    let (mut store, report) = KlineStore::open_recent(
+        &store_path,
+        VERIFY_ROWS.max(config.learn.refit_rows + 2 * ensembler::MAX_REPLAY),
+    )?;
     if let Some(msg) = report.repair_message(&store_path) {
         stream_log.warn(&msg);
     }
