@@ -253,6 +253,18 @@ pub fn decode_framed<T: DeserializeOwned>(
     tag: [u8; 4],
     version: u32,
 ) -> Result<T, PersistError> {
+    decode_framed_since(path, bytes, tag, version, version)
+}
+
+/// [`decode_framed`], accepting every version from `oldest` to `version` (for a format whose
+/// payload layout did not change between them, only what is left out of it).
+pub fn decode_framed_since<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    tag: [u8; 4],
+    oldest: u32,
+    version: u32,
+) -> Result<T, PersistError> {
     let hint = hint_for(tag);
     let path = || path.to_path_buf();
     let len = bytes.len() as u64;
@@ -287,7 +299,7 @@ pub fn decode_framed<T: DeserializeOwned>(
         });
     }
     let found_version = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
-    if found_version != version {
+    if !(oldest..=version).contains(&found_version) {
         return Err(PersistError::Version {
             path: path(),
             found: found_version,
@@ -359,22 +371,25 @@ pub fn load_framed<T: DeserializeOwned>(
     tag: [u8; 4],
     version: u32,
 ) -> Result<T, PersistError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(PersistError::NotFound {
+    decode_framed(path, &read_file(path, tag)?, tag, version)
+}
+
+/// The bytes of the file at `path`, a missing file being [`PersistError::NotFound`] with the
+/// hint for `tag`.
+pub(crate) fn read_file(path: &Path, tag: [u8; 4]) -> Result<Vec<u8>, PersistError> {
+    fs::read(path).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            PersistError::NotFound {
                 path: path.to_path_buf(),
                 hint: hint_for(tag),
-            })
-        }
-        Err(source) => {
-            return Err(PersistError::Io {
+            }
+        } else {
+            PersistError::Io {
                 path: path.to_path_buf(),
                 source,
-            })
+            }
         }
-    };
-    decode_framed(path, &bytes, tag, version)
+    })
 }
 
 /// `<models_dir>/Trained/<kind>.bin`.

@@ -342,7 +342,6 @@ impl KlineStore {
         ))
     }
 
-
     /// The rest of [`KlineStore::open_recent`], under the lock: header, torn tail, newest rows.
     fn open_checking_recent(
         path: &Path,
@@ -976,7 +975,10 @@ mod tests {
         let path = dir.join("sub").join("AVAXUSDT_1m.csv");
         let (mut store, report) = KlineStore::open(&path).expect("create");
         assert!(report.created);
-        assert_eq!((store.rows().expect("counted"), store.last_open_time()), (0, None));
+        assert_eq!(
+            (store.rows().expect("counted"), store.last_open_time()),
+            (0, None)
+        );
         assert_eq!(
             fs::read_to_string(&path).expect("read"),
             format!("{CSV_HEADER}\n")
@@ -1121,8 +1123,12 @@ mod tests {
         let torn = &lines[2999][..30];
         let text = format!("{CSV_HEADER}\n{}\n{torn}", lines[..2999].join("\n"));
         let path = dir.file("AVAXUSDT_1m.csv", &text);
-        let (mut store, report) = KlineStore::open_recent(&path, 100).expect("recent rows are fine");
-        assert_eq!((report.repaired_bytes, report.torn_text.as_str()), (30, torn));
+        let (mut store, report) =
+            KlineStore::open_recent(&path, 100).expect("recent rows are fine");
+        assert_eq!(
+            (report.repaired_bytes, report.torn_text.as_str()),
+            (30, torn)
+        );
         assert_eq!(store.rows(), None);
         assert_eq!(store.last_open_time(), Some(rows[2998].open_time));
         store.append(&rows[2999..]).expect("append");
@@ -1138,7 +1144,10 @@ mod tests {
         // A bad row among the newest is refused by open_recent too.
         let mut late = lines.clone();
         late[2990] = late[2989].clone();
-        let path = dir.file("BTCUSDT_1m.csv", &format!("{CSV_HEADER}\n{}\n", late.join("\n")));
+        let path = dir.file(
+            "BTCUSDT_1m.csv",
+            &format!("{CSV_HEADER}\n{}\n", late.join("\n")),
+        );
         let err = KlineStore::open_recent(&path, 100).expect_err("recent duplicate");
         assert!(err.to_string().contains("not ascending"), "{err}");
     }

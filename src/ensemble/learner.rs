@@ -30,7 +30,9 @@ use crate::models::fit::{fit_models, FitConfig};
 use crate::models::{AnyModel, FitError, ModelKind};
 
 use super::report::{Refit, WindowReport};
-use super::{Ensemble, FeatureSource, Forecast, ScoredForecast, SpecFeatures};
+use super::{
+    Ensemble, FeatureSource, Forecast, GenerationRows, Member, Origin, ScoredForecast, SpecFeatures,
+};
 
 /// What one kline did.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +88,126 @@ impl GenerationFitter for StandardFitter {
         let fitted = fit_models(&self.kinds, &x, &data.y, &config, &mut |_| {})?;
         Ok((Some(scaler), fitted.into_iter().map(|f| f.model).collect()))
     }
+}
+
+/// The [`GenerationRows`] of series rows `rows` (`None` when empty).
+fn generation_rows(series: &Series, rows: Range<usize>) -> Option<GenerationRows> {
+    let first = *series.open_time.get(rows.start)?;
+    let last = *series.open_time.get(rows.end.checked_sub(1)?)?;
+    (rows.start < rows.end).then_some(GenerationRows {
+        first_open_time: first,
+        last_open_time: last,
+        rows: rows.len(),
+    })
+}
+
+/// What [`restore_generations`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Restored {
+    /// Generations refitted from the rows they were first fitted on.
+    pub refitted: Vec<u64>,
+    /// Generations dropped, with the reason (their rows are not in the series, or the refit
+    /// failed).
+    pub dropped: Vec<(u64, String)>,
+}
+
+/// Refits the window generations of a loaded ensemble that were saved without their models
+/// (`EnsembleModel.bin` v4 keeps only the rows each was fitted on, [`GenerationRows`]) on
+/// `series`, which should hold those rows with their warm-up and targets (the store's newest
+/// klines). The refit is the window refit itself, on the same klines with the same generation
+/// seed, so the restored generation is the one that was saved (the `kill -9` tests compare the
+/// forecasts byte for byte). A generation whose rows `series` does not hold, or whose refit
+/// fails, is dropped: its expert's record stays, its next generation joins at the next window.
+pub fn restore_generations(
+    ensemble: &mut Ensemble,
+    series: &Series,
+    fitter: &mut dyn GenerationFitter,
+    features: &dyn FeatureSource,
+) -> Restored {
+    let mut restored = Restored::default();
+    for generation in ensemble.generation_numbers() {
+        let origin = Origin::Generation(generation);
+        let in_gen = |m: &&Member| m.origin == origin;
+        if ensemble
+            .members
+            .iter()
+            .filter(in_gen)
+            .all(|m| m.model.is_some())
+        {
+            continue;
+        }
+        let spec = ensemble
+            .members
+            .iter()
+            .find(in_gen)
+            .map(|m| m.spec.clone())
+            .unwrap_or_else(|| ensemble.config.spec.clone());
+        let source = ensemble
+            .members
+            .iter()
+            .find(in_gen)
+            .map(|m| m.source.clone());
+        let refit = source
+            .as_deref()
+            .and_then(GenerationRows::parse)
+            .ok_or_else(|| "it does not record the rows it was fitted on".to_string())
+            .and_then(|on| {
+                let rows = locate_rows(series, on, &spec, features)?;
+                fitter
+                    .fit(&spec, series, rows, generation)
+                    .map_err(|e| format!("its refit failed: {e}"))
+            });
+        match refit {
+            Ok((scaler, models)) => {
+                // The refit returns its models in the order add_generation stored them; a member
+                // whose kind the refit no longer fits is dropped.
+                let mut models = models.into_iter();
+                for m in ensemble.members.iter_mut().filter(|m| m.origin == origin) {
+                    m.model = models.by_ref().find(|x| Some(x.kind()) == m.kind);
+                    m.scaler = scaler.clone();
+                }
+                ensemble
+                    .members
+                    .retain(|m| m.origin != origin || m.model.is_some());
+                restored.refitted.push(generation);
+            }
+            Err(reason) => {
+                ensemble.members.retain(|m| m.origin != origin);
+                restored.dropped.push((generation, reason));
+            }
+        }
+    }
+    restored
+}
+
+/// The series rows of `on`, checked: the same open times, a full feature row for the first and
+/// a target for the last.
+fn locate_rows(
+    series: &Series,
+    on: GenerationRows,
+    spec: &FeatureSpec,
+    features: &dyn FeatureSource,
+) -> Result<Range<usize>, String> {
+    let missing = || {
+        format!(
+            "the kline store no longer holds the {} rows it was fitted on (from {})",
+            on.rows,
+            crate::time::format_ms(on.first_open_time)
+        )
+    };
+    let start = series
+        .open_time
+        .binary_search(&on.first_open_time)
+        .map_err(|_| missing())?;
+    let end = start + on.rows;
+    let last_ok = end
+        .checked_sub(1)
+        .and_then(|i| series.open_time.get(i))
+        .is_some_and(|&t| t == on.last_open_time);
+    if !last_ok || start < features.warmup(spec) || end + spec.horizon > series.len() {
+        return Err(missing());
+    }
+    Ok(start..end)
 }
 
 /// The window learner (see the module doc).
@@ -240,10 +362,16 @@ impl Learner {
         let n_rows = rows.len();
         let generation = self.ensemble.next_generation;
         let spec = self.ensemble.config.spec.clone();
+        let fitted_on = generation_rows(
+            &self.history,
+            rows.start.max(self.features.warmup(&spec))..rows.end,
+        );
         let refit = match fitter.fit(&spec, &self.history, rows, generation) {
             Ok((scaler, models)) => {
                 let before = self.ensemble.generation_numbers();
-                let generation = self.ensemble.add_generation(spec, scaler, models);
+                let generation = self
+                    .ensemble
+                    .add_generation(spec, scaler, models, fitted_on);
                 let after = self.ensemble.generation_numbers();
                 Refit::Added {
                     generation,
@@ -599,6 +727,51 @@ mod tests {
         );
     }
 
+    /// A generation saved as its rows is dropped, with the reason, when the klines it was
+    /// fitted on are gone; the others are refitted. `GenerationRows` round-trips its text.
+    #[test]
+    fn generations_whose_rows_are_gone_are_dropped() {
+        let on = GenerationRows {
+            first_open_time: -5,
+            last_open_time: 1782899940000,
+            rows: 1440,
+        };
+        assert_eq!(GenerationRows::parse(&on.to_source()), Some(on));
+        for bad in [
+            "",
+            "rows 1..=2",
+            "rows 1..=2 (x)",
+            "rows a..=2 (3)",
+            "gen rows 1..=2 (3)",
+        ] {
+            assert_eq!(GenerationRows::parse(bad), None, "{bad:?}");
+        }
+        let s = synthetic(700, 0.2, SIGMA, 9);
+        let mut l = learner(small_config(), Vec::new(), s.slice(0..100));
+        drive(&mut l, &s, 100..600, &mut fitter());
+        let bytes = postcard::to_allocvec(l.ensemble()).expect("serialises");
+        let mut restored: Ensemble = postcard::from_bytes(&bytes).expect("deserialises");
+        let gens = restored.generation_numbers();
+        // Only the klines from 420 on: the oldest generations' rows start before them.
+        let done = restore_generations(
+            &mut restored,
+            &s.slice(420..600),
+            &mut fitter(),
+            &features(),
+        );
+        assert!(
+            !done.dropped.is_empty() && !done.refitted.is_empty(),
+            "{done:?}"
+        );
+        assert_eq!(done.dropped.len() + done.refitted.len(), gens.len());
+        assert!(done.dropped[0].1.contains("no longer holds"), "{done:?}");
+        assert_eq!(restored.generation_numbers(), done.refitted);
+        assert!(restored
+            .members
+            .iter()
+            .all(|m| m.origin == Origin::Naive || m.model.is_some()));
+    }
+
     /// Backs README claim [C8]: After a kill -9 and a restart no kline or prediction is lost or duplicated (byte for byte against one uninterrupted run), and the experts' records and the conformal state are as of the last save.
     #[test]
     fn saved_ensembles_forecast_bit_identically() {
@@ -628,9 +801,20 @@ mod tests {
             ]))
             .expect("attaches");
         assert!(attached, "same models: statistics kept");
+        // Window generations are saved as the rows they were fitted on, and refitted from the
+        // klines on load: the same models, bit for bit.
+        let gens = restored.generation_numbers();
+        assert!(gens.len() > 1);
+        assert!(restored
+            .members
+            .iter()
+            .filter(|m| matches!(m.origin, Origin::Generation(_)))
+            .all(|m| m.model.is_none() && GenerationRows::parse(&m.source).is_some()));
+        let fake = features();
+        let done = restore_generations(&mut restored, &s.slice(0..600), &mut fitter(), &fake);
+        assert_eq!((done.refitted, done.dropped), (gens, Vec::new()));
         let history = l.history().clone();
         let mut original = l.into_ensemble();
-        let fake = features();
         let t = history.len() - 1;
         let a = original.forecast_with(&history, t, MINUTE, &fake);
         let b = restored.forecast_with(&history, t, MINUTE, &fake);

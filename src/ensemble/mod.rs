@@ -205,6 +205,40 @@ impl fmt::Display for EnsembleError {
 
 impl std::error::Error for EnsembleError {}
 
+/// The feature rows a window generation was fitted on: `rows` consecutive series rows, the
+/// first with open time `first_open_time`, the last with `last_open_time`. Kept in the
+/// generation members' `source` (`rows <first>..=<last> (<rows>)`), so a loaded ensemble can
+/// refit them from the same klines ([`learner::restore_generations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationRows {
+    pub first_open_time: i64,
+    pub last_open_time: i64,
+    pub rows: usize,
+}
+
+impl GenerationRows {
+    /// The text kept in [`Member::source`].
+    pub fn to_source(self) -> String {
+        format!(
+            "rows {}..={} ({})",
+            self.first_open_time, self.last_open_time, self.rows
+        )
+    }
+
+    /// The inverse of [`GenerationRows::to_source`]; `None` for any other text.
+    pub fn parse(source: &str) -> Option<GenerationRows> {
+        let rest = source.strip_prefix("rows ")?;
+        let (range, count) = rest.split_once(" (")?;
+        let (first, last) = range.split_once("..=")?;
+        let rows = count.strip_suffix(')')?.parse().ok()?;
+        Some(GenerationRows {
+            first_open_time: first.parse().ok()?,
+            last_open_time: last.parse().ok()?,
+            rows,
+        })
+    }
+}
+
 /// Where a member comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
@@ -301,8 +335,13 @@ impl MemberStats {
 /// Serialised without the model of a trained member: those live in `models/Trained/` and can
 /// be large (a forest on a year of klines is tens of megabytes), so the saved ensemble keeps
 /// only their identity (`source`) and statistics, and [`Ensemble::attach_trained`] puts the
-/// models back after loading. The saved file therefore stays small however big the offline
-/// models are, and is cheap to rewrite every window.
+/// models back after loading. A window generation is serialised without its model too: its
+/// `source` names the feature rows it was fitted on ([`GenerationRows`]), and
+/// [`learner::restore_generations`] refits it from the kline store after loading (eight
+/// generations of six kinds are megabytes; rewriting them every window would cost the SD card
+/// hundreds of megabytes a day). The saved file therefore stays small however big the models
+/// are, and is cheap to rewrite every window. Only the recurrent trained members, which learn
+/// online, are saved with their model.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Member {
     /// Unique within its ensemble; forecasts refer to members by id.
@@ -348,8 +387,10 @@ impl Serialize for Member {
             scaler: &self.scaler,
             // A trained recurrent member learns online: its model is saved (see `online`).
             model: match self.origin {
-                Origin::Trained if self.model.as_ref().is_none_or(|m| m.as_rnn().is_none()) => None,
-                _ => self.model.as_ref(),
+                Origin::Trained if self.model.as_ref().is_some_and(|m| m.as_rnn().is_some()) => {
+                    self.model.as_ref()
+                }
+                _ => None,
             },
             stats: &self.stats,
             source: &self.source,
@@ -822,13 +863,15 @@ impl Ensemble {
         Ok(true)
     }
 
-    /// Adds one window generation (its members share `spec` and `scaler`) and evicts the
-    /// oldest generations beyond [`EnsembleConfig::generations`]. Returns its number.
+    /// Adds one window generation (its members share `spec` and `scaler`; `fitted_on`: the
+    /// rows they were fitted on, which lets a saved ensemble refit them) and evicts the oldest
+    /// generations beyond [`EnsembleConfig::generations`]. Returns its number.
     pub fn add_generation(
         &mut self,
         spec: FeatureSpec,
         scaler: Option<Scaler>,
         models: Vec<AnyModel>,
+        fitted_on: Option<GenerationRows>,
     ) -> u64 {
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -843,7 +886,7 @@ impl Ensemble {
                 scaler: scaler.clone(),
                 model: Some(model),
                 stats: MemberStats::default(),
-                source: String::new(),
+                source: fitted_on.map(GenerationRows::to_source).unwrap_or_default(),
             });
         }
         let mut gens = self.generation_numbers();
@@ -1534,7 +1577,7 @@ mod tests {
                         noise_member(rng.below(features.noise_cols), scale)
                     })
                     .collect();
-                ens.add_generation(FeatureSpec::default(), None, models);
+                ens.add_generation(FeatureSpec::default(), None, models, None);
                 ens.close_window();
             }
         }
@@ -1769,7 +1812,12 @@ mod tests {
         for t in 0..s.len() - 1 {
             if t == 40 {
                 // A generation that always forecasts no change: the naive forecast itself.
-                ens.add_generation(FeatureSpec::default(), None, vec![linear(vec![0.0], 0.0)]);
+                ens.add_generation(
+                    FeatureSpec::default(),
+                    None,
+                    vec![linear(vec![0.0], 0.0)],
+                    None,
+                );
             }
             let f = ens.forecast_with(&s, t, MINUTE, &features);
             ens.score(&f, s.close[t + 1]);
@@ -1851,7 +1899,10 @@ mod tests {
             Ensemble::new(config(), trained(vec![linear(vec![1.0], 0.0)])).expect("valid");
         for g in 0..2 {
             let models = (0..2).map(|c| noise_member(c, SIGMA)).collect();
-            assert_eq!(ens.add_generation(FeatureSpec::default(), None, models), g);
+            assert_eq!(
+                ens.add_generation(FeatureSpec::default(), None, models, None),
+                g
+            );
         }
         let origins =
             |ens: &Ensemble| -> Vec<Origin> { ens.members.iter().map(|m| m.origin).collect() };
@@ -1881,7 +1932,10 @@ mod tests {
         .expect("valid");
         for g in 0..10 {
             let models = (0..5).map(|c| noise_member(c, SIGMA)).collect();
-            assert_eq!(ens.add_generation(FeatureSpec::default(), None, models), g);
+            assert_eq!(
+                ens.add_generation(FeatureSpec::default(), None, models, None),
+                g
+            );
             assert!(ens.members.len() <= 1 + 1 + 5 * 3);
         }
         assert_eq!(ens.generation_numbers(), vec![7, 8, 9]);

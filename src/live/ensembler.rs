@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
-use crate::ensemble::learner::Learner;
+use crate::ensemble::learner::{restore_generations, Learner, StandardFitter};
 use crate::ensemble::report::ScoreRow;
 use crate::ensemble::{Ensemble, EnsembleConfig, Forecast, Member, ScoredForecast, SpecFeatures};
 use crate::error::Error;
@@ -170,7 +170,11 @@ impl Ensembler {
             + ensemble.max_warmup(&SpecFeatures)
             + ensemble.config.spec.horizon
             + 1;
-        let mut klines = tail(capacity + MAX_REPLAY)?;
+        // The window generations were saved as the rows they were fitted on: read back far
+        // enough for the oldest (`generations + 1` windows before the save) to be refitted.
+        let c = &ensemble.config;
+        let restore_rows = capacity + (c.generations + 1) * c.window;
+        let mut klines = tail(restore_rows + MAX_REPLAY)?;
         let split = match as_of {
             Some(t) if loaded => klines.partition_point(|k| k.open_time <= t),
             _ => klines.len(),
@@ -186,6 +190,27 @@ impl Ensembler {
         let mut history = Series::with_capacity(klines.len());
         for k in &klines {
             history.push(&k.values());
+        }
+        if loaded {
+            let started = Instant::now();
+            let mut fitter = StandardFitter {
+                config: config.fit.clone(),
+                kinds: ensemble.config.kinds.clone(),
+            };
+            let restored = restore_generations(&mut ensemble, &history, &mut fitter, &SpecFeatures);
+            if !restored.refitted.is_empty() {
+                log.info(&format!(
+                    "refitted {} window generations from the kline store in {:.2} s",
+                    restored.refitted.len(),
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            for (generation, reason) in &restored.dropped {
+                log.warn(&format!(
+                    "window generation {generation} is dropped: {reason}; the next window adds \
+                     a new one"
+                ));
+            }
         }
         let learner = Learner::new(ensemble, history, config.interval_ms);
         let as_of_now = klines.last().map(|k| k.open_time);

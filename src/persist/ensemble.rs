@@ -7,12 +7,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode_framed, hint_for, load_framed, save_framed, PersistError, TAG_ENSEMBLE};
+use super::{decode_framed_since, hint_for, read_file, save_framed, PersistError, TAG_ENSEMBLE};
 use crate::ensemble::Ensemble;
 
 /// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
 /// v2: trained members saved without their model, CART nodes packed as bytes.
-pub const ENSEMBLE_FILE_VERSION: u32 = 3;
+/// v4: window generations saved without their models, as the rows they were fitted on (they
+/// are refitted from the kline store at start, see `ensemble::learner::restore_generations`):
+/// the file shrinks from megabytes to the recurrent members' state and the records.
+pub const ENSEMBLE_FILE_VERSION: u32 = 4;
+
+/// Oldest version still read: v3 has the same layout, with the generations' models inside.
+pub const ENSEMBLE_FILE_OLDEST: u32 = 3;
 
 /// `<models-dir>/Ensembled/EnsembleModel.bin`.
 pub fn ensemble_path(models_dir: &Path) -> PathBuf {
@@ -35,13 +41,19 @@ struct SavedEnsembleRef<'a> {
 
 /// Loads `EnsembleModel.bin` and checks it ([`Ensemble::check`]).
 pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
-    let saved = load_framed(path, TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
-    check_saved(path, saved)
+    let bytes = read_file(path, TAG_ENSEMBLE)?;
+    decode_ensemble(path, &bytes)
 }
 
 /// [`load_ensemble`] on bytes already read from `path` (named in errors).
 pub fn decode_ensemble(path: &Path, bytes: &[u8]) -> Result<SavedEnsemble, PersistError> {
-    let saved = decode_framed(path, bytes, TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION)?;
+    let saved = decode_framed_since(
+        path,
+        bytes,
+        TAG_ENSEMBLE,
+        ENSEMBLE_FILE_OLDEST,
+        ENSEMBLE_FILE_VERSION,
+    )?;
     check_saved(path, saved)
 }
 
