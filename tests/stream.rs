@@ -301,6 +301,13 @@ fn faults_kill_and_restart_keep_the_store_exact() {
     );
     let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
     assert!(ens_log.contains("no trained models"), "{ens_log}");
+    // The restarts refitted the saved window generations from the store (ensemble file v4),
+    // and the forecasts below are still those of the uninterrupted run.
+    assert!(
+        ens_log.contains("window generations from the kline store"),
+        "{ens_log}"
+    );
+    assert!(!ens_log.contains("is dropped"), "{ens_log}");
     let jsonl = fs::read_to_string(dirs.log.join("ensemble.jsonl")).expect("ensemble.jsonl");
     for line in jsonl.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
