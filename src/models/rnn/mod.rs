@@ -931,10 +931,34 @@ impl Regressor for Rnn {
             out[i] = self.predict_sequence(&rows);
         }
         let ends: Vec<usize> = full.collect();
-        for chunk in ends.chunks(PREDICT_BATCH) {
+        // Batches on up to `threads` scoped threads; each forecast depends only on its own
+        // sequence, so the result does not depend on the thread count.
+        let run = |chunk: &[usize]| -> Vec<f64> {
             let (o, ..) = self.net.forward(&gather_sequences(x, chunk, self.seq_len));
-            for (v, &i) in o.iter().zip(chunk) {
-                out[i] = v * self.target_scale;
+            o.iter().map(|v| v * self.target_scale).collect()
+        };
+        let batches: Vec<&[usize]> = ends.chunks(PREDICT_BATCH).collect();
+        let threads = self.threads.clamp(1, batches.len().max(1));
+        let per = batches.len().div_ceil(threads).max(1);
+        let values: Vec<Vec<f64>> = if threads == 1 {
+            batches.iter().map(|c| run(c)).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = batches
+                    .chunks(per)
+                    .map(|group| {
+                        scope.spawn(move || group.iter().map(|c| run(c)).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        for (chunk, o) in batches.iter().zip(values) {
+            for (&i, v) in chunk.iter().zip(o) {
+                out[i] = v;
             }
         }
         out

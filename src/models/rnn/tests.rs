@@ -201,6 +201,25 @@ fn forecaster_matches_batched_predict() {
     assert_eq!(forecaster.len(), 6);
 }
 
+/// The batched predict runs its batches on `threads` threads: 1 and 3 threads give the same
+/// forecasts bit for bit, over more rows than one batch holds.
+#[test]
+fn batched_predict_is_the_same_on_any_thread_count() {
+    let (x, y) = lagged_data(300, 1);
+    let params = RnnParams {
+        max_epochs: 1,
+        ..small_params(Cell::Lstm)
+    };
+    let mut model = params.fit(&x, &y).expect("fit");
+    let (xt, _) = lagged_data(3 * PREDICT_BATCH + 17, 2);
+    model.threads = 1;
+    let one = model.predict(&xt);
+    model.threads = 3;
+    let three = model.predict(&xt);
+    assert_eq!(one.len(), xt.nrows());
+    assert!(one.iter().zip(three.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
 /// Backs "bad hyperparameters and too little data are typed errors".
 #[test]
 fn bad_params_and_shapes_are_rejected() {
