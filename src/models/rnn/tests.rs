@@ -217,7 +217,10 @@ fn batched_predict_is_the_same_on_any_thread_count() {
     model.threads = 3;
     let three = model.predict(&xt);
     assert_eq!(one.len(), xt.nrows());
-    assert!(one.iter().zip(three.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(one
+        .iter()
+        .zip(three.iter())
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
 /// Backs "bad hyperparameters and too little data are typed errors".
