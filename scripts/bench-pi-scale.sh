@@ -1,8 +1,11 @@
 #!/bin/sh
 # Raspberry Pi scale benchmark (README, "Raspberry Pi"): three years of 1m klines.
 #
-# 1. Generates 1.5 M klines (data/AVAXUSDT_1m.csv's rows repeated with shifted times, as
-#    scripts/bench/load.rs does) plus 2 000 more for the replay server.
+# 1. Generates 1.5 M klines (data/BTCUSDT_1m.csv's rows repeated with shifted times, as
+#    scripts/bench/load.rs does) plus 2 000 more for the replay server. The repeats make the
+#    holdout scores of `train` meaningless (the holdout repeats training rows): this measures
+#    time, memory and bytes, not accuracy. PI_SCALE_DIR=DIR keeps the generated klines in DIR
+#    for the next run.
 # 2. `klinecast train` with default flags under /usr/bin/time -v: wall time, peak RSS.
 # 3. Model sizes (everything under models/).
 # 4. Cold start: exec of `stream` (1.5 M-row store, those models) → first TCP connection to a
@@ -11,6 +14,8 @@
 #    `klinecast replay-server`: its timing line (per kline, per window, peak RSS) and the bytes it
 #    passed to write() (/proc/PID/io wchar, polled: ensemble saves, predictions, logs, kline
 #    store, stdout), per window and per day of klines.
+# 6. The restart after that stream: the time ensemble.log reports for refitting the saved
+#    window generations from the store (the ensemble file keeps only their rows).
 # All of it twice: on every core, and under `taskset -c 0`. Prints one table.
 #
 # usage: scripts/bench-pi-scale.sh [ROWS]        (default 1500000)
@@ -28,8 +33,16 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
+SRC=data/BTCUSDT_1m.csv
+SYMBOL=BTCUSDT
+GEN=${PI_SCALE_DIR:-$WORK/gen}
+mkdir -p "$GEN"
+if [ -s "$GEN/replay/${SYMBOL}_1m.csv" ] && [ -s "$GEN/data.orig/${SYMBOL}_1m.csv" ] &&
+    [ "$(cat "$GEN/rows" 2>/dev/null)" = "$ROWS" ]; then
+    echo "reusing the klines in $GEN" >&2
+else
 
-echo "generating $ROWS + 2000 klines in $WORK..." >&2
+echo "generating $ROWS + 2000 klines in $GEN..." >&2
 awk -F, -v total=$((ROWS + 2000)) 'NR == 1 { next } { line[n++] = $0 }
 END {
     span = n * 60000
@@ -42,13 +55,14 @@ END {
         for (j = 8; j <= 11; j++) printf ",%s", f[j]
         printf "\n"
     }
-}' data/AVAXUSDT_1m.csv > "$WORK/rows.csv"
-HEADER=$(head -n 1 data/AVAXUSDT_1m.csv)
-mkdir -p "$WORK/replay"
-{ echo "$HEADER"; cat "$WORK/rows.csv"; } > "$WORK/replay/AVAXUSDT_1m.csv"
-rm "$WORK/rows.csv"
-mkdir -p "$WORK/data.orig"
-head -n $((ROWS + 1)) "$WORK/replay/AVAXUSDT_1m.csv" > "$WORK/data.orig/AVAXUSDT_1m.csv"
+}' "$SRC" > "$GEN/rows.csv"
+HEADER=$(head -n 1 "$SRC")
+mkdir -p "$GEN/replay" "$GEN/data.orig"
+{ echo "$HEADER"; cat "$GEN/rows.csv"; } > "$GEN/replay/${SYMBOL}_1m.csv"
+rm "$GEN/rows.csv"
+head -n $((ROWS + 1)) "$GEN/replay/${SYMBOL}_1m.csv" > "$GEN/data.orig/${SYMBOL}_1m.csv"
+echo "$ROWS" > "$GEN/rows"
+fi
 
 field() { sed -n "s/.*$1[^0-9]*\([0-9.]*\).*/\1/p" "$2" | head -n 1; }
 
@@ -56,9 +70,9 @@ run() { # $1 = label, $2 = cpu prefix ("" or "taskset -c 0")
     LABEL=$1
     PREFIX=$2
     rm -rf "$WORK/models" "$WORK/log" "$WORK/data"
-    cp -r "$WORK/data.orig" "$WORK/data"
+    cp -r "$GEN/data.orig" "$WORK/data"
     echo "[$LABEL] train..." >&2
-    /usr/bin/time -v $PREFIX "$BIN" train --data "$WORK/data/AVAXUSDT_1m.csv" \
+    /usr/bin/time -v $PREFIX "$BIN" train --data "$WORK/data/${SYMBOL}_1m.csv" \
         --models-dir "$WORK/models" > "$WORK/train.out" 2> "$WORK/train.err"
     TRAIN_WALL=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$WORK/train.err" |
         awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; printf "%.1f", s }')
@@ -75,7 +89,7 @@ times = []
 for _ in range(5):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
     url = "127.0.0.1:%d" % s.getsockname()[1]
-    cmd = prefix + [bin_, "stream", "--symbol", "AVAXUSDT", "--interval", "1m",
+    cmd = prefix + [bin_, "stream", "--symbol", "BTCUSDT", "--interval", "1m",
         "--data-dir", work + "/data", "--models-dir", work + "/models", "--log-dir", work + "/log",
         "--rest-url", "http://" + url, "--ws-url", "ws://" + url]
     t0 = time.perf_counter()
@@ -91,8 +105,8 @@ PY
 )
     echo "[$LABEL] stream $STREAM_KLINES klines at speed $SPEED..." >&2
     rm -rf "$WORK/data" "$WORK/log"
-    cp -r "$WORK/data.orig" "$WORK/data"
-    "$BIN" replay-server --data "$WORK/replay/AVAXUSDT_1m.csv" --start-row "$ROWS" --speed "$SPEED" \
+    cp -r "$GEN/data.orig" "$WORK/data"
+    "$BIN" replay-server --data "$GEN/replay/${SYMBOL}_1m.csv" --start-row "$ROWS" --speed "$SPEED" \
         > "$WORK/server.out" &
     SERVER_PID=$!
     i=0
@@ -101,7 +115,7 @@ PY
         sleep 0.1
     done
     ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\).*/\1/p' "$WORK/server.out")
-    KLINECAST_MAX_KLINES=$STREAM_KLINES $PREFIX "$BIN" stream --symbol AVAXUSDT --interval 1m \
+    KLINECAST_MAX_KLINES=$STREAM_KLINES $PREFIX "$BIN" stream --symbol "$SYMBOL" --interval 1m \
         --data-dir "$WORK/data" --models-dir "$WORK/models" --log-dir "$WORK/log" \
         --rest-url "http://$ADDR" --ws-url "ws://$ADDR" > "$WORK/stream.out" 2> "$WORK/stream.err" &
     STREAM_PID=$!
@@ -117,6 +131,25 @@ PY
     SERVER_PID=
     TIMING=$(grep 'per kline' "$WORK/stream.out" "$WORK/stream.err" | head -n 1 | sed 's/^[^:]*://')
     [ -z "$TIMING" ] && { echo "[$LABEL] no timing line; stream said:" >&2; tail -5 "$WORK/stream.err" >&2; }
+    echo "[$LABEL] restart (refits the saved window generations)..." >&2
+    "$BIN" replay-server --data "$GEN/replay/${SYMBOL}_1m.csv" \
+        --start-row $((ROWS + STREAM_KLINES)) --speed "$SPEED" > "$WORK/server.out" &
+    SERVER_PID=$!
+    i=0
+    while ! grep -q listening "$WORK/server.out" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt 300 ] && { echo "replay-server did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+    ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\).*/\1/p' "$WORK/server.out")
+    KLINECAST_MAX_KLINES=5 $PREFIX "$BIN" stream --symbol "$SYMBOL" --interval 1m \
+        --data-dir "$WORK/data" --models-dir "$WORK/models" --log-dir "$WORK/log" \
+        --rest-url "http://$ADDR" --ws-url "ws://$ADDR" > /dev/null 2>&1 ||
+        echo "[$LABEL] the restart exited with $?" >&2
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+    RESTORE=$(sed -n 's/.*\(refitted [0-9]* window generations from the kline store in [0-9.]* s\).*/\1/p' \
+        "$WORK/log/ensemble.log" | tail -n 1)
     WINDOWS=$((STREAM_KLINES / 15))
     ENSEMBLE=$(stat -c %s "$WORK/models/Ensembled/EnsembleModel.bin" 2>/dev/null || echo 0)
     MODELS_AFTER=$(du -sb "$WORK/models" | cut -f1)
@@ -128,6 +161,7 @@ PY
         "models/ after stream        $(awk "BEGIN{printf \"%.1f\", $MODELS_AFTER/1e6}") MB (EnsembleModel.bin $(awk "BEGIN{printf \"%.2f\", $ENSEMBLE/1e6}") MB)" \
         "stream cold start           ${COLD} ms (exec -> first connection, median of 5)" \
         "stream timing               ${TIMING}" \
+        "restart                     ${RESTORE:-no refit line in ensemble.log}" \
         "stream bytes written        $WCHAR over $STREAM_KLINES klines ($WINDOWS windows)" \
         "  per window                $(awk "BEGIN{printf \"%.2f\", $WCHAR/$WINDOWS/1e6}") MB" \
         "  per day (1440 klines)     $(awk "BEGIN{printf \"%.1f\", $WCHAR/$STREAM_KLINES*1440/1e6}") MB" \
