@@ -404,6 +404,41 @@ mod tests {
         assert_eq!(ModelKind::ALL[..6], ModelKind::GENERATION);
     }
 
+    /// Backs README claim [C16] for the members whose bound is their shape: gradient boosting
+    /// (100 trees of depth ≤ 6: at most 100·127 nodes of 12 bytes) and the recurrent networks
+    /// (a fixed parameter count) keep their size whatever the rows they are fitted on.
+    #[test]
+    fn gbdt_and_recurrent_sizes_do_not_grow_with_the_rows() {
+        let config = FitConfig::new(5, 100, 1);
+        let size = |kind: ModelKind, n: usize| -> usize {
+            let mut rng = rng::Rng::new(n as u64);
+            let x = DMatrix::from_fn(n, 3, |_, _| rng.next_f64() - 0.5);
+            let y = DVector::from_fn(n, |i, _| x[(i, 0)] * x[(i, 1)] + 0.1 * rng.next_f64());
+            let model = match kind {
+                ModelKind::Gbdt => AnyModel::Gbdt(gbdt_params(&config).fit(&x, &y).expect("gbdt")),
+                _ => {
+                    let params = crate::models::rnn::RnnParams {
+                        hidden: 4,
+                        seq_len: 5,
+                        max_epochs: 1,
+                        ..rnn_params(kind, &config)
+                    };
+                    AnyModel::Gru(params.fit(&x, &y).expect("rnn"))
+                }
+            };
+            postcard::to_allocvec(&model).expect("serialises").len()
+        };
+        let (small, large) = (size(ModelKind::Gbdt, 500), size(ModelKind::Gbdt, 8000));
+        assert!(small <= 100 * 127 * 12 + 1024 && large <= 100 * 127 * 12 + 1024);
+        assert!(
+            large > small,
+            "the larger set grows deeper trees, up to the bound"
+        );
+        for kind in [ModelKind::Gru, ModelKind::Lstm] {
+            assert_eq!(size(kind, 300), size(kind, 3000), "{kind:?}");
+        }
+    }
+
     #[test]
     fn parallel_prediction_keeps_row_order() {
         let model = AnyModel::Linear(Linear {
