@@ -143,8 +143,9 @@ PY
     ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\).*/\1/p' "$WORK/server.out")
     KLINECAST_MAX_KLINES=5 $PREFIX "$BIN" stream --symbol "$SYMBOL" --interval 1m \
         --data-dir "$WORK/data" --models-dir "$WORK/models" --log-dir "$WORK/log" \
-        --rest-url "http://$ADDR" --ws-url "ws://$ADDR" > /dev/null 2>&1 ||
+        --rest-url "http://$ADDR" --ws-url "ws://$ADDR" > "$WORK/restart.out" 2>&1 ||
         echo "[$LABEL] the restart exited with $?" >&2
+    RESTART_RSS=$(sed -n 's/.*peak memory (VmHWM) \([0-9.]* MiB\).*/\1/p' "$WORK/restart.out" | head -n 1)
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
@@ -161,7 +162,7 @@ PY
         "models/ after stream        $(awk "BEGIN{printf \"%.1f\", $MODELS_AFTER/1e6}") MB (EnsembleModel.bin $(awk "BEGIN{printf \"%.2f\", $ENSEMBLE/1e6}") MB)" \
         "stream cold start           ${COLD} ms (exec -> first connection, median of 5)" \
         "stream timing               ${TIMING}" \
-        "restart                     ${RESTORE:-no refit line in ensemble.log}" \
+        "restart                     ${RESTORE:-no refit line in ensemble.log}, peak memory ${RESTART_RSS:-?}" \
         "stream bytes written        $WCHAR over $STREAM_KLINES klines ($WINDOWS windows)" \
         "  per window                $(awk "BEGIN{printf \"%.2f\", $WCHAR/$WINDOWS/1e6}") MB" \
         "  per day (1440 klines)     $(awk "BEGIN{printf \"%.1f\", $WCHAR/$STREAM_KLINES*1440/1e6}") MB" \
