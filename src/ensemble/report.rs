@@ -270,10 +270,11 @@ fn fmt_score(f: &ForecasterScore) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn report() -> WindowReport {
+    /// A window report with every kind of field (shared with `crate::report`'s tests).
+    pub(crate) fn report() -> WindowReport {
         let mut ens = Accum::default();
         ens.add(10.0, 10.5, 11.0);
         ens.add(11.0, 11.0, 10.0);
