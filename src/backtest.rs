@@ -559,11 +559,10 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(3 * 3600 + 120)), "3h02m");
     }
 
-    #[test]
-    fn summary_text_lists_the_scoreboard() {
+    fn sample_summary() -> BacktestSummary {
         let mut a = crate::metrics::Accum::default();
         a.add(10.0, 10.0, 11.0);
-        let summary = BacktestSummary {
+        BacktestSummary {
             data: "x.csv".to_string(),
             rows: 100,
             interval_ms: 60_000,
@@ -602,7 +601,12 @@ mod tests {
                 static_interval_score: Some(2.5),
                 gain_vs_static: Some(0.2),
             },
-        };
+        }
+    }
+
+    #[test]
+    fn summary_text_lists_the_scoreboard() {
+        let summary = sample_summary();
         let text = summary_text(&summary);
         assert!(text.starts_with(
             "backtest x.csv: 100 rows (60000 ms klines); trained on the first 50, replayed 50 in \
@@ -619,5 +623,28 @@ mod tests {
         let json = serde_json::to_string(&summary).expect("json");
         let back: BacktestSummary = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, summary);
+    }
+
+    #[test]
+    fn page_escapes_names_and_holds_the_tables() {
+        let mut summary = sample_summary();
+        summary.data = "a&b<c>.csv".to_string();
+        let run = RunFiles {
+            symbol: "X<Y".to_string(),
+            interval_ms: 60_000,
+            ..RunFiles::default()
+        };
+        let html = page(&summary, &run, 24.0);
+        assert!(html.contains("<title>X&lt;Y: backtest</title>"), "{html}");
+        assert!(html.contains("a&amp;b&lt;c&gt;.csv: trained on the first 50 klines"));
+        assert!(!html.contains("a&b<c>"));
+        for id in ["forecast", "ratio", "weights", "coverage"] {
+            assert!(html.contains(&format!("id=\"{id}\"")), "chart {id}");
+        }
+        for id in ["scoreboard", "combiners", "intervals", "experts", "run"] {
+            assert!(html.contains(&format!("<table id=\"{id}\">")), "table {id}");
+        }
+        assert!(html.contains("<td>ensemble (n 1)</td><td>100.00 %</td>"));
+        assert!(html.contains("<td>score gain</td><td></td><td></td><td></td><td>20.00 %</td>"));
     }
 }
