@@ -1,7 +1,9 @@
 //! `klinecast report`: a page of charts from the files `stream` writes, and the scoreboard on
 //! stdout. The reading and the maths are split: [`RunFiles::read`] loads the kline store,
-//! `predictions.csv`, `ensemble.jsonl` and `stream.log` (only reads them); [`Report::build`]
-//! turns them into series; [`Report::html`] and [`Report::scoreboard`] present them.
+//! `predictions.csv`, `ensemble.jsonl` and `stream.log` (only reads them); [`html`] draws
+//! them and [`scoreboard_rows`] pools the scoreboard. The forecast, score, weight and coverage
+//! charts ([`run_charts`]) and the scoreboard table ([`score_table`]) also draw the page of
+//! `backtest --html`, from a [`RunFiles`] the backtest fills in memory.
 //!
 //! The reader is lenient about what it does not know: `ensemble.jsonl` is read as JSON values,
 //! so fields added later (prediction intervals, per-expert weights) are picked up when present
