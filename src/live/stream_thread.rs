@@ -580,6 +580,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backfill::KlinesRequest;
     use crate::testutil::{kline, TempDir};
     use std::collections::VecDeque;
     use std::sync::mpsc;
@@ -618,20 +619,9 @@ mod tests {
             })
         }
 
-        fn klines(
-            &mut self,
-            _symbol: &Symbol,
-            _interval: Interval,
-            start_ms: i64,
-            end_ms: Option<i64>,
-            limit: usize,
-        ) -> Result<Vec<Kline>, BinanceError> {
-            self.calls.push((start_ms, end_ms));
-            Ok((0..40)
-                .map(kline)
-                .filter(|k| k.open_time >= start_ms && end_ms.is_none_or(|e| k.open_time <= e))
-                .take(limit)
-                .collect())
+        fn klines(&mut self, request: &KlinesRequest<'_>) -> Result<Vec<Kline>, BinanceError> {
+            self.calls.push((request.start_ms, request.end_ms));
+            Ok(request.serve((0..40).map(kline)))
         }
     }
 

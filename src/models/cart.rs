@@ -932,9 +932,18 @@ impl Grower<'_> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::testutil::assert_postcard_round_trip;
 
     fn fit(params: &CartParams, x: &DMatrix<f64>, y: &DVector<f64>) -> Cart {
         params.fit(x, y).expect("fit")
+    }
+
+    /// The default parameters with a depth limit.
+    fn max_depth(depth: usize) -> CartParams {
+        CartParams {
+            max_depth: Some(depth),
+            ..CartParams::default()
+        }
     }
 
     #[test]
@@ -1016,14 +1025,7 @@ mod tests {
                 (LEAF, 40.0)
             ]
         );
-        let stump = fit(
-            &CartParams {
-                max_depth: Some(1),
-                ..CartParams::default()
-            },
-            &x,
-            &y,
-        );
+        let stump = fit(&max_depth(1), &x, &y);
         assert_eq!(stump.node_count(), 3);
         assert_eq!(stump.predict_row(&[2.0]), 5.0);
         assert_eq!(stump.predict_row(&[6.0]), 35.0);
@@ -1195,14 +1197,7 @@ mod tests {
             .map(|id| counts[id])
             .collect();
         assert!(leaf_counts.iter().all(|&c| c >= 7), "{leaf_counts:?}");
-        let shallow = fit(
-            &CartParams {
-                max_depth: Some(3),
-                ..CartParams::default()
-            },
-            &x,
-            &y,
-        );
+        let shallow = fit(&max_depth(3), &x, &y);
         assert_eq!(shallow.depth(), 3);
         assert_eq!(shallow.node_count(), 15);
         let split_limited = fit(
@@ -1262,13 +1257,7 @@ mod tests {
                 },
                 "min_samples_split",
             ),
-            (
-                CartParams {
-                    max_depth: Some(0),
-                    ..CartParams::default()
-                },
-                "max_depth",
-            ),
+            (max_depth(0), "max_depth"),
             (
                 CartParams {
                     max_features: Some(2),
@@ -1298,15 +1287,8 @@ mod tests {
         let x = DMatrix::from_fn(500, 3, |_, _| rng.next_f64());
         let y = DVector::from_fn(500, |_, _| rng.next_f64());
         let tree = fit(&CartParams::default(), &x, &y);
-        let bytes = postcard::to_allocvec(&tree).expect("serialize");
-        let back: Cart = postcard::from_bytes(&bytes).expect("deserialize");
         let queries = DMatrix::from_fn(300, 3, |_, _| rng.next_f64());
-        let a = tree.predict(&queries);
-        let b = back.predict(&queries);
-        assert!(a
-            .iter()
-            .zip(b.iter())
-            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_postcard_round_trip(&tree, &queries);
     }
 
     #[test]

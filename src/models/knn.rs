@@ -409,6 +409,7 @@ impl Builder<'_> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::testutil::assert_postcard_round_trip;
 
     /// `Σ_j (a_j − b_j)²`, summed in dimension order.
     fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
@@ -598,15 +599,8 @@ mod tests {
         let x = DMatrix::from_fn(1_000, 3, |_, _| rng.next_f64());
         let y = DVector::from_fn(1_000, |_, _| rng.next_f64());
         let model = KnnParams::default().fit(&x, &y).expect("fit");
-        let bytes = postcard::to_allocvec(&model).expect("serialize");
-        let back: Knn = postcard::from_bytes(&bytes).expect("deserialize");
         let queries = DMatrix::from_fn(300, 3, |_, _| rng.next_f64());
-        let a = model.predict(&queries);
-        let b = back.predict(&queries);
-        assert!(a
-            .iter()
-            .zip(b.iter())
-            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_postcard_round_trip(&model, &queries);
     }
 
     /// Backs README claim [C16]: Every trained member's size is bounded whatever the history.

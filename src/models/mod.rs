@@ -136,7 +136,8 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// Every kind: what `train` fits and the backtest's trained members.
+    /// Every kind: what `train` fits and the backtest's trained members. The six row models
+    /// come first, the recurrent ones last.
     pub const ALL: [ModelKind; 8] = [
         ModelKind::Linear,
         ModelKind::Svr,
@@ -151,14 +152,10 @@ impl ModelKind {
     /// The kinds of each window generation (the live refits): every row model. The GRU and
     /// LSTM take tens of seconds to fit, far beyond a window's time budget; they are never
     /// refitted per window but learn online instead (`ensemble::online`).
-    pub const GENERATION: [ModelKind; 6] = [
-        ModelKind::Linear,
-        ModelKind::Svr,
-        ModelKind::Knn,
-        ModelKind::Cart,
-        ModelKind::Forest,
-        ModelKind::Gbdt,
-    ];
+    pub const GENERATION: [ModelKind; 6] = match Self::ALL.first_chunk() {
+        Some(row_models) => *row_models,
+        None => panic!("ModelKind::ALL lists the six row models first"),
+    };
 
     pub fn name(self) -> &'static str {
         match self {
