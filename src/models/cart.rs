@@ -82,7 +82,7 @@ impl Default for CartParams {
 /// leaves: `max(min_samples_leaf, ⌈rows / max_leaves⌉)`. Every leaf then holds at least that
 /// many distinct rows and the leaves partition the rows, so there are at most
 /// `rows / ⌈rows / max_leaves⌉ ≤ max_leaves` of them.
-pub fn leaf_size_for_budget(
+pub(crate) fn leaf_size_for_budget(
     model: &'static str,
     min_samples_leaf: usize,
     max_leaves: Option<usize>,
@@ -109,7 +109,7 @@ pub fn leaf_size_for_budget(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "CartWire", into = "CartWire")]
 pub struct Cart {
-    pub n_features: usize,
+    pub(crate) n_features: usize,
     nodes: Vec<Node>,
 }
 
@@ -203,11 +203,13 @@ pub(super) mod packed {
     use serde::de::{Error, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytes)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
         struct Bytes;
         impl<'de> Visitor<'de> for Bytes {
             type Value = Vec<u8>;
@@ -263,7 +265,8 @@ impl CartParams {
 
 impl Cart {
     /// Number of leaves.
-    pub fn leaf_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn leaf_count(&self) -> usize {
         self.nodes.iter().filter(|n| n.feature == LEAF).count()
     }
 
@@ -289,7 +292,7 @@ impl Cart {
     }
 
     /// The id of the leaf that `x` falls into.
-    pub fn leaf_of(&self, x: &[f64]) -> usize {
+    pub(crate) fn leaf_of(&self, x: &[f64]) -> usize {
         let mut id = 0;
         loop {
             let node = self.nodes[id];
@@ -311,7 +314,7 @@ impl Cart {
     /// `n_features` features: at least one node, split features in range, and the nodes a
     /// preorder tree (left child next, right child right after the left subtree). Prediction
     /// on a checked tree cannot index out of bounds or loop.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.n_features != n_features {
             return Err(format!(
                 "the tree has {} features, expected {n_features}",

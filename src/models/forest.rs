@@ -191,7 +191,7 @@ impl Forest {
 
 impl Forest {
     /// Checks a deserialized forest: at least one tree, each passing [`Cart::check`].
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.trees.is_empty() {
             return Err("the forest has no trees".to_string());
         }

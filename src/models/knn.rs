@@ -52,7 +52,7 @@ impl Default for KnnParams {
 /// Everything is serialized, so a reloaded model answers bit-identically.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Knn {
-    pub k: usize,
+    pub(crate) k: usize,
     n_features: usize,
     /// Training rows in tree order, row-major (`n_features` values per row).
     points: Vec<f64>,
@@ -152,13 +152,15 @@ impl KnnParams {
 
 impl Knn {
     /// Training rows the model holds (at most `max_rows` of its params).
-    pub fn n_rows(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn n_rows(&self) -> usize {
         self.targets.len()
     }
 
     /// The k nearest training rows of `query` as `(squared distance, training-row index)`,
     /// nearest first, ties by lower index.
-    pub fn neighbours(&self, query: &[f64]) -> Vec<(f64, u32)> {
+    #[cfg(test)]
+    pub(crate) fn neighbours(&self, query: &[f64]) -> Vec<(f64, u32)> {
         let mut best = Best::new(self.k);
         self.search(0, query, &mut best);
         best.items.into_iter().map(|(d, i, _)| (d, i)).collect()
@@ -219,7 +221,7 @@ impl Knn {
     /// `n_features` features: `1 ≤ k ≤ n` training rows, consistent array lengths, and a k-d
     /// tree whose nodes split their ranges in halves (children after their parent), so a search
     /// cannot index out of bounds, loop, or recurse deeper than log2(n).
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         let d = n_features;
         let n = self.targets.len();
         if self.n_features != d {

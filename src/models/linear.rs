@@ -112,7 +112,7 @@ impl LinearParams {
 
 impl Linear {
     /// Checks a deserialized model: one coefficient per feature.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.coef.len() != n_features {
             return Err(format!(
                 "{} coefficients, expected {n_features}",

@@ -91,7 +91,7 @@ impl fmt::Display for FitError {
 impl std::error::Error for FitError {}
 
 /// Common input checks for every model's `fit`.
-pub fn check_xy(
+pub(crate) fn check_xy(
     model: &'static str,
     x: &DMatrix<f64>,
     y: &DVector<f64>,
@@ -171,7 +171,7 @@ impl ModelKind {
     }
 
     /// True for the GRU and LSTM, whose forecasts read a sequence of rows.
-    pub fn is_recurrent(self) -> bool {
+    pub(crate) fn is_recurrent(self) -> bool {
         matches!(self, ModelKind::Gru | ModelKind::Lstm)
     }
 }
@@ -190,7 +190,7 @@ pub enum AnyModel {
 }
 
 impl AnyModel {
-    pub fn kind(&self) -> ModelKind {
+    pub(crate) fn kind(&self) -> ModelKind {
         match self {
             AnyModel::Linear(_) => ModelKind::Linear,
             AnyModel::Svr(_) => ModelKind::Svr,
@@ -212,7 +212,7 @@ impl AnyModel {
     }
 
     /// The GRU or LSTM inside, mutably (online learning).
-    pub fn as_rnn_mut(&mut self) -> Option<&mut rnn::Rnn> {
+    pub(crate) fn as_rnn_mut(&mut self) -> Option<&mut rnn::Rnn> {
         match self {
             AnyModel::Gru(m) | AnyModel::Lstm(m) => Some(m),
             _ => None,
@@ -240,7 +240,7 @@ impl AnyModel {
     /// Checks that a deserialized model is well formed for `n_features` features (array
     /// lengths, tree structure), so that predicting with it cannot panic or loop. Model files
     /// are checksummed, so this only fails for a file written by a buggy or foreign program.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         match self {
             AnyModel::Linear(m) => m.check(n_features),
             AnyModel::Svr(m) => m.check(n_features),

@@ -106,17 +106,17 @@ impl Default for SvrParams {
 /// A fitted SVR: `f(x) = Σ coef_i K(sv_i, x) + intercept`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Svr {
-    pub kernel: Kernel,
+    pub(crate) kernel: Kernel,
     pub gamma: f64,
     /// Support vectors, row-major, `n_sv × n_features`.
     pub support_vectors: Vec<f64>,
-    pub n_features: usize,
+    pub(crate) n_features: usize,
     /// Dual coefficients (alpha_i - alpha_i*) of each support vector.
     pub dual_coef: Vec<f64>,
     pub intercept: f64,
     /// Target standardisation undone at predict time: `mean + scale · f(x)` (0 and 1 when off).
-    pub target_mean: f64,
-    pub target_scale: f64,
+    pub(crate) target_mean: f64,
+    pub(crate) target_scale: f64,
 }
 
 impl SvrParams {
@@ -877,7 +877,7 @@ const PARALLEL_WORK: usize = 200_000;
 impl Svr {
     /// Checks a deserialized model: `n_features` columns and one full support vector per dual
     /// coefficient.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.n_features != n_features {
             return Err(format!(
                 "{} features, expected {n_features}",
