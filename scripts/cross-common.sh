@@ -3,26 +3,28 @@
 
 # cross_target NAME: sets TRIPLE, CROSS_GCC, APT_PKGS, QEMU, SYSROOT for aarch64 or armv7.
 cross_target() {
+    # Debian names the cross gcc, its package and the sysroot after the GNU triplet.
+    local gnu
     case "$1" in
     aarch64 | aarch64-unknown-linux-gnu)
         TRIPLE=aarch64-unknown-linux-gnu
-        CROSS_GCC=aarch64-linux-gnu-gcc
-        APT_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+        gnu=aarch64-linux-gnu
+        APT_PKGS="gcc-$gnu libc6-dev-arm64-cross"
         QEMU=qemu-aarch64
-        SYSROOT=/usr/aarch64-linux-gnu
         ;;
     armv7 | armv7-unknown-linux-gnueabihf)
         TRIPLE=armv7-unknown-linux-gnueabihf
-        CROSS_GCC=arm-linux-gnueabihf-gcc
-        APT_PKGS="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"
+        gnu=arm-linux-gnueabihf
+        APT_PKGS="gcc-$gnu libc6-dev-armhf-cross"
         QEMU=qemu-arm
-        SYSROOT=/usr/arm-linux-gnueabihf
         ;;
     *)
         echo "unknown target $1 (expected aarch64 or armv7)" >&2
         return 2
         ;;
     esac
+    CROSS_GCC=$gnu-gcc
+    SYSROOT=/usr/$gnu
 }
 
 # cross_check [qemu]: after cross_target, checks the Rust target, the cross gcc, the cross libc

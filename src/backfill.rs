@@ -40,17 +40,35 @@ pub(crate) fn is_closed(kline: &Kline, server_now: i64) -> bool {
     kline.close_time.saturating_add(SETTLE_MS) < server_now
 }
 
+/// One page request of the REST klines endpoint: at most `limit` klines of `symbol` at
+/// `interval` with open times from `start_ms` to `end_ms` (inclusive, when given).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KlinesRequest<'a> {
+    pub(crate) symbol: &'a Symbol,
+    pub(crate) interval: Interval,
+    pub(crate) start_ms: i64,
+    pub(crate) end_ms: Option<i64>,
+    pub(crate) limit: usize,
+}
+
+impl KlinesRequest<'_> {
+    /// The page the endpoint would serve from `klines` (sorted by open time): the fake
+    /// exchanges' answer.
+    #[cfg(test)]
+    pub(crate) fn serve(&self, klines: impl Iterator<Item = Kline>) -> Vec<Kline> {
+        klines
+            .filter(|k| {
+                k.open_time >= self.start_ms && self.end_ms.is_none_or(|e| k.open_time <= e)
+            })
+            .take(self.limit)
+            .collect()
+    }
+}
+
 /// The REST calls a backfill needs (the real client, or a fake in tests).
 pub(crate) trait Rest {
     fn server_time(&mut self) -> Result<i64, BinanceError>;
-    fn klines(
-        &mut self,
-        symbol: &Symbol,
-        interval: Interval,
-        start_ms: i64,
-        end_ms: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Kline>, BinanceError>;
+    fn klines(&mut self, request: &KlinesRequest<'_>) -> Result<Vec<Kline>, BinanceError>;
     /// Notices the client collected (retries, waits), to be logged.
     fn notes(&mut self) -> Vec<String> {
         Vec::new()
@@ -62,15 +80,15 @@ impl Rest for RestClient {
         RestClient::server_time(self)
     }
 
-    fn klines(
-        &mut self,
-        symbol: &Symbol,
-        interval: Interval,
-        start_ms: i64,
-        end_ms: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Kline>, BinanceError> {
-        let limit = u16::try_from(limit).unwrap_or(MAX_LIMIT);
+    fn klines(&mut self, request: &KlinesRequest<'_>) -> Result<Vec<Kline>, BinanceError> {
+        let limit = u16::try_from(request.limit).unwrap_or(MAX_LIMIT);
+        let KlinesRequest {
+            symbol,
+            interval,
+            start_ms,
+            end_ms,
+            ..
+        } = *request;
         RestClient::klines(self, symbol, interval, start_ms, end_ms, limit)
     }
 }
@@ -219,13 +237,13 @@ impl Pager {
             return Ok(None);
         }
         let end_time = self.range.before.map(|b| b - 1);
-        let page = rest.klines(
-            &self.range.symbol,
-            self.range.interval,
-            self.cursor,
-            end_time,
-            PAGE_LIMIT,
-        )?;
+        let page = rest.klines(&KlinesRequest {
+            symbol: &self.range.symbol,
+            interval: self.range.interval,
+            start_ms: self.cursor,
+            end_ms: end_time,
+            limit: PAGE_LIMIT,
+        })?;
         self.report.pages += 1;
         let Some(last_returned) = page.last().map(|k| k.open_time) else {
             self.done = true;
@@ -357,13 +375,13 @@ pub(crate) fn check_tail<R: Rest + ?Sized>(
     };
     let now = rest.server_time().map_err(CheckError::Rest)?;
     let page = rest
-        .klines(
+        .klines(&KlinesRequest {
             symbol,
             interval,
-            first.open_time,
-            Some(last.open_time),
-            CHECK_ROWS,
-        )
+            start_ms: first.open_time,
+            end_ms: Some(last.open_time),
+            limit: CHECK_ROWS,
+        })
         .map_err(CheckError::Rest)?;
     let closed: Vec<Kline> = page.into_iter().filter(|k| is_closed(k, now)).collect();
     let binance_at = |t: i64| {
@@ -463,19 +481,11 @@ mod tests {
             Ok(self.now)
         }
 
-        fn klines(
-            &mut self,
-            _symbol: &Symbol,
-            _interval: Interval,
-            start_ms: i64,
-            end_ms: Option<i64>,
-            limit: usize,
-        ) -> Result<Vec<Kline>, BinanceError> {
-            self.log.push(format!("klines {start_ms}"));
+        fn klines(&mut self, request: &KlinesRequest<'_>) -> Result<Vec<Kline>, BinanceError> {
+            self.log.push(format!("klines {}", request.start_ms));
             let now = self.now;
-            Ok((0..self.n)
+            let served = (0..self.n)
                 .map(kline)
-                .filter(|k| k.open_time >= start_ms && end_ms.is_none_or(|e| k.open_time <= e))
                 .filter(|k| k.open_time <= now)
                 .map(|k| {
                     if k.close_time >= now {
@@ -483,9 +493,8 @@ mod tests {
                     } else {
                         k
                     }
-                })
-                .take(limit)
-                .collect())
+                });
+            Ok(request.serve(served))
         }
     }
 

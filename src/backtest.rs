@@ -2,13 +2,15 @@
 //! but writes no file), then replays the rest kline by kline through the very same window
 //! learner the live stream uses ([`crate::ensemble::learner::Learner`]): score first, then
 //! refit every window. Prints the final scoreboard (text, or one JSON object with `--json`);
-//! progress goes to stderr. No network, no files written. The maths lives in `ensemble` and
-//! `models::fit`; this module only loads, loops, times and prints.
+//! progress goes to stderr. No network; the only file written is the `--html` page. The maths
+//! lives in `ensemble` and `models::fit`; this module only loads, loops, times and prints. The
+//! page draws the series the replay collects ([`Backtest::run`]) with the `report` page's charts.
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chart::html::Page;
 use crate::cli::BacktestArgs;
 use crate::ensemble::learner::Learner;
 use crate::ensemble::report::{scoreboard_table, ExpertWeight, Refit, ScoreRow};
@@ -17,8 +19,9 @@ use crate::error::Error;
 use crate::features::Scaler;
 use crate::kline::Series;
 use crate::models::fit::fit_models;
+use crate::report::{self, RunFiles, Window};
 use crate::settings::{self, LearnSettings};
-use crate::store;
+use crate::{describe, store};
 
 /// Fewest training rows (with a full feature row and a target) the backtest accepts.
 pub const MIN_TRAIN_ROWS: usize = 100;
@@ -76,6 +79,14 @@ pub struct IntervalSummary {
     pub gain_vs_static: Option<f64>,
 }
 
+/// What a backtest gives: the summary (`--json`) and the series its page draws (every scored
+/// forecast with its interval, every window's scores and weights, the closes).
+#[derive(Debug, Clone)]
+pub struct Backtest {
+    pub summary: BacktestSummary,
+    pub run: RunFiles,
+}
+
 /// Coverage per third of `(sigma, covered)` ranked by sigma.
 fn coverage_by_third(rows: &[(f64, bool)]) -> Vec<f64> {
     let mut sorted = rows.to_vec();
@@ -98,7 +109,12 @@ pub fn run(args: &BacktestArgs) -> Result<(), Error> {
             series = series.slice(n - max..n);
         }
     }
-    let summary = backtest(args, &series, &mut Progress::new())?;
+    let mut progress = Progress::new();
+    let Backtest { summary, run } = backtest(args, &series, &mut progress)?;
+    if let Some(out) = &args.html {
+        describe::write_page(out, &page(&summary, &run, args.hours))?;
+        progress.note(&format!("wrote {}", out.display()));
+    }
     if args.json {
         let json = serde_json::to_string(&summary)
             .map_err(|e| Error::Data(format!("cannot format the result as JSON: {e}")))?;
@@ -114,7 +130,7 @@ fn backtest(
     args: &BacktestArgs,
     series: &Series,
     progress: &mut Progress,
-) -> Result<BacktestSummary, Error> {
+) -> Result<Backtest, Error> {
     let data = args.data.display().to_string();
     let interval_ms = infer_interval(series).ok_or_else(|| {
         Error::Data(format!(
@@ -164,10 +180,19 @@ fn backtest(
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     // (σ, covered) and (σ, covered by the static baseline) of every bounded interval.
     let (mut thirds, mut static_thirds) = (Vec::new(), Vec::new());
+    let (mut forecasts, mut window_series) = (Vec::new(), Vec::new());
     progress.start(total_windows);
     for i in split..n {
         let step = learner.on_kline(&series.values(i, interval_ms));
         if let Some(sc) = &step.scored {
+            let bounded = sc.upper_price.is_finite();
+            forecasts.push(report::Forecast {
+                target_open_time: sc.target_open_time,
+                forecast: sc.ensemble_price,
+                naive: sc.naive_price,
+                lower: bounded.then_some(sc.lower_price),
+                upper: bounded.then_some(sc.upper_price),
+            });
             if let Some(sd) = sc.sigma.filter(|_| sc.upper_price.is_finite()) {
                 thirds.push((sd, sc.covered));
                 static_thirds.push((sd, sc.static_covered));
@@ -177,6 +202,7 @@ fn backtest(
         dropped += step.dropped as u64;
         if step.window_done {
             let report = learner.end_window(&refit_config);
+            window_series.push(Window::from_report(&report));
             windows += 1;
             if let Refit::Failed { error } = &report.refit {
                 failed += 1;
@@ -206,7 +232,22 @@ fn backtest(
             .filter(|(_, b)| *b > 0.0)
             .map(|(a, b)| 1.0 - a / b),
     };
-    Ok(BacktestSummary {
+    let run = RunFiles {
+        store_path: args.data.clone(),
+        symbol: store::parse_file_name(&args.data)
+            .map_or("?".to_string(), |(symbol, _)| symbol.to_string()),
+        interval_ms,
+        closes: series
+            .open_time
+            .iter()
+            .copied()
+            .zip(series.close.iter().copied())
+            .collect(),
+        forecasts,
+        windows: window_series,
+        log: Vec::new(),
+    };
+    let summary = BacktestSummary {
         data,
         rows: n,
         interval_ms,
@@ -228,7 +269,8 @@ fn backtest(
         combiners: ensemble.combiner_scores(),
         experts: ensemble.expert_weights(),
         intervals,
-    })
+    };
+    Ok(Backtest { summary, run })
 }
 
 /// The kline interval: the median step between the first open times (robust to a few gaps).
@@ -284,13 +326,6 @@ fn summary_text(s: &BacktestSummary) -> String {
         ));
     }
     let iv = &s.intervals;
-    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v));
-    let thirds = |v: &[f64]| {
-        v.iter()
-            .map(|c| format!("{:.1}", 100.0 * c))
-            .collect::<Vec<_>>()
-            .join(" / ")
-    };
     out.push_str(&format!(
         "\nintervals ({:.0} % nominal, {} forecasts): coverage {} (by volatility third {}), \
          mean width {}, interval score {}\nstatic baseline: coverage {} (by third {}), mean \
@@ -299,17 +334,120 @@ fn summary_text(s: &BacktestSummary) -> String {
         iv.n,
         pct(iv.coverage),
         thirds(&iv.coverage_by_third),
-        iv.mean_width.map_or("-".into(), |v| format!("{v:.6}")),
-        iv.interval_score.map_or("-".into(), |v| format!("{v:.6}")),
+        price(iv.mean_width),
+        price(iv.interval_score),
         pct(iv.static_coverage),
         thirds(&iv.static_coverage_by_third),
-        iv.static_mean_width
-            .map_or("-".into(), |v| format!("{v:.6}")),
-        iv.static_interval_score
-            .map_or("-".into(), |v| format!("{v:.6}")),
+        price(iv.static_mean_width),
+        price(iv.static_interval_score),
         pct(iv.gain_vs_static),
     ));
     out
+}
+
+/// A share as a percentage with two decimals, `-` when unknown.
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v))
+}
+
+/// A price-unit figure with six decimals, `-` when unknown.
+fn price(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.6}"))
+}
+
+/// Coverage per volatility third, `low / mid / high` in percent.
+fn thirds(v: &[f64]) -> String {
+    v.iter()
+        .map(|c| format!("{:.1}", 100.0 * c))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The `--html` page: the `report` page's charts over the replay (the last `hours` of
+/// forecasts, cumulative RMSE ÷ naive, weights, coverage per window), then the run, the
+/// scoreboard, both combiners, the experts and the intervals as tables. Pure.
+fn page(s: &BacktestSummary, run: &RunFiles, hours: f64) -> String {
+    let mut page = Page::new(
+        &format!("{}: backtest", run.symbol),
+        &format!(
+            "{}: trained on the first {} klines, replayed {} in {} windows of {} (seed {})",
+            s.data, s.train_rows, s.replay_rows, s.windows, s.window, s.seed
+        ),
+    );
+    let bar_ms = (s.window as i64 * s.interval_ms) as f64 * 0.8;
+    report::run_charts(&mut page, run, hours, bar_ms);
+    page.heading("Scoreboard, whole replay");
+    report::score_table(&mut page, "scoreboard", &s.scoreboard);
+    report::score_table(&mut page, "combiners", &s.combiners);
+    let iv = &s.intervals;
+    page.table(
+        "intervals",
+        &[
+            &format!("{:.0} % interval", 100.0 * iv.nominal),
+            "coverage",
+            "by σ third",
+            "width",
+            "score",
+        ],
+        &[
+            vec![
+                format!("ensemble (n {})", iv.n),
+                pct(iv.coverage),
+                thirds(&iv.coverage_by_third),
+                price(iv.mean_width),
+                price(iv.interval_score),
+            ],
+            vec![
+                "static baseline".to_string(),
+                pct(iv.static_coverage),
+                thirds(&iv.static_coverage_by_third),
+                price(iv.static_mean_width),
+                price(iv.static_interval_score),
+            ],
+            vec![
+                "score gain".to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                pct(iv.gain_vs_static),
+            ],
+        ],
+    );
+    page.table(
+        "experts",
+        &["expert (ML-Poly)", "rounds", "regret", "weight"],
+        &s.experts
+            .iter()
+            .map(|e| {
+                vec![
+                    e.label.clone(),
+                    e.rounds.to_string(),
+                    format!("{:+.4e}", e.regret),
+                    format!("{:.3}", e.weight),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let count = |n: u64| n.to_string();
+    page.table(
+        "run",
+        &["run", ""],
+        &[
+            ("rows", count(s.rows as u64)),
+            ("kline interval (ms)", s.interval_ms.to_string()),
+            ("horizon (klines)", count(s.horizon as u64)),
+            ("refit rows", count(s.refit_rows as u64)),
+            ("generations kept", count(s.generations as u64)),
+            ("failed refits", count(s.failed_refits)),
+            ("gaps", count(s.gaps)),
+            ("dropped forecasts", count(s.dropped_forecasts)),
+            ("final pool (members)", count(s.pool_size as u64)),
+            ("ensemble size (bytes)", count(s.ensemble_bytes as u64)),
+            ("combiner", s.combiner.clone()),
+        ]
+        .map(|(k, v)| vec![k.to_string(), v]),
+    );
+    page.finish()
 }
 
 /// Progress on stderr: at most one line every few seconds, with an ETA.
@@ -421,11 +559,10 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(3 * 3600 + 120)), "3h02m");
     }
 
-    #[test]
-    fn summary_text_lists_the_scoreboard() {
+    fn sample_summary() -> BacktestSummary {
         let mut a = crate::metrics::Accum::default();
         a.add(10.0, 10.0, 11.0);
-        let summary = BacktestSummary {
+        BacktestSummary {
             data: "x.csv".to_string(),
             rows: 100,
             interval_ms: 60_000,
@@ -464,7 +601,12 @@ mod tests {
                 static_interval_score: Some(2.5),
                 gain_vs_static: Some(0.2),
             },
-        };
+        }
+    }
+
+    #[test]
+    fn summary_text_lists_the_scoreboard() {
+        let summary = sample_summary();
         let text = summary_text(&summary);
         assert!(text.starts_with(
             "backtest x.csv: 100 rows (60000 ms klines); trained on the first 50, replayed 50 in \
@@ -481,5 +623,28 @@ mod tests {
         let json = serde_json::to_string(&summary).expect("json");
         let back: BacktestSummary = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, summary);
+    }
+
+    #[test]
+    fn page_escapes_names_and_holds_the_tables() {
+        let mut summary = sample_summary();
+        summary.data = "a&b<c>.csv".to_string();
+        let run = RunFiles {
+            symbol: "X<Y".to_string(),
+            interval_ms: 60_000,
+            ..RunFiles::default()
+        };
+        let html = page(&summary, &run, 24.0);
+        assert!(html.contains("<title>X&lt;Y: backtest</title>"), "{html}");
+        assert!(html.contains("a&amp;b&lt;c&gt;.csv: trained on the first 50 klines"));
+        assert!(!html.contains("a&b<c>"));
+        for id in ["forecast", "ratio", "weights", "coverage"] {
+            assert!(html.contains(&format!("id=\"{id}\"")), "chart {id}");
+        }
+        for id in ["scoreboard", "combiners", "intervals", "experts", "run"] {
+            assert!(html.contains(&format!("<table id=\"{id}\">")), "table {id}");
+        }
+        assert!(html.contains("<td>ensemble (n 1)</td><td>100.00 %</td>"));
+        assert!(html.contains("<td>score gain</td><td></td><td></td><td></td><td>20.00 %</td>"));
     }
 }

@@ -33,6 +33,7 @@ USAGE:
   klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
                           [--generations 8] [--horizon H] [--max-rows N] [--svr-rows N] [--seed S]
                           [--combiner ml-poly|lcb] [--coverage 0.9] [--models LIST] [--json]
+                          [--hours 24] [--html FILE]
   klinecast replay-server --data FILE [--port P] [--speed X] [--start-row N] [--faults SPEC]
   klinecast describe      [--data FILE] [--html FILE]
   klinecast report        [--data-dir DIR] [--log-dir DIR] [--hours 24] [--html FILE]
@@ -150,6 +151,9 @@ pub struct BacktestArgs {
     pub json: bool,
     /// The offline models to train (`--models linear,svr,…`; default all eight).
     pub models: Vec<ModelKind>,
+    /// `--html FILE`: the page of charts, with the last `hours` of forecasts drawn.
+    pub html: Option<PathBuf>,
+    pub hours: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +263,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             max_rows: max_rows(&mut flags)?,
             json: flags.switch("--json"),
             models: models(&mut flags)?,
+            html: flags.take("--html")?.map(PathBuf::from),
+            hours: hours(&mut flags)?,
         }),
         "replay-server" => Command::ReplayServer(ReplayArgs {
             data: flags
@@ -290,12 +296,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         "report" => Command::Report(ReportArgs {
             data_dir: flags.path("--data-dir", "data")?,
             log_dir: flags.path("--log-dir", "log")?,
-            hours: flags.parsed(
-                "--hours",
-                24.0,
-                |v: &f64| v.is_finite() && *v > 0.0 && *v <= 1e6,
-                "a positive number of hours",
-            )?,
+            hours: hours(&mut flags)?,
             html: flags.take("--html")?.map(PathBuf::from),
         }),
         "status" => Command::Status(StatusArgs {
@@ -366,6 +367,16 @@ fn horizon(flags: &mut Flags) -> Result<usize, Error> {
 
 fn svr_rows(flags: &mut Flags) -> Result<usize, Error> {
     flags.ranged("--svr-rows", DEFAULT_SVR_ROWS, 50..=50_000)
+}
+
+/// `--hours`: how much of the end of a run a page draws forecast by forecast.
+fn hours(flags: &mut Flags) -> Result<f64, Error> {
+    flags.parsed(
+        "--hours",
+        24.0,
+        |v: &f64| v.is_finite() && *v > 0.0 && *v <= 1e6,
+        "a positive number of hours",
+    )
 }
 
 fn seed(flags: &mut Flags) -> Result<u64, Error> {
@@ -658,6 +669,13 @@ mod tests {
         };
         assert_eq!(b.train_frac, 0.6);
         assert!(!b.json);
+        assert_eq!((b.html, b.hours), (None, 24.0));
+        let Ok(Command::Backtest(b)) = p(&[
+            "backtest", "--data", "d.csv", "--html", "b.html", "--hours", "6",
+        ]) else {
+            panic!("backtest --html parses")
+        };
+        assert_eq!((b.html, b.hours), (Some(PathBuf::from("b.html")), 6.0));
         assert_eq!(b.learn, LearnSettings::default());
     }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::binance::ws::WsConfig;
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, StreamArgs};
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
 use crate::kline::{Interval, Kline, Series, Symbol};
@@ -109,21 +109,23 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     );
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
     let config = StreamConfig {
-        symbol,
-        interval,
-        data_dir: data_dir.clone(),
-        models_dir: models_dir.clone(),
-        log_dir: log_dir.clone(),
-        rest_url: server.rest_url(),
-        ws_url: server.ws_url(),
-        learn: LearnSettings {
-            svr_rows: SVR_ROWS,
-            horizon: args.horizon,
-            seed: args.seed,
-            threads: settings::fit_threads(),
-            ..LearnSettings::default()
+        args: StreamArgs {
+            symbol,
+            interval,
+            data_dir: data_dir.clone(),
+            models_dir: models_dir.clone(),
+            log_dir: log_dir.clone(),
+            rest_url: server.rest_url(),
+            ws_url: server.ws_url(),
+            learn: LearnSettings {
+                svr_rows: SVR_ROWS,
+                horizon: args.horizon,
+                seed: args.seed,
+                threads: settings::fit_threads(),
+                ..LearnSettings::default()
+            },
+            max_runtime: Some(budget_ms),
         },
-        max_runtime: Some(Duration::from_millis(budget_ms)),
         max_klines: Some(n_stream as u64),
         ws: WsConfig {
             idle_timeout: Duration::from_secs(10),

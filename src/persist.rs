@@ -34,11 +34,11 @@ use crate::fsutil;
 use crate::kline::Series;
 use crate::models::{AnyModel, ModelKind};
 
-pub mod ensemble;
+pub(crate) mod ensemble;
 
+pub(crate) use ensemble::save_ensemble;
 pub use ensemble::{
-    decode_ensemble, ensemble_path, load_ensemble, save_ensemble, SavedEnsemble,
-    ENSEMBLE_FILE_VERSION,
+    decode_ensemble, ensemble_path, load_ensemble, SavedEnsemble, ENSEMBLE_FILE_VERSION,
 };
 
 /// The first 8 bytes of every klinecast model file.
@@ -164,7 +164,7 @@ impl std::error::Error for PersistError {
 }
 
 /// What to do about a bad file of kind `tag`.
-pub fn hint_for(tag: [u8; 4]) -> &'static str {
+pub(crate) fn hint_for(tag: [u8; 4]) -> &'static str {
     match &tag {
         b"ENSM" => "delete it so that `klinecast stream` starts a fresh ensemble from the trained models (run `klinecast train` first if those are missing)",
         _ => "run `klinecast train` again to rebuild it",
@@ -185,31 +185,31 @@ pub struct TrainedModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainMeta {
     /// Open time (ms) of the kline of the first training row.
-    pub train_first_open_time: i64,
+    pub(crate) train_first_open_time: i64,
     /// Open time (ms) of the kline of the last training row.
-    pub train_last_open_time: i64,
+    pub(crate) train_last_open_time: i64,
     pub train_rows: usize,
-    pub holdout_rows: usize,
-    pub seed: u64,
-    pub fit_seconds: f64,
+    pub(crate) holdout_rows: usize,
+    pub(crate) seed: u64,
+    pub(crate) fit_seconds: f64,
     pub holdout: HoldoutScores,
     /// File name of the kline CSV it was trained on, such as `BTCUSDT_1m.csv`.
     pub data_file: String,
     /// The klinecast version that trained it.
-    pub klinecast_version: String,
+    pub(crate) klinecast_version: String,
 }
 
 /// Holdout accuracy on the close price (see [`crate::metrics::Accum`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HoldoutScores {
     pub rmse: f64,
-    pub mae: f64,
+    pub(crate) mae: f64,
     /// Percent.
-    pub mape: f64,
+    pub(crate) mape: f64,
     /// Share of moves whose direction was forecast, in [0, 1] (NaN when nothing moved).
-    pub directional: f64,
+    pub(crate) directional: f64,
     /// RMSE of the naive forecast (next close = last close) on the same rows.
-    pub naive_rmse: f64,
+    pub(crate) naive_rmse: f64,
 }
 
 impl TrainedModel {
@@ -247,7 +247,7 @@ pub fn encode_framed<T: Serialize>(
 }
 
 /// Checks the frame of `bytes` (read from `path`, named in errors) and decodes its payload.
-pub fn decode_framed<T: DeserializeOwned>(
+pub(crate) fn decode_framed<T: DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
     tag: [u8; 4],
@@ -349,7 +349,7 @@ pub fn decode_framed_since<T: DeserializeOwned>(
 }
 
 /// Writes `value` framed to `path`, atomically (creates the directory).
-pub fn save_framed<T: Serialize>(
+pub(crate) fn save_framed<T: Serialize>(
     path: &Path,
     tag: [u8; 4],
     version: u32,
@@ -366,7 +366,7 @@ pub fn save_framed<T: Serialize>(
 }
 
 /// Reads and decodes a framed file written by [`save_framed`].
-pub fn load_framed<T: DeserializeOwned>(
+pub(crate) fn load_framed<T: DeserializeOwned>(
     path: &Path,
     tag: [u8; 4],
     version: u32,
@@ -400,7 +400,10 @@ pub fn trained_path(models_dir: &Path, kind: ModelKind) -> PathBuf {
 }
 
 /// Saves a trained model to `<models_dir>/Trained/<kind>.bin`, atomically; returns the path.
-pub fn save_trained(models_dir: &Path, model: &TrainedModel) -> Result<PathBuf, PersistError> {
+pub(crate) fn save_trained(
+    models_dir: &Path,
+    model: &TrainedModel,
+) -> Result<PathBuf, PersistError> {
     let path = trained_path(models_dir, model.kind);
     save_framed(&path, TAG_TRAINED, TRAINED_VERSION, model)?;
     Ok(path)

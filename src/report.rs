@@ -1,7 +1,9 @@
 //! `klinecast report`: a page of charts from the files `stream` writes, and the scoreboard on
 //! stdout. The reading and the maths are split: [`RunFiles::read`] loads the kline store,
-//! `predictions.csv`, `ensemble.jsonl` and `stream.log` (only reads them); [`Report::build`]
-//! turns them into series; [`Report::html`] and [`Report::scoreboard`] present them.
+//! `predictions.csv`, `ensemble.jsonl` and `stream.log` (only reads them); [`html`] draws
+//! them and [`scoreboard_rows`] pools the scoreboard. The forecast, score, weight and coverage
+//! charts ([`run_charts`]) and the scoreboard table ([`score_table`]) also draw the page of
+//! `backtest --html`, from a [`RunFiles`] the backtest fills in memory.
 //!
 //! The reader is lenient about what it does not know: `ensemble.jsonl` is read as JSON values,
 //! so fields added later (prediction intervals, per-expert weights) are picked up when present
@@ -17,7 +19,7 @@ use serde_json::Value;
 use crate::chart::html::Page;
 use crate::chart::svg::{self, Axis, Chart, Mark, Scale};
 use crate::cli::ReportArgs;
-use crate::ensemble::report::{scoreboard_table, ScoreRow};
+use crate::ensemble::report::{scoreboard_table, ScoreRow, WindowReport};
 use crate::error::Error;
 use crate::kline::Interval;
 use crate::{describe, store, time};
@@ -55,6 +57,37 @@ pub struct Window {
     pub peak_rss_kib: Option<f64>,
     /// Realised interval coverage of the window, when the ensemble logged it.
     pub coverage: Option<f64>,
+}
+
+impl Window {
+    /// The window a learner just closed, as the page draws it (a backtest has no wall clock:
+    /// no log time, refit time or memory).
+    pub fn from_report(r: &WindowReport) -> Window {
+        Window {
+            first_open_time: r.first_open_time,
+            last_open_time: r.last_open_time,
+            logged_at: None,
+            scores: r
+                .forecasters
+                .iter()
+                .map(|f| Score {
+                    label: f.label.clone(),
+                    n: f.n,
+                    rmse: f.rmse,
+                    mae: f.mae,
+                    directional: f.directional,
+                })
+                .collect(),
+            weights: r
+                .weights
+                .iter()
+                .map(|w| (w.label.clone(), w.weight))
+                .collect(),
+            refit_seconds: None,
+            peak_rss_kib: None,
+            coverage: r.coverage.realised,
+        }
+    }
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS[.mmm][Z]` (UTC) into ms.
@@ -196,7 +229,7 @@ pub fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
         .collect()
 }
 
-/// Everything read from a run's files.
+/// Everything read from a run's files (or collected in memory by a backtest).
 #[derive(Debug, Clone, Default)]
 pub struct RunFiles {
     pub store_path: PathBuf,
@@ -453,15 +486,19 @@ fn cumulative(log: &[(i64, LogEvent)], event: LogEvent) -> (Vec<f64>, Vec<f64>) 
     (xs, ys)
 }
 
-/// Builds the page for a run's files: the last `hours` of forecasts, and the whole run's
-/// scores, weights, coverage and health. `title` names the source.
-pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
-    let interval = Interval::parse("1m").map_or(60_000, |i| i.ms());
-    let iv = if files.interval_ms > 0 {
+/// The interval of a run's klines (1 minute when unknown).
+fn interval_of(files: &RunFiles) -> i64 {
+    if files.interval_ms > 0 {
         files.interval_ms
     } else {
-        interval
-    };
+        Interval::parse("1m").map_or(60_000, |i| i.ms())
+    }
+}
+
+/// The charts `report` and `backtest --html` share, added to `page`: the last `hours` of
+/// closes with the forecast, its interval and the naive forecast; cumulative RMSE ÷ naive; the
+/// weights, stacked; the realised coverage per window as bars `bar_ms` wide.
+pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
     let closes: BTreeMap<i64, f64> = files.closes.iter().copied().collect();
     let last = files
         .forecasts
@@ -470,15 +507,6 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
         .or_else(|| files.closes.last().map(|c| c.0))
         .unwrap_or(0);
     let from = last - (hours * 3_600_000.0) as i64;
-    let mut page = Page::new(
-        &format!("{}: forecasts and health", files.symbol),
-        &format!(
-            "{title}: {} forecasts, {} windows; store {}",
-            files.forecasts.len(),
-            files.windows.len(),
-            files.store_path.display()
-        ),
-    );
 
     // 1. Close, forecast, interval and naive over the last hours.
     let recent: Vec<&Forecast> = files
@@ -636,7 +664,7 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
         color: svg::color(2).to_string(),
         xs: cov.iter().map(|p| p.0 as f64).collect(),
         ys: cov.iter().map(|p| p.1).collect(),
-        width: iv as f64 * 10.0,
+        width: bar_ms,
     });
     let mean_cov = if cov.is_empty() {
         "no interval yet".to_string()
@@ -651,6 +679,22 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
         &c.render(),
         &format!("{} windows with intervals; {mean_cov}.", cov.len()),
     );
+}
+
+/// Builds the page for a run's files: the last `hours` of forecasts, and the whole run's
+/// scores, weights, coverage and health. `title` names the source.
+pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
+    let iv = interval_of(files);
+    let mut page = Page::new(
+        &format!("{}: forecasts and health", files.symbol),
+        &format!(
+            "{title}: {} forecasts, {} windows; store {}",
+            files.forecasts.len(),
+            files.windows.len(),
+            files.store_path.display()
+        ),
+    );
+    run_charts(&mut page, files, hours, iv as f64 * 10.0);
 
     // 5. Health.
     page.heading("Health");
@@ -748,10 +792,15 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
         },
     );
 
-    let rows = scoreboard_rows(&files.windows);
     page.heading("Scoreboard");
+    score_table(&mut page, "scoreboard", &scoreboard_rows(&files.windows));
+    page.finish()
+}
+
+/// A scoreboard as a page table: n, RMSE, MAE, directional accuracy and RMSE ÷ naive per row.
+pub fn score_table(page: &mut Page, id: &str, rows: &[ScoreRow]) {
     page.table(
-        "scoreboard",
+        id,
         &["forecaster", "n", "rmse", "mae", "dir %", "rmse / naive"],
         &rows
             .iter()
@@ -769,7 +818,6 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
             })
             .collect::<Vec<_>>(),
     );
-    page.finish()
 }
 
 /// Runs `klinecast report`.
@@ -876,6 +924,18 @@ mod tests {
         let (labels, _, shares) = weight_shares(&w);
         assert_eq!(labels, ["naive", "generations/knn"]);
         assert_eq!(shares[1], vec![0.25, 0.25]);
+    }
+
+    /// The backtest's windows are the ones `report` reads back from `ensemble.jsonl`.
+    #[test]
+    fn window_from_a_report_equals_its_json_line_read_back() {
+        let r = crate::ensemble::report::tests::report();
+        let line = serde_json::to_string(&r).expect("json");
+        let read = parse_window(&line).expect("a window line");
+        assert_eq!(Window::from_report(&r), read);
+        assert_eq!(read.coverage, Some(0.5));
+        assert_eq!(read.scores[2].rmse, None);
+        assert_eq!(read.weights[1], ("trained/forest".to_string(), 0.25));
     }
 
     #[test]

@@ -414,15 +414,7 @@ impl KlineStore {
         let mut last = self.last_open_time;
         let mut text = String::with_capacity(klines.len() * 96);
         for k in klines {
-            if let Some(l) = last {
-                if k.open_time <= l {
-                    return Err(StoreError::OutOfOrder {
-                        path: self.path.clone(),
-                        open_time: k.open_time,
-                        last: l,
-                    });
-                }
-            }
+            self.check_newer(k, last)?;
             k.validate().map_err(|source| StoreError::BadKline {
                 path: self.path.clone(),
                 open_time: k.open_time,
@@ -450,6 +442,18 @@ impl KlineStore {
         self.last_open_time = last;
         self.rows = self.rows.map(|r| r + klines.len());
         Ok(klines.len())
+    }
+
+    /// Refuses `k` unless it is newer than the row with open time `last` (if any) before it.
+    fn check_newer(&self, k: &Kline, last: Option<i64>) -> Result<(), StoreError> {
+        match last {
+            Some(l) if k.open_time <= l => Err(StoreError::OutOfOrder {
+                path: self.path.clone(),
+                open_time: k.open_time,
+                last: l,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The newest `n` stored rows (fewer when the store is shorter), ascending, each with the
@@ -486,14 +490,8 @@ impl KlineStore {
         }
         let cut = rows[first].0;
         let kept_last = first.checked_sub(1).map(|i| rows[i].1.open_time);
-        if let (Some(l), Some(k)) = (kept_last, klines.first()) {
-            if k.open_time <= l {
-                return Err(StoreError::OutOfOrder {
-                    path: self.path.clone(),
-                    open_time: k.open_time,
-                    last: l,
-                });
-            }
+        if let Some(k) = klines.first() {
+            self.check_newer(k, kept_last)?;
         }
         let cut_io = |source| StoreError::Io {
             path: self.path.clone(),
@@ -1220,27 +1218,29 @@ mod tests {
 
     #[test]
     fn parse_line_agrees_with_from_csv_line() {
-        let variants = [
-            L1.to_string(),
-            L1.replace("6.5400", "6.54000000000000000001"),
-            L1.replace("6.5400", "12345678901234567.5"),
-            L1.replace("6.5400", ".5"),
-            L1.replace("6.5400", "5."),
-            L1.replace("6.5400", "."),
-            L1.replace("6.5400", "1.2.3"),
-            L1.replace("6.5400", "+6.54"),
-            L1.replace("6.5400", " 6.54"),
-            L1.replace("6.5400", "0.1234567890123456789"),
-            L1.replace("33013", "0"),
-            L1.replace("33013", &"9".repeat(41)),
-            L1.replace("1782864000000", "-1"),
-            L1.replace("1782864000000", "-"),
-            L1.replace("1782864000000", "99999999999999999999"),
-            L1.replace("1782864059999", "1782863999999"),
-            L1.replace(",365,", ",,"),
-            L1.replace("6.5340,6.5430", "0,6.5430"),
-            format!("{L1},"),
+        // (text in L1, what replaces it): odd decimals, counts and times, a missing field.
+        let nines = "9".repeat(41);
+        let edits = [
+            ("6.5400", "6.54000000000000000001"),
+            ("6.5400", "12345678901234567.5"),
+            ("6.5400", ".5"),
+            ("6.5400", "5."),
+            ("6.5400", "."),
+            ("6.5400", "1.2.3"),
+            ("6.5400", "+6.54"),
+            ("6.5400", " 6.54"),
+            ("6.5400", "0.1234567890123456789"),
+            ("33013", "0"),
+            ("33013", &nines),
+            ("1782864000000", "-1"),
+            ("1782864000000", "-"),
+            ("1782864000000", "99999999999999999999"),
+            ("1782864059999", "1782863999999"),
+            (",365,", ",,"),
+            ("6.5340,6.5430", "0,6.5430"),
         ];
+        let mut variants = vec![L1.to_string(), format!("{L1},")];
+        variants.extend(edits.iter().map(|(from, to)| L1.replace(from, to)));
         for text in variants {
             let slow = Kline::from_csv_line(&text).map(|k| k.values());
             let fast = parse_line(text.as_bytes());

@@ -1,12 +1,17 @@
 //! Test support shared by the unit tests inside `src/` (process tests in `tests/` use
-//! `tests/common`, which unit tests cannot reach): a self-removing temp directory and the
-//! synthetic kline fixture. Compiled only for tests.
+//! `tests/common`, which unit tests cannot reach): a self-removing temp directory, the
+//! synthetic kline fixture and the models' postcard round trip. Compiled only for tests.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nalgebra::{DMatrix, DVector};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::kline::Kline;
+use crate::models::Regressor;
 
 /// A fresh, empty directory under the system temp dir, removed with everything in it on drop.
 pub(crate) struct TempDir {
@@ -67,4 +72,17 @@ pub(crate) fn kline(i: i64) -> Kline {
         taker_buy_base: "50".into(),
         taker_buy_quote: "525".into(),
     }
+}
+
+/// Serializes `model` with postcard, reads it back, and asserts that the copy predicts every
+/// row of `queries` to the bit; returns the copy (the model files' round trip, per model).
+pub(crate) fn assert_postcard_round_trip<M>(model: &M, queries: &DMatrix<f64>) -> M
+where
+    M: Regressor + Serialize + DeserializeOwned,
+{
+    let bytes = postcard::to_allocvec(model).expect("serialize");
+    let back: M = postcard::from_bytes(&bytes).expect("deserialize");
+    let bits = |v: DVector<f64>| v.iter().map(|p| p.to_bits()).collect::<Vec<u64>>();
+    assert_eq!(bits(model.predict(queries)), bits(back.predict(queries)));
+    back
 }

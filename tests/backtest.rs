@@ -31,6 +31,23 @@ fn backtest(args: &[&str]) -> Output {
         .expect("run klinecast")
 }
 
+/// Runs `backtest --json --refit-rows 300` on the first `rows` rows of the sample (a slice
+/// written into `dir`) with `args` added, asserts that it succeeded, and returns its stdout.
+fn backtest_json(dir: &TempDir, rows: usize, args: &[&str]) -> Vec<u8> {
+    let data = dir.join("AVAXUSDT_1m.csv");
+    write_slice(&data, rows);
+    let mut all = vec!["--data", data.to_str().expect("utf-8 path")];
+    all.extend(["--json", "--refit-rows", "300"]);
+    all.extend(args);
+    let out = backtest(&all);
+    assert!(
+        out.status.success(),
+        "backtest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 fn row<'a>(json: &'a serde_json::Value, label: &str) -> &'a serde_json::Value {
     json["scoreboard"]
         .as_array()
@@ -44,30 +61,11 @@ fn row<'a>(json: &'a serde_json::Value, label: &str) -> &'a serde_json::Value {
 #[test]
 fn backtest_is_deterministic_and_not_worse_than_naive() {
     let dir = TempDir::new("backtest-det");
-    let data = dir.join("AVAXUSDT_1m.csv");
-    write_slice(&data, 3000);
-    let data = data.to_str().expect("utf-8 path");
-    let args = [
-        "--data",
-        data,
-        "--json",
-        "--refit-rows",
-        "300",
-        "--svr-rows",
-        "300",
-        "--seed",
-        "7",
-    ];
-    let first = backtest(&args);
-    assert!(
-        first.status.success(),
-        "backtest failed: {}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let second = backtest(&args);
-    assert!(second.status.success());
-    assert_eq!(first.stdout, second.stdout, "same seed, same JSON");
-    let text = String::from_utf8(first.stdout).expect("utf-8 output");
+    let args = ["--svr-rows", "300", "--seed", "7"];
+    let first = backtest_json(&dir, 3000, &args);
+    let second = backtest_json(&dir, 3000, &args);
+    assert_eq!(first, second, "same seed, same JSON");
+    let text = String::from_utf8(first).expect("utf-8 output");
     assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
     let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     assert_eq!(json["rows"], 3000);
@@ -137,29 +135,17 @@ fn too_short_or_missing_data_is_refused() {
 #[test]
 fn horizon_5_scores_each_forecast_five_klines_later() {
     let dir = TempDir::new("backtest-horizon");
-    let data = dir.join("AVAXUSDT_1m.csv");
-    write_slice(&data, 1200);
-    let data = data.to_str().expect("utf-8 path");
     let run = |horizon: &str| {
-        let out = backtest(&[
-            "--data",
-            data,
-            "--json",
-            "--refit-rows",
-            "300",
+        let args = [
             "--svr-rows",
             "100",
             "--generations",
             "2",
             "--horizon",
             horizon,
-        ]);
-        assert!(
-            out.status.success(),
-            "backtest failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        ];
+        let out = backtest_json(&dir, 1200, &args);
+        let json: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
         json
     };
     let mut naive_rmse = Vec::new();

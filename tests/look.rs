@@ -29,6 +29,127 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs klinecast and asserts that it succeeded; its stdout.
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}\n{}\n{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+/// `report --html` on a run's directories; its stdout.
+fn report_page(data: &Path, log: &Path, page: &Path) -> String {
+    run_ok(&[
+        "report",
+        "--data-dir",
+        arg(data),
+        "--log-dir",
+        arg(log),
+        "--html",
+        arg(page),
+    ])
+}
+
+/// Reads a page and checks what every page keeps: well-formed XML, nothing fetched or run, and
+/// laid out for 1280 px and 400 px ([`fits_desktop_and_phone`]). Returns the text and the
+/// element names.
+fn read_page(path: &Path) -> (String, Vec<String>) {
+    let page = fs::read_to_string(path).expect("page");
+    let names =
+        well_formed(&page).unwrap_or_else(|e| panic!("{}: not well-formed: {e}", path.display()));
+    for bad in ["<script", "src=\"", "href=\"", "@import", "@font-face"] {
+        assert!(!page.contains(bad), "{}: {bad}", path.display());
+    }
+    // url() only for the charts' own clip paths.
+    assert_eq!(page.matches("url(").count(), page.matches("url(#").count());
+    fits_desktop_and_phone(&page);
+    (page, names)
+}
+
+/// The number in `text` right after `key`, up to `px` or a non-digit.
+fn number_after(text: &str, key: &str) -> f64 {
+    let at = text.find(key).unwrap_or_else(|| panic!("{key} not found")) + key.len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().expect("a number")
+}
+
+/// The layout at 1280 px and at 400 px (a phone), worked out from the page's own CSS and SVG:
+/// the viewport follows the device; the grid's column minimum lets two columns sit side by side
+/// at 1280 px and one on a phone; every chart is a viewBox-scaled SVG (no fixed size) in a
+/// sideways-scrolling box and every table in one; chart text stays at least 11 px in a desktop
+/// column and 9 px at the phone's minimum chart width.
+fn fits_desktop_and_phone(page: &str) {
+    assert!(
+        page.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>")
+    );
+    let css = &page[page.find("<style>").expect("style")..page.find("</style>").expect("/style")];
+    let column = number_after(css, "minmax(min(100%,");
+    let phone_chart = number_after(css, ".fig svg{min-width:");
+    let (desktop_body, phone_body) = (1280.0 - 2.0 * 16.0, 400.0 - 2.0 * 8.0);
+    assert!(
+        2.0 * column + 22.0 <= desktop_body,
+        "two columns at 1280 px"
+    );
+    assert!(column > phone_body && phone_chart > phone_body / 2.0);
+    assert_eq!(
+        page.matches("<svg").count(),
+        page.matches("<div class=\"fig\"><svg").count(),
+        "every chart scrolls in its box"
+    );
+    assert_eq!(
+        page.matches("<table").count(),
+        page.matches("<div class=\"tbl\"><table").count(),
+        "every table scrolls in its box"
+    );
+    for svg in page.split("<svg").skip(1) {
+        let tag = &svg[..svg.find('>').expect("tag end")];
+        assert!(
+            !tag.contains(" width=") && !tag.contains(" height="),
+            "{tag}"
+        );
+        let view_width = number_after(tag, "viewBox=\"0 0 ");
+        let font = number_after(tag, "font-size=\"");
+        assert!(font * column / view_width >= 11.0, "{tag}");
+        assert!(font * phone_chart / view_width >= 9.0, "{tag}");
+    }
+}
+
+/// An attribute of the chart mark labelled `label` (`data-n`, `data-min`, `data-max`).
+fn mark(chart: &str, label: &str, attr: &str) -> String {
+    attr_of(chart, &format!("data-label=\"{label}\""), attr)
+}
+
+/// The number of points of a mark.
+fn mark_n(chart: &str, label: &str) -> usize {
+    mark(chart, label, "data-n").parse().expect("data-n")
+}
+
+/// The smallest and largest value of a mark.
+fn mark_extremes(chart: &str, label: &str) -> (f64, f64) {
+    let v = |a: &str| mark(chart, label, a).parse::<f64>().expect("a number");
+    (v("data-min"), v("data-max"))
+}
+
+/// The smallest and largest of `values`.
+fn extremes(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    values
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// Checks that `text` is well-formed XML: one root element, every tag closed in order,
 /// attributes quoted and unique, only the five predefined or numeric entities, no raw `<` or
 /// `&` in text. Returns the element names in document order.
@@ -245,19 +366,7 @@ fn describe_prints_and_draws_the_1h_series() {
     let page_path = tmp.path().join("pages").join("d.html");
     let data = repo("data/BTCUSDT_1h.csv");
     let before = fs::read(&data).expect("data");
-    let out = run(&[
-        "describe",
-        "--data",
-        data.to_str().expect("utf8"),
-        "--html",
-        page_path.to_str().expect("utf8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = stdout(&out);
+    let text = run_ok(&["describe", "--data", arg(&data), "--html", arg(&page_path)]);
     assert!(
         text.contains("BTCUSDT 1h, 5500 rows, 2020-04-12 23:00:00 .. 2020-11-28 07:00:00 UTC"),
         "{text}"
@@ -275,31 +384,15 @@ fn describe_prints_and_draws_the_1h_series() {
         "describe never writes its data"
     );
 
-    let page = fs::read_to_string(&page_path).expect("page");
-    let names = well_formed(&page).unwrap_or_else(|e| panic!("not well-formed: {e}"));
+    let (page, names) = read_page(&page_path);
     assert_eq!(names.iter().filter(|n| *n == "svg").count(), 5);
-    assert!(!page.contains("<script") && !page.contains("src=\"http"));
     // The price chart: 5500 klines in at most 564 columns whose extremes are the data's.
     let c = closes(&data);
-    let lo = c.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
-    let hi = c.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
     let price = chart(&page, "price");
-    let n: usize = attr_of(price, "data-label=\"close", "data-n")
-        .parse()
-        .expect("n");
+    let close = "close (min..max per pixel)";
+    let n = mark_n(price, close);
     assert!(n > 500 && n <= 564, "{n} columns");
-    assert_eq!(
-        attr_of(price, "data-label=\"close", "data-min")
-            .parse::<f64>()
-            .ok(),
-        Some(lo)
-    );
-    assert_eq!(
-        attr_of(price, "data-label=\"close", "data-max")
-            .parse::<f64>()
-            .ok(),
-        Some(hi)
-    );
+    assert_eq!(mark_extremes(price, close), extremes(c.iter().map(|x| x.1)));
     assert_eq!(price.matches("<polygon").count(), 1);
     assert_eq!(
         price
@@ -326,16 +419,8 @@ fn describe_prints_and_draws_the_1h_series() {
         c[c.len() - 1].0.to_string()
     );
     // Autocorrelations at 60 lags; 24 hours of volume.
-    let acf = chart(&page, "acf");
-    assert_eq!(attr_of(acf, "data-label=\"returns\"", "data-n"), "60");
-    assert_eq!(
-        attr_of(
-            chart(&page, "hour-volume"),
-            "data-label=\"volume\"",
-            "data-n"
-        ),
-        "24"
-    );
+    assert_eq!(mark_n(chart(&page, "acf"), "returns"), 60);
+    assert_eq!(mark_n(chart(&page, "hour-volume"), "volume"), 24);
     // Returns across the gaps are skipped: 5499 pairs minus 2.
     assert!(text.contains("\n5497 "), "{text}");
 }
@@ -349,21 +434,9 @@ fn describe_the_default_file_and_escape_names() {
     let head: Vec<&str> = text.lines().take(3001).collect();
     fs::write(&weird, head.join("\n") + "\n").expect("write");
     let page_path = tmp.path().join("w.html");
-    let out = run(&[
-        "describe",
-        "--data",
-        weird.to_str().expect("utf8"),
-        "--html",
-        page_path.to_str().expect("utf8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout(&out).contains("? 1m, 3000 rows"));
-    let page = fs::read_to_string(&page_path).expect("page");
-    well_formed(&page).unwrap_or_else(|e| panic!("not well-formed: {e}"));
+    let text = run_ok(&["describe", "--data", arg(&weird), "--html", arg(&page_path)]);
+    assert!(text.contains("? 1m, 3000 rows"));
+    let (page, _) = read_page(&page_path);
     assert!(page.contains("a&amp;b&lt;c&gt;&#39;.csv"));
     assert!(!page.contains("a&b<c>"));
 
@@ -392,31 +465,41 @@ fn hold_lock(data_dir: &Path, whoami: &str) -> File {
     f
 }
 
+/// `status` on a run's directories, with `extra` flags.
+fn status_output(data: &Path, log: &Path, extra: &[&str]) -> Output {
+    let args = [
+        &["status", "--data-dir", arg(data), "--log-dir", arg(log)],
+        extra,
+    ]
+    .concat();
+    run(&args)
+}
+
 fn status(data: &Path, log: &Path) -> (Option<i32>, serde_json::Value) {
-    let out = run(&[
-        "status",
-        "--data-dir",
-        data.to_str().expect("utf8"),
-        "--log-dir",
-        log.to_str().expect("utf8"),
-        "--json",
-    ]);
+    let out = status_output(data, log, &["--json"]);
     let json = serde_json::from_str(stdout(&out).trim())
         .unwrap_or_else(|e| panic!("json: {e}: {}", stdout(&out)));
     (out.status.code(), json)
 }
 
-#[test]
-fn status_running_stopped_and_stale() {
-    let tmp = TempDir::new("status");
+/// A stream's `data` and `log` directories under `tmp`, the store holding the first `klines`
+/// rows of the shipped 1-minute file.
+fn run_dirs(tmp: &TempDir, klines: usize) -> (PathBuf, PathBuf) {
     let data = tmp.path().join("data");
     let log = tmp.path().join("log");
     fs::create_dir_all(&data).expect("dir");
     fs::create_dir_all(&log).expect("dir");
     let text = fs::read_to_string(repo("data/BTCUSDT_1m.csv")).expect("data");
-    let head: Vec<&str> = text.lines().take(11).collect();
+    let head: Vec<&str> = text.lines().take(klines + 1).collect();
+    fs::write(data.join("BTCUSDT_1m.csv"), head.join("\n") + "\n").expect("store");
+    (data, log)
+}
+
+#[test]
+fn status_running_stopped_and_stale() {
+    let tmp = TempDir::new("status");
+    let (data, log) = run_dirs(&tmp, 10);
     let store = data.join("BTCUSDT_1m.csv");
-    fs::write(&store, head.join("\n") + "\n").expect("store");
     let now = klinecast::log::stamp(klinecast::log::wall_clock_ms());
     fs::write(
         log.join("stream.log"),
@@ -487,13 +570,7 @@ fn status_running_stopped_and_stale() {
         "{s}"
     );
     // The text screen says the same.
-    let out = run(&[
-        "status",
-        "--data-dir",
-        data.to_str().expect("utf8"),
-        "--log-dir",
-        log.to_str().expect("utf8"),
-    ]);
+    let out = status_output(&data, &log, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("NOT OK"));
 
@@ -511,28 +588,18 @@ fn status_running_stopped_and_stale() {
 fn demo_on_the_1h_series_then_report_and_status() {
     let tmp = TempDir::new("demo-1h");
     let work = tmp.path().join("work");
-    let out = run(&[
+    let text = run_ok(&[
         "demo",
         "--data",
-        repo("data/BTCUSDT_1h.csv").to_str().expect("utf8"),
+        arg(&repo("data/BTCUSDT_1h.csv")),
         "--klines",
         "60",
         "--speed",
         "360000",
         "--work-dir",
-        work.to_str().expect("utf8"),
+        arg(&work),
     ]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout(&out).contains("streamed 60 klines"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(text.contains("streamed 60 klines"), "{text}");
     let data = work.join("data");
     let log = work.join("log");
     let store = data.join("BTCUSDT_1h.csv");
@@ -541,26 +608,12 @@ fn demo_on_the_1h_series_then_report_and_status() {
 
     let page_path = tmp.path().join("report.html");
     let before = fs::read(&store).expect("store");
-    let out = run(&[
-        "report",
-        "--data-dir",
-        data.to_str().expect("utf8"),
-        "--log-dir",
-        log.to_str().expect("utf8"),
-        "--html",
-        page_path.to_str().expect("utf8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = report_page(&data, &log, &page_path);
     assert_eq!(
         fs::read(&store).expect("store"),
         before,
         "report never writes its data"
     );
-    let text = stdout(&out);
     // The scoreboard pools the windows of ensemble.jsonl: n is the sum of the ensemble's n.
     let jsonl = fs::read_to_string(log.join("ensemble.jsonl")).expect("jsonl");
     let windows: Vec<serde_json::Value> = jsonl
@@ -594,8 +647,7 @@ fn demo_on_the_1h_series_then_report_and_status() {
         .iter()
         .all(|w| w["peak_rss_kib"].as_u64().is_some_and(|k| k > 0)));
 
-    let page = fs::read_to_string(&page_path).expect("page");
-    well_formed(&page).unwrap_or_else(|e| panic!("not well-formed: {e}"));
+    let (page, _) = read_page(&page_path);
     // The last 24 hours: 24 forecasts, 24 closes, the forecasts as predictions.csv has them.
     let preds: Vec<Vec<f64>> = fs::read_to_string(data.join("predictions.csv"))
         .expect("predictions")
@@ -610,23 +662,10 @@ fn demo_on_the_1h_series_then_report_and_status() {
         .collect();
     assert_eq!(recent.len(), 24);
     let fc = chart(&page, "forecast");
-    assert_eq!(attr_of(fc, "data-label=\"forecast\"", "data-n"), "24");
-    let lo = recent.iter().map(|p| p[1]).fold(f64::INFINITY, f64::min);
-    let hi = recent
-        .iter()
-        .map(|p| p[1])
-        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(mark_n(fc, "forecast"), 24);
     assert_eq!(
-        attr_of(fc, "data-label=\"forecast\"", "data-min")
-            .parse::<f64>()
-            .ok(),
-        Some(lo)
-    );
-    assert_eq!(
-        attr_of(fc, "data-label=\"forecast\"", "data-max")
-            .parse::<f64>()
-            .ok(),
-        Some(hi)
+        mark_extremes(fc, "forecast"),
+        extremes(recent.iter().map(|p| p[1]))
     );
     // Closes stored in the same 24 hours: the last forecast's kline has not closed yet.
     let stored = c
@@ -634,19 +673,12 @@ fn demo_on_the_1h_series_then_report_and_status() {
         .filter(|k| k.0 as f64 > last - 86_400_000.0 && k.0 as f64 <= last)
         .count();
     assert_eq!(stored, 23);
-    assert_eq!(
-        attr_of(fc, "data-label=\"close\"", "data-n"),
-        stored.to_string()
-    );
+    assert_eq!(mark_n(fc, "close"), stored);
     // One cumulative ratio point per window for the ensemble; weights stacked per window.
-    assert_eq!(
-        attr_of(chart(&page, "ratio"), "data-label=\"ensemble\"", "data-n"),
-        "4"
-    );
-    assert_eq!(
-        attr_of(chart(&page, "weights"), "data-label=\"naive\"", "data-n"),
-        "4"
-    );
+    assert_eq!(mark_n(chart(&page, "ratio"), "ensemble"), 4);
+    assert_eq!(mark_n(chart(&page, "weights"), "naive"), 4);
+    // Every window of the demo logged its peak memory: the memory chart has a point each.
+    assert_eq!(mark_n(chart(&page, "memory"), "peak resident memory"), 4);
 
     // The demo has stopped: status says so and exits 1.
     let (code, s) = status(&data, &log);
@@ -659,13 +691,7 @@ fn demo_on_the_1h_series_then_report_and_status() {
 #[test]
 fn report_draws_logged_coverage() {
     let tmp = TempDir::new("report-coverage");
-    let data = tmp.path().join("data");
-    let log = tmp.path().join("log");
-    fs::create_dir_all(&data).expect("dir");
-    fs::create_dir_all(&log).expect("dir");
-    let text = fs::read_to_string(repo("data/BTCUSDT_1m.csv")).expect("data");
-    let head: Vec<&str> = text.lines().take(31).collect();
-    fs::write(data.join("BTCUSDT_1m.csv"), head.join("\n") + "\n").expect("store");
+    let (data, log) = run_dirs(&tmp, 30);
     let t0 = 1_577_836_800_000i64;
     let mut preds = String::from("target_open_time,forecast,lower,upper,naive\n");
     for k in 1..30 {
@@ -683,40 +709,17 @@ fn report_draws_logged_coverage() {
     }
     fs::write(log.join("ensemble.jsonl"), jsonl).expect("jsonl");
     let page_path = tmp.path().join("r.html");
-    let out = run(&[
-        "report",
-        "--data-dir",
-        data.to_str().expect("utf8"),
-        "--log-dir",
-        log.to_str().expect("utf8"),
-        "--html",
-        page_path.to_str().expect("utf8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout(&out).contains("0.80000"), "{}", stdout(&out));
-    let page = fs::read_to_string(&page_path).expect("page");
-    well_formed(&page).unwrap_or_else(|e| panic!("not well-formed: {e}"));
+    let text = report_page(&data, &log, &page_path);
+    assert!(text.contains("0.80000"), "{text}");
+    let (page, _) = read_page(&page_path);
     let cov = chart(&page, "coverage");
-    assert_eq!(
-        attr_of(cov, "data-label=\"realised coverage\"", "data-n"),
-        "2"
-    );
-    assert_eq!(
-        attr_of(cov, "data-label=\"realised coverage\"", "data-min"),
-        "0.8"
-    );
-    assert_eq!(
-        attr_of(cov, "data-label=\"realised coverage\"", "data-max"),
-        "0.875"
-    );
+    assert_eq!(mark_n(cov, "realised coverage"), 2);
+    assert_eq!(mark_extremes(cov, "realised coverage"), (0.8, 0.875));
     // The interval band is drawn from predictions.csv's lower/upper columns.
-    let fc = chart(&page, "forecast");
-    assert_eq!(attr_of(fc, "data-label=\"interval\"", "data-min"), "7190");
-    assert_eq!(attr_of(fc, "data-label=\"interval\"", "data-max"), "7210");
+    assert_eq!(
+        mark_extremes(chart(&page, "forecast"), "interval"),
+        (7190.0, 7210.0)
+    );
 }
 
 /// `train` and `backtest` on the 1-hour series (gaps included), as commands.
@@ -724,26 +727,20 @@ fn report_draws_logged_coverage() {
 fn train_and_backtest_the_1h_series() {
     let tmp = TempDir::new("train-1h");
     let data = repo("data/BTCUSDT_1h.csv");
-    let data = data.to_str().expect("utf8");
     let models = tmp.path().join("models");
-    let out = run(&[
+    let text = run_ok(&[
         "train",
         "--data",
-        data,
+        arg(&data),
         "--max-rows",
         "1200",
         "--svr-rows",
         "200",
         "--models-dir",
-        models.to_str().expect("utf8"),
+        arg(&models),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    let j: serde_json::Value = serde_json::from_str(text.trim()).expect("json");
     assert_eq!(j["rows"], 1200);
     assert_eq!(
         j["models"].as_array().expect("models").len(),
@@ -751,10 +748,10 @@ fn train_and_backtest_the_1h_series() {
         "eight models and naive"
     );
     assert!(models.join("Trained").join("linear.bin").exists());
-    let out = run(&[
+    let text = run_ok(&[
         "backtest",
         "--data",
-        data,
+        arg(&data),
         "--max-rows",
         "600",
         "--svr-rows",
@@ -764,13 +761,127 @@ fn train_and_backtest_the_1h_series() {
         "linear,svr,knn,cart,forest,gbdt",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    let j: serde_json::Value = serde_json::from_str(text.trim()).expect("json");
     assert_eq!(j["interval_ms"], 3_600_000);
     assert_eq!(j["replay_rows"], 300);
     assert_eq!(j["windows"], 20);
+}
+
+/// `backtest --html` on the last 900 klines of the shipped 1-minute file (small settings so it
+/// takes a second, under qemu too): the page's charts are the replay's, its interval figures
+/// are the `--json` output's for the same run, and the data file is left as it was.
+#[test]
+fn backtest_page_shows_the_replay() {
+    let tmp = TempDir::new("backtest-page");
+    let data = repo("data/BTCUSDT_1m.csv");
+    let before = fs::read(&data).expect("data");
+    let page_path = tmp.path().join("pages").join("backtest.html");
+    let args = [
+        "backtest",
+        "--data",
+        arg(&data),
+        "--max-rows",
+        "900",
+        "--models",
+        "linear",
+        "--refit-rows",
+        "200",
+        "--generations",
+        "2",
+        "--window",
+        "30",
+        "--hours",
+        "4",
+        "--json",
+    ];
+    let j: serde_json::Value = serde_json::from_str(run_ok(&args).trim()).expect("json");
+    let with_page = [&args[..], &["--html", arg(&page_path)]].concat();
+    let j2: serde_json::Value = serde_json::from_str(run_ok(&with_page).trim()).expect("json");
+    assert_eq!(j, j2, "--html changes nothing in the result");
+    assert_eq!(
+        fs::read(&data).expect("data"),
+        before,
+        "the data is only read"
+    );
+    assert_eq!(
+        (j["replay_rows"].as_u64(), j["windows"].as_u64()),
+        (Some(450), Some(15))
+    );
+
+    let (page, names) = read_page(&page_path);
+    assert_eq!(names.iter().filter(|n| *n == "svg").count(), 4);
+    assert!(page.contains("<title>BTCUSDT: backtest</title>"));
+    // The last 4 hours of the replay: 240 one-minute klines, each forecast and scored. The
+    // closes are the file's last 240; the naive forecast of each is the close before it.
+    let c = closes(&data);
+    let last = &c[c.len() - 240..];
+    let fc = chart(&page, "forecast");
+    for label in ["forecast", "close", "naive", "interval"] {
+        assert_eq!(mark_n(fc, label), 240, "{label}");
+    }
+    assert_eq!(
+        mark_extremes(fc, "close"),
+        extremes(last.iter().map(|k| k.1))
+    );
+    assert_eq!(
+        mark_extremes(fc, "naive"),
+        extremes(c[c.len() - 241..c.len() - 1].iter().map(|k| k.1))
+    );
+    assert_eq!(
+        attr_of(fc, "id=\"forecast\"", "data-x-min"),
+        last[0].0.to_string()
+    );
+    assert_eq!(
+        attr_of(fc, "id=\"forecast\"", "data-x-max"),
+        last[239].0.to_string()
+    );
+    let (flo, fhi) = mark_extremes(fc, "forecast");
+    let (ilo, ihi) = mark_extremes(fc, "interval");
+    assert!(ilo < flo && fhi < ihi, "the interval holds the forecasts");
+    // One point per window on the ratio, weight and coverage charts.
+    let windows = 15;
+    assert_eq!(mark_n(chart(&page, "ratio"), "ensemble"), windows);
+    assert_eq!(mark_n(chart(&page, "weights"), "naive"), windows);
+    let (cov_lo, cov_hi) = mark_extremes(chart(&page, "coverage"), "realised coverage");
+    assert_eq!(
+        mark_n(chart(&page, "coverage"), "realised coverage"),
+        windows
+    );
+    // The whole replay's coverage lies between the best and worst window's.
+    let total = j["intervals"]["coverage"].as_f64().expect("coverage");
+    assert!(
+        cov_lo <= total && total <= cov_hi,
+        "{cov_lo} {total} {cov_hi}"
+    );
+    // The interval table holds the --json figures.
+    let table = &page[page.find("id=\"intervals\"").expect("intervals table")..];
+    let table = &table[..table.find("</table>").expect("end")];
+    let pct = |v: &serde_json::Value| format!("<td>{:.2} %</td>", 100.0 * v.as_f64().expect("num"));
+    let thirds = |v: &serde_json::Value| {
+        let parts: Vec<String> = v
+            .as_array()
+            .expect("thirds")
+            .iter()
+            .map(|c| format!("{:.1}", 100.0 * c.as_f64().expect("num")))
+            .collect();
+        format!("<td>{}</td>", parts.join(" / "))
+    };
+    let iv = &j["intervals"];
+    let ens_row = format!(
+        "<td>ensemble (n {})</td>{}{}",
+        iv["n"],
+        pct(&iv["coverage"]),
+        thirds(&iv["coverage_by_third"])
+    );
+    assert!(table.contains(&ens_row), "{ens_row} not in {table}");
+    let static_row = format!(
+        "<td>static baseline</td>{}{}",
+        pct(&iv["static_coverage"]),
+        thirds(&iv["static_coverage_by_third"])
+    );
+    assert!(table.contains(&static_row), "{static_row} not in {table}");
+    // The scoreboard's ensemble row: n as in --json.
+    let n_ens = &j["scoreboard"][0]["n"];
+    assert_eq!(j["scoreboard"][0]["label"], "ensemble");
+    assert!(page.contains(&format!("<td>ensemble</td><td>{n_ens}</td>")));
 }

@@ -49,6 +49,19 @@ fn seed_store(data_dir: &Path, history: &[Kline]) -> PathBuf {
 }
 
 /// Complete data rows in a store file (a torn last line is not counted).
+/// Asserts that the store at `path` is `klines` in the store's CSV, byte for byte.
+fn assert_store_is(path: &Path, klines: &[Kline]) {
+    assert_eq!(
+        fs::read_to_string(path).expect("read the store"),
+        csv_text(klines)
+    );
+}
+
+/// The environment that stops `stream` after `n` klines.
+fn max_klines(n: usize) -> [(&'static str, String); 1] {
+    [("KLINECAST_MAX_KLINES", n.to_string())]
+}
+
 fn stored_rows(path: &Path) -> usize {
     let mut text = String::new();
     if let Ok(mut f) = File::open(path) {
@@ -97,11 +110,20 @@ fn stream_cmd(
     cmd
 }
 
-fn wait_output(mut child: Child, limit: Duration) -> Output {
+/// Waits up to `limit` for `stream` to end, asserts that it exited with status 0, and returns
+/// its output.
+fn wait_success(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+            let out = child.wait_with_output().expect("output");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return out;
         }
         if start.elapsed() > limit {
             let _ = child.kill();
@@ -155,21 +177,12 @@ fn uninterrupted_predictions(
     let store_path = seed_store(&dirs.data, &src[..history]);
     let srv = server(src.to_vec(), src.len() - 1, 1e9, "");
     let mut env = env.to_vec();
-    env.push(("KLINECAST_MAX_KLINES", format!("{}", src.len() - history)));
+    env.extend(max_klines(src.len() - history));
     let child = stream_cmd(&dirs, &srv, &[], &env)
         .spawn()
         .expect("spawn the reference stream");
-    let out = wait_output(child, Duration::from_secs(300));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        fs::read_to_string(&store_path).expect("read the store"),
-        csv_text(src)
-    );
+    wait_success(child, Duration::from_secs(300));
+    assert_store_is(&store_path, src);
     fs::read_to_string(dirs.data.join("predictions.csv")).expect("predictions.csv")
 }
 
@@ -207,14 +220,9 @@ fn faults_kill_and_restart_keep_the_store_exact() {
         600.0,
         "drop-every=4,dup-finals,garbage-every=3,429-every=3,ping-ms=300",
     );
-    let first = stream_cmd(
-        &dirs,
-        &srv,
-        &[],
-        &[("KLINECAST_MAX_KLINES", format!("{}", total - history))],
-    )
-    .spawn()
-    .expect("spawn stream");
+    let first = stream_cmd(&dirs, &srv, &[], &max_klines(total - history))
+        .spawn()
+        .expect("spawn stream");
     wait_for(Duration::from_secs(60), "the first rows", || {
         stored_rows(&store_path) >= history + 40
     });
@@ -237,30 +245,20 @@ fn faults_kill_and_restart_keep_the_store_exact() {
     srv.set_faults(Faults::parse("stall-ms=2000,429-every=2,ping-ms=300").expect("faults"));
     let after_kill = stored_rows(&store_path);
     assert!(after_kill >= history + 40);
-    let restarted = stream_cmd(
-        &dirs,
-        &srv,
-        &[],
-        &[("KLINECAST_MAX_KLINES", format!("{}", total - after_kill))],
-    )
-    .spawn()
-    .expect("restart");
+    let restarted = stream_cmd(&dirs, &srv, &[], &max_klines(total - after_kill))
+        .spawn()
+        .expect("restart");
     wait_for(Duration::from_secs(60), "rows after the restart", || {
         stored_rows(&store_path) >= after_kill + 30
     });
     // Phase 3: serverShutdown after 3 finals, duplicates again.
     srv.set_faults(Faults::parse("shutdown-after=3,dup-finals,ping-ms=300").expect("faults"));
-    let out = wait_output(restarted, Duration::from_secs(120));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out = wait_success(restarted, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
 
     // The store is the source, byte for byte: nothing lost, nothing duplicated, nothing torn.
-    assert_eq!(
-        fs::read_to_string(&store_path).expect("read the store"),
-        csv_text(&src)
-    );
+    assert_store_is(&store_path, &src);
     // Forecasts: one per kline since the start, never twice for a target.
     let preds = check_predictions(&dirs.data, 1);
     assert_eq!(
@@ -377,23 +375,13 @@ fn a_planted_partial_row_is_repaired_before_streaming() {
     seeded.push(planted.clone());
     let store_path = seed_store(&dirs.data, &seeded);
     let srv = server(src.clone(), history, 600.0, "ping-ms=300");
-    let out = wait_output(
-        stream_cmd(
-            &dirs,
-            &srv,
-            &[],
-            &[("KLINECAST_MAX_KLINES", format!("{}", total - history))],
-        )
-        .spawn()
-        .expect("spawn stream"),
+    wait_success(
+        stream_cmd(&dirs, &srv, &[], &max_klines(total - history))
+            .spawn()
+            .expect("spawn stream"),
         Duration::from_secs(120),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(
-        fs::read_to_string(&store_path).expect("read the store"),
-        csv_text(&src)
-    );
+    assert_store_is(&store_path, &src);
     let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
     assert!(
         stream_log.contains(&format!("stored:  {}", planted.to_csv_line()))
@@ -479,20 +467,12 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
     let src = &served[..history + klines];
     let store_path = seed_store(&dirs.data, &src[..history]);
     let srv = server(served.clone(), history, 600.0, "");
-    let child = stream_cmd(
-        &dirs,
-        &srv,
-        &[],
-        &[
-            ("KLINECAST_ROTATE_MS", "1000".to_string()),
-            ("KLINECAST_MAX_KLINES", klines.to_string()),
-        ],
-    )
-    .spawn()
-    .expect("spawn stream");
-    let out = wait_output(child, Duration::from_secs(180));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mut env = vec![("KLINECAST_ROTATE_MS", "1000".to_string())];
+    env.extend(max_klines(klines));
+    let child = stream_cmd(&dirs, &srv, &[], &env)
+        .spawn()
+        .expect("spawn stream");
+    let out = wait_success(child, Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let rotations: u64 = stdout
         .split("rotations ")
@@ -513,10 +493,7 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
         .filter(|l| l.contains("connects so far)"))
         .count() as u64;
     assert!(connects > rotations, "{stream_log}");
-    assert_eq!(
-        fs::read_to_string(&store_path).expect("read the store"),
-        csv_text(src)
-    );
+    assert_store_is(&store_path, src);
     let preds = check_predictions(&dirs.data, 1);
     assert_eq!(preds.len(), klines + 1);
     assert_eq!(preds[0].target_open_time, src[history].open_time);
@@ -556,7 +533,7 @@ fn horizon_5_streams_and_other_horizons_are_refused() {
     let store_path = seed_store(&dirs.data, &src[..history]);
     train_horizon(&store_path, &dirs.models, "5");
     let srv = server(src.clone(), src.len() - 1, 1e9, "");
-    let limit = [("KLINECAST_MAX_KLINES", klines.to_string())];
+    let limit = max_klines(klines);
 
     let refused = stream_cmd(&dirs, &srv, &["--horizon", "1"], &limit)
         .output()
@@ -575,22 +552,13 @@ fn horizon_5_streams_and_other_horizons_are_refused() {
     assert!(!ensemble_path(&dirs.models).exists());
     assert!(!dirs.data.join("predictions.csv").exists());
 
-    let out = wait_output(
+    wait_success(
         stream_cmd(&dirs, &srv, &["--horizon", "5"], &limit)
             .spawn()
             .expect("spawn stream --horizon 5"),
         Duration::from_secs(300),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        fs::read_to_string(&store_path).expect("read the store"),
-        csv_text(&src)
-    );
+    assert_store_is(&store_path, &src);
     let preds = check_predictions(&dirs.data, 5);
     // One forecast after the history and one after each new kline.
     assert_eq!(preds.len(), klines + 1);

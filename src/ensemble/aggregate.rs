@@ -45,21 +45,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolyRecord {
     /// Cumulative linearised regret `R_k` of the aggregate against this expert.
-    pub regret: f64,
+    pub(crate) regret: f64,
     /// Quadratic variation `V_k = Σ r_k²`.
-    pub variation: f64,
+    pub(crate) variation: f64,
     /// Rounds in which this expert was awake.
-    pub rounds: u64,
+    pub(crate) rounds: u64,
 }
 
 impl PolyRecord {
     /// The learning rate `η_k = 1 / (1 + V_k)`.
-    pub fn eta(&self) -> f64 {
+    pub(crate) fn eta(&self) -> f64 {
         1.0 / (1.0 + self.variation)
     }
 
     /// The unnormalised weight `η_k · max(R_k, 0)`.
-    pub fn raw_weight(&self) -> f64 {
+    pub(crate) fn raw_weight(&self) -> f64 {
         let w = self.eta() * self.regret.max(0.0);
         if w.is_finite() {
             w

@@ -46,7 +46,7 @@ pub const DEFAULT_SCORE_WINDOW: usize = 1440;
 
 /// The last `capacity` scores, in arrival order and sorted (for the quantile).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScoreWindow {
+pub(crate) struct ScoreWindow {
     capacity: usize,
     /// Arrival order (oldest first), as a ring: `ring[start..] ++ ring[..start]`.
     ring: Vec<f64>,
@@ -55,7 +55,7 @@ pub struct ScoreWindow {
 }
 
 impl ScoreWindow {
-    pub fn new(capacity: usize) -> ScoreWindow {
+    pub(crate) fn new(capacity: usize) -> ScoreWindow {
         ScoreWindow {
             capacity: capacity.max(1),
             ring: Vec::new(),
@@ -64,17 +64,14 @@ impl ScoreWindow {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.sorted.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
     }
 
     /// Checks a deserialized window (a damaged or foreign file must not make `push` panic):
     /// at most `capacity` finite scores, the ring and the sorted copy holding the same ones.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let ok = self.capacity >= 1
             && self.capacity <= 1_000_000
             && self.ring.len() <= self.capacity
@@ -95,7 +92,7 @@ impl ScoreWindow {
     }
 
     /// Adds a score (non-finite scores are ignored), dropping the oldest beyond the capacity.
-    pub fn push(&mut self, score: f64) {
+    pub(crate) fn push(&mut self, score: f64) {
         if !score.is_finite() {
             return;
         }
@@ -114,7 +111,7 @@ impl ScoreWindow {
     }
 
     /// The ⌈level·(n + 1)⌉-th smallest score (1-based), `+∞` past the largest or when empty.
-    pub fn quantile(&self, level: f64) -> f64 {
+    pub(crate) fn quantile(&self, level: f64) -> f64 {
         if level <= 0.0 {
             return 0.0;
         }
@@ -131,14 +128,14 @@ impl ScoreWindow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aci {
     /// Target miscoverage α = 1 − coverage.
-    pub alpha: f64,
-    pub gamma: f64,
+    pub(crate) alpha: f64,
+    pub(crate) gamma: f64,
     /// The current working level α_t.
-    pub alpha_t: f64,
-    pub scores: ScoreWindow,
+    pub(crate) alpha_t: f64,
+    pub(crate) scores: ScoreWindow,
     /// Forecasts scored, and how many fell outside their interval.
-    pub scored: u64,
-    pub misses: u64,
+    pub(crate) scored: u64,
+    pub(crate) misses: u64,
 }
 
 impl Aci {
@@ -181,7 +178,7 @@ impl Aci {
     }
 
     /// Checks a deserialized state.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let ok = self.alpha > 0.0
             && self.alpha < 1.0
             && self.gamma > 0.0
@@ -195,7 +192,8 @@ impl Aci {
     }
 
     /// Realised miscoverage so far.
-    pub fn miscoverage(&self) -> Option<f64> {
+    #[cfg(test)]
+    pub(crate) fn miscoverage(&self) -> Option<f64> {
         (self.scored > 0).then(|| self.misses as f64 / self.scored as f64)
     }
 }
@@ -400,7 +398,7 @@ impl Volatility {
     }
 
     /// Checks a deserialized model: the vectors have their sizes and the numbers are finite.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let ok = self.hourly.len() == 24
             && self.beta.len() == FEATURES
             && self.p.len() == FEATURES * FEATURES
@@ -420,17 +418,13 @@ impl Volatility {
     }
 
     /// Bars seen so far.
-    pub fn bars(&self) -> u64 {
+    pub(crate) fn bars(&self) -> u64 {
         self.bars
     }
 
-    /// The kline interval it was built for.
-    pub fn interval_ms(&self) -> i64 {
-        self.interval_ms
-    }
-
     /// The current weights of the log-volatility model (for reports and tests).
-    pub fn weights(&self) -> &[f64] {
+    #[cfg(test)]
+    pub(crate) fn weights(&self) -> &[f64] {
         &self.beta
     }
 }

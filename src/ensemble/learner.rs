@@ -38,21 +38,21 @@ use super::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// The pending forecast this kline's close scored, if one targeted it.
-    pub scored: Option<ScoredForecast>,
+    pub(crate) scored: Option<ScoredForecast>,
     /// The forecast of the next close (`None` when the kline was ignored).
-    pub forecast: Option<Forecast>,
+    pub(crate) forecast: Option<Forecast>,
     /// `window` forecasts were scored since the last window: call [`Learner::end_window`].
     pub window_done: bool,
     /// The kline followed a gap (its open time is not the previous one plus the interval).
-    pub gap: bool,
+    pub(crate) gap: bool,
     /// Pending forecasts dropped unscored because their target kline never came.
-    pub dropped: usize,
+    pub(crate) dropped: usize,
     /// The kline was not newer than the last one and was ignored.
-    pub ignored: bool,
+    pub(crate) ignored: bool,
 }
 
 /// Fits the models of one generation. Production code uses [`StandardFitter`].
-pub trait GenerationFitter {
+pub(crate) trait GenerationFitter {
     /// Fits on `series` rows `rows` (every row's target is inside `series`). Returns the
     /// scaler the models read through and the fitted models.
     fn fit(
@@ -68,9 +68,9 @@ pub trait GenerationFitter {
 /// [`fit_models`] (the same code path as `klinecast train`) with
 /// [`FitConfig::for_generation`]: seeded per generation, compact forests.
 #[derive(Debug, Clone)]
-pub struct StandardFitter {
-    pub config: FitConfig,
-    pub kinds: Vec<ModelKind>,
+pub(crate) struct StandardFitter {
+    pub(crate) config: FitConfig,
+    pub(crate) kinds: Vec<ModelKind>,
 }
 
 impl GenerationFitter for StandardFitter {
@@ -103,7 +103,7 @@ fn generation_rows(series: &Series, rows: Range<usize>) -> Option<GenerationRows
 
 /// What [`restore_generations`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Restored {
+pub(crate) struct Restored {
     /// Generations refitted from the rows they were first fitted on.
     pub refitted: Vec<u64>,
     /// Generations dropped, with the reason (their rows are not in the series, or the refit
@@ -118,7 +118,7 @@ pub struct Restored {
 /// seed, so the restored generation is the one that was saved (the `kill -9` tests compare the
 /// forecasts byte for byte). A generation whose rows `series` does not hold, or whose refit
 /// fails, is dropped: its expert's record stays, its next generation joins at the next window.
-pub fn restore_generations(
+pub(crate) fn restore_generations(
     ensemble: &mut Ensemble,
     series: &Series,
     fitter: &mut dyn GenerationFitter,
@@ -232,7 +232,7 @@ impl Learner {
     }
 
     /// [`Learner::new`] with another feature source (tests).
-    pub fn with_features(
+    pub(crate) fn with_features(
         ensemble: Ensemble,
         mut history: Series,
         interval_ms: i64,
@@ -277,22 +277,19 @@ impl Learner {
     }
 
     /// The rolling history (at most refit_rows + warm-up + horizon + 1 klines).
-    pub fn history(&self) -> &Series {
+    #[cfg(test)]
+    pub(crate) fn history(&self) -> &Series {
         &self.history
     }
 
-    /// Most klines the history keeps after a trim (it grows to twice this before trimming).
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// The newest pending forecast (after [`Learner::end_window`], the re-forecast).
-    pub fn latest_forecast(&self) -> Option<&Forecast> {
+    pub(crate) fn latest_forecast(&self) -> Option<&Forecast> {
         self.pending.back()
     }
 
     /// Forecasts scored since the last window.
-    pub fn scored_in_window(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn scored_in_window(&self) -> usize {
         self.scored_in_window
     }
 
@@ -356,7 +353,7 @@ impl Learner {
     }
 
     /// Closes the window: report its scores, fit and add a generation, re-forecast.
-    pub fn end_window_with(&mut self, fitter: &mut dyn GenerationFitter) -> WindowReport {
+    pub(crate) fn end_window_with(&mut self, fitter: &mut dyn GenerationFitter) -> WindowReport {
         let forecasters = self.ensemble.window_scores();
         let rows = self.refit_rows();
         let n_rows = rows.len();

@@ -62,8 +62,8 @@
 pub mod aggregate;
 pub mod interval;
 pub mod learner;
-pub mod online;
-pub mod report;
+pub(crate) mod online;
+pub(crate) mod report;
 
 use std::fmt;
 
@@ -77,11 +77,11 @@ use crate::models::{AnyModel, ModelKind, Regressor};
 use report::{ForecasterScore, MemberWeight, ScoreRow};
 
 /// Default scored forecasts per window (`--window`).
-pub const DEFAULT_WINDOW: usize = 15;
+pub(crate) const DEFAULT_WINDOW: usize = 15;
 /// Default rows each window generation is fitted on (`--refit-rows`).
-pub const DEFAULT_REFIT_ROWS: usize = 1440;
+pub(crate) const DEFAULT_REFIT_ROWS: usize = 1440;
 /// Default window generations kept in the pool (`--generations`).
-pub const DEFAULT_GENERATIONS: usize = 8;
+pub(crate) const DEFAULT_GENERATIONS: usize = 8;
 
 /// Tunable parameters of the ensemble and of the window learner that drives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,22 +122,22 @@ pub enum Combiner {
 }
 
 impl Combiner {
-    pub const ALL: [Combiner; 2] = [Combiner::MlPoly, Combiner::Lcb];
+    pub(crate) const ALL: [Combiner; 2] = [Combiner::MlPoly, Combiner::Lcb];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Combiner::MlPoly => "ml-poly",
             Combiner::Lcb => "lcb",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Combiner> {
+    pub(crate) fn parse(text: &str) -> Option<Combiner> {
         Combiner::ALL.into_iter().find(|c| c.name() == text)
     }
 }
 
 /// Default combiner: the one that won on the real months (README, "Ensemble").
-pub const DEFAULT_COMBINER: Combiner = Combiner::MlPoly;
+pub(crate) const DEFAULT_COMBINER: Combiner = Combiner::MlPoly;
 
 impl Default for EnsembleConfig {
     fn default() -> Self {
@@ -210,7 +210,7 @@ impl std::error::Error for EnsembleError {}
 /// generation members' `source` (`rows <first>..=<last> (<rows>)`), so a loaded ensemble can
 /// refit them from the same klines ([`learner::restore_generations`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GenerationRows {
+pub(crate) struct GenerationRows {
     pub first_open_time: i64,
     pub last_open_time: i64,
     pub rows: usize,
@@ -241,7 +241,7 @@ impl GenerationRows {
 
 /// Where a member comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Fitted offline by `klinecast train` (models/Trained/).
     Trained,
     /// Fitted at the end of window generation N.
@@ -252,22 +252,22 @@ pub enum Origin {
 
 /// A forecaster's running error statistics (see the module doc for the formulas).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MemberStats {
+pub(crate) struct MemberStats {
     /// S = Σ λ^age · e.
-    pub discounted_sq_err: f64,
+    pub(crate) discounted_sq_err: f64,
     /// W = Σ λ^age (normalises the sums).
-    pub discounted_weight: f64,
+    pub(crate) discounted_weight: f64,
     /// W2 = Σ λ^(2·age), for the effective sample size.
-    pub discounted_weight_sq: f64,
+    pub(crate) discounted_weight_sq: f64,
     /// D = Σ λ^age · (e − a²), the advantage over the naive.
-    pub discounted_diff: f64,
+    pub(crate) discounted_diff: f64,
     /// Q = Σ λ^age · (e − a²)².
-    pub discounted_diff_sq: f64,
-    pub n_scored: u64,
+    pub(crate) discounted_diff_sq: f64,
+    pub(crate) n_scored: u64,
     /// Price errors in the current window.
-    pub window_accum: Accum,
+    pub(crate) window_accum: Accum,
     /// Price errors since the member joined.
-    pub total_accum: Accum,
+    pub(crate) total_accum: Accum,
 }
 
 impl MemberStats {
@@ -283,19 +283,19 @@ impl MemberStats {
     }
 
     /// The discounted mean squared log-return error, `None` before the first score.
-    pub fn mse(&self) -> Option<f64> {
+    pub(crate) fn mse(&self) -> Option<f64> {
         (self.discounted_weight > 0.0).then(|| self.discounted_sq_err / self.discounted_weight)
     }
 
     /// The naive's discounted MSE over the klines this member was scored on.
-    pub fn naive_mse(&self) -> Option<f64> {
+    pub(crate) fn naive_mse(&self) -> Option<f64> {
         (self.discounted_weight > 0.0)
             .then(|| (self.discounted_sq_err - self.discounted_diff) / self.discounted_weight)
     }
 
     /// `1 − MSE / naive MSE` over the same klines; `None` before the first score or when the
     /// naive was perfect.
-    pub fn skill(&self) -> Option<f64> {
+    pub(crate) fn skill(&self) -> Option<f64> {
         let naive = self.naive_mse()?;
         let mse = self.mse()?;
         (naive > 0.0).then(|| 1.0 - mse / naive)
@@ -303,7 +303,7 @@ impl MemberStats {
 
     /// The skill's lower confidence bound: `(−m − z·se) / N`, or `None` when the member does
     /// not vote (see [`MemberStats::votes`]).
-    pub fn skill_lower_bound(&self, z: f64, min_scored: u64) -> Option<f64> {
+    pub(crate) fn skill_lower_bound(&self, z: f64, min_scored: u64) -> Option<f64> {
         if !self.votes(z, min_scored) {
             return None;
         }
@@ -316,7 +316,7 @@ impl MemberStats {
     }
 
     /// True when the member beats the naive by `z` standard errors after `min_scored` scores.
-    pub fn votes(&self, z: f64, min_scored: u64) -> bool {
+    pub(crate) fn votes(&self, z: f64, min_scored: u64) -> bool {
         if self.n_scored < min_scored.max(2) || self.discounted_weight <= 0.0 {
             return false;
         }
@@ -345,21 +345,21 @@ impl MemberStats {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Member {
     /// Unique within its ensemble; forecasts refer to members by id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// `naive`, `trained/<kind>` or `gen<N>/<kind>`.
-    pub label: String,
-    pub origin: Origin,
-    pub kind: Option<ModelKind>,
-    pub spec: FeatureSpec,
+    pub(crate) label: String,
+    pub(crate) origin: Origin,
+    pub(crate) kind: Option<ModelKind>,
+    pub(crate) spec: FeatureSpec,
     /// `None`: the model reads raw features.
-    pub scaler: Option<Scaler>,
+    pub(crate) scaler: Option<Scaler>,
     /// `None` for the naive member, and for a trained member between loading a saved ensemble
     /// and [`Ensemble::attach_trained`] (it abstains until then).
     pub model: Option<AnyModel>,
-    pub stats: MemberStats,
+    pub(crate) stats: MemberStats,
     /// What a trained member was built from (its model file's training range, rows and seed),
     /// so a re-attached model is known to be the same one; empty for other members.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// The serialised form of a [`Member`]: field for field, with a trained member's model left out.
@@ -438,7 +438,7 @@ impl Member {
 
     /// The label of the scoreboard group the member's lifetime errors add to:
     /// `naive`, `trained/<kind>` or `generations/<kind>`.
-    pub fn group(&self) -> String {
+    pub(crate) fn group(&self) -> String {
         let kind = self.kind.map_or("?", ModelKind::name);
         match self.origin {
             Origin::Naive => "naive".to_string(),
@@ -464,7 +464,7 @@ impl Member {
 }
 
 /// Builds raw feature rows. Production code uses [`SpecFeatures`]; tests plug in fakes.
-pub trait FeatureSource {
+pub(crate) trait FeatureSource {
     /// The first series index with a full row.
     fn warmup(&self, spec: &FeatureSpec) -> usize;
     /// The raw row at `t` (reads rows `..= t` only), or `None`.
@@ -485,7 +485,7 @@ pub trait FeatureSource {
 
 /// The real features: [`FeatureSpec::row`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SpecFeatures;
+pub(crate) struct SpecFeatures;
 
 impl FeatureSource for SpecFeatures {
     fn warmup(&self, spec: &FeatureSpec) -> usize {
@@ -499,50 +499,51 @@ impl FeatureSource for SpecFeatures {
 
 /// One member's part of a forecast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberForecast {
-    pub id: u64,
-    pub label: String,
-    pub log_return: f64,
-    pub price: f64,
+pub(crate) struct MemberForecast {
+    pub(crate) id: u64,
+    pub(crate) label: String,
+    pub(crate) log_return: f64,
+    pub(crate) price: f64,
     /// Its weight in this forecast (0 when it does not vote).
-    pub weight: f64,
+    pub(crate) weight: f64,
 }
 
 /// The forecast of the close of the kline opening at `target_open_time`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Forecast {
     /// Open time of the last kline the forecast read.
-    pub as_of_open_time: i64,
-    pub target_open_time: i64,
-    pub last_close: f64,
-    pub ensemble_log_return: f64,
-    pub ensemble_price: f64,
+    pub(crate) as_of_open_time: i64,
+    pub(crate) target_open_time: i64,
+    pub(crate) last_close: f64,
+    pub(crate) ensemble_log_return: f64,
+    pub(crate) ensemble_price: f64,
     /// Always `last_close`.
-    pub naive_price: f64,
+    pub(crate) naive_price: f64,
     /// Every member that produced a forecast (members before warm-up or with a non-finite
     /// output abstain and are not listed).
-    pub members: Vec<MemberForecast>,
+    pub(crate) members: Vec<MemberForecast>,
     /// The ensemble version that made it.
-    pub version: u64,
+    pub(crate) version: u64,
     /// Each awake expert's forecast: the mean of its members' forecasts, and its weight.
-    pub experts: Vec<ExpertForecast>,
+    pub(crate) experts: Vec<ExpertForecast>,
     /// The two combiners' forecasts (log returns); `ensemble_log_return` is the selected one.
-    pub ml_poly_log_return: f64,
-    pub lcb_log_return: f64,
+    pub(crate) ml_poly_log_return: f64,
+    pub(crate) lcb_log_return: f64,
     /// The volatility scale for the target kline (`None` before any kline was seen).
-    pub sigma: Option<f64>,
+    pub(crate) sigma: Option<f64>,
     /// The interval's half-width multipliers (units of `sigma`; of raw log returns for the
     /// static baseline), as used at forecast time.
-    pub q: f64,
-    pub q_static: f64,
+    pub(crate) q: f64,
+    pub(crate) q_static: f64,
     /// The central prediction interval of the target close (0 and +∞ when unbounded).
-    pub lower_price: f64,
-    pub upper_price: f64,
+    pub(crate) lower_price: f64,
+    pub(crate) upper_price: f64,
 }
 
 impl Forecast {
     /// `(label, price)` of each member that forecast.
-    pub fn member_prices(&self) -> Vec<(&str, f64)> {
+    #[cfg(test)]
+    pub(crate) fn member_prices(&self) -> Vec<(&str, f64)> {
         self.members
             .iter()
             .map(|m| (m.label.as_str(), m.price))
@@ -552,60 +553,60 @@ impl Forecast {
 
 /// One expert's part of a forecast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExpertForecast {
-    pub label: String,
-    pub log_return: f64,
+pub(crate) struct ExpertForecast {
+    pub(crate) label: String,
+    pub(crate) log_return: f64,
     /// Awake: it has passed its gate (the naive always is); only awake experts are weighed
     /// and have their ML-Poly record moved.
-    pub awake: bool,
+    pub(crate) awake: bool,
     /// Its ML-Poly weight in this forecast.
-    pub weight: f64,
+    pub(crate) weight: f64,
 }
 
 /// The outcome of scoring one forecast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredForecast {
-    pub target_open_time: i64,
-    pub last_close: f64,
-    pub actual_close: f64,
-    pub ensemble_price: f64,
-    pub naive_price: f64,
+    pub(crate) target_open_time: i64,
+    pub(crate) last_close: f64,
+    pub(crate) actual_close: f64,
+    pub(crate) ensemble_price: f64,
+    pub(crate) naive_price: f64,
     /// Version of the ensemble that made the forecast.
-    pub forecast_version: u64,
-    pub lower_price: f64,
-    pub upper_price: f64,
+    pub(crate) forecast_version: u64,
+    pub(crate) lower_price: f64,
+    pub(crate) upper_price: f64,
     /// The close fell inside the interval.
-    pub covered: bool,
-    pub sigma: Option<f64>,
+    pub(crate) covered: bool,
+    pub(crate) sigma: Option<f64>,
     /// The static baseline's interval (ACI on raw residuals) and whether it covered.
-    pub static_lower_price: f64,
-    pub static_upper_price: f64,
-    pub static_covered: bool,
+    pub(crate) static_lower_price: f64,
+    pub(crate) static_upper_price: f64,
+    pub(crate) static_covered: bool,
 }
 
 /// One expert: a forecasting rule whose record accumulates across refits (`naive`,
 /// `trained/<kind>`, `generations/<kind>`: the kind refitted every window, its forecast the mean
 /// of the generations in the pool).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Expert {
-    pub label: String,
-    pub record: aggregate::PolyRecord,
+pub(crate) struct Expert {
+    pub(crate) label: String,
+    pub(crate) record: aggregate::PolyRecord,
     /// The expert's paired record against the naive (the LCB gate's statistics), kept on every
     /// forecast it makes, awake or not: it decides when the expert is awake.
-    pub stats: MemberStats,
+    pub(crate) stats: MemberStats,
 }
 
 /// Interval figures: realised coverage, mean width and interval score (price units).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct IntervalAccum {
-    pub n: u64,
-    pub covered: u64,
-    pub width_sum: f64,
-    pub score_sum: f64,
+pub(crate) struct IntervalAccum {
+    pub(crate) n: u64,
+    pub(crate) covered: u64,
+    pub(crate) width_sum: f64,
+    pub(crate) score_sum: f64,
 }
 
 impl IntervalAccum {
-    pub fn add(&mut self, lower: f64, upper: f64, actual: f64, alpha: f64) {
+    pub(crate) fn add(&mut self, lower: f64, upper: f64, actual: f64, alpha: f64) {
         if !(lower.is_finite() && upper.is_finite()) {
             // An unbounded interval (ACI's α_t ≤ 0) covers and is counted, but has no width.
             self.n += 1;
@@ -620,29 +621,29 @@ impl IntervalAccum {
         self.score_sum += interval::interval_score(lower, upper, actual, alpha);
     }
 
-    pub fn coverage(&self) -> Option<f64> {
+    pub(crate) fn coverage(&self) -> Option<f64> {
         (self.n > 0).then(|| self.covered as f64 / self.n as f64)
     }
 
-    pub fn mean_width(&self) -> Option<f64> {
+    pub(crate) fn mean_width(&self) -> Option<f64> {
         (self.n > 0).then(|| self.width_sum / self.n as f64)
     }
 
-    pub fn mean_score(&self) -> Option<f64> {
+    pub(crate) fn mean_score(&self) -> Option<f64> {
         (self.n > 0).then(|| self.score_sum / self.n as f64)
     }
 }
 
 /// The interval state and figures of an ensemble.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Intervals {
-    pub volatility: interval::Volatility,
-    pub aci: interval::Aci,
-    pub aci_static: interval::Aci,
-    pub window: IntervalAccum,
-    pub total: IntervalAccum,
-    pub static_window: IntervalAccum,
-    pub static_total: IntervalAccum,
+pub(crate) struct Intervals {
+    pub(crate) volatility: interval::Volatility,
+    pub(crate) aci: interval::Aci,
+    pub(crate) aci_static: interval::Aci,
+    pub(crate) window: IntervalAccum,
+    pub(crate) total: IntervalAccum,
+    pub(crate) static_window: IntervalAccum,
+    pub(crate) static_total: IntervalAccum,
 }
 
 impl Intervals {
@@ -669,12 +670,12 @@ impl Intervals {
 /// Lifetime errors of one scoreboard group (`ensemble`, `naive`, `trained/<kind>`,
 /// `generations/<kind>`), kept across evictions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupTotal {
-    pub label: String,
-    pub accum: Accum,
+pub(crate) struct GroupTotal {
+    pub(crate) label: String,
+    pub(crate) accum: Accum,
     /// The naive forecast scored on exactly the same forecasts as `accum`, so that a group
     /// that joined late (a generation, a member past its warm-up) is compared like for like.
-    pub naive: Accum,
+    pub(crate) naive: Accum,
 }
 
 /// The bounded online ensemble.
@@ -684,20 +685,20 @@ pub struct Ensemble {
     /// Naive first, then trained members, then generations from oldest to newest.
     pub members: Vec<Member>,
     /// Increments on every change (score, new generation, new trained members).
-    pub version: u64,
+    pub(crate) version: u64,
     /// Windows closed so far.
     pub windows_done: u64,
     /// The number the next generation gets.
-    pub next_generation: u64,
+    pub(crate) next_generation: u64,
     next_id: u64,
     /// The ensemble's own price errors in the current window and in total.
-    pub window_accum: Accum,
-    pub total_accum: Accum,
+    pub(crate) window_accum: Accum,
+    pub(crate) total_accum: Accum,
     /// Lifetime errors per group.
-    pub totals: Vec<GroupTotal>,
+    pub(crate) totals: Vec<GroupTotal>,
     /// The experts (families) ML-Poly weighs, naive first.
-    pub experts: Vec<Expert>,
-    pub intervals: Intervals,
+    pub(crate) experts: Vec<Expert>,
+    pub(crate) intervals: Intervals,
 }
 
 impl Ensemble {
@@ -705,7 +706,7 @@ impl Ensemble {
     /// feature specs, scalers and models fit together ([`AnyModel::check`]), so forecasting
     /// with it cannot panic or loop. Saved files are checksummed, so this only fails for a
     /// file written by a buggy or foreign program.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let c = &self.config;
         validate(c).map_err(|e| e.to_string())?;
         // Far beyond any command-line value, small enough that buffer sizes cannot overflow.
@@ -778,7 +779,7 @@ impl Ensemble {
     /// `window`, `refit_rows` and `generations` between runs; the pool adapts at the next
     /// window). The new configuration is validated first, and the feature spec, which the
     /// members' forecasts depend on, cannot change. On an error nothing changes.
-    pub fn reconfigure(&mut self, config: EnsembleConfig) -> Result<(), EnsembleError> {
+    pub(crate) fn reconfigure(&mut self, config: EnsembleConfig) -> Result<(), EnsembleError> {
         validate(&config)?;
         if config.spec != self.config.spec {
             return Err(EnsembleError::BadConfig {
@@ -792,7 +793,7 @@ impl Ensemble {
     }
 
     /// Replaces the trained members (after a new `klinecast train`), keeping the generations.
-    pub fn replace_trained(&mut self, trained: Vec<Member>) -> Result<(), EnsembleError> {
+    pub(crate) fn replace_trained(&mut self, trained: Vec<Member>) -> Result<(), EnsembleError> {
         let horizon = self.config.spec.horizon;
         for m in &trained {
             if m.spec.horizon != horizon {
@@ -831,7 +832,7 @@ impl Ensemble {
     /// offline models changed since the save (a new `klinecast train`), so the trained members
     /// are replaced and start afresh, while the generations are kept. Returns whether the saved
     /// trained members were kept.
-    pub fn attach_trained(&mut self, trained: Vec<Member>) -> Result<bool, EnsembleError> {
+    pub(crate) fn attach_trained(&mut self, trained: Vec<Member>) -> Result<bool, EnsembleError> {
         let saved: Vec<(Option<ModelKind>, &str)> = self
             .members
             .iter()
@@ -866,7 +867,7 @@ impl Ensemble {
     /// Adds one window generation (its members share `spec` and `scaler`; `fitted_on`: the
     /// rows they were fitted on, which lets a saved ensemble refit them) and evicts the oldest
     /// generations beyond [`EnsembleConfig::generations`]. Returns its number.
-    pub fn add_generation(
+    pub(crate) fn add_generation(
         &mut self,
         spec: FeatureSpec,
         scaler: Option<Scaler>,
@@ -900,7 +901,7 @@ impl Ensemble {
     }
 
     /// The distinct generations in the pool, oldest first.
-    pub fn generation_numbers(&self) -> Vec<u64> {
+    pub(crate) fn generation_numbers(&self) -> Vec<u64> {
         let mut gens: Vec<u64> = self
             .members
             .iter()
@@ -924,7 +925,7 @@ impl Ensemble {
 
     /// The largest warm-up of any member's features (and of new generations'), plus the
     /// `seq_len − 1` earlier rows a recurrent member reads.
-    pub fn max_warmup(&self, features: &dyn FeatureSource) -> usize {
+    pub(crate) fn max_warmup(&self, features: &dyn FeatureSource) -> usize {
         let mut specs: Vec<(&FeatureSpec, usize)> = vec![(&self.config.spec, 1)];
         for m in &self.members {
             if let Some(model) = &m.model {
@@ -942,7 +943,7 @@ impl Ensemble {
     }
 
     /// Raw (unnormalised) voting weight of each member, aligned with `members`.
-    pub fn raw_weights(&self) -> Vec<f64> {
+    pub(crate) fn raw_weights(&self) -> Vec<f64> {
         let c = &self.config;
         self.members
             .iter()
@@ -957,7 +958,7 @@ impl Ensemble {
     }
 
     /// Normalised weights when every member forecasts, aligned with `members`.
-    pub fn weights(&self) -> Vec<f64> {
+    pub(crate) fn weights(&self) -> Vec<f64> {
         let raw = self.raw_weights();
         let sum: f64 = raw.iter().sum();
         raw.iter().map(|w| w / sum).collect()
@@ -965,7 +966,7 @@ impl Ensemble {
 
     /// The experts' ML-Poly weights when every expert with a model forecasts (the naive
     /// always does).
-    pub fn expert_weights(&self) -> Vec<report::ExpertWeight> {
+    pub(crate) fn expert_weights(&self) -> Vec<report::ExpertWeight> {
         let awake: Vec<bool> = self
             .experts
             .iter()
@@ -993,7 +994,7 @@ impl Ensemble {
     }
 
     /// The current window's prediction intervals.
-    pub fn interval_report(&self) -> report::IntervalReport {
+    pub(crate) fn interval_report(&self) -> report::IntervalReport {
         let iv = &self.intervals;
         report::IntervalReport {
             nominal: self.config.coverage,
@@ -1008,7 +1009,7 @@ impl Ensemble {
     }
 
     /// Weights with labels and skill, for reports.
-    pub fn member_weights(&self) -> Vec<MemberWeight> {
+    pub(crate) fn member_weights(&self) -> Vec<MemberWeight> {
         let weights = match self.config.combiner {
             Combiner::Lcb => self.weights(),
             Combiner::MlPoly => {
@@ -1053,12 +1054,13 @@ impl Ensemble {
     }
 
     /// Forecasts the close `h` klines after series index `t` from rows `..= t` only.
-    pub fn forecast(&self, series: &Series, t: usize, interval_ms: i64) -> Forecast {
+    #[cfg(test)]
+    pub(crate) fn forecast(&self, series: &Series, t: usize, interval_ms: i64) -> Forecast {
         self.forecast_with(series, t, interval_ms, &SpecFeatures)
     }
 
     /// [`Ensemble::forecast`] with another feature source (tests).
-    pub fn forecast_with(
+    pub(crate) fn forecast_with(
         &self,
         series: &Series,
         t: usize,
@@ -1216,7 +1218,7 @@ impl Ensemble {
     /// Feeds one kline of the history that precedes a fresh ensemble: the volatility model
     /// learns from it and the conformal score windows get the naive forecast's score, so the
     /// first intervals are already calibrated (no forecast is scored and α_t does not move).
-    pub fn warm_up(&mut self, series: &Series, t: usize, interval_ms: i64) {
+    pub(crate) fn warm_up(&mut self, series: &Series, t: usize, interval_ms: i64) {
         if t > 0 && series.open_time[t] - series.open_time[t - 1] == interval_ms {
             let r = (series.close[t] / series.close[t - 1]).ln();
             let iv = &mut self.intervals;
@@ -1231,7 +1233,7 @@ impl Ensemble {
 
     /// Feeds one closed kline (row `t` of `series`) to the volatility estimate. The learner
     /// calls it after scoring the forecasts that targeted this kline, before forecasting on.
-    pub fn observe(&mut self, series: &Series, t: usize, interval_ms: i64) {
+    pub(crate) fn observe(&mut self, series: &Series, t: usize, interval_ms: i64) {
         let log_return = if t > 0 && series.open_time[t] - series.open_time[t - 1] == interval_ms {
             (series.close[t] / series.close[t - 1]).ln()
         } else {
@@ -1252,7 +1254,7 @@ impl Ensemble {
 
     /// Scores `forecast` against the close that arrived for its target kline: updates every
     /// member that forecast (and is still in the pool) and the ensemble's accumulators.
-    pub fn score(&mut self, forecast: &Forecast, actual_close: f64) -> ScoredForecast {
+    pub(crate) fn score(&mut self, forecast: &Forecast, actual_close: f64) -> ScoredForecast {
         let last = forecast.last_close;
         let actual_lr = (actual_close / last).ln();
         self.score_experts_and_interval(forecast, actual_lr);
@@ -1383,7 +1385,7 @@ impl Ensemble {
     }
 
     /// Window scores of the ensemble, the naive and every member, in pool order.
-    pub fn window_scores(&self) -> Vec<ForecasterScore> {
+    pub(crate) fn window_scores(&self) -> Vec<ForecasterScore> {
         let mut out = vec![ForecasterScore::from_accum("ensemble", &self.window_accum)];
         out.extend(
             self.members
@@ -1394,7 +1396,7 @@ impl Ensemble {
     }
 
     /// Clears the window accumulators and counts the window as done.
-    pub fn close_window(&mut self) {
+    pub(crate) fn close_window(&mut self) {
         self.window_accum = Accum::default();
         self.intervals.window = IntervalAccum::default();
         self.intervals.static_window = IntervalAccum::default();
@@ -1429,7 +1431,7 @@ impl Ensemble {
 
     /// Both combiners scored on every forecast (`combiner/ml-poly`, `combiner/lcb`), whichever
     /// one the ensemble uses, so `backtest` can show them side by side.
-    pub fn combiner_scores(&self) -> Vec<ScoreRow> {
+    pub(crate) fn combiner_scores(&self) -> Vec<ScoreRow> {
         Combiner::ALL
             .iter()
             .filter_map(|c| {

@@ -29,7 +29,7 @@ use crate::features::FeatureSpec;
 use crate::kline::Series;
 
 /// Adam steps per window on the window's new sequences.
-pub const ONLINE_STEPS: usize = 3;
+pub(crate) const ONLINE_STEPS: usize = 3;
 
 /// Raw feature rows already built during one forecast, per (spec, length).
 pub(super) type SequenceCache<'a> = Vec<(&'a FeatureSpec, usize, Option<Vec<Vec<f64>>>)>;
@@ -77,7 +77,7 @@ impl Ensemble {
     /// context. A member whose rows or targets are not all available is skipped, and an update
     /// that would leave non-finite weights is undone. Returns the number of members updated
     /// (the ensemble's version increases when it is not 0).
-    pub fn online_update(
+    pub(crate) fn online_update(
         &mut self,
         series: &Series,
         rows: Range<usize>,

@@ -10,19 +10,19 @@ use crate::time;
 
 /// One forecaster's errors over a window, in price units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ForecasterScore {
+pub(crate) struct ForecasterScore {
     /// `ensemble`, `naive`, `trained/<kind>` or `gen<N>/<kind>`.
-    pub label: String,
-    pub n: u64,
+    pub(crate) label: String,
+    pub(crate) n: u64,
     /// `None` when nothing was scored.
-    pub rmse: Option<f64>,
-    pub mae: Option<f64>,
+    pub(crate) rmse: Option<f64>,
+    pub(crate) mae: Option<f64>,
     /// Share of price moves whose direction was forecast; `None` when the price never moved.
-    pub directional: Option<f64>,
+    pub(crate) directional: Option<f64>,
 }
 
 impl ForecasterScore {
-    pub fn from_accum(label: &str, a: &Accum) -> ForecasterScore {
+    pub(crate) fn from_accum(label: &str, a: &Accum) -> ForecasterScore {
         ForecasterScore {
             label: label.to_string(),
             n: a.n,
@@ -35,45 +35,45 @@ impl ForecasterScore {
 
 /// A member's weight when every member forecasts, with its evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberWeight {
-    pub label: String,
-    pub weight: f64,
+pub(crate) struct MemberWeight {
+    pub(crate) label: String,
+    pub(crate) weight: f64,
     /// `1 − MSE / naive MSE` over the member's discounted history; `None` before any score.
-    pub skill: Option<f64>,
-    pub n_scored: u64,
+    pub(crate) skill: Option<f64>,
+    pub(crate) n_scored: u64,
 }
 
 /// An expert's standing after a window: its ML-Poly record and weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExpertWeight {
-    pub label: String,
+pub(crate) struct ExpertWeight {
+    pub(crate) label: String,
     /// Rounds it was awake and scored.
-    pub rounds: u64,
+    pub(crate) rounds: u64,
     /// Cumulative linearised regret of the aggregate against it (> 0: it would have helped).
-    pub regret: f64,
+    pub(crate) regret: f64,
     /// Its ML-Poly weight when every expert with a model forecasts.
-    pub weight: f64,
+    pub(crate) weight: f64,
 }
 
 /// The prediction intervals over a window (price units), beside the static baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IntervalReport {
-    pub nominal: f64,
-    pub n: u64,
+pub(crate) struct IntervalReport {
+    pub(crate) nominal: f64,
+    pub(crate) n: u64,
     /// Realised coverage.
-    pub realised: Option<f64>,
-    pub mean_width: Option<f64>,
+    pub(crate) realised: Option<f64>,
+    pub(crate) mean_width: Option<f64>,
     /// Mean Winkler interval score.
-    pub interval_score: Option<f64>,
-    pub static_realised: Option<f64>,
-    pub static_mean_width: Option<f64>,
-    pub static_interval_score: Option<f64>,
+    pub(crate) interval_score: Option<f64>,
+    pub(crate) static_realised: Option<f64>,
+    pub(crate) static_mean_width: Option<f64>,
+    pub(crate) static_interval_score: Option<f64>,
 }
 
 /// What the refit at the end of a window did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Refit {
+pub(crate) enum Refit {
     /// A generation was fitted on `rows` rows and added; `evicted` generations left the pool.
     Added {
         generation: u64,
@@ -89,30 +89,30 @@ pub enum Refit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowReport {
     /// 0-based window index.
-    pub window: u64,
+    pub(crate) window: u64,
     /// Target open times of the first and last forecast scored in the window.
-    pub first_open_time: i64,
-    pub last_open_time: i64,
+    pub(crate) first_open_time: i64,
+    pub(crate) last_open_time: i64,
     /// `ensemble`, then the naive and every member that was in the pool during the window.
-    pub forecasters: Vec<ForecasterScore>,
+    pub(crate) forecasters: Vec<ForecasterScore>,
     /// Weights after the update, in pool order.
-    pub weights: Vec<MemberWeight>,
+    pub(crate) weights: Vec<MemberWeight>,
     /// The experts' records and weights after the update.
-    pub experts: Vec<ExpertWeight>,
+    pub(crate) experts: Vec<ExpertWeight>,
     /// The window's prediction intervals.
-    pub coverage: IntervalReport,
-    pub refit: Refit,
-    pub trained: usize,
+    pub(crate) coverage: IntervalReport,
+    pub(crate) refit: Refit,
+    pub(crate) trained: usize,
     /// Generations in the pool after the update.
-    pub generations: usize,
-    pub pool_size: usize,
+    pub(crate) generations: usize,
+    pub(crate) pool_size: usize,
     /// Ensemble version after the update.
-    pub version: u64,
+    pub(crate) version: u64,
 }
 
 impl WindowReport {
     /// A readable one-line summary (no timestamp: the caller prefixes one).
-    pub fn to_log_line(&self) -> String {
+    pub(crate) fn to_log_line(&self) -> String {
         let score = |label: &str| self.forecasters.iter().find(|f| f.label == label);
         let mut line = format!(
             "window {} {}..{}",
@@ -188,22 +188,22 @@ impl WindowReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreRow {
     /// `ensemble`, `naive`, `trained/<kind>` or `generations/<kind>`.
-    pub label: String,
-    pub n: u64,
-    pub rmse: Option<f64>,
-    pub mae: Option<f64>,
+    pub(crate) label: String,
+    pub(crate) n: u64,
+    pub(crate) rmse: Option<f64>,
+    pub(crate) mae: Option<f64>,
     /// In percent.
-    pub mape: Option<f64>,
-    pub directional: Option<f64>,
+    pub(crate) mape: Option<f64>,
+    pub(crate) directional: Option<f64>,
     /// RMSE divided by the naive forecast's RMSE on the same forecasts.
-    pub rmse_vs_naive: Option<f64>,
+    pub(crate) rmse_vs_naive: Option<f64>,
     /// The expert's current ML-Poly weight (`None` for rows that are not experts).
     #[serde(default)]
-    pub weight: Option<f64>,
+    pub(crate) weight: Option<f64>,
 }
 
 impl ScoreRow {
-    pub fn new(label: &str, a: &Accum, naive_rmse: Option<f64>) -> ScoreRow {
+    pub(crate) fn new(label: &str, a: &Accum, naive_rmse: Option<f64>) -> ScoreRow {
         let rmse = finite(a.rmse());
         ScoreRow {
             label: label.to_string(),
@@ -222,7 +222,7 @@ impl ScoreRow {
 }
 
 /// Formats rows as an aligned text table.
-pub fn scoreboard_table(rows: &[ScoreRow]) -> String {
+pub(crate) fn scoreboard_table(rows: &[ScoreRow]) -> String {
     let width = rows
         .iter()
         .map(|r| r.label.len())
@@ -270,10 +270,11 @@ fn fmt_score(f: &ForecasterScore) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn report() -> WindowReport {
+    /// A window report with every kind of field (shared with `crate::report`'s tests).
+    pub(crate) fn report() -> WindowReport {
         let mut ens = Accum::default();
         ens.add(10.0, 10.5, 11.0);
         ens.add(11.0, 11.0, 10.0);

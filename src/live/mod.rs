@@ -20,18 +20,17 @@ pub mod lock;
 pub mod predictions;
 pub(crate) mod stream_thread;
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::backfill;
+use crate::backfill::{self, KlinesRequest};
 use crate::binance::rest::RestClient;
 use crate::binance::ws::{self, KlineSocket, WsConfig, WsError, WsRead};
 use crate::binance::{tls, BinanceError};
 use crate::cli::StreamArgs;
 use crate::error::Error;
-use crate::kline::{Interval, Kline, Symbol};
+use crate::kline::Kline;
 use crate::log::{stamp, wall_clock_ms, Logger};
 use crate::settings::{self, LearnSettings};
 use crate::store::{self, KlineStore};
@@ -45,16 +44,9 @@ use stream_thread::{
 /// Everything `klinecast stream` (and `demo`) needs to run.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamConfig {
-    pub symbol: Symbol,
-    pub interval: Interval,
-    pub data_dir: PathBuf,
-    pub models_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub rest_url: String,
-    pub ws_url: String,
-    /// Window, refit rows, generations, horizon, SVR rows, seed and fit threads.
-    pub learn: LearnSettings,
-    pub max_runtime: Option<Duration>,
+    /// Symbol, interval, directories, URLs, learning settings (with the fit threads filled
+    /// in) and the run-time limit: what `klinecast stream` takes on its command line.
+    pub args: StreamArgs,
     pub max_klines: Option<u64>,
     pub ws: WsConfig,
     pub timing: Timing,
@@ -88,18 +80,13 @@ impl StreamConfig {
             Some(_) => Some(ms("KLINECAST_MAX_KLINES", 1)?),
         };
         Ok(StreamConfig {
-            symbol: args.symbol.clone(),
-            interval: args.interval,
-            data_dir: args.data_dir.clone(),
-            models_dir: args.models_dir.clone(),
-            log_dir: args.log_dir.clone(),
-            rest_url: args.rest_url.clone(),
-            ws_url: args.ws_url.clone(),
-            learn: LearnSettings {
-                threads: settings::fit_threads(),
-                ..args.learn.clone()
+            args: StreamArgs {
+                learn: LearnSettings {
+                    threads: settings::fit_threads(),
+                    ..args.learn.clone()
+                },
+                ..args.clone()
             },
-            max_runtime: args.max_runtime.map(Duration::from_millis),
             max_klines,
             ws: WsConfig {
                 connect_timeout: Duration::from_millis(ms("KLINECAST_CONNECT_TIMEOUT_MS", 10_000)?),
@@ -152,7 +139,7 @@ pub fn run(args: &StreamArgs) -> Result<(), Error> {
         RunOutcome::AlreadyRunning { holder } => {
             eprintln!(
                 "klinecast stream: already running for {} ({holder}); exiting",
-                config.data_dir.display()
+                config.args.data_dir.display()
             );
         }
         RunOutcome::Finished(summary) => {
@@ -188,15 +175,8 @@ impl Rest for LiveRest {
         Rest::server_time(&mut self.client)
     }
 
-    fn klines(
-        &mut self,
-        symbol: &Symbol,
-        interval: Interval,
-        start_ms: i64,
-        end_ms: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Kline>, BinanceError> {
-        Rest::klines(&mut self.client, symbol, interval, start_ms, end_ms, limit)
+    fn klines(&mut self, request: &KlinesRequest<'_>) -> Result<Vec<Kline>, BinanceError> {
+        Rest::klines(&mut self.client, request)
     }
 
     fn notes(&mut self) -> Vec<String> {
@@ -240,21 +220,25 @@ pub(crate) fn run_stream(
     observer: &mut dyn FnMut(&LiveEvent),
 ) -> Result<RunOutcome, Error> {
     let started = Instant::now();
-    let deadline = config.max_runtime.map(|d| started + d);
+    let deadline = config
+        .args
+        .max_runtime
+        .map(|ms| started + Duration::from_millis(ms));
     let whoami = format!(
         "pid {} started {}",
         std::process::id(),
         stamp(wall_clock_ms())
     );
     // Check both URLs before touching any file: a typo is a configuration error (exit 2).
-    tls::check_base_url(&config.rest_url, "https", "http")
+    tls::check_base_url(&config.args.rest_url, "https", "http")
         .map_err(|e| Error::Config(e.to_string()))?;
-    tls::check_base_url(&config.ws_url, "wss", "ws").map_err(|e| Error::Config(e.to_string()))?;
-    let _lock = match lock::acquire(&config.data_dir, &whoami).map_err(|e| {
+    tls::check_base_url(&config.args.ws_url, "wss", "ws")
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let _lock = match lock::acquire(&config.args.data_dir, &whoami).map_err(|e| {
         Error::io(
             format!(
                 "locking {}",
-                config.data_dir.join(lock::LOCK_FILE).display()
+                config.args.data_dir.join(lock::LOCK_FILE).display()
             ),
             e,
         )
@@ -262,23 +246,31 @@ pub(crate) fn run_stream(
         LockOutcome::Busy { holder } => return Ok(RunOutcome::AlreadyRunning { holder }),
         LockOutcome::Acquired(l) => l,
     };
-    let ws_url = ws::stream_url(&config.ws_url, &config.symbol, config.interval);
+    let ws_url = ws::stream_url(
+        &config.args.ws_url,
+        &config.args.symbol,
+        config.args.interval,
+    );
 
-    let mut stream_log = Logger::open(&config.log_dir.join("stream.log"), "klinecast stream")
+    let mut stream_log = Logger::open(&config.args.log_dir.join("stream.log"), "klinecast stream")
         .map_err(|e| Error::io("opening stream.log", e))?
         .mirror_stderr(config.stderr);
     stream_log.info(&format!("klinecast stream {whoami}"));
-    let store_path = store::kline_path(&config.data_dir, &config.symbol, config.interval);
+    let store_path = store::kline_path(
+        &config.args.data_dir,
+        &config.args.symbol,
+        config.args.interval,
+    );
     // Only the newest rows are validated: a start costs the same with years of history.
     let (mut store, report) = KlineStore::open_recent(
         &store_path,
-        VERIFY_ROWS.max(config.learn.refit_rows + 2 * ensembler::MAX_REPLAY),
+        VERIFY_ROWS.max(config.args.learn.refit_rows + 2 * ensembler::MAX_REPLAY),
     )?;
     if let Some(msg) = report.repair_message(&store_path) {
         stream_log.warn(&msg);
     }
     let (note_tx, note_rx) = mpsc::channel::<String>();
-    let client = RestClient::new(&config.rest_url)?.with_notifier(move |msg| {
+    let client = RestClient::new(&config.args.rest_url)?.with_notifier(move |msg| {
         let _ = note_tx.send(msg.to_string());
     });
     let mut rest = LiveRest {
@@ -286,7 +278,12 @@ pub(crate) fn run_stream(
         notes: note_rx,
     };
     // Before the ensembler reads its history: the newest stored klines must be Binance's.
-    let check = backfill::check_tail(&mut rest, &mut store, &config.symbol, config.interval);
+    let check = backfill::check_tail(
+        &mut rest,
+        &mut store,
+        &config.args.symbol,
+        config.args.interval,
+    );
     for note in rest.notes() {
         stream_log.info(&format!("rest: {note}"));
     }
@@ -305,12 +302,12 @@ pub(crate) fn run_stream(
 
     let (event_tx, event_rx) = mpsc::channel::<LiveEvent>();
     let ens_config = EnsemblerConfig {
-        data_dir: config.data_dir.clone(),
-        models_dir: config.models_dir.clone(),
-        log_dir: config.log_dir.clone(),
-        interval_ms: config.interval.ms(),
-        ensemble: config.learn.ensemble_config(),
-        fit: config.learn.refit_config(),
+        data_dir: config.args.data_dir.clone(),
+        models_dir: config.args.models_dir.clone(),
+        log_dir: config.args.log_dir.clone(),
+        interval_ms: config.args.interval.ms(),
+        ensemble: config.args.learn.ensemble_config(),
+        fit: config.args.learn.refit_config(),
         save_every: config.save_every,
     };
     let (ensembler, replay) = Ensembler::start(
@@ -325,15 +322,15 @@ pub(crate) fn run_stream(
     };
     let (kline_tx, kline_rx) = mpsc::channel();
     let settings = StreamSettings {
-        symbol: config.symbol.clone(),
-        interval: config.interval,
+        symbol: config.args.symbol.clone(),
+        interval: config.args.interval,
         timing: config.timing,
         limits: Limits {
             deadline,
             max_klines: config.max_klines,
         },
-        initial_rows: 2 * config.learn.refit_rows + 500,
-        seed: config.learn.seed,
+        initial_rows: 2 * config.args.learn.refit_rows + 500,
+        seed: config.args.learn.seed,
     };
     let streamer = StreamThread::new(settings, rest, connector, store, kline_tx, stream_log);
 

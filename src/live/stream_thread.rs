@@ -580,6 +580,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backfill::KlinesRequest;
     use crate::testutil::{kline, TempDir};
     use std::collections::VecDeque;
     use std::sync::mpsc;
@@ -602,7 +603,6 @@ mod tests {
     /// An exchange of klines 0..40 whose "now" follows a script (the last value repeats).
     struct FakeRest {
         now: VecDeque<i64>,
-        calls: Vec<(i64, Option<i64>)>,
     }
 
     impl Rest for FakeRest {
@@ -618,20 +618,8 @@ mod tests {
             })
         }
 
-        fn klines(
-            &mut self,
-            _symbol: &Symbol,
-            _interval: Interval,
-            start_ms: i64,
-            end_ms: Option<i64>,
-            limit: usize,
-        ) -> Result<Vec<Kline>, BinanceError> {
-            self.calls.push((start_ms, end_ms));
-            Ok((0..40)
-                .map(kline)
-                .filter(|k| k.open_time >= start_ms && end_ms.is_none_or(|e| k.open_time <= e))
-                .take(limit)
-                .collect())
+        fn klines(&mut self, request: &KlinesRequest<'_>) -> Result<Vec<Kline>, BinanceError> {
+            Ok(request.serve((0..40).map(kline)))
         }
     }
 
@@ -688,14 +676,31 @@ mod tests {
 
     /// Runs a stream thread for AVAXUSDT 1m over the fakes; returns how it stopped, its stats
     /// and the (minute, from_rest) of every kline it sent on.
+    /// The server's time once kline `i` is provably closed (past the settle margin).
+    fn closed(i: i64) -> i64 {
+        kline(i).close_time + 1 + crate::backfill::SETTLE_MS
+    }
+
+    /// The store file under the test's directory.
+    const STORE_FILE: &str = "AVAXUSDT_1m.csv";
+
+    /// Runs a stream thread over a store holding klines 0..5, a [`FakeRest`] whose clock reads
+    /// `now` and the scripted connections `connect`; returns the handed-on klines as
+    /// (number, came over REST).
     fn run_thread(
         dir: &TempDir,
-        rest: FakeRest,
+        now: &[i64],
         connect: FakeConnect,
-        store: KlineStore,
         timing: Timing,
         limits: Limits,
     ) -> (StopReason, StreamStats, Vec<(i64, bool)>) {
+        let (mut store, _) = KlineStore::open(&dir.join(STORE_FILE)).expect("store");
+        store
+            .append(&(0..5).map(kline).collect::<Vec<_>>())
+            .expect("seed");
+        let rest = FakeRest {
+            now: now.iter().copied().collect(),
+        };
         let (tx, rx) = mpsc::channel();
         let log = Logger::open(&dir.join("stream.log"), "test")
             .expect("log")
@@ -721,24 +726,26 @@ mod tests {
         TempDir::new(&format!("streamthread-{name}"))
     }
 
+    /// Klines 5 to 13, each once and in order, `from_socket` over the WebSocket and the others
+    /// over REST, as [`run_thread`] reports them.
+    fn handed_on(from_socket: &[i64]) -> Vec<(i64, bool)> {
+        (5..14).map(|i| (i, !from_socket.contains(&i))).collect()
+    }
+
+    /// The store holds klines 0 to 13, each once, in order.
+    fn assert_stored_once_in_order(dir: &TempDir) {
+        let stored = crate::store::load_klines(&dir.join(STORE_FILE)).expect("load");
+        assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
+    }
+
     /// Backs README claim [C6]: Every closed kline is stored and handed on exactly once, in order, through duplicates, gaps and reconnects.
     #[test]
     fn every_closed_kline_once_in_order_through_duplicates_gaps_and_reconnects() {
         let dir = temp("once");
-        let store_path = dir.join("AVAXUSDT_1m.csv");
-        let (mut store, _) = KlineStore::open(&store_path).expect("store");
-        store
-            .append(&(0..5).map(kline).collect::<Vec<_>>())
-            .expect("seed");
-        // The server's time once kline i is provably closed (past the settle margin).
-        let closed = |i: i64| kline(i).close_time + 1 + crate::backfill::SETTLE_MS;
-        let rest = FakeRest {
-            // Two time requests per fill (the start, then a fresh proof before the page that
-            // reaches the present): connect 1 fill, skip-ahead fill, partial-triggered fill,
-            // then connect 2 and connect 3 (the last value repeats).
-            now: vec![closed(6), closed(6), closed(9), closed(9), closed(12)].into(),
-            calls: Vec::new(),
-        };
+        // Two time requests per fill (the start, then a fresh proof before the page that
+        // reaches the present): connect 1 fill, skip-ahead fill, partial-triggered fill,
+        // then connect 2 and connect 3 (the last value repeats).
+        let now = [closed(6), closed(6), closed(9), closed(9), closed(12)];
         let connect = FakeConnect::new(vec![
             vec![
                 event(6, true), // duplicate of the REST fill
@@ -765,22 +772,9 @@ mod tests {
             deadline: None,
             max_klines: Some(9),
         };
-        let (reason, stats, got) = run_thread(&dir, rest, connect, store, timing, limits);
+        let (reason, stats, got) = run_thread(&dir, &now, connect, timing, limits);
         assert_eq!(reason, StopReason::KlineLimit);
-        assert_eq!(
-            got,
-            [
-                (5, true),
-                (6, true),
-                (7, true),
-                (8, true),
-                (9, false),
-                (10, true),
-                (11, true),
-                (12, false),
-                (13, false)
-            ]
-        );
+        assert_eq!(got, handed_on(&[9, 12, 13]));
         assert_eq!(
             stats,
             StreamStats {
@@ -796,8 +790,7 @@ mod tests {
                 rotations: 0,
             }
         );
-        let stored = crate::store::load_klines(&store_path).expect("load");
-        assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
+        assert_stored_once_in_order(&dir);
     }
 
     /// Backs the README claim "The connection is rotated before Binance's 24 h cut (at 23 h
@@ -809,18 +802,9 @@ mod tests {
     #[test]
     fn an_old_connection_is_rotated_at_once_and_no_kline_is_lost_or_duplicated() {
         let dir = temp("rotate");
-        let store_path = dir.join("AVAXUSDT_1m.csv");
-        let (mut store, _) = KlineStore::open(&store_path).expect("store");
-        store
-            .append(&(0..5).map(kline).collect::<Vec<_>>())
-            .expect("seed");
-        let closed = |i: i64| kline(i).close_time + 1 + crate::backfill::SETTLE_MS;
-        let rest = FakeRest {
-            // connect 1 fill (up to 6), connect 2 fill after the rotation (up to 11); two time
-            // requests per fill (the start, then a fresh proof before the page).
-            now: vec![closed(6), closed(6), closed(11)].into(),
-            calls: Vec::new(),
-        };
+        // connect 1 fill (up to 6), connect 2 fill after the rotation (up to 11); two time
+        // requests per fill (the start, then a fresh proof before the page).
+        let now = [closed(6), closed(6), closed(11)];
         let mut connect = FakeConnect::new(vec![
             // Ages 0, 10, 20 min before reads 1..3, then 30 min >= 25: rotated before 10, 11
             // are read (they are lost with the old socket, as on a real close).
@@ -837,22 +821,9 @@ mod tests {
             deadline: Some(Instant::now() + Duration::from_secs(20)),
             max_klines: Some(9),
         };
-        let (reason, stats, got) = run_thread(&dir, rest, connect, store, timing, limits);
+        let (reason, stats, got) = run_thread(&dir, &now, connect, timing, limits);
         assert_eq!(reason, StopReason::KlineLimit, "{stats:?}");
-        assert_eq!(
-            got,
-            [
-                (5, true),
-                (6, true),
-                (7, false),
-                (8, false),
-                (9, false),
-                (10, true),
-                (11, true),
-                (12, false),
-                (13, false)
-            ]
-        );
+        assert_eq!(got, handed_on(&[7, 8, 9, 12, 13]));
         assert_eq!(
             stats,
             StreamStats {
@@ -868,8 +839,7 @@ mod tests {
                 rotations: 1,
             }
         );
-        let stored = crate::store::load_klines(&store_path).expect("load");
-        assert_eq!(stored, (0..14).map(kline).collect::<Vec<_>>());
+        assert_stored_once_in_order(&dir);
         let log = std::fs::read_to_string(dir.join("stream.log")).expect("stream.log");
         assert!(
             log.contains("rotating the connection after 1800 s"),

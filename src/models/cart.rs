@@ -82,7 +82,7 @@ impl Default for CartParams {
 /// leaves: `max(min_samples_leaf, ⌈rows / max_leaves⌉)`. Every leaf then holds at least that
 /// many distinct rows and the leaves partition the rows, so there are at most
 /// `rows / ⌈rows / max_leaves⌉ ≤ max_leaves` of them.
-pub fn leaf_size_for_budget(
+pub(crate) fn leaf_size_for_budget(
     model: &'static str,
     min_samples_leaf: usize,
     max_leaves: Option<usize>,
@@ -109,7 +109,7 @@ pub fn leaf_size_for_budget(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "CartWire", into = "CartWire")]
 pub struct Cart {
-    pub n_features: usize,
+    pub(crate) n_features: usize,
     nodes: Vec<Node>,
 }
 
@@ -203,11 +203,13 @@ pub(super) mod packed {
     use serde::de::{Error, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytes)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
         struct Bytes;
         impl<'de> Visitor<'de> for Bytes {
             type Value = Vec<u8>;
@@ -263,7 +265,8 @@ impl CartParams {
 
 impl Cart {
     /// Number of leaves.
-    pub fn leaf_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn leaf_count(&self) -> usize {
         self.nodes.iter().filter(|n| n.feature == LEAF).count()
     }
 
@@ -288,7 +291,6 @@ impl Cart {
         max_depth
     }
 
-    /// The id of the leaf that `x` falls into.
     /// The prediction for a row whose values were already rounded through f32
     /// (`f64::from(v as f32)`, as [`Cart::leaf_of`] compares them): the batch predictors round
     /// each row once instead of at every node.
@@ -307,7 +309,8 @@ impl Cart {
         }
     }
 
-    pub fn leaf_of(&self, x: &[f64]) -> usize {
+    /// The id of the leaf that `x` falls into.
+    pub(crate) fn leaf_of(&self, x: &[f64]) -> usize {
         let mut id = 0;
         loop {
             let node = self.nodes[id];
@@ -329,7 +332,7 @@ impl Cart {
     /// `n_features` features: at least one node, split features in range, and the nodes a
     /// preorder tree (left child next, right child right after the left subtree). Prediction
     /// on a checked tree cannot index out of bounds or loop.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.n_features != n_features {
             return Err(format!(
                 "the tree has {} features, expected {n_features}",
@@ -950,9 +953,18 @@ impl Grower<'_> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::testutil::assert_postcard_round_trip;
 
     fn fit(params: &CartParams, x: &DMatrix<f64>, y: &DVector<f64>) -> Cart {
         params.fit(x, y).expect("fit")
+    }
+
+    /// The default parameters with a depth limit.
+    fn max_depth(depth: usize) -> CartParams {
+        CartParams {
+            max_depth: Some(depth),
+            ..CartParams::default()
+        }
     }
 
     #[test]
@@ -1034,14 +1046,7 @@ mod tests {
                 (LEAF, 40.0)
             ]
         );
-        let stump = fit(
-            &CartParams {
-                max_depth: Some(1),
-                ..CartParams::default()
-            },
-            &x,
-            &y,
-        );
+        let stump = fit(&max_depth(1), &x, &y);
         assert_eq!(stump.node_count(), 3);
         assert_eq!(stump.predict_row(&[2.0]), 5.0);
         assert_eq!(stump.predict_row(&[6.0]), 35.0);
@@ -1213,14 +1218,7 @@ mod tests {
             .map(|id| counts[id])
             .collect();
         assert!(leaf_counts.iter().all(|&c| c >= 7), "{leaf_counts:?}");
-        let shallow = fit(
-            &CartParams {
-                max_depth: Some(3),
-                ..CartParams::default()
-            },
-            &x,
-            &y,
-        );
+        let shallow = fit(&max_depth(3), &x, &y);
         assert_eq!(shallow.depth(), 3);
         assert_eq!(shallow.node_count(), 15);
         let split_limited = fit(
@@ -1280,13 +1278,7 @@ mod tests {
                 },
                 "min_samples_split",
             ),
-            (
-                CartParams {
-                    max_depth: Some(0),
-                    ..CartParams::default()
-                },
-                "max_depth",
-            ),
+            (max_depth(0), "max_depth"),
             (
                 CartParams {
                     max_features: Some(2),
@@ -1316,15 +1308,8 @@ mod tests {
         let x = DMatrix::from_fn(500, 3, |_, _| rng.next_f64());
         let y = DVector::from_fn(500, |_, _| rng.next_f64());
         let tree = fit(&CartParams::default(), &x, &y);
-        let bytes = postcard::to_allocvec(&tree).expect("serialize");
-        let back: Cart = postcard::from_bytes(&bytes).expect("deserialize");
         let queries = DMatrix::from_fn(300, 3, |_, _| rng.next_f64());
-        let a = tree.predict(&queries);
-        let b = back.predict(&queries);
-        assert!(a
-            .iter()
-            .zip(b.iter())
-            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_postcard_round_trip(&tree, &queries);
     }
 
     #[test]

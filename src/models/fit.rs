@@ -23,23 +23,23 @@ use super::{predict_split, AnyModel, FitError, ModelKind};
 use crate::rng;
 
 /// Default rows for the SVR fit (it is O(n²)); `--svr-rows`.
-pub const DEFAULT_SVR_ROWS: usize = 3000;
+pub(crate) const DEFAULT_SVR_ROWS: usize = 3000;
 /// Leaf size of the window generations' forests (see [`FitConfig::forest_min_samples_leaf`]).
-pub const GENERATION_FOREST_MIN_LEAF: usize = 5;
+pub(crate) const GENERATION_FOREST_MIN_LEAF: usize = 5;
 
 /// KNN keeps the most recent this many training rows (one week of 1m klines, ≈ 1.5 MB).
-pub const KNN_MAX_ROWS: usize = 10_000;
+pub(crate) const KNN_MAX_ROWS: usize = 10_000;
 /// The GRU and LSTM are trained on at most this many of the most recent rows (about five weeks
 /// of 1m klines; at 200k rows a fit took 196 s for the GRU and 255 s for the LSTM).
-pub const RNN_MAX_ROWS: usize = 50_000;
+pub(crate) const RNN_MAX_ROWS: usize = 50_000;
 /// Leaf budget of the CART tree (at most 511 nodes of 16 bytes: 8 KB).
-pub const CART_MAX_LEAVES: usize = 256;
+pub(crate) const CART_MAX_LEAVES: usize = 256;
 /// Leaf budget of each forest tree (100 trees: at most 100·1023 nodes, 1.6 MB).
-pub const FOREST_MAX_LEAVES: usize = 512;
+pub(crate) const FOREST_MAX_LEAVES: usize = 512;
 
 /// The size bound [`fit_models`] applies to `kind` on `n_rows` training rows, as a line for
 /// the user, or `None` when the model is fitted as it would be without a bound.
-pub fn bound_note(kind: ModelKind, n_rows: usize, config: &FitConfig) -> Option<String> {
+pub(crate) fn bound_note(kind: ModelKind, n_rows: usize, config: &FitConfig) -> Option<String> {
     match kind {
         ModelKind::Knn => (n_rows > KNN_MAX_ROWS).then(|| {
             format!("knn: memory bound: keeps the most recent {KNN_MAX_ROWS} of {n_rows} rows")
@@ -106,7 +106,7 @@ impl FitConfig {
     }
 
     /// The same for window refits on `refit_rows` rows: the SVR cannot use more than those.
-    pub fn for_refits(&self, refit_rows: usize) -> FitConfig {
+    pub(crate) fn for_refits(&self, refit_rows: usize) -> FitConfig {
         FitConfig {
             svr_rows: self.svr_rows.min(refit_rows),
             ..self.clone()
@@ -115,7 +115,7 @@ impl FitConfig {
 
     /// The fit of window generation `generation`: its own seed, derived from `seed` and the
     /// generation number, and compact forests ([`GENERATION_FOREST_MIN_LEAF`]).
-    pub fn for_generation(&self, generation: u64) -> FitConfig {
+    pub(crate) fn for_generation(&self, generation: u64) -> FitConfig {
         let mut seed_state = self.seed ^ generation;
         FitConfig {
             seed: rng::splitmix64(&mut seed_state),
@@ -127,17 +127,16 @@ impl FitConfig {
 
 /// One fitted model and how long it took (measured by the caller's clock, passed back).
 #[derive(Debug, Clone)]
-pub struct Fitted {
-    pub kind: ModelKind,
-    pub model: AnyModel,
+pub(crate) struct Fitted {
+    pub(crate) model: AnyModel,
 }
 
 /// The forest draws at most this many rows (bootstrap) per tree.
-pub const FOREST_MAX_SAMPLES: usize = 100_000;
+pub(crate) const FOREST_MAX_SAMPLES: usize = 100_000;
 /// Above this many training rows, forest leaves hold at least [`FOREST_LARGE_MIN_LEAF`] rows.
-pub const FOREST_LARGE_ROWS: usize = 50_000;
+pub(crate) const FOREST_LARGE_ROWS: usize = 50_000;
 /// Minimum leaf size of forest trees on large training sets.
-pub const FOREST_LARGE_MIN_LEAF: usize = 5;
+pub(crate) const FOREST_LARGE_MIN_LEAF: usize = 5;
 /// Forest hyperparameters for `n_rows` training rows: scikit-learn defaults up to
 /// [`FOREST_LARGE_ROWS`] rows. Above, a fully grown tree on a bootstrap of n rows has about
 /// 1.3·n nodes (≈ 40 bytes each), so 100 trees on 1.2M rows would need ~6 GB; with at most
@@ -168,7 +167,7 @@ pub fn forest_params(n_rows: usize, config: &FitConfig) -> ForestParams {
 /// [`gbdt_params`] (XGBoost defaults, hist, standardised target); the GRU and LSTM from
 /// [`rnn_params`]: the rows of `x` must then be consecutive in time, since sample i is the
 /// sequence of rows `i−seq_len+1 ..= i` (the first `seq_len − 1` rows are context only).
-pub fn fit_models(
+pub(crate) fn fit_models(
     kinds: &[ModelKind],
     x: &DMatrix<f64>,
     y: &DVector<f64>,
@@ -179,7 +178,7 @@ pub fn fit_models(
     for &kind in kinds {
         on_model(kind);
         let model = fit_one(kind, x, y, config)?;
-        fitted.push(Fitted { kind, model });
+        fitted.push(Fitted { model });
     }
     Ok(fitted)
 }
@@ -245,7 +244,7 @@ fn fit_one(
 /// on `config.threads` threads, fitted on the standardised target
 /// ([`GbdtParams::standardize_target`]: with raw log returns of ~1e-3 every split's gain is
 /// below XGBoost's 1e-6 threshold and λ = 1 outweighs the gradients).
-pub fn gbdt_params(config: &FitConfig) -> GbdtParams {
+pub(crate) fn gbdt_params(config: &FitConfig) -> GbdtParams {
     GbdtParams {
         seed: config.seed,
         threads: config.threads.max(1),
@@ -256,7 +255,7 @@ pub fn gbdt_params(config: &FitConfig) -> GbdtParams {
 
 /// GRU or LSTM hyperparameters (`kind` must be recurrent; anything else gets the GRU's): the
 /// defaults of [`RnnParams::gru`], seeded, on `config.threads` threads.
-pub fn rnn_params(kind: ModelKind, config: &FitConfig) -> RnnParams {
+pub(crate) fn rnn_params(kind: ModelKind, config: &FitConfig) -> RnnParams {
     let base = match kind {
         ModelKind::Lstm => RnnParams::lstm(),
         _ => RnnParams::gru(),
@@ -270,7 +269,7 @@ pub fn rnn_params(kind: ModelKind, config: &FitConfig) -> RnnParams {
 
 /// Predicts every row of `x` with `model` over `threads` scoped threads (bit-identical to
 /// predicting row by row; see [`super::predict_split`]).
-pub fn predict_rows(model: &AnyModel, x: &DMatrix<f64>, threads: usize) -> DVector<f64> {
+pub(crate) fn predict_rows(model: &AnyModel, x: &DMatrix<f64>, threads: usize) -> DVector<f64> {
     predict_split(model, x, 2, threads)
 }
 
@@ -382,7 +381,7 @@ mod tests {
         assert_eq!(rnn_params(ModelKind::Gru, &config).cell, Cell::Gru);
         for f in &fitted {
             f.model.check(3).expect("valid");
-            let recurrent = f.kind.is_recurrent();
+            let recurrent = f.model.kind().is_recurrent();
             assert_eq!(f.model.as_rnn().is_some(), recurrent);
             assert_eq!(f.model.seq_len(), if recurrent { 60 } else { 1 });
         }
@@ -401,7 +400,6 @@ mod tests {
         assert!(mislabelled.check(3).is_err());
         // Generations refit the six row models only.
         assert!(ModelKind::GENERATION.iter().all(|k| !k.is_recurrent()));
-        assert_eq!(ModelKind::ALL[..6], ModelKind::GENERATION);
     }
 
     /// Backs README claim [C16] for the members whose bound is their shape: gradient boosting

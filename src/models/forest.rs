@@ -194,7 +194,7 @@ impl Forest {
 
 impl Forest {
     /// Checks a deserialized forest: at least one tree, each passing [`Cart::check`].
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.trees.is_empty() {
             return Err("the forest has no trees".to_string());
         }
@@ -266,6 +266,7 @@ fn splitter_state(rng: &mut Rng) -> u32 {
 mod tests {
     use super::*;
     use crate::models::cart::CartParams;
+    use crate::testutil::assert_postcard_round_trip;
 
     fn noisy_data(seed: u64, n: usize) -> (DMatrix<f64>, DVector<f64>) {
         let mut rng = Rng::new(seed);
@@ -371,31 +372,27 @@ mod tests {
     #[test]
     fn max_samples_and_min_samples_leaf_bound_the_trees() {
         let (x, y) = noisy_data(9, 1_000);
-        let forest = ForestParams {
+        let five_trees = ForestParams {
             n_trees: 5,
-            max_samples: Some(20),
             ..ForestParams::default()
-        }
-        .fit(&x, &y)
-        .expect("fit");
+        };
+        let fit = |params: ForestParams| params.fit(&x, &y).expect("fit");
+        let forest = fit(ForestParams {
+            max_samples: Some(20),
+            ..five_trees.clone()
+        });
         // At most 20 distinct rows per tree: at most 20 leaves, 39 nodes.
         assert!(forest.trees.iter().all(|t| t.node_count() <= 39));
-        let forest = ForestParams {
-            n_trees: 5,
+        let forest = fit(ForestParams {
             min_samples_leaf: 50,
-            ..ForestParams::default()
-        }
-        .fit(&x, &y)
-        .expect("fit");
+            ..five_trees.clone()
+        });
         // At most 1000 / 50 leaves per tree.
         assert!(forest.trees.iter().all(|t| t.node_count() <= 39));
-        let forest = ForestParams {
-            n_trees: 5,
+        let forest = fit(ForestParams {
             max_depth: Some(2),
-            ..ForestParams::default()
-        }
-        .fit(&x, &y)
-        .expect("fit");
+            ..five_trees
+        });
         assert!(forest.trees.iter().all(|t| t.depth() <= 2));
     }
 
@@ -467,12 +464,7 @@ mod tests {
         let (x, y) = noisy_data(11, 300);
         let (queries, _) = noisy_data(12, 700);
         let forest = small(1, 2).fit(&x, &y).expect("fit");
-        let bytes = postcard::to_allocvec(&forest).expect("serialize");
-        let back: Forest = postcard::from_bytes(&bytes).expect("deserialize");
-        assert_eq!(
-            bits(&forest.predict(&queries)),
-            bits(&back.predict(&queries))
-        );
+        assert_postcard_round_trip(&forest, &queries);
         let rows: Vec<f64> = (0..3).map(|j| queries[(0, j)]).collect();
         assert_eq!(
             forest.predict_row(&rows).to_bits(),

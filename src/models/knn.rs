@@ -52,7 +52,7 @@ impl Default for KnnParams {
 /// Everything is serialized, so a reloaded model answers bit-identically.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Knn {
-    pub k: usize,
+    pub(crate) k: usize,
     n_features: usize,
     /// Training rows in tree order, row-major (`n_features` values per row).
     points: Vec<f64>,
@@ -152,13 +152,15 @@ impl KnnParams {
 
 impl Knn {
     /// Training rows the model holds (at most `max_rows` of its params).
-    pub fn n_rows(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn n_rows(&self) -> usize {
         self.targets.len()
     }
 
     /// The k nearest training rows of `query` as `(squared distance, training-row index)`,
     /// nearest first, ties by lower index.
-    pub fn neighbours(&self, query: &[f64]) -> Vec<(f64, u32)> {
+    #[cfg(test)]
+    pub(crate) fn neighbours(&self, query: &[f64]) -> Vec<(f64, u32)> {
         let mut best = Best::new(self.k);
         self.search(0, query, &mut best);
         best.items.into_iter().map(|(d, i, _)| (d, i)).collect()
@@ -219,7 +221,7 @@ impl Knn {
     /// `n_features` features: `1 ≤ k ≤ n` training rows, consistent array lengths, and a k-d
     /// tree whose nodes split their ranges in halves (children after their parent), so a search
     /// cannot index out of bounds, loop, or recurse deeper than log2(n).
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         let d = n_features;
         let n = self.targets.len();
         if self.n_features != d {
@@ -409,6 +411,7 @@ impl Builder<'_> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::testutil::assert_postcard_round_trip;
 
     /// `Σ_j (a_j − b_j)²`, summed in dimension order.
     fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
@@ -598,15 +601,8 @@ mod tests {
         let x = DMatrix::from_fn(1_000, 3, |_, _| rng.next_f64());
         let y = DVector::from_fn(1_000, |_, _| rng.next_f64());
         let model = KnnParams::default().fit(&x, &y).expect("fit");
-        let bytes = postcard::to_allocvec(&model).expect("serialize");
-        let back: Knn = postcard::from_bytes(&bytes).expect("deserialize");
         let queries = DMatrix::from_fn(300, 3, |_, _| rng.next_f64());
-        let a = model.predict(&queries);
-        let b = back.predict(&queries);
-        assert!(a
-            .iter()
-            .zip(b.iter())
-            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_postcard_round_trip(&model, &queries);
     }
 
     /// Backs README claim [C16]: Every trained member's size is bounded whatever the history.

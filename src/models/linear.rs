@@ -112,7 +112,7 @@ impl LinearParams {
 
 impl Linear {
     /// Checks a deserialized model: one coefficient per feature.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.coef.len() != n_features {
             return Err(format!(
                 "{} coefficients, expected {n_features}",
@@ -153,6 +153,7 @@ fn blocked_mean(values: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::testutil::assert_postcard_round_trip;
 
     fn random_x(rng: &mut Rng, n: usize, d: usize) -> DMatrix<f64> {
         DMatrix::from_fn(n, d, |_, _| rng.next_f64() * 2.0 - 1.0)
@@ -258,13 +259,6 @@ mod tests {
         let x = random_x(&mut rng, 300, 3);
         let y = DVector::from_fn(300, |i, _| x[(i, 0)] - x[(i, 2)] + rng.next_f64());
         let model = LinearParams::default().fit(&x, &y).expect("fit");
-        let bytes = postcard::to_allocvec(&model).expect("serialize");
-        let back: Linear = postcard::from_bytes(&bytes).expect("deserialize");
-        let a = model.predict(&x);
-        let b = back.predict(&x);
-        assert!(a
-            .iter()
-            .zip(b.iter())
-            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_postcard_round_trip(&model, &x);
     }
 }

@@ -91,7 +91,7 @@ impl fmt::Display for FitError {
 impl std::error::Error for FitError {}
 
 /// Common input checks for every model's `fit`.
-pub fn check_xy(
+pub(crate) fn check_xy(
     model: &'static str,
     x: &DMatrix<f64>,
     y: &DVector<f64>,
@@ -136,7 +136,8 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// Every kind: what `train` fits and the backtest's trained members.
+    /// Every kind: what `train` fits and the backtest's trained members. The six row models
+    /// come first, the recurrent ones last.
     pub const ALL: [ModelKind; 8] = [
         ModelKind::Linear,
         ModelKind::Svr,
@@ -151,14 +152,10 @@ impl ModelKind {
     /// The kinds of each window generation (the live refits): every row model. The GRU and
     /// LSTM take tens of seconds to fit, far beyond a window's time budget; they are never
     /// refitted per window but learn online instead (`ensemble::online`).
-    pub const GENERATION: [ModelKind; 6] = [
-        ModelKind::Linear,
-        ModelKind::Svr,
-        ModelKind::Knn,
-        ModelKind::Cart,
-        ModelKind::Forest,
-        ModelKind::Gbdt,
-    ];
+    pub const GENERATION: [ModelKind; 6] = match Self::ALL.first_chunk() {
+        Some(row_models) => *row_models,
+        None => panic!("ModelKind::ALL lists the six row models first"),
+    };
 
     pub fn name(self) -> &'static str {
         match self {
@@ -174,7 +171,7 @@ impl ModelKind {
     }
 
     /// True for the GRU and LSTM, whose forecasts read a sequence of rows.
-    pub fn is_recurrent(self) -> bool {
+    pub(crate) fn is_recurrent(self) -> bool {
         matches!(self, ModelKind::Gru | ModelKind::Lstm)
     }
 }
@@ -193,7 +190,7 @@ pub enum AnyModel {
 }
 
 impl AnyModel {
-    pub fn kind(&self) -> ModelKind {
+    pub(crate) fn kind(&self) -> ModelKind {
         match self {
             AnyModel::Linear(_) => ModelKind::Linear,
             AnyModel::Svr(_) => ModelKind::Svr,
@@ -215,7 +212,7 @@ impl AnyModel {
     }
 
     /// The GRU or LSTM inside, mutably (online learning).
-    pub fn as_rnn_mut(&mut self) -> Option<&mut rnn::Rnn> {
+    pub(crate) fn as_rnn_mut(&mut self) -> Option<&mut rnn::Rnn> {
         match self {
             AnyModel::Gru(m) | AnyModel::Lstm(m) => Some(m),
             _ => None,
@@ -243,7 +240,7 @@ impl AnyModel {
     /// Checks that a deserialized model is well formed for `n_features` features (array
     /// lengths, tree structure), so that predicting with it cannot panic or loop. Model files
     /// are checksummed, so this only fails for a file written by a buggy or foreign program.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         match self {
             AnyModel::Linear(m) => m.check(n_features),
             AnyModel::Svr(m) => m.check(n_features),

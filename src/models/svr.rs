@@ -106,17 +106,17 @@ impl Default for SvrParams {
 /// A fitted SVR: `f(x) = Σ coef_i K(sv_i, x) + intercept`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Svr {
-    pub kernel: Kernel,
+    pub(crate) kernel: Kernel,
     pub gamma: f64,
     /// Support vectors, row-major, `n_sv × n_features`.
     pub support_vectors: Vec<f64>,
-    pub n_features: usize,
+    pub(crate) n_features: usize,
     /// Dual coefficients (alpha_i - alpha_i*) of each support vector.
     pub dual_coef: Vec<f64>,
     pub intercept: f64,
     /// Target standardisation undone at predict time: `mean + scale · f(x)` (0 and 1 when off).
-    pub target_mean: f64,
-    pub target_scale: f64,
+    pub(crate) target_mean: f64,
+    pub(crate) target_scale: f64,
 }
 
 impl SvrParams {
@@ -585,24 +585,9 @@ impl<'a> Solver<'a> {
             let sum = ai + aj;
             ai -= delta;
             aj += delta;
-            if sum > c {
-                if ai > c {
-                    ai = c;
-                    aj = sum - c;
-                }
-            } else if aj < 0.0 {
-                aj = 0.0;
-                ai = sum;
-            }
-            if sum > c {
-                if aj > c {
-                    aj = c;
-                    ai = sum - c;
-                }
-            } else if ai < 0.0 {
-                ai = 0.0;
-                aj = sum;
-            }
+            // libsvm's two clips, the second with the roles of i and j swapped.
+            (ai, aj) = clip_fixed_sum(ai, aj, sum, c);
+            (aj, ai) = clip_fixed_sum(aj, ai, sum, c);
         }
         self.alpha[i] = ai;
         self.alpha[j] = aj;
@@ -853,6 +838,19 @@ impl<'a> Solver<'a> {
     }
 }
 
+/// One clip of an SMO pair whose sum `a + b` is fixed (equal labels): when the sum exceeds the
+/// box `c`, `a` is capped at `c`; otherwise `b` is lifted to 0; the other takes the rest.
+fn clip_fixed_sum(a: f64, b: f64, sum: f64, c: f64) -> (f64, f64) {
+    if sum > c {
+        if a > c {
+            return (c, sum - c);
+        }
+    } else if b < 0.0 {
+        return (sum, 0.0);
+    }
+    (a, b)
+}
+
 impl Svr {
     pub fn n_support(&self) -> usize {
         self.dual_coef.len()
@@ -879,7 +877,7 @@ const PARALLEL_WORK: usize = 200_000;
 impl Svr {
     /// Checks a deserialized model: `n_features` columns and one full support vector per dual
     /// coefficient.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         if self.n_features != n_features {
             return Err(format!(
                 "{} features, expected {n_features}",
@@ -929,6 +927,7 @@ impl Regressor for Svr {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::testutil::assert_postcard_round_trip;
 
     fn random_problem(n: usize, d: usize, seed: u64) -> (DMatrix<f64>, DVector<f64>) {
         let mut rng = Rng::new(seed);
@@ -1125,18 +1124,12 @@ mod tests {
         assert_eq!(a.support_vectors, b.support_vectors);
         assert_eq!(a.intercept.to_bits(), b.intercept.to_bits());
 
-        let bytes = postcard::to_allocvec(&a).expect("serialize");
-        let c: Svr = postcard::from_bytes(&bytes).expect("deserialize");
+        let c = assert_postcard_round_trip(&a, &x);
         assert_eq!(c.dual_coef, a.dual_coef);
         assert_eq!(c.support_vectors, a.support_vectors);
         assert_eq!(c.intercept.to_bits(), a.intercept.to_bits());
         assert_eq!(c.gamma.to_bits(), a.gamma.to_bits());
         assert_eq!(c.kernel, a.kernel);
-        let pa = a.predict(&x);
-        let pc = c.predict(&x);
-        for (u, v) in pa.iter().zip(pc.iter()) {
-            assert_eq!(u.to_bits(), v.to_bits());
-        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn check_saved(path: &Path, saved: SavedEnsemble) -> Result<SavedEnsemble, Persi
 }
 
 /// Saves `EnsembleModel.bin` atomically.
-pub fn save_ensemble(
+pub(crate) fn save_ensemble(
     path: &Path,
     as_of: Option<i64>,
     ensemble: &Ensemble,

@@ -73,23 +73,17 @@ mod tests {
     #[test]
     fn advances_by_speed_and_clamps_at_the_end() {
         let o = 1_782_864_000_000;
-        assert_eq!(virtual_now(o, Duration::ZERO, 60.0, o + 600_000), o);
-        assert_eq!(
-            virtual_now(o, Duration::from_millis(1500), 60.0, o + 600_000),
-            o + 90_000
-        );
-        assert_eq!(
-            virtual_now(o, Duration::from_millis(250), 1.0, o + 600_000),
-            o + 250
-        );
-        assert_eq!(
-            virtual_now(o, Duration::from_secs(100), 60.0, o + 600_000),
-            o + 600_000
-        );
-        assert_eq!(
-            virtual_now(o, Duration::from_secs(1_000_000), 1e7, o + 600_000),
-            o + 600_000
-        );
+        // (real time elapsed, speed, virtual ms past the origin); the end is 600,000 ms on.
+        let cases = [
+            (Duration::ZERO, 60.0, 0),
+            (Duration::from_millis(1500), 60.0, 90_000),
+            (Duration::from_millis(250), 1.0, 250),
+            (Duration::from_secs(100), 60.0, 600_000),
+            (Duration::from_secs(1_000_000), 1e7, 600_000),
+        ];
+        for (elapsed, speed, past) in cases {
+            assert_eq!(virtual_now(o, elapsed, speed, o + 600_000), o + past);
+        }
     }
 
     #[test]
