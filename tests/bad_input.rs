@@ -693,3 +693,20 @@ fn no_switch_turns_tls_verification_off() {
         assert!(!usage.contains(word), "usage mentions {word:?}");
     }
 }
+
+/// `klinecast describe | head`: stdout closed by its reader is not a crash. The process exits 0
+/// without a panic message (regression: `println!` panicked with "Broken pipe").
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let mut child = klinecast_command()
+        .args(["describe", "--data", SAMPLE])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn describe");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("describe ends");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
