@@ -528,11 +528,9 @@ impl Gbdt {
                 for _ in 0..depth {
                     for (r, id) in ids[..m].iter_mut().enumerate() {
                         let node = flat.nodes[*id as usize];
-                        *id = if block[node.feature as usize * PREDICT_BLOCK + r] < node.value {
-                            *id + 1
-                        } else {
-                            node.right
-                        };
+                        let left = block[node.feature as usize * PREDICT_BLOCK + r] < node.value;
+                        // A conditional move, not a branch: the direction is unpredictable.
+                        *id = std::hint::select_unpredictable(left, *id + 1, node.right);
                     }
                 }
                 for (sum, &id) in sums[..m].iter_mut().zip(&ids[..m]) {
@@ -768,11 +766,7 @@ impl Grower<'_> {
         // Rows of each node: `idx[start..end]`, ascending; a split partitions its range in
         // place (left rows first), so no node allocates.
         let mut ranges = vec![(0usize, idx.len())];
-        let mut root = Stats::default();
-        for &r in &idx {
-            root.add(grad[r as usize]);
-        }
-        let mut nodes = vec![self.new_node(root, 0)];
+        let mut nodes = vec![self.new_node(row_stats(&idx, grad), 0)];
         let mut expand = vec![0usize];
         let mut scratch: Vec<u32> = Vec::new();
         // Hist: the histogram of each node in `expand` that the next level subtracts from.
@@ -881,37 +875,16 @@ impl Grower<'_> {
         split: Split,
     ) -> (usize, Stats, Stats) {
         let f = split.feature as usize;
-        let (mut left, mut right) = (Stats::default(), Stats::default());
-        let mut nl = 0;
-        scratch.clear();
-        let mut place = |i: usize, goes_left: bool, rows: &mut [u32]| {
-            let r = rows[i];
-            if goes_left {
-                rows[nl] = r;
-                nl += 1;
-                left.add(grad[r as usize]);
-            } else {
-                scratch.push(r);
-                right.add(grad[r as usize]);
-            }
-        };
         match self.finder {
             Finder::Hist(bins) => {
-                for i in 0..rows.len() {
-                    let goes = u32::from(bins.bins[rows[i] as usize * bins.d + f]) < split.bin;
-                    place(i, goes, rows);
-                }
+                let (bin, d, b) = (split.bin, bins.d, &bins.bins[..]);
+                partition_rows(rows, scratch, grad, |r| u32::from(b[r as usize * d + f]) < bin)
             }
             Finder::Exact(_) => {
                 let col = &self.xf[f * self.n..(f + 1) * self.n];
-                for i in 0..rows.len() {
-                    let goes = col[rows[i] as usize] < split.threshold;
-                    place(i, goes, rows);
-                }
+                partition_rows(rows, scratch, grad, |r| col[r as usize] < split.threshold)
             }
         }
-        rows[nl..].copy_from_slice(scratch);
-        (nl, left, right)
     }
 
     /// XGBoost's `prune` updater: a split whose children are both leaves and whose loss change
@@ -1225,6 +1198,44 @@ impl Grower<'_> {
             }
         }
         (best, hists)
+    }
+}
+
+/// [`Grower::partition`] for the test `goes_left`. Branch-free (the side is unpredictable):
+/// every row is written to both places and only its side's count advances. The sides' sums
+/// are then taken over their (ascending) rows, as [`Stats::add`] would.
+fn partition_rows(
+    rows: &mut [u32],
+    scratch: &mut Vec<u32>,
+    grad: &[f32],
+    goes_left: impl Fn(u32) -> bool,
+) -> (usize, Stats, Stats) {
+    let (mut nl, mut nr) = (0usize, 0usize);
+    scratch.clear();
+    scratch.resize(rows.len(), 0);
+    for i in 0..rows.len() {
+        let r = rows[i];
+        let left = goes_left(r);
+        rows[nl] = r;
+        scratch[nr] = r;
+        nl += usize::from(left);
+        nr += usize::from(!left);
+    }
+    rows[nl..].copy_from_slice(&scratch[..nr]);
+    let (l, r) = rows.split_at(nl);
+    (nl, row_stats(l, grad), row_stats(r, grad))
+}
+
+/// The gradient sums of `rows`, added in their order.
+fn row_stats(rows: &[u32], grad: &[f32]) -> Stats {
+    // The hessian sum is the count (h = 1 per row, exact in f64).
+    let mut g = 0f64;
+    for &r in rows {
+        g += f64::from(grad[r as usize]);
+    }
+    Stats {
+        g,
+        h: rows.len() as f64,
     }
 }
 
