@@ -15,43 +15,14 @@ use std::time::Instant;
 
 use klinecast::models::gbdt::GbdtParams;
 use klinecast::models::Regressor;
-use nalgebra::{DMatrix, DVector};
 use serde_json::{json, Map, Value};
 
-fn read_csv(path: &Path) -> Result<(DMatrix<f64>, DVector<f64>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read {}: {e}; run scripts/bench_vs_xgboost.py",
-            path.display()
-        )
-    })?;
-    let mut values = Vec::new();
-    let mut cols = 0;
-    for (n, line) in text.lines().enumerate().skip(1) {
-        if line.is_empty() {
-            continue;
-        }
-        let row: Result<Vec<f64>, _> = line.split(',').map(str::parse::<f64>).collect();
-        let row = row.map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
-        if cols == 0 {
-            cols = row.len();
-        }
-        if row.len() != cols || cols < 2 {
-            return Err(format!(
-                "{} line {}: expected {cols} columns",
-                path.display(),
-                n + 1
-            ));
-        }
-        values.extend(row);
-    }
-    let rows = values.len() / cols.max(1);
-    let all = DMatrix::from_row_slice(rows, cols, &values);
-    Ok((
-        all.columns(0, cols - 1).into_owned(),
-        all.column(cols - 1).into_owned(),
-    ))
-}
+/// The script that writes the CSV files this bench reads.
+const SCRIPT: &str = "scripts/bench_vs_xgboost.py";
+
+#[path = "xy_csv.rs"]
+mod xy_csv;
+use xy_csv::read_csv;
 
 fn option(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     match args.iter().position(|a| a == name) {
@@ -73,8 +44,8 @@ fn thread_cpu_s() -> f64 {
 }
 
 fn run(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String> {
-    let (x, y) = read_csv(&dir.join("train.csv"))?;
-    let (xt, yt) = read_csv(&dir.join("test.csv"))?;
+    let (x, y) = read_csv(&dir.join("train.csv"), SCRIPT)?;
+    let (xt, yt) = read_csv(&dir.join("test.csv"), SCRIPT)?;
     let params = GbdtParams {
         threads,
         ..GbdtParams::default()

@@ -779,9 +779,8 @@ impl Grower<'_> {
                         self.find_exact(sorted, grad, &expand, &nodes, &node_rows, features)
                     }
                     Finder::Hist(bins) => {
-                        let (b, h) = self.find_hist(
-                            bins, grad, &expand, &nodes, &node_rows, features, hists,
-                        );
+                        let (b, h) = self
+                            .find_hist(bins, grad, &expand, &nodes, &node_rows, features, hists);
                         hists = h;
                         b
                     }
@@ -878,7 +877,9 @@ impl Grower<'_> {
         match self.finder {
             Finder::Hist(bins) => {
                 let (bin, d, b) = (split.bin, bins.d, &bins.bins[..]);
-                partition_rows(rows, scratch, grad, |r| u32::from(b[r as usize * d + f]) < bin)
+                partition_rows(rows, scratch, grad, |r| {
+                    u32::from(b[r as usize * d + f]) < bin
+                })
             }
             Finder::Exact(_) => {
                 let col = &self.xf[f * self.n..(f + 1) * self.n];
@@ -1513,11 +1514,7 @@ impl GbdtParams {
             } else {
                 (0..d).collect()
             };
-            let Grown {
-                tree,
-                rows,
-                leaves,
-            } = grower.grow(&grad, rows, &features);
+            let Grown { tree, rows, leaves } = grower.grow(&grad, rows, &features);
             if rows.len() == n {
                 // Every row's leaf is known from the partition.
                 for (start, end, value) in leaves {
