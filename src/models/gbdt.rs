@@ -41,6 +41,16 @@
 //!   level O(d·rows of the smaller children + d·256·nodes). Histograms and split search run over
 //!   `threads` scoped threads by feature range when a level has enough work.
 //!
+//! The rows of the nodes being grown live in one index array: a split partitions its node's
+//! range in place (stably, branch-free), the children's gradient sums are then added over their
+//! ranges in row order, and after each tree the training margins are updated from the leaves'
+//! ranges instead of walking the tree per row (sampled trees walk it).
+//!
+//! Prediction walks blocks of 64 rows through one tree at a time (the trees stay in cache) on a
+//! copy of the nodes in which every leaf loops to itself, so each row takes exactly the tree's
+//! depth in steps, with a conditional move instead of a branch per step; the row blocks are
+//! split over the model's `threads` (those of the fit, 2 after loading) when there are many.
+//!
 //! Sampling: `subsample < 1` keeps each row for a tree with that probability,
 //! `colsample_bytree < 1` draws `max(1, ⌊colsample·d⌋)` features per tree, both from
 //! `Rng::derive(seed, tree)`: reproducible, but not XGBoost's random stream. Early stopping
@@ -51,9 +61,10 @@
 //!
 //! Memory of the fitted model: 12 bytes per node (feature `u32`, threshold or leaf `f32`, right
 //! child `u32`, preorder) plus 4 bytes per tree; a depth-6 tree has at most 127 nodes, so 100
-//! trees take at most ≈ 152 KB. While fitting: the `f32` copy of `x` (4·d·n bytes), and either
-//! the sorted features (8·d·n bytes, `Exact`) or the bin indices (d·n bytes, row-major) and one level of
-//! histograms (16 bytes × bins × nodes in the level, `Hist`).
+//! trees take at most ≈ 152 KB. While fitting: the `f32` copy of `x` (4·d·n bytes), the row
+//! indices and a partition scratch (8·n bytes), and either the sorted features (8·d·n bytes,
+//! `Exact`) or the bin indices (d·n bytes, row-major) and one level of histograms (16 bytes ×
+//! bins × nodes in the level, `Hist`). Prediction copies the nodes once per call.
 //!
 //! Defaults (XGBoost `XGBRegressor()` 2.x): n_trees 100, eta 0.3, max_depth 6, lambda 1,
 //! alpha 0, gamma 0, min_child_weight 1, subsample 1, colsample_bytree 1, base_score = mean of
