@@ -514,7 +514,8 @@ impl Gbdt {
 
     /// Predicts rows `from..from + out.len()` of `x` into `out`.
     fn predict_rows(&self, flat: &Flat, x: &DMatrix<f64>, from: usize, out: &mut [f64]) {
-        let (n, d) = x.shape();
+        // The model's features only: the leaves test column `n_features`.
+        let (n, d) = (x.nrows(), self.n_features);
         let xs = x.as_slice();
         // Column-major block of f32 features, plus the NaN column the leaves test.
         let mut block = vec![f32::NAN; PREDICT_BLOCK * (d + 1)];
@@ -1717,6 +1718,12 @@ mod tests {
         let (a, b) = (fit(1), fit(2));
         let pa = a.predict(&x);
         assert_eq!(pa, b.predict(&x));
+        // Uneven row ranges over three threads, and a query with an extra column.
+        let mut c = a.clone();
+        c.set_threads(3);
+        assert_eq!(pa, c.predict(&x));
+        let wide = x.clone().insert_column(14, 5.0);
+        assert_eq!(pa, c.predict(&wide));
         assert_eq!(a.node_count(), b.node_count());
         for i in (0..6000).step_by(97) {
             let row: Vec<f64> = (0..14).map(|j| x[(i, j)]).collect();
