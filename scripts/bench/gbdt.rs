@@ -3,7 +3,9 @@
 //! then feature columns and the target in the last column), fits the gradient-boosted trees
 //! with their defaults (hist, 100 trees, depth 6) and `--threads T`, predicts the test rows,
 //! and prints one JSON object: per case the best-of-`--repeats` fit and predict seconds, test
-//! RMSE, node count and model bytes. Asserts nothing; never run by `cargo test`.
+//! RMSE, node count and model bytes, and the best on-CPU seconds of the calling thread
+//! (`fit_cpu_s`, `predict_cpu_s`; Linux, NaN elsewhere: with `--threads 1` the work done even
+//! when other processes share the cores). Asserts nothing; never run by `cargo test`.
 //!
 //! Usage: `cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]`
 
@@ -13,43 +15,14 @@ use std::time::Instant;
 
 use klinecast::models::gbdt::GbdtParams;
 use klinecast::models::Regressor;
-use nalgebra::{DMatrix, DVector};
 use serde_json::{json, Map, Value};
 
-fn read_csv(path: &Path) -> Result<(DMatrix<f64>, DVector<f64>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read {}: {e}; run scripts/bench_vs_xgboost.py",
-            path.display()
-        )
-    })?;
-    let mut values = Vec::new();
-    let mut cols = 0;
-    for (n, line) in text.lines().enumerate().skip(1) {
-        if line.is_empty() {
-            continue;
-        }
-        let row: Result<Vec<f64>, _> = line.split(',').map(str::parse::<f64>).collect();
-        let row = row.map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
-        if cols == 0 {
-            cols = row.len();
-        }
-        if row.len() != cols || cols < 2 {
-            return Err(format!(
-                "{} line {}: expected {cols} columns",
-                path.display(),
-                n + 1
-            ));
-        }
-        values.extend(row);
-    }
-    let rows = values.len() / cols.max(1);
-    let all = DMatrix::from_row_slice(rows, cols, &values);
-    Ok((
-        all.columns(0, cols - 1).into_owned(),
-        all.column(cols - 1).into_owned(),
-    ))
-}
+/// The script that writes the CSV files this bench reads.
+const SCRIPT: &str = "scripts/bench_vs_xgboost.py";
+
+#[path = "xy_csv.rs"]
+mod xy_csv;
+use xy_csv::read_csv;
 
 fn option(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     match args.iter().position(|a| a == name) {
@@ -61,22 +34,34 @@ fn option(args: &[String], name: &str, default: usize) -> Result<usize, String> 
     }
 }
 
+/// Seconds the calling thread has spent on a CPU (Linux `/proc/thread-self/schedstat`), or
+/// NaN elsewhere: with `--threads 1` this is the work done, whatever else shares the machine.
+fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
 fn run(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String> {
-    let (x, y) = read_csv(&dir.join("train.csv"))?;
-    let (xt, yt) = read_csv(&dir.join("test.csv"))?;
+    let (x, y) = read_csv(&dir.join("train.csv"), SCRIPT)?;
+    let (xt, yt) = read_csv(&dir.join("test.csv"), SCRIPT)?;
     let params = GbdtParams {
         threads,
         ..GbdtParams::default()
     };
     let (mut fit_s, mut predict_s) = (f64::INFINITY, f64::INFINITY);
+    let (mut fit_cpu_s, mut predict_cpu_s) = (f64::INFINITY, f64::INFINITY);
     let mut out = None;
     for _ in 0..repeats {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), thread_cpu_s());
         let model = params.fit(&x, &y).map_err(|e| e.to_string())?;
         fit_s = fit_s.min(t0.elapsed().as_secs_f64());
-        let t1 = Instant::now();
+        fit_cpu_s = fit_cpu_s.min(thread_cpu_s() - c0);
+        let (t1, c1) = (Instant::now(), thread_cpu_s());
         let pred = model.predict(&xt);
         predict_s = predict_s.min(t1.elapsed().as_secs_f64());
+        predict_cpu_s = predict_cpu_s.min(thread_cpu_s() - c1);
         out = Some((model, pred));
     }
     let (model, pred) = out.ok_or("no repeats")?;
@@ -84,6 +69,8 @@ fn run(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String> {
     Ok(json!({
         "fit_s": fit_s,
         "predict_s": predict_s,
+        "fit_cpu_s": fit_cpu_s,
+        "predict_cpu_s": predict_cpu_s,
         "rmse": rmse,
         "train_rows": x.nrows(),
         "features": x.ncols(),

@@ -23,39 +23,12 @@ use klinecast::models::{AnyModel, FitError, Regressor};
 use nalgebra::{DMatrix, DVector};
 use serde_json::{json, Map, Value};
 
-fn read_csv(path: &Path) -> Result<(DMatrix<f64>, DVector<f64>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read {}: {e}; run scripts/bench_vs_sklearn.py",
-            path.display()
-        )
-    })?;
-    let mut values = Vec::new();
-    let mut cols = 0;
-    for (n, line) in text.lines().enumerate().skip(1) {
-        if line.is_empty() {
-            continue;
-        }
-        let row: Result<Vec<f64>, _> = line.split(',').map(str::parse::<f64>).collect();
-        let row = row.map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
-        if cols == 0 {
-            cols = row.len();
-        }
-        if row.len() != cols || cols < 2 {
-            return Err(format!(
-                "{} line {}: expected {cols} columns",
-                path.display(),
-                n + 1
-            ));
-        }
-        values.extend(row);
-    }
-    let rows = values.len() / cols.max(1);
-    let all = DMatrix::from_row_slice(rows, cols, &values);
-    let x = all.columns(0, cols - 1).into_owned();
-    let y = all.column(cols - 1).into_owned();
-    Ok((x, y))
-}
+/// The script that writes the CSV files this bench reads.
+const SCRIPT: &str = "scripts/bench_vs_sklearn.py";
+
+#[path = "xy_csv.rs"]
+mod xy_csv;
+use xy_csv::read_csv;
 
 fn rmse(a: &DVector<f64>, b: &DVector<f64>) -> f64 {
     ((a - b).norm_squared() / a.len().max(1) as f64).sqrt()
@@ -122,8 +95,8 @@ fn main() -> ExitCode {
         }
     }
     let dir = Path::new(dir);
-    let loaded =
-        read_csv(&dir.join("train.csv")).and_then(|tr| Ok((tr, read_csv(&dir.join("test.csv"))?)));
+    let loaded = read_csv(&dir.join("train.csv"), SCRIPT)
+        .and_then(|tr| Ok((tr, read_csv(&dir.join("test.csv"), SCRIPT)?)));
     let ((x, y), (xt, yt)) = match loaded {
         Ok(v) => v,
         Err(e) => {

@@ -41,6 +41,16 @@
 //!   level O(d·rows of the smaller children + d·256·nodes). Histograms and split search run over
 //!   `threads` scoped threads by feature range when a level has enough work.
 //!
+//! The rows of the nodes being grown live in one index array: a split partitions its node's
+//! range in place (stably, branch-free), the children's gradient sums are then added over their
+//! ranges in row order, and after each tree the training margins are updated from the leaves'
+//! ranges instead of walking the tree per row (sampled trees walk it).
+//!
+//! Prediction walks blocks of 64 rows through one tree at a time (the trees stay in cache) on a
+//! copy of the nodes in which every leaf loops to itself, so each row takes exactly the tree's
+//! depth in steps, with a conditional move instead of a branch per step; the row blocks are
+//! split over the model's `threads` (those of the fit, 2 after loading) when there are many.
+//!
 //! Sampling: `subsample < 1` keeps each row for a tree with that probability,
 //! `colsample_bytree < 1` draws `max(1, ⌊colsample·d⌋)` features per tree, both from
 //! `Rng::derive(seed, tree)`: reproducible, but not XGBoost's random stream. Early stopping
@@ -51,9 +61,10 @@
 //!
 //! Memory of the fitted model: 12 bytes per node (feature `u32`, threshold or leaf `f32`, right
 //! child `u32`, preorder) plus 4 bytes per tree; a depth-6 tree has at most 127 nodes, so 100
-//! trees take at most ≈ 152 KB. While fitting: the `f32` copy of `x` (4·d·n bytes), and either
-//! the sorted features (8·d·n bytes, `Exact`) or the bin indices (d·n bytes, row-major) and one level of
-//! histograms (16 bytes × bins × nodes in the level, `Hist`).
+//! trees take at most ≈ 152 KB. While fitting: the `f32` copy of `x` (4·d·n bytes), the row
+//! indices and a partition scratch (8·n bytes), and either the sorted features (8·d·n bytes,
+//! `Exact`) or the bin indices (d·n bytes, row-major) and one level of histograms (16 bytes ×
+//! bins × nodes in the level, `Hist`). Prediction copies the nodes once per call.
 //!
 //! Defaults (XGBoost `XGBRegressor()` 2.x): n_trees 100, eta 0.3, max_depth 6, lambda 1,
 //! alpha 0, gamma 0, min_child_weight 1, subsample 1, colsample_bytree 1, base_score = mean of
@@ -161,6 +172,9 @@ pub struct Gbdt {
     /// Index of each tree's root in `nodes`; tree t ends where tree t+1 starts.
     roots: Vec<u32>,
     nodes: Vec<Node>,
+    /// Threads [`Regressor::predict`] may use: the fit's `threads`, 2 for a loaded model
+    /// ([`Gbdt::set_threads`] changes it); not saved, and results do not depend on it.
+    threads: usize,
 }
 
 /// One node, 12 bytes, trees in preorder: the left child of an internal node is the next node.
@@ -247,6 +261,7 @@ impl TryFrom<GbdtWire> for Gbdt {
             target_scale: wire.target_scale,
             roots: wire.roots,
             nodes,
+            threads: 2,
         };
         model.check_trees().map_err(|e| format!("gbdt: {e}"))?;
         Ok(model)
@@ -267,6 +282,11 @@ impl Gbdt {
     /// Bytes taken by the trees (nodes and tree starts), without the struct itself.
     pub fn tree_bytes(&self) -> usize {
         self.nodes.len() * std::mem::size_of::<Node>() + self.roots.len() * 4
+    }
+
+    /// Sets the threads [`Regressor::predict`] may use (at least 1).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
     }
 
     /// The initial prediction every tree adds to.
@@ -401,29 +421,57 @@ impl Regressor for Gbdt {
         self.unscale(sum)
     }
 
-    /// Tree by tree over blocks of rows (the trees stay in cache), the rows split over two
-    /// threads when there are many; each row's sum runs in the same order as `predict_row`, so
-    /// the results are bit-identical to it.
+    /// Tree by tree over blocks of rows (the trees stay in cache), the row blocks split over
+    /// `threads` scoped threads when there are many rows; each row's sum runs in the same
+    /// order as `predict_row`, so the results are bit-identical to it.
     fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
         let n = x.nrows();
-        if n < PARALLEL_MIN_ROWS {
-            return DVector::from_vec(self.predict_rows(x, 0, n));
+        let flat = self.flatten();
+        let threads = if n < PARALLEL_MIN_ROWS {
+            1
+        } else {
+            self.threads.clamp(1, n.div_ceil(PREDICT_BLOCK))
+        };
+        let mut out = vec![0f64; n];
+        if threads == 1 {
+            self.predict_rows(&flat, x, 0, &mut out);
+            return DVector::from_vec(out);
         }
-        let half = n / 2;
-        let (first, second) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| self.predict_rows(x, half, n));
-            let first = self.predict_rows(x, 0, half);
-            match other.join() {
-                Ok(second) => (first, second),
-                Err(panic) => std::panic::resume_unwind(panic),
+        // Whole blocks per thread, contiguous ranges of rows.
+        let per = n.div_ceil(PREDICT_BLOCK).div_ceil(threads) * PREDICT_BLOCK;
+        std::thread::scope(|scope| {
+            let mut parts = out.chunks_mut(per).enumerate();
+            let first = parts.next();
+            let handles: Vec<_> = parts
+                .map(|(i, part)| {
+                    let flat = &flat;
+                    scope.spawn(move || self.predict_rows(flat, x, i * per, part))
+                })
+                .collect();
+            if let Some((_, part)) = first {
+                self.predict_rows(&flat, x, 0, part);
+            }
+            for h in handles {
+                if let Err(panic) = h.join() {
+                    std::panic::resume_unwind(panic);
+                }
             }
         });
-        DVector::from_iterator(n, first.into_iter().chain(second))
+        DVector::from_vec(out)
     }
 }
 
 /// Rows per block in [`Gbdt::predict_rows`].
 const PREDICT_BLOCK: usize = 64;
+
+/// The trees as [`Gbdt::predict_rows`] walks them: the nodes with every leaf turned into a
+/// node that loops to itself (feature `n_features`, a column of NaN in the block, so the test
+/// always fails and `right` is the leaf itself), and each tree's root and depth. A row then
+/// takes exactly `depth` steps in every tree, without a branch on the node kind.
+struct Flat {
+    nodes: Vec<Node>,
+    trees: Vec<(u32, u32)>,
+}
 
 impl Gbdt {
     /// The prediction from the f32 sum of the base score and the leaves.
@@ -435,48 +483,76 @@ impl Gbdt {
         }
     }
 
-    /// Predicts rows `from..to` of `x`.
-    fn predict_rows(&self, x: &DMatrix<f64>, from: usize, to: usize) -> Vec<f64> {
-        let d = x.ncols();
-        let mut out = Vec::with_capacity(to - from);
-        let mut block = vec![0f32; PREDICT_BLOCK * d];
+    /// The self-looping copy of the trees for [`Gbdt::predict_rows`].
+    fn flatten(&self) -> Flat {
+        let pad = self.n_features as u32;
+        let mut nodes = self.nodes.clone();
+        let mut trees = Vec::with_capacity(self.roots.len());
+        // Depth of each node on the way down (preorder: a node's children come after it).
+        let mut depth = vec![0u32; nodes.len()];
+        for t in 0..self.roots.len() {
+            let (start, end) = self.tree_range(t);
+            let mut max = 0;
+            for id in start..end {
+                let node = nodes[id];
+                if node.feature == LEAF {
+                    nodes[id] = Node {
+                        feature: pad,
+                        value: node.value,
+                        right: id as u32,
+                    };
+                    max = max.max(depth[id]);
+                } else {
+                    depth[id + 1] = depth[id] + 1;
+                    depth[node.right as usize] = depth[id] + 1;
+                }
+            }
+            trees.push((start as u32, max));
+        }
+        Flat { nodes, trees }
+    }
+
+    /// Predicts rows `from..from + out.len()` of `x` into `out`.
+    fn predict_rows(&self, flat: &Flat, x: &DMatrix<f64>, from: usize, out: &mut [f64]) {
+        // The model's features only: the leaves test column `n_features`.
+        let (n, d) = (x.nrows(), self.n_features);
+        let xs = x.as_slice();
+        // Column-major block of f32 features, plus the NaN column the leaves test.
+        let mut block = vec![f32::NAN; PREDICT_BLOCK * (d + 1)];
         let mut sums = [0f32; PREDICT_BLOCK];
-        let mut start = from;
-        while start < to {
-            let m = PREDICT_BLOCK.min(to - start);
-            for r in 0..m {
-                for j in 0..d {
-                    block[r * d + j] = x[(start + r, j)] as f32;
+        let mut ids = [0u32; PREDICT_BLOCK];
+        for (b, out) in out.chunks_mut(PREDICT_BLOCK).enumerate() {
+            let start = from + b * PREDICT_BLOCK;
+            let m = out.len();
+            for j in 0..d {
+                let col = &xs[j * n + start..j * n + start + m];
+                for (v, &xv) in block[j * PREDICT_BLOCK..j * PREDICT_BLOCK + m]
+                    .iter_mut()
+                    .zip(col)
+                {
+                    *v = xv as f32;
                 }
             }
             sums[..m].fill(self.base_score);
             // All rows of the block descend one level at a time: independent loads overlap.
-            let mut ids = [0u32; PREDICT_BLOCK];
-            for &root in &self.roots {
+            for &(root, depth) in &flat.trees {
                 ids[..m].fill(root);
-                let mut moving = true;
-                while moving {
-                    moving = false;
+                for _ in 0..depth {
                     for (r, id) in ids[..m].iter_mut().enumerate() {
-                        let node = self.nodes[*id as usize];
-                        if node.feature != LEAF {
-                            moving = true;
-                            *id = if block[r * d + node.feature as usize] < node.value {
-                                *id + 1
-                            } else {
-                                node.right
-                            };
-                        }
+                        let node = flat.nodes[*id as usize];
+                        let left = block[node.feature as usize * PREDICT_BLOCK + r] < node.value;
+                        // A conditional move, not a branch: the direction is unpredictable.
+                        *id = std::hint::select_unpredictable(left, *id + 1, node.right);
                     }
                 }
                 for (sum, &id) in sums[..m].iter_mut().zip(&ids[..m]) {
-                    *sum += self.nodes[id as usize].value;
+                    *sum += flat.nodes[id as usize].value;
                 }
             }
-            out.extend(sums[..m].iter().map(|&v| self.unscale(v)));
-            start += m;
+            for (o, &s) in out.iter_mut().zip(&sums[..m]) {
+                *o = self.unscale(s);
+            }
         }
-        out
     }
 }
 
@@ -668,6 +744,16 @@ struct BuildNode {
     leaf: f32,
 }
 
+/// One grown tree and where the training rows ended.
+struct Grown {
+    /// Preorder, child indices relative to the tree.
+    tree: Vec<Node>,
+    /// The rows grown on, grouped by leaf.
+    rows: Vec<u32>,
+    /// `(start, end, value)`: `rows[start..end]` reach a leaf of that value.
+    leaves: Vec<(usize, usize, f32)>,
+}
+
 /// Everything one boosting round needs besides the gradients.
 struct Grower<'a> {
     reg: Reg,
@@ -685,23 +771,31 @@ const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 impl Grower<'_> {
     /// Grows one tree on `rows` (ascending) with gradients `grad`, considering `features`
-    /// (ascending). Returns the tree in preorder.
-    fn grow(&self, grad: &[f32], rows: Vec<u32>, features: &[usize]) -> Vec<Node> {
-        let mut nodes = vec![self.new_node(&rows, grad, 0)];
-        let mut node_rows: Vec<Vec<u32>> = vec![rows];
+    /// (ascending). Returns the tree in preorder and, for every leaf, the rows that reach it
+    /// (the permuted `rows` and `(start, end, leaf value)` ranges of it).
+    fn grow(&self, grad: &[f32], rows: Vec<u32>, features: &[usize]) -> Grown {
+        let mut idx = rows;
+        // Rows of each node: `idx[start..end]`, ascending; a split partitions its range in
+        // place (left rows first), so no node allocates.
+        let mut ranges = vec![(0usize, idx.len())];
+        let mut nodes = vec![self.new_node(row_stats(&idx, grad), 0)];
         let mut expand = vec![0usize];
+        let mut scratch: Vec<u32> = Vec::new();
         // Hist: the histogram of each node in `expand` that the next level subtracts from.
         let mut hists: Vec<Vec<Stats>> = Vec::new();
         for _depth in 0..self.max_depth {
-            let bests = match self.finder {
-                Finder::Exact(sorted) => {
-                    self.find_exact(sorted, grad, &expand, &nodes, &node_rows, features)
-                }
-                Finder::Hist(bins) => {
-                    let (b, h) =
-                        self.find_hist(bins, grad, &expand, &nodes, &node_rows, features, hists);
-                    hists = h;
-                    b
+            let bests = {
+                let node_rows: Vec<&[u32]> = ranges.iter().map(|&(a, b)| &idx[a..b]).collect();
+                match self.finder {
+                    Finder::Exact(sorted) => {
+                        self.find_exact(sorted, grad, &expand, &nodes, &node_rows, features)
+                    }
+                    Finder::Hist(bins) => {
+                        let (b, h) = self
+                            .find_hist(bins, grad, &expand, &nodes, &node_rows, features, hists);
+                        hists = h;
+                        b
+                    }
                 }
             };
             let mut next = Vec::new();
@@ -712,13 +806,14 @@ impl Grower<'_> {
                 let hist = old_hists.next();
                 let best = bests[k];
                 if best.loss_chg > RT_EPS {
-                    let rows = std::mem::take(&mut node_rows[nid]);
-                    let (left, right) = self.partition(rows, best);
+                    let (a, b) = ranges[nid];
+                    let (mid, left, right) =
+                        self.partition(&mut idx[a..b], &mut scratch, grad, best);
                     let (l, r) = (nodes.len(), nodes.len() + 1);
-                    nodes.push(self.new_node(&left, grad, nid));
-                    nodes.push(self.new_node(&right, grad, nid));
-                    node_rows.push(left);
-                    node_rows.push(right);
+                    nodes.push(self.new_node(left, nid));
+                    nodes.push(self.new_node(right, nid));
+                    ranges.push((a, a + mid));
+                    ranges.push((a + mid, b));
                     nodes[nid].split = Some(best);
                     nodes[nid].loss_chg = best.loss_chg;
                     nodes[nid].children = (l, r);
@@ -730,7 +825,6 @@ impl Grower<'_> {
                 } else {
                     nodes[nid].leaf = nodes[nid].weight * self.eta;
                     nodes[nid].loss_chg = best.loss_chg;
-                    node_rows[nid] = Vec::new();
                 }
             }
             hists = next_hists;
@@ -743,14 +837,32 @@ impl Grower<'_> {
             nodes[nid].leaf = nodes[nid].weight * self.eta;
         }
         self.prune(&mut nodes);
-        to_preorder(&nodes)
+        // Every node that ended growth as a leaf; after pruning its rows get the value of its
+        // highest pruned ancestor.
+        let mut leaves = Vec::new();
+        for (id, node) in nodes.iter().enumerate() {
+            if node.children != (0, 0) {
+                continue; // split while growing
+            }
+            let mut value = node.leaf;
+            let mut a = id;
+            while a != 0 {
+                a = nodes[a].parent;
+                if nodes[a].split.is_none() {
+                    value = nodes[a].leaf;
+                }
+            }
+            let (start, end) = ranges[id];
+            leaves.push((start, end, value));
+        }
+        Grown {
+            tree: to_preorder(&nodes),
+            rows: idx,
+            leaves,
+        }
     }
 
-    fn new_node(&self, rows: &[u32], grad: &[f32], parent: usize) -> BuildNode {
-        let mut stats = Stats::default();
-        for &r in rows {
-            stats.add(grad[r as usize]);
-        }
+    fn new_node(&self, stats: Stats, parent: usize) -> BuildNode {
         BuildNode {
             stats,
             weight: self.reg.weight(stats),
@@ -763,32 +875,29 @@ impl Grower<'_> {
         }
     }
 
-    /// Splits `rows` (ascending) into the rows going left and right, both ascending.
-    fn partition(&self, rows: Vec<u32>, split: Split) -> (Vec<u32>, Vec<u32>) {
+    /// Partitions `rows` (ascending) in place, stably: the rows going left first, then those
+    /// going right. Returns the number going left and the gradient sums of both sides (each
+    /// summed in ascending row order).
+    fn partition(
+        &self,
+        rows: &mut [u32],
+        scratch: &mut Vec<u32>,
+        grad: &[f32],
+        split: Split,
+    ) -> (usize, Stats, Stats) {
         let f = split.feature as usize;
-        let (mut left, mut right) = (Vec::new(), Vec::new());
         match self.finder {
             Finder::Hist(bins) => {
-                for r in rows {
-                    if u32::from(bins.bins[r as usize * bins.d + f]) < split.bin {
-                        left.push(r);
-                    } else {
-                        right.push(r);
-                    }
-                }
+                let (bin, d, b) = (split.bin, bins.d, &bins.bins[..]);
+                partition_rows(rows, scratch, grad, |r| {
+                    u32::from(b[r as usize * d + f]) < bin
+                })
             }
             Finder::Exact(_) => {
                 let col = &self.xf[f * self.n..(f + 1) * self.n];
-                for r in rows {
-                    if col[r as usize] < split.threshold {
-                        left.push(r);
-                    } else {
-                        right.push(r);
-                    }
-                }
+                partition_rows(rows, scratch, grad, |r| col[r as usize] < split.threshold)
             }
         }
-        (left, right)
     }
 
     /// XGBoost's `prune` updater: a split whose children are both leaves and whose loss change
@@ -839,14 +948,14 @@ impl Grower<'_> {
         grad: &[f32],
         expand: &[usize],
         nodes: &[BuildNode],
-        node_rows: &[Vec<u32>],
+        node_rows: &[&[u32]],
         features: &[usize],
     ) -> Vec<Split> {
         // Row → index in `expand`, or u32::MAX for rows of finished nodes or not sampled.
         let mut slot = vec![u32::MAX; self.n];
         let mut active = 0;
         for (k, &nid) in expand.iter().enumerate() {
-            for &r in &node_rows[nid] {
+            for &r in node_rows[nid] {
                 slot[r as usize] = k as u32;
             }
             active += node_rows[nid].len();
@@ -937,7 +1046,7 @@ impl Grower<'_> {
         grad: &[f32],
         expand: &[usize],
         nodes: &[BuildNode],
-        node_rows: &[Vec<u32>],
+        node_rows: &[&[u32]],
         features: &[usize],
         parent_hists: Vec<Vec<Stats>>,
     ) -> (Vec<Split>, Vec<Vec<Stats>>) {
@@ -1006,7 +1115,7 @@ impl Grower<'_> {
                 }
                 let h = &mut hs[k];
                 let offs: Vec<usize> = feats.iter().map(|&f| bins.offsets[f] - base).collect();
-                for &r in &node_rows[nid] {
+                for &r in node_rows[nid] {
                     let g = f64::from(grad[r as usize]);
                     let row = &bins.bins[r as usize * bins.d..(r as usize + 1) * bins.d];
                     for (&f, &off) in feats.iter().zip(&offs) {
@@ -1102,6 +1211,44 @@ impl Grower<'_> {
             }
         }
         (best, hists)
+    }
+}
+
+/// [`Grower::partition`] for the test `goes_left`. Branch-free (the side is unpredictable):
+/// every row is written to both places and only its side's count advances. The sides' sums
+/// are then taken over their (ascending) rows, as [`Stats::add`] would.
+fn partition_rows(
+    rows: &mut [u32],
+    scratch: &mut Vec<u32>,
+    grad: &[f32],
+    goes_left: impl Fn(u32) -> bool,
+) -> (usize, Stats, Stats) {
+    let (mut nl, mut nr) = (0usize, 0usize);
+    scratch.clear();
+    scratch.resize(rows.len(), 0);
+    for i in 0..rows.len() {
+        let r = rows[i];
+        let left = goes_left(r);
+        rows[nl] = r;
+        scratch[nr] = r;
+        nl += usize::from(left);
+        nr += usize::from(!left);
+    }
+    rows[nl..].copy_from_slice(&scratch[..nr]);
+    let (l, r) = rows.split_at(nl);
+    (nl, row_stats(l, grad), row_stats(r, grad))
+}
+
+/// The gradient sums of `rows`, added in their order.
+fn row_stats(rows: &[u32], grad: &[f32]) -> Stats {
+    // The hessian sum is the count (h = 1 per row, exact in f64).
+    let mut g = 0f64;
+    for &r in rows {
+        g += f64::from(grad[r as usize]);
+    }
+    Stats {
+        g,
+        h: rows.len() as f64,
     }
 }
 
@@ -1348,6 +1495,7 @@ impl GbdtParams {
             target_scale: 1.0,
             roots: Vec::new(),
             nodes: Vec::new(),
+            threads: self.threads,
         };
         let mut margin = vec![base; n];
         let mut grad = vec![0f32; n];
@@ -1378,9 +1526,18 @@ impl GbdtParams {
             } else {
                 (0..d).collect()
             };
-            let tree = grower.grow(&grad, rows, &features);
-            for (i, m) in margin.iter_mut().enumerate() {
-                *m += leaf_value(&tree, |f| xf[f * n_all + i]);
+            let Grown { tree, rows, leaves } = grower.grow(&grad, rows, &features);
+            if rows.len() == n {
+                // Every row's leaf is known from the partition.
+                for (start, end, value) in leaves {
+                    for &r in &rows[start..end] {
+                        margin[r as usize] += value;
+                    }
+                }
+            } else {
+                for (i, m) in margin.iter_mut().enumerate() {
+                    *m += leaf_value(&tree, |f| xf[f * n_all + i]);
+                }
             }
             let root = model.nodes.len();
             model.roots.push(root as u32);
@@ -1561,6 +1718,12 @@ mod tests {
         let (a, b) = (fit(1), fit(2));
         let pa = a.predict(&x);
         assert_eq!(pa, b.predict(&x));
+        // Uneven row ranges over three threads, and a query with an extra column.
+        let mut c = a.clone();
+        c.set_threads(3);
+        assert_eq!(pa, c.predict(&x));
+        let wide = x.clone().insert_column(14, 5.0);
+        assert_eq!(pa, c.predict(&wide));
         assert_eq!(a.node_count(), b.node_count());
         for i in (0..6000).step_by(97) {
             let row: Vec<f64> = (0..14).map(|j| x[(i, j)]).collect();
