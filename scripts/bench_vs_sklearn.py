@@ -7,7 +7,7 @@ RMSE of both.
 Run from the repository root:
 
     pip install -r scripts/requirements.txt
-    python3 scripts/bench_vs_sklearn.py [CSV] [--rows 10000] [--svr-rows 3000] [--bench-bin PATH]
+    python3 scripts/bench_vs_sklearn.py [CSV] [--rows 10000] [--svr-rows 3000] [--threads 2] [--bench-bin PATH]
 
 CSV defaults to data/AVAXUSDT_1m.csv. The script
   1. reads the last --rows + 6 klines of CSV and builds the documented features of
@@ -111,11 +111,12 @@ def run_sklearn(xtr, ytr, xte, yte, svr_rows):
     return out
 
 
-def run_rust(tmp, svr_rows, bench_bin):
+def run_rust(tmp, svr_rows, bench_bin, threads):
+    flags = ["--svr-rows", str(svr_rows), "--threads", str(threads)]
     if bench_bin:
-        cmd = [bench_bin, tmp, "--svr-rows", str(svr_rows)]
+        cmd = [bench_bin, tmp] + flags
     else:
-        cmd = ["cargo", "bench", "--quiet", "--bench", "parity", "--", tmp, "--svr-rows", str(svr_rows)]
+        cmd = ["cargo", "bench", "--quiet", "--bench", "parity", "--", tmp] + flags
     print("running: " + " ".join(cmd), file=sys.stderr)
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
@@ -166,6 +167,9 @@ def main():
     ap.add_argument("--svr-rows", type=int, default=3000, help="SVR training rows (most recent)")
     ap.add_argument("--bench-bin", help="prebuilt scripts/bench/parity.rs binary (skips cargo)")
     ap.add_argument("--json", action="store_true", help="also print both result sets as JSON")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="klinecast forest threads (fit and predict); 1 compares per thread "
+                         "with scikit-learn's single-threaded forest")
     args = ap.parse_args()
 
     high, low, close = read_tail(args.csv, args.rows + 6)
@@ -185,7 +189,7 @@ def main():
         write_csv(os.path.join(tmp, "train.csv"), xtr, ytr)
         write_csv(os.path.join(tmp, "test.csv"), xte, yte)
         sk = run_sklearn(xtr, ytr, xte, yte, args.svr_rows)
-        kc = run_rust(tmp, args.svr_rows, args.bench_bin)
+        kc = run_rust(tmp, args.svr_rows, args.bench_bin, args.threads)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

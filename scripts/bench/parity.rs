@@ -6,8 +6,10 @@
 //! is reported with an "error" field and the others still run. Does not build features: the
 //! Python script does, so both sides see the same numbers.
 //!
-//! Usage: `cargo bench --bench parity -- DIR [--svr-rows N]` (SVR is fitted on the last N
-//! training rows, default 3000, as `klinecast train` does).
+//! Usage: `cargo bench --bench parity -- DIR [--svr-rows N] [--threads T]` (SVR is fitted on
+//! the last N training rows, default 3000, as `klinecast train` does; the forest fits and
+//! predicts on T threads, default 2, its default: `--threads 1` compares it per thread with
+//! scikit-learn's single-threaded forest).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -42,6 +44,7 @@ fn run_model(
     y: &DVector<f64>,
     xt: &DMatrix<f64>,
     yt: &DVector<f64>,
+    threads: usize,
 ) -> Value {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let t0 = Instant::now();
@@ -52,7 +55,10 @@ fn run_model(
             Err(e) => return json!({ "error": e.to_string() }),
         };
         let t1 = Instant::now();
-        let pred = model.predict(xt);
+        let pred = match &model {
+            AnyModel::Forest(f) => f.predict_on(xt, threads),
+            other => other.predict(xt),
+        };
         let predict_s = t1.elapsed().as_secs_f64();
         let mut v = json!({
             "fit_s": fit_s,
@@ -81,19 +87,25 @@ fn main() -> ExitCode {
         .filter(|a| a != "--bench")
         .collect();
     let Some(dir) = args.first() else {
-        eprintln!("usage: cargo bench --bench parity -- DIR [--svr-rows N]");
+        eprintln!("usage: cargo bench --bench parity -- DIR [--svr-rows N] [--threads T]");
         return ExitCode::from(2);
     };
-    let mut svr_rows = 3000usize;
-    if let Some(pos) = args.iter().position(|a| a == "--svr-rows") {
-        match args.get(pos + 1).map(|v| v.parse::<usize>()) {
-            Some(Ok(n)) if n > 0 => svr_rows = n,
-            _ => {
-                eprintln!("--svr-rows needs a positive integer");
-                return ExitCode::from(2);
-            }
+    let flag = |name: &str, default: usize| -> Result<usize, String> {
+        match args.iter().position(|a| a == name) {
+            None => Ok(default),
+            Some(pos) => match args.get(pos + 1).map(|v| v.parse::<usize>()) {
+                Some(Ok(n)) if n > 0 => Ok(n),
+                _ => Err(format!("{name} needs a positive integer")),
+            },
         }
-    }
+    };
+    let (svr_rows, threads) = match (flag("--svr-rows", 3000), flag("--threads", 2)) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let dir = Path::new(dir);
     let loaded = read_csv(&dir.join("train.csv"), SCRIPT)
         .and_then(|tr| Ok((tr, read_csv(&dir.join("test.csv"), SCRIPT)?)));
@@ -132,12 +144,19 @@ fn main() -> ExitCode {
         ),
         (
             "forest",
-            Box::new(|x, y| ForestParams::default().fit(x, y).map(AnyModel::Forest)),
+            Box::new(move |x, y| {
+                ForestParams {
+                    threads,
+                    ..ForestParams::default()
+                }
+                .fit(x, y)
+                .map(AnyModel::Forest)
+            }),
         ),
     ];
     for (name, fit) in models.iter() {
         let (tx, ty) = if *name == "svr" { (&xs, &ys) } else { (&x, &y) };
-        let v = run_model(fit.as_ref(), tx, ty, &xt, &yt);
+        let v = run_model(fit.as_ref(), tx, ty, &xt, &yt, threads);
         eprintln!("klinecast {name}: {v}");
         out.insert((*name).to_string(), v);
     }
