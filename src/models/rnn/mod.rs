@@ -71,8 +71,9 @@ use serde::{Deserialize, Serialize};
 use super::{check_xy, FitError, Regressor};
 use crate::rng::Rng;
 
-pub mod gru;
-pub mod lstm;
+pub(crate) mod gru;
+pub(crate) mod lstm;
+mod steps;
 
 /// Largest hidden size `fit` accepts and a loaded model may have (a GRU of 1024 units on 14
 /// features has 3.2M parameters; the default is 32).
