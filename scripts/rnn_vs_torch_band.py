@@ -24,8 +24,10 @@ max over the same seeds. The slack of 0.0005 (0.05 % of the naive RMSE) allows f
 a handful of seeds underestimating the spread of the seed distribution.
 
 Torch results are cached per (file, model, seed) in DIR/STEM.torch.json, so a run can be
-resumed or re-tabulated (--table-only). Run with Debian's torch:
-    /usr/bin/python3 scripts/rnn_vs_torch_band.py DIR [--seeds 5] [--table-only]
+resumed or re-tabulated (--table-only); `--only-seeds 3,4` runs just those seeds and caches
+them in DIR/STEM.torch-3,4.json, so two processes can share the work (the table merges every
+STEM.torch*.json). Run with Debian's torch:
+    /usr/bin/python3 scripts/rnn_vs_torch_band.py DIR [--seeds 5] [--only-seeds S,..] [--table-only]
 """
 
 import argparse
@@ -163,6 +165,15 @@ def write_json(path, value):
     os.replace(tmp, path)
 
 
+def torch_cache(dir_, stem):
+    """Every cached torch run of `stem`, once per (model, seed)."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(dir_, stem + ".torch*.json"))):
+        for r in read_json(path, {"runs": []})["runs"]:
+            runs.setdefault((r["model"], r["seed"]), r)
+    return list(runs.values())
+
+
 def stats(values):
     v = np.array(values)
     return v.mean(), v.min(), v.max(), (v.std(ddof=1) if len(v) > 1 else 0.0)
@@ -177,7 +188,7 @@ def table(dir_, stems, seeds):
     for stem in stems:
         header, _ = load(dir_, stem)
         ours = read_json(os.path.join(dir_, stem + ".ours.json"), {"runs": []})["runs"]
-        torch_runs = read_json(os.path.join(dir_, stem + ".torch.json"), {"runs": []})["runs"]
+        torch_runs = torch_cache(dir_, stem)
         for cell in ("gru", "lstm"):
             o = [r["ratio"] for r in ours if r["model"] == cell and r["seed"] in seeds]
             t = [r["ratio"] for r in torch_runs if r["model"] == cell and r["seed"] in seeds]
@@ -204,24 +215,31 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--only-seeds", help="comma-separated seeds to train (default 1..=SEEDS)")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     stems = sorted(
         os.path.basename(p)[: -len(".json")]
         for p in glob.glob(os.path.join(args.dir, "*.json"))
-        if not p.endswith((".ours.json", ".torch.json"))
+        if ".ours." not in p and ".torch" not in p
     )
     seeds = list(range(1, args.seeds + 1))
+    run_seeds = seeds
+    tag = ""
+    if args.only_seeds:
+        run_seeds = [int(s) for s in args.only_seeds.split(",")]
+        tag = "-" + args.only_seeds
     if not args.table_only:
         data = {stem: load(args.dir, stem)[1] for stem in stems}
         # Seeds outermost: with less time, the first seeds of every month are done first.
-        for seed in seeds:
+        for seed in run_seeds:
             for stem in stems:
-                path = os.path.join(args.dir, stem + ".torch.json")
+                path = os.path.join(args.dir, f"{stem}.torch{tag}.json")
                 cached = read_json(path, {"file": stem, "runs": []})
                 for cell in ("gru", "lstm"):
-                    if any(r["model"] == cell and r["seed"] == seed for r in cached["runs"]):
+                    done = torch_cache(args.dir, stem)
+                    if any(r["model"] == cell and r["seed"] == seed for r in done):
                         continue
                     clock = time.perf_counter()
                     run = fit_and_score(cell, seed, data[stem])
