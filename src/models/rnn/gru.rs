@@ -17,11 +17,13 @@
 
 use nalgebra::DMatrix;
 
-use super::steps::{self, Recurrent, UnitGrad};
-use super::{sigmoid, Batch, Layout, Weights};
+use super::steps::{self, UnitBackward, UnitGrad};
+use super::{sigmoid, Batch, Weights};
+#[cfg(doc)]
+use steps::Recurrent;
 
 /// Runs the cell over the batch from h = 0; returns the last hidden state (B×H) and, with a
-/// tape, records what [`backward`] needs.
+/// tape, records what [`backward_unit`] needs.
 pub(crate) fn forward(
     w: &Weights,
     batch: &Batch,
@@ -37,19 +39,9 @@ pub(crate) fn forward(
     })
 }
 
-/// Backpropagation through time from `dh` (gradient of the loss w.r.t. the last hidden state);
-/// adds the parameter gradients of the cell to `grad` (layout `l`).
-pub(crate) fn backward(
-    w: &Weights,
-    batch: &Batch,
-    h: usize,
-    tape: &[DMatrix<f64>],
-    dh: DMatrix<f64>,
-    l: &Layout,
-    grad: &mut [f64],
-) {
-    let hb = h * batch.batch;
-    let unit = |act: &[f64], _: Option<&[f64]>, hp: &[f64], k: usize, g: f64| {
+/// The per-unit backward step for [`steps::backward`] (with [`Recurrent::Own`]); `hb` = H·B.
+pub(crate) fn backward_unit(hb: usize) -> impl UnitBackward<3> {
+    move |act: &[f64], _: Option<&[f64]>, hp: &[f64], k: usize, g: f64| {
         let (r, z, n, uhn) = (act[k], act[hb + k], act[2 * hb + k], act[3 * hb + k]);
         let dn = g * (1.0 - z) * (1.0 - n * n);
         let dz = g * (hp[k] - n) * z * (1.0 - z);
@@ -59,6 +51,5 @@ pub(crate) fn backward(
             du: [dr, dz, dn * r],
             dh_direct: g * z,
         }
-    };
-    steps::backward(w, batch, h, tape, dh, l, grad, Recurrent::Own, unit);
+    }
 }

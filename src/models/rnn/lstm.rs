@@ -19,11 +19,13 @@
 
 use nalgebra::DMatrix;
 
-use super::steps::{self, Recurrent, UnitGrad};
-use super::{sigmoid, Batch, Layout, Weights};
+use super::steps::{self, UnitBackward, UnitGrad};
+use super::{sigmoid, Batch, Weights};
+#[cfg(doc)]
+use steps::Recurrent;
 
 /// Runs the cell over the batch from h = c = 0; returns the last hidden and cell states (B×H)
-/// and, with a tape, records what [`backward`] needs.
+/// and, with a tape, records what [`backward_unit`] needs.
 pub(crate) fn forward(
     w: &Weights,
     batch: &Batch,
@@ -45,21 +47,12 @@ pub(crate) fn forward(
     (last, DMatrix::from_vec(bsz, h, c))
 }
 
-/// Backpropagation through time from `dh` (gradient of the loss w.r.t. the last hidden state;
-/// the last cell state has none); adds the cell's parameter gradients to `grad` (layout `l`).
-/// The recurrent pre-activations have the same gradient as the input ones.
-pub(crate) fn backward(
-    w: &Weights,
-    batch: &Batch,
-    h: usize,
-    tape: &[DMatrix<f64>],
-    dh: DMatrix<f64>,
-    l: &Layout,
-    grad: &mut [f64],
-) {
-    let hb = h * batch.batch;
+/// The per-unit backward step for [`steps::backward`] (with [`Recurrent::SameAsInput`]: the
+/// recurrent pre-activations have the same gradient as the input ones, and the last cell state
+/// has none); `hb` = H·B.
+pub(crate) fn backward_unit(hb: usize) -> impl UnitBackward<4> {
     let mut dc = vec![0.0; hb];
-    let unit = |act: &[f64], prev_act: Option<&[f64]>, _: &[f64], k: usize, gh: f64| {
+    move |act: &[f64], prev_act: Option<&[f64]>, _: &[f64], k: usize, gh: f64| {
         let (i, f, g, o, tc) = (
             act[k],
             act[hb + k],
@@ -81,6 +74,5 @@ pub(crate) fn backward(
             du: pre,
             dh_direct: 0.0,
         }
-    };
-    steps::backward(w, batch, h, tape, dh, l, grad, Recurrent::SameAsInput, unit);
+    }
 }

@@ -75,6 +75,8 @@ pub(crate) mod gru;
 pub(crate) mod lstm;
 mod steps;
 
+use steps::Recurrent;
+
 /// Largest hidden size `fit` accepts and a loaded model may have (a GRU of 1024 units on 14
 /// features has 3.2M parameters; the default is 32).
 pub(crate) const MAX_HIDDEN: usize = 1024;
@@ -424,8 +426,15 @@ fn shard_grad(
         }
     }
     match net.layout.cell {
-        Cell::Gru => gru::backward(w, batch, h, &tape, dh, l, &mut grad),
-        Cell::Lstm => lstm::backward(w, batch, h, &tape, dh, l, &mut grad),
+        Cell::Gru => {
+            let unit = gru::backward_unit(h * batch.batch);
+            steps::backward(w, batch, h, &tape, dh, l, &mut grad, Recurrent::Own, unit);
+        }
+        Cell::Lstm => {
+            let unit = lstm::backward_unit(h * batch.batch);
+            let shape = Recurrent::SameAsInput;
+            steps::backward(w, batch, h, &tape, dh, l, &mut grad, shape, unit);
+        }
     }
     (sse, grad)
 }

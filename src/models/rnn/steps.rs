@@ -40,21 +40,17 @@ pub(crate) fn forward<const G: usize, const S: usize>(
             let hp = hprev.as_slice();
             let hn_out = hnew.as_mut_slice();
             let act_s = act.as_mut_slice();
-            for j in 0..h {
-                for b in 0..bsz {
-                    let row = t * bsz + b;
-                    let k = j * bsz + b;
-                    let pre_a = std::array::from_fn(|g| a[(g * h + j) * rows + row]);
-                    let pre_u = std::array::from_fn(|g| us[(g * h + j) * bsz + b]);
-                    let (out, keep) = unit(k, pre_a, pre_u, hp[k]);
-                    hn_out[k] = out;
-                    if !act_s.is_empty() {
-                        for (slot, v) in keep.into_iter().enumerate() {
-                            act_s[slot * h * bsz + k] = v;
-                        }
+            each_unit(h, bsz, t, |j, b, k, row| {
+                let pre_a = std::array::from_fn(|g| a[(g * h + j) * rows + row]);
+                let pre_u = std::array::from_fn(|g| us[(g * h + j) * bsz + b]);
+                let (out, keep) = unit(k, pre_a, pre_u, hp[k]);
+                hn_out[k] = out;
+                if !act_s.is_empty() {
+                    for (slot, v) in keep.into_iter().enumerate() {
+                        act_s[slot * h * bsz + k] = v;
                     }
                 }
-            }
+            });
         }
         if let Some(tape) = tape.as_deref_mut() {
             tape.push(std::mem::replace(&mut hprev, hnew));
@@ -64,6 +60,16 @@ pub(crate) fn forward<const G: usize, const S: usize>(
         }
     }
     hprev
+}
+
+/// Calls `f(j, b, k, row)` for every unit j and sample b of step t, with `k = j·B + b` (in a
+/// B×H matrix) and `row = t·B + b` (in a (T·B)×G·H one).
+fn each_unit(h: usize, bsz: usize, t: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    for j in 0..h {
+        for b in 0..bsz {
+            f(j, b, j * bsz + b, t * bsz + b);
+        }
+    }
 }
 
 /// What one (unit, sample) of a backward step gives: the gradients of the G input
@@ -83,6 +89,17 @@ pub(crate) enum Recurrent {
     Own,
 }
 
+/// The per-unit backward step of a cell with `G` gate blocks (see [`backward`]).
+pub(crate) trait UnitBackward<const G: usize>:
+    FnMut(&[f64], Option<&[f64]>, &[f64], usize, f64) -> UnitGrad<G>
+{
+}
+
+impl<const G: usize, F> UnitBackward<G> for F where
+    F: FnMut(&[f64], Option<&[f64]>, &[f64], usize, f64) -> UnitGrad<G>
+{
+}
+
 /// Backpropagation through time from `dh` (gradient of the loss w.r.t. the last hidden state)
 /// over the tape of [`forward`]; adds the cell's parameter gradients to `grad` (layout `l`).
 /// For every step (last first), unit j and sample b, `unit(act, prev_act, h_prev, k, g)` gets
@@ -98,7 +115,7 @@ pub(crate) fn backward<const G: usize>(
     l: &Layout,
     grad: &mut [f64],
     recurrent: Recurrent,
-    mut unit: impl FnMut(&[f64], Option<&[f64]>, &[f64], usize, f64) -> UnitGrad<G>,
+    mut unit: impl UnitBackward<G>,
 ) {
     let (bsz, steps) = (batch.batch, batch.steps);
     let rows = bsz * steps;
@@ -118,25 +135,21 @@ pub(crate) fn backward<const G: usize>(
             let dus = du.as_mut_slice();
             let du_all_s = du_all.as_mut_slice();
             let dd = dh_direct.as_mut_slice();
-            for j in 0..h {
-                for b in 0..bsz {
-                    let k = j * bsz + b;
-                    let row = t * bsz + b;
-                    let UnitGrad {
-                        da: ga,
-                        du: gu,
-                        dh_direct: direct,
-                    } = unit(act, prev_act, hp, k, g_in[k]);
-                    for gate in 0..G {
-                        da[(gate * h + j) * rows + row] = ga[gate];
-                        dus[gate * hb + k] = gu[gate];
-                        if own {
-                            du_all_s[(gate * h + j) * rows + row] = gu[gate];
-                        }
+            each_unit(h, bsz, t, |j, _, k, row| {
+                let UnitGrad {
+                    da: ga,
+                    du: gu,
+                    dh_direct: direct,
+                } = unit(act, prev_act, hp, k, g_in[k]);
+                for gate in 0..G {
+                    da[(gate * h + j) * rows + row] = ga[gate];
+                    dus[gate * hb + k] = gu[gate];
+                    if own {
+                        du_all_s[(gate * h + j) * rows + row] = gu[gate];
                     }
-                    dd[k] = direct;
                 }
-            }
+                dd[k] = direct;
+            });
         }
         if t > 0 {
             if own {
