@@ -16,6 +16,8 @@
 //! ([`lstm`])) followed by the head's `nn.Linear(H, 1)` weight and bias. All parameters live in one
 //! flat vector in that order ([`Layout`]); every weight is initialised U(−1/√H, 1/√H) as
 //! PyTorch does (from our seeded [`Rng`], so the values differ from PyTorch's stream).
+//! The time loops of both passes are shared (`steps.rs`); each cell supplies only its per-unit
+//! gate arithmetic.
 //!
 //! # Training
 //!
