@@ -7,14 +7,15 @@ use klinecast::models::Regressor;
 use nalgebra::{DMatrix, DVector};
 use serde_json::Value;
 
+mod common;
+use common::fixtures::load;
+
 /// Relative tolerance of leaf values and predictions against XGBoost (float32 sums there and
 /// here; the brief asks 1e-4).
 const REL: f64 = 1e-4;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gbdt.json");
-    let text = std::fs::read_to_string(path).expect("tests/fixtures/gbdt.json");
-    serde_json::from_str(&text).expect("fixture JSON")
+    load("gbdt.json")
 }
 
 fn num(v: &Value) -> f64 {

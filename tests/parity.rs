@@ -14,7 +14,7 @@
 //! Fixture floats are decimal strings (Python repr) parsed with `str::parse::<f64>`, which is
 //! correctly rounded, so the inputs are bit-identical to the float64 scikit-learn used.
 
-use std::path::PathBuf;
+mod common;
 
 use klinecast::models::cart::CartParams;
 use klinecast::models::forest::ForestParams;
@@ -25,20 +25,7 @@ use klinecast::models::Regressor;
 use nalgebra::{DMatrix, DVector};
 use serde_json::Value;
 
-fn load(name: &str) -> Value {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name]
-        .iter()
-        .collect();
-    let text = std::fs::read_to_string(&path).expect("fixture file is readable");
-    serde_json::from_str(&text).expect("fixture is valid JSON")
-}
-
-fn num(v: &Value) -> f64 {
-    v.as_str()
-        .expect("fixture floats are strings")
-        .parse()
-        .expect("fixture float parses")
-}
+use common::fixtures::{load, num};
 
 fn vector(v: &Value) -> DVector<f64> {
     let items = v.as_array().expect("fixture vector is an array");

@@ -5,24 +5,15 @@
 //! MSE loss ≤ 1e-8, the 20-step Adam trajectory (losses and parameters after step 20, with and
 //! without clip_grad_norm_) ≤ 1e-6. Each test prints its worst difference.
 
-use std::path::PathBuf;
+mod common;
 
 use klinecast::models::rnn::{clip_grad_norm, Adam, Batch, Cell, Layout, Net};
 use serde_json::Value;
 
-fn fixtures() -> Value {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "rnn.json"]
-        .iter()
-        .collect();
-    let text = std::fs::read_to_string(&path).expect("fixture file is readable");
-    serde_json::from_str(&text).expect("fixture is valid JSON")
-}
+use common::fixtures::{load, num};
 
-fn num(v: &Value) -> f64 {
-    v.as_str()
-        .expect("fixture floats are strings")
-        .parse()
-        .expect("fixture float parses")
+fn fixtures() -> Value {
+    load("rnn.json")
 }
 
 fn flat(v: &Value) -> Vec<f64> {

@@ -11,17 +11,34 @@
 //!   rest of the file as holdout), its epochs, time per epoch, and the holdout RMSE against the
 //!   naive forecast.
 //!
+//! With `--band OUT_DIR --files A.csv,B.csv [--seeds S] [--max-rows N] [--threads N]` it instead
+//! prepares the comparison against PyTorch over seeds (`scripts/rnn_vs_torch_band.py`): for each
+//! real kline file (its last N klines with `--max-rows`, as `train --max-rows N` keeps them) it
+//! writes exactly the scaled training rows, targets, holdout rows (with the 59 context rows
+//! before them) and closes that `klinecast train` (default holdout 0.2, horizon 1) uses, as
+//! `OUT_DIR/STEM.bin` (little-endian f64 arrays) and `OUT_DIR/STEM.json` (their names, shapes and
+//! offsets), then runs `train_series` with the GRU and LSTM for seeds 1..=S (default 5) and writes
+//! each seed's holdout RMSE ÷ naive (price RMSE, as `train` prints it) to `OUT_DIR/STEM.ours.json`.
+//!
 //! It asserts nothing and is never run by `cargo test`.
 
+use std::path::Path;
 use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector};
+use serde_json::json;
 
 use klinecast::features::{FeatureSpec, Scaler};
-use klinecast::kline::{KlineValues, Series};
+use klinecast::kline::Series;
+use klinecast::models::rnn::MAX_SEQ_LEN;
 use klinecast::models::rnn::{gather_sequences, Cell, Forecaster, Layout, Net, RnnParams};
+use klinecast::models::ModelKind;
 use klinecast::models::Regressor;
 use klinecast::rng::Rng;
+use klinecast::train::{split_rows, train_series, TrainOptions};
+
+mod common;
+use common::{synthetic, Args};
 
 const D: usize = 14;
 const T: usize = 60;
@@ -30,31 +47,6 @@ const B: usize = 64;
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-fn synthetic(n: usize, seed: u64) -> Series {
-    let mut rng = Rng::new(seed);
-    let mut series = Series::with_capacity(n);
-    let mut close = 30_000.0;
-    for i in 0..n {
-        let open = close;
-        close *= (0.002 * (rng.next_f64() - 0.5)).exp();
-        let volume = (rng.next_f64() * 200.0).round() / 10.0;
-        series.push(&KlineValues {
-            open_time: 1_600_000_000_000 + i as i64 * 60_000,
-            open,
-            high: open.max(close) * (1.0 + 0.0005 * rng.next_f64()),
-            low: open.min(close) * (1.0 - 0.0005 * rng.next_f64()),
-            close,
-            volume,
-            close_time: 1_600_000_000_000 + i as i64 * 60_000 + 59_999,
-            quote_volume: volume * close,
-            trades: (rng.next_f64() * 300.0).floor(),
-            taker_buy_base: volume * rng.next_f64(),
-            taker_buy_quote: 0.0,
-        });
-    }
-    series
 }
 
 fn scaled_features(series: &Series) -> (DMatrix<f64>, DVector<f64>) {
@@ -185,14 +177,214 @@ fn train(cell: Cell, hidden: usize, rows: usize, x: &DMatrix<f64>, y: &DVector<f
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
+/// `train`'s default holdout share and the horizon of the comparison.
+const HOLDOUT: f64 = 0.2;
+const HORIZON: usize = 1;
+
+/// Appends `m` row by row (row-major, as numpy reads it) and records it in `arrays`.
+fn push_array(
+    name: &str,
+    rows: usize,
+    cols: usize,
+    at: impl Fn(usize, usize) -> f64,
+    bin: &mut Vec<u8>,
+    arrays: &mut Vec<serde_json::Value>,
+) {
+    arrays.push(json!({"name": name, "shape": [rows, cols], "offset": bin.len() / 8}));
+    for i in 0..rows {
+        for j in 0..cols {
+            bin.extend_from_slice(&at(i, j).to_le_bytes());
+        }
+    }
+}
+
+/// Writes the sequences `train` builds from `series` to `dir/stem.{bin,json}` (see the module
+/// doc). Returns the number of training and holdout rows.
+fn export(series: &Series, dir: &Path, stem: &str) -> Result<(usize, usize), String> {
+    let spec = FeatureSpec {
+        horizon: HORIZON,
+        ..FeatureSpec::default()
     };
+    let n = series.len();
+    let split = split_rows(&spec, n, HOLDOUT, stem).map_err(|e| e.to_string())?;
+    let mut train = spec.dataset(series, split.train.clone());
+    let mut hold = spec.dataset(series, split.holdout.clone());
+    // As train_series: context rows just before the holdout (a recurrent model reads the last
+    // seq_len − 1 of them; 59 with the defaults).
+    let first_row = spec.row_range(n, 0..n).start;
+    let context_rows = split
+        .holdout
+        .start
+        .saturating_sub(MAX_SEQ_LEN - 1)
+        .max(first_row)..split.holdout.start;
+    let mut context = spec.dataset(series, context_rows).x;
+    let scaler = Scaler::fit(&train.x);
+    scaler.transform_in_place(&mut train.x);
+    scaler.transform_in_place(&mut hold.x);
+    scaler.transform_in_place(&mut context);
+    let keep = (RnnParams::gru().seq_len - 1).min(context.nrows());
+    let skip = context.nrows() - keep;
+    let d = train.x.ncols();
+    let (nt, nh) = (train.x.nrows(), hold.x.nrows());
+    let mut bin = Vec::new();
+    let mut arrays = Vec::new();
+    push_array(
+        "train_x",
+        nt,
+        d,
+        |i, j| train.x[(i, j)],
+        &mut bin,
+        &mut arrays,
+    );
+    push_array("train_y", nt, 1, |i, _| train.y[i], &mut bin, &mut arrays);
+    let joined = |i: usize, j: usize| {
+        if i < keep {
+            context[(skip + i, j)]
+        } else {
+            hold.x[(i - keep, j)]
+        }
+    };
+    push_array("hold_x", keep + nh, d, joined, &mut bin, &mut arrays);
+    push_array("hold_y", nh, 1, |i, _| hold.y[i], &mut bin, &mut arrays);
+    let t = &hold.t;
+    let close = |i: usize, offset: usize| series.close[t[i] + offset];
+    push_array(
+        "last_close",
+        nh,
+        1,
+        |i, _| close(i, 0),
+        &mut bin,
+        &mut arrays,
+    );
+    push_array(
+        "actual_close",
+        nh,
+        1,
+        |i, _| close(i, HORIZON),
+        &mut bin,
+        &mut arrays,
+    );
+    let header = json!({
+        "file": stem,
+        "klines": n,
+        "first_open_time": series.open_time.first(),
+        "last_open_time": series.open_time.last(),
+        "holdout": HOLDOUT,
+        "horizon": HORIZON,
+        "context_rows": keep,
+        "dtype": "<f8",
+        "arrays": arrays,
+    });
+    let write = |name: String, bytes: &[u8]| {
+        klinecast::fsutil::write_atomic(&dir.join(&name), bytes)
+            .map_err(|e| format!("cannot write {name}: {e}"))
+    };
+    write(format!("{stem}.bin"), &bin)?;
+    write(format!("{stem}.json"), header.to_string().as_bytes())?;
+    Ok((nt, nh))
+}
+
+/// `--band` mode: export each file, then fit ours for seeds 1..=`seeds` through `train_series`.
+fn band(dir: &Path, files: &[String], seeds: u64, max_rows: Option<usize>, threads: usize) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        println!("cannot create {}: {e}", dir.display());
+        return;
+    }
+    for file in files {
+        let path = Path::new(file);
+        let stem = path
+            .file_stem()
+            .map_or_else(|| file.clone(), |s| s.to_string_lossy().into_owned());
+        let mut series = match klinecast::store::load_series(path) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("cannot load {file}: {e}");
+                continue;
+            }
+        };
+        // The last `max_rows` klines, as `train --max-rows` keeps them.
+        if let Some(rows) = max_rows.filter(|&r| r < series.len()) {
+            series = series.slice(series.len() - rows..series.len());
+        }
+        series.quote_volume = Vec::new();
+        series.taker_buy_quote = Vec::new();
+        match export(&series, dir, &stem) {
+            Ok((nt, nh)) => println!(
+                "{stem}: {} klines, {nt} training rows, {nh} holdout rows exported",
+                series.len()
+            ),
+            Err(e) => {
+                println!("{stem}: {e}");
+                continue;
+            }
+        }
+        let mut runs = Vec::new();
+        for seed in 1..=seeds {
+            let opts = TrainOptions {
+                holdout: HOLDOUT,
+                horizon: HORIZON,
+                svr_rows: 3000,
+                seed,
+                threads,
+                kinds: vec![ModelKind::Gru, ModelKind::Lstm],
+                data_file: stem.clone(),
+            };
+            let clock = Instant::now();
+            let outcome = match train_series(series.clone(), &opts, &mut |_| {}) {
+                Ok(o) => o,
+                Err(e) => {
+                    println!("{stem} seed {seed}: {e}");
+                    continue;
+                }
+            };
+            let secs = clock.elapsed().as_secs_f64();
+            let scores = &outcome.report.models;
+            let naive = scores
+                .iter()
+                .find(|m| m.model == "naive")
+                .map_or(f64::NAN, |m| m.accum.rmse());
+            for (score, trained) in scores.iter().zip(&outcome.models) {
+                let rnn = trained.model.as_rnn();
+                let ratio = score.accum.rmse() / naive;
+                println!(
+                    "{stem} seed {seed} {}: RMSE/naive {ratio:.6} (epochs {}, best {}; {secs:.0} s for both)",
+                    score.model,
+                    rnn.map_or(0, |r| r.epochs_run),
+                    rnn.map_or(0, |r| r.best_epoch),
+                );
+                runs.push(json!({
+                    "model": score.model,
+                    "seed": seed,
+                    "rmse": score.accum.rmse(),
+                    "naive_rmse": naive,
+                    "ratio": ratio,
+                    "epochs_run": rnn.map(|r| r.epochs_run),
+                    "best_epoch": rnn.map(|r| r.best_epoch),
+                    "fit_seconds": score.fit_seconds,
+                }));
+            }
+        }
+        let body = json!({"file": stem, "runs": runs}).to_string();
+        let name = format!("{stem}.ours.json");
+        if let Err(e) = klinecast::fsutil::write_atomic(&dir.join(&name), body.as_bytes()) {
+            println!("cannot write {name}: {e}");
+        }
+    }
+}
+
+fn main() {
+    let args = Args::from_env();
+    let value = |flag: &str| args.value(flag);
+    if let Some(dir) = value("--band") {
+        let files: Vec<String> = value("--files")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        let seeds = value("--seeds").and_then(|v| v.parse().ok()).unwrap_or(5);
+        let max_rows = value("--max-rows").and_then(|v| v.parse().ok());
+        let threads = value("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+        band(Path::new(&dir), &files, seeds, max_rows, threads);
+        return;
+    }
     let hiddens: Vec<usize> = value("--hidden")
         .map(|v| v.split(',').filter_map(|h| h.parse().ok()).collect())
         .unwrap_or_else(|| vec![32]);

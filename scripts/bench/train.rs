@@ -8,20 +8,16 @@
 
 use std::time::Instant;
 
+mod common;
+use common::{synthetic, Args};
+
 use klinecast::features::FeatureSpec;
-use klinecast::kline::{KlineValues, Series};
 use klinecast::models::ModelKind;
-use klinecast::rng::Rng;
 use klinecast::train::{train_series, TrainOptions};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let args = Args::from_env();
+    let value = |flag: &str| args.value(flag);
     let rows: usize = value("--rows")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_500_000);
@@ -78,35 +74,6 @@ fn main() {
         }
         Err(e) => println!("train failed: {e}"),
     }
-}
-
-/// A random walk with volume, like 1m klines (the shape matters, not realism).
-fn synthetic(n: usize, seed: u64) -> Series {
-    let mut rng = Rng::new(seed);
-    let mut series = Series::with_capacity(n);
-    let mut close = 30_000.0;
-    for i in 0..n {
-        let open = close;
-        close *= (0.002 * (rng.next_f64() - 0.5)).exp();
-        let volume = (rng.next_f64() * 200.0).round() / 10.0;
-        series.push(&KlineValues {
-            open_time: 1_600_000_000_000 + i as i64 * 60_000,
-            open,
-            high: open.max(close) * (1.0 + 0.0005 * rng.next_f64()),
-            low: open.min(close) * (1.0 - 0.0005 * rng.next_f64()),
-            close,
-            volume,
-            close_time: 1_600_000_000_000 + i as i64 * 60_000 + 59_999,
-            quote_volume: volume * close,
-            trades: (rng.next_f64() * 300.0).floor(),
-            taker_buy_base: volume * rng.next_f64(),
-            taker_buy_quote: 0.0,
-        });
-    }
-    // As `klinecast train` does: the features never read these columns.
-    series.quote_volume = Vec::new();
-    series.taker_buy_quote = Vec::new();
-    series
 }
 
 /// Peak resident set size in MB (VmHWM), or 0 where /proc is not available.

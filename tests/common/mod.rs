@@ -13,6 +13,8 @@
 //! binary runs directly. Killing the child kills the emulated program too.
 #![allow(dead_code)] // Reason: each test crate uses only some of these helpers.
 
+pub mod fixtures;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};

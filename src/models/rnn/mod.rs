@@ -16,6 +16,8 @@
 //! ([`lstm`])) followed by the head's `nn.Linear(H, 1)` weight and bias. All parameters live in one
 //! flat vector in that order ([`Layout`]); every weight is initialised U(−1/√H, 1/√H) as
 //! PyTorch does (from our seeded [`Rng`], so the values differ from PyTorch's stream).
+//! The time loops of both passes are shared (`steps.rs`); each cell supplies only its per-unit
+//! gate arithmetic.
 //!
 //! # Training
 //!
@@ -71,21 +73,24 @@ use serde::{Deserialize, Serialize};
 use super::{check_xy, FitError, Regressor};
 use crate::rng::Rng;
 
-pub mod gru;
-pub mod lstm;
+pub(crate) mod gru;
+pub(crate) mod lstm;
+mod steps;
+
+use steps::Recurrent;
 
 /// Largest hidden size `fit` accepts and a loaded model may have (a GRU of 1024 units on 14
 /// features has 3.2M parameters; the default is 32).
-pub const MAX_HIDDEN: usize = 1024;
+pub(crate) const MAX_HIDDEN: usize = 1024;
 /// Longest sequence `fit` accepts and a loaded model may have (one day of 1m klines; the
 /// default is 60). The ensemble gathers `seq_len` feature rows per forecast.
 pub const MAX_SEQ_LEN: usize = 1440;
 /// Most worker threads a loaded model may ask for.
-pub const MAX_THREADS: usize = 256;
+pub(crate) const MAX_THREADS: usize = 256;
 
 /// Samples per gradient shard: the unit of parallel work, fixed so results never depend on the
 /// thread count.
-pub const SHARD_ROWS: usize = 32;
+pub(crate) const SHARD_ROWS: usize = 32;
 
 /// Which recurrent cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +101,7 @@ pub enum Cell {
 
 impl Cell {
     /// Gate blocks per weight matrix (3 for the GRU, 4 for the LSTM).
-    pub fn gates(self) -> usize {
+    pub(crate) fn gates(self) -> usize {
         match self {
             Cell::Gru => 3,
             Cell::Lstm => 4,
@@ -127,36 +132,36 @@ impl Layout {
     }
 
     /// `weight_ih_l0`, row-major [G·H × D].
-    pub fn w_ih(&self) -> Range<usize> {
+    pub(crate) fn w_ih(&self) -> Range<usize> {
         0..self.gh() * self.inputs
     }
 
     /// `weight_hh_l0`, row-major [G·H × H].
-    pub fn w_hh(&self) -> Range<usize> {
+    pub(crate) fn w_hh(&self) -> Range<usize> {
         let start = self.w_ih().end;
         start..start + self.gh() * self.hidden
     }
 
     /// `bias_ih_l0` [G·H].
-    pub fn b_ih(&self) -> Range<usize> {
+    pub(crate) fn b_ih(&self) -> Range<usize> {
         let start = self.w_hh().end;
         start..start + self.gh()
     }
 
     /// `bias_hh_l0` [G·H].
-    pub fn b_hh(&self) -> Range<usize> {
+    pub(crate) fn b_hh(&self) -> Range<usize> {
         let start = self.b_ih().end;
         start..start + self.gh()
     }
 
     /// The head's `weight` [1 × H].
-    pub fn head_w(&self) -> Range<usize> {
+    pub(crate) fn head_w(&self) -> Range<usize> {
         let start = self.b_hh().end;
         start..start + self.hidden
     }
 
     /// The head's `bias` [1].
-    pub fn head_b(&self) -> usize {
+    pub(crate) fn head_b(&self) -> usize {
         self.head_w().end
     }
 
@@ -225,7 +230,7 @@ impl Batch {
 
 /// Rows of a feature matrix with `n_rows` rows that end a full sequence of `seq_len` rows: the
 /// samples of [`RnnParams::fit`] and [`Rnn::update`].
-pub fn sequence_rows(n_rows: usize, seq_len: usize) -> Range<usize> {
+pub(crate) fn sequence_rows(n_rows: usize, seq_len: usize) -> Range<usize> {
     let start = seq_len.saturating_sub(1);
     start..n_rows.max(start)
 }
@@ -423,8 +428,15 @@ fn shard_grad(
         }
     }
     match net.layout.cell {
-        Cell::Gru => gru::backward(w, batch, h, &tape, dh, l, &mut grad),
-        Cell::Lstm => lstm::backward(w, batch, h, &tape, dh, l, &mut grad),
+        Cell::Gru => {
+            let unit = gru::backward_unit(h * batch.batch);
+            steps::backward(w, batch, h, &tape, dh, l, &mut grad, Recurrent::Own, unit);
+        }
+        Cell::Lstm => {
+            let unit = lstm::backward_unit(h * batch.batch);
+            let shape = Recurrent::SameAsInput;
+            steps::backward(w, batch, h, &tape, dh, l, &mut grad, shape, unit);
+        }
     }
     (sse, grad)
 }
@@ -606,7 +618,7 @@ impl RnnParams {
         }
     }
 
-    pub fn validate(&self) -> Result<(), FitError> {
+    pub(crate) fn validate(&self) -> Result<(), FitError> {
         let model = self.cell.name();
         let bad = |param, value: String, expected| {
             Err(FitError::BadParam {
@@ -860,7 +872,7 @@ impl Rnn {
     /// 1..=[`MAX_SEQ_LEN`], threads in 1..=[`MAX_THREADS`] (so [`Layout::len`] cannot overflow
     /// and a forecast gathers a bounded number of rows), parameter and Adam vectors of the
     /// layout's length, a finite positive target scale and sane Adam settings.
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         let l = &self.net.layout;
         if l.inputs != n_features {
             return Err(format!("{} inputs, expected {n_features}", l.inputs));
