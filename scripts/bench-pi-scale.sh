@@ -26,13 +26,8 @@ SPEED=${SPEED:-600}
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
 BIN=$(pwd)/${CARGO_TARGET_DIR:-target}/release/klinecast
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/klinecast-pi-scale.XXXXXX")
-SERVER_PID=
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+. scripts/bench-common.sh
+bench_workdir pi-scale
 SRC=data/BTCUSDT_1m.csv
 SYMBOL=BTCUSDT
 GEN=${PI_SCALE_DIR:-$WORK/gen}
@@ -106,15 +101,7 @@ PY
     echo "[$LABEL] stream $STREAM_KLINES klines at speed $SPEED..." >&2
     rm -rf "$WORK/data" "$WORK/log"
     cp -r "$GEN/data.orig" "$WORK/data"
-    "$BIN" replay-server --data "$GEN/replay/${SYMBOL}_1m.csv" --start-row "$ROWS" --speed "$SPEED" \
-        > "$WORK/server.out" &
-    SERVER_PID=$!
-    i=0
-    while ! grep -q listening "$WORK/server.out" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt 300 ] && { echo "replay-server did not start" >&2; exit 1; }
-        sleep 0.1
-    done
-    ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\).*/\1/p' "$WORK/server.out")
+    start_replay "$GEN/replay/${SYMBOL}_1m.csv" "$ROWS" "$SPEED"
     KLINECAST_MAX_KLINES=$STREAM_KLINES $PREFIX "$BIN" stream --symbol "$SYMBOL" --interval 1m \
         --data-dir "$WORK/data" --models-dir "$WORK/models" --log-dir "$WORK/log" \
         --rest-url "http://$ADDR" --ws-url "ws://$ADDR" > "$WORK/stream.out" 2> "$WORK/stream.err" &
@@ -126,29 +113,17 @@ PY
         sleep 0.1
     done
     wait $STREAM_PID || echo "[$LABEL] stream exited with $?" >&2
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
+    stop_replay
     TIMING=$(grep 'per kline' "$WORK/stream.out" "$WORK/stream.err" | head -n 1 | sed 's/^[^:]*://')
     [ -z "$TIMING" ] && { echo "[$LABEL] no timing line; stream said:" >&2; tail -5 "$WORK/stream.err" >&2; }
     echo "[$LABEL] restart (refits the saved window generations)..." >&2
-    "$BIN" replay-server --data "$GEN/replay/${SYMBOL}_1m.csv" \
-        --start-row $((ROWS + STREAM_KLINES)) --speed "$SPEED" > "$WORK/server.out" &
-    SERVER_PID=$!
-    i=0
-    while ! grep -q listening "$WORK/server.out" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt 300 ] && { echo "replay-server did not start" >&2; exit 1; }
-        sleep 0.1
-    done
-    ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\).*/\1/p' "$WORK/server.out")
+    start_replay "$GEN/replay/${SYMBOL}_1m.csv" $((ROWS + STREAM_KLINES)) "$SPEED"
     KLINECAST_MAX_KLINES=5 $PREFIX "$BIN" stream --symbol "$SYMBOL" --interval 1m \
         --data-dir "$WORK/data" --models-dir "$WORK/models" --log-dir "$WORK/log" \
         --rest-url "http://$ADDR" --ws-url "ws://$ADDR" > "$WORK/restart.out" 2>&1 ||
         echo "[$LABEL] the restart exited with $?" >&2
     RESTART_RSS=$(sed -n 's/.*peak memory (VmHWM) \([0-9.]* MiB\).*/\1/p' "$WORK/restart.out" | head -n 1)
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
+    stop_replay
     RESTORE=$(sed -n 's/.*\(refitted [0-9]* window generations from the kline store in [0-9.]* s\).*/\1/p' \
         "$WORK/log/ensemble.log" | tail -n 1)
     WINDOWS=$((STREAM_KLINES / 15))

@@ -15,13 +15,8 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/klinecast
 DATA=data/AVAXUSDT_1m.csv
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/klinecast-bench-stream.XXXXXX")
-SERVER_PID=
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+. scripts/bench-common.sh
+bench_workdir bench-stream
 ROWS=$(($(wc -l < "$DATA") - 1))
 CLOCK=$((ROWS * 2 / 3))
 mkdir -p "$WORK/data"
@@ -29,14 +24,7 @@ head -n $((CLOCK + 1)) "$DATA" > "$WORK/data/AVAXUSDT_1m.csv"
 echo "training on the last 20000 of $CLOCK history rows..."
 "$BIN" train --data "$WORK/data/AVAXUSDT_1m.csv" --models-dir "$WORK/models" \
     --max-rows 20000 --svr-rows 2000 > "$WORK/train.out"
-"$BIN" replay-server --data "$DATA" --start-row "$CLOCK" --speed 600 > "$WORK/server.out" &
-SERVER_PID=$!
-i=0
-while ! grep -q listening "$WORK/server.out" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 100 ] && { echo "replay-server did not start"; exit 1; }
-    sleep 0.1
-done
-ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\).*/\1/p' "$WORK/server.out")
+start_replay "$DATA" "$CLOCK" 600
 echo "streaming $KLINES klines from $ADDR..."
 KLINECAST_MAX_KLINES=$KLINES "$BIN" stream --symbol AVAXUSDT --interval 1m \
     --data-dir "$WORK/data" --models-dir "$WORK/models" --log-dir "$WORK/log" \

@@ -163,6 +163,16 @@ pub fn parse_file_name(path: &Path) -> Result<(Symbol, Interval), FileNameError>
     Ok((symbol, interval))
 }
 
+/// The `map_err` for an I/O failure `action` on the kline file at `path`.
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
 /// What [`KlineStore::open`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenReport {
@@ -227,14 +237,7 @@ impl KlineStore {
         path: &Path,
         recent: Option<usize>,
     ) -> Result<(KlineStore, OpenReport), StoreError> {
-        let io = |action: &'static str| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io {
-                path,
-                action,
-                source,
-            }
-        };
+        let io = |action: &'static str| io_error(path, action);
         let mut report = OpenReport::default();
         let header_line = format!("{CSV_HEADER}\n");
         // The first header-line's worth of bytes: enough to tell a missing header (below).
@@ -349,14 +352,7 @@ impl KlineStore {
         n: usize,
         mut report: OpenReport,
     ) -> Result<(KlineStore, OpenReport), StoreError> {
-        let io = |action: &'static str| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io {
-                path,
-                action,
-                source,
-            }
-        };
+        let io = |action: &'static str| io_error(path, action);
         let header_line = format!("{CSV_HEADER}\n");
         let mut head = Vec::with_capacity(header_line.len());
         (&file)
