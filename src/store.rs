@@ -334,15 +334,26 @@ impl KlineStore {
         }
         report.rows = rows;
         Ok((
-            KlineStore {
-                path: path.to_path_buf(),
-                file,
-                len_bytes,
-                last_open_time: last,
-                rows: Some(rows),
-            },
+            KlineStore::opened(path, file, len_bytes, last, Some(rows)),
             report,
         ))
+    }
+
+    /// The store over `file` (locked, `len_bytes` long, ending with a newline).
+    fn opened(
+        path: &Path,
+        file: File,
+        len_bytes: u64,
+        last_open_time: Option<i64>,
+        rows: Option<usize>,
+    ) -> KlineStore {
+        KlineStore {
+            path: path.to_path_buf(),
+            file,
+            len_bytes,
+            last_open_time,
+            rows,
+        }
     }
 
     /// The rest of [`KlineStore::open_recent`], under the lock: header, torn tail, newest rows.
@@ -390,13 +401,7 @@ impl KlineStore {
             last = Some(k.open_time);
         }
         Ok((
-            KlineStore {
-                path: path.to_path_buf(),
-                file,
-                len_bytes,
-                last_open_time: last,
-                rows: None,
-            },
+            KlineStore::opened(path, file, len_bytes, last, None),
             report,
         ))
     }
