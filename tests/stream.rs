@@ -202,6 +202,8 @@ fn uninterrupted_predictions(
 /// save (README: "kill -9 and a restart leave the experts' records, weights and the conformal
 /// state as of the last save").
 /// Backs README claim [C8]: After a kill -9 and a restart no kline or prediction is lost or duplicated (byte for byte against one uninterrupted run), and the experts' records and the conformal state are as of the last save.
+/// Backs README claim [C19] too: every restart refits the saved window generations from the
+/// store, none is dropped, and the forecasts stay those of the uninterrupted run.
 #[test]
 fn faults_kill_and_restart_keep_the_store_exact() {
     let tmp = TempDir::new("stream-faults");

@@ -726,6 +726,7 @@ mod tests {
 
     /// A generation saved as its rows is dropped, with the reason, when the klines it was
     /// fitted on are gone; the others are refitted. `GenerationRows` round-trips its text.
+    /// Backs README claim [C19].
     #[test]
     fn generations_whose_rows_are_gone_are_dropped() {
         let on = GenerationRows {
@@ -770,6 +771,7 @@ mod tests {
     }
 
     /// Backs README claim [C8]: After a kill -9 and a restart no kline or prediction is lost or duplicated (byte for byte against one uninterrupted run), and the experts' records and the conformal state are as of the last save.
+    /// Backs README claim [C19] as well.
     #[test]
     fn saved_ensembles_forecast_bit_identically() {
         let s = synthetic(700, 0.2, SIGMA, 9);

@@ -279,6 +279,7 @@ mod tests {
 
     /// The blocked, tree-by-tree batch predict equals `predict_row` row by row, bit for bit, on
     /// 1 and 3 threads, over several blocks and a partial one (and on values that f32 rounds).
+    /// Backs README claim [C17].
     #[test]
     fn batch_predict_equals_row_by_row_on_any_thread_count() {
         let (x, y) = noisy_data(11, 400);
