@@ -250,9 +250,19 @@ fn faults_kill_and_restart_keep_the_store_exact() {
     let restarted = stream_cmd(&dirs, &srv, &[], &max_klines(total - after_kill))
         .spawn()
         .expect("restart");
-    wait_for(Duration::from_secs(60), "rows after the restart", || {
-        stored_rows(&store_path) >= after_kill + 30
-    });
+    // Wait for the stall to have cut a connection, not only for rows: a restart first refits the
+    // saved window generations (seconds under qemu), and the REST gap fill can bring 30 rows
+    // before the WebSocket has connected and stalled.
+    let stream_log_path = dirs.log.join("stream.log");
+    wait_for(
+        Duration::from_secs(120),
+        "rows and a stalled connection after the restart",
+        || {
+            stored_rows(&store_path) >= after_kill + 30
+                && fs::read_to_string(&stream_log_path)
+                    .is_ok_and(|log| log.contains("connection lost: no data or ping"))
+        },
+    );
     // Phase 3: serverShutdown after 3 finals, duplicates again.
     srv.set_faults(Faults::parse("shutdown-after=3,dup-finals,ping-ms=300").expect("faults"));
     let out = wait_success(restarted, Duration::from_secs(120));
