@@ -386,7 +386,7 @@ impl KlineStore {
         let rows = tail_rows(path, &file, len_bytes, n)?;
         let mut last = None;
         for (_, k) in &rows {
-            if last.is_some_and(|l| k.open_time <= l) {
+            if check_order(last, k.open_time).is_err() {
                 return Err(StoreError::Line {
                     path: path.to_path_buf(),
                     line: 0,

@@ -136,20 +136,10 @@ pub(crate) fn restore_generations(
         {
             continue;
         }
-        let spec = ensemble
-            .members
-            .iter()
-            .find(in_gen)
-            .map(|m| m.spec.clone())
-            .unwrap_or_else(|| ensemble.config.spec.clone());
-        let source = ensemble
-            .members
-            .iter()
-            .find(in_gen)
-            .map(|m| m.source.clone());
-        let refit = source
-            .as_deref()
-            .and_then(GenerationRows::parse)
+        let first = ensemble.members.iter().find(in_gen);
+        let spec = first.map_or_else(|| ensemble.config.spec.clone(), |m| m.spec.clone());
+        let refit = first
+            .and_then(|m| GenerationRows::parse(&m.source))
             .ok_or_else(|| "it does not record the rows it was fitted on".to_string())
             .and_then(|on| {
                 let rows = locate_rows(series, on, &spec, features)?;

@@ -233,27 +233,32 @@ impl Forest {
     pub fn predict_on(&self, x: &DMatrix<f64>, threads: usize) -> DVector<f64> {
         let d = x.ncols();
         let n_trees = self.trees.len().max(1) as f64;
-        split_rows(x.nrows(), PARALLEL_MIN_ROWS, threads, |from, to| {
-            let mut out = Vec::with_capacity(to - from);
-            let mut rows = vec![0.0; PREDICT_BLOCK * d];
-            let mut sums = [0.0; PREDICT_BLOCK];
-            for start in (from..to).step_by(PREDICT_BLOCK) {
-                let m = (to - start).min(PREDICT_BLOCK);
-                for i in 0..m {
-                    for j in 0..d {
-                        rows[i * d + j] = f64::from(x[(start + i, j)] as f32);
+        DVector::from_vec(split_rows(
+            x.nrows(),
+            PARALLEL_MIN_ROWS,
+            threads,
+            |from, to| {
+                let mut out = Vec::with_capacity(to - from);
+                let mut rows = vec![0.0; PREDICT_BLOCK * d];
+                let mut sums = [0.0; PREDICT_BLOCK];
+                for start in (from..to).step_by(PREDICT_BLOCK) {
+                    let m = (to - start).min(PREDICT_BLOCK);
+                    for i in 0..m {
+                        for j in 0..d {
+                            rows[i * d + j] = f64::from(x[(start + i, j)] as f32);
+                        }
                     }
-                }
-                sums[..m].fill(0.0);
-                for tree in &self.trees {
-                    for (i, sum) in sums[..m].iter_mut().enumerate() {
-                        *sum += tree.predict_rounded(&rows[i * d..(i + 1) * d]);
+                    sums[..m].fill(0.0);
+                    for tree in &self.trees {
+                        for (i, sum) in sums[..m].iter_mut().enumerate() {
+                            *sum += tree.predict_rounded(&rows[i * d..(i + 1) * d]);
+                        }
                     }
+                    out.extend(sums[..m].iter().map(|s| s / n_trees));
                 }
-                out.extend(sums[..m].iter().map(|s| s / n_trees));
-            }
-            out
-        })
+                out
+            },
+        ))
     }
 }
 

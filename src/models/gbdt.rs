@@ -77,7 +77,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{check_xy, FitError, Regressor};
+use super::{check_xy, split_rows, FitError, Regressor};
 use crate::rng::Rng;
 
 /// XGBoost's `kRtEps`: a split must reduce the loss by more than this.
@@ -427,37 +427,15 @@ impl Regressor for Gbdt {
     fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
         let n = x.nrows();
         let flat = self.flatten();
-        let threads = if n < PARALLEL_MIN_ROWS {
-            1
-        } else {
-            self.threads.clamp(1, n.div_ceil(PREDICT_BLOCK))
-        };
-        let mut out = vec![0f64; n];
-        if threads == 1 {
-            self.predict_rows(&flat, x, 0, &mut out);
-            return DVector::from_vec(out);
-        }
         // Whole blocks per thread, contiguous ranges of rows.
-        let per = n.div_ceil(PREDICT_BLOCK).div_ceil(threads) * PREDICT_BLOCK;
-        std::thread::scope(|scope| {
-            let mut parts = out.chunks_mut(per).enumerate();
-            let first = parts.next();
-            let handles: Vec<_> = parts
-                .map(|(i, part)| {
-                    let flat = &flat;
-                    scope.spawn(move || self.predict_rows(flat, x, i * per, part))
-                })
-                .collect();
-            if let Some((_, part)) = first {
-                self.predict_rows(&flat, x, 0, part);
-            }
-            for h in handles {
-                if let Err(panic) = h.join() {
-                    std::panic::resume_unwind(panic);
-                }
-            }
-        });
-        DVector::from_vec(out)
+        let blocks = n.div_ceil(PREDICT_BLOCK);
+        let min_blocks = PARALLEL_MIN_ROWS.div_ceil(PREDICT_BLOCK);
+        DVector::from_vec(split_rows(blocks, min_blocks, self.threads, |from, to| {
+            let (first, end) = (from * PREDICT_BLOCK, (to * PREDICT_BLOCK).min(n));
+            let mut part = vec![0f64; end - first];
+            self.predict_rows(&flat, x, first, &mut part);
+            part
+        }))
     }
 }
 

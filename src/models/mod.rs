@@ -296,31 +296,37 @@ pub(crate) fn predict_split<M: Regressor + ?Sized>(
     threads: usize,
 ) -> DVector<f64> {
     let (n_rows, n_cols) = x.shape();
-    split_rows(n_rows, min_rows_for_threads, threads, |from, to| {
-        let mut row = vec![0.0; n_cols];
-        (from..to)
-            .map(|i| {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = x[(i, j)];
-                }
-                model.predict_row(&row)
-            })
-            .collect()
-    })
+    DVector::from_vec(split_rows(
+        n_rows,
+        min_rows_for_threads,
+        threads,
+        |from, to| {
+            let mut row = vec![0.0; n_cols];
+            (from..to)
+                .map(|i| {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = x[(i, j)];
+                    }
+                    model.predict_row(&row)
+                })
+                .collect()
+        },
+    ))
 }
 
-/// Runs `predict_range(from, to)` (the forecasts of rows `from..to`) over `n_rows` rows split
-/// into contiguous ranges on `threads` scoped threads (one range when there are fewer than
-/// `min_rows_for_threads` rows), and concatenates the ranges in order.
+/// Runs `predict_range(from, to)` (the forecasts of items `from..to`: rows, or batches of
+/// rows) over `n_rows` items split into contiguous ranges on `threads` scoped threads (one range
+/// when there are fewer than `min_rows_for_threads` items), and concatenates the ranges'
+/// outputs in order.
 pub(crate) fn split_rows(
     n_rows: usize,
     min_rows_for_threads: usize,
     threads: usize,
     predict_range: impl Fn(usize, usize) -> Vec<f64> + Sync,
-) -> DVector<f64> {
+) -> Vec<f64> {
     let threads = threads.clamp(1, n_rows.max(1));
     if threads == 1 || n_rows < min_rows_for_threads.max(2) {
-        return DVector::from_vec(predict_range(0, n_rows));
+        return predict_range(0, n_rows);
     }
     let chunk = n_rows.div_ceil(threads);
     let predict_range = &predict_range;
@@ -341,5 +347,5 @@ pub(crate) fn split_rows(
         }
         parts
     });
-    DVector::from_iterator(n_rows, parts.into_iter().flatten())
+    parts.into_iter().flatten().collect()
 }

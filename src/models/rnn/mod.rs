@@ -70,7 +70,7 @@ use std::ops::Range;
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{check_xy, FitError, Regressor};
+use super::{check_xy, split_rows, FitError, Regressor};
 use crate::rng::Rng;
 
 pub(crate) mod gru;
@@ -943,35 +943,21 @@ impl Regressor for Rnn {
             out[i] = self.predict_sequence(&rows);
         }
         let ends: Vec<usize> = full.collect();
-        // Batches on up to `threads` scoped threads; each forecast depends only on its own
-        // sequence, so the result does not depend on the thread count.
-        let run = |chunk: &[usize]| -> Vec<f64> {
-            let (o, ..) = self.net.forward(&gather_sequences(x, chunk, self.seq_len));
-            o.iter().map(|v| v * self.target_scale).collect()
-        };
+        // Fixed batches of PREDICT_BATCH sequences, on up to `threads` threads: each forecast
+        // depends only on its own sequence and batch, so the result does not depend on the
+        // thread count.
         let batches: Vec<&[usize]> = ends.chunks(PREDICT_BATCH).collect();
-        let threads = self.threads.clamp(1, batches.len().max(1));
-        let per = batches.len().div_ceil(threads).max(1);
-        let values: Vec<Vec<f64>> = if threads == 1 {
-            batches.iter().map(|c| run(c)).collect()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = batches
-                    .chunks(per)
-                    .map(|group| {
-                        scope.spawn(move || group.iter().map(|c| run(c)).collect::<Vec<_>>())
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            })
-        };
-        for (chunk, o) in batches.iter().zip(values) {
-            for (&i, v) in chunk.iter().zip(o) {
-                out[i] = v;
-            }
+        let values = split_rows(batches.len(), 2, self.threads, |from, to| {
+            batches[from..to]
+                .iter()
+                .flat_map(|chunk| {
+                    let (o, ..) = self.net.forward(&gather_sequences(x, chunk, self.seq_len));
+                    o.iter().map(|v| v * self.target_scale).collect::<Vec<_>>()
+                })
+                .collect()
+        });
+        for (&i, v) in ends.iter().zip(values) {
+            out[i] = v;
         }
         out
     }
