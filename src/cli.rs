@@ -10,6 +10,7 @@ use crate::ensemble::{
 };
 use crate::error::Error;
 use crate::kline::{Interval, Symbol};
+use crate::live::StreamSpec;
 use crate::models::fit::DEFAULT_SVR_ROWS;
 use crate::models::ModelKind;
 use crate::settings::{LearnSettings, DEFAULT_HORIZON, DEFAULT_SEED, MAX_HORIZON};
@@ -61,7 +62,7 @@ pub enum Command {
     Version,
     Collect(CollectArgs),
     Train(TrainArgs),
-    Stream(StreamArgs),
+    Stream(StreamSpec),
     Backtest(BacktestArgs),
     ReplayServer(ReplayArgs),
     Demo(DemoArgs),
@@ -125,21 +126,6 @@ pub struct TrainArgs {
 
 /// `stream` and `backtest` take the learning settings as [`LearnSettings`]: the flags a command
 /// does not take stay at their defaults, and `threads` is left at 1 for the command to fill in.
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamArgs {
-    pub symbol: Symbol,
-    pub interval: Interval,
-    pub data_dir: PathBuf,
-    pub models_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub rest_url: String,
-    pub ws_url: String,
-    /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--seed`.
-    pub learn: LearnSettings,
-    /// Milliseconds.
-    pub max_runtime: Option<u64>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestArgs {
@@ -231,7 +217,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             seed: seed(&mut flags)?,
             json: flags.switch("--json"),
         }),
-        "stream" => Command::Stream(StreamArgs {
+        "stream" => Command::Stream(StreamSpec {
             symbol: symbol(&mut flags)?,
             interval: interval(&mut flags)?,
             data_dir: flags.path("--data-dir", "data")?,

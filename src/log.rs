@@ -30,6 +30,32 @@ pub fn stamp(ms: i64) -> String {
     format!("{}.{:03}Z", time::format_ms(ms), ms.rem_euclid(1000))
 }
 
+/// Parses a [`stamp`] (`YYYY-MM-DD HH:MM:SS[.mmm][Z]`, UTC) back into ms.
+pub(crate) fn parse_stamp(text: &str) -> Option<i64> {
+    let day = time::parse_date(text.get(..10)?).ok()?;
+    let rest = text.get(11..)?.trim_end_matches('Z');
+    let (hms, ms) = match rest.split_once('.') {
+        Some((a, b)) => (a, b.parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    if h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    Some(day + ((h * 60 + m) * 60 + s) * 1000 + ms)
+}
+
+/// Splits a line written by [`Logger::info`] or [`Logger::warn`] into its time (ms) and its
+/// message; `None` for a line that does not start with a [`stamp`].
+pub(crate) fn split_line(line: &str) -> Option<(i64, &str)> {
+    let (stamp, msg) = line.split_at_checked(STAMP_LEN)?;
+    Some((parse_stamp(stamp)?, msg.strip_prefix(' ').unwrap_or(msg)))
+}
+
+/// The length of a [`stamp`] (`YYYY-MM-DD HH:MM:SS.mmmZ`).
+const STAMP_LEN: usize = 24;
+
 /// One log file with rotation. Owned by one thread; not shared.
 #[derive(Debug)]
 pub(crate) struct Logger {
@@ -173,6 +199,23 @@ pub(crate) fn numbered(path: &Path, n: usize) -> PathBuf {
 mod tests {
     use super::*;
     use crate::testutil::TempDir;
+
+    #[test]
+    fn stamps_parse_back() {
+        assert_eq!(parse_stamp("1970-01-01 00:01:02.345Z"), Some(62_345));
+        assert_eq!(parse_stamp("2020-01-01 00:00:00"), Some(1_577_836_800_000));
+        assert_eq!(parse_stamp("2020-01-01 25:00:00"), None);
+        for ms in [0, 62_345, 1_577_836_800_999, 1_767_225_599_000] {
+            assert_eq!(stamp(ms).len(), STAMP_LEN);
+            assert_eq!(parse_stamp(&stamp(ms)), Some(ms));
+            let line = format!("{} connected (2 connects so far)", stamp(ms));
+            assert_eq!(
+                split_line(&line),
+                Some((ms, "connected (2 connects so far)"))
+            );
+        }
+        assert_eq!(split_line("not a log line"), None);
+    }
 
     #[test]
     fn stamp_format() {

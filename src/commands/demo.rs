@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::binance::ws::WsConfig;
-use crate::cli::{DemoArgs, StreamArgs};
+use crate::cli::DemoArgs;
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
 use crate::kline::{Interval, Kline, Series, Symbol};
 use crate::live::ensembler::LiveEvent;
-use crate::live::stream_thread::Timing;
-use crate::live::{run_stream, RunOutcome, StreamConfig};
+use crate::live::{run_stream, RunOutcome, StreamConfig, StreamSpec, Timing};
 use crate::log::wall_clock_ms;
 use crate::metrics::Accum;
 use crate::models::ModelKind;
@@ -32,7 +31,8 @@ pub const TRAIN_ROWS: usize = 20_000;
 /// Rows the demo's SVR is fitted on.
 pub const SVR_ROWS: usize = 2_000;
 
-pub fn run(args: &DemoArgs) -> Result<(), Error> {
+/// Runs `klinecast demo`.
+pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     let (symbol, interval) = store::parse_file_name(&args.data)?;
     let klines = store::load_klines(&args.data)?;
     let n_stream = args.klines.unwrap_or(DEFAULT_KLINES);
@@ -109,7 +109,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     );
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
     let config = StreamConfig {
-        args: StreamArgs {
+        args: StreamSpec {
             symbol,
             interval,
             data_dir: data_dir.clone(),

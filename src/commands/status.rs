@@ -9,18 +9,17 @@
 //! reads: the lock is tested with a non-blocking `try_lock` on the existing file (never
 //! created), released at once. [`assess`] is the pure verdict.
 
-use std::fs::{File, TryLockError};
-use std::io::Read;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::error::Error;
-use crate::live::lock::LOCK_FILE;
+use crate::live::lock::{self, LOCK_FILE};
 use crate::log::wall_clock_ms;
-use crate::report::{self, LogEvent};
-use crate::{fsutil, time};
+use crate::run_files::{find_store, parse_stream_log, Window};
+use crate::{fsutil, store, time};
 
 /// A running stream is stale when its store has not grown for more than this many intervals.
 pub const STALE_INTERVALS: i64 = 3;
@@ -81,29 +80,6 @@ pub fn fmt_age(s: f64) -> String {
     }
 }
 
-/// Whether a process holds the lock, and what it wrote. A missing file: not running.
-fn lock_state(data_dir: &Path) -> Result<(bool, Option<String>), Error> {
-    let path = data_dir.join(LOCK_FILE);
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, None)),
-        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
-    };
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
-    let holder = Some(text.trim().to_string()).filter(|t| !t.is_empty());
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            Ok((false, holder))
-        }
-        Err(TryLockError::WouldBlock) => Ok((true, holder)),
-        Err(TryLockError::Error(e)) => {
-            Err(Error::io(format!("testing the lock {}", path.display()), e))
-        }
-    }
-}
-
 fn age_ms(path: &Path, now: i64) -> Option<i64> {
     let modified = std::fs::metadata(path).ok()?.modified().ok()?;
     let ms = modified
@@ -129,20 +105,17 @@ fn last_line(path: &Path) -> Option<String> {
 
 /// Gathers the status of the stream using `data_dir` and `log_dir` at wall time `now`.
 pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error> {
-    let (running, holder) = lock_state(data_dir)?;
-    let pid = holder
-        .as_deref()
-        .and_then(|h| h.strip_prefix("pid "))
-        .and_then(|h| h.split_whitespace().next())
-        .and_then(|p| p.parse().ok());
-    let started = holder
-        .as_deref()
-        .and_then(|h| h.split_once(" started "))
-        .map(|(_, t)| t.to_string());
-    let store: Option<PathBuf> = report::find_store(data_dir);
+    let (running, holder) = lock::probe(data_dir).map_err(|e| {
+        Error::io(
+            format!("testing the lock {}", data_dir.join(LOCK_FILE).display()),
+            e,
+        )
+    })?;
+    let (pid, started) = holder.as_deref().map_or((None, None), lock::parse_whoami);
+    let store: Option<PathBuf> = find_store(data_dir);
     let interval = store
         .as_deref()
-        .and_then(|p| crate::store::parse_file_name(p).ok())
+        .and_then(|p| store::parse_file_name(p).ok())
         .map(|(_, iv)| iv);
     let kline_age = store.as_deref().and_then(|p| age_ms(p, now));
     let last_open = store
@@ -153,23 +126,17 @@ pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error
     let hour_ago = now - 3_600_000;
     let mut reconnects = 0;
     let mut errors = 0;
-    for line in log_text.lines() {
-        let Some(t) = line.get(..24).and_then(report::parse_stamp) else {
-            continue;
-        };
-        if t < hour_ago {
-            continue;
-        }
-        match report::parse_stream_log(line).first().map(|e| e.1) {
-            Some(LogEvent::Connect) if !line.contains("connected (1 connects") => reconnects += 1,
-            Some(LogEvent::Error) => errors += 1,
-            _ => {}
-        }
+    for (_, event) in parse_stream_log(&log_text)
+        .into_iter()
+        .filter(|(t, _)| *t >= hour_ago)
+    {
+        reconnects += usize::from(event.is_reconnect());
+        errors += usize::from(event.is_error());
     }
     let jsonl = log_dir.join("ensemble.jsonl");
     let peak = pid.filter(|_| running).and_then(peak_of_pid).or_else(|| {
         last_line(&jsonl)
-            .and_then(|l| report::parse_window(&l))
+            .and_then(|l| Window::parse(&l))
             .and_then(|w| w.peak_rss_kib)
             .map(|k| k as u64)
     });

@@ -27,6 +27,7 @@ use crate::persist::{self, ensemble_path, load_ensemble, save_ensemble, PersistE
 
 use super::predictions::{PredictionLog, PredictionRow};
 use super::stream_thread::ClosedKline;
+use super::window_log::LoggedWindow;
 
 /// Most klines after the saved ensemble that are fed again on start; older ones only warm the
 /// history (a day of 1m klines; each window of them costs one refit).
@@ -320,16 +321,14 @@ impl Ensembler {
             let line = report.to_log_line();
             self.log
                 .info(&format!("{line} | refit+save {seconds:.3} s"));
-            match serde_json::to_value(&report) {
-                Ok(serde_json::Value::Object(mut obj)) => {
-                    obj.insert("logged_at".into(), stamp(wall_clock_ms()).into());
-                    obj.insert("refit_save_seconds".into(), seconds.into());
-                    if let Some(kib) = crate::live::peak_rss_kib() {
-                        obj.insert("peak_rss_kib".into(), kib.into());
-                    }
-                    self.jsonl.raw(&serde_json::Value::Object(obj).to_string());
-                }
-                Ok(other) => self.jsonl.raw(&other.to_string()),
+            let logged = LoggedWindow {
+                report,
+                logged_at: Some(stamp(wall_clock_ms())),
+                refit_save_seconds: Some(seconds),
+                peak_rss_kib: crate::live::peak_rss_kib(),
+            };
+            match logged.to_line() {
+                Ok(json) => self.jsonl.raw(&json),
                 Err(e) => self
                     .log
                     .warn(&format!("cannot encode the window report: {e}")),

@@ -1,4 +1,4 @@
-//! `klinecast stream`: two threads joined by one `std::sync::mpsc` channel, each piece of state
+//! The live stream: two threads joined by one `std::sync::mpsc` channel, each piece of state
 //! with one owner and nothing shared:
 //! - the streaming thread ([`stream_thread`]) owns the WebSocket, the REST client and the kline
 //!   store; it appends every closed kline exactly once, in order, then sends it on;
@@ -7,19 +7,16 @@
 //! - the calling thread holds the single-instance lock ([`lock`]) and relays the ensembler's
 //!   events to an observer (`demo` prints them).
 //!
-//! Hidden tuning knobs (environment, for tests and slow links; milliseconds):
-//! `KLINECAST_WS_IDLE_MS` (watchdog, default 30000), `KLINECAST_WS_POLL_MS` (socket read
-//! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
-//! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
-//! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
-//! (stop after that many new closed klines), and `KLINECAST_SAVE_EVERY` (save the ensemble
-//! every N windows, default 1; a count, not milliseconds).
+//! `klinecast stream` and `demo` run it with a [`StreamConfig`] they build.
 
 pub mod ensembler;
+pub(crate) mod events;
 pub mod lock;
 pub mod predictions;
 pub(crate) mod stream_thread;
+pub(crate) mod window_log;
 
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,25 +25,44 @@ use crate::backfill::{self, KlinesRequest};
 use crate::binance::rest::RestClient;
 use crate::binance::ws::{self, KlineSocket, WsConfig, WsError, WsRead};
 use crate::binance::{tls, BinanceError};
-use crate::cli::StreamArgs;
 use crate::error::Error;
-use crate::kline::Kline;
+use crate::kline::{Interval, Kline, Symbol};
 use crate::log::{stamp, wall_clock_ms, Logger};
-use crate::settings::{self, LearnSettings};
+use crate::settings::LearnSettings;
 use crate::store::{self, KlineStore};
 
 use ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
 use lock::LockOutcome;
 use stream_thread::{
-    Connect, Frames, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread, Timing,
+    Connect, Frames, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread,
 };
+
+pub(crate) use stream_thread::Timing;
+
+/// What one stream works on: the market, its directories, Binance's URLs, how it learns and for
+/// how long (`klinecast stream`'s command line; `demo` fills one for its replay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub rest_url: String,
+    pub ws_url: String,
+    /// How the ensemble learns (`--window`, `--refit-rows`, `--generations`, `--horizon`,
+    /// `--seed`, …).
+    pub learn: LearnSettings,
+    /// Stop after this many milliseconds of wall time.
+    pub max_runtime: Option<u64>,
+}
 
 /// Everything `klinecast stream` (and `demo`) needs to run.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamConfig {
     /// Symbol, interval, directories, URLs, learning settings (with the fit threads filled
-    /// in) and the run-time limit: what `klinecast stream` takes on its command line.
-    pub args: StreamArgs,
+    /// in) and the run-time limit.
+    pub args: StreamSpec,
     pub max_klines: Option<u64>,
     pub ws: WsConfig,
     pub timing: Timing,
@@ -54,58 +70,6 @@ pub(crate) struct StreamConfig {
     pub save_every: u64,
     /// Mirror important log lines to stderr.
     pub stderr: bool,
-}
-
-impl StreamConfig {
-    /// From the parsed command line and the environment (see the module doc for the knobs).
-    pub(crate) fn from_args(
-        args: &StreamArgs,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<StreamConfig, Error> {
-        let ms = |name: &str, default: u64| -> Result<u64, Error> {
-            match env(name) {
-                None => Ok(default),
-                Some(text) => match text.trim().parse::<u64>() {
-                    Ok(v) if v > 0 => Ok(v),
-                    _ => Err(Error::Config(format!(
-                        "{name}={text:?} is invalid: expected a positive number of milliseconds"
-                    ))),
-                },
-            }
-        };
-        let idle = ms("KLINECAST_WS_IDLE_MS", 30_000)?;
-        let defaults = Timing::default();
-        let max_klines = match env("KLINECAST_MAX_KLINES") {
-            None => None,
-            Some(_) => Some(ms("KLINECAST_MAX_KLINES", 1)?),
-        };
-        Ok(StreamConfig {
-            args: StreamArgs {
-                learn: LearnSettings {
-                    threads: settings::fit_threads(),
-                    ..args.learn.clone()
-                },
-                ..args.clone()
-            },
-            max_klines,
-            ws: WsConfig {
-                connect_timeout: Duration::from_millis(ms("KLINECAST_CONNECT_TIMEOUT_MS", 10_000)?),
-                poll: Duration::from_millis(ms("KLINECAST_WS_POLL_MS", idle.clamp(1, 1000))?),
-                idle_timeout: Duration::from_millis(idle),
-                ..WsConfig::default()
-            },
-            timing: Timing {
-                backoff_base: Duration::from_millis(ms("KLINECAST_BACKOFF_MS", 1000)?),
-                backoff_max: Duration::from_millis(ms("KLINECAST_BACKOFF_MAX_MS", 60_000)?),
-                rotate_after: Duration::from_millis(ms(
-                    "KLINECAST_ROTATE_MS",
-                    defaults.rotate_after.as_millis() as u64,
-                )?),
-            },
-            save_every: ms("KLINECAST_SAVE_EVERY", 1)?,
-            stderr: true,
-        })
-    }
 }
 
 /// How a run ended.
@@ -131,37 +95,6 @@ pub(crate) struct RunSummary {
 /// ([`backfill::CHECK_ROWS`]) and the ensembler's history with its replay read (more when
 /// `--refit-rows` is larger).
 const VERIFY_ROWS: usize = 5000;
-
-/// `klinecast stream`.
-pub fn run(args: &StreamArgs) -> Result<(), Error> {
-    let config = StreamConfig::from_args(args, &|name| std::env::var(name).ok())?;
-    match run_stream(&config, &mut |_| {})? {
-        RunOutcome::AlreadyRunning { holder } => {
-            eprintln!(
-                "klinecast stream: already running for {} ({holder}); exiting",
-                config.args.data_dir.display()
-            );
-        }
-        RunOutcome::Finished(summary) => {
-            println!(
-                "stream stopped ({:?}) after {:.0} s: {} klines, {} windows; {}",
-                summary.stop,
-                summary.seconds,
-                summary.ensembler.klines,
-                summary.ensembler.windows,
-                summary.stream.summary()
-            );
-            println!("{}", timing_line(&summary));
-            if !summary.ensembler.scoreboard.is_empty() {
-                print!(
-                    "{}",
-                    crate::ensemble::report::scoreboard_table(&summary.ensembler.scoreboard)
-                );
-            }
-        }
-    }
-    Ok(())
-}
 
 /// The REST client behind the stream thread's [`Rest`] trait (delegating to `backfill`'s
 /// impl for [`RestClient`]); its notices go to stream.log.
@@ -224,11 +157,7 @@ pub(crate) fn run_stream(
         .args
         .max_runtime
         .map(|ms| started + Duration::from_millis(ms));
-    let whoami = format!(
-        "pid {} started {}",
-        std::process::id(),
-        stamp(wall_clock_ms())
-    );
+    let whoami = lock::whoami(std::process::id(), &stamp(wall_clock_ms()));
     // Check both URLs before touching any file: a typo is a configuration error (exit 2).
     tls::check_base_url(&config.args.rest_url, "https", "http")
         .map_err(|e| Error::Config(e.to_string()))?;

@@ -45,6 +45,11 @@ impl PredictionRow {
         )
     }
 
+    /// The central prediction interval, when it is bounded.
+    pub(crate) fn interval(&self) -> Option<(f64, f64)> {
+        (self.lower.is_finite() && self.upper.is_finite()).then_some((self.lower, self.upper))
+    }
+
     pub fn from_csv_line(line: &str) -> Option<PredictionRow> {
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != 7 {
@@ -59,6 +64,23 @@ impl PredictionRow {
             lower: f[5].parse().ok()?,
             upper: f[6].parse().ok()?,
         })
+    }
+}
+
+/// Reads the rows of a whole file's text (a torn or malformed line is skipped). A version 1
+/// file (one `stream` has not opened since it was written) reads with unbounded intervals; a
+/// file with another header reads as no rows.
+pub(crate) fn read_rows(text: &str) -> Vec<PredictionRow> {
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(HEADER) => lines.filter_map(PredictionRow::from_csv_line).collect(),
+        Some(HEADER_V1) => lines
+            .filter_map(|line| {
+                PredictionRow::from_csv_line(&format!("{line},0,inf"))
+                    .filter(|_| line.split(',').count() == 5)
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -188,6 +210,38 @@ mod tests {
             lower: 12.1,
             upper: f64::INFINITY,
         }
+    }
+
+    #[test]
+    fn a_file_reads_back_in_both_versions() {
+        let rows = [
+            row(120_000),
+            PredictionRow {
+                upper: 12.6,
+                ..row(180_000)
+            },
+        ];
+        let mut text = format!("{HEADER}\n");
+        for r in &rows {
+            text.push_str(&format!("{}\n", r.to_csv_line()));
+        }
+        assert_eq!(read_rows(&text), rows);
+        assert_eq!(
+            read_rows(&format!("{text}180000,1.5")),
+            rows,
+            "a torn line is skipped"
+        );
+        assert_eq!(rows[0].interval(), None);
+        assert_eq!(rows[1].interval(), Some((12.1, 12.6)));
+        let v1 = format!("{HEADER_V1}\n60000,1.5,1,1,0\n60000,1.5,1,1,0,1,2\n");
+        let old = read_rows(&v1);
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (old[0].forecast, old[0].naive, old[0].interval()),
+            (1.5, 1.0, None)
+        );
+        assert_eq!(read_rows("a,b\n1,2\n"), Vec::new());
+        assert_eq!(read_rows(""), Vec::new());
     }
 
     #[test]

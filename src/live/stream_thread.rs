@@ -21,6 +21,8 @@ use crate::log::{stamp, wall_clock_ms, Logger};
 use crate::rng::Rng;
 use crate::store::KlineStore;
 
+use super::events::LogEvent;
+
 pub(crate) use crate::backfill::Rest;
 
 /// The message from the streaming thread to the ensembling thread: one closed kline, already
@@ -303,15 +305,17 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             Ok(s) => s,
             Err(e) => {
                 self.stats.failed_connects += 1;
-                self.log_ws_error("connect failed", &e);
+                self.log_ws_error(&LogEvent::ConnectFailed.to_string(), &e);
                 return Ok(ConnEnd::Failed);
             }
         };
         self.stats.connects += 1;
-        self.log.info(&format!(
-            "connected ({} connects so far)",
-            self.stats.connects
-        ));
+        self.log.info(
+            &LogEvent::Connected {
+                connects: self.stats.connects,
+            }
+            .to_string(),
+        );
         // Connect first, then fill: events sent during the fill wait in the socket buffer.
         match self.fill(None)? {
             None => {}
@@ -399,7 +403,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 }
                 WsEvent::Error { code, msg } => {
                     self.log
-                        .warn(&format!("server error message: code {code}: {msg}"));
+                        .warn(&LogEvent::ServerError.line(&format!("code {code}: {msg}")));
                 }
                 WsEvent::SubscribeReply | WsEvent::Other => {}
             }
@@ -528,20 +532,19 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     fn log_fill(&mut self, fetched: usize) {
         if fetched > 0 {
             self.stats.gap_fills += 1;
-            self.log.info(&format!(
-                "gap fill: {fetched} klines over rest, last stored now {}",
+            self.log.info(&LogEvent::GapFill.line(&format!(
+                "{fetched} klines over rest, last stored now {}",
                 self.store
                     .last_open_time()
                     .map_or("none".to_string(), stamp)
-            ));
+            )));
         }
     }
 
     fn rest_failed(&mut self, e: &BinanceError) -> ConnEnd {
-        self.log.warn(&format!(
-            "gap fill over rest failed: {e}; local clock {}",
-            stamp(wall_clock_ms())
-        ));
+        self.log.warn(
+            &LogEvent::RestFailed.line(&format!("{e}; local clock {}", stamp(wall_clock_ms()))),
+        );
         if let BinanceError::Banned { retry_after_secs } = e {
             // Wait out the ban instead of making it longer.
             if self.sleep(Duration::from_secs(*retry_after_secs)).is_some() {

@@ -1,195 +1,20 @@
-//! `klinecast report`: a page of charts from the files `stream` writes, and the scoreboard on
-//! stdout. The reading and the maths are split: [`RunFiles::read`] loads the kline store,
-//! `predictions.csv`, `ensemble.jsonl` and `stream.log` (only reads them); [`html`] draws
-//! them and [`scoreboard_rows`] pools the scoreboard. The forecast, score, weight and coverage
-//! charts ([`run_charts`]) and the scoreboard table ([`score_table`]) also draw the page of
-//! `backtest --html`, from a [`RunFiles`] the backtest fills in memory.
-//!
-//! The reader is lenient about what it does not know: `ensemble.jsonl` is read as JSON values,
-//! so fields added later (prediction intervals, per-expert weights) are picked up when present
-//! and ignored otherwise; `predictions.csv` columns are found by header name, and `lower` /
-//! `upper` columns are drawn as an interval when they exist. Generation members (`gen7/knn`)
-//! are grouped by kind (`generations/knn`), as on the scoreboard.
+//! The page of a run's files, for `report` and for `backtest --html`: the forecast, score,
+//! weight and coverage charts ([`run_charts`]), the health charts and the scoreboard table
+//! ([`score_table`]) of [`html`], and the pooling of the windows' scores they draw
+//! ([`scoreboard_rows`], [`cumulative_ratios`], [`weight_shares`]). Generation members
+//! (`gen7/knn`) are grouped by kind (`generations/knn`), as on the scoreboard. Builds strings
+//! only; the files are read by [`crate::run_files`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
-use crate::chart::html::Page;
-use crate::chart::svg::{self, Axis, Chart, Mark, Scale};
-use crate::cli::ReportArgs;
-use crate::ensemble::report::{scoreboard_table, ScoreRow, WindowReport};
-use crate::error::Error;
+use super::html::Page;
+use super::svg::{self, Axis, Chart, Mark, Scale};
+use crate::ensemble::report::ScoreRow;
 use crate::kline::Interval;
-use crate::{describe, store, time};
-
-/// One forecast from `predictions.csv`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Forecast {
-    pub target_open_time: i64,
-    pub forecast: f64,
-    pub naive: f64,
-    pub lower: Option<f64>,
-    pub upper: Option<f64>,
-}
-
-/// One forecaster's score in one window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Score {
-    pub label: String,
-    pub n: u64,
-    pub rmse: Option<f64>,
-    pub mae: Option<f64>,
-    pub directional: Option<f64>,
-}
-
-/// What the report uses of one `ensemble.jsonl` line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Window {
-    pub first_open_time: i64,
-    pub last_open_time: i64,
-    /// Wall-clock time the line was logged (ms), when present.
-    pub logged_at: Option<i64>,
-    pub scores: Vec<Score>,
-    pub weights: Vec<(String, f64)>,
-    pub refit_seconds: Option<f64>,
-    pub peak_rss_kib: Option<f64>,
-    /// Realised interval coverage of the window, when the ensemble logged it.
-    pub coverage: Option<f64>,
-}
-
-impl Window {
-    /// The window a learner just closed, as the page draws it (a backtest has no wall clock:
-    /// no log time, refit time or memory).
-    pub fn from_report(r: &WindowReport) -> Window {
-        Window {
-            first_open_time: r.first_open_time,
-            last_open_time: r.last_open_time,
-            logged_at: None,
-            scores: r
-                .forecasters
-                .iter()
-                .map(|f| Score {
-                    label: f.label.clone(),
-                    n: f.n,
-                    rmse: f.rmse,
-                    mae: f.mae,
-                    directional: f.directional,
-                })
-                .collect(),
-            weights: r
-                .weights
-                .iter()
-                .map(|w| (w.label.clone(), w.weight))
-                .collect(),
-            refit_seconds: None,
-            peak_rss_kib: None,
-            coverage: r.coverage.realised,
-        }
-    }
-}
-
-/// Parses `YYYY-MM-DD HH:MM:SS[.mmm][Z]` (UTC) into ms.
-pub fn parse_stamp(text: &str) -> Option<i64> {
-    let day = time::parse_date(text.get(..10)?).ok()?;
-    let rest = text.get(11..)?.trim_end_matches('Z');
-    let (hms, ms) = match rest.split_once('.') {
-        Some((a, b)) => (a, b.parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
-    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
-    if h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    Some(day + ((h * 60 + m) * 60 + s) * 1000 + ms)
-}
-
-fn num_field(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64).filter(|x| x.is_finite())
-}
-
-/// Reads one `ensemble.jsonl` line; `None` for a line that is not a window report.
-pub fn parse_window(line: &str) -> Option<Window> {
-    let v: Value = serde_json::from_str(line).ok()?;
-    let scores = v
-        .get("forecasters")?
-        .as_array()?
-        .iter()
-        .filter_map(|f| {
-            Some(Score {
-                label: f.get("label")?.as_str()?.to_string(),
-                n: f.get("n").and_then(Value::as_u64).unwrap_or(0),
-                rmse: num_field(f, "rmse"),
-                mae: num_field(f, "mae"),
-                directional: num_field(f, "directional"),
-            })
-        })
-        .collect();
-    let weights = v
-        .get("weights")
-        .and_then(Value::as_array)
-        .map(|ws| {
-            ws.iter()
-                .filter_map(|w| {
-                    Some((
-                        w.get("label")?.as_str()?.to_string(),
-                        num_field(w, "weight")?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let coverage = match v.get("coverage") {
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(obj @ Value::Object(_)) => num_field(obj, "realised")
-            .or_else(|| num_field(obj, "realized"))
-            .or_else(|| num_field(obj, "window")),
-        _ => None,
-    };
-    Some(Window {
-        first_open_time: v.get("first_open_time")?.as_i64()?,
-        last_open_time: v.get("last_open_time")?.as_i64()?,
-        logged_at: v
-            .get("logged_at")
-            .and_then(Value::as_str)
-            .and_then(parse_stamp),
-        scores,
-        weights,
-        refit_seconds: num_field(&v, "refit_save_seconds"),
-        peak_rss_kib: num_field(&v, "peak_rss_kib"),
-        coverage,
-    })
-}
-
-/// Reads `predictions.csv` text (columns found by header name).
-pub fn parse_predictions(text: &str) -> Vec<Forecast> {
-    let mut lines = text.lines();
-    let Some(header) = lines.next() else {
-        return Vec::new();
-    };
-    let cols: Vec<&str> = header.split(',').collect();
-    let at = |name: &str| cols.iter().position(|c| c.trim() == name);
-    let (Some(t), Some(f), Some(n)) = (at("target_open_time"), at("forecast"), at("naive")) else {
-        return Vec::new();
-    };
-    let (lo, hi) = (at("lower"), at("upper"));
-    lines
-        .filter_map(|line| {
-            let v: Vec<&str> = line.split(',').collect();
-            let get =
-                |i: Option<usize>| i.and_then(|i| v.get(i)).and_then(|s| s.parse::<f64>().ok());
-            Some(Forecast {
-                target_open_time: v.get(t)?.parse().ok()?,
-                forecast: get(Some(f))?,
-                naive: get(Some(n))?,
-                lower: get(lo).filter(|x| x.is_finite()),
-                upper: get(hi).filter(|x| x.is_finite()),
-            })
-        })
-        .collect()
-}
+use crate::live::events::LogEvent;
+use crate::live::predictions::PredictionRow;
+use crate::run_files::{RunFiles, Window};
+use crate::time;
 
 /// `generations/<kind>` for `gen<N>/<kind>`, the label itself otherwise.
 pub fn group(label: &str) -> String {
@@ -201,128 +26,11 @@ pub fn group(label: &str) -> String {
     }
 }
 
-/// A timestamped event from `stream.log`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogEvent {
-    Connect,
-    GapFill,
-    Error,
-}
-
-/// Classifies `stream.log` lines: `(wall ms, event)`.
-pub fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
-    text.lines()
-        .filter_map(|line| {
-            let t = parse_stamp(line.get(..24)?)?;
-            let msg = line.get(25..).unwrap_or_default();
-            let ev = if msg.starts_with("connected (") {
-                LogEvent::Connect
-            } else if msg.starts_with("gap fill:") {
-                LogEvent::GapFill
-            } else if msg.contains("failed:") || msg.starts_with("server error") {
-                LogEvent::Error
-            } else {
-                return None;
-            };
-            Some((t, ev))
-        })
-        .collect()
-}
-
-/// Everything read from a run's files (or collected in memory by a backtest).
-#[derive(Debug, Clone, Default)]
-pub struct RunFiles {
-    pub store_path: PathBuf,
-    pub symbol: String,
-    pub interval_ms: i64,
-    /// `(open_time, close)` of the stored klines.
-    pub closes: Vec<(i64, f64)>,
-    pub forecasts: Vec<Forecast>,
-    pub windows: Vec<Window>,
-    pub log: Vec<(i64, LogEvent)>,
-}
-
-/// The kline store of a data directory: `--symbol`/`--interval` when given, else the most
-/// recently modified `<SYMBOL>_<interval>.csv`.
-pub fn find_store(data_dir: &Path) -> Option<PathBuf> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(data_dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("csv")
-            || crate::store::parse_file_name(&path).is_err()
-        {
-            continue;
-        }
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH);
-        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-            best = Some((modified, path));
-        }
-    }
-    best.map(|(_, p)| p)
-}
-
-fn read_text(path: &Path) -> Result<String, Error> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-    }
-}
-
-/// Text of a log and its rotated predecessors (`x.2`, `x.1`, `x`), oldest first.
-fn read_rotated(path: &Path) -> Result<String, Error> {
-    let mut text = String::new();
-    for n in (1..=crate::log::DEFAULT_KEEP).rev() {
-        text.push_str(&read_text(&crate::log::numbered(path, n))?);
-    }
-    text.push_str(&read_text(path)?);
-    Ok(text)
-}
-
-impl RunFiles {
-    /// Reads the files of a run; missing files give empty parts, never an error.
-    pub fn read(data_dir: &Path, log_dir: &Path) -> Result<RunFiles, Error> {
-        let store_path = find_store(data_dir).ok_or_else(|| {
-            Error::Data(format!(
-                "{}: no kline store (<SYMBOL>_<interval>.csv) found; give the --data-dir of a \
-                 stream",
-                data_dir.display()
-            ))
-        })?;
-        let (symbol, interval) = crate::store::parse_file_name(&store_path)?;
-        let series = store::load_series(&store_path)?;
-        let closes = series
-            .open_time
-            .iter()
-            .copied()
-            .zip(series.close.iter().copied())
-            .collect();
-        let forecasts = parse_predictions(&read_text(&data_dir.join("predictions.csv"))?);
-        let windows = read_rotated(&log_dir.join("ensemble.jsonl"))?
-            .lines()
-            .filter_map(parse_window)
-            .collect();
-        let log = parse_stream_log(&read_rotated(&log_dir.join("stream.log"))?);
-        Ok(RunFiles {
-            store_path,
-            symbol: symbol.to_string(),
-            interval_ms: interval.ms(),
-            closes,
-            forecasts,
-            windows,
-            log,
-        })
-    }
-}
-
 /// The per-window coverage: the logged figure when present, else the share of the window's
 /// forecasts with an interval whose `lower ≤ actual close ≤ upper`.
 pub fn window_coverage(
     w: &Window,
-    forecasts: &[Forecast],
+    forecasts: &[PredictionRow],
     closes: &BTreeMap<i64, f64>,
 ) -> Option<f64> {
     if w.coverage.is_some() {
@@ -332,8 +40,7 @@ pub fn window_coverage(
     for f in forecasts.iter().filter(|f| {
         f.target_open_time >= w.first_open_time && f.target_open_time <= w.last_open_time
     }) {
-        if let (Some(lo), Some(hi), Some(&c)) = (f.lower, f.upper, closes.get(&f.target_open_time))
-        {
+        if let (Some((lo, hi)), Some(&c)) = (f.interval(), closes.get(&f.target_open_time)) {
             n += 1;
             hit += u32::from(lo <= c && c <= hi);
         }
@@ -472,11 +179,11 @@ fn time_axis(xs: impl IntoIterator<Item = f64>) -> Axis {
 }
 
 /// Cumulative count of `event` in the log, as a step line over wall time.
-fn cumulative(log: &[(i64, LogEvent)], event: LogEvent) -> (Vec<f64>, Vec<f64>) {
+fn cumulative(log: &[(i64, LogEvent)], event: fn(&LogEvent) -> bool) -> (Vec<f64>, Vec<f64>) {
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     let mut k = 0.0;
-    for &(t, _) in log.iter().filter(|(_, e)| *e == event) {
+    for &(t, _) in log.iter().filter(|(_, e)| event(e)) {
         xs.push(t as f64);
         ys.push(k);
         k += 1.0;
@@ -509,7 +216,7 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
     let from = last - (hours * 3_600_000.0) as i64;
 
     // 1. Close, forecast, interval and naive over the last hours.
-    let recent: Vec<&Forecast> = files
+    let recent: Vec<&PredictionRow> = files
         .forecasts
         .iter()
         .filter(|f| f.target_open_time > from)
@@ -523,8 +230,8 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
         .iter()
         .map(|a| a.1)
         .chain(recent.iter().map(|f| f.forecast))
-        .chain(recent.iter().filter_map(|f| f.lower))
-        .chain(recent.iter().filter_map(|f| f.upper));
+        .chain(recent.iter().filter_map(|f| f.interval().map(|i| i.0)))
+        .chain(recent.iter().filter_map(|f| f.interval().map(|i| i.1)));
     let mut c = Chart::new(
         "forecast",
         time_axis(
@@ -534,10 +241,8 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
         ),
         Axis::fit(values, "price"),
     );
-    let with_interval: Vec<&&Forecast> = recent
-        .iter()
-        .filter(|f| f.lower.is_some() && f.upper.is_some())
-        .collect();
+    let with_interval: Vec<&&PredictionRow> =
+        recent.iter().filter(|f| f.interval().is_some()).collect();
     if !with_interval.is_empty() {
         c.add(Mark::Band {
             label: "interval".to_string(),
@@ -548,11 +253,11 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
                 .collect(),
             lo: with_interval
                 .iter()
-                .map(|f| f.lower.unwrap_or(f64::NAN))
+                .map(|f| f.interval().map_or(f64::NAN, |i| i.0))
                 .collect(),
             hi: with_interval
                 .iter()
-                .map(|f| f.upper.unwrap_or(f64::NAN))
+                .map(|f| f.interval().map_or(f64::NAN, |i| i.1))
                 .collect(),
             opacity: 0.2,
         });
@@ -731,9 +436,9 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
             3_600_000 / iv.max(1)
         ),
     );
-    let (cx, cy) = cumulative(&files.log, LogEvent::Connect);
-    let (gx, gy) = cumulative(&files.log, LogEvent::GapFill);
-    let (ex, ey) = cumulative(&files.log, LogEvent::Error);
+    let (cx, cy) = cumulative(&files.log, |e| matches!(e, LogEvent::Connected { .. }));
+    let (gx, gy) = cumulative(&files.log, |e| *e == LogEvent::GapFill);
+    let (ex, ey) = cumulative(&files.log, |e| e.is_error());
     let mut c = Chart::new(
         "events",
         time_axis(files.log.iter().map(|e| e.0 as f64)),
@@ -808,8 +513,8 @@ pub fn score_table(page: &mut Page, id: &str, rows: &[ScoreRow]) {
                 vec![
                     r.label.clone(),
                     r.n.to_string(),
-                    describe::num(r.rmse.unwrap_or(f64::NAN)),
-                    describe::num(r.mae.unwrap_or(f64::NAN)),
+                    super::num(r.rmse.unwrap_or(f64::NAN)),
+                    super::num(r.mae.unwrap_or(f64::NAN)),
                     r.directional
                         .map_or("-".to_string(), |d| format!("{:.2}", 100.0 * d)),
                     r.rmse_vs_naive
@@ -820,39 +525,9 @@ pub fn score_table(page: &mut Page, id: &str, rows: &[ScoreRow]) {
     );
 }
 
-/// Runs `klinecast report`.
-pub fn run(args: &ReportArgs) -> Result<(), Error> {
-    let files = RunFiles::read(&args.data_dir, &args.log_dir)?;
-    println!(
-        "{}: {} klines stored, {} forecasts, {} windows",
-        files.store_path.display(),
-        files.closes.len(),
-        files.forecasts.len(),
-        files.windows.len()
-    );
-    println!(
-        "\nscoreboard (price errors over all windows in {}):",
-        args.log_dir.display()
-    );
-    print!("{}", scoreboard_table(&scoreboard_rows(&files.windows)));
-    if let Some(out) = &args.html {
-        let page = html(&files, args.hours, &args.data_dir.display().to_string());
-        describe::write_page(out, &page)?;
-        println!("\nwrote {}", out.display());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamps_parse() {
-        assert_eq!(parse_stamp("1970-01-01 00:01:02.345Z"), Some(62_345));
-        assert_eq!(parse_stamp("2020-01-01 00:00:00"), Some(1_577_836_800_000));
-        assert_eq!(parse_stamp("2020-01-01 25:00:00"), None);
-    }
 
     #[test]
     fn groups_generations_by_kind() {
@@ -861,19 +536,7 @@ mod tests {
         assert_eq!(group("general/x"), "general/x");
     }
 
-    #[test]
-    fn predictions_by_header_name_with_optional_interval() {
-        let old = "target_open_time,forecast,naive,ensemble_version,made_after_open_time\n60000,1.5,1.0,1,0\n";
-        let f = parse_predictions(old);
-        assert_eq!(f.len(), 1);
-        assert_eq!((f[0].forecast, f[0].lower), (1.5, None));
-        let new = "target_open_time,forecast,lower,upper,naive\n60000,1.5,1.25,1.75,1.0\n";
-        let f = parse_predictions(new);
-        assert_eq!(
-            (f[0].lower, f[0].upper, f[0].naive),
-            (Some(1.25), Some(1.75), 1.0)
-        );
-    }
+    use crate::run_files::Score;
 
     fn window(t: i64, scores: &[(&str, u64, f64)]) -> Window {
         Window {
@@ -926,35 +589,27 @@ mod tests {
         assert_eq!(shares[1], vec![0.25, 0.25]);
     }
 
-    /// The backtest's windows are the ones `report` reads back from `ensemble.jsonl`.
-    #[test]
-    fn window_from_a_report_equals_its_json_line_read_back() {
-        let r = crate::ensemble::report::tests::report();
-        let line = serde_json::to_string(&r).expect("json");
-        let read = parse_window(&line).expect("a window line");
-        assert_eq!(Window::from_report(&r), read);
-        assert_eq!(read.coverage, Some(0.5));
-        assert_eq!(read.scores[2].rmse, None);
-        assert_eq!(read.weights[1], ("trained/forest".to_string(), 0.25));
-    }
-
     #[test]
     fn coverage_from_intervals_when_not_logged() {
         let w = window(60_000, &[]);
         let f = [
-            Forecast {
+            PredictionRow {
                 target_open_time: 60_000,
                 forecast: 1.0,
                 naive: 1.0,
-                lower: Some(0.5),
-                upper: Some(1.5),
+                ensemble_version: 1,
+                made_after_open_time: 0,
+                lower: 0.5,
+                upper: 1.5,
             },
-            Forecast {
+            PredictionRow {
                 target_open_time: 120_000,
                 forecast: 1.0,
                 naive: 1.0,
-                lower: Some(0.5),
-                upper: Some(1.5),
+                ensemble_version: 1,
+                made_after_open_time: 60_000,
+                lower: 0.5,
+                upper: 1.5,
             },
         ];
         let closes: BTreeMap<i64, f64> = [(60_000, 2.0), (120_000, 1.0)].into_iter().collect();

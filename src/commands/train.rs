@@ -1,0 +1,53 @@
+//! `klinecast train`: fits every model on a kline file ([`crate::train`]), then replaces the
+//! saved model files, and prints the holdout scores (a table, or JSON with `--json`).
+
+use std::time::Instant;
+
+use crate::cli::TrainArgs;
+use crate::error::Error;
+use crate::models::ModelKind;
+use crate::train::{train_series, TrainOptions};
+use crate::{persist, settings, store};
+
+/// Runs `klinecast train`.
+pub(crate) fn run(args: &TrainArgs) -> Result<(), Error> {
+    let data_file = args.data.file_name().map_or_else(
+        || args.data.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let clock = Instant::now();
+    let mut series = store::load_series(&args.data)?;
+    if let Some(max_rows) = args.max_rows {
+        series.keep_last(max_rows);
+    }
+    // Features never read these columns: free them before the matrices are built.
+    series.quote_volume = Vec::new();
+    series.taker_buy_quote = Vec::new();
+    eprintln!(
+        "loaded {} klines from {} in {:.1} s",
+        series.len(),
+        args.data.display(),
+        clock.elapsed().as_secs_f64()
+    );
+    let opts = TrainOptions {
+        holdout: args.holdout,
+        horizon: args.horizon,
+        svr_rows: args.svr_rows,
+        seed: args.seed,
+        threads: settings::fit_threads(),
+        kinds: ModelKind::ALL.to_vec(),
+        data_file: data_file.clone(),
+    };
+    let outcome = train_series(series, &opts, &mut |msg| eprintln!("{msg}"))?;
+    // Only now, with every fit done, replace the model files (each one atomically).
+    for model in &outcome.models {
+        let path = persist::save_trained(&args.models_dir, model)?;
+        eprintln!("saved {}", path.display());
+    }
+    if args.json {
+        println!("{}", outcome.report.to_json());
+    } else {
+        print!("{}", outcome.report.to_table());
+    }
+    Ok(())
+}
