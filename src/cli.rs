@@ -9,11 +9,12 @@ use crate::ensemble::{
     Combiner, DEFAULT_COMBINER, DEFAULT_GENERATIONS, DEFAULT_REFIT_ROWS, DEFAULT_WINDOW,
 };
 use crate::error::Error;
+use crate::features::{DEFAULT_HORIZON, MAX_HORIZON};
 use crate::kline::{Interval, Symbol};
 use crate::live::StreamSpec;
 use crate::models::fit::DEFAULT_SVR_ROWS;
 use crate::models::ModelKind;
-use crate::settings::{LearnSettings, DEFAULT_HORIZON, DEFAULT_SEED, MAX_HORIZON};
+use crate::settings::{LearnSettings, DEFAULT_SEED};
 use crate::time;
 
 pub const USAGE: &str = "\
@@ -118,14 +119,14 @@ pub struct TrainArgs {
     pub models_dir: PathBuf,
     pub holdout: f64,
     pub max_rows: Option<usize>,
-    pub horizon: usize,
-    pub svr_rows: usize,
-    pub seed: u64,
+    /// `--horizon`, `--svr-rows`, `--seed`.
+    pub learn: LearnSettings,
     pub json: bool,
 }
 
-/// `stream` and `backtest` take the learning settings as [`LearnSettings`]: the flags a command
-/// does not take stay at their defaults, and `threads` is left at 1 for the command to fill in.
+/// `train`, `stream`, `backtest` and `demo` take the learning settings as [`LearnSettings`]:
+/// the flags a command does not take stay at their defaults, and `threads` is left at 1 for the
+/// command to fill in.
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestArgs {
@@ -158,8 +159,8 @@ pub struct DemoArgs {
     pub speed: f64,
     pub klines: Option<usize>,
     pub work_dir: Option<PathBuf>,
-    pub horizon: usize,
-    pub seed: u64,
+    /// `--horizon`, `--seed`.
+    pub learn: LearnSettings,
 }
 
 /// Parses the arguments after the program name. `env` looks up environment variables.
@@ -212,9 +213,12 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 "a fraction between 0 and 1",
             )?,
             max_rows: max_rows(&mut flags)?,
-            horizon: horizon(&mut flags)?,
-            svr_rows: svr_rows(&mut flags)?,
-            seed: seed(&mut flags)?,
+            learn: LearnSettings {
+                horizon: horizon(&mut flags)?,
+                svr_rows: svr_rows(&mut flags)?,
+                seed: seed(&mut flags)?,
+                ..LearnSettings::default()
+            },
             json: flags.switch("--json"),
         }),
         "stream" => Command::Stream(StreamSpec {
@@ -272,8 +276,11 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             speed: speed(&mut flags, 600.0)?,
             klines: flags.optional("--klines", |v: &usize| *v >= 1, "at least 1")?,
             work_dir: flags.take("--work-dir")?.map(PathBuf::from),
-            horizon: horizon(&mut flags)?,
-            seed: seed(&mut flags)?,
+            learn: LearnSettings {
+                horizon: horizon(&mut flags)?,
+                seed: seed(&mut flags)?,
+                ..LearnSettings::default()
+            },
         }),
         "describe" => Command::Describe(DescribeArgs {
             data: flags.path("--data", SAMPLE_DATA)?,
@@ -646,7 +653,7 @@ mod tests {
         assert_eq!(t.data, PathBuf::from("d.csv"));
         assert!(t.json);
         assert_eq!(
-            (t.max_rows, t.seed, t.holdout, t.horizon),
+            (t.max_rows, t.learn.seed, t.holdout, t.learn.horizon),
             (Some(5000), 7, 0.2, 1)
         );
         let Ok(Command::Backtest(b)) = p(&["backtest", "--data", "d.csv", "--train-frac", "0.6"])
@@ -709,11 +716,11 @@ mod tests {
         let Ok(Command::Train(t)) = p(&["train", "--horizon", "5"]) else {
             panic!("train parses")
         };
-        assert_eq!(t.horizon, 5);
+        assert_eq!(t.learn.horizon, 5);
         let Ok(Command::Demo(d)) = p(&["demo", "--horizon", "3"]) else {
             panic!("demo parses")
         };
-        assert_eq!((d.horizon, d.seed), (3, DEFAULT_SEED));
+        assert_eq!((d.learn.horizon, d.learn.seed), (3, DEFAULT_SEED));
         for bad in [
             &["stream", "--horizon", "0"][..],
             &["backtest", "--data", "d.csv", "--horizon", "1441"],

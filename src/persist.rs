@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION};
+use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION, MAX_HORIZON};
 use crate::fsutil;
 use crate::kline::Series;
 use crate::models::{AnyModel, ModelKind};
@@ -442,9 +442,9 @@ fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, Persi
             model.model.kind().name()
         )));
     }
-    if !(1..=1440).contains(&model.spec.horizon) {
+    if !(1..=MAX_HORIZON).contains(&model.spec.horizon) {
         return Err(incompatible(format!(
-            "its horizon is {} klines, this build supports 1 to 1440",
+            "its horizon is {} klines, this build supports 1 to {MAX_HORIZON}",
             model.spec.horizon
         )));
     }

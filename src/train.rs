@@ -35,6 +35,7 @@ use crate::models::fit::{bound_note, fit_models, predict_rows, FitConfig};
 use crate::models::rnn::MAX_SEQ_LEN;
 use crate::models::{AnyModel, FitError, ModelKind, Regressor};
 use crate::persist::{HoldoutScores, TrainMeta, TrainedModel};
+use crate::settings::LearnSettings;
 
 /// Fewest feature rows `train` accepts.
 pub const MIN_ROWS: usize = 100;
@@ -56,6 +57,24 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
+    /// Options that fit the models as `learn` says (horizon, SVR rows, seed, threads).
+    pub fn new(
+        learn: &LearnSettings,
+        holdout: f64,
+        kinds: Vec<ModelKind>,
+        data_file: String,
+    ) -> TrainOptions {
+        TrainOptions {
+            holdout,
+            horizon: learn.horizon,
+            svr_rows: learn.svr_rows,
+            seed: learn.seed,
+            threads: learn.threads,
+            kinds,
+            data_file,
+        }
+    }
+
     /// The memory bound [`fit_models`] applies to `kind` on `rows` training rows, as a line.
     fn bound_note(&self, kind: ModelKind, rows: usize) -> Option<String> {
         let config = FitConfig::new(self.seed, self.svr_rows, self.threads);

@@ -75,7 +75,12 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     );
 
     // 2. Train on the most recent history, as `klinecast train` would.
-    train_models(&klines[..clock_row], &models_dir, args.horizon, args.seed)?;
+    let learn = LearnSettings {
+        svr_rows: SVR_ROWS,
+        threads: settings::fit_threads(),
+        ..args.learn.clone()
+    };
+    train_models(&klines[..clock_row], &models_dir, &learn)?;
 
     // 3. Stream from the replay server at high speed.
     let server = ReplayServer::start(ReplayConfig {
@@ -117,13 +122,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
             log_dir: log_dir.clone(),
             rest_url: server.rest_url(),
             ws_url: server.ws_url(),
-            learn: LearnSettings {
-                svr_rows: SVR_ROWS,
-                horizon: args.horizon,
-                seed: args.seed,
-                threads: settings::fit_threads(),
-                ..LearnSettings::default()
-            },
+            learn,
             max_runtime: Some(budget_ms),
         },
         max_klines: Some(n_stream as u64),
@@ -222,8 +221,7 @@ fn seed_store(
 fn train_models(
     history: &[Kline],
     models_dir: &Path,
-    horizon: usize,
-    seed: u64,
+    learn: &LearnSettings,
 ) -> Result<PathBuf, Error> {
     let rows = &history[history.len().saturating_sub(TRAIN_ROWS)..];
     let mut series = Series::with_capacity(rows.len());
@@ -234,15 +232,12 @@ fn train_models(
         "2/3 training the eight models on the last {} klines (svr on {SVR_ROWS})",
         rows.len()
     );
-    let opts = TrainOptions {
-        holdout: 0.2,
-        horizon,
-        svr_rows: SVR_ROWS,
-        seed,
-        threads: settings::fit_threads(),
-        kinds: ModelKind::ALL.to_vec(),
-        data_file: "demo history".to_string(),
-    };
+    let opts = TrainOptions::new(
+        learn,
+        0.2,
+        ModelKind::ALL.to_vec(),
+        "demo history".to_string(),
+    );
     let outcome = train::train_series(series, &opts, &mut |msg| println!("    {msg}"))?;
     print!("{}", outcome.report.to_table());
     for model in &outcome.models {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::cli::TrainArgs;
 use crate::error::Error;
 use crate::models::ModelKind;
+use crate::settings::LearnSettings;
 use crate::train::{train_series, TrainOptions};
 use crate::{persist, settings, store};
 
@@ -29,15 +30,16 @@ pub(crate) fn run(args: &TrainArgs) -> Result<(), Error> {
         args.data.display(),
         clock.elapsed().as_secs_f64()
     );
-    let opts = TrainOptions {
-        holdout: args.holdout,
-        horizon: args.horizon,
-        svr_rows: args.svr_rows,
-        seed: args.seed,
+    let learn = LearnSettings {
         threads: settings::fit_threads(),
-        kinds: ModelKind::ALL.to_vec(),
-        data_file: data_file.clone(),
+        ..args.learn.clone()
     };
+    let opts = TrainOptions::new(
+        &learn,
+        args.holdout,
+        ModelKind::ALL.to_vec(),
+        data_file.clone(),
+    );
     let outcome = train_series(series, &opts, &mut |msg| eprintln!("{msg}"))?;
     // Only now, with every fit done, replace the model files (each one atomically).
     for model in &outcome.models {
