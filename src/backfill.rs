@@ -187,7 +187,10 @@ pub(crate) struct Pager {
 impl Pager {
     /// Starts a backfill: asks the server's time (the first proof, and the start when the store
     /// is empty).
-    pub fn start<R: Rest + ?Sized>(rest: &mut R, range: FillRange) -> Result<Pager, BinanceError> {
+    pub(crate) fn start<R: Rest + ?Sized>(
+        rest: &mut R,
+        range: FillRange,
+    ) -> Result<Pager, BinanceError> {
         let step = range.interval.ms();
         let now = rest.server_time()?;
         let from = match (range.after, range.empty_start) {
@@ -286,7 +289,7 @@ impl Pager {
     }
 
     /// What the fill did so far.
-    pub fn report(&self) -> &FillReport {
+    pub(crate) fn report(&self) -> &FillReport {
         &self.report
     }
 }
@@ -314,7 +317,7 @@ pub(crate) struct TailCheck {
 
 impl TailCheck {
     /// Log lines naming each differing row in both versions, or nothing when all agreed.
-    pub fn messages(&self, store: &std::path::Path) -> Vec<String> {
+    pub(crate) fn messages(&self, store: &std::path::Path) -> Vec<String> {
         let mut lines = Vec::new();
         if self.fixes.is_empty() {
             return lines;

@@ -36,11 +36,11 @@ pub(crate) struct BacktestConfig {
 }
 
 /// Fewest training rows (with a full feature row and a target) the backtest accepts.
-pub const MIN_TRAIN_ROWS: usize = 100;
+pub(crate) const MIN_TRAIN_ROWS: usize = 100;
 
 /// The result of a backtest, printed as one JSON object with `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BacktestSummary {
+pub(crate) struct BacktestSummary {
     pub data: String,
     pub rows: usize,
     pub interval_ms: i64,
@@ -76,7 +76,7 @@ pub struct BacktestSummary {
 /// Interval figures of a backtest (price units; thirds of the klines ranked by the interval's
 /// own volatility estimate, low to high).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IntervalSummary {
+pub(crate) struct IntervalSummary {
     pub nominal: f64,
     pub n: u64,
     pub coverage: Option<f64>,
@@ -94,7 +94,7 @@ pub struct IntervalSummary {
 /// What a backtest gives: the summary (`--json`) and the series its page draws (every scored
 /// forecast with its interval, every window's scores and weights, the closes).
 #[derive(Debug, Clone)]
-pub struct Backtest {
+pub(crate) struct Backtest {
     pub summary: BacktestSummary,
     pub run: RunFiles,
 }

@@ -74,7 +74,7 @@ pub(crate) struct Logger {
 impl Logger {
     /// Opens (creating it and its directory if needed) the log at `path` for appending, with
     /// the default cap and rotation. A torn last line is cut off first.
-    pub fn open(path: &Path, tag: &str) -> io::Result<Logger> {
+    pub(crate) fn open(path: &Path, tag: &str) -> io::Result<Logger> {
         Logger::with_limits(path, tag, DEFAULT_MAX_BYTES, DEFAULT_KEEP)
     }
 
@@ -111,7 +111,7 @@ impl Logger {
     }
 
     /// A timestamped line in the file only.
-    pub fn info(&mut self, msg: &str) {
+    pub(crate) fn info(&mut self, msg: &str) {
         let line = format!("{} {msg}\n", stamp(wall_clock_ms()));
         self.write_line(&line);
     }
@@ -125,7 +125,7 @@ impl Logger {
     }
 
     /// A line written as is (no timestamp), such as one JSON object of a `.jsonl` file.
-    pub fn raw(&mut self, line: &str) {
+    pub(crate) fn raw(&mut self, line: &str) {
         let mut text = line.replace('\n', " ");
         text.push('\n');
         self.write_line(&text);

@@ -258,7 +258,7 @@ pub(crate) fn decode_framed<T: DeserializeOwned>(
 
 /// [`decode_framed`], accepting every version from `oldest` to `version` (for a format whose
 /// payload layout did not change between them, only what is left out of it).
-pub fn decode_framed_since<T: DeserializeOwned>(
+pub(crate) fn decode_framed_since<T: DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
     tag: [u8; 4],

@@ -15,7 +15,7 @@ use crate::{log, store};
 
 /// One forecaster's score in one window.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Score {
+pub(crate) struct Score {
     pub label: String,
     pub n: u64,
     pub rmse: Option<f64>,
@@ -25,7 +25,7 @@ pub struct Score {
 
 /// What the page uses of one `ensemble.jsonl` line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Window {
+pub(crate) struct Window {
     pub first_open_time: i64,
     pub last_open_time: i64,
     /// Wall-clock time the line was logged (ms), when present.
@@ -41,7 +41,7 @@ pub struct Window {
 impl Window {
     /// The window a learner just closed, as the page draws it (a backtest has no wall clock:
     /// no log time, refit time or memory).
-    pub fn from_report(r: &WindowReport) -> Window {
+    pub(crate) fn from_report(r: &WindowReport) -> Window {
         Window {
             first_open_time: r.first_open_time,
             last_open_time: r.last_open_time,
@@ -69,7 +69,7 @@ impl Window {
     }
 
     /// A window as logged by a stream, with its log time, refit time and memory.
-    pub fn from_logged(w: &LoggedWindow) -> Window {
+    pub(crate) fn from_logged(w: &LoggedWindow) -> Window {
         Window {
             logged_at: w.logged_at_ms(),
             refit_seconds: w.refit_save_seconds.filter(|s| s.is_finite()),
@@ -79,13 +79,13 @@ impl Window {
     }
 
     /// Reads one `ensemble.jsonl` line; `None` for a line that is not a window report.
-    pub fn parse(line: &str) -> Option<Window> {
+    pub(crate) fn parse(line: &str) -> Option<Window> {
         LoggedWindow::parse(line).map(|w| Window::from_logged(&w))
     }
 }
 
 /// The events of `stream.log` text: `(wall ms, event)`.
-pub fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
+pub(crate) fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
     text.lines()
         .filter_map(|line| {
             let (t, msg) = log::split_line(line)?;
@@ -96,7 +96,7 @@ pub fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
 
 /// Everything read from a run's files (or collected in memory by a backtest).
 #[derive(Debug, Clone, Default)]
-pub struct RunFiles {
+pub(crate) struct RunFiles {
     pub store_path: PathBuf,
     pub symbol: String,
     pub interval_ms: i64,
@@ -110,7 +110,7 @@ pub struct RunFiles {
 
 /// The kline store of a data directory: `--symbol`/`--interval` when given, else the most
 /// recently modified `<SYMBOL>_<interval>.csv`.
-pub fn find_store(data_dir: &Path) -> Option<PathBuf> {
+pub(crate) fn find_store(data_dir: &Path) -> Option<PathBuf> {
     let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in std::fs::read_dir(data_dir).ok()?.flatten() {
         let path = entry.path();
@@ -150,7 +150,7 @@ fn read_rotated(path: &Path) -> Result<String, Error> {
 
 impl RunFiles {
     /// Reads the files of a run; missing files give empty parts, never an error.
-    pub fn read(data_dir: &Path, log_dir: &Path) -> Result<RunFiles, Error> {
+    pub(crate) fn read(data_dir: &Path, log_dir: &Path) -> Result<RunFiles, Error> {
         let store_path = find_store(data_dir).ok_or_else(|| {
             Error::Data(format!(
                 "{}: no kline store (<SYMBOL>_<interval>.csv) found; give the --data-dir of a \

@@ -66,7 +66,7 @@ impl LearnSettings {
     }
 
     /// The ensemble's configuration: these settings, the rest at its defaults.
-    pub fn ensemble_config(&self) -> EnsembleConfig {
+    pub(crate) fn ensemble_config(&self) -> EnsembleConfig {
         EnsembleConfig {
             spec: self.spec(),
             window: self.window,
@@ -79,12 +79,12 @@ impl LearnSettings {
     }
 
     /// The offline fit (`train`, the backtest's trained members).
-    pub fn fit_config(&self) -> FitConfig {
+    pub(crate) fn fit_config(&self) -> FitConfig {
         FitConfig::new(self.seed, self.svr_rows, self.threads)
     }
 
     /// The window refits (the learner derives each generation's seed from this one).
-    pub fn refit_config(&self) -> FitConfig {
+    pub(crate) fn refit_config(&self) -> FitConfig {
         self.fit_config().for_refits(self.refit_rows)
     }
 }

@@ -10,11 +10,11 @@ use crate::kline::Series;
 use crate::time;
 
 /// Lags of the autocorrelation charts (the table shows the first 5).
-pub const MAX_LAG: usize = 60;
+pub(crate) const MAX_LAG: usize = 60;
 
 /// min, max, mean and quartiles of one column.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ColumnSummary {
+pub(crate) struct ColumnSummary {
     pub name: &'static str,
     pub min: f64,
     pub max: f64,
@@ -26,7 +26,7 @@ pub struct ColumnSummary {
 
 /// Holes in the open times, counted as `collect` counts them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Gaps {
+pub(crate) struct Gaps {
     pub count: usize,
     pub missing: i64,
     /// The biggest: open time of its first missing kline, and how many are missing.
@@ -35,7 +35,7 @@ pub struct Gaps {
 
 /// Moments of the returns.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReturnStats {
+pub(crate) struct ReturnStats {
     pub n: usize,
     pub mean: f64,
     /// Sample standard deviation (n − 1).
@@ -50,7 +50,7 @@ pub struct ReturnStats {
 
 /// Per hour of day (UTC): returns counted, their standard deviation, the mean volume.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct HourStat {
+pub(crate) struct HourStat {
     pub n: usize,
     pub volatility: f64,
     pub mean_volume: f64,
@@ -58,7 +58,7 @@ pub struct HourStat {
 
 /// Everything `describe` prints and draws.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Description {
+pub(crate) struct Description {
     pub rows: usize,
     pub first_open_time: i64,
     pub last_open_time: i64,
@@ -73,7 +73,7 @@ pub struct Description {
 }
 
 /// Linear-interpolated quantile of sorted values (numpy's default).
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -102,7 +102,7 @@ fn summary(name: &'static str, values: &[f64]) -> ColumnSummary {
 }
 
 /// Gaps in ascending open times for klines of `interval_ms`.
-pub fn gaps(open_times: &[i64], interval_ms: i64) -> Gaps {
+pub(crate) fn gaps(open_times: &[i64], interval_ms: i64) -> Gaps {
     let mut g = Gaps::default();
     for w in open_times.windows(2) {
         let missing = (w[1] - w[0]) / interval_ms - 1;
@@ -118,7 +118,7 @@ pub fn gaps(open_times: &[i64], interval_ms: i64) -> Gaps {
 }
 
 /// Moments of `r`.
-pub fn return_stats(r: &[f64]) -> ReturnStats {
+pub(crate) fn return_stats(r: &[f64]) -> ReturnStats {
     let n = r.len();
     if n == 0 {
         return ReturnStats::default();
@@ -148,7 +148,7 @@ pub fn return_stats(r: &[f64]) -> ReturnStats {
 }
 
 /// Sample autocorrelations of `x` at lags 1..=max_lag (NaN where undefined).
-pub fn acf(x: &[f64], max_lag: usize) -> Vec<f64> {
+pub(crate) fn acf(x: &[f64], max_lag: usize) -> Vec<f64> {
     let n = x.len();
     let mean = x.iter().sum::<f64>() / n.max(1) as f64;
     let d: Vec<f64> = x.iter().map(|v| v - mean).collect();
@@ -169,7 +169,7 @@ pub fn acf(x: &[f64], max_lag: usize) -> Vec<f64> {
 }
 
 /// Describes a series of klines of `interval_ms`.
-pub fn describe(s: &Series, interval_ms: i64) -> Description {
+pub(crate) fn describe(s: &Series, interval_ms: i64) -> Description {
     let n = s.len();
     let columns = vec![
         summary("open", &s.open),

@@ -11,7 +11,7 @@ use crate::page::backtest::{pct, price, thirds};
 use crate::{page, store};
 
 /// Runs `klinecast backtest`.
-pub fn run(args: &BacktestArgs) -> Result<(), Error> {
+pub(crate) fn run(args: &BacktestArgs) -> Result<(), Error> {
     let mut series = store::load_series(&args.data)?;
     if let Some(max) = args.max_rows {
         let n = series.len();

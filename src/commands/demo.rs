@@ -25,11 +25,11 @@ use crate::train::{self, TrainOptions};
 use crate::{persist, time};
 
 /// Klines streamed when `--klines` is not given (20 windows of 15).
-pub const DEFAULT_KLINES: usize = 300;
+pub(crate) const DEFAULT_KLINES: usize = 300;
 /// History rows the demo trains on (the most recent before the clock).
-pub const TRAIN_ROWS: usize = 20_000;
+pub(crate) const TRAIN_ROWS: usize = 20_000;
 /// Rows the demo's SVR is fitted on.
-pub const SVR_ROWS: usize = 2_000;
+pub(crate) const SVR_ROWS: usize = 2_000;
 
 /// Runs `klinecast demo`.
 pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {

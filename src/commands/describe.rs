@@ -45,7 +45,7 @@ fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The text `describe` prints.
-pub fn to_text(name: &str, symbol: &str, interval: &str, d: &Description) -> String {
+pub(crate) fn to_text(name: &str, symbol: &str, interval: &str, d: &Description) -> String {
     let mut out = format!(
         "{name}: {symbol} {interval}, {} rows, {} .. {} UTC\n{}\n\n",
         d.rows,
@@ -63,7 +63,7 @@ pub fn to_text(name: &str, symbol: &str, interval: &str, d: &Description) -> Str
 
 /// Symbol and interval from a `<SYMBOL>_<interval>.csv` name, or else the interval inferred
 /// from the smallest step between open times.
-pub fn name_parts(path: &Path, s: &Series) -> (String, Interval) {
+pub(crate) fn name_parts(path: &Path, s: &Series) -> (String, Interval) {
     if let Ok((sym, iv)) = store::parse_file_name(path) {
         return (sym.to_string(), iv);
     }
@@ -85,7 +85,7 @@ pub fn name_parts(path: &Path, s: &Series) -> (String, Interval) {
 }
 
 /// Runs `klinecast describe`.
-pub fn run(args: &DescribeArgs) -> Result<(), Error> {
+pub(crate) fn run(args: &DescribeArgs) -> Result<(), Error> {
     let series = store::load_series(&args.data)?;
     if series.len() < 2 {
         return Err(Error::Data(format!(

@@ -22,11 +22,11 @@ use crate::run_files::{find_store, parse_stream_log, Window};
 use crate::{fsutil, store, time};
 
 /// A running stream is stale when its store has not grown for more than this many intervals.
-pub const STALE_INTERVALS: i64 = 3;
+pub(crate) const STALE_INTERVALS: i64 = 3;
 
 /// What `status` found, printed as text or JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub data_dir: String,
     pub running: bool,
     /// The lock holder's own words: `pid N started TIME`.
@@ -48,7 +48,7 @@ pub struct Status {
 }
 
 /// The verdict from the facts: `(healthy, why)`.
-pub fn assess(
+pub(crate) fn assess(
     running: bool,
     kline_age_ms: Option<i64>,
     interval_ms: Option<i64>,
@@ -70,7 +70,7 @@ pub fn assess(
 }
 
 /// `42 s`, `3 min 5 s`, `2 h 10 min`, `3 d 4 h`.
-pub fn fmt_age(s: f64) -> String {
+pub(crate) fn fmt_age(s: f64) -> String {
     let s = s.max(0.0) as u64;
     match s {
         0..=59 => format!("{s} s"),
@@ -104,7 +104,7 @@ fn last_line(path: &Path) -> Option<String> {
 }
 
 /// Gathers the status of the stream using `data_dir` and `log_dir` at wall time `now`.
-pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error> {
+pub(crate) fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error> {
     let (running, holder) = lock::probe(data_dir).map_err(|e| {
         Error::io(
             format!("testing the lock {}", data_dir.join(LOCK_FILE).display()),
@@ -162,7 +162,7 @@ pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error
 }
 
 /// The screen.
-pub fn to_text(s: &Status) -> String {
+pub(crate) fn to_text(s: &Status) -> String {
     let age = |a: Option<f64>| a.map_or("none".to_string(), |a| format!("{} ago", fmt_age(a)));
     let mut out = format!(
         "klinecast status of {}: {}\n",
@@ -208,7 +208,7 @@ pub fn to_text(s: &Status) -> String {
 }
 
 /// Runs `klinecast status`: exit 0 when healthy, 1 otherwise.
-pub fn run(args: &StatusArgs) -> Result<(), Error> {
+pub(crate) fn run(args: &StatusArgs) -> Result<(), Error> {
     let s = gather(&args.data_dir, &args.log_dir, wall_clock_ms())?;
     if args.json {
         let json = serde_json::to_string(&s)

@@ -16,7 +16,8 @@ pub const HEADER: &str =
 
 /// The header of version 1 files (before intervals). Such a file is moved aside to
 /// `predictions.v1.csv` and a new file starts: its rows are never silently misread.
-pub const HEADER_V1: &str = "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
+pub(crate) const HEADER_V1: &str =
+    "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
 
 /// One forecast: the close of the kline opening at `target_open_time`, made after the kline
 /// opening at `made_after_open_time` closed.
@@ -86,7 +87,7 @@ pub(crate) fn read_rows(text: &str) -> Vec<PredictionRow> {
 
 /// The open predictions file.
 #[derive(Debug)]
-pub struct PredictionLog {
+pub(crate) struct PredictionLog {
     file: File,
     path: PathBuf,
     last_target: Option<i64>,
@@ -139,7 +140,7 @@ impl PredictionLog {
     }
 
     /// Where a version 1 file (no interval columns) was moved when this one was opened.
-    pub fn migrated(&self) -> Option<&Path> {
+    pub(crate) fn migrated(&self) -> Option<&Path> {
         self.migrated.as_deref()
     }
 
@@ -147,8 +148,9 @@ impl PredictionLog {
         &self.path
     }
 
+    #[cfg(test)]
     /// The largest target written so far.
-    pub fn last_target(&self) -> Option<i64> {
+    pub(crate) fn last_target(&self) -> Option<i64> {
         self.last_target
     }
 

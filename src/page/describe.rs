@@ -10,7 +10,7 @@ use crate::stats::{quantile, Description, Gaps, MAX_LAG};
 use crate::time;
 
 /// Gap text in `collect`'s words.
-pub fn gap_line(g: &Gaps) -> String {
+pub(crate) fn gap_line(g: &Gaps) -> String {
     if g.count == 0 {
         return "gaps: none".to_string();
     }
@@ -90,10 +90,16 @@ pub(crate) const ACF_HEADER: [&str; 6] = [
 
 /// Width in viewBox units of a chart's plot area: the price chart draws one min/max pair per
 /// unit.
-pub const PRICE_COLUMNS: usize = 564;
+pub(crate) const PRICE_COLUMNS: usize = 564;
 
 /// The HTML page: the same tables and four kinds of chart.
-pub fn to_html(name: &str, symbol: &str, interval: &str, s: &Series, d: &Description) -> String {
+pub(crate) fn to_html(
+    name: &str,
+    symbol: &str,
+    interval: &str,
+    s: &Series,
+    d: &Description,
+) -> String {
     let mut page = Page::new(
         &format!("{symbol} {interval}: data description"),
         &format!(
@@ -205,7 +211,7 @@ pub fn to_html(name: &str, symbol: &str, interval: &str, s: &Series, d: &Descrip
 }
 
 /// Bins of the return histogram: centres, counts, and the normal's expected counts.
-pub fn histogram_bins(d: &Description, bins: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub(crate) fn histogram_bins(d: &Description, bins: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let r = &d.return_stats;
     let mut sorted = d.returns.clone();
     sorted.sort_by(f64::total_cmp);

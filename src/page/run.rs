@@ -17,7 +17,7 @@ use crate::run_files::{RunFiles, Window};
 use crate::time;
 
 /// `generations/<kind>` for `gen<N>/<kind>`, the label itself otherwise.
-pub fn group(label: &str) -> String {
+pub(crate) fn group(label: &str) -> String {
     match label.split_once('/') {
         Some((g, kind)) if g.starts_with("gen") && g[3..].chars().all(|c| c.is_ascii_digit()) => {
             format!("generations/{kind}")
@@ -28,7 +28,7 @@ pub fn group(label: &str) -> String {
 
 /// The per-window coverage: the logged figure when present, else the share of the window's
 /// forecasts with an interval whose `lower ≤ actual close ≤ upper`.
-pub fn window_coverage(
+pub(crate) fn window_coverage(
     w: &Window,
     forecasts: &[PredictionRow],
     closes: &BTreeMap<i64, f64>,
@@ -50,7 +50,7 @@ pub fn window_coverage(
 
 /// Cumulative RMSE ÷ naive per group after each window, on the windows where the group was
 /// scored: `sqrt(Σ n·rmse² / Σ n·rmse_naive²)`.
-pub fn cumulative_ratios(windows: &[Window]) -> BTreeMap<String, Vec<(i64, f64)>> {
+pub(crate) fn cumulative_ratios(windows: &[Window]) -> BTreeMap<String, Vec<(i64, f64)>> {
     let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut out: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
     for w in windows {
@@ -92,7 +92,7 @@ pub fn cumulative_ratios(windows: &[Window]) -> BTreeMap<String, Vec<(i64, f64)>
 }
 
 /// The scoreboard over all windows: rows per group, pooled.
-pub fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
+pub(crate) fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
     #[derive(Default)]
     struct Acc {
         n: u64,
@@ -148,7 +148,7 @@ pub fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
 }
 
 /// Stacked weight shares per window, grouped: labels and one series per label.
-pub fn weight_shares(windows: &[Window]) -> (Vec<String>, Vec<f64>, Vec<Vec<f64>>) {
+pub(crate) fn weight_shares(windows: &[Window]) -> (Vec<String>, Vec<f64>, Vec<Vec<f64>>) {
     let mut labels: Vec<String> = Vec::new();
     for w in windows {
         for (l, _) in &w.weights {
@@ -205,7 +205,7 @@ fn interval_of(files: &RunFiles) -> i64 {
 /// The charts `report` and `backtest --html` share, added to `page`: the last `hours` of
 /// closes with the forecast, its interval and the naive forecast; cumulative RMSE ÷ naive; the
 /// weights, stacked; the realised coverage per window as bars `bar_ms` wide.
-pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
+pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
     let closes: BTreeMap<i64, f64> = files.closes.iter().copied().collect();
     let last = files
         .forecasts
@@ -388,7 +388,7 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
 
 /// Builds the page for a run's files: the last `hours` of forecasts, and the whole run's
 /// scores, weights, coverage and health. `title` names the source.
-pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
+pub(crate) fn html(files: &RunFiles, hours: f64, title: &str) -> String {
     let iv = interval_of(files);
     let mut page = Page::new(
         &format!("{}: forecasts and health", files.symbol),
@@ -503,7 +503,7 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
 }
 
 /// A scoreboard as a page table: n, RMSE, MAE, directional accuracy and RMSE ÷ naive per row.
-pub fn score_table(page: &mut Page, id: &str, rows: &[ScoreRow]) {
+pub(crate) fn score_table(page: &mut Page, id: &str, rows: &[ScoreRow]) {
     page.table(
         id,
         &["forecaster", "n", "rmse", "mae", "dir %", "rmse / naive"],
