@@ -27,12 +27,12 @@ use crate::store;
 #[derive(Debug, Clone)]
 pub(crate) struct BacktestConfig {
     /// The kline file (named in the summary and the page).
-    pub data: PathBuf,
+    pub(crate) data: PathBuf,
     /// Share of the rows the offline models are trained on; the rest is replayed.
-    pub train_frac: f64,
-    pub learn: LearnSettings,
+    pub(crate) train_frac: f64,
+    pub(crate) learn: LearnSettings,
     /// The offline models to train.
-    pub models: Vec<ModelKind>,
+    pub(crate) models: Vec<ModelKind>,
 }
 
 /// Fewest training rows (with a full feature row and a target) the backtest accepts.
@@ -41,62 +41,62 @@ pub(crate) const MIN_TRAIN_ROWS: usize = 100;
 /// The result of a backtest, printed as one JSON object with `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct BacktestSummary {
-    pub data: String,
-    pub rows: usize,
-    pub interval_ms: i64,
+    pub(crate) data: String,
+    pub(crate) rows: usize,
+    pub(crate) interval_ms: i64,
     /// Klines the offline models were trained on (the first part of the file).
-    pub train_rows: usize,
+    pub(crate) train_rows: usize,
     /// Klines replayed through the learner.
-    pub replay_rows: usize,
-    pub window: usize,
-    pub refit_rows: usize,
-    pub generations: usize,
+    pub(crate) replay_rows: usize,
+    pub(crate) window: usize,
+    pub(crate) refit_rows: usize,
+    pub(crate) generations: usize,
     /// Klines ahead each forecast targets (`--horizon`).
-    pub horizon: usize,
-    pub seed: u64,
-    pub windows: u64,
-    pub failed_refits: u64,
+    pub(crate) horizon: usize,
+    pub(crate) seed: u64,
+    pub(crate) windows: u64,
+    pub(crate) failed_refits: u64,
     /// Klines that followed a gap in open times, and forecasts dropped because of gaps.
-    pub gaps: u64,
-    pub dropped_forecasts: u64,
-    pub pool_size: usize,
+    pub(crate) gaps: u64,
+    pub(crate) dropped_forecasts: u64,
+    pub(crate) pool_size: usize,
     /// Size of the final ensemble as postcard bytes (what the live stream saves every window).
-    pub ensemble_bytes: usize,
+    pub(crate) ensemble_bytes: usize,
     /// `ensemble`, `naive`, `trained/<kind>`, `generations/<kind>` over the whole replay.
-    pub scoreboard: Vec<ScoreRow>,
+    pub(crate) scoreboard: Vec<ScoreRow>,
     /// The combiner the ensemble used, and both combiners scored on every forecast.
-    pub combiner: String,
-    pub combiners: Vec<ScoreRow>,
+    pub(crate) combiner: String,
+    pub(crate) combiners: Vec<ScoreRow>,
     /// The experts' final ML-Poly records and weights.
-    pub experts: Vec<ExpertWeight>,
+    pub(crate) experts: Vec<ExpertWeight>,
     /// The prediction intervals, beside the static baseline.
-    pub intervals: IntervalSummary,
+    pub(crate) intervals: IntervalSummary,
 }
 
 /// Interval figures of a backtest (price units; thirds of the klines ranked by the interval's
 /// own volatility estimate, low to high).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct IntervalSummary {
-    pub nominal: f64,
-    pub n: u64,
-    pub coverage: Option<f64>,
-    pub coverage_by_third: Vec<f64>,
-    pub mean_width: Option<f64>,
-    pub interval_score: Option<f64>,
-    pub static_coverage: Option<f64>,
-    pub static_coverage_by_third: Vec<f64>,
-    pub static_mean_width: Option<f64>,
-    pub static_interval_score: Option<f64>,
+    pub(crate) nominal: f64,
+    pub(crate) n: u64,
+    pub(crate) coverage: Option<f64>,
+    pub(crate) coverage_by_third: Vec<f64>,
+    pub(crate) mean_width: Option<f64>,
+    pub(crate) interval_score: Option<f64>,
+    pub(crate) static_coverage: Option<f64>,
+    pub(crate) static_coverage_by_third: Vec<f64>,
+    pub(crate) static_mean_width: Option<f64>,
+    pub(crate) static_interval_score: Option<f64>,
     /// `1 − score / static score`: the interval score's gain over the static baseline.
-    pub gain_vs_static: Option<f64>,
+    pub(crate) gain_vs_static: Option<f64>,
 }
 
 /// What a backtest gives: the summary (`--json`) and the series its page draws (every scored
 /// forecast with its interval, every window's scores and weights, the closes).
 #[derive(Debug, Clone)]
 pub(crate) struct Backtest {
-    pub summary: BacktestSummary,
-    pub run: RunFiles,
+    pub(crate) summary: BacktestSummary,
+    pub(crate) run: RunFiles,
 }
 
 /// Coverage per third of `(sigma, covered)` ranked by sigma.

@@ -74,23 +74,23 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeArgs {
-    pub data: PathBuf,
-    pub html: Option<PathBuf>,
+    pub(crate) data: PathBuf,
+    pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportArgs {
-    pub data_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub hours: f64,
-    pub html: Option<PathBuf>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) hours: f64,
+    pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusArgs {
-    pub data_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub json: bool,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) json: bool,
 }
 
 /// Where a backfill starts when the store is empty.
@@ -104,24 +104,24 @@ pub enum Start {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectArgs {
-    pub symbol: Symbol,
-    pub interval: Interval,
-    pub start: Start,
+    pub(crate) symbol: Symbol,
+    pub(crate) interval: Interval,
+    pub(crate) start: Start,
     /// Exclusive end (00:00 UTC of the given date), in ms; `None` = up to the server's now.
-    pub end: Option<i64>,
-    pub data_dir: PathBuf,
-    pub rest_url: String,
+    pub(crate) end: Option<i64>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) rest_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainArgs {
-    pub data: PathBuf,
-    pub models_dir: PathBuf,
-    pub holdout: f64,
-    pub max_rows: Option<usize>,
+    pub(crate) data: PathBuf,
+    pub(crate) models_dir: PathBuf,
+    pub(crate) holdout: f64,
+    pub(crate) max_rows: Option<usize>,
     /// `--horizon`, `--svr-rows`, `--seed`.
-    pub learn: LearnSettings,
-    pub json: bool,
+    pub(crate) learn: LearnSettings,
+    pub(crate) json: bool,
 }
 
 /// `train`, `stream`, `backtest` and `demo` take the learning settings as [`LearnSettings`]:
@@ -130,37 +130,37 @@ pub struct TrainArgs {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestArgs {
-    pub data: PathBuf,
-    pub train_frac: f64,
+    pub(crate) data: PathBuf,
+    pub(crate) train_frac: f64,
     /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--svr-rows`, `--seed`.
-    pub learn: LearnSettings,
-    pub max_rows: Option<usize>,
-    pub json: bool,
+    pub(crate) learn: LearnSettings,
+    pub(crate) max_rows: Option<usize>,
+    pub(crate) json: bool,
     /// The offline models to train (`--models linear,svr,…`; default all eight).
-    pub models: Vec<ModelKind>,
+    pub(crate) models: Vec<ModelKind>,
     /// `--html FILE`: the page of charts, with the last `hours` of forecasts drawn.
-    pub html: Option<PathBuf>,
-    pub hours: f64,
+    pub(crate) html: Option<PathBuf>,
+    pub(crate) hours: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayArgs {
-    pub data: PathBuf,
-    pub port: u16,
-    pub speed: f64,
-    pub start_row: Option<usize>,
+    pub(crate) data: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) speed: f64,
+    pub(crate) start_row: Option<usize>,
     /// Fault switches, parsed by the replay server (see README).
-    pub faults: String,
+    pub(crate) faults: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemoArgs {
-    pub data: PathBuf,
-    pub speed: f64,
-    pub klines: Option<usize>,
-    pub work_dir: Option<PathBuf>,
+    pub(crate) data: PathBuf,
+    pub(crate) speed: f64,
+    pub(crate) klines: Option<usize>,
+    pub(crate) work_dir: Option<PathBuf>,
     /// `--horizon`, `--seed`.
-    pub learn: LearnSettings,
+    pub(crate) learn: LearnSettings,
 }
 
 /// Parses the arguments after the program name. `env` looks up environment variables.

@@ -16,26 +16,26 @@ use crate::{log, store};
 /// One forecaster's score in one window.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Score {
-    pub label: String,
-    pub n: u64,
-    pub rmse: Option<f64>,
-    pub mae: Option<f64>,
-    pub directional: Option<f64>,
+    pub(crate) label: String,
+    pub(crate) n: u64,
+    pub(crate) rmse: Option<f64>,
+    pub(crate) mae: Option<f64>,
+    pub(crate) directional: Option<f64>,
 }
 
 /// What the page uses of one `ensemble.jsonl` line.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Window {
-    pub first_open_time: i64,
-    pub last_open_time: i64,
+    pub(crate) first_open_time: i64,
+    pub(crate) last_open_time: i64,
     /// Wall-clock time the line was logged (ms), when present.
-    pub logged_at: Option<i64>,
-    pub scores: Vec<Score>,
-    pub weights: Vec<(String, f64)>,
-    pub refit_seconds: Option<f64>,
-    pub peak_rss_kib: Option<f64>,
+    pub(crate) logged_at: Option<i64>,
+    pub(crate) scores: Vec<Score>,
+    pub(crate) weights: Vec<(String, f64)>,
+    pub(crate) refit_seconds: Option<f64>,
+    pub(crate) peak_rss_kib: Option<f64>,
     /// Realised interval coverage of the window, when the ensemble logged it.
-    pub coverage: Option<f64>,
+    pub(crate) coverage: Option<f64>,
 }
 
 impl Window {
@@ -97,15 +97,15 @@ pub(crate) fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
 /// Everything read from a run's files (or collected in memory by a backtest).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunFiles {
-    pub store_path: PathBuf,
-    pub symbol: String,
-    pub interval_ms: i64,
+    pub(crate) store_path: PathBuf,
+    pub(crate) symbol: String,
+    pub(crate) interval_ms: i64,
     /// `(open_time, close)` of the stored klines.
-    pub closes: Vec<(i64, f64)>,
-    pub forecasts: Vec<PredictionRow>,
-    pub windows: Vec<Window>,
+    pub(crate) closes: Vec<(i64, f64)>,
+    pub(crate) forecasts: Vec<PredictionRow>,
+    pub(crate) windows: Vec<Window>,
     /// `(wall ms, event)` of the `stream.log` lines that record an event.
-    pub log: Vec<(i64, LogEvent)>,
+    pub(crate) log: Vec<(i64, LogEvent)>,
 }
 
 /// The kline store of a data directory: `--symbol`/`--interval` when given, else the most

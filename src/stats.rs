@@ -15,61 +15,61 @@ pub(crate) const MAX_LAG: usize = 60;
 /// min, max, mean and quartiles of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ColumnSummary {
-    pub name: &'static str,
-    pub min: f64,
-    pub max: f64,
-    pub mean: f64,
-    pub q25: f64,
-    pub median: f64,
-    pub q75: f64,
+    pub(crate) name: &'static str,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
+    pub(crate) q25: f64,
+    pub(crate) median: f64,
+    pub(crate) q75: f64,
 }
 
 /// Holes in the open times, counted as `collect` counts them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Gaps {
-    pub count: usize,
-    pub missing: i64,
+    pub(crate) count: usize,
+    pub(crate) missing: i64,
     /// The biggest: open time of its first missing kline, and how many are missing.
-    pub biggest: Option<(i64, i64)>,
+    pub(crate) biggest: Option<(i64, i64)>,
 }
 
 /// Moments of the returns.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ReturnStats {
-    pub n: usize,
-    pub mean: f64,
+    pub(crate) n: usize,
+    pub(crate) mean: f64,
     /// Sample standard deviation (n − 1).
-    pub std: f64,
+    pub(crate) std: f64,
     /// Moment skewness m3 / m2^1.5.
-    pub skew: f64,
+    pub(crate) skew: f64,
     /// m4 / m2² − 3.
-    pub excess_kurtosis: f64,
+    pub(crate) excess_kurtosis: f64,
     /// Share of returns exactly 0 (the close did not move).
-    pub zero_share: f64,
+    pub(crate) zero_share: f64,
 }
 
 /// Per hour of day (UTC): returns counted, their standard deviation, the mean volume.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct HourStat {
-    pub n: usize,
-    pub volatility: f64,
-    pub mean_volume: f64,
+    pub(crate) n: usize,
+    pub(crate) volatility: f64,
+    pub(crate) mean_volume: f64,
 }
 
 /// Everything `describe` prints and draws.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Description {
-    pub rows: usize,
-    pub first_open_time: i64,
-    pub last_open_time: i64,
-    pub gaps: Gaps,
-    pub columns: Vec<ColumnSummary>,
-    pub returns: Vec<f64>,
-    pub return_stats: ReturnStats,
+    pub(crate) rows: usize,
+    pub(crate) first_open_time: i64,
+    pub(crate) last_open_time: i64,
+    pub(crate) gaps: Gaps,
+    pub(crate) columns: Vec<ColumnSummary>,
+    pub(crate) returns: Vec<f64>,
+    pub(crate) return_stats: ReturnStats,
     /// `acf[k − 1]` is the lag-k autocorrelation of returns, k = 1..=MAX_LAG.
-    pub acf: Vec<f64>,
-    pub acf_abs: Vec<f64>,
-    pub hours: [HourStat; 24],
+    pub(crate) acf: Vec<f64>,
+    pub(crate) acf_abs: Vec<f64>,
+    pub(crate) hours: [HourStat; 24],
 }
 
 /// Linear-interpolated quantile of sorted values (numpy's default).

@@ -23,13 +23,13 @@ use crate::time::{format_ms, DAY_MS};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Progress {
     /// Open time the fill started from.
-    pub from_ms: i64,
+    pub(crate) from_ms: i64,
     /// Where it is headed (the end, or the server's time).
-    pub to_ms: i64,
+    pub(crate) to_ms: i64,
     /// The next open time to fetch.
-    pub cursor_ms: i64,
-    pub rows_added: usize,
-    pub elapsed: Duration,
+    pub(crate) cursor_ms: i64,
+    pub(crate) rows_added: usize,
+    pub(crate) elapsed: Duration,
 }
 
 impl Progress {

@@ -27,24 +27,24 @@ pub(crate) const STALE_INTERVALS: i64 = 3;
 /// What `status` found, printed as text or JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct Status {
-    pub data_dir: String,
-    pub running: bool,
+    pub(crate) data_dir: String,
+    pub(crate) running: bool,
     /// The lock holder's own words: `pid N started TIME`.
-    pub holder: Option<String>,
-    pub pid: Option<u32>,
-    pub started: Option<String>,
-    pub store: Option<String>,
-    pub interval: Option<String>,
-    pub last_kline_open_time: Option<String>,
+    pub(crate) holder: Option<String>,
+    pub(crate) pid: Option<u32>,
+    pub(crate) started: Option<String>,
+    pub(crate) store: Option<String>,
+    pub(crate) interval: Option<String>,
+    pub(crate) last_kline_open_time: Option<String>,
     /// Wall-clock ages in seconds (file modification times).
-    pub kline_age_s: Option<f64>,
-    pub forecast_age_s: Option<f64>,
-    pub window_age_s: Option<f64>,
-    pub reconnects_last_hour: usize,
-    pub errors_last_hour: usize,
-    pub peak_memory_kib: Option<u64>,
-    pub healthy: bool,
-    pub verdict: String,
+    pub(crate) kline_age_s: Option<f64>,
+    pub(crate) forecast_age_s: Option<f64>,
+    pub(crate) window_age_s: Option<f64>,
+    pub(crate) reconnects_last_hour: usize,
+    pub(crate) errors_last_hour: usize,
+    pub(crate) peak_memory_kib: Option<u64>,
+    pub(crate) healthy: bool,
+    pub(crate) verdict: String,
 }
 
 /// The verdict from the facts: `(healthy, why)`.

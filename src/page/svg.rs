@@ -55,10 +55,10 @@ pub(crate) enum Scale {
 /// One axis: its range, scale and label.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Axis {
-    pub min: f64,
-    pub max: f64,
-    pub scale: Scale,
-    pub label: String,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) scale: Scale,
+    pub(crate) label: String,
 }
 
 impl Axis {
@@ -429,13 +429,13 @@ pub(crate) fn stacked(labels: &[String], xs: &[f64], shares: &[Vec<f64>]) -> Vec
 /// A chart: two axes and the marks drawn on them, in a `width` × `height` viewBox.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Chart {
-    pub x: Axis,
-    pub y: Axis,
-    pub marks: Vec<Mark>,
-    pub width: f64,
-    pub height: f64,
+    pub(crate) x: Axis,
+    pub(crate) y: Axis,
+    pub(crate) marks: Vec<Mark>,
+    pub(crate) width: f64,
+    pub(crate) height: f64,
     /// Optional `id` attribute of the root element (tests find charts by it).
-    pub id: String,
+    pub(crate) id: String,
 }
 
 /// Font size of tick labels and the legend, in viewBox units.
