@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::error::Error;
+use crate::live;
 use crate::live::lock::{self, LOCK_FILE};
 use crate::log::wall_clock_ms;
 use crate::run_files::{find_store, parse_stream_log, Window};
@@ -89,12 +90,6 @@ fn age_ms(path: &Path, now: i64) -> Option<i64> {
     Some((now - ms).max(0))
 }
 
-fn peak_of_pid(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn last_line(path: &Path) -> Option<String> {
     let file = File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
@@ -134,12 +129,15 @@ pub(crate) fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status
         errors += usize::from(event.is_error());
     }
     let jsonl = log_dir.join("ensemble.jsonl");
-    let peak = pid.filter(|_| running).and_then(peak_of_pid).or_else(|| {
-        last_line(&jsonl)
-            .and_then(|l| Window::parse(&l))
-            .and_then(|w| w.peak_rss_kib)
-            .map(|k| k as u64)
-    });
+    let peak = pid
+        .filter(|_| running)
+        .and_then(|pid| live::peak_rss_kib_of(&pid.to_string()))
+        .or_else(|| {
+            last_line(&jsonl)
+                .and_then(|l| Window::parse(&l))
+                .and_then(|w| w.peak_rss_kib)
+                .map(|k| k as u64)
+        });
     let (healthy, verdict) = assess(running, kline_age, interval.map(|i| i.ms()));
     Ok(Status {
         data_dir: data_dir.display().to_string(),

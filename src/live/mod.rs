@@ -313,7 +313,12 @@ pub(crate) fn spread(values: &[f64]) -> (f64, f64, f64) {
 
 /// The peak resident memory of this process (`VmHWM`, Linux), in KiB.
 pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_kib_of("self")
+}
+
+/// The peak resident memory (`VmHWM`, Linux) of process `pid` (a number, or `self`), in KiB.
+pub(crate) fn peak_rss_kib_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
