@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{klinecast_command, TempDir};
 use klinecast::kline::CSV_HEADER;
+use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -687,22 +688,33 @@ fn demo_on_the_1h_series_then_report_and_status() {
     assert_eq!(s["interval"], "1h");
 }
 
-/// Coverage figures come from ensemble.jsonl when the ensemble logs them.
+/// Coverage figures come from ensemble.jsonl when the ensemble logs them. The files are written
+/// in the format `stream` writes (predictions.csv with its header; one window report per line,
+/// with its interval figures and log time), and read back through the same definitions.
 #[test]
 fn report_draws_logged_coverage() {
     let tmp = TempDir::new("report-coverage");
     let (data, log) = run_dirs(&tmp, 30);
     let t0 = 1_577_836_800_000i64;
-    let mut preds = String::from("target_open_time,forecast,lower,upper,naive\n");
+    let mut preds = format!("{PRED_HEADER}\n");
     for k in 1..30 {
         let t = t0 + k * 60_000;
-        preds.push_str(&format!("{t},7200.5,7190,7210,7200\n"));
+        let row = PredictionRow {
+            target_open_time: t,
+            forecast: 7200.5,
+            naive: 7200.0,
+            ensemble_version: 1,
+            made_after_open_time: t - 60_000,
+            lower: 7190.0,
+            upper: 7210.0,
+        };
+        preds.push_str(&format!("{}\n", row.to_csv_line()));
     }
     fs::write(data.join("predictions.csv"), preds).expect("preds");
     let mut jsonl = String::new();
     for (w, cov) in [(0i64, 0.8), (1, 0.875)] {
         jsonl.push_str(&format!(
-            "{{\"window\":{w},\"first_open_time\":{},\"last_open_time\":{},\"forecasters\":[{{\"label\":\"ensemble\",\"n\":15,\"rmse\":2.0,\"mae\":1.0,\"directional\":0.5}},{{\"label\":\"naive\",\"n\":15,\"rmse\":2.5,\"mae\":1.0,\"directional\":0.0}}],\"weights\":[{{\"label\":\"naive\",\"weight\":1.0}}],\"coverage\":{cov},\"logged_at\":\"2026-01-01 00:0{w}:00.000Z\"}}\n",
+            "{{\"coverage\":{{\"interval_score\":null,\"mean_width\":20.0,\"n\":15,\"nominal\":0.9,\"realised\":{cov},\"static_interval_score\":null,\"static_mean_width\":null,\"static_realised\":null}},\"experts\":[],\"first_open_time\":{},\"forecasters\":[{{\"directional\":0.5,\"label\":\"ensemble\",\"mae\":1.0,\"n\":15,\"rmse\":2.0}},{{\"directional\":0.0,\"label\":\"naive\",\"mae\":1.0,\"n\":15,\"rmse\":2.5}}],\"generations\":0,\"last_open_time\":{},\"logged_at\":\"2026-01-01 00:0{w}:00.000Z\",\"pool_size\":1,\"refit\":{{\"failed\":{{\"error\":\"x\"}}}},\"refit_save_seconds\":0.5,\"trained\":0,\"version\":{w},\"weights\":[{{\"label\":\"naive\",\"n_scored\":15,\"skill\":null,\"weight\":1.0}}],\"window\":{w}}}\n",
             t0 + (1 + 15 * w) * 60_000,
             t0 + (15 + 15 * w) * 60_000
         ));
