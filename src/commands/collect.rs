@@ -8,7 +8,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::backfill::{self, EmptyStart, FillRange, Pager, Rest};
+use crate::backfill::{self, EmptyStart, FillRange, FillReport, Pager, Rest};
 use crate::binance::rest::RestClient;
 use crate::binance::BinanceError;
 use crate::cli::{CollectArgs, Start};
@@ -16,7 +16,6 @@ use crate::error::Error;
 use crate::kline::{Interval, Symbol};
 use crate::store::{self, KlineStore};
 
-pub(crate) use crate::backfill::FillReport;
 use crate::time::{format_ms, DAY_MS};
 
 /// Where a fill stands, handed to the progress callback after every page.
