@@ -1,0 +1,200 @@
+//! The pool's members (naive, trained, window generations) and the experts they are grouped
+//! into.
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::{FeatureSpec, Scaler};
+use crate::models::{AnyModel, ModelKind, Regressor};
+
+use super::aggregate;
+use super::stats::MemberStats;
+
+/// The feature rows a window generation was fitted on: `rows` consecutive series rows, the
+/// first with open time `first_open_time`, the last with `last_open_time`. Kept in the
+/// generation members' `source` (`rows <first>..=<last> (<rows>)`), so a loaded ensemble can
+/// refit them from the same klines ([`learner::restore_generations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GenerationRows {
+    pub first_open_time: i64,
+    pub last_open_time: i64,
+    pub rows: usize,
+}
+
+impl GenerationRows {
+    /// The text kept in [`Member::source`].
+    pub fn to_source(self) -> String {
+        format!(
+            "rows {}..={} ({})",
+            self.first_open_time, self.last_open_time, self.rows
+        )
+    }
+
+    /// The inverse of [`GenerationRows::to_source`]; `None` for any other text.
+    pub fn parse(source: &str) -> Option<GenerationRows> {
+        let rest = source.strip_prefix("rows ")?;
+        let (range, count) = rest.split_once(" (")?;
+        let (first, last) = range.split_once("..=")?;
+        let rows = count.strip_suffix(')')?.parse().ok()?;
+        Some(GenerationRows {
+            first_open_time: first.parse().ok()?,
+            last_open_time: last.parse().ok()?,
+            rows,
+        })
+    }
+}
+
+/// Where a member comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Origin {
+    /// Fitted offline by `klinecast train` (models/Trained/).
+    Trained,
+    /// Fitted at the end of window generation N.
+    Generation(u64),
+    /// The naive forecast: next close = last close.
+    Naive,
+}
+
+/// One forecaster in the pool.
+///
+/// Serialised without the model of a trained member: those live in `models/Trained/` and can
+/// be large (a forest on a year of klines is tens of megabytes), so the saved ensemble keeps
+/// only their identity (`source`) and statistics, and [`Ensemble::attach_trained`] puts the
+/// models back after loading. A window generation is serialised without its model too: its
+/// `source` names the feature rows it was fitted on ([`GenerationRows`]), and
+/// [`learner::restore_generations`] refits it from the kline store after loading (eight
+/// generations of six kinds are megabytes; rewriting them every window would cost the SD card
+/// hundreds of megabytes a day). The saved file therefore stays small however big the models
+/// are, and is cheap to rewrite every window. Only the recurrent trained members, which learn
+/// online, are saved with their model.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Member {
+    /// Unique within its ensemble; forecasts refer to members by id.
+    pub(crate) id: u64,
+    /// `naive`, `trained/<kind>` or `gen<N>/<kind>`.
+    pub(crate) label: String,
+    pub(crate) origin: Origin,
+    pub(crate) kind: Option<ModelKind>,
+    pub(crate) spec: FeatureSpec,
+    /// `None`: the model reads raw features.
+    pub(crate) scaler: Option<Scaler>,
+    /// `None` for the naive member, and for a trained member between loading a saved ensemble
+    /// and [`Ensemble::attach_trained`] (it abstains until then).
+    pub model: Option<AnyModel>,
+    pub(crate) stats: MemberStats,
+    /// What a trained member was built from (its model file's training range, rows and seed),
+    /// so a re-attached model is known to be the same one; empty for other members.
+    pub(crate) source: String,
+}
+
+/// The serialised form of a [`Member`]: field for field, with a trained member's model left out.
+#[derive(Serialize)]
+struct MemberOut<'a> {
+    id: u64,
+    label: &'a str,
+    origin: &'a Origin,
+    kind: &'a Option<ModelKind>,
+    spec: &'a FeatureSpec,
+    scaler: &'a Option<Scaler>,
+    model: Option<&'a AnyModel>,
+    stats: &'a MemberStats,
+    source: &'a str,
+}
+
+impl Serialize for Member {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        MemberOut {
+            id: self.id,
+            label: &self.label,
+            origin: &self.origin,
+            kind: &self.kind,
+            spec: &self.spec,
+            scaler: &self.scaler,
+            // A trained recurrent member learns online: its model is saved (see `online`).
+            model: match self.origin {
+                Origin::Trained if self.model.as_ref().is_some_and(|m| m.as_rnn().is_some()) => {
+                    self.model.as_ref()
+                }
+                _ => None,
+            },
+            stats: &self.stats,
+            source: &self.source,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl Member {
+    /// A member trained offline; its id is assigned by [`Ensemble::new`].
+    pub fn trained(spec: FeatureSpec, scaler: Option<Scaler>, model: AnyModel) -> Member {
+        let kind = model.kind();
+        Member {
+            id: 0,
+            label: format!("trained/{}", kind.name()),
+            origin: Origin::Trained,
+            kind: Some(kind),
+            spec,
+            scaler,
+            model: Some(model),
+            stats: MemberStats::default(),
+            source: String::new(),
+        }
+    }
+
+    /// Records what a trained member was built from (see [`Member::source`]).
+    pub fn with_source(mut self, source: impl Into<String>) -> Member {
+        self.source = source.into();
+        self
+    }
+
+    pub(super) fn naive(spec: FeatureSpec) -> Member {
+        Member {
+            id: 0,
+            label: "naive".to_string(),
+            origin: Origin::Naive,
+            kind: None,
+            spec,
+            scaler: None,
+            model: None,
+            stats: MemberStats::default(),
+            source: String::new(),
+        }
+    }
+
+    /// The label of the scoreboard group the member's lifetime errors add to:
+    /// `naive`, `trained/<kind>` or `generations/<kind>`.
+    pub(crate) fn group(&self) -> String {
+        let kind = self.kind.map_or("?", ModelKind::name);
+        match self.origin {
+            Origin::Naive => "naive".to_string(),
+            Origin::Trained => format!("trained/{kind}"),
+            Origin::Generation(_) => format!("generations/{kind}"),
+        }
+    }
+
+    /// The member's forecast of the log return from its raw feature row.
+    pub(super) fn predict(&self, raw: Option<&[f64]>) -> Option<f64> {
+        let Some(model) = &self.model else {
+            // The naive member forecasts no change; a trained member whose model is not
+            // attached (yet) abstains.
+            return (self.origin == Origin::Naive).then_some(0.0);
+        };
+        let raw = raw?;
+        let p = match &self.scaler {
+            Some(scaler) => model.predict_row(&scaler.transform_row(raw)),
+            None => model.predict_row(raw),
+        };
+        p.is_finite().then_some(p)
+    }
+}
+
+/// One expert: a forecasting rule whose record accumulates across refits (`naive`,
+/// `trained/<kind>`, `generations/<kind>`: the kind refitted every window, its forecast the mean
+/// of the generations in the pool).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Expert {
+    pub(crate) label: String,
+    pub(crate) record: aggregate::PolyRecord,
+    /// The expert's paired record against the naive (the LCB gate's statistics), kept on every
+    /// forecast it makes, awake or not: it decides when the expert is awake.
+    pub(crate) stats: MemberStats,
+}
