@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::features::FeatureSpec;
 use crate::kline::Series;
 
-use super::{aggregate, online, Combiner, Ensemble};
+use super::{aggregate, online, Combiner, Ensemble, ExpertGroup};
 
 /// Builds raw feature rows. Production code uses [`SpecFeatures`]; tests plug in fakes.
 pub(crate) trait FeatureSource {
@@ -99,7 +99,8 @@ impl Forecast {
 /// One expert's part of a forecast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ExpertForecast {
-    pub(crate) label: String,
+    #[serde(rename = "label")]
+    pub(crate) group: ExpertGroup,
     pub(crate) log_return: f64,
     /// Awake: it has passed its gate (the naive always is); only awake experts are weighed
     /// and have their ML-Poly record moved.
@@ -129,6 +130,25 @@ pub struct ScoredForecast {
     pub(crate) static_covered: bool,
 }
 
+/// The experts' part of one forecast (see [`Ensemble::expert_round`]).
+struct ExpertRound {
+    /// The experts' groups: the ensemble's experts in order, then those first seen in this
+    /// forecast, in forecast order.
+    groups: Vec<ExpertGroup>,
+    /// The expert index of each member forecast.
+    member_expert: Vec<usize>,
+    /// Per expert: the sum and the number of its members' forecasts.
+    sums: Vec<(f64, usize)>,
+    /// Per expert: awake in this forecast.
+    awake: Vec<bool>,
+    /// `(expert, mean forecast)` of every expert with a forecast.
+    forecasts: Vec<(usize, f64)>,
+    /// Per expert: its ML-Poly weight.
+    weights: Vec<f64>,
+    /// The ML-Poly combination (log return).
+    ml_poly_log_return: f64,
+}
+
 impl Ensemble {
     /// Forecasts the close `h` klines after series index `t` from rows `..= t` only.
     #[cfg(test)]
@@ -136,7 +156,9 @@ impl Ensemble {
         self.forecast_with(series, t, interval_ms, &SpecFeatures)
     }
 
-    /// [`Ensemble::forecast`] with another feature source (tests).
+    /// [`Ensemble::forecast`] with another feature source (tests): the members' forecasts,
+    /// the LCB gate's and ML-Poly's combinations of them, and the interval around the
+    /// selected one.
     pub(crate) fn forecast_with(
         &self,
         series: &Series,
@@ -146,12 +168,87 @@ impl Ensemble {
     ) -> Forecast {
         let last_close = series.close[t];
         let horizon = self.config.spec.horizon.max(1);
-        // One raw row per distinct feature spec.
+        let forecasts = self.member_forecasts(series, t, features);
+        // The LCB combiner: instance weights from the hard gate.
+        let raw_weights = self.raw_weights();
+        let total: f64 = forecasts.iter().map(|&(i, _, _)| raw_weights[i]).sum();
+        let lcb_log_return: f64 = forecasts
+            .iter()
+            .map(|&(i, _, p)| raw_weights[i] / total * p)
+            .sum();
+        let round = self.expert_round(&forecasts);
+        let ensemble_log_return = match self.config.combiner {
+            Combiner::MlPoly => round.ml_poly_log_return,
+            Combiner::Lcb => lcb_log_return,
+        };
+        let members = forecasts
+            .iter()
+            .zip(&round.member_expert)
+            .map(|(&(i, _, p), &e)| {
+                let m = &self.members[i];
+                let weight = match self.config.combiner {
+                    Combiner::Lcb => raw_weights[i] / total,
+                    Combiner::MlPoly => round.weights[e] / round.sums[e].1.max(1) as f64,
+                };
+                MemberForecast {
+                    id: m.id,
+                    label: m.label.clone(),
+                    log_return: p,
+                    price: last_close * p.exp(),
+                    weight,
+                }
+            })
+            .collect();
+        let experts = round
+            .forecasts
+            .iter()
+            .map(|&(e, x)| ExpertForecast {
+                group: round.groups[e],
+                log_return: x,
+                awake: round.awake[e],
+                weight: round.weights[e],
+            })
+            .collect();
+        let target_open_time = series.open_time[t] + horizon as i64 * interval_ms;
+        let band = self.interval_at(target_open_time, last_close, ensemble_log_return);
+        Forecast {
+            as_of_open_time: series.open_time[t],
+            target_open_time,
+            last_close,
+            ensemble_log_return,
+            ensemble_price: last_close * ensemble_log_return.exp(),
+            naive_price: last_close,
+            members,
+            version: self.version,
+            experts,
+            ml_poly_log_return: round.ml_poly_log_return,
+            lcb_log_return,
+            sigma: band.sigma,
+            q: band.q,
+            q_static: band.q_static,
+            lower_price: band.lower_price,
+            upper_price: band.upper_price,
+        }
+    }
+
+    /// `(member index, its expert group, log return)` of every member that forecasts at `t`,
+    /// in pool order. Members sharing a feature spec share one raw row; recurrent members read
+    /// their sequences through one cache.
+    fn member_forecasts(
+        &self,
+        series: &Series,
+        t: usize,
+        features: &dyn FeatureSource,
+    ) -> Vec<(usize, ExpertGroup, f64)> {
         let mut rows: Vec<(&FeatureSpec, Option<Vec<f64>>)> = Vec::new();
         let mut sequences = online::SequenceCache::new();
-        let raw_weights = self.raw_weights();
-        let mut forecasts: Vec<(usize, f64)> = Vec::with_capacity(self.members.len());
+        let mut forecasts = Vec::with_capacity(self.members.len());
         for (idx, m) in self.members.iter().enumerate() {
+            // Only a member without a kind (in no valid ensemble, see `Ensemble::check`) has
+            // no group; it abstains.
+            let Some(group) = m.group() else {
+                continue;
+            };
             let p = if m.model.is_none() {
                 m.predict(None)
             } else if m.model.as_ref().is_some_and(|a| a.seq_len() > 1) {
@@ -167,33 +264,31 @@ impl Ensemble {
                 m.predict(rows[pos].1.as_deref())
             };
             if let Some(p) = p {
-                forecasts.push((idx, p));
+                forecasts.push((idx, group, p));
             }
         }
-        // The LCB combiner: instance weights from the hard gate.
-        let total: f64 = forecasts.iter().map(|&(i, _)| raw_weights[i]).sum();
-        let lcb_log_return: f64 = forecasts
-            .iter()
-            .map(|&(i, p)| raw_weights[i] / total * p)
-            .sum();
-        // The experts: each family's forecast is the mean of its members' forecasts. Experts
-        // not yet scored get the next free indices, in forecast order.
-        let mut labels: Vec<String> = self.experts.iter().map(|e| e.label.clone()).collect();
+        forecasts
+    }
+
+    /// The experts' forecasts and ML-Poly's combination of the awake ones. Each expert's
+    /// forecast is the mean of its members' forecasts; experts not yet scored get the next
+    /// free indices, in forecast order.
+    fn expert_round(&self, forecasts: &[(usize, ExpertGroup, f64)]) -> ExpertRound {
+        let mut groups: Vec<ExpertGroup> = self.experts.iter().map(|e| e.group).collect();
         let member_expert: Vec<usize> = forecasts
             .iter()
-            .map(|&(i, _)| {
-                let group = self.members[i].group();
-                match labels.iter().position(|l| *l == group) {
+            .map(
+                |&(_, group, _)| match groups.iter().position(|g| *g == group) {
                     Some(e) => e,
                     None => {
-                        labels.push(group);
-                        labels.len() - 1
+                        groups.push(group);
+                        groups.len() - 1
                     }
-                }
-            })
+                },
+            )
             .collect();
-        let mut sums = vec![(0.0, 0usize); labels.len()];
-        for (&(_, p), &e) in forecasts.iter().zip(&member_expert) {
+        let mut sums = vec![(0.0, 0usize); groups.len()];
+        for (&(_, _, p), &e) in forecasts.iter().zip(&member_expert) {
             sums[e].0 += p;
             sums[e].1 += 1;
         }
@@ -223,74 +318,53 @@ impl Ensemble {
             .copied()
             .filter(|&(e, _)| awake[e])
             .collect();
-        let records: Vec<aggregate::PolyRecord> = (0..labels.len())
+        let records: Vec<aggregate::PolyRecord> = (0..groups.len())
             .map(|e| {
                 self.experts
                     .get(e)
                     .map_or_else(Default::default, |x| x.record)
             })
             .collect();
-        let expert_weights = aggregate::weights(&records, &awake, 0);
-        let ml_poly_log_return = aggregate::combine(&expert_weights, &awake_forecasts);
-        let ensemble_log_return = match self.config.combiner {
-            Combiner::MlPoly => ml_poly_log_return,
-            Combiner::Lcb => lcb_log_return,
-        };
-        let members = forecasts
-            .iter()
-            .zip(&member_expert)
-            .map(|(&(i, p), &e)| {
-                let m = &self.members[i];
-                let weight = match self.config.combiner {
-                    Combiner::Lcb => raw_weights[i] / total,
-                    Combiner::MlPoly => expert_weights[e] / sums[e].1.max(1) as f64,
-                };
-                MemberForecast {
-                    id: m.id,
-                    label: m.label.clone(),
-                    log_return: p,
-                    price: last_close * p.exp(),
-                    weight,
-                }
-            })
-            .collect();
-        let experts = expert_forecasts
-            .iter()
-            .map(|&(e, x)| ExpertForecast {
-                label: labels[e].clone(),
-                log_return: x,
-                awake: awake[e],
-                weight: expert_weights[e],
-            })
-            .collect();
-        let target_open_time = series.open_time[t] + horizon as i64 * interval_ms;
+        let weights = aggregate::weights(&records, &awake, 0);
+        let ml_poly_log_return = aggregate::combine(&weights, &awake_forecasts);
+        ExpertRound {
+            groups,
+            member_expert,
+            sums,
+            awake,
+            forecasts: expert_forecasts,
+            weights,
+            ml_poly_log_return,
+        }
+    }
+
+    /// The prediction interval of the close at `target_open_time` around `log_return`, as the
+    /// volatility model and the two ACI states stand now.
+    fn interval_at(&self, target_open_time: i64, last_close: f64, log_return: f64) -> Band {
         let iv = &self.intervals;
         let sigma = iv.volatility.sigma(target_open_time);
         let q = iv.aci.multiplier();
-        let q_static = iv.aci_static.multiplier();
         let (lower_price, upper_price) = match sigma {
-            Some(sd) => price_band(last_close, ensemble_log_return, sd * q),
+            Some(sd) => price_band(last_close, log_return, sd * q),
             None => (0.0, f64::INFINITY),
         };
-        Forecast {
-            as_of_open_time: series.open_time[t],
-            target_open_time,
-            last_close,
-            ensemble_log_return,
-            ensemble_price: last_close * ensemble_log_return.exp(),
-            naive_price: last_close,
-            members,
-            version: self.version,
-            experts,
-            ml_poly_log_return,
-            lcb_log_return,
+        Band {
             sigma,
             q,
-            q_static,
+            q_static: iv.aci_static.multiplier(),
             lower_price,
             upper_price,
         }
     }
+}
+
+/// A forecast's interval: the volatility scale, the multipliers and the price bounds.
+struct Band {
+    sigma: Option<f64>,
+    q: f64,
+    q_static: f64,
+    lower_price: f64,
+    upper_price: f64,
 }
 
 /// The price band `last · exp(ŷ ± half)`; `(0, +∞)` when `half` is not finite.
@@ -316,6 +390,7 @@ mod tests {
         let ens = Ensemble::new(
             config(),
             trained(vec![linear(vec![1.0], 0.0), linear(vec![], f64::NAN)]),
+            MINUTE,
         )
         .expect("valid");
         let f = ens.forecast_with(&s, 0, MINUTE, &FakeFeatures::default());

@@ -1,7 +1,9 @@
 //! The pool's members (naive, trained, window generations) and the experts they are grouped
 //! into.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::features::{FeatureSpec, Scaler};
 use crate::models::{AnyModel, ModelKind, Regressor};
@@ -160,14 +162,14 @@ impl Member {
         }
     }
 
-    /// The label of the scoreboard group the member's lifetime errors add to:
-    /// `naive`, `trained/<kind>` or `generations/<kind>`.
-    pub(crate) fn group(&self) -> String {
-        let kind = self.kind.map_or("?", ModelKind::name);
+    /// The expert the member belongs to, whose scoreboard group its lifetime errors add to;
+    /// `None` only for a member without a kind that is not the naive (which no valid
+    /// ensemble holds: such a member never forecasts).
+    pub(crate) fn group(&self) -> Option<ExpertGroup> {
         match self.origin {
-            Origin::Naive => "naive".to_string(),
-            Origin::Trained => format!("trained/{kind}"),
-            Origin::Generation(_) => format!("generations/{kind}"),
+            Origin::Naive => Some(ExpertGroup::Naive),
+            Origin::Trained => self.kind.map(ExpertGroup::Trained),
+            Origin::Generation(_) => self.kind.map(ExpertGroup::Generations),
         }
     }
 
@@ -192,9 +194,142 @@ impl Member {
 /// of the generations in the pool).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Expert {
-    pub(crate) label: String,
+    #[serde(rename = "label")]
+    pub(crate) group: ExpertGroup,
     pub(crate) record: aggregate::PolyRecord,
     /// The expert's paired record against the naive (the LCB gate's statistics), kept on every
     /// forecast it makes, awake or not: it decides when the expert is awake.
     pub(crate) stats: MemberStats,
+}
+
+/// An expert's group: the naive forecast, one offline-trained kind, or the window generations
+/// of one kind (the kind refitted every window). Its [`Display`](fmt::Display) is its label in
+/// every file and report (`naive`, `trained/<kind>`, `generations/<kind>`); it is serialised
+/// as that label, and text is parsed back ([`ExpertGroup::parse`]) only where it comes back
+/// from a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExpertGroup {
+    Naive,
+    Trained(ModelKind),
+    Generations(ModelKind),
+}
+
+impl ExpertGroup {
+    /// The inverse of the label (`Display`); `None` for any other text.
+    pub(crate) fn parse(text: &str) -> Option<ExpertGroup> {
+        if text == "naive" {
+            return Some(ExpertGroup::Naive);
+        }
+        let (group, kind) = text.split_once('/')?;
+        let kind = ModelKind::ALL.into_iter().find(|k| k.name() == kind)?;
+        match group {
+            "trained" => Some(ExpertGroup::Trained(kind)),
+            "generations" => Some(ExpertGroup::Generations(kind)),
+            _ => None,
+        }
+    }
+
+    /// The group of a member label read back from a file: `gen<N>/<kind>` is in
+    /// `generations/<kind>`, `naive` and `trained/<kind>` are their own group.
+    pub(crate) fn of_member_label(label: &str) -> Option<ExpertGroup> {
+        match label.split_once('/') {
+            Some((g, kind))
+                if g.starts_with("gen") && g[3..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                ExpertGroup::parse(&format!("generations/{kind}"))
+            }
+            _ => ExpertGroup::parse(label),
+        }
+    }
+}
+
+impl fmt::Display for ExpertGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpertGroup::Naive => f.write_str("naive"),
+            ExpertGroup::Trained(kind) => write!(f, "trained/{}", kind.name()),
+            ExpertGroup::Generations(kind) => write!(f, "generations/{}", kind.name()),
+        }
+    }
+}
+
+impl Serialize for ExpertGroup {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpertGroup {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ExpertGroup::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown expert group {text:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_group() -> Vec<ExpertGroup> {
+        let mut groups = vec![ExpertGroup::Naive];
+        for kind in ModelKind::ALL {
+            groups.push(ExpertGroup::Trained(kind));
+            groups.push(ExpertGroup::Generations(kind));
+        }
+        groups
+    }
+
+    #[test]
+    fn expert_group_labels_parse_back_and_serialise_as_the_label_text() {
+        assert_eq!(ExpertGroup::Naive.to_string(), "naive");
+        for group in every_group() {
+            let label = group.to_string();
+            assert_eq!(ExpertGroup::parse(&label), Some(group), "{label}");
+            // The files hold the label text exactly as a `String` field did.
+            assert_eq!(
+                serde_json::to_string(&group).expect("json"),
+                serde_json::to_string(&label).expect("json")
+            );
+            assert_eq!(
+                postcard::to_allocvec(&group).expect("postcard"),
+                postcard::to_allocvec(&label).expect("postcard")
+            );
+            let bytes = postcard::to_allocvec(&label).expect("postcard");
+            assert_eq!(postcard::from_bytes::<ExpertGroup>(&bytes), Ok(group));
+        }
+        for text in [
+            "",
+            "ensemble",
+            "combiner/lcb",
+            "trained/",
+            "generations/nope",
+            "gen1/linear",
+        ] {
+            assert_eq!(ExpertGroup::parse(text), None, "{text}");
+        }
+        assert!(serde_json::from_str::<ExpertGroup>("\"trained/nope\"").is_err());
+    }
+
+    #[test]
+    fn member_labels_map_to_their_group() {
+        let linear = ModelKind::ALL
+            .into_iter()
+            .find(|k| k.name() == "linear")
+            .expect("linear");
+        assert_eq!(
+            ExpertGroup::of_member_label("gen12/linear"),
+            Some(ExpertGroup::Generations(linear))
+        );
+        assert_eq!(
+            ExpertGroup::of_member_label("trained/linear"),
+            Some(ExpertGroup::Trained(linear))
+        );
+        assert_eq!(
+            ExpertGroup::of_member_label("naive"),
+            Some(ExpertGroup::Naive)
+        );
+        assert_eq!(ExpertGroup::of_member_label("general/linear"), None);
+        assert_eq!(ExpertGroup::of_member_label("ensemble"), None);
+    }
 }

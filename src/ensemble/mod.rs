@@ -78,7 +78,7 @@ pub(crate) use config::{
 pub(crate) use forecast::{FeatureSource, SpecFeatures};
 pub use forecast::{Forecast, ScoredForecast};
 pub use member::Member;
-pub(crate) use member::{Expert, GenerationRows, Origin};
+pub(crate) use member::{Expert, ExpertGroup, GenerationRows, Origin};
 pub use pool::Ensemble;
 
 #[cfg(test)]
@@ -136,6 +136,7 @@ mod tests {
         let mut ens = Ensemble::new(
             pinned,
             trained(vec![linear(vec![1.0], 0.0), linear(vec![2.0], 0.0)]),
+            MINUTE,
         )
         .expect("valid");
         // Member 1: 40 scores, each with e = 1, naive a² = 2 (d = −1 every time: zero variance).
@@ -203,6 +204,7 @@ mod tests {
         let mut ens = Ensemble::new(
             config(),
             trained(vec![oracle, noise_member(0, SIGMA), bias]),
+            MINUTE,
         )
         .expect("valid");
         let (ea, na) = replay(&mut ens, &s, &features, None);
@@ -241,7 +243,7 @@ mod tests {
                 noise_member(3, SIGMA),
                 linear(vec![], 0.05 * SIGMA),
             ];
-            let mut ens = Ensemble::new(config(), trained(members)).expect("valid");
+            let mut ens = Ensemble::new(config(), trained(members), MINUTE).expect("valid");
             let (ea, na) = replay(&mut ens, &s, &features, Some(seed));
             let ratio = ea.rmse() / na.rmse();
             assert!(ratio <= 1.0 + 1e-3, "seed {seed}: rmse ratio {ratio}");
@@ -269,7 +271,8 @@ mod tests {
             seed: 9,
             ..FakeFeatures::default()
         };
-        let mut ens = Ensemble::new(ml_poly(), trained(vec![linear(vec![0.3], 0.0)])).expect("ok");
+        let mut ens =
+            Ensemble::new(ml_poly(), trained(vec![linear(vec![0.3], 0.0)]), MINUTE).expect("ok");
         let (ea, na) = replay(&mut ens, &s, &features, Some(5));
         let ratio = ea.rmse() / na.rmse();
         assert!(ratio < 0.975, "rmse ratio {ratio}");
@@ -292,7 +295,7 @@ mod tests {
                 ..FakeFeatures::default()
             };
             let members = vec![noise_member(0, 0.3 * SIGMA)];
-            let mut ens = Ensemble::new(ml_poly(), trained(members)).expect("valid");
+            let mut ens = Ensemble::new(ml_poly(), trained(members), MINUTE).expect("valid");
             let (ea, na) = replay(&mut ens, &s, &features, Some(seed));
             let ratio = ea.rmse() / na.rmse();
             assert!(ratio <= 1.001, "seed {seed}: rmse ratio {ratio}");
@@ -313,7 +316,7 @@ mod tests {
             noise_member(0, SIGMA),
             noise_member(1, 0.1 * SIGMA),
         ];
-        let mut ens = Ensemble::new(config(), trained(members)).expect("valid");
+        let mut ens = Ensemble::new(config(), trained(members), MINUTE).expect("valid");
         let (ea, na) = replay(&mut ens, &s, &features, Some(5));
         let ratio = ea.rmse() / na.rmse();
         assert!(ratio < 0.985, "rmse ratio {ratio}");
@@ -325,7 +328,7 @@ mod tests {
     #[test]
     fn a_naive_only_pool_is_the_naive_forecast() {
         let s = synthetic(200, 0.0, SIGMA, 2);
-        let mut ens = Ensemble::new(config(), Vec::new()).expect("valid");
+        let mut ens = Ensemble::new(config(), Vec::new(), MINUTE).expect("valid");
         let (ea, na) = replay(&mut ens, &s, &FakeFeatures::default(), None);
         assert_eq!(ea, na);
         assert_eq!(ens.total_accum, na);
@@ -347,7 +350,7 @@ mod tests {
         for t in 1..20 {
             s.close[t] = s.close[t - 1] * if t % 2 == 0 { 1.05 } else { 0.95 };
         }
-        let mut ens = Ensemble::new(config(), Vec::new()).expect("valid");
+        let mut ens = Ensemble::new(config(), Vec::new(), MINUTE).expect("valid");
         let features = FakeFeatures::default();
         for t in 0..s.len() - 1 {
             if t == 40 {
@@ -381,7 +384,7 @@ mod tests {
             seed: 1,
             ..FakeFeatures::default()
         };
-        let mut ens = Ensemble::new(config(), Vec::new()).expect("valid");
+        let mut ens = Ensemble::new(config(), Vec::new(), MINUTE).expect("valid");
         replay(&mut ens, &s, &features, Some(1));
         let board = ens.scoreboard();
         let labels: Vec<&str> = board.iter().map(|r| r.label.as_str()).collect();

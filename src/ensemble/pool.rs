@@ -11,14 +11,15 @@ use super::config::validate;
 use super::report::{self, MemberWeight};
 use super::stats::{GroupTotal, Intervals, MemberStats};
 use super::{
-    aggregate, Combiner, EnsembleConfig, EnsembleError, Expert, FeatureSource, GenerationRows,
-    Member, Origin,
+    aggregate, Combiner, EnsembleConfig, EnsembleError, Expert, ExpertGroup, FeatureSource,
+    GenerationRows, Member, Origin,
 };
 
 /// The bounded online ensemble.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ensemble {
-    pub config: EnsembleConfig,
+    /// Changes only through [`Ensemble::reconfigure`]; read it with [`Ensemble::config`].
+    pub(super) config: EnsembleConfig,
     /// Naive first, then trained members, then generations from oldest to newest.
     pub members: Vec<Member>,
     /// Increments on every change (score, new generation, new trained members).
@@ -54,7 +55,11 @@ impl Ensemble {
         iv.volatility.check()?;
         iv.aci.check()?;
         iv.aci_static.check()?;
-        if self.experts.first().is_none_or(|e| e.label != "naive") {
+        if self
+            .experts
+            .first()
+            .is_none_or(|e| e.group != ExpertGroup::Naive)
+        {
             return Err("the first expert is not the naive forecast".to_string());
         }
         for m in &self.members {
@@ -86,8 +91,13 @@ impl Ensemble {
         Ok(())
     }
 
-    /// A pool of the naive member and `trained` (possibly empty).
-    pub fn new(config: EnsembleConfig, trained: Vec<Member>) -> Result<Ensemble, EnsembleError> {
+    /// A pool of the naive member and `trained` (possibly empty), forecasting klines
+    /// `interval_ms` apart.
+    pub fn new(
+        config: EnsembleConfig,
+        trained: Vec<Member>,
+        interval_ms: i64,
+    ) -> Result<Ensemble, EnsembleError> {
         validate(&config)?;
         let mut ensemble = Ensemble {
             members: Vec::new(),
@@ -99,17 +109,22 @@ impl Ensemble {
             total_accum: Accum::default(),
             totals: Vec::new(),
             experts: vec![Expert {
-                label: "naive".to_string(),
+                group: ExpertGroup::Naive,
                 record: aggregate::PolyRecord::default(),
                 stats: MemberStats::default(),
             }],
-            intervals: Intervals::new(config.coverage, 60_000),
+            intervals: Intervals::new(config.coverage, interval_ms),
             config,
         };
         let naive = Member::naive(ensemble.config.spec.clone());
         ensemble.push(naive);
         ensemble.replace_trained(trained)?;
         Ok(ensemble)
+    }
+
+    /// The configuration (see [`Ensemble::reconfigure`]).
+    pub fn config(&self) -> &EnsembleConfig {
+        &self.config
     }
 
     /// Changes the configuration of a running or loaded ensemble (the command line may change
@@ -279,6 +294,13 @@ impl Ensemble {
             .unwrap_or(0)
     }
 
+    /// The klines of history a learner keeps: the rows a generation is fitted on, the largest
+    /// warm-up before them and the horizon after them (their targets), plus the newest kline.
+    pub(crate) fn history_capacity(&self, features: &dyn FeatureSource) -> usize {
+        let c = &self.config;
+        c.refit_rows + self.max_warmup(features) + c.spec.horizon + 1
+    }
+
     /// Raw (unnormalised) voting weight of each member, aligned with `members`.
     pub(crate) fn raw_weights(&self) -> Vec<f64> {
         let c = &self.config;
@@ -308,12 +330,12 @@ impl Ensemble {
             .experts
             .iter()
             .map(|e| {
-                e.label == "naive"
+                e.group == ExpertGroup::Naive
                     || (e.stats.votes(self.config.z, self.config.min_scored)
                         && self
                             .members
                             .iter()
-                            .any(|m| m.model.is_some() && m.group() == e.label))
+                            .any(|m| m.model.is_some() && m.group() == Some(e.group)))
             })
             .collect();
         let records: Vec<aggregate::PolyRecord> = self.experts.iter().map(|e| e.record).collect();
@@ -322,7 +344,7 @@ impl Ensemble {
             .iter()
             .zip(w)
             .map(|(e, weight)| report::ExpertWeight {
-                label: e.label.clone(),
+                label: e.group.to_string(),
                 rounds: e.record.rounds,
                 regret: e.record.regret,
                 weight,
@@ -365,10 +387,12 @@ impl Ensemble {
                             })
                             .count()
                             .max(1);
-                        let w = experts
+                        // `experts` is aligned with `self.experts`.
+                        let w = self
+                            .experts
                             .iter()
-                            .find(|e| e.label == group)
-                            .map_or(0.0, |e| e.weight);
+                            .position(|e| Some(e.group) == group)
+                            .map_or(0.0, |k| experts[k].weight);
                         if m.model.is_some() || m.origin == Origin::Naive {
                             w / size as f64
                         } else {
@@ -410,7 +434,8 @@ mod tests {
             ..FeatureSpec::default()
         };
         let m = Member::trained(other, None, linear(vec![1.0], 0.0));
-        let err = Ensemble::new(config(), vec![m]).expect_err("horizon 5 in a horizon-1 pool");
+        let err =
+            Ensemble::new(config(), vec![m], MINUTE).expect_err("horizon 5 in a horizon-1 pool");
         assert_eq!(
             err.to_string(),
             "trained model trained/linear forecasts horizon 5 but the ensemble forecasts \
@@ -420,7 +445,7 @@ mod tests {
             lambda: 1.0,
             ..config()
         };
-        let err = Ensemble::new(bad, Vec::new()).expect_err("lambda 1");
+        let err = Ensemble::new(bad, Vec::new(), MINUTE).expect_err("lambda 1");
         assert_eq!(
             err.to_string(),
             "ensemble setting lambda = 1 is invalid, expected a number between 0 and 1"
@@ -441,7 +466,7 @@ mod tests {
     #[test]
     fn non_adjacent_duplicates_are_found() {
         let mut ens =
-            Ensemble::new(config(), trained(vec![linear(vec![1.0], 0.0)])).expect("valid");
+            Ensemble::new(config(), trained(vec![linear(vec![1.0], 0.0)]), MINUTE).expect("valid");
         for g in 0..2 {
             let models = (0..2).map(|c| noise_member(c, SIGMA)).collect();
             assert_eq!(
@@ -473,6 +498,7 @@ mod tests {
                 ..config()
             },
             trained(vec![linear(vec![1.0], 0.0)]),
+            MINUTE,
         )
         .expect("valid");
         for g in 0..10 {
@@ -500,7 +526,7 @@ mod tests {
 
     #[test]
     fn reconfigure_validates_and_keeps_the_spec() {
-        let mut ens = Ensemble::new(config(), Vec::new()).expect("ensemble");
+        let mut ens = Ensemble::new(config(), Vec::new(), MINUTE).expect("ensemble");
         let before = ens.config.clone();
         let bad = EnsembleConfig {
             window: 0,

@@ -8,7 +8,9 @@ use crate::models::ModelKind;
 use super::forecast::price_band;
 use super::report::{ForecasterScore, ScoreRow};
 use super::stats::{GroupTotal, IntervalAccum, MemberStats};
-use super::{aggregate, interval, Combiner, Ensemble, Expert, Forecast, ScoredForecast};
+use super::{
+    aggregate, interval, Combiner, Ensemble, Expert, ExpertGroup, Forecast, ScoredForecast,
+};
 
 impl Ensemble {
     /// Feeds one kline of the history that precedes a fresh ensemble: the volatility model
@@ -65,7 +67,9 @@ impl Ensemble {
             m.stats.record(lambda, err * err, naive_sq);
             m.stats.window_accum.add(last, mf.price, actual_close);
             m.stats.total_accum.add(last, mf.price, actual_close);
-            group_adds.push((m.group(), mf.price));
+            if let Some(group) = m.group() {
+                group_adds.push((group.to_string(), mf.price));
+            }
         }
         group_adds.push(("ensemble".to_string(), forecast.ensemble_price));
         group_adds.push((
@@ -117,11 +121,11 @@ impl Ensemble {
         // empty record.
         let mut index = Vec::with_capacity(forecast.experts.len());
         for x in &forecast.experts {
-            let k = match self.experts.iter().position(|e| e.label == x.label) {
+            let k = match self.experts.iter().position(|e| e.group == x.group) {
                 Some(k) => k,
                 None => {
                     self.experts.push(Expert {
-                        label: x.label.clone(),
+                        group: x.group,
                         record: aggregate::PolyRecord::default(),
                         stats: MemberStats::default(),
                     });
@@ -254,20 +258,25 @@ impl Ensemble {
     }
 }
 
-/// Order of scoreboard rows: ensemble, naive, trained by kind, generations by kind.
+/// Order of scoreboard rows: ensemble, naive, trained by kind, generations by kind, then the
+/// combiners. The labels are kept as text in the ensemble file and read back from it.
 fn group_rank(label: &str) -> (u8, usize, String) {
-    let kind_rank = |name: &str| {
+    let kind_rank = |kind: ModelKind| {
         ModelKind::ALL
             .iter()
-            .position(|k| k.name() == name)
+            .position(|k| *k == kind)
             .unwrap_or(ModelKind::ALL.len())
     };
-    match label.split_once('/') {
-        None if label == "ensemble" => (0, 0, String::new()),
-        None if label == "naive" => (1, 0, String::new()),
-        Some(("trained", kind)) => (2, kind_rank(kind), String::new()),
-        Some(("generations", kind)) => (3, kind_rank(kind), String::new()),
-        Some(("combiner", name)) => (5, 0, name.to_string()),
-        _ => (4, 0, label.to_string()),
+    if label == "ensemble" {
+        return (0, 0, String::new());
+    }
+    if let Some(name) = label.strip_prefix("combiner/") {
+        return (5, 0, name.to_string());
+    }
+    match ExpertGroup::parse(label) {
+        Some(ExpertGroup::Naive) => (1, 0, String::new()),
+        Some(ExpertGroup::Trained(kind)) => (2, kind_rank(kind), String::new()),
+        Some(ExpertGroup::Generations(kind)) => (3, kind_rank(kind), String::new()),
+        None => (4, 0, label.to_string()),
     }
 }
