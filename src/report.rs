@@ -845,7 +845,8 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
                 .iter()
                 .flat_map(|w| [w.first_open_time as f64, w.last_open_time as f64]),
         ),
-        Axis::new(0.0, 1.0, Scale::Linear, "weight while awake"),
+        // Headroom above 1, so that a weight of 1 is not hidden by the frame.
+        Axis::new(0.0, 1.06, Scale::Linear, "weight while awake"),
     );
     let mut k = 0;
     for lane in shown {
@@ -861,7 +862,7 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
             color: color.to_string(),
             xs,
             ys,
-            width: if lane.label == "naive" { 2.0 } else { 1.6 },
+            width: if lane.label == "naive" { 2.5 } else { 1.6 },
             dashed: false,
         });
     }
@@ -959,20 +960,21 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
             dashed: true,
         });
     }
+    // The whole-run line dashed and below, so that the rolling one shows where they agree.
+    c.add(Mark::Line {
+        label: "whole run".to_string(),
+        color: svg::color(3).to_string(),
+        xs: cumulative.iter().map(|p| p.0 as f64).collect(),
+        ys: cumulative.iter().map(|p| p.1).collect(),
+        width: 2.2,
+        dashed: true,
+    });
     c.add(Mark::Line {
         label: format!("last {ROLLING_WINDOWS} windows"),
         color: svg::color(0).to_string(),
         xs: rolling.iter().map(|p| p.0 as f64).collect(),
         ys: rolling.iter().map(|p| p.1).collect(),
         width: 1.6,
-        dashed: false,
-    });
-    c.add(Mark::Line {
-        label: "whole run".to_string(),
-        color: svg::color(3).to_string(),
-        xs: cumulative.iter().map(|p| p.0 as f64).collect(),
-        ys: cumulative.iter().map(|p| p.1).collect(),
-        width: 2.0,
         dashed: false,
     });
     let summary = match (cumulative.last(), nominal) {
