@@ -402,16 +402,16 @@ pub const MAX_EXPERT_LINES: usize = 7;
 /// The colour of "the others" in a chart: a grey no palette colour uses.
 const OTHERS_COLOR: &str = "#b0b0b0";
 
+/// Points of a line over time: `(open time, value)`.
+pub type TimeSeries = Vec<(i64, f64)>;
+
 /// Windows pooled by the rolling coverage line.
 pub const ROLLING_WINDOWS: usize = 20;
 
 /// Rolling and cumulative coverage from per-window `(time, coverage, n)`: after each window,
 /// the share of covered forecasts over the last `k` windows and over all so far (each window
 /// weighted by its `n`).
-pub fn rolling_coverage(
-    points: &[(i64, f64, f64)],
-    k: usize,
-) -> (Vec<(i64, f64)>, Vec<(i64, f64)>) {
+pub fn rolling_coverage(points: &[(i64, f64, f64)], k: usize) -> (TimeSeries, TimeSeries) {
     let mut rolling = Vec::with_capacity(points.len());
     let mut cumulative = Vec::with_capacity(points.len());
     let (mut hits, mut n) = (0.0, 0.0);
