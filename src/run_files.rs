@@ -36,6 +36,22 @@ pub(crate) struct Window {
     pub(crate) peak_rss_kib: Option<f64>,
     /// Realised interval coverage of the window, when the ensemble logged it.
     pub(crate) coverage: Option<f64>,
+    /// Forecasts with an interval behind `coverage`, when logged.
+    pub(crate) coverage_n: Option<u64>,
+    /// The nominal coverage the intervals aim at, when logged.
+    pub(crate) nominal: Option<f64>,
+    /// The experts' standing after the window, when logged.
+    pub(crate) experts: Vec<ExpertState>,
+}
+
+/// An expert's standing after a window, as `ensemble.jsonl` logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ExpertState {
+    pub(crate) label: String,
+    /// Rounds it has been awake and scored, over its whole record.
+    pub(crate) rounds: u64,
+    /// Its ML-Poly weight.
+    pub(crate) weight: f64,
 }
 
 impl Window {
@@ -65,6 +81,17 @@ impl Window {
             refit_seconds: None,
             peak_rss_kib: None,
             coverage: r.coverage.realised,
+            coverage_n: Some(r.coverage.n),
+            nominal: Some(r.coverage.nominal).filter(|x| x.is_finite() && *x > 0.0),
+            experts: r
+                .experts
+                .iter()
+                .map(|e| ExpertState {
+                    label: e.label.clone(),
+                    rounds: e.rounds,
+                    weight: e.weight,
+                })
+                .collect(),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::binance::ws::WsConfig;
 use crate::cli::DemoArgs;
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
-use crate::kline::{Interval, Kline, Series, Symbol};
+use crate::kline::{price_decimals, Interval, Kline, Series, Symbol};
 use crate::live::ensembler::LiveEvent;
 use crate::live::{run_stream, RunOutcome, StreamConfig, StreamSpec, Timing};
 use crate::log::wall_clock_ms;
@@ -83,6 +83,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     train_models(&klines[..clock_row], &models_dir, &learn)?;
 
     // 3. Stream from the replay server at high speed.
+    let table = ForecastTable::new(&klines[..clock_row]);
     let server = ReplayServer::start(ReplayConfig {
         klines,
         symbol: symbol.clone(),
@@ -100,18 +101,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         args.speed,
         real_per_kline / 1000.0
     );
-    println!(
-        "{:<19} {:>12} {:>12} {:>12} {:>12} {:>12} {:>3} | {:>10} {:>10}",
-        "kline (UTC)",
-        "close",
-        "forecast",
-        "naive",
-        "90% lower",
-        "90% upper",
-        "in",
-        "rmse ens",
-        "rmse naive"
-    );
+    println!("{}", table.header());
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
     let config = StreamConfig {
         args: StreamSpec {
@@ -149,16 +139,18 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
             ens.add(s.last_close, s.ensemble_price, s.actual_close);
             naive.add(s.last_close, s.naive_price, s.actual_close);
             println!(
-                "{:<19} {:>12} {:>12.4} {:>12.4} {:>12.4} {:>12.4} {:>3} | {:>10.6} {:>10.6}",
-                time::format_ms(kline.open_time),
-                kline.close,
-                s.ensemble_price,
-                s.naive_price,
-                s.lower_price,
-                s.upper_price,
-                if s.covered { "in" } else { "out" },
-                ens.rmse(),
-                naive.rmse()
+                "{}",
+                table.row(
+                    kline,
+                    [
+                        s.ensemble_price,
+                        s.naive_price,
+                        s.lower_price,
+                        s.upper_price
+                    ],
+                    s.covered,
+                    [ens.rmse(), naive.rmse()]
+                )
             );
         }
         LiveEvent::Window { line, seconds } => {
@@ -196,6 +188,72 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         println!("remove them with: rm -r {}", work.display());
     }
     Ok(())
+}
+
+/// The forecast lines the demo prints: prices at the market's own precision
+/// ([`price_decimals`] of the history), right-aligned under a header, one column width for
+/// every price.
+struct ForecastTable {
+    /// Decimals of prices.
+    decimals: usize,
+    /// Width of a price column.
+    width: usize,
+}
+
+impl ForecastTable {
+    const NAMES: [&'static str; 5] = ["close", "forecast", "naive", "90% lower", "90% upper"];
+
+    fn new(history: &[Kline]) -> ForecastTable {
+        let decimals = price_decimals(history);
+        let widest = history
+            .iter()
+            .map(|k| k.values().high)
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        // Twice the widest price the history saw leaves room for the stream's prices.
+        let digits = format!("{:.decimals$}", 2.0 * widest).len();
+        let width = Self::NAMES
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(0)
+            .max(digits);
+        ForecastTable { decimals, width }
+    }
+
+    fn header(&self) -> String {
+        let w = self.width;
+        let mut line = format!("{:<19}", "kline (UTC)");
+        for name in Self::NAMES {
+            line.push_str(&format!(" {name:>w$}"));
+        }
+        let e = self.width + 2;
+        line.push_str(&format!(
+            " {:>3} | {:>e$} {:>e$}",
+            "in", "rmse ens", "rmse naive"
+        ));
+        line
+    }
+
+    /// One scored forecast: the kline's close, the ensemble, naive and interval prices (all at
+    /// the table's decimals), whether the close fell inside, and the running RMSEs (two more
+    /// decimals).
+    fn row(&self, kline: &Kline, prices: [f64; 4], covered: bool, rmse: [f64; 2]) -> String {
+        let (w, d) = (self.width, self.decimals);
+        let close = kline.values().close;
+        let mut line = format!("{:<19} {close:>w$.d$}", time::format_ms(kline.open_time));
+        for p in prices {
+            line.push_str(&format!(" {p:>w$.d$}"));
+        }
+        let (e, de) = (self.width + 2, self.decimals + 2);
+        line.push_str(&format!(
+            " {:>3} | {:>e$.de$} {:>e$.de$}",
+            if covered { "in" } else { "out" },
+            rmse[0],
+            rmse[1]
+        ));
+        line
+    }
 }
 
 fn seed_store(
@@ -244,4 +302,37 @@ fn train_models(
         persist::save_trained(models_dir, model)?;
     }
     Ok(models_dir.join(persist::TRAINED_DIR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::kline;
+
+    #[test]
+    fn forecast_lines_align_under_the_header_at_the_market_precision() {
+        let mut k = kline(0);
+        (k.open, k.high, k.low, k.close) = (
+            "7186.68000000".into(),
+            "7190.10000000".into(),
+            "7180.00000000".into(),
+            "7186.60000000".into(),
+        );
+        let table = ForecastTable::new(std::slice::from_ref(&k));
+        assert_eq!((table.decimals, table.width), (2, 9));
+        let header = table.header();
+        let row = table.row(&k, [7186.6049, 7186.6, 7170.0, 7203.25], true, [1.5, 2.25]);
+        assert_eq!(
+            header,
+            "kline (UTC)             close  forecast     naive 90% lower 90% upper  in |    rmse ens  rmse naive"
+        );
+        assert_eq!(
+            row,
+            format!(
+                "{}   7186.60   7186.60   7186.60   7170.00   7203.25  in |      1.5000      2.2500",
+                time::format_ms(k.open_time)
+            )
+        );
+        assert_eq!(header.len(), row.len());
+    }
 }

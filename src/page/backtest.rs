@@ -26,7 +26,8 @@ pub(crate) fn thirds(v: &[f64]) -> String {
 }
 
 /// The `--html` page: the `report` page's charts over the replay (the last `hours` of
-/// forecasts, cumulative RMSE ÷ naive, weights, coverage per window), then the run, the
+/// forecasts, cumulative RMSE ÷ naive, the experts awake and their weights, rolling coverage),
+/// then the run, the
 /// scoreboard, both combiners, the experts and the intervals as tables. Pure.
 pub(crate) fn page(s: &BacktestSummary, run: &RunFiles, hours: f64) -> String {
     let mut page = Page::new(
@@ -36,8 +37,7 @@ pub(crate) fn page(s: &BacktestSummary, run: &RunFiles, hours: f64) -> String {
             s.data, s.train_rows, s.replay_rows, s.windows, s.window, s.seed
         ),
     );
-    let bar_ms = (s.window as i64 * s.interval_ms) as f64 * 0.8;
-    run_charts(&mut page, run, hours, bar_ms);
+    run_charts(&mut page, run, hours);
     page.heading("Scoreboard, whole replay");
     score_table(&mut page, "scoreboard", &s.scoreboard);
     score_table(&mut page, "combiners", &s.combiners);

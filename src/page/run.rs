@@ -10,31 +10,30 @@ use std::collections::BTreeMap;
 use super::html::Page;
 use super::svg::{self, Axis, Chart, Mark, Scale};
 use crate::ensemble::report::ScoreRow;
+use crate::ensemble::ExpertGroup;
 use crate::kline::Interval;
 use crate::live::events::LogEvent;
 use crate::live::predictions::PredictionRow;
 use crate::run_files::{RunFiles, Window};
 use crate::time;
 
-/// `generations/<kind>` for `gen<N>/<kind>`, the label itself otherwise.
+/// The group of a member label read from `ensemble.jsonl`: `generations/<kind>` for
+/// `gen<N>/<kind>`, the label itself otherwise.
 pub(crate) fn group(label: &str) -> String {
-    match label.split_once('/') {
-        Some((g, kind)) if g.starts_with("gen") && g[3..].chars().all(|c| c.is_ascii_digit()) => {
-            format!("generations/{kind}")
-        }
-        _ => label.to_string(),
-    }
+    ExpertGroup::of_member_label(label).map_or_else(|| label.to_string(), |g| g.to_string())
 }
 
-/// The per-window coverage: the logged figure when present, else the share of the window's
-/// forecasts with an interval whose `lower ≤ actual close ≤ upper`.
-pub(crate) fn window_coverage(
+/// The per-window coverage and the number of forecasts behind it: the logged figure and its `n`
+/// when logged (`n` 1 when a logged figure comes without it), else the share of the window's
+/// forecasts with an interval whose `lower ≤ actual close ≤ upper`, and their number.
+pub(crate) fn window_coverage_counted(
     w: &Window,
     forecasts: &[PredictionRow],
     closes: &BTreeMap<i64, f64>,
-) -> Option<f64> {
-    if w.coverage.is_some() {
-        return w.coverage;
+) -> Option<(f64, f64)> {
+    if let Some(c) = w.coverage {
+        let n = w.coverage_n.filter(|&n| n > 0).map_or(1.0, |n| n as f64);
+        return Some((c, n));
     }
     let (mut n, mut hit) = (0u32, 0u32);
     for f in forecasts.iter().filter(|f| {
@@ -45,7 +44,120 @@ pub(crate) fn window_coverage(
             hit += u32::from(lo <= c && c <= hi);
         }
     }
-    (n > 0).then(|| f64::from(hit) / f64::from(n))
+    (n > 0).then(|| (f64::from(hit) / f64::from(n), f64::from(n)))
+}
+
+/// Member groups of the ratio chart with a line of their own (the rest share one band).
+pub(crate) const BEST_GROUPS: usize = 6;
+/// Experts of the weights chart with a line of their own, naive included.
+pub(crate) const MAX_EXPERT_LINES: usize = 7;
+/// The colour of "the others" in a chart: a grey no palette colour uses.
+const OTHERS_COLOR: &str = "#b0b0b0";
+
+/// Points of a line over time: `(open time, value)`.
+pub(crate) type TimeSeries = Vec<(i64, f64)>;
+
+/// Windows pooled by the rolling coverage line.
+pub(crate) const ROLLING_WINDOWS: usize = 20;
+
+/// Rolling and cumulative coverage from per-window `(time, coverage, n)`: after each window,
+/// the share of covered forecasts over the last `k` windows and over all so far (each window
+/// weighted by its `n`).
+pub(crate) fn rolling_coverage(points: &[(i64, f64, f64)], k: usize) -> (TimeSeries, TimeSeries) {
+    let mut rolling = Vec::with_capacity(points.len());
+    let mut cumulative = Vec::with_capacity(points.len());
+    let (mut hits, mut n) = (0.0, 0.0);
+    for (i, &(t, c, m)) in points.iter().enumerate() {
+        hits += c * m;
+        n += m;
+        cumulative.push((t, hits / n));
+        let recent = &points[(i + 1).saturating_sub(k.max(1))..=i];
+        let rh: f64 = recent.iter().map(|p| p.1 * p.2).sum();
+        let rn: f64 = recent.iter().map(|p| p.2).sum();
+        rolling.push((t, rh / rn));
+    }
+    (rolling, cumulative)
+}
+
+/// One expert over the run: where it was awake and its weight there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ExpertLane {
+    pub(crate) label: String,
+    /// Per window: `(first, last open time, weight)` when awake in it, `None` when asleep.
+    pub(crate) windows: Vec<Option<(i64, i64, f64)>>,
+    /// Forecasts it was awake for, over the run.
+    pub(crate) awake_rounds: u64,
+}
+
+/// The experts' lanes from the windows' logged records: an expert was awake in a window when
+/// its record gained rounds (a record that shrank was reset by a retrain: its rounds count
+/// afresh). Without logged experts (older logs), the member weights grouped by kind stand in: a
+/// group counts as awake where it holds weight. Naive first, then by rounds awake, most first.
+pub(crate) fn expert_lanes(windows: &[Window]) -> Vec<ExpertLane> {
+    let mut lanes: Vec<ExpertLane> = Vec::new();
+    let mut last_rounds: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, w) in windows.iter().enumerate() {
+        let states: Vec<(String, Option<u64>, f64)> = if w.experts.is_empty() {
+            let mut grouped: Vec<(String, Option<u64>, f64)> = Vec::new();
+            let total: f64 = w.weights.iter().map(|(_, v)| v.max(0.0)).sum();
+            for (l, v) in &w.weights {
+                let g = group(l);
+                let share = if total > 0.0 { v.max(0.0) / total } else { 0.0 };
+                match grouped.iter_mut().find(|e| e.0 == g) {
+                    Some(e) => e.2 += share,
+                    None => grouped.push((g, None, share)),
+                }
+            }
+            grouped
+        } else {
+            w.experts
+                .iter()
+                .map(|e| (e.label.clone(), Some(e.rounds), e.weight))
+                .collect()
+        };
+        for (label, rounds, weight) in states {
+            let gained = match rounds {
+                Some(r) => {
+                    let before = last_rounds.insert(label.clone(), r).unwrap_or(0);
+                    if r >= before {
+                        r - before
+                    } else {
+                        r
+                    }
+                }
+                None => u64::from(weight > 0.0),
+            };
+            let k = match lanes.iter().position(|l| l.label == label) {
+                Some(k) => k,
+                None => {
+                    lanes.push(ExpertLane {
+                        label: label.clone(),
+                        windows: vec![None; windows.len()],
+                        awake_rounds: 0,
+                    });
+                    lanes.len() - 1
+                }
+            };
+            if gained > 0 {
+                lanes[k].windows[i] = Some((w.first_open_time, w.last_open_time, weight));
+                lanes[k].awake_rounds += gained;
+            }
+        }
+    }
+    lanes.sort_by_key(|l| (l.label != "naive", std::cmp::Reverse(l.awake_rounds)));
+    lanes
+}
+
+/// Groups of the ratio chart drawn as their own line: the `k` with the lowest final RMSE ÷
+/// naive (ties by name); the rest are drawn together as one band.
+pub(crate) fn best_groups(ratios: &BTreeMap<String, Vec<(i64, f64)>>, k: usize) -> Vec<String> {
+    let mut finals: Vec<(&String, f64)> = ratios
+        .iter()
+        .filter(|(l, _)| l.as_str() != "ensemble")
+        .filter_map(|(l, pts)| pts.last().map(|p| (l, p.1)))
+        .collect();
+    finals.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+    finals.into_iter().take(k).map(|(l, _)| l.clone()).collect()
 }
 
 /// Cumulative RMSE ÷ naive per group after each window, on the windows where the group was
@@ -147,32 +259,6 @@ pub(crate) fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
         .collect()
 }
 
-/// Stacked weight shares per window, grouped: labels and one series per label.
-pub(crate) fn weight_shares(windows: &[Window]) -> (Vec<String>, Vec<f64>, Vec<Vec<f64>>) {
-    let mut labels: Vec<String> = Vec::new();
-    for w in windows {
-        for (l, _) in &w.weights {
-            let g = group(l);
-            if !labels.contains(&g) {
-                labels.push(g);
-            }
-        }
-    }
-    let xs: Vec<f64> = windows.iter().map(|w| w.last_open_time as f64).collect();
-    let mut shares = vec![vec![0.0; windows.len()]; labels.len()];
-    for (i, w) in windows.iter().enumerate() {
-        let total: f64 = w.weights.iter().map(|(_, v)| v.max(0.0)).sum();
-        for (l, v) in &w.weights {
-            if let Some(k) = labels.iter().position(|g| *g == group(l)) {
-                if total > 0.0 {
-                    shares[k][i] += v.max(0.0) / total;
-                }
-            }
-        }
-    }
-    (labels, xs, shares)
-}
-
 fn time_axis(xs: impl IntoIterator<Item = f64>) -> Axis {
     let (a, b) = svg::extent(xs);
     Axis::new(a, b, Scale::Time, "")
@@ -203,9 +289,11 @@ fn interval_of(files: &RunFiles) -> i64 {
 }
 
 /// The charts `report` and `backtest --html` share, added to `page`: the last `hours` of
-/// closes with the forecast, its interval and the naive forecast; cumulative RMSE ÷ naive; the
-/// weights, stacked; the realised coverage per window as bars `bar_ms` wide.
-pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
+/// closes with the forecast, its interval and the naive forecast; cumulative RMSE ÷ naive of
+/// the ensemble and the best member groups (the rest as one band); the experts awake in each
+/// window at their weight; the realised coverage, rolling and cumulative, against the nominal
+/// level. No chart has more than 8 series or one colour twice.
+pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
     let closes: BTreeMap<i64, f64> = files.closes.iter().copied().collect();
     let last = files
         .forecasts
@@ -246,7 +334,7 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: 
     if !with_interval.is_empty() {
         c.add(Mark::Band {
             label: "interval".to_string(),
-            color: svg::color(0).to_string(),
+            color: svg::color(3).to_string(),
             xs: with_interval
                 .iter()
                 .map(|f| f.target_open_time as f64)
@@ -296,8 +384,10 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: 
         ),
     );
 
-    // 2. Cumulative RMSE / naive.
+    // 2. Cumulative RMSE / naive: the ensemble, the best groups by their final ratio, and the
+    //    other groups together as one band (at most 8 series, no colour twice).
     let ratios = cumulative_ratios(&files.windows);
+    let best = best_groups(&ratios, BEST_GROUPS);
     let all = ratios.values().flatten();
     let mut c = Chart::new(
         "ratio",
@@ -310,20 +400,45 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: 
         y: 1.0,
         dashed: true,
     });
-    let mut order: Vec<&String> = ratios.keys().collect();
-    order.sort_by_key(|l| (l.as_str() != "ensemble", (*l).clone()));
-    for (k, label) in order.into_iter().enumerate() {
+    let others: Vec<&String> = ratios
+        .keys()
+        .filter(|l| l.as_str() != "ensemble" && !best.contains(l))
+        .collect();
+    if !others.is_empty() {
+        let mut envelope: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+        for label in &others {
+            for &(t, v) in &ratios[*label] {
+                let e = envelope.entry(t).or_insert((v, v));
+                *e = (e.0.min(v), e.1.max(v));
+            }
+        }
+        c.add(Mark::Band {
+            label: format!("{} others: range", others.len()),
+            color: OTHERS_COLOR.to_string(),
+            xs: envelope.keys().map(|&t| t as f64).collect(),
+            lo: envelope.values().map(|e| e.0).collect(),
+            hi: envelope.values().map(|e| e.1).collect(),
+            opacity: 0.45,
+        });
+    }
+    for (k, label) in best.iter().enumerate() {
         let pts = &ratios[label];
         c.add(Mark::Line {
             label: label.clone(),
-            color: if label == "ensemble" {
-                "#000".to_string()
-            } else {
-                svg::color(k).to_string()
-            },
+            color: svg::color(k).to_string(),
             xs: pts.iter().map(|p| p.0 as f64).collect(),
             ys: pts.iter().map(|p| p.1).collect(),
-            width: if label == "ensemble" { 2.5 } else { 1.3 },
+            width: 1.3,
+            dashed: false,
+        });
+    }
+    if let Some(pts) = ratios.get("ensemble") {
+        c.add(Mark::Line {
+            label: "ensemble".to_string(),
+            color: "#000".to_string(),
+            xs: pts.iter().map(|p| p.0 as f64).collect(),
+            ys: pts.iter().map(|p| p.1).collect(),
+            width: 2.5,
             dashed: false,
         });
     }
@@ -331,58 +446,205 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: 
     page.figure(
         "Cumulative RMSE ÷ naive",
         &c.render(),
-        "After each window, the RMSE of all forecasts so far divided by the naive forecast's \
-         RMSE on the same klines; below 1 beats naive. Generations are pooled by kind.",
+        &format!(
+            "After each window, the RMSE of all forecasts so far divided by the naive forecast's \
+             RMSE on the same klines; below 1 beats naive. Generations are pooled by kind. The \
+             {} groups with the lowest final ratio have their own line{}.",
+            best.len(),
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the grey band spans the other {} ({})",
+                    others.len(),
+                    others
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
     );
 
-    // 3. Weights, stacked.
-    let (labels, xs, shares) = weight_shares(&files.windows);
+    // 3. Which experts were awake, and their weight.
+    let lanes = expert_lanes(&files.windows);
+    let awake: Vec<&ExpertLane> = lanes.iter().filter(|l| l.awake_rounds > 0).collect();
+    let (shown, rest) = awake.split_at(awake.len().min(MAX_EXPERT_LINES));
+    let xs_ys = |windows: &dyn Fn(usize) -> Option<(i64, i64, f64)>| {
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for i in 0..files.windows.len() {
+            match windows(i) {
+                Some((a, b, w)) => {
+                    xs.extend([a as f64, b as f64]);
+                    ys.extend([w, w]);
+                }
+                None => {
+                    xs.push(f64::NAN);
+                    ys.push(f64::NAN);
+                }
+            }
+        }
+        (xs, ys)
+    };
     let mut c = Chart::new(
         "weights",
-        time_axis(xs.iter().copied()),
-        Axis::new(0.0, 1.0, Scale::Linear, "weight"),
+        time_axis(
+            files
+                .windows
+                .iter()
+                .flat_map(|w| [w.first_open_time as f64, w.last_open_time as f64]),
+        ),
+        // Headroom above 1, so that a weight of 1 is not hidden by the frame.
+        Axis::new(0.0, 1.06, Scale::Linear, "weight while awake"),
     );
-    for m in svg::stacked(&labels, &xs, &shares) {
-        c.add(m);
+    let mut k = 0;
+    for lane in shown {
+        let (xs, ys) = xs_ys(&|i| lane.windows[i]);
+        let color = if lane.label == "naive" {
+            svg::color(9)
+        } else {
+            k += 1;
+            svg::color(k - 1)
+        };
+        c.add(Mark::Line {
+            label: lane.label.clone(),
+            color: color.to_string(),
+            xs,
+            ys,
+            width: if lane.label == "naive" { 2.5 } else { 1.6 },
+            dashed: false,
+        });
     }
+    if !rest.is_empty() {
+        let (xs, ys) = xs_ys(&|i| {
+            let awake: Vec<(i64, i64, f64)> = rest.iter().filter_map(|l| l.windows[i]).collect();
+            let (a, b, _) = *awake.first()?;
+            Some((a, b, awake.iter().map(|x| x.2).sum()))
+        });
+        c.add(Mark::Line {
+            label: format!("{} others awake: sum", rest.len()),
+            color: OTHERS_COLOR.to_string(),
+            xs,
+            ys,
+            width: 1.6,
+            dashed: false,
+        });
+    }
+    let forecasts: u64 = lanes
+        .iter()
+        .find(|l| l.label == "naive")
+        .map_or(0, |l| l.awake_rounds);
+    let experts_awake: Vec<String> = awake
+        .iter()
+        .filter(|l| l.label != "naive")
+        .map(|l| {
+            if forecasts > 0 {
+                format!(
+                    "{} ({:.0} % of forecasts)",
+                    l.label,
+                    100.0 * l.awake_rounds as f64 / forecasts as f64
+                )
+            } else {
+                l.label.clone()
+            }
+        })
+        .collect();
+    let asleep = lanes.len() - awake.len();
     page.figure(
-        "Ensemble weights",
+        "Experts awake, and their weight",
         &c.render(),
-        "The share of each member group in the ensemble forecast after each window.",
+        &format!(
+            "A line is an expert in the windows where it was awake (its forecasts beat naive's on \
+             the same klines by its gate's margin), drawn at its ML-Poly weight after the window; \
+             a gap is a window asleep. Naive is always awake. {}{}",
+            if experts_awake.is_empty() {
+                "No other expert was awake in any window: the ensemble forecast was the naive \
+                 one throughout."
+                    .to_string()
+            } else {
+                format!("Awake at least once: {}.", experts_awake.join(", "))
+            },
+            if asleep > 0 {
+                format!(" Never awake: {asleep} experts.")
+            } else {
+                String::new()
+            }
+        ),
     );
 
-    // 4. Coverage.
-    let cov: Vec<(i64, f64)> = files
+    // 4. Coverage: rolling over the last windows and cumulative, against the nominal level.
+    let points: Vec<(i64, f64, f64)> = files
         .windows
         .iter()
         .filter_map(|w| {
-            window_coverage(w, &files.forecasts, &closes).map(|c| (w.last_open_time, c))
+            window_coverage_counted(w, &files.forecasts, &closes)
+                .map(|(c, n)| (w.last_open_time, c, n))
         })
         .collect();
+    let (rolling, cumulative) = rolling_coverage(&points, ROLLING_WINDOWS);
+    let nominal = files.windows.iter().rev().find_map(|w| w.nominal);
+    let (lo, hi) = svg::extent(
+        rolling
+            .iter()
+            .chain(&cumulative)
+            .map(|p| p.1)
+            .chain(nominal),
+    );
+    let pad = ((hi - lo) * 0.1).max(0.01);
     let mut c = Chart::new(
         "coverage",
-        time_axis(cov.iter().map(|p| p.0 as f64)),
-        Axis::new(0.0, 1.0, Scale::Linear, "coverage"),
+        time_axis(points.iter().map(|p| p.0 as f64)),
+        Axis::new(
+            (lo - pad).max(0.0),
+            (hi + pad).min(1.0),
+            Scale::Linear,
+            "coverage",
+        ),
     );
-    c.add(Mark::Bars {
-        label: "realised coverage".to_string(),
-        color: svg::color(2).to_string(),
-        xs: cov.iter().map(|p| p.0 as f64).collect(),
-        ys: cov.iter().map(|p| p.1).collect(),
-        width: bar_ms,
+    if let Some(nominal) = nominal {
+        c.add(Mark::Rule {
+            label: format!("nominal {:.0} %", 100.0 * nominal),
+            color: "#888".to_string(),
+            y: nominal,
+            dashed: true,
+        });
+    }
+    // The whole-run line dashed and below, so that the rolling one shows where they agree.
+    c.add(Mark::Line {
+        label: "whole run".to_string(),
+        color: svg::color(3).to_string(),
+        xs: cumulative.iter().map(|p| p.0 as f64).collect(),
+        ys: cumulative.iter().map(|p| p.1).collect(),
+        width: 2.2,
+        dashed: true,
     });
-    let mean_cov = if cov.is_empty() {
-        "no interval yet".to_string()
-    } else {
-        format!(
-            "mean {:.3}",
-            cov.iter().map(|p| p.1).sum::<f64>() / cov.len() as f64
-        )
+    c.add(Mark::Line {
+        label: format!("last {ROLLING_WINDOWS} windows"),
+        color: svg::color(0).to_string(),
+        xs: rolling.iter().map(|p| p.0 as f64).collect(),
+        ys: rolling.iter().map(|p| p.1).collect(),
+        width: 1.6,
+        dashed: false,
+    });
+    let summary = match (cumulative.last(), nominal) {
+        (None, _) => "no interval yet".to_string(),
+        (Some(&(_, c)), Some(nominal)) => format!(
+            "whole run {:.2} % against the nominal {:.0} %",
+            100.0 * c,
+            100.0 * nominal
+        ),
+        (Some(&(_, c)), None) => format!("whole run {:.2} %", 100.0 * c),
     };
     page.figure(
-        "Realised interval coverage per window",
+        "Realised interval coverage",
         &c.render(),
-        &format!("{} windows with intervals; {mean_cov}.", cov.len()),
+        &format!(
+            "After each window, the share of forecasts whose close fell inside its interval, over \
+             the last {ROLLING_WINDOWS} windows and over the whole run; {} windows with \
+             intervals; {summary}.",
+            points.len()
+        ),
     );
 }
 
@@ -399,7 +661,7 @@ pub(crate) fn html(files: &RunFiles, hours: f64, title: &str) -> String {
             files.store_path.display()
         ),
     );
-    run_charts(&mut page, files, hours, iv as f64 * 10.0);
+    run_charts(&mut page, files, hours);
 
     // 5. Health.
     page.heading("Health");
@@ -536,7 +798,7 @@ mod tests {
         assert_eq!(group("general/x"), "general/x");
     }
 
-    use crate::run_files::Score;
+    use crate::run_files::{ExpertState, Score};
 
     fn window(t: i64, scores: &[(&str, u64, f64)]) -> Window {
         Window {
@@ -561,6 +823,9 @@ mod tests {
             refit_seconds: None,
             peak_rss_kib: None,
             coverage: None,
+            coverage_n: None,
+            nominal: None,
+            experts: Vec::new(),
         }
     }
 
@@ -584,9 +849,6 @@ mod tests {
         assert_eq!(rows[0].label, "ensemble");
         assert_eq!(rows[0].rmse, Some(5f64.sqrt()));
         assert_eq!(rows[1].rmse_vs_naive, Some(1.0));
-        let (labels, _, shares) = weight_shares(&w);
-        assert_eq!(labels, ["naive", "generations/knn"]);
-        assert_eq!(shares[1], vec![0.25, 0.25]);
     }
 
     #[test]
@@ -613,11 +875,77 @@ mod tests {
             },
         ];
         let closes: BTreeMap<i64, f64> = [(60_000, 2.0), (120_000, 1.0)].into_iter().collect();
-        assert_eq!(window_coverage(&w, &f, &closes), Some(0.0));
+        assert_eq!(window_coverage_counted(&w, &f, &closes), Some((0.0, 1.0)));
         let mut w2 = w.clone();
         w2.last_open_time = 120_000;
-        assert_eq!(window_coverage(&w2, &f, &closes), Some(0.5));
+        assert_eq!(window_coverage_counted(&w2, &f, &closes), Some((0.5, 2.0)));
         w2.coverage = Some(0.9);
-        assert_eq!(window_coverage(&w2, &f, &closes), Some(0.9));
+        assert_eq!(window_coverage_counted(&w2, &f, &closes), Some((0.9, 1.0)));
+        w2.coverage_n = Some(15);
+        assert_eq!(window_coverage_counted(&w2, &f, &closes), Some((0.9, 15.0)));
+    }
+
+    #[test]
+    fn rolling_and_cumulative_coverage_pool_by_count() {
+        let pts = [(1, 1.0, 10.0), (2, 0.5, 10.0), (3, 0.0, 20.0)];
+        let (rolling, cumulative) = rolling_coverage(&pts, 2);
+        assert_eq!(rolling, vec![(1, 1.0), (2, 0.75), (3, 5.0 / 30.0)]);
+        assert_eq!(cumulative, vec![(1, 1.0), (2, 0.75), (3, 15.0 / 40.0)]);
+    }
+
+    #[test]
+    fn expert_lanes_mark_the_windows_an_expert_was_awake() {
+        let expert = |label: &str, rounds: u64, weight: f64| ExpertState {
+            label: label.into(),
+            rounds,
+            weight,
+        };
+        let mut w = [window(0, &[]), window(0, &[]), window(0, &[])];
+        for (i, w) in w.iter_mut().enumerate() {
+            (w.first_open_time, w.last_open_time) = (100 * i as i64, 100 * i as i64 + 90);
+        }
+        w[0].experts = vec![expert("naive", 15, 1.0), expert("trained/linear", 0, 0.0)];
+        w[1].experts = vec![expert("naive", 30, 0.4), expert("trained/linear", 10, 0.6)];
+        // A retrain reset linear's record: 5 rounds afresh count as awake.
+        w[2].experts = vec![expert("naive", 45, 0.9), expert("trained/linear", 5, 0.1)];
+        let lanes = expert_lanes(&w);
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(lanes[0].label, "naive");
+        assert_eq!(lanes[0].awake_rounds, 45);
+        assert_eq!(
+            lanes[0].windows,
+            vec![
+                Some((0, 90, 1.0)),
+                Some((100, 190, 0.4)),
+                Some((200, 290, 0.9))
+            ]
+        );
+        assert_eq!(lanes[1].awake_rounds, 15);
+        assert_eq!(
+            lanes[1].windows,
+            vec![None, Some((100, 190, 0.6)), Some((200, 290, 0.1))]
+        );
+        // Without logged experts, the grouped member weights stand in.
+        let lanes = expert_lanes(&[window(7, &[])]);
+        assert_eq!(lanes[0].label, "naive");
+        assert_eq!(lanes[0].windows, vec![Some((7, 7, 0.75))]);
+        assert_eq!(lanes[1].label, "generations/knn");
+        assert_eq!(lanes[1].windows, vec![Some((7, 7, 0.25))]);
+    }
+
+    #[test]
+    fn best_groups_are_the_lowest_final_ratios() {
+        let r: BTreeMap<String, Vec<(i64, f64)>> = [
+            ("ensemble", 0.5),
+            ("a", 1.2),
+            ("b", 0.9),
+            ("c", 1.0),
+            ("d", 0.9),
+        ]
+        .into_iter()
+        .map(|(l, v)| (l.to_string(), vec![(0, 5.0), (1, v)]))
+        .collect();
+        assert_eq!(best_groups(&r, 3), ["b", "d", "c"]);
+        assert_eq!(best_groups(&r, 9).len(), 4);
     }
 }

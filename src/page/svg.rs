@@ -1,5 +1,5 @@
 //! A small SVG plotter: linear or logarithmic value axes, UTC time axes, ticks at round numbers,
-//! lines, bands (filled areas between two curves), stacked areas, bars, horizontal rules and a
+//! lines, bands (filled areas between two curves), bars, horizontal rules and a
 //! legend. Pure: it turns numbers into a string of well-formed SVG (every attribute value and
 //! text node escaped with [`escape`]); no I/O, no clock.
 //!
@@ -402,28 +402,6 @@ impl Mark {
             | Mark::Rule { color, .. } => color,
         }
     }
-}
-
-/// Builds stacked bands from shares (each `shares[k][i]` ≥ 0, summing to 1 over k at point i):
-/// band k spans the cumulative sum up to k−1 .. k.
-pub(crate) fn stacked(labels: &[String], xs: &[f64], shares: &[Vec<f64>]) -> Vec<Mark> {
-    let mut base = vec![0.0; xs.len()];
-    let mut out = Vec::new();
-    for (k, (label, s)) in labels.iter().zip(shares).enumerate() {
-        let lo = base.clone();
-        for (b, v) in base.iter_mut().zip(s) {
-            *b += if v.is_finite() { v.max(0.0) } else { 0.0 };
-        }
-        out.push(Mark::Band {
-            label: label.clone(),
-            color: color(k).to_string(),
-            xs: xs.to_vec(),
-            lo,
-            hi: base.clone(),
-            opacity: 0.85,
-        });
-    }
-    out
 }
 
 /// A chart: two axes and the marks drawn on them, in a `width` × `height` viewBox.
