@@ -415,6 +415,8 @@ pub fn trained_path(models_dir: &Path, kind: ModelKind) -> PathBuf {
 }
 
 /// Saves a trained model to `<models_dir>/Trained/<kind>.bin`, atomically; returns the path.
+/// (Tests; `train` replaces the whole set with [`save_trained_set`].)
+#[cfg(test)]
 pub(crate) fn save_trained(
     models_dir: &Path,
     model: &TrainedModel,
@@ -821,6 +823,68 @@ mod tests {
             fs::read_dir(dir.0.join("Trained")).expect("list").count(),
             1
         );
+    }
+
+    /// The entries of `dir`, sorted.
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn seeds(models_dir: &Path) -> Vec<u64> {
+        load_all_trained(models_dir)
+            .expect("the set loads")
+            .iter()
+            .map(|m| m.meta.seed)
+            .collect()
+    }
+
+    /// Issue 19: `train` replaces the set whole. A switch cut at any point leaves one whole set
+    /// for readers (a leftover staging directory is ignored; between the two renames the old
+    /// set is read from `Trained.old`), the next save cleans up, and a reader that a switch
+    /// overtook reads again rather than mixing two sets.
+    #[test]
+    fn the_trained_set_is_replaced_whole_and_cut_switches_recover() {
+        let dir = TempDir::new("set");
+        let m = &dir.0;
+        let paths = save_trained_set(m, &[sample(1)]).expect("save");
+        assert_eq!(paths, [m.join("Trained").join("linear.bin")]);
+        assert_eq!((seeds(m), entries(m)), (vec![1], vec!["Trained".to_string()]));
+        // Cut while writing: a partial staging directory, ignored by readers, removed next time.
+        fs::create_dir_all(m.join(STAGING_DIR)).expect("mkdir");
+        fs::write(m.join(STAGING_DIR).join("linear.bin"), b"KLNC").expect("partial");
+        assert_eq!(seeds(m), [1]);
+        save_trained_set(m, &[sample(2)]).expect("save 2");
+        assert_eq!((seeds(m), entries(m)), (vec![2], vec!["Trained".to_string()]));
+        // Cut between the two renames: no `Trained`; readers use the old set whole, and the
+        // next save puts it back before switching.
+        fs::rename(m.join(TRAINED_DIR), m.join(PREVIOUS_DIR)).expect("cut");
+        assert_eq!(seeds(m), [2]);
+        recover_trained_set(m).expect("recover");
+        assert_eq!((seeds(m), entries(m)), (vec![2], vec!["Trained".to_string()]));
+        // Cut before the clean-up: both there; readers use the new set.
+        fs::create_dir_all(m.join(PREVIOUS_DIR)).expect("old");
+        assert_eq!(seeds(m), [2]);
+        save_trained_set(m, &[sample(3)]).expect("save 3");
+        assert_eq!((seeds(m), entries(m)), (vec![3], vec!["Trained".to_string()]));
+        // A reader overtaken by a switch reads again: never the old file with the new set.
+        let mut calls = 0;
+        let seen = read_trained_set(m, |set| {
+            calls += 1;
+            let seed = load_trained(&trained_file(set, ModelKind::Linear))
+                .expect("load")
+                .meta
+                .seed;
+            if calls == 1 {
+                save_trained_set(m, &[sample(4)]).expect("switch meanwhile");
+            }
+            seed
+        });
+        assert_eq!((seen, calls), (4, 2));
     }
 
     #[test]
