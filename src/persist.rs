@@ -513,8 +513,12 @@ pub(crate) fn save_trained_set(
         let (dir, path) = (live.clone(), path.to_path_buf());
         move |source| PersistError::SaveSet { dir, path, source }
     };
-    fs::create_dir_all(models_dir).map_err(failed(models_dir))?;
-    recover_trained_set(models_dir).map_err(failed(&live))?;
+    // Trouble with the directories is reported on the first file that cannot be saved.
+    let first = models
+        .first()
+        .map_or_else(|| live.clone(), |m| trained_path(models_dir, m.kind));
+    fs::create_dir_all(models_dir).map_err(failed(&first))?;
+    recover_trained_set(models_dir).map_err(failed(&first))?;
     let written = (|| {
         fs::create_dir(&staging).map_err(failed(&staging))?;
         let mut names = Vec::with_capacity(models.len());
@@ -847,6 +851,7 @@ mod tests {
     /// for readers (a leftover staging directory is ignored; between the two renames the old
     /// set is read from `Trained.old`), the next save cleans up, and a reader that a switch
     /// overtook reads again rather than mixing two sets.
+    /// Backs README claim [C18]: No trained model file is changed by a failed train, a bad input or a full disk; `train` replaces the set whole, and a reader never loads a mix.
     #[test]
     fn the_trained_set_is_replaced_whole_and_cut_switches_recover() {
         let dir = TempDir::new("set");

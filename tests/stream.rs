@@ -623,6 +623,7 @@ fn stamp_ms(line: &str) -> i64 {
 /// truncated, `stream --max-runtime 3s` ends by its deadline (it ran 106 s before, in the
 /// start-up check's retries), and the local problem is the first thing it says, before any
 /// network message. No tuning knob is set: the default backoffs.
+/// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
 #[test]
 fn network_down_stream_keeps_its_deadline_and_reports_local_problems_first() {
     let tmp = TempDir::new("stream-netdown");
@@ -669,6 +670,7 @@ fn network_down_stream_keeps_its_deadline_and_reports_local_problems_first() {
 /// while the WebSocket works, so the gap fill retries with the client's backoff: the retry
 /// lines of stream.log have strictly increasing stamps, spaced by the wait each announced
 /// (within a tolerance for a loaded machine), and the run still ends by its deadline.
+/// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
 #[test]
 fn rest_retries_are_logged_with_their_true_times_and_end_at_the_deadline() {
     let tmp = TempDir::new("stream-retry-stamps");
@@ -736,6 +738,7 @@ fn rest_retries_are_logged_with_their_true_times_and_end_at_the_deadline() {
 /// server is up the store catches up by a REST gap fill, then the WebSocket; the check of the
 /// newest stored klines runs at the first REST call that succeeds and repairs a planted partial
 /// row. The store is the source byte for byte, no kline lost, no prediction twice.
+/// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
 #[test]
 fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
     let tmp = TempDir::new("stream-late-network");
@@ -786,7 +789,7 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
     let (from_ws, from_rest) = (count("klines from ws "), count(", from rest "));
     assert_eq!(from_ws + from_rest, klines as u64, "{stdout}");
     assert!(from_rest >= 20 && from_ws >= 1, "{stdout}");
-    // The first kline after the outage came by the gap fill, before any from the socket.
+    // The start-up check was deferred, and the catch-up began with a REST gap fill.
     let fill = stream_log.find("gap fill:").expect("a gap fill");
     assert!(
         stream_log.find("could not check the newest stored klines").expect("deferred") < fill,
