@@ -512,6 +512,17 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
         .count() as u64;
     assert!(connects > rotations, "{stream_log}");
     assert_store_is(&store_path, src);
+    // The ensembler had its history and had started before the network came up: the start-up
+    // check held nothing back. (Stamps compare as text.)
+    let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    let ens_start = ens_log
+        .lines()
+        .find(|l| l.contains("ensembler start:"))
+        .unwrap_or_else(|| panic!("no ensembler start in {ens_log}"));
+    assert!(
+        ens_start[..network_up.len()] < *network_up,
+        "the ensembler started at {ens_start:?}, after the network came up at {network_up}"
+    );
     let preds = check_predictions(&dirs.data, 1);
     assert_eq!(preds.len(), klines + 1);
     assert_eq!(preds[0].target_open_time, src[history].open_time);
@@ -768,6 +779,7 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
         .stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn stream");
     thread::sleep(Duration::from_secs(10));
+    let network_up = klinecast::log::stamp(klinecast::log::wall_clock_ms());
     // The server's clock starts 20 klines past the store: those come over REST, the rest over
     // the WebSocket at 600x.
     let _srv = common::replay_server_on(port, served.clone(), history + 20, 600.0, "ping-ms=300");
@@ -800,6 +812,17 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
             && stream_log.contains(&format!("stored:  {}", planted.to_csv_line()))
             && stream_log.contains(&format!("binance: {}", good.to_csv_line())),
         "{stream_log}"
+    );
+    // The ensembler had its history and had started before the network came up: the start-up
+    // check held nothing back. (Stamps compare as text.)
+    let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    let ens_start = ens_log
+        .lines()
+        .find(|l| l.contains("ensembler start:"))
+        .unwrap_or_else(|| panic!("no ensembler start in {ens_log}"));
+    assert!(
+        ens_start[..network_up.len()] < *network_up,
+        "the ensembler started at {ens_start:?}, after the network came up at {network_up}"
     );
     let preds = check_predictions(&dirs.data, 1);
     assert_eq!(preds.len(), klines + 1);
