@@ -649,15 +649,15 @@ fn network_down_stream_keeps_its_deadline_and_reports_local_problems_first() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(&cart.display().to_string()) && first.contains("truncated"),
+        "the truncated model is not reported first (ran {elapsed:?}): {stderr}"
+    );
     assert!(stdout.contains("stream stopped (Deadline)"), "{stdout}");
     // 3 s plus a liveness margin for a loaded machine; refused connections fail at once, so no
     // request timeout is spent.
     assert!(elapsed < Duration::from_secs(8), "ran {elapsed:?}: {stderr}");
-    let first = stderr.lines().next().unwrap_or_default();
-    assert!(
-        first.contains(&cart.display().to_string()) && first.contains("truncated"),
-        "the truncated model is not reported first: {stderr}"
-    );
     assert!(
         stderr.contains("could not check the newest stored klines against rest"),
         "{stderr}"
