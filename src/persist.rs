@@ -858,24 +858,36 @@ mod tests {
         let m = &dir.0;
         let paths = save_trained_set(m, &[sample(1)]).expect("save");
         assert_eq!(paths, [m.join("Trained").join("linear.bin")]);
-        assert_eq!((seeds(m), entries(m)), (vec![1], vec!["Trained".to_string()]));
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![1], vec!["Trained".to_string()])
+        );
         // Cut while writing: a partial staging directory, ignored by readers, removed next time.
         fs::create_dir_all(m.join(STAGING_DIR)).expect("mkdir");
         fs::write(m.join(STAGING_DIR).join("linear.bin"), b"KLNC").expect("partial");
         assert_eq!(seeds(m), [1]);
         save_trained_set(m, &[sample(2)]).expect("save 2");
-        assert_eq!((seeds(m), entries(m)), (vec![2], vec!["Trained".to_string()]));
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![2], vec!["Trained".to_string()])
+        );
         // Cut between the two renames: no `Trained`; readers use the old set whole, and the
         // next save puts it back before switching.
         fs::rename(m.join(TRAINED_DIR), m.join(PREVIOUS_DIR)).expect("cut");
         assert_eq!(seeds(m), [2]);
         recover_trained_set(m).expect("recover");
-        assert_eq!((seeds(m), entries(m)), (vec![2], vec!["Trained".to_string()]));
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![2], vec!["Trained".to_string()])
+        );
         // Cut before the clean-up: both there; readers use the new set.
         fs::create_dir_all(m.join(PREVIOUS_DIR)).expect("old");
         assert_eq!(seeds(m), [2]);
         save_trained_set(m, &[sample(3)]).expect("save 3");
-        assert_eq!((seeds(m), entries(m)), (vec![3], vec!["Trained".to_string()]));
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![3], vec!["Trained".to_string()])
+        );
         // A reader overtaken by a switch reads again: never the old file with the new set.
         let mut calls = 0;
         let seen = read_trained_set(m, |set| {

@@ -509,7 +509,11 @@ fn full_disk_while_saving_keeps_the_old_models() {
         .expect("list models")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(entries, [persist::TRAINED_DIR], "a staging directory was left");
+    assert_eq!(
+        entries,
+        [persist::TRAINED_DIR],
+        "a staging directory was left"
+    );
     assert_eq!(
         persist::load_all_trained(&models).expect("all load").len(),
         ModelKind::ALL.len()

@@ -610,7 +610,9 @@ fn horizon_5_streams_and_other_horizons_are_refused() {
 
 /// Milliseconds since midnight of a log line's stamp (`YYYY-MM-DD HH:MM:SS.mmmZ ...`).
 fn stamp_ms(line: &str) -> i64 {
-    let time = line.get(11..23).unwrap_or_else(|| panic!("no stamp in {line:?}"));
+    let time = line
+        .get(11..23)
+        .unwrap_or_else(|| panic!("no stamp in {line:?}"));
     let field = |range: std::ops::Range<usize>| -> i64 {
         time.get(range)
             .and_then(|t| t.parse().ok())
@@ -657,7 +659,10 @@ fn network_down_stream_keeps_its_deadline_and_reports_local_problems_first() {
     assert!(stdout.contains("stream stopped (Deadline)"), "{stdout}");
     // 3 s plus a liveness margin for a loaded machine; refused connections fail at once, so no
     // request timeout is spent.
-    assert!(elapsed < Duration::from_secs(8), "ran {elapsed:?}: {stderr}");
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "ran {elapsed:?}: {stderr}"
+    );
     assert!(
         stderr.contains("could not check the newest stored klines against rest"),
         "{stderr}"
@@ -793,7 +798,10 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
     // The start-up check was deferred, and the catch-up began with a REST gap fill.
     let fill = stream_log.find("gap fill:").expect("a gap fill");
     assert!(
-        stream_log.find("could not check the newest stored klines").expect("deferred") < fill,
+        stream_log
+            .find("could not check the newest stored klines")
+            .expect("deferred")
+            < fill,
         "{stream_log}"
     );
     assert!(

@@ -7,6 +7,14 @@
 //! - the calling thread holds the single-instance lock ([`lock`]) and relays the ensembler's
 //!   events to an observer (`demo` prints them).
 //!
+//! Start-up, local first: the ensembling thread loads and checks the saved ensemble and the
+//! trained models ([`Ensembler::prepare`]) while the streaming thread asks REST about the
+//! newest stored klines (one attempt); the streaming thread writes nothing until those checks
+//! pass (`go`; a failure such as a horizon mismatch stops the run with nothing written), then
+//! repairs the store if needed, hands the ensembler its history and connects the WebSocket while
+//! the ensembler refits the saved generations ([`ensembler::Prepared::finish`]). REST retries and
+//! pauses, request timeouts and WebSocket connects all end at `--max-runtime`.
+//!
 //! Hidden tuning knobs (environment, for tests and slow links; milliseconds):
 //! `KLINECAST_WS_IDLE_MS` (watchdog, default 30000), `KLINECAST_WS_POLL_MS` (socket read
 //! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
@@ -38,8 +46,8 @@ use crate::store::{self, KlineStore};
 use ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
 use lock::LockOutcome;
 use stream_thread::{
-    Connect, Frames, Handshake, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread,
-    Timing,
+    Connect, Frames, Handshake, Limits, Rest, StopReason, StreamSettings, StreamStats,
+    StreamThread, Timing,
 };
 
 /// Everything `klinecast stream` (and `demo`) needs to run.

@@ -308,12 +308,8 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     /// holds nothing back: the check runs again before the next gap fill. `Some` ends the run.
     fn start_up(&mut self, handshake: Handshake) -> Result<Option<StopReason>, Error> {
         self.rest.single_attempt(true);
-        let probe = backfill::probe_tail(
-            &mut self.rest,
-            &mut self.store,
-            &self.symbol,
-            self.interval,
-        );
+        let probe =
+            backfill::probe_tail(&mut self.rest, &mut self.store, &self.symbol, self.interval);
         self.rest.single_attempt(false);
         self.log_rest_notes();
         let rows = loop {
@@ -323,9 +319,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             match handshake.go.recv_timeout(Duration::from_millis(100)) {
                 Ok(rows) => break rows,
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Ok(Some(StopReason::EnsemblerGone))
-                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(Some(StopReason::EnsemblerGone)),
             }
         };
         match probe {
@@ -359,12 +353,8 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     /// the ensembler has already read the old rows and learns from the repaired ones from the
     /// next start.
     fn retry_tail_check(&mut self) -> Result<Result<(), BinanceError>, Error> {
-        let probe = backfill::probe_tail(
-            &mut self.rest,
-            &mut self.store,
-            &self.symbol,
-            self.interval,
-        );
+        let probe =
+            backfill::probe_tail(&mut self.rest, &mut self.store, &self.symbol, self.interval);
         self.log_rest_notes();
         match probe {
             Ok(probe) => {
