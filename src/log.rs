@@ -56,7 +56,41 @@ pub(crate) fn split_line(line: &str) -> Option<(i64, &str)> {
 /// The length of a [`stamp`] (`YYYY-MM-DD HH:MM:SS.mmmZ`).
 const STAMP_LEN: usize = 24;
 
-/// One log file with rotation. Owned by one thread; not shared.
+/// A [`Logger`] that several owners on one thread write to (the stream thread and its REST
+/// client's notifier, which logs a retry when it happens): cloning shares the file. Writes take
+/// a lock, so a line is whole even if two threads ever wrote at once.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedLogger(std::sync::Arc<std::sync::Mutex<Logger>>);
+
+impl SharedLogger {
+    pub fn new(logger: Logger) -> SharedLogger {
+        SharedLogger(std::sync::Arc::new(std::sync::Mutex::new(logger)))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Logger)) {
+        // A panic while holding the lock leaves the logger usable: its state is a file handle.
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+    }
+
+    /// [`Logger::info`].
+    pub fn info(&self, msg: &str) {
+        self.with(|l| l.info(msg));
+    }
+
+    /// [`Logger::warn`].
+    pub fn warn(&self, msg: &str) {
+        self.with(|l| l.warn(msg));
+    }
+}
+
+impl From<Logger> for SharedLogger {
+    fn from(logger: Logger) -> SharedLogger {
+        SharedLogger::new(logger)
+    }
+}
+
+/// One log file with rotation. Owned by one thread (or shared as a [`SharedLogger`]).
 #[derive(Debug)]
 pub(crate) struct Logger {
     path: PathBuf,

@@ -2,8 +2,8 @@
 //! header [`CSV_HEADER`], rows ascending and unique by open_time, only closed klines, values
 //! byte-for-byte as Binance sent them. Appends are whole lines in one write plus fsync; a line
 //! torn by a kill is cut off when the store is next opened. Also the loaders that read a whole
-//! file back ([`load_klines`] with the decimal text, [`load_series`] as fast numeric columns)
-//! and the one that reads only its end ([`read_tail`]), and the file name ↔ (symbol, interval)
+//! file back ([`load_klines`] with the decimal text, [`load_series`] as fast numeric columns),
+//! and the file name ↔ (symbol, interval)
 //! mapping ([`kline_path`], [`parse_file_name`]). Every reader of the format lives here.
 //! No network and no maths here.
 
@@ -570,23 +570,6 @@ fn tail_rows(
         rows.push((at, k));
     }
     Ok(rows)
-}
-
-/// The last `n` klines of the kline file at `path`, ascending (fewer when the file is shorter),
-/// without reading the whole file (a store may hold years of rows). Read-only: a writer that
-/// has the file open keeps appending meanwhile.
-pub(crate) fn read_tail(path: &Path, n: usize) -> Result<Vec<Kline>, StoreError> {
-    let io = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        action: "reading the tail of",
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    Ok(tail_rows(path, &file, len, n)?
-        .into_iter()
-        .map(|(_, k)| k)
-        .collect())
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -1381,31 +1364,5 @@ mod tests {
         let path = dir.file("x.csv", &format!("{CSV_HEADER}\n{L1}\n{}", &L2[..11]));
         let err = load_klines(&path).expect_err("refused by default");
         assert!(err.to_string().contains("x.csv:3:"), "{err}");
-    }
-
-    #[test]
-    fn read_tail_of_short_and_long_files() {
-        use crate::testutil::kline;
-        let dir = TempDir::new("store-tail");
-        let mut text = format!("{CSV_HEADER}\n");
-        for i in 0..500 {
-            text.push_str(&kline(i).to_csv_line());
-            text.push('\n');
-        }
-        let path = dir.file("X_1m.csv", &text);
-        assert_eq!(
-            read_tail(&path, 3).expect("tail"),
-            vec![kline(497), kline(498), kline(499)]
-        );
-        assert_eq!(read_tail(&path, 10_000).expect("all").len(), 500);
-        assert_eq!(read_tail(&path, 500).expect("exact")[0], kline(0));
-        assert!(read_tail(&path, 0).expect("none").is_empty());
-        let path = dir.file("X_1m.csv", &format!("{CSV_HEADER}\n"));
-        assert!(read_tail(&path, 5).expect("header only").is_empty());
-        let path = dir.file("bad.csv", &format!("{CSV_HEADER}\n{L1}\n1,2\n"));
-        let err = read_tail(&path, 5).expect_err("bad row");
-        assert!(err.to_string().contains("bad.csv"), "{err}");
-        let err = read_tail(&dir.join("missing.csv"), 5).expect_err("missing");
-        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
     }
 }

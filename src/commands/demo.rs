@@ -298,9 +298,7 @@ fn train_models(
     );
     let outcome = train::train_series(series, &opts, &mut |msg| println!("    {msg}"))?;
     print!("{}", outcome.report.to_table());
-    for model in &outcome.models {
-        persist::save_trained(models_dir, model)?;
-    }
+    persist::save_trained_set(models_dir, &outcome.models)?;
     Ok(models_dir.join(persist::TRAINED_DIR))
 }
 

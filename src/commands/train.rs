@@ -41,9 +41,8 @@ pub(crate) fn run(args: &TrainArgs) -> Result<(), Error> {
         data_file.clone(),
     );
     let outcome = train_series(series, &opts, &mut |msg| eprintln!("{msg}"))?;
-    // Only now, with every fit done, replace the model files (each one atomically).
-    for model in &outcome.models {
-        let path = persist::save_trained(&args.models_dir, model)?;
+    // Only now, with every fit done, replace the set of model files as a whole.
+    for path in persist::save_trained_set(&args.models_dir, &outcome.models)? {
         eprintln!("saved {}", path.display());
     }
     if args.json {

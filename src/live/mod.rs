@@ -8,6 +8,22 @@
 //!   events to an observer (`demo` prints them).
 //!
 //! `klinecast stream` and `demo` run it with a [`StreamConfig`] they build.
+//!
+//! Start-up, local first: the ensembling thread loads and checks the saved ensemble and the
+//! trained models ([`Ensembler::prepare`]) while the streaming thread asks REST about the
+//! newest stored klines (one attempt); the streaming thread writes nothing until those checks
+//! pass (`go`; a failure such as a horizon mismatch stops the run with nothing written), then
+//! repairs the store if needed, hands the ensembler its history and connects the WebSocket while
+//! the ensembler refits the saved generations ([`ensembler::Prepared::finish`]). REST retries and
+//! pauses, request timeouts and WebSocket connects all end at `--max-runtime`.
+//!
+//! Hidden tuning knobs (environment, for tests and slow links; milliseconds):
+//! `KLINECAST_WS_IDLE_MS` (watchdog, default 30000), `KLINECAST_WS_POLL_MS` (socket read
+//! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
+//! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
+//! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
+//! (stop after that many new closed klines), and `KLINECAST_SAVE_EVERY` (save the ensemble
+//! every N windows, default 1; a count, not milliseconds).
 
 pub mod ensembler;
 pub(crate) mod events;
@@ -21,20 +37,20 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::backfill::{self, KlinesRequest};
+use crate::backfill::KlinesRequest;
 use crate::binance::rest::RestClient;
 use crate::binance::ws::{self, KlineSocket, WsConfig, WsError, WsRead};
 use crate::binance::{tls, BinanceError};
 use crate::error::Error;
 use crate::kline::{Interval, Kline, Symbol};
-use crate::log::{stamp, wall_clock_ms, Logger};
+use crate::log::{stamp, wall_clock_ms, Logger, SharedLogger};
 use crate::settings::LearnSettings;
 use crate::store::{self, KlineStore};
 
 use ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
 use lock::LockOutcome;
 use stream_thread::{
-    Connect, Frames, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread,
+    Connect, Frames, Handshake, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread,
 };
 
 pub(crate) use stream_thread::Timing;
@@ -97,10 +113,10 @@ pub(crate) struct RunSummary {
 const VERIFY_ROWS: usize = 5000;
 
 /// The REST client behind the stream thread's [`Rest`] trait (delegating to `backfill`'s
-/// impl for [`RestClient`]); its notices go to stream.log.
+/// impl for [`RestClient`]); its notices go to stream.log as they happen (the client's
+/// notifier writes them), so a retry carries the time it was made.
 struct LiveRest {
     client: RestClient,
-    notes: mpsc::Receiver<String>,
 }
 
 impl Rest for LiveRest {
@@ -112,19 +128,28 @@ impl Rest for LiveRest {
         Rest::klines(&mut self.client, request)
     }
 
-    fn notes(&mut self) -> Vec<String> {
-        self.notes.try_iter().collect()
+    fn single_attempt(&mut self, on: bool) {
+        self.client.set_single_attempt(on);
     }
 }
 
 struct LiveConnector {
     url: String,
     config: WsConfig,
+    /// The run's end: a connect (TCP, TLS and WebSocket handshakes) never waits past it.
+    deadline: Option<Instant>,
 }
 
 impl Connect for LiveConnector {
     fn connect(&mut self) -> Result<Box<dyn Frames>, WsError> {
-        Ok(Box::new(KlineSocket::connect(&self.url, &self.config)?))
+        let mut config = self.config;
+        if let Some(d) = self.deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            config.connect_timeout = config
+                .connect_timeout
+                .min(left.max(Duration::from_millis(1)));
+        }
+        Ok(Box::new(KlineSocket::connect(&self.url, &config)?))
     }
 
     fn describe(&self) -> String {
@@ -181,9 +206,11 @@ pub(crate) fn run_stream(
         config.args.interval,
     );
 
-    let mut stream_log = Logger::open(&config.args.log_dir.join("stream.log"), "klinecast stream")
-        .map_err(|e| Error::io("opening stream.log", e))?
-        .mirror_stderr(config.stderr);
+    let stream_log = SharedLogger::new(
+        Logger::open(&config.args.log_dir.join("stream.log"), "klinecast stream")
+            .map_err(|e| Error::io("opening stream.log", e))?
+            .mirror_stderr(config.stderr),
+    );
     stream_log.info(&format!("klinecast stream {whoami}"));
     let store_path = store::kline_path(
         &config.args.data_dir,
@@ -191,44 +218,24 @@ pub(crate) fn run_stream(
         config.args.interval,
     );
     // Only the newest rows are validated: a start costs the same with years of history.
-    let (mut store, report) = KlineStore::open_recent(
+    let (store, report) = KlineStore::open_recent(
         &store_path,
         VERIFY_ROWS.max(config.args.learn.refit_rows + 2 * ensembler::MAX_REPLAY),
     )?;
     if let Some(msg) = report.repair_message(&store_path) {
         stream_log.warn(&msg);
     }
-    let (note_tx, note_rx) = mpsc::channel::<String>();
-    let client = RestClient::new(&config.args.rest_url)?.with_notifier(move |msg| {
-        let _ = note_tx.send(msg.to_string());
-    });
-    let mut rest = LiveRest {
-        client,
-        notes: note_rx,
-    };
-    // Before the ensembler reads its history: the newest stored klines must be Binance's.
-    let check = backfill::check_tail(
-        &mut rest,
-        &mut store,
-        &config.args.symbol,
-        config.args.interval,
-    );
-    for note in rest.notes() {
-        stream_log.info(&format!("rest: {note}"));
-    }
-    match check {
-        Ok(check) => {
-            for line in check.messages(&store_path) {
-                stream_log.warn(&line);
-            }
-        }
-        Err(backfill::CheckError::Store(e)) => return Err(e.into()),
-        Err(backfill::CheckError::Rest(e)) => stream_log.warn(&format!(
-            "could not check the newest stored klines against rest ({e}); continuing, the \
-             check runs again at the next start"
-        )),
-    }
+    // Retries are logged when they happen, with their own time.
+    let notes = stream_log.clone();
+    let client = RestClient::new(&config.args.rest_url)?
+        .with_deadline(deadline)
+        .with_notifier(move |msg| notes.info(&format!("rest: {msg}")));
+    let rest = LiveRest { client };
 
+    // Start-up, local first: the ensembling thread loads and checks the saved ensemble and the
+    // trained models while the streaming thread asks REST about the newest stored klines; the
+    // streaming thread writes nothing until those checks pass (`go`), then repairs the store if
+    // needed and hands the ensembler its history, which it refits while the WebSocket connects.
     let (event_tx, event_rx) = mpsc::channel::<LiveEvent>();
     let ens_config = EnsemblerConfig {
         data_dir: config.args.data_dir.clone(),
@@ -239,15 +246,12 @@ pub(crate) fn run_stream(
         fit: config.args.learn.refit_config(),
         save_every: config.save_every,
     };
-    let (ensembler, replay) = Ensembler::start(
-        &ens_config,
-        &mut |n| Ok(store::read_tail(&store_path, n)?),
-        event_tx,
-    )?;
-
+    let (go_tx, go_rx) = mpsc::channel::<usize>();
+    let (history_tx, history_rx) = mpsc::channel::<Vec<Kline>>();
     let connector = LiveConnector {
         url: ws_url,
         config: config.ws,
+        deadline,
     };
     let (kline_tx, kline_rx) = mpsc::channel();
     let settings = StreamSettings {
@@ -261,7 +265,25 @@ pub(crate) fn run_stream(
         initial_rows: 2 * config.args.learn.refit_rows + 500,
         seed: config.args.learn.seed,
     };
-    let streamer = StreamThread::new(settings, rest, connector, store, kline_tx, stream_log);
+    let streamer = StreamThread::new(settings, rest, connector, store, kline_tx, stream_log)
+        .with_handshake(Handshake {
+            go: go_rx,
+            history: history_tx,
+        });
+    let ensembling = move || -> Result<EnsemblerSummary, Error> {
+        // An error here drops `go_tx`: the streaming thread stops without writing.
+        let prepared = Ensembler::prepare(&ens_config, event_tx)?;
+        if go_tx.send(prepared.rows_needed()).is_err() {
+            return Ok(EnsemblerSummary::default());
+        }
+        drop(go_tx);
+        // No history: the streaming thread stopped first (deadline), nothing to learn.
+        let Ok(history) = history_rx.recv() else {
+            return Ok(EnsemblerSummary::default());
+        };
+        let (ensembler, replay) = prepared.finish(history)?;
+        ensembler.run(replay, kline_rx)
+    };
 
     let (stream_result, ens_result) = thread::scope(|scope| {
         let stream_handle = thread::Builder::new()
@@ -269,7 +291,7 @@ pub(crate) fn run_stream(
             .spawn_scoped(scope, move || streamer.run());
         let ens_handle = thread::Builder::new()
             .name("ensembler".into())
-            .spawn_scoped(scope, move || ensembler.run(replay, kline_rx));
+            .spawn_scoped(scope, ensembling);
         for event in event_rx {
             observer(&event);
         }
