@@ -112,6 +112,9 @@ pub(crate) struct RunSummary {
 /// `--refit-rows` is larger).
 const VERIFY_ROWS: usize = 5000;
 
+/// Longest the ensembling thread waits for the start-up request before its local checks.
+const ASKED_WAIT: Duration = Duration::from_millis(100);
+
 /// The REST client behind the stream thread's [`Rest`] trait (delegating to `backfill`'s
 /// impl for [`RestClient`]); its notices go to stream.log as they happen (the client's
 /// notifier writes them), so a retry carries the time it was made.
@@ -248,6 +251,7 @@ pub(crate) fn run_stream(
     };
     let (go_tx, go_rx) = mpsc::channel::<usize>();
     let (history_tx, history_rx) = mpsc::channel::<Vec<Kline>>();
+    let (asked_tx, asked_rx) = mpsc::channel::<()>();
     let connector = LiveConnector {
         url: ws_url,
         config: config.ws,
@@ -269,8 +273,12 @@ pub(crate) fn run_stream(
         .with_handshake(Handshake {
             go: go_rx,
             history: history_tx,
+            asked: asked_tx,
         });
     let ensembling = move || -> Result<EnsemblerSummary, Error> {
+        // Let the first request go out before loading the models (CPU-bound: on two busy cores
+        // it would delay that request); a slow network delays the local checks by 100 ms at most.
+        let _ = asked_rx.recv_timeout(ASKED_WAIT);
         // An error here drops `go_tx`: the streaming thread stops without writing.
         let prepared = Ensembler::prepare(&ens_config, event_tx)?;
         if go_tx.send(prepared.rows_needed()).is_err() {

@@ -103,6 +103,10 @@ pub(crate) struct Handshake {
     /// Where those klines go, once the store's newest rows have been checked (or the check
     /// could not be made yet).
     pub history: Sender<Vec<Kline>>,
+    /// Told when the start-up request to REST is answered or failed: the ensembler starts its
+    /// CPU-bound loading then (or after a short wait), so on a small machine it does not delay
+    /// the first request.
+    pub asked: Sender<()>,
 }
 
 /// Counters, logged at every reconnect and at the end.
@@ -313,6 +317,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         let probe =
             backfill::probe_tail(&mut self.rest, &mut self.store, &self.symbol, self.interval);
         self.rest.single_attempt(false);
+        let _ = handshake.asked.send(());
         self.log_rest_notes();
         let rows = loop {
             if let Some(reason) = self.limit_reached() {
