@@ -810,14 +810,14 @@ fn report_draws_logged_coverage() {
     let text = report_page(&data, &log, &page_path);
     assert!(text.contains("0.80000"), "{text}");
     let (page, _) = read_page(&page_path);
-    // Logged without their n, the two windows weigh the same: the rolling and whole-run lines
-    // are 0.8 and then their mean. No nominal level is logged, so no rule is drawn.
+    // Logged with the same n, the two windows weigh the same: the rolling and whole-run lines
+    // are 0.8 and then their mean. The logged nominal level is drawn as a rule.
     let cov = chart(&page, "coverage");
     for label in ["last 20 windows", "whole run"] {
         assert_eq!(mark_n(cov, label), 2);
         assert_eq!(mark_extremes(cov, label), (0.8, 0.8375));
     }
-    assert!(!cov.contains("nominal"));
+    assert!(cov.contains("nominal"));
     // The interval band is drawn from predictions.csv's lower/upper columns.
     assert_eq!(
         mark_extremes(chart(&page, "forecast"), "interval"),
