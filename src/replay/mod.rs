@@ -91,7 +91,7 @@ use crate::error::Error;
 use crate::kline::{Interval, Kline, Symbol};
 use crate::store::{self, TornLastLine};
 
-/// What the replay server serves and how.
+/// What the replay server serves and how: one series (see [`ReplaySetup`] for several).
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
     /// The rows, ascending by open time (gaps allowed, duplicates not).
@@ -107,12 +107,60 @@ pub struct ReplayConfig {
     pub port: u16,
 }
 
-/// State shared by the accept loop and every connection thread.
-pub(crate) struct Shared {
+/// One served series: a symbol's klines at one interval.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    /// The rows, ascending by open time (gaps allowed, duplicates not).
+    pub klines: Vec<Kline>,
+}
+
+/// What the replay server serves and how: several series under one virtual clock.
+#[derive(Debug, Clone)]
+pub struct ReplaySetup {
+    /// At least one; no two with the same symbol and interval.
+    pub series: Vec<Series>,
+    /// The row of the first series whose open time is the virtual clock's origin.
+    pub start_row: usize,
+    /// Virtual milliseconds per real millisecond (> 0).
+    pub speed: f64,
+    pub faults: Faults,
+    /// Port on 127.0.0.1; 0 picks any free port.
+    pub port: u16,
+}
+
+impl From<ReplayConfig> for ReplaySetup {
+    fn from(c: ReplayConfig) -> ReplaySetup {
+        ReplaySetup {
+            series: vec![Series {
+                symbol: c.symbol,
+                interval: c.interval,
+                klines: c.klines,
+            }],
+            start_row: c.start_row,
+            speed: c.speed,
+            faults: c.faults,
+            port: c.port,
+        }
+    }
+}
+
+/// A served series with what is derived from it once.
+pub(crate) struct Served {
     klines: Vec<Kline>,
     trade_ids: Vec<i64>,
     symbol: Symbol,
     interval: Interval,
+}
+
+/// State shared by the accept loop and every connection thread.
+pub(crate) struct Shared {
+    series: Vec<Served>,
+    /// `(symbol, interval)` of every series, in series order.
+    keys: Vec<(Symbol, Interval)>,
+    /// The stream name of every series (`<symbol>@kline_<interval>`), in series order.
+    streams: Vec<String>,
     clock: VirtualClock,
     faults: Mutex<FaultState>,
     requests: AtomicU64,
@@ -174,46 +222,89 @@ impl ReplayServer {
     /// Binds 127.0.0.1:`port` (0 = any free port), spawns the accept thread and returns at once.
     /// Refuses (InvalidInput) empty or unsorted data, a start row past the end, a bad speed.
     pub fn start(config: ReplayConfig) -> io::Result<ReplayServer> {
-        let ReplayConfig {
-            klines,
-            symbol,
-            interval,
+        ReplayServer::start_setup(config.into())
+    }
+
+    /// [`ReplayServer::start`] for several series under one clock: its origin is the open time
+    /// of `start_row` of the first series, and it stops once every series' last row is
+    /// provably closed. Also refuses no series and two series with the same symbol and
+    /// interval.
+    pub fn start_setup(setup: ReplaySetup) -> io::Result<ReplayServer> {
+        let ReplaySetup {
+            series,
             start_row,
             speed,
             faults,
             port,
-        } = config;
-        let Some(last) = klines.last() else {
-            return Err(invalid("the replay data has no rows".to_string()));
+        } = setup;
+        let Some(first) = series.first() else {
+            return Err(invalid(
+                "the replay server needs at least one series".to_string(),
+            ));
         };
-        if start_row >= klines.len() {
-            return Err(invalid(format!(
-                "start row {start_row} is past the last row ({})",
-                klines.len() - 1
-            )));
-        }
         if !(speed.is_finite() && speed > 0.0) {
             return Err(invalid(format!("speed {speed} must be a positive number")));
         }
-        if let Some(w) = klines.windows(2).find(|w| w[1].open_time <= w[0].open_time) {
+        let mut end_ms = i64::MIN;
+        for (n, s) in series.iter().enumerate() {
+            let name = format!("{}_{}", s.symbol.as_str(), s.interval.as_str());
+            let Some(last) = s.klines.last() else {
+                return Err(invalid(format!("the replay data {name} has no rows")));
+            };
+            if let Some(w) = s
+                .klines
+                .windows(2)
+                .find(|w| w[1].open_time <= w[0].open_time)
+            {
+                return Err(invalid(format!(
+                    "the replay data {name} is not strictly ascending at open time {}",
+                    w[1].open_time
+                )));
+            }
+            if series[..n]
+                .iter()
+                .any(|o| o.symbol == s.symbol && o.interval == s.interval)
+            {
+                return Err(invalid(format!("the replay data {name} is given twice")));
+            }
+            // Past the last close by the settle margin, so that every row ends up provably
+            // closed to a client that asks the server's time (as real Binance's clock would
+            // move on).
+            end_ms = end_ms.max(
+                last.close_time
+                    .saturating_add(1 + crate::backfill::SETTLE_MS),
+            );
+        }
+        if start_row >= first.klines.len() {
             return Err(invalid(format!(
-                "the replay data is not strictly ascending at open time {}",
-                w[1].open_time
+                "start row {start_row} is past the last row ({})",
+                first.klines.len() - 1
             )));
         }
-        // Past the last close by the settle margin, so that every row ends up provably closed
-        // to a client that asks the server's time (as real Binance's clock would move on).
-        let end_ms = last
-            .close_time
-            .saturating_add(1 + crate::backfill::SETTLE_MS);
+        let origin = first.klines[start_row].open_time;
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
-        let clock = VirtualClock::start(klines[start_row].open_time, end_ms, speed);
+        let clock = VirtualClock::start(origin, end_ms, speed);
+        let keys = series
+            .iter()
+            .map(|s| (s.symbol.clone(), s.interval))
+            .collect();
+        let streams = series
+            .iter()
+            .map(|s| market::stream_name(&s.symbol, s.interval))
+            .collect();
         let shared = Arc::new(Shared {
-            trade_ids: market::first_trade_ids(&klines),
-            klines,
-            symbol,
-            interval,
+            series: series
+                .into_iter()
+                .map(|s| Served {
+                    trade_ids: market::first_trade_ids(&s.klines),
+                    klines: s.klines,
+                    symbol: s.symbol,
+                    interval: s.interval,
+                })
+                .collect(),
+            keys,
+            streams,
             clock,
             faults: Mutex::new(FaultState {
                 faults,
@@ -339,29 +430,50 @@ fn accept_loop(
     }
 }
 
-/// The `replay-server` command: loads the CSV, starts the server at `--start-row` (default: half
-/// the rows), prints the `listening rest=… ws=…` line and serves until the process is killed.
+/// The `replay-server` command: loads the CSV files (`--data A.csv,B.csv`; each file's symbol
+/// and interval come from its name), starts the server at `--start-row` of the first file
+/// (default: half its rows), prints the `listening rest=… ws=…` line and serves until the
+/// process is killed.
 pub fn run(args: &ReplayArgs) -> Result<(), Error> {
     let faults = Faults::parse(&args.faults).map_err(Error::Usage)?;
-    let (symbol, interval) = store::parse_file_name(&args.data)?;
-    let origin = args.data.display().to_string();
-    // A collector may be appending to the file: a torn last line is not an error here.
-    let klines = store::load_klines_with(&args.data, TornLastLine::IgnoreIfBad)?;
-    if klines.is_empty() {
-        return Err(Error::Data(format!("{origin}: no kline rows to replay")));
+    let mut series: Vec<Series> = Vec::with_capacity(args.data.len());
+    for path in &args.data {
+        let (symbol, interval) = store::parse_file_name(path)?;
+        let origin = path.display().to_string();
+        if series
+            .iter()
+            .any(|s| s.symbol == symbol && s.interval == interval)
+        {
+            return Err(Error::Config(format!(
+                "{origin}: {} {interval} is given twice in --data: list each file once",
+                symbol.as_str()
+            )));
+        }
+        // A collector may be appending to the file: a torn last line is not an error here.
+        let klines = store::load_klines_with(path, TornLastLine::IgnoreIfBad)?;
+        if klines.is_empty() {
+            return Err(Error::Data(format!("{origin}: no kline rows to replay")));
+        }
+        series.push(Series {
+            symbol,
+            interval,
+            klines,
+        });
     }
-    let start_row = args.start_row.unwrap_or(klines.len() / 2);
-    if start_row >= klines.len() {
+    let Some(first) = series.first() else {
+        return Err(Error::Usage("replay-server needs --data FILE".to_string()));
+    };
+    let rows = first.klines.len();
+    let start_row = args.start_row.unwrap_or(rows / 2);
+    if start_row >= rows {
         return Err(Error::Config(format!(
-            "--start-row {start_row} is past the last row of {origin} ({} rows): use 0 to {}",
-            klines.len(),
-            klines.len() - 1
+            "--start-row {start_row} is past the last row of {} ({rows} rows): use 0 to {}",
+            args.data[0].display(),
+            rows - 1
         )));
     }
-    let server = ReplayServer::start(ReplayConfig {
-        klines,
-        symbol,
-        interval,
+    let server = ReplayServer::start_setup(ReplaySetup {
+        series,
         start_row,
         speed: args.speed,
         faults,
