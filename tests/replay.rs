@@ -1207,7 +1207,12 @@ fn unknown_stream_in_a_combined_url_is_closed_with_1008() {
 /// Reads until the connection ends; returns the control answers seen and how it ended.
 fn answers_until_close(ws: &mut Client) -> (usize, Option<CloseFrame>) {
     let mut answers = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        assert!(
+            Instant::now() < deadline,
+            "still open after {answers} answers"
+        );
         match ws.read() {
             Ok(Message::Text(t)) => {
                 if event(t.as_str()).get("id").is_some() {
