@@ -990,4 +990,283 @@ mod tests {
         assert_eq!(w.charge(1, 0), 6000);
         assert_eq!(w.charge(1, 2), 6002);
     }
+    #[test]
+    fn several_series_answer_invalid_symbol_or_interval() {
+        let btc = Symbol::parse("BTCUSDT").expect("symbol");
+        let served = vec![
+            (sym(), Interval::ONE_MINUTE),
+            (btc.clone(), Interval::ONE_MINUTE),
+            (btc, Interval::parse("1h").expect("interval")),
+        ];
+        let series = |query: &str| {
+            parse_klines_query(query, &served)
+                .map(|(i, _)| i)
+                .map_err(|e| e.code)
+        };
+        assert_eq!(series("symbol=AVAXUSDT&interval=1m"), Ok(0));
+        assert_eq!(series("symbol=BTCUSDT&interval=1m"), Ok(1));
+        assert_eq!(series("symbol=BTCUSDT&interval=1h"), Ok(2));
+        assert_eq!(series("symbol=AVAXUSDT&interval=1h"), Err(-1120));
+        assert_eq!(series("symbol=ETHUSDT&interval=1m"), Err(-1121));
+        let info = |query: &str| exchange_info(query, &served, 7, 6000).map_err(|e| e.code);
+        let listed = |body: String| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            v["symbols"]
+                .as_array()
+                .expect("symbols")
+                .iter()
+                .map(|s| s["symbol"].as_str().expect("symbol").to_string())
+                .collect()
+        };
+        assert_eq!(listed(info("").expect("all")), vec!["AVAXUSDT", "BTCUSDT"]);
+        assert_eq!(
+            listed(info("symbols=%5B%22BTCUSDT%22%5D").expect("one")),
+            vec!["BTCUSDT"]
+        );
+        assert_eq!(info("symbol=ETHUSDT"), Err(-1121));
+        assert_eq!(info("symbols=[\"ETHUSDT\"]"), Err(-1121));
+        assert_eq!(info("symbols=BTCUSDT"), Err(-1100));
+        assert_eq!(info("symbol=BTCUSDT&symbols=[\"BTCUSDT\"]"), Err(-1128));
+        assert_eq!(
+            exchange_info("", &served[..1], 7, 6000).expect("one"),
+            "{\"timezone\":\"UTC\",\"serverTime\":7,\"rateLimits\":[{\"rateLimitType\":\
+             \"REQUEST_WEIGHT\",\"interval\":\"MINUTE\",\"intervalNum\":1,\"limit\":6000}],\
+             \"exchangeFilters\":[],\"symbols\":[{\"symbol\":\"AVAXUSDT\",\"status\":\"TRADING\"}]}"
+        );
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("s{i}usdt@kline_1m")).collect()
+    }
+
+    #[test]
+    fn ws_targets_raw_combined_and_refused() {
+        let served = names(3);
+        let subs = |streams: Vec<usize>, combined| Ok(Subscriptions { streams, combined });
+        assert_eq!(
+            parse_ws_target("/ws/s1usdt@kline_1m", "", &served),
+            subs(vec![1], false)
+        );
+        assert_eq!(
+            parse_ws_target("/ws/s1usdt%40kline_1m", "", &served),
+            subs(vec![1], false)
+        );
+        assert_eq!(parse_ws_target("/ws", "", &served), subs(vec![], false));
+        assert_eq!(parse_ws_target("/stream", "", &served), subs(vec![], true));
+        assert_eq!(
+            parse_ws_target(
+                "/stream",
+                "streams=s2usdt@kline_1m/s0usdt@kline_1m/s2usdt@kline_1m&timeUnit=MILLISECOND",
+                &served
+            ),
+            subs(vec![2, 0], true)
+        );
+        assert_eq!(
+            parse_ws_target(
+                "/stream",
+                "streams=s2usdt%40kline_1m%2Fs1usdt%40kline_1m",
+                &served
+            ),
+            subs(vec![2, 1], true)
+        );
+        let refused =
+            |path: &str, query: &str| parse_ws_target(path, query, &served).expect_err("refused");
+        assert_eq!(
+            refused("/ws/btcusdt@kline_1m", ""),
+            "unknown stream \"/ws/btcusdt@kline_1m\": this server streams s0usdt@kline_1m, \
+             s1usdt@kline_1m, s2usdt@kline_1m"
+        );
+        assert!(
+            refused("/stream", "streams=s0usdt@kline_1m/S1USDT@kline_1m")
+                .starts_with("unknown stream \"S1USDT@kline_1m\"")
+        );
+        assert!(refused("/api/v3/time", "").starts_with("unknown stream"));
+        let many = names(MAX_STREAMS + 1);
+        let all = many.join("/");
+        assert_eq!(
+            parse_ws_target("/stream", &format!("streams={all}"), &many),
+            Err("too many streams: 1025 asked, at most 1024 per connection".to_string())
+        );
+        let most = many[..MAX_STREAMS].join("/");
+        let ok = parse_ws_target("/stream", &format!("streams={most}"), &many).expect("1024");
+        assert_eq!(ok.streams.len(), MAX_STREAMS);
+    }
+
+    #[test]
+    fn control_messages_use_binance_error_codes() {
+        let code = |text: &str| {
+            parse_control(text)
+                .map(|(_, r)| r)
+                .map_err(|e| (e.code, e.id))
+        };
+        let null = serde_json::Value::Null;
+        assert_eq!(
+            code(r#"{"method":"SUBSCRIBE","params":["a@kline_1m"],"id":-7}"#),
+            Ok(Request::Subscribe(vec!["a@kline_1m".to_string()]))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":null}"#),
+            Ok(Request::List)
+        );
+        assert_eq!(
+            code(r#"{"method":"SET_PROPERTY","params":["combined",false],"id":"x1"}"#),
+            Ok(Request::SetCombined(false))
+        );
+        assert_eq!(code("{\"method\":"), Err((3, null.clone())));
+        assert_eq!(code("[1]"), Err((2, null.clone())));
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS"}"#),
+            Err((2, null.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":1.5}"#),
+            Err((2, null.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":"no-dashes"}"#),
+            Err((2, null.clone()))
+        );
+        let id = serde_json::Value::from(4);
+        assert_eq!(code(r#"{"params":[],"id":4}"#), Err((2, id.clone())));
+        assert_eq!(
+            code(r#"{"method":"SUBSCRIBEX","id":4}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":4,"x":1}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"SUBSCRIBE","params":"a","id":4}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"SET_PROPERTY","params":["combined",1],"id":4}"#),
+            Err((1, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"GET_PROPERTY","params":["colour"],"id":4}"#),
+            Err((0, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"GET_PROPERTY","params":[5],"id":4}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"GET_PROPERTY","params":["combined","x"],"id":4}"#),
+            Err((2, id))
+        );
+        let e = parse_control("nope").expect_err("invalid json");
+        assert!(
+            e.text()
+                .starts_with(r#"{"error":{"code":3,"msg":"Invalid JSON: "#),
+            "{}",
+            e.text()
+        );
+        assert!(e.text().ends_with(r#""},"id":null}"#), "{}", e.text());
+    }
+
+    #[test]
+    fn subscriptions_apply_requests() {
+        let served = names(3);
+        let mut subs = Subscriptions {
+            streams: vec![1],
+            combined: false,
+        };
+        let a = subs.apply(
+            r#"{"method":"SUBSCRIBE","params":["s2usdt@kline_1m","s1usdt@kline_1m","s2usdt@kline_1m"],"id":1}"#,
+            &served,
+        );
+        assert_eq!(
+            a,
+            Applied {
+                reply: r#"{"result":null,"id":1}"#.to_string(),
+                added: vec![2],
+                removed: vec![]
+            }
+        );
+        let a = subs.apply(
+            r#"{"method":"SUBSCRIBE","params":["s0usdt@kline_1m","x@kline_1m"],"id":2}"#,
+            &served,
+        );
+        assert_eq!(
+            a.reply,
+            r#"{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":2}"#
+        );
+        assert!(a.added.is_empty());
+        assert_eq!(
+            subs.streams,
+            vec![1, 2],
+            "a refused SUBSCRIBE changes nothing"
+        );
+        let a = subs.apply(r#"{"method":"LIST_SUBSCRIPTIONS","id":"q"}"#, &served);
+        assert_eq!(
+            a.reply,
+            r#"{"result":["s1usdt@kline_1m","s2usdt@kline_1m"],"id":"q"}"#
+        );
+        let a = subs.apply(
+            r#"{"method":"UNSUBSCRIBE","params":["s1usdt@kline_1m","s0usdt@kline_1m"],"id":3}"#,
+            &served,
+        );
+        assert_eq!(
+            (a.reply.as_str(), a.removed),
+            (r#"{"result":null,"id":3}"#, vec![1])
+        );
+        assert_eq!(subs.streams, vec![2]);
+        let a = subs.apply(
+            r#"{"method":"GET_PROPERTY","params":["combined"],"id":4}"#,
+            &served,
+        );
+        assert_eq!(a.reply, r#"{"result":false,"id":4}"#);
+        subs.apply(
+            r#"{"method":"SET_PROPERTY","params":["combined",true],"id":5}"#,
+            &served,
+        );
+        assert!(subs.combined);
+        // At most 1024 streams on a connection.
+        let many = names(MAX_STREAMS + 1);
+        let mut subs = Subscriptions {
+            streams: (0..MAX_STREAMS - 1).collect(),
+            combined: true,
+        };
+        let ask = |names: &[String]| {
+            format!(
+                r#"{{"method":"SUBSCRIBE","params":{},"id":9}}"#,
+                serde_json::json!(names)
+            )
+        };
+        let a = subs.apply(&ask(&many[MAX_STREAMS - 1..]), &many);
+        assert!(
+            a.reply.contains("\"code\":2") && a.added.is_empty(),
+            "{}",
+            a.reply
+        );
+        let a = subs.apply(&ask(&many[MAX_STREAMS - 1..MAX_STREAMS]), &many);
+        assert_eq!(
+            (a.reply.as_str(), a.added),
+            (r#"{"result":null,"id":9}"#, vec![MAX_STREAMS - 1])
+        );
+        assert_eq!(
+            envelope("s0usdt@kline_1m", "{\"e\":1}"),
+            "{\"stream\":\"s0usdt@kline_1m\",\"data\":{\"e\":1}}"
+        );
+    }
+
+    #[test]
+    fn message_rate_allows_five_in_any_second() {
+        let mut rate = MessageRate::default();
+        for t in [0, 10, 20, 30, 40] {
+            assert!(rate.admit(t));
+        }
+        assert!(!rate.admit(999), "the sixth within a second of the first");
+        let mut rate = MessageRate::default();
+        for t in [0, 10, 20, 30, 40] {
+            assert!(rate.admit(t));
+        }
+        assert!(rate.admit(1000), "the first has left the window");
+        assert!(!rate.admit(1005));
+        // A steady 5 a second is fine for ever.
+        let mut rate = MessageRate::default();
+        assert!((0..100).all(|i| rate.admit(i * 200)));
+    }
 }
