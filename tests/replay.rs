@@ -1311,3 +1311,57 @@ fn faults_apply_per_connection_on_a_combined_stream() {
     assert_eq!(finals[0].0, "avaxusdt@kline_1m");
     assert_eq!(finals[2].0, "btcusdt@kline_1m");
 }
+
+#[test]
+fn command_serves_several_files_and_refuses_one_given_twice() {
+    let dir = TempDir::new("replay-command");
+    let avax = csv_lines(40);
+    let btc = btc_lines_at(30, open_ms(&avax[5]));
+    let a = write_data(&dir, "AVAXUSDT_1m.csv", &avax);
+    let b = write_data(&dir, "BTCUSDT_1m.csv", &btc);
+    let list = format!("{},{}", a.display(), b.display());
+    let mut child = common::klinecast_command()
+        .args(["replay-server", "--data", &list, "--start-row", "30"])
+        .args(["--speed", "0.000001"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn klinecast");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    let result = std::panic::catch_unwind(|| {
+        let port = line
+            .trim_end()
+            .strip_prefix("listening rest=http://127.0.0.1:")
+            .and_then(|r| r.split_once(' '))
+            .map(|(port, _)| port.to_string())
+            .unwrap_or_else(|| panic!("bad listening line {line:?}"));
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        // The clock is at AVAX row 30 (--start-row counts in the first file): BTC row 25.
+        let newest = |symbol: &str| {
+            get(
+                addr,
+                &format!("/api/v3/klines?symbol={symbol}&interval=1m&limit=2"),
+            )
+            .json()
+        };
+        assert_eq!(newest("AVAXUSDT")[0].to_string(), expected_row(&avax[29]));
+        assert_eq!(newest("BTCUSDT")[0].to_string(), expected_row(&btc[24]));
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let twice = format!("{},{}", a.display(), a.display());
+    let out = common::klinecast_command()
+        .args(["replay-server", "--data", &twice])
+        .output()
+        .expect("run klinecast");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("given twice"), "{err}");
+}
