@@ -1,11 +1,12 @@
-//! The fake Binance server that the project owns (`klinecast replay-server`): it serves a kline
-//! CSV over Binance's REST and WebSocket protocols under a virtual clock, with fault switches,
+//! The fake Binance server that the project owns (`klinecast replay-server`): it serves one or
+//! more kline CSVs (one series per symbol and interval, see [`ReplaySetup`]) over Binance's REST
+//! and WebSocket protocols under one virtual clock, with fault switches,
 //! so that the REST client, the collector, the streaming client and the demo can be tested
 //! against 127.0.0.1 only. It holds no maths beyond presenting rows (see `market.rs`).
 //!
 //! # Virtual clock
-//! `now = open_time(klines[start_row]) + real elapsed ms × speed`, clamped at the last row's
-//! `close_time + 1 + SETTLE_MS` (so every row ends up closed, and provably so to a client that
+//! `now = open_time(klines[start_row]) + real elapsed ms × speed` (the first series' rows),
+//! clamped at the latest last row's `close_time + 1 + SETTLE_MS` (so every row ends up closed, and provably so to a client that
 //! allows Binance's settle margin, [`crate::backfill::SETTLE_MS`]). Only rows with `open_time <= now` exist; the
 //! row with `open_time <= now <= close_time` is the still-open candle, served with partial
 //! values (close interpolated from open towards the final close by the elapsed fraction,
@@ -20,14 +21,21 @@
 //! `Content-Length` bodies and `Connection: close` honoured.
 //!
 //! REST: `GET /api/v3/ping` (weight 1), `/api/v3/time` (1), `/api/v3/klines` (2),
-//! `/api/v3/exchangeInfo` (20). Every answer carries `X-MBX-USED-WEIGHT-1M`, counted per real
-//! minute since the server started; over the limit (6000, see `weight-limit`) the answer is 429
+//! `/api/v3/exchangeInfo` (20). Klines answer from the series of the `symbol` and `interval`
+//! asked for (-1121 for a symbol not served, -1120 for an interval not served). Every answer
+//! carries `X-MBX-USED-WEIGHT-1M`, counted per real minute since the server started, one budget
+//! for all symbols (one IP); over the limit (6000, see `weight-limit`) the answer is 429
 //! with code -1003 and `Retry-After` = seconds to the next minute. Unknown paths: 404 with
 //! code -1000. Parameter errors: 400 with Binance's codes (see [`market::parse_klines_query`]).
 //!
-//! WebSocket: `/ws/<lowercasesymbol>@kline_<interval>` (any other path gets a close frame with
-//! code 1008). A connection starts with the candle current at connect time (nothing from the
-//! past is replayed). Partial events (`"x":false`) are sent about every 2 virtual seconds; above
+//! WebSocket: raw `/ws/<lowercasesymbol>@kline_<interval>` (or `/ws`), combined
+//! `/stream?streams=<s1>/<s2>/…` whose events are wrapped as `{"stream":..,"data":..}`; a path
+//! or stream not served gets a close frame with code 1008. Live SUBSCRIBE, UNSUBSCRIBE,
+//! LIST_SUBSCRIPTIONS, SET_PROPERTY/GET_PROPERTY (`combined`) as on Binance (see
+//! [`market::Subscriptions::apply`]); at most 1024 streams and 5 incoming messages a second
+//! per connection (pongs answering our pings excepted), the sixth closes it with 1008. Each
+//! stream starts with the candle current when it was subscribed (nothing from the past is
+//! replayed); finals go out oldest first across a connection's streams. Partial events (`"x":false`) are sent about every 2 virtual seconds; above
 //! speed 10 at most 3 per candle, spaced by a third of the interval. A final event (`"x":true`,
 //! the exact source values) follows once the candle's close time has passed. Event time `E` is
 //! the virtual time of sending. Pings go out every `20 s / speed` real time, clamped to 1–20
@@ -49,13 +57,15 @@
 //!   taken (a slow link: the page is as of the request, the client gets it later).
 //! - `weight-limit=W`: the per-minute weight limit instead of 6000.
 //! - `drop-every=N`: a WebSocket connection is dropped (TCP shutdown, no close frame) after N
-//!   final events were sent on it.
+//!   final events were sent on it (all its streams counted together; so do the other per
+//!   connection counters).
 //! - `dup-finals`: every final event is sent twice.
 //! - `garbage-every=N`: every Nth data frame on a connection is preceded by a garbage text frame
 //!   (alternately `{"e":"kline","k":` and `not json`).
 //! - `stall-ms=MS`: after the first final on a connection, nothing is sent (no data, no pings)
 //!   for MS real milliseconds, then the connection is dropped.
-//! - `shutdown-after=N`: after N finals on a connection, `{"e":"serverShutdown","E":..}` is sent,
+//! - `shutdown-after=N`: after N finals on a connection, `{"e":"serverShutdown","E":..}` is sent
+//!   (on a combined connection wrapped as `{"stream":"!serverShutdown","data":..}`),
 //!   then a close frame (1001).
 //! - `ping-ms=MS`, `pong-timeout-ms=MS`: WebSocket ping period and pong allowance (real ms).
 //!
@@ -64,8 +74,8 @@
 //! [`ReplayServer::set_faults`] affects open connections too.
 //!
 //! # The command
-//! `klinecast replay-server --data <SYMBOL>_<interval>.csv [--port P] [--speed X]
-//! [--start-row N] [--faults SPEC]` starts at row N (default: half the rows), prints one line
+//! `klinecast replay-server --data <SYMBOL>_<interval>.csv[,…] [--port P] [--speed X]
+//! [--start-row N] [--faults SPEC]` starts at row N of the first file (default: half its rows), prints one line
 //! `listening rest=http://127.0.0.1:PORT ws=ws://127.0.0.1:PORT` and serves until killed (after
 //! the data is exhausted it keeps answering, with a clock stopped at the end).
 
