@@ -36,7 +36,8 @@ USAGE:
                           [--generations 8] [--horizon H] [--max-rows N] [--svr-rows N] [--seed S]
                           [--combiner ml-poly|lcb] [--coverage 0.9] [--models LIST] [--json]
                           [--hours 24] [--html FILE]
-  klinecast replay-server --data FILE [--port P] [--speed X] [--start-row N] [--faults SPEC]
+  klinecast replay-server --data FILE[,FILE…] [--port P] [--speed X] [--start-row N]
+                          [--faults SPEC]
   klinecast describe      [--data FILE] [--html FILE]
   klinecast report        [--data-dir DIR] [--log-dir DIR] [--hours 24] [--html FILE]
   klinecast status        [--data-dir DIR] [--log-dir DIR] [--json]   (exit 1 when stale)
@@ -145,7 +146,8 @@ pub struct BacktestArgs {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayArgs {
-    pub(crate) data: PathBuf,
+    /// `--data A.csv,B.csv`: one file per series, each named `<SYMBOL>_<interval>.csv`.
+    pub(crate) data: Vec<PathBuf>,
     pub(crate) port: u16,
     pub(crate) speed: f64,
     pub(crate) start_row: Option<usize>,
@@ -259,8 +261,11 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         "replay-server" => Command::ReplayServer(ReplayArgs {
             data: flags
                 .take("--data")?
-                .map(PathBuf::from)
-                .ok_or_else(|| usage("replay-server needs --data FILE"))?,
+                .map(|list| list.split(',').map(PathBuf::from).collect::<Vec<_>>())
+                .filter(|files| files.iter().all(|f| !f.as_os_str().is_empty()))
+                .ok_or_else(|| {
+                    usage("replay-server needs --data FILE or --data FILE,FILE,… (no empty names)")
+                })?,
             port: flags.parsed(
                 "--port",
                 0u16,

@@ -12,10 +12,11 @@ mod common;
 
 use common::TempDir;
 
-use klinecast::kline::{Kline, CSV_HEADER};
-use klinecast::replay::{Faults, ReplayServer};
+use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
+use klinecast::replay::{Faults, ReplayServer, ReplaySetup, Series};
 use serde_json::Value;
 use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -833,4 +834,534 @@ fn command_refuses_bad_faults_and_bad_file_names() {
     assert!(err.contains("<SYMBOL>_<interval>.csv"), "{err}");
     let (code, err) = run(&["--start-row", "4"], &good);
     assert_eq!(code, Some(2), "{err}");
+}
+
+// ---------------------------------------------------------------- several symbols
+
+/// The first `n` data lines of the BTCUSDT sample, moved in time so that row 0 opens at
+/// `open_ms` (real BTC values, 8 decimals, on the AVAXUSDT sample's minutes).
+fn btc_lines_at(n: usize, open_ms: i64) -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/BTCUSDT_1m.csv");
+    let file = std::fs::File::open(path).expect("BTC sample data file");
+    BufReader::new(file)
+        .lines()
+        .skip(1)
+        .take(n)
+        .enumerate()
+        .map(|(i, l)| {
+            let line = l.expect("readable line");
+            let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+            let t = open_ms + 60_000 * i as i64;
+            f[0] = t.to_string();
+            f[6] = (t + 59_999).to_string();
+            f.join(",")
+        })
+        .collect()
+}
+
+fn open_ms(line: &str) -> i64 {
+    line.split(',').next().expect("t").parse().expect("ms")
+}
+
+/// An in-process server of AVAXUSDT 1m (`avax`) and BTCUSDT 1m (`btc`) under one clock at
+/// AVAX row `start_row`.
+fn start_two(
+    avax: &[String],
+    btc: &[String],
+    start_row: usize,
+    speed: f64,
+    faults: &str,
+) -> ReplayServer {
+    let series = |symbol: &str, lines: &[String]| Series {
+        symbol: Symbol::parse(symbol).expect("symbol"),
+        interval: Interval::ONE_MINUTE,
+        klines: parse(lines),
+    };
+    ReplayServer::start_setup(ReplaySetup {
+        series: vec![series("AVAXUSDT", avax), series("BTCUSDT", btc)],
+        start_row,
+        speed,
+        faults: Faults::parse(faults).expect("fault spec"),
+        port: 0,
+    })
+    .expect("start the replay server")
+}
+
+/// The final event of `symbol` for a CSV line, byte for byte, given the event's E, f and L.
+fn expected_final_of(symbol: &str, line: &str, e: i64, first: i64, last: i64) -> String {
+    expected_final(line, e, first, last).replace("AVAXUSDT", symbol)
+}
+
+#[test]
+fn several_symbols_over_rest_each_serve_their_own_rows() {
+    let avax = csv_lines(30);
+    // BTC starts 5 minutes later than AVAX and has a gap (its minutes 8..10 are missing).
+    let mut btc = btc_lines_at(25, open_ms(&avax[5]));
+    btc.drain(8..10);
+    let server = start_two(&avax, &btc, 25, 1e-6, "");
+    let addr = server.local_addr();
+    let end = open_ms(&avax[24]); // every row up to here is closed
+    let rows = |lines: &[String]| {
+        let rows: Vec<String> = lines.iter().map(|l| expected_row(l)).collect();
+        format!("[{}]", rows.join(","))
+    };
+    let page = |symbol: &str| {
+        get(
+            addr,
+            &format!(
+                "/api/v3/klines?symbol={symbol}&interval=1m&startTime={}&endTime={end}&limit=1000",
+                open_ms(&avax[0])
+            ),
+        )
+    };
+    let a = page("AVAXUSDT");
+    assert_eq!((a.status, a.body.clone()), (200, rows(&avax[..25])));
+    assert_eq!(a.header("X-MBX-USED-WEIGHT-1M"), Some("2"));
+    let b = page("BTCUSDT");
+    // BTC rows up to AVAX minute 24: BTC minutes 0..=19 less the two missing ones.
+    assert_eq!((b.status, b.body.clone()), (200, rows(&btc[..18])));
+    assert_eq!(
+        b.header("X-MBX-USED-WEIGHT-1M"),
+        Some("4"),
+        "one weight budget for every symbol"
+    );
+    let unknown = page("ETHUSDT");
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (400, r#"{"code":-1121,"msg":"Invalid symbol."}"#)
+    );
+    assert_eq!(unknown.header("X-MBX-USED-WEIGHT-1M"), Some("6"));
+    let wrong_interval = get(addr, "/api/v3/klines?symbol=BTCUSDT&interval=5m");
+    assert_eq!(
+        (wrong_interval.status, wrong_interval.body.as_str()),
+        (400, r#"{"code":-1120,"msg":"Invalid interval."}"#)
+    );
+    // Newest rows: each symbol's own open candle, at the same virtual time.
+    let newest = |symbol: &str| {
+        get(
+            addr,
+            &format!("/api/v3/klines?symbol={symbol}&interval=1m&limit=1"),
+        )
+        .json()[0][0]
+            .as_i64()
+            .expect("open time")
+    };
+    assert_eq!(newest("AVAXUSDT"), open_ms(&avax[25]));
+    assert_eq!(newest("BTCUSDT"), open_ms(&btc[18]));
+    let info = get(addr, "/api/v3/exchangeInfo").json();
+    let listed: Vec<&str> = info["symbols"]
+        .as_array()
+        .expect("symbols")
+        .iter()
+        .map(|s| s["symbol"].as_str().expect("symbol"))
+        .collect();
+    assert_eq!(listed, vec!["AVAXUSDT", "BTCUSDT"]);
+    let one = get(addr, "/api/v3/exchangeInfo?symbol=BTCUSDT").json();
+    assert_eq!(one["symbols"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["symbols"][0]["symbol"], Value::from("BTCUSDT"));
+    let bad = get(addr, "/api/v3/exchangeInfo?symbol=ETHUSDT");
+    assert_eq!(
+        (bad.status, bad.body.as_str()),
+        (400, r#"{"code":-1121,"msg":"Invalid symbol."}"#)
+    );
+}
+
+/// The next text frame, skipping pings and pongs; a read interrupted by a signal (a stopped
+/// and resumed process) is retried.
+fn text_frame(ws: &mut Client) -> String {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return t.to_string(),
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+fn connect_path(server: &ReplayServer, path: &str) -> Client {
+    let (mut ws, _) =
+        tungstenite::connect(format!("{}{path}", server.ws_url())).expect("ws connect");
+    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+    }
+    ws
+}
+
+/// Splits a combined-stream frame into its stream name and its payload's text, checking the
+/// envelope has exactly those two keys and that the payload's symbol is the stream's.
+fn unwrap_envelope(text: &str) -> (String, String) {
+    let v = event(text);
+    let obj = v.as_object().expect("an object");
+    assert_eq!(obj.len(), 2, "only stream and data: {text}");
+    let stream = v["stream"].as_str().expect("stream").to_string();
+    let prefix = format!("{{\"stream\":\"{stream}\",\"data\":");
+    let data = text
+        .strip_prefix(&prefix)
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not an envelope: {text}"))
+        .to_string();
+    let symbol = event(&data)["s"].as_str().expect("s").to_ascii_lowercase();
+    assert!(stream.starts_with(&format!("{symbol}@kline_")), "{text}");
+    (stream, data)
+}
+
+#[test]
+fn combined_stream_carries_both_symbols_finals_in_order_in_envelopes() {
+    let avax = csv_lines(20);
+    // BTC covers AVAX minutes 1.. and lacks its minute 4 (AVAX minute 5).
+    let mut btc = btc_lines_at(19, open_ms(&avax[1]));
+    btc.remove(4);
+    let server = start_two(&avax, &btc, 2, 600.0, "");
+    let mut ws = connect_path(
+        &server,
+        "/stream?streams=avaxusdt@kline_1m/btcusdt@kline_1m",
+    );
+    let mut finals: Vec<(i64, String, String)> = Vec::new();
+    let mut partials = 0;
+    while finals.len() < 10 {
+        let (stream, data) = unwrap_envelope(&text_frame(&mut ws));
+        let ev = event(&data);
+        if ev["k"]["x"] == Value::Bool(true) {
+            finals.push((ev["k"]["t"].as_i64().expect("t"), stream, data));
+        } else {
+            partials += 1;
+        }
+    }
+    assert!(partials > 0, "partials come on combined streams too");
+    // Oldest first across the symbols, AVAX before BTC within a minute (URL order).
+    let order: Vec<(i64, &str)> = finals.iter().map(|(t, s, _)| (*t, s.as_str())).collect();
+    let mut sorted = order.clone();
+    sorted.sort_by_key(|(t, s)| (*t, *s != "avaxusdt@kline_1m"));
+    assert_eq!(order, sorted);
+    // Up to the last minute seen (whose BTC final may still be on its way).
+    let (first_t, last_t) = (finals[0].0, finals[9].0);
+    let expect_lines = |symbol: &str, lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| open_ms(l) >= first_t && open_ms(l) < last_t)
+            .map(|l| format!("{symbol}:{}", open_ms(l)))
+            .collect()
+    };
+    let seen = |symbol: &str| -> Vec<String> {
+        finals
+            .iter()
+            .filter(|(t, s, _)| s.starts_with(symbol) && *t < last_t)
+            .map(|(t, _, _)| format!("{symbol}:{t}"))
+            .collect()
+    };
+    assert_eq!(seen("avaxusdt"), expect_lines("avaxusdt", &avax));
+    // Each symbol serves only the klines it has: BTC's missing minute is not invented.
+    assert_eq!(seen("btcusdt"), expect_lines("btcusdt", &btc));
+    assert!(seen("btcusdt").len() >= 3, "{order:?}");
+    // Every final's payload is the source row byte for byte.
+    for (t, stream, data) in &finals {
+        let (symbol, lines) = if stream.starts_with("avax") {
+            ("AVAXUSDT", &avax)
+        } else {
+            ("BTCUSDT", &btc)
+        };
+        let line = lines
+            .iter()
+            .find(|l| open_ms(l) == *t)
+            .expect("a source row");
+        let ev = event(data);
+        let id = |key: &str| ev["k"][key].as_i64().expect("id");
+        assert_eq!(
+            *data,
+            expected_final_of(symbol, line, ev["E"].as_i64().expect("E"), id("f"), id("L"))
+        );
+    }
+}
+
+/// Sends a control message, then reads frames (skipping events) until the answer with `id`.
+fn control(ws: &mut Client, request: &str, id: &str) -> String {
+    ws.send(Message::text(request)).expect("send control");
+    loop {
+        let text = text_frame(ws);
+        let v = event(&text);
+        if v.get("id").map(|v| v.to_string()).as_deref() == Some(id) {
+            return text;
+        }
+    }
+}
+
+#[test]
+fn subscribe_list_and_unsubscribe_live() {
+    let avax = csv_lines(40);
+    let btc = btc_lines_at(40, open_ms(&avax[0]));
+    let server = start_two(&avax, &btc, 2, 600.0, "");
+    let mut ws = connect_path(&server, "/ws");
+    // Binance's limit is 5 incoming messages a second: pace the requests.
+    let pace = || std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        control(&mut ws, r#"{"method":"LIST_SUBSCRIPTIONS","id":1}"#, "1"),
+        r#"{"result":[],"id":1}"#
+    );
+    pace();
+    assert_eq!(
+        control(
+            &mut ws,
+            r#"{"method":"SUBSCRIBE","params":["btcusdt@kline_1m","avaxusdt@kline_1m"],"id":2}"#,
+            "2"
+        ),
+        r#"{"result":null,"id":2}"#
+    );
+    pace();
+    assert_eq!(
+        control(
+            &mut ws,
+            r#"{"method":"LIST_SUBSCRIPTIONS","id":"abc"}"#,
+            "\"abc\""
+        ),
+        r#"{"result":["btcusdt@kline_1m","avaxusdt@kline_1m"],"id":"abc"}"#
+    );
+    // A raw connection gets bare payloads, from both symbols.
+    let mut symbols = std::collections::BTreeSet::new();
+    while symbols.len() < 2 {
+        let ev = event(&text_frame(&mut ws));
+        assert_eq!(ev["e"], Value::from("kline"), "bare payload: {ev}");
+        symbols.insert(ev["s"].as_str().expect("s").to_string());
+    }
+    pace();
+    // A stream the server does not serve: Binance's error, nothing subscribed.
+    assert_eq!(
+        control(
+            &mut ws,
+            r#"{"method":"SUBSCRIBE","params":["ethusdt@kline_1m","avaxusdt@kline_1m"],"id":4}"#,
+            "4"
+        ),
+        r#"{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":4}"#
+    );
+    pace();
+    assert_eq!(
+        control(
+            &mut ws,
+            r#"{"method":"UNSUBSCRIBE","params":["btcusdt@kline_1m"],"id":5}"#,
+            "5"
+        ),
+        r#"{"result":null,"id":5}"#
+    );
+    pace();
+    assert_eq!(
+        control(&mut ws, r#"{"method":"LIST_SUBSCRIPTIONS","id":6}"#, "6"),
+        r#"{"result":["avaxusdt@kline_1m"],"id":6}"#
+    );
+    pace();
+    assert_eq!(
+        control(
+            &mut ws,
+            r#"{"method":"SET_PROPERTY","params":["combined",true],"id":7}"#,
+            "7"
+        ),
+        r#"{"result":null,"id":7}"#
+    );
+    // After the unsubscribe only AVAX comes, now wrapped (combined was set).
+    for _ in 0..6 {
+        let (stream, _) = unwrap_envelope(&text_frame(&mut ws));
+        assert_eq!(stream, "avaxusdt@kline_1m");
+    }
+    pace();
+    assert_eq!(
+        control(
+            &mut ws,
+            r#"{"method":"GET_PROPERTY","params":["combined"],"id":8}"#,
+            "8"
+        ),
+        r#"{"result":true,"id":8}"#
+    );
+    pace();
+    assert_eq!(
+        control(
+            &mut ws,
+            r#"{"method":"SUBSCRIBE","params":[1],"id":9}"#,
+            "9"
+        ),
+        r#"{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":9}"#
+    );
+}
+
+#[test]
+fn unknown_stream_in_a_combined_url_is_closed_with_1008() {
+    let avax = csv_lines(10);
+    let btc = btc_lines_at(10, open_ms(&avax[0]));
+    let server = start_two(&avax, &btc, 4, 1.0, "");
+    let mut ws = connect_path(
+        &server,
+        "/stream?streams=avaxusdt@kline_1m/ethusdt@kline_1m",
+    );
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(frame.code, CloseCode::Policy);
+            assert!(frame.reason.contains("\"ethusdt@kline_1m\""), "{frame}");
+            assert!(
+                frame.reason.contains("avaxusdt@kline_1m, btcusdt@kline_1m"),
+                "{frame}"
+            );
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+/// Reads until the connection ends; returns the control answers seen and how it ended.
+fn answers_until_close(ws: &mut Client) -> (usize, Option<CloseFrame>) {
+    let mut answers = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "still open after {answers} answers"
+        );
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                if event(t.as_str()).get("id").is_some() {
+                    answers += 1;
+                }
+            }
+            Ok(Message::Close(frame)) => return (answers, frame),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("expected a close frame after {answers} answers, got {e}"),
+        }
+    }
+}
+
+#[test]
+fn more_than_five_messages_a_second_closes_the_connection() {
+    let avax = csv_lines(10);
+    let btc = btc_lines_at(10, open_ms(&avax[0]));
+    let server = start_two(&avax, &btc, 4, 1e-6, "");
+    let mut ws = connect_path(&server, "/stream?streams=btcusdt@kline_1m");
+    for id in 0..8 {
+        ws.send(Message::text(format!(
+            r#"{{"method":"LIST_SUBSCRIPTIONS","id":{id}}}"#
+        )))
+        .expect("send");
+    }
+    let (answers, frame) = answers_until_close(&mut ws);
+    assert_eq!(answers, 5, "five are answered, the sixth closes");
+    let frame = frame.expect("a close frame with a code");
+    assert_eq!(frame.code, CloseCode::Policy);
+    assert!(frame.reason.contains("at most 5"), "{frame}");
+    // Pings count too.
+    let mut ws = connect_path(&server, "/ws/avaxusdt@kline_1m");
+    for _ in 0..6 {
+        ws.send(Message::Ping(Vec::new().into())).expect("ping");
+    }
+    let (_, frame) = answers_until_close(&mut ws);
+    assert_eq!(frame.expect("close frame").code, CloseCode::Policy);
+    // Five a second is within the limit.
+    let mut ws = connect_path(&server, "/ws/avaxusdt@kline_1m");
+    for id in 0..5 {
+        let text = control(
+            &mut ws,
+            &format!(r#"{{"method":"LIST_SUBSCRIPTIONS","id":{id}}}"#),
+            &id.to_string(),
+        );
+        assert_eq!(
+            text,
+            format!(r#"{{"result":["avaxusdt@kline_1m"],"id":{id}}}"#)
+        );
+    }
+}
+
+#[test]
+fn faults_apply_per_connection_on_a_combined_stream() {
+    let avax = csv_lines(20);
+    let btc = btc_lines_at(20, open_ms(&avax[0]));
+    let server = start_two(
+        &avax,
+        &btc,
+        2,
+        600.0,
+        "dup-finals,drop-every=3,garbage-every=4",
+    );
+    let mut ws = connect_path(
+        &server,
+        "/stream?streams=avaxusdt@kline_1m/btcusdt@kline_1m",
+    );
+    let mut finals = Vec::new();
+    let mut garbage = 0;
+    let end = loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let t = t.to_string();
+                if t == "{\"e\":\"kline\",\"k\":" || t == "not json" {
+                    garbage += 1;
+                    continue;
+                }
+                let (stream, data) = unwrap_envelope(&t);
+                if data.contains("\"x\":true") {
+                    finals.push((stream, data));
+                }
+            }
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => break other,
+        }
+    };
+    assert!(end.is_err(), "dropped without a close frame, got {end:?}");
+    assert!(garbage >= 1, "garbage frames on a combined stream");
+    // Three finals counted across both symbols, each sent twice, then the drop.
+    assert_eq!(finals.len(), 6, "{finals:?}");
+    for pair in finals.chunks(2) {
+        assert_eq!(pair[0], pair[1]);
+    }
+    assert_eq!(finals[0].0, "avaxusdt@kline_1m");
+    assert_eq!(finals[2].0, "btcusdt@kline_1m");
+}
+
+#[test]
+fn command_serves_several_files_and_refuses_one_given_twice() {
+    let dir = TempDir::new("replay-command");
+    let avax = csv_lines(40);
+    let btc = btc_lines_at(30, open_ms(&avax[5]));
+    let a = write_data(&dir, "AVAXUSDT_1m.csv", &avax);
+    let b = write_data(&dir, "BTCUSDT_1m.csv", &btc);
+    let list = format!("{},{}", a.display(), b.display());
+    let mut child = common::klinecast_command()
+        .args(["replay-server", "--data", &list, "--start-row", "30"])
+        .args(["--speed", "0.000001"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn klinecast");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    let result = std::panic::catch_unwind(|| {
+        let port = line
+            .trim_end()
+            .strip_prefix("listening rest=http://127.0.0.1:")
+            .and_then(|r| r.split_once(' '))
+            .map(|(port, _)| port.to_string())
+            .unwrap_or_else(|| panic!("bad listening line {line:?}"));
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        // The clock is at AVAX row 30 (--start-row counts in the first file): BTC row 25.
+        let newest = |symbol: &str| {
+            get(
+                addr,
+                &format!("/api/v3/klines?symbol={symbol}&interval=1m&limit=2"),
+            )
+            .json()
+        };
+        assert_eq!(newest("AVAXUSDT")[0].to_string(), expected_row(&avax[29]));
+        assert_eq!(newest("BTCUSDT")[0].to_string(), expected_row(&btc[24]));
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let twice = format!("{},{}", a.display(), a.display());
+    let out = common::klinecast_command()
+        .args(["replay-server", "--data", &twice])
+        .output()
+        .expect("run klinecast");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("given twice"), "{err}");
 }

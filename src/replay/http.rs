@@ -277,7 +277,7 @@ fn answer(shared: &Shared, head: &Head) -> Reply {
         match path {
             "/api/v3/ping" => Reply::json(200, "{}".to_string()),
             "/api/v3/time" => server_time(shared),
-            "/api/v3/exchangeInfo" => exchange_info(shared),
+            "/api/v3/exchangeInfo" => exchange_info(shared, query),
             "/api/v3/klines" => klines(shared, query),
             _ => Reply::error(&ApiError::new(
                 404,
@@ -305,18 +305,17 @@ fn server_time(shared: &Shared) -> Reply {
     Reply::json(200, format!("{{\"serverTime\":{}}}", shared.clock.now_ms()))
 }
 
-fn exchange_info(shared: &Shared) -> Reply {
-    Reply::json(
-        200,
-        format!(
-            "{{\"timezone\":\"UTC\",\"serverTime\":{},\"rateLimits\":[{{\"rateLimitType\":\
-             \"REQUEST_WEIGHT\",\"interval\":\"MINUTE\",\"intervalNum\":1,\"limit\":{}}}],\
-             \"exchangeFilters\":[],\"symbols\":[{{\"symbol\":\"{}\",\"status\":\"TRADING\"}}]}}",
-            shared.clock.now_ms(),
-            shared.faults().weight_limit(),
-            shared.symbol.as_str()
-        ),
-    )
+fn exchange_info(shared: &Shared, query: &str) -> Reply {
+    let body = market::exchange_info(
+        query,
+        &shared.keys,
+        shared.clock.now_ms(),
+        shared.faults().weight_limit(),
+    );
+    match body {
+        Ok(body) => Reply::json(200, body),
+        Err(e) => Reply::error(&e),
+    }
 }
 
 fn klines(shared: &Shared, query: &str) -> Reply {
@@ -338,19 +337,20 @@ fn klines(shared: &Shared, query: &str) -> Reply {
             "An unknown error occurred while processing the request.",
         ));
     }
-    let q = match market::parse_klines_query(query, &shared.symbol, shared.interval) {
-        Ok(q) => q,
+    let (series, q) = match market::parse_klines_query(query, &shared.keys) {
+        Ok(found) => found,
         Err(e) => return Reply::error(&e),
     };
+    let klines = &shared.series[series].klines;
     let now = shared.clock.now_ms();
-    let range = market::select(&shared.klines, now, &q);
+    let range = market::select(klines, now, &q);
     // A slow link: the page is as of the request, the client gets it later.
     if let Some(ms) = faults.slow_ms {
         shared.sleep(Duration::from_millis(ms));
     }
     Reply {
         torn: hits(faults.torn_every, count),
-        ..Reply::json(200, market::rest_body(&shared.klines, range, now))
+        ..Reply::json(200, market::rest_body(klines, range, now))
     }
 }
 

@@ -125,15 +125,16 @@ fn time_param(name: &str, text: &str) -> Result<i64, ApiError> {
     i64::try_from(ms).map_err(|_| illegal(name, DIGITS_RANGE))
 }
 
-/// Validates the klines parameters against the served symbol and interval, with Binance's
-/// error codes: -1102 missing, -1100 illegal characters, -1121 invalid symbol, -1120 invalid
-/// interval, -1130 limit out of 1..=1000, -1101 duplicate parameter, -1023 start after end.
-/// Unknown parameters (e.g. `timeZone`) are ignored.
+/// Validates the klines parameters against the served series (`served[i]` is series i's symbol
+/// and interval) and returns the index of the series asked for, with Binance's error codes:
+/// -1102 missing, -1100 illegal characters, -1121 invalid symbol (no series of that symbol),
+/// -1120 invalid interval (the symbol is served, not at that interval), -1130 limit out of
+/// 1..=1000, -1101 duplicate parameter, -1023 start after end. Unknown parameters (e.g.
+/// `timeZone`) are ignored.
 pub(crate) fn parse_klines_query(
     query: &str,
-    symbol: &Symbol,
-    interval: Interval,
-) -> Result<KlinesQuery, ApiError> {
+    served: &[(Symbol, Interval)],
+) -> Result<(usize, KlinesQuery), ApiError> {
     let pairs = query_pairs(query);
     for (i, (k, _)) in pairs.iter().enumerate() {
         if pairs[..i].iter().any(|(k2, _)| k2 == k) {
@@ -159,13 +160,16 @@ pub(crate) fn parse_klines_query(
     if !sym_ok {
         return Err(illegal("symbol", "^[A-Z0-9-_.]{1,20}$"));
     }
-    if sym != symbol.as_str() {
-        return Err(ApiError::new(400, -1121, "Invalid symbol."));
+    if !served.iter().any(|(s, _)| s.as_str() == sym) {
+        return Err(invalid_symbol());
     }
     let iv = get("interval").ok_or_else(|| mandatory("interval"))?;
-    if iv != interval.as_str() {
+    let Some(series) = served
+        .iter()
+        .position(|(s, i)| s.as_str() == sym && i.as_str() == iv)
+    else {
         return Err(ApiError::new(400, -1120, "Invalid interval."));
-    }
+    };
     let start = get("startTime")
         .map(|t| time_param("startTime", t))
         .transpose()?;
@@ -195,7 +199,70 @@ pub(crate) fn parse_klines_query(
             ));
         }
     }
-    Ok(KlinesQuery { start, end, limit })
+    Ok((series, KlinesQuery { start, end, limit }))
+}
+
+fn invalid_symbol() -> ApiError {
+    ApiError::new(400, -1121, "Invalid symbol.")
+}
+
+/// The `GET /api/v3/exchangeInfo` body at virtual time `now`: every served symbol (first
+/// appearance order, each once), or only those asked for with `symbol=X` or
+/// `symbols=["X","Y"]`; a symbol not served is -1121, as on Binance.
+pub(crate) fn exchange_info(
+    query: &str,
+    served: &[(Symbol, Interval)],
+    now: i64,
+    weight_limit: u64,
+) -> Result<String, ApiError> {
+    let mut all: Vec<&str> = Vec::new();
+    for (s, _) in served {
+        if !all.contains(&s.as_str()) {
+            all.push(s.as_str());
+        }
+    }
+    let pairs = query_pairs(query);
+    let asked: Option<Vec<String>> = match (
+        pairs.iter().find(|(k, _)| k == "symbol"),
+        pairs.iter().find(|(k, _)| k == "symbols"),
+    ) {
+        (Some((_, one)), None) => Some(vec![one.clone()]),
+        (None, Some((_, list))) => {
+            Some(serde_json::from_str::<Vec<String>>(list).map_err(|_| {
+                illegal(
+                    "symbols",
+                    "^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$",
+                )
+            })?)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                400,
+                -1128,
+                "Combination of optional parameters invalid.",
+            ))
+        }
+        (None, None) => None,
+    };
+    let symbols: Vec<&str> = match &asked {
+        None => all,
+        Some(list) => {
+            if list.iter().any(|a| !all.contains(&a.as_str())) {
+                return Err(invalid_symbol());
+            }
+            list.iter().map(String::as_str).collect()
+        }
+    };
+    let rows: Vec<String> = symbols
+        .iter()
+        .map(|s| format!("{{\"symbol\":\"{s}\",\"status\":\"TRADING\"}}"))
+        .collect();
+    Ok(format!(
+        "{{\"timezone\":\"UTC\",\"serverTime\":{now},\"rateLimits\":[{{\"rateLimitType\":\
+         \"REQUEST_WEIGHT\",\"interval\":\"MINUTE\",\"intervalNum\":1,\"limit\":{weight_limit}}}],\
+         \"exchangeFilters\":[],\"symbols\":[{}]}}",
+        rows.join(",")
+    ))
 }
 
 /// The rows a klines query returns at virtual time `now`, as an index range into `klines`
@@ -362,6 +429,351 @@ pub fn shutdown_event(event_ms: i64) -> String {
     format!("{{\"e\":\"serverShutdown\",\"E\":{event_ms}}}")
 }
 
+/// At most this many streams on one WebSocket connection (protocol doc §3.6).
+pub(crate) const MAX_STREAMS: usize = 1024;
+/// At most this many incoming messages per second on one connection (§3.6); one more closes it.
+pub(crate) const MAX_MESSAGES_PER_SECOND: usize = 5;
+
+/// The kline stream name of a series: `<lowercase symbol>@kline_<interval>`.
+pub(crate) fn stream_name(symbol: &Symbol, interval: Interval) -> String {
+    format!("{}@kline_{}", symbol.lower(), interval.as_str())
+}
+
+/// A combined-stream message: `{"stream":"<name>","data":<payload>}`.
+pub(crate) fn envelope(stream: &str, payload: &str) -> String {
+    format!("{{\"stream\":\"{stream}\",\"data\":{payload}}}")
+}
+
+/// What a WebSocket connection asked for in its URL: the streams (indices into the served
+/// stream names, each once, in URL order) and whether payloads are wrapped (`/stream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subscriptions {
+    pub streams: Vec<usize>,
+    pub combined: bool,
+}
+
+/// Reads a WebSocket request target against the served stream names: `/ws/<stream>` (raw),
+/// `/ws` (raw, subscribe later), `/stream?streams=<s1>/<s2>/…` (combined; `/stream` alone has
+/// none yet). Percent-encoded targets are accepted, as Binance does since 2025-12-02. A path or
+/// stream this server does not serve, or more than [`MAX_STREAMS`] streams, is refused with
+/// the close reason to send.
+pub(crate) fn parse_ws_target(
+    path: &str,
+    query: &str,
+    served: &[String],
+) -> Result<Subscriptions, String> {
+    let serves = served.join(", ");
+    let unknown = |what: &str| format!("unknown stream {what:?}: this server streams {serves}");
+    let find = |name: &str| served.iter().position(|s| s == name);
+    let raw = match path {
+        "/ws" | "/ws/" => {
+            return Ok(Subscriptions {
+                streams: Vec::new(),
+                combined: false,
+            })
+        }
+        "/stream" | "/stream/" => None,
+        _ => match path
+            .strip_prefix("/ws/")
+            .map(percent_decode)
+            .as_deref()
+            .and_then(find)
+        {
+            Some(i) => Some(i),
+            None => return Err(unknown(path)),
+        },
+    };
+    if let Some(i) = raw {
+        return Ok(Subscriptions {
+            streams: vec![i],
+            combined: false,
+        });
+    }
+    let mut streams = Vec::new();
+    for (key, value) in query_pairs(query) {
+        if key != "streams" {
+            continue;
+        }
+        for name in value.split('/').filter(|n| !n.is_empty()) {
+            let i = find(name).ok_or_else(|| unknown(name))?;
+            if !streams.contains(&i) {
+                streams.push(i);
+            }
+        }
+    }
+    if streams.len() > MAX_STREAMS {
+        return Err(format!(
+            "too many streams: {} asked, at most {MAX_STREAMS} per connection",
+            streams.len()
+        ));
+    }
+    Ok(Subscriptions {
+        streams,
+        combined: true,
+    })
+}
+
+/// A live control request (protocol doc §3.7).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Request {
+    Subscribe(Vec<String>),
+    Unsubscribe(Vec<String>),
+    List,
+    SetCombined(bool),
+    GetCombined,
+}
+
+/// An error answer to a control message: `{"error":{"code":C,"msg":"…"},"id":ID}` (the wire
+/// layout Binance sends; its docs show only the inner `{code,msg}`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ControlError {
+    pub id: serde_json::Value,
+    pub code: i32,
+    pub msg: String,
+}
+
+impl ControlError {
+    fn new(id: &serde_json::Value, code: i32, msg: impl Into<String>) -> ControlError {
+        ControlError {
+            id: id.clone(),
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    /// The error frame's text.
+    pub fn text(&self) -> String {
+        format!(
+            "{{\"error\":{{\"code\":{},\"msg\":{}}},\"id\":{}}}",
+            self.code,
+            serde_json::Value::String(self.msg.clone()),
+            self.id
+        )
+    }
+}
+
+/// A successful answer: `{"result":RESULT,"id":ID}`.
+pub(crate) fn control_result(id: &serde_json::Value, result: &serde_json::Value) -> String {
+    format!("{{\"result\":{result},\"id\":{id}}}")
+}
+
+/// An `id` Binance accepts: a signed 64-bit integer, an alphanumeric string of at most 36
+/// characters, or null.
+fn valid_id(id: &serde_json::Value) -> bool {
+    match id {
+        serde_json::Value::Null => true,
+        serde_json::Value::Number(n) => n.is_i64(),
+        serde_json::Value::String(s) => {
+            s.len() <= 36 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        }
+        _ => false,
+    }
+}
+
+const METHODS: &str =
+    "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`";
+
+/// Parses one control message with Binance's error codes: 3 invalid JSON, 2 invalid request
+/// (no object, bad or missing id, missing or unknown method, bad params, too many params),
+/// 1 a property value that is not a boolean, 0 an unknown property.
+pub(crate) fn parse_control(text: &str) -> Result<(serde_json::Value, Request), ControlError> {
+    use serde_json::Value;
+    let null = Value::Null;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ControlError::new(&null, 3, format!("Invalid JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(ControlError::new(
+            &null,
+            2,
+            "Invalid request: expected an object",
+        ));
+    };
+    let id = match map.get("id") {
+        Some(id) if valid_id(id) => id.clone(),
+        _ => {
+            return Err(ControlError::new(
+                &null,
+                2,
+                "Invalid request: request ID must be a 64-bit integer, an alphanumeric string \
+                 of at most 36 characters, or null",
+            ))
+        }
+    };
+    let err = |code: i32, msg: &str| ControlError::new(&id, code, msg);
+    if map
+        .keys()
+        .any(|k| !["method", "params", "id"].contains(&k.as_str()))
+    {
+        return Err(err(2, "Invalid request: too many parameters"));
+    }
+    let method = match map.get("method") {
+        None => return Err(err(2, "Invalid request: missing field `method`")),
+        Some(Value::String(m)) => m.as_str(),
+        Some(_) => return Err(err(2, "Invalid request: method must be a string")),
+    };
+    let params: &[Value] = match map.get("params") {
+        None => &[],
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(err(2, "Invalid request: params must be a list")),
+    };
+    let names = || -> Result<Vec<String>, ControlError> {
+        params
+            .iter()
+            .map(|p| match p {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(err(2, "Invalid request: invalid stream")),
+            })
+            .collect()
+    };
+    let property = |max: usize| -> Result<(), ControlError> {
+        if params.len() > max {
+            return Err(err(2, "Invalid request: too many parameters"));
+        }
+        match params.first() {
+            Some(Value::String(name)) if name == "combined" => Ok(()),
+            Some(Value::String(_)) => Err(err(0, "Unknown property")),
+            _ => Err(err(2, "Invalid request: property name must be a string")),
+        }
+    };
+    let request = match method {
+        "SUBSCRIBE" => Request::Subscribe(names()?),
+        "UNSUBSCRIBE" => Request::Unsubscribe(names()?),
+        "LIST_SUBSCRIPTIONS" => Request::List,
+        "SET_PROPERTY" => {
+            property(2)?;
+            match params.get(1) {
+                Some(Value::Bool(b)) => Request::SetCombined(*b),
+                _ => return Err(err(1, "Invalid value type: expected Boolean")),
+            }
+        }
+        "GET_PROPERTY" => {
+            property(1)?;
+            Request::GetCombined
+        }
+        other => {
+            return Err(err(
+                2,
+                &format!("Invalid request: unknown variant `{other}`, expected one of {METHODS}"),
+            ))
+        }
+    };
+    Ok((id, request))
+}
+
+/// What applying a control request changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Applied {
+    /// The answer frame's text.
+    pub reply: String,
+    /// Streams newly subscribed (indices into the served names), in request order.
+    pub added: Vec<usize>,
+    /// Streams unsubscribed.
+    pub removed: Vec<usize>,
+}
+
+impl Subscriptions {
+    /// Applies a control message to this connection's subscriptions and returns the answer.
+    /// A SUBSCRIBE naming a stream this server does not serve is refused as a whole with
+    /// `{"code":2,"msg":"Invalid request: invalid stream"}`, one that would pass
+    /// [`MAX_STREAMS`] with code 2 too; subscribing twice or unsubscribing a stream that is
+    /// not subscribed is not an error (nothing changes).
+    pub(crate) fn apply(&mut self, text: &str, served: &[String]) -> Applied {
+        let (id, request) = match parse_control(text) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return Applied {
+                    reply: e.text(),
+                    ..Applied::default()
+                }
+            }
+        };
+        let ok = |added: Vec<usize>, removed: Vec<usize>| Applied {
+            reply: control_result(&id, &serde_json::Value::Null),
+            added,
+            removed,
+        };
+        let refuse = |msg: &str| Applied {
+            reply: ControlError::new(&id, 2, msg).text(),
+            ..Applied::default()
+        };
+        match request {
+            Request::Subscribe(names) => {
+                let mut added = Vec::new();
+                for name in &names {
+                    let Some(i) = served.iter().position(|s| s == name) else {
+                        return refuse("Invalid request: invalid stream");
+                    };
+                    if !self.streams.contains(&i) && !added.contains(&i) {
+                        added.push(i);
+                    }
+                }
+                if self.streams.len() + added.len() > MAX_STREAMS {
+                    return refuse(
+                        "Invalid request: too many streams (at most 1024 per connection)",
+                    );
+                }
+                self.streams.extend_from_slice(&added);
+                ok(added, Vec::new())
+            }
+            Request::Unsubscribe(names) => {
+                let removed: Vec<usize> = self
+                    .streams
+                    .iter()
+                    .copied()
+                    .filter(|&i| names.iter().any(|n| *n == served[i]))
+                    .collect();
+                self.streams.retain(|i| !removed.contains(i));
+                ok(Vec::new(), removed)
+            }
+            Request::List => {
+                let list: Vec<serde_json::Value> = self
+                    .streams
+                    .iter()
+                    .map(|&i| serde_json::Value::String(served[i].clone()))
+                    .collect();
+                Applied {
+                    reply: control_result(&id, &serde_json::Value::Array(list)),
+                    ..Applied::default()
+                }
+            }
+            Request::SetCombined(on) => {
+                self.combined = on;
+                ok(Vec::new(), Vec::new())
+            }
+            Request::GetCombined => Applied {
+                reply: control_result(&id, &serde_json::Value::Bool(self.combined)),
+                ..Applied::default()
+            },
+        }
+    }
+}
+
+/// Counts a connection's incoming messages over a sliding second of real time: the sixth
+/// within 1000 ms of the first of five is one too many.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct MessageRate {
+    /// Real times (ms since any fixed origin) of the counted messages of the last second.
+    recent: std::collections::VecDeque<u64>,
+}
+
+impl MessageRate {
+    /// Counts one message at real time `now_ms`; false when it exceeds the limit.
+    pub(crate) fn admit(&mut self, now_ms: u64) -> bool {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| t.saturating_add(1000) <= now_ms)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= MAX_MESSAGES_PER_SECOND {
+            return false;
+        }
+        self.recent.push_back(now_ms);
+        true
+    }
+}
+
 /// Request weight used in the current real minute, as Binance counts it per IP.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct WeightWindow {
@@ -437,19 +849,12 @@ mod tests {
 
     #[test]
     fn query_validation_uses_binance_codes() {
-        let s = sym();
-        let i = Interval::ONE_MINUTE;
-        let code = |query: &str| parse_klines_query(query, &s, i).map_err(|e| (e.status, e.code));
+        let served = vec![(sym(), Interval::ONE_MINUTE)];
+        let parse = |query: &str| parse_klines_query(query, &served).map(|(_, q)| q);
+        let code = |query: &str| parse(query).map_err(|e| (e.status, e.code));
+        assert_eq!(parse("symbol=AVAXUSDT&interval=1m"), Ok(q(None, None, 500)));
         assert_eq!(
-            parse_klines_query("symbol=AVAXUSDT&interval=1m", &s, i),
-            Ok(q(None, None, 500))
-        );
-        assert_eq!(
-            parse_klines_query(
-                "symbol=AVAXUSDT&interval=1m&startTime=60000&endTime=120000&limit=1000",
-                &s,
-                i
-            ),
+            parse("symbol=AVAXUSDT&interval=1m&startTime=60000&endTime=120000&limit=1000"),
             Ok(q(Some(60_000), Some(120_000), 1000))
         );
         assert_eq!(
@@ -489,8 +894,7 @@ mod tests {
             code("symbol=AVAXUSDT&symbol=AVAXUSDT&interval=1m"),
             Err((400, -1101))
         );
-        let e = parse_klines_query("symbol=AVAXUSDT&interval=1m&limit=None", &s, i)
-            .expect_err("illegal limit");
+        let e = parse("symbol=AVAXUSDT&interval=1m&limit=None").expect_err("illegal limit");
         assert_eq!(
             e.body(),
             r#"{"code":-1100,"msg":"Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."}"#
@@ -585,5 +989,284 @@ mod tests {
         }
         assert_eq!(w.charge(1, 0), 6000);
         assert_eq!(w.charge(1, 2), 6002);
+    }
+    #[test]
+    fn several_series_answer_invalid_symbol_or_interval() {
+        let btc = Symbol::parse("BTCUSDT").expect("symbol");
+        let served = vec![
+            (sym(), Interval::ONE_MINUTE),
+            (btc.clone(), Interval::ONE_MINUTE),
+            (btc, Interval::parse("1h").expect("interval")),
+        ];
+        let series = |query: &str| {
+            parse_klines_query(query, &served)
+                .map(|(i, _)| i)
+                .map_err(|e| e.code)
+        };
+        assert_eq!(series("symbol=AVAXUSDT&interval=1m"), Ok(0));
+        assert_eq!(series("symbol=BTCUSDT&interval=1m"), Ok(1));
+        assert_eq!(series("symbol=BTCUSDT&interval=1h"), Ok(2));
+        assert_eq!(series("symbol=AVAXUSDT&interval=1h"), Err(-1120));
+        assert_eq!(series("symbol=ETHUSDT&interval=1m"), Err(-1121));
+        let info = |query: &str| exchange_info(query, &served, 7, 6000).map_err(|e| e.code);
+        let listed = |body: String| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            v["symbols"]
+                .as_array()
+                .expect("symbols")
+                .iter()
+                .map(|s| s["symbol"].as_str().expect("symbol").to_string())
+                .collect()
+        };
+        assert_eq!(listed(info("").expect("all")), vec!["AVAXUSDT", "BTCUSDT"]);
+        assert_eq!(
+            listed(info("symbols=%5B%22BTCUSDT%22%5D").expect("one")),
+            vec!["BTCUSDT"]
+        );
+        assert_eq!(info("symbol=ETHUSDT"), Err(-1121));
+        assert_eq!(info("symbols=[\"ETHUSDT\"]"), Err(-1121));
+        assert_eq!(info("symbols=BTCUSDT"), Err(-1100));
+        assert_eq!(info("symbol=BTCUSDT&symbols=[\"BTCUSDT\"]"), Err(-1128));
+        assert_eq!(
+            exchange_info("", &served[..1], 7, 6000).expect("one"),
+            "{\"timezone\":\"UTC\",\"serverTime\":7,\"rateLimits\":[{\"rateLimitType\":\
+             \"REQUEST_WEIGHT\",\"interval\":\"MINUTE\",\"intervalNum\":1,\"limit\":6000}],\
+             \"exchangeFilters\":[],\"symbols\":[{\"symbol\":\"AVAXUSDT\",\"status\":\"TRADING\"}]}"
+        );
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("s{i}usdt@kline_1m")).collect()
+    }
+
+    #[test]
+    fn ws_targets_raw_combined_and_refused() {
+        let served = names(3);
+        let subs = |streams: Vec<usize>, combined| Ok(Subscriptions { streams, combined });
+        assert_eq!(
+            parse_ws_target("/ws/s1usdt@kline_1m", "", &served),
+            subs(vec![1], false)
+        );
+        assert_eq!(
+            parse_ws_target("/ws/s1usdt%40kline_1m", "", &served),
+            subs(vec![1], false)
+        );
+        assert_eq!(parse_ws_target("/ws", "", &served), subs(vec![], false));
+        assert_eq!(parse_ws_target("/stream", "", &served), subs(vec![], true));
+        assert_eq!(
+            parse_ws_target(
+                "/stream",
+                "streams=s2usdt@kline_1m/s0usdt@kline_1m/s2usdt@kline_1m&timeUnit=MILLISECOND",
+                &served
+            ),
+            subs(vec![2, 0], true)
+        );
+        assert_eq!(
+            parse_ws_target(
+                "/stream",
+                "streams=s2usdt%40kline_1m%2Fs1usdt%40kline_1m",
+                &served
+            ),
+            subs(vec![2, 1], true)
+        );
+        let refused =
+            |path: &str, query: &str| parse_ws_target(path, query, &served).expect_err("refused");
+        assert_eq!(
+            refused("/ws/btcusdt@kline_1m", ""),
+            "unknown stream \"/ws/btcusdt@kline_1m\": this server streams s0usdt@kline_1m, \
+             s1usdt@kline_1m, s2usdt@kline_1m"
+        );
+        assert!(
+            refused("/stream", "streams=s0usdt@kline_1m/S1USDT@kline_1m")
+                .starts_with("unknown stream \"S1USDT@kline_1m\"")
+        );
+        assert!(refused("/api/v3/time", "").starts_with("unknown stream"));
+        let many = names(MAX_STREAMS + 1);
+        let all = many.join("/");
+        assert_eq!(
+            parse_ws_target("/stream", &format!("streams={all}"), &many),
+            Err("too many streams: 1025 asked, at most 1024 per connection".to_string())
+        );
+        let most = many[..MAX_STREAMS].join("/");
+        let ok = parse_ws_target("/stream", &format!("streams={most}"), &many).expect("1024");
+        assert_eq!(ok.streams.len(), MAX_STREAMS);
+    }
+
+    #[test]
+    fn control_messages_use_binance_error_codes() {
+        let code = |text: &str| {
+            parse_control(text)
+                .map(|(_, r)| r)
+                .map_err(|e| (e.code, e.id))
+        };
+        let null = serde_json::Value::Null;
+        assert_eq!(
+            code(r#"{"method":"SUBSCRIBE","params":["a@kline_1m"],"id":-7}"#),
+            Ok(Request::Subscribe(vec!["a@kline_1m".to_string()]))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":null}"#),
+            Ok(Request::List)
+        );
+        assert_eq!(
+            code(r#"{"method":"SET_PROPERTY","params":["combined",false],"id":"x1"}"#),
+            Ok(Request::SetCombined(false))
+        );
+        assert_eq!(code("{\"method\":"), Err((3, null.clone())));
+        assert_eq!(code("[1]"), Err((2, null.clone())));
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS"}"#),
+            Err((2, null.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":1.5}"#),
+            Err((2, null.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":"no-dashes"}"#),
+            Err((2, null.clone()))
+        );
+        let id = serde_json::Value::from(4);
+        assert_eq!(code(r#"{"params":[],"id":4}"#), Err((2, id.clone())));
+        assert_eq!(
+            code(r#"{"method":"SUBSCRIBEX","id":4}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"LIST_SUBSCRIPTIONS","id":4,"x":1}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"SUBSCRIBE","params":"a","id":4}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"SET_PROPERTY","params":["combined",1],"id":4}"#),
+            Err((1, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"GET_PROPERTY","params":["colour"],"id":4}"#),
+            Err((0, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"GET_PROPERTY","params":[5],"id":4}"#),
+            Err((2, id.clone()))
+        );
+        assert_eq!(
+            code(r#"{"method":"GET_PROPERTY","params":["combined","x"],"id":4}"#),
+            Err((2, id))
+        );
+        let e = parse_control("nope").expect_err("invalid json");
+        assert!(
+            e.text()
+                .starts_with(r#"{"error":{"code":3,"msg":"Invalid JSON: "#),
+            "{}",
+            e.text()
+        );
+        assert!(e.text().ends_with(r#""},"id":null}"#), "{}", e.text());
+    }
+
+    #[test]
+    fn subscriptions_apply_requests() {
+        let served = names(3);
+        let mut subs = Subscriptions {
+            streams: vec![1],
+            combined: false,
+        };
+        let a = subs.apply(
+            r#"{"method":"SUBSCRIBE","params":["s2usdt@kline_1m","s1usdt@kline_1m","s2usdt@kline_1m"],"id":1}"#,
+            &served,
+        );
+        assert_eq!(
+            a,
+            Applied {
+                reply: r#"{"result":null,"id":1}"#.to_string(),
+                added: vec![2],
+                removed: vec![]
+            }
+        );
+        let a = subs.apply(
+            r#"{"method":"SUBSCRIBE","params":["s0usdt@kline_1m","x@kline_1m"],"id":2}"#,
+            &served,
+        );
+        assert_eq!(
+            a.reply,
+            r#"{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":2}"#
+        );
+        assert!(a.added.is_empty());
+        assert_eq!(
+            subs.streams,
+            vec![1, 2],
+            "a refused SUBSCRIBE changes nothing"
+        );
+        let a = subs.apply(r#"{"method":"LIST_SUBSCRIPTIONS","id":"q"}"#, &served);
+        assert_eq!(
+            a.reply,
+            r#"{"result":["s1usdt@kline_1m","s2usdt@kline_1m"],"id":"q"}"#
+        );
+        let a = subs.apply(
+            r#"{"method":"UNSUBSCRIBE","params":["s1usdt@kline_1m","s0usdt@kline_1m"],"id":3}"#,
+            &served,
+        );
+        assert_eq!(
+            (a.reply.as_str(), a.removed),
+            (r#"{"result":null,"id":3}"#, vec![1])
+        );
+        assert_eq!(subs.streams, vec![2]);
+        let a = subs.apply(
+            r#"{"method":"GET_PROPERTY","params":["combined"],"id":4}"#,
+            &served,
+        );
+        assert_eq!(a.reply, r#"{"result":false,"id":4}"#);
+        subs.apply(
+            r#"{"method":"SET_PROPERTY","params":["combined",true],"id":5}"#,
+            &served,
+        );
+        assert!(subs.combined);
+        // At most 1024 streams on a connection.
+        let many = names(MAX_STREAMS + 1);
+        let mut subs = Subscriptions {
+            streams: (0..MAX_STREAMS - 1).collect(),
+            combined: true,
+        };
+        let ask = |names: &[String]| {
+            format!(
+                r#"{{"method":"SUBSCRIBE","params":{},"id":9}}"#,
+                serde_json::json!(names)
+            )
+        };
+        let a = subs.apply(&ask(&many[MAX_STREAMS - 1..]), &many);
+        assert!(
+            a.reply.contains("\"code\":2") && a.added.is_empty(),
+            "{}",
+            a.reply
+        );
+        let a = subs.apply(&ask(&many[MAX_STREAMS - 1..MAX_STREAMS]), &many);
+        assert_eq!(
+            (a.reply.as_str(), a.added),
+            (r#"{"result":null,"id":9}"#, vec![MAX_STREAMS - 1])
+        );
+        assert_eq!(
+            envelope("s0usdt@kline_1m", "{\"e\":1}"),
+            "{\"stream\":\"s0usdt@kline_1m\",\"data\":{\"e\":1}}"
+        );
+    }
+
+    #[test]
+    fn message_rate_allows_five_in_any_second() {
+        let mut rate = MessageRate::default();
+        for t in [0, 10, 20, 30, 40] {
+            assert!(rate.admit(t));
+        }
+        assert!(!rate.admit(999), "the sixth within a second of the first");
+        let mut rate = MessageRate::default();
+        for t in [0, 10, 20, 30, 40] {
+            assert!(rate.admit(t));
+        }
+        assert!(rate.admit(1000), "the first has left the window");
+        assert!(!rate.admit(1005));
+        // A steady 5 a second is fine for ever.
+        let mut rate = MessageRate::default();
+        assert!((0..100).all(|i| rate.admit(i * 200)));
     }
 }

@@ -1,11 +1,12 @@
-//! The fake Binance server that the project owns (`klinecast replay-server`): it serves a kline
-//! CSV over Binance's REST and WebSocket protocols under a virtual clock, with fault switches,
+//! The fake Binance server that the project owns (`klinecast replay-server`): it serves one or
+//! more kline CSVs (one series per symbol and interval, see [`ReplaySetup`]) over Binance's REST
+//! and WebSocket protocols under one virtual clock, with fault switches,
 //! so that the REST client, the collector, the streaming client and the demo can be tested
 //! against 127.0.0.1 only. It holds no maths beyond presenting rows (see `market.rs`).
 //!
 //! # Virtual clock
-//! `now = open_time(klines[start_row]) + real elapsed ms × speed`, clamped at the last row's
-//! `close_time + 1 + SETTLE_MS` (so every row ends up closed, and provably so to a client that
+//! `now = open_time(klines[start_row]) + real elapsed ms × speed` (the first series' rows),
+//! clamped at the latest last row's `close_time + 1 + SETTLE_MS` (so every row ends up closed, and provably so to a client that
 //! allows Binance's settle margin, [`crate::backfill::SETTLE_MS`]). Only rows with `open_time <= now` exist; the
 //! row with `open_time <= now <= close_time` is the still-open candle, served with partial
 //! values (close interpolated from open towards the final close by the elapsed fraction,
@@ -20,14 +21,21 @@
 //! `Content-Length` bodies and `Connection: close` honoured.
 //!
 //! REST: `GET /api/v3/ping` (weight 1), `/api/v3/time` (1), `/api/v3/klines` (2),
-//! `/api/v3/exchangeInfo` (20). Every answer carries `X-MBX-USED-WEIGHT-1M`, counted per real
-//! minute since the server started; over the limit (6000, see `weight-limit`) the answer is 429
+//! `/api/v3/exchangeInfo` (20). Klines answer from the series of the `symbol` and `interval`
+//! asked for (-1121 for a symbol not served, -1120 for an interval not served). Every answer
+//! carries `X-MBX-USED-WEIGHT-1M`, counted per real minute since the server started, one budget
+//! for all symbols (one IP); over the limit (6000, see `weight-limit`) the answer is 429
 //! with code -1003 and `Retry-After` = seconds to the next minute. Unknown paths: 404 with
 //! code -1000. Parameter errors: 400 with Binance's codes (see [`market::parse_klines_query`]).
 //!
-//! WebSocket: `/ws/<lowercasesymbol>@kline_<interval>` (any other path gets a close frame with
-//! code 1008). A connection starts with the candle current at connect time (nothing from the
-//! past is replayed). Partial events (`"x":false`) are sent about every 2 virtual seconds; above
+//! WebSocket: raw `/ws/<lowercasesymbol>@kline_<interval>` (or `/ws`), combined
+//! `/stream?streams=<s1>/<s2>/…` whose events are wrapped as `{"stream":..,"data":..}`; a path
+//! or stream not served gets a close frame with code 1008. Live SUBSCRIBE, UNSUBSCRIBE,
+//! LIST_SUBSCRIPTIONS, SET_PROPERTY/GET_PROPERTY (`combined`) as on Binance (see
+//! [`market::Subscriptions::apply`]); at most 1024 streams and 5 incoming messages a second
+//! per connection (pongs answering our pings excepted), the sixth closes it with 1008. Each
+//! stream starts with the candle current when it was subscribed (nothing from the past is
+//! replayed); finals go out oldest first across a connection's streams. Partial events (`"x":false`) are sent about every 2 virtual seconds; above
 //! speed 10 at most 3 per candle, spaced by a third of the interval. A final event (`"x":true`,
 //! the exact source values) follows once the candle's close time has passed. Event time `E` is
 //! the virtual time of sending. Pings go out every `20 s / speed` real time, clamped to 1–20
@@ -49,13 +57,15 @@
 //!   taken (a slow link: the page is as of the request, the client gets it later).
 //! - `weight-limit=W`: the per-minute weight limit instead of 6000.
 //! - `drop-every=N`: a WebSocket connection is dropped (TCP shutdown, no close frame) after N
-//!   final events were sent on it.
+//!   final events were sent on it (all its streams counted together; so do the other per
+//!   connection counters).
 //! - `dup-finals`: every final event is sent twice.
 //! - `garbage-every=N`: every Nth data frame on a connection is preceded by a garbage text frame
 //!   (alternately `{"e":"kline","k":` and `not json`).
 //! - `stall-ms=MS`: after the first final on a connection, nothing is sent (no data, no pings)
 //!   for MS real milliseconds, then the connection is dropped.
-//! - `shutdown-after=N`: after N finals on a connection, `{"e":"serverShutdown","E":..}` is sent,
+//! - `shutdown-after=N`: after N finals on a connection, `{"e":"serverShutdown","E":..}` is sent
+//!   (on a combined connection wrapped as `{"stream":"!serverShutdown","data":..}`),
 //!   then a close frame (1001).
 //! - `ping-ms=MS`, `pong-timeout-ms=MS`: WebSocket ping period and pong allowance (real ms).
 //!
@@ -64,8 +74,8 @@
 //! [`ReplayServer::set_faults`] affects open connections too.
 //!
 //! # The command
-//! `klinecast replay-server --data <SYMBOL>_<interval>.csv [--port P] [--speed X]
-//! [--start-row N] [--faults SPEC]` starts at row N (default: half the rows), prints one line
+//! `klinecast replay-server --data <SYMBOL>_<interval>.csv[,…] [--port P] [--speed X]
+//! [--start-row N] [--faults SPEC]` starts at row N of the first file (default: half its rows), prints one line
 //! `listening rest=http://127.0.0.1:PORT ws=ws://127.0.0.1:PORT` and serves until killed (after
 //! the data is exhausted it keeps answering, with a clock stopped at the end).
 
@@ -88,7 +98,7 @@ use std::time::Duration;
 
 use crate::kline::{Interval, Kline, Symbol};
 
-/// What the replay server serves and how.
+/// What the replay server serves and how: one series (see [`ReplaySetup`] for several).
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
     /// The rows, ascending by open time (gaps allowed, duplicates not).
@@ -104,12 +114,60 @@ pub struct ReplayConfig {
     pub port: u16,
 }
 
-/// State shared by the accept loop and every connection thread.
-pub(crate) struct Shared {
+/// One served series: a symbol's klines at one interval.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    /// The rows, ascending by open time (gaps allowed, duplicates not).
+    pub klines: Vec<Kline>,
+}
+
+/// What the replay server serves and how: several series under one virtual clock.
+#[derive(Debug, Clone)]
+pub struct ReplaySetup {
+    /// At least one; no two with the same symbol and interval.
+    pub series: Vec<Series>,
+    /// The row of the first series whose open time is the virtual clock's origin.
+    pub start_row: usize,
+    /// Virtual milliseconds per real millisecond (> 0).
+    pub speed: f64,
+    pub faults: Faults,
+    /// Port on 127.0.0.1; 0 picks any free port.
+    pub port: u16,
+}
+
+impl From<ReplayConfig> for ReplaySetup {
+    fn from(c: ReplayConfig) -> ReplaySetup {
+        ReplaySetup {
+            series: vec![Series {
+                symbol: c.symbol,
+                interval: c.interval,
+                klines: c.klines,
+            }],
+            start_row: c.start_row,
+            speed: c.speed,
+            faults: c.faults,
+            port: c.port,
+        }
+    }
+}
+
+/// A served series with what is derived from it once.
+pub(crate) struct Served {
     klines: Vec<Kline>,
     trade_ids: Vec<i64>,
     symbol: Symbol,
     interval: Interval,
+}
+
+/// State shared by the accept loop and every connection thread.
+pub(crate) struct Shared {
+    series: Vec<Served>,
+    /// `(symbol, interval)` of every series, in series order.
+    keys: Vec<(Symbol, Interval)>,
+    /// The stream name of every series (`<symbol>@kline_<interval>`), in series order.
+    streams: Vec<String>,
     clock: VirtualClock,
     faults: Mutex<FaultState>,
     requests: AtomicU64,
@@ -171,46 +229,89 @@ impl ReplayServer {
     /// Binds 127.0.0.1:`port` (0 = any free port), spawns the accept thread and returns at once.
     /// Refuses (InvalidInput) empty or unsorted data, a start row past the end, a bad speed.
     pub fn start(config: ReplayConfig) -> io::Result<ReplayServer> {
-        let ReplayConfig {
-            klines,
-            symbol,
-            interval,
+        ReplayServer::start_setup(config.into())
+    }
+
+    /// [`ReplayServer::start`] for several series under one clock: its origin is the open time
+    /// of `start_row` of the first series, and it stops once every series' last row is
+    /// provably closed. Also refuses no series and two series with the same symbol and
+    /// interval.
+    pub fn start_setup(setup: ReplaySetup) -> io::Result<ReplayServer> {
+        let ReplaySetup {
+            series,
             start_row,
             speed,
             faults,
             port,
-        } = config;
-        let Some(last) = klines.last() else {
-            return Err(invalid("the replay data has no rows".to_string()));
+        } = setup;
+        let Some(first) = series.first() else {
+            return Err(invalid(
+                "the replay server needs at least one series".to_string(),
+            ));
         };
-        if start_row >= klines.len() {
-            return Err(invalid(format!(
-                "start row {start_row} is past the last row ({})",
-                klines.len() - 1
-            )));
-        }
         if !(speed.is_finite() && speed > 0.0) {
             return Err(invalid(format!("speed {speed} must be a positive number")));
         }
-        if let Some(w) = klines.windows(2).find(|w| w[1].open_time <= w[0].open_time) {
+        let mut end_ms = i64::MIN;
+        for (n, s) in series.iter().enumerate() {
+            let name = format!("{}_{}", s.symbol.as_str(), s.interval.as_str());
+            let Some(last) = s.klines.last() else {
+                return Err(invalid(format!("the replay data {name} has no rows")));
+            };
+            if let Some(w) = s
+                .klines
+                .windows(2)
+                .find(|w| w[1].open_time <= w[0].open_time)
+            {
+                return Err(invalid(format!(
+                    "the replay data {name} is not strictly ascending at open time {}",
+                    w[1].open_time
+                )));
+            }
+            if series[..n]
+                .iter()
+                .any(|o| o.symbol == s.symbol && o.interval == s.interval)
+            {
+                return Err(invalid(format!("the replay data {name} is given twice")));
+            }
+            // Past the last close by the settle margin, so that every row ends up provably
+            // closed to a client that asks the server's time (as real Binance's clock would
+            // move on).
+            end_ms = end_ms.max(
+                last.close_time
+                    .saturating_add(1 + crate::backfill::SETTLE_MS),
+            );
+        }
+        if start_row >= first.klines.len() {
             return Err(invalid(format!(
-                "the replay data is not strictly ascending at open time {}",
-                w[1].open_time
+                "start row {start_row} is past the last row ({})",
+                first.klines.len() - 1
             )));
         }
-        // Past the last close by the settle margin, so that every row ends up provably closed
-        // to a client that asks the server's time (as real Binance's clock would move on).
-        let end_ms = last
-            .close_time
-            .saturating_add(1 + crate::backfill::SETTLE_MS);
+        let origin = first.klines[start_row].open_time;
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
-        let clock = VirtualClock::start(klines[start_row].open_time, end_ms, speed);
+        let clock = VirtualClock::start(origin, end_ms, speed);
+        let keys = series
+            .iter()
+            .map(|s| (s.symbol.clone(), s.interval))
+            .collect();
+        let streams = series
+            .iter()
+            .map(|s| market::stream_name(&s.symbol, s.interval))
+            .collect();
         let shared = Arc::new(Shared {
-            trade_ids: market::first_trade_ids(&klines),
-            klines,
-            symbol,
-            interval,
+            series: series
+                .into_iter()
+                .map(|s| Served {
+                    trade_ids: market::first_trade_ids(&s.klines),
+                    klines: s.klines,
+                    symbol: s.symbol,
+                    interval: s.interval,
+                })
+                .collect(),
+            keys,
+            streams,
             clock,
             faults: Mutex::new(FaultState {
                 faults,

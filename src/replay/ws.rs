@@ -1,6 +1,7 @@
-//! The replay server's WebSocket side (tungstenite server): one kline stream per connection,
-//! partial and final events as the virtual clock advances, pings with a pong deadline, and the
-//! WebSocket faults. Event JSON comes from `market.rs` (pure); this file only decides when to
+//! The replay server's WebSocket side (tungstenite server): raw (`/ws/<stream>`) and combined
+//! (`/stream?streams=…`) kline streams, live SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS, partial
+//! and final events as the virtual clock advances, pings with a pong deadline, Binance's
+//! 5-messages-a-second limit, and the WebSocket faults (per connection, across its streams). Event JSON comes from `market.rs` (pure); this file only decides when to
 //! send what.
 
 use std::io::{self, Read, Write};
@@ -122,23 +123,76 @@ fn partial_policy(speed: f64, interval_ms: i64) -> (u32, i64) {
     }
 }
 
-/// Per-connection state.
-struct Session {
+/// One subscribed stream's playback on a connection.
+struct Playback {
+    /// Index of the served series.
+    series: usize,
     /// Index of the next candle whose final event has not been sent.
     next: usize,
     partials: u32,
     last_partial_ms: Option<i64>,
+}
+
+impl Playback {
+    /// Starts with the candle current at virtual time `now` (nothing from the past is replayed).
+    fn new(shared: &Shared, series: usize, now: i64) -> Playback {
+        let klines = &shared.series[series].klines;
+        let visible = klines.partition_point(|k| k.open_time <= now);
+        let next = match visible.checked_sub(1) {
+            Some(i) if market::is_open(&klines[i], now) => i,
+            _ => visible,
+        };
+        Playback {
+            series,
+            next,
+            partials: 0,
+            last_partial_ms: None,
+        }
+    }
+
+    fn partial_due(&self, shared: &Shared, now: i64) -> bool {
+        let interval = shared.series[self.series].interval;
+        let (max, gap) = partial_policy(shared.clock.speed(), interval.ms());
+        self.partials < max && self.last_partial_ms.is_none_or(|t| now - t >= gap)
+    }
+
+    /// The close time of the next final, when it is due at `now`.
+    fn final_due(&self, shared: &Shared, now: i64) -> Option<i64> {
+        let k = shared.series[self.series].klines.get(self.next)?;
+        (k.close_time < now).then_some(k.close_time)
+    }
+}
+
+/// Per-connection state.
+struct Session {
+    /// The subscribed streams (indices into `Shared::streams`) and the `combined` property.
+    subs: market::Subscriptions,
+    /// One playback per subscribed stream, in subscription order.
+    plays: Vec<Playback>,
     finals: u64,
     data_frames: u64,
     garbage_frames: u64,
     ping_seq: u64,
+    /// The highest ping sequence number a pong has answered.
+    ponged_seq: u64,
     next_ping: Instant,
     /// The oldest unanswered ping: its sequence number and when it was sent.
     unanswered: Option<(u64, Instant)>,
+    /// Incoming messages counted against Binance's per-connection limit.
+    rate: market::MessageRate,
+    started: Instant,
 }
 
 impl Session {
-    fn send_data(&mut self, shared: &Shared, ws: &mut Ws, text: String) -> Result<(), End> {
+    /// Sends one payload of `series`, wrapped as `{"stream":…,"data":…}` on a combined
+    /// connection; the garbage fault may precede it.
+    fn send_data(
+        &mut self,
+        shared: &Shared,
+        ws: &mut Ws,
+        stream: Option<&str>,
+        text: String,
+    ) -> Result<(), End> {
         self.data_frames += 1;
         if hits(shared.faults().garbage_every, self.data_frames) {
             self.garbage_frames += 1;
@@ -149,12 +203,28 @@ impl Session {
             };
             ws.send(Message::text(junk)).map_err(|_| End::Gone)?;
         }
+        let text = match (self.subs.combined, stream) {
+            (true, Some(name)) => market::envelope(name, &text),
+            _ => text,
+        };
         ws.send(Message::text(text)).map_err(|_| End::Gone)
     }
 
-    fn partial_due(&self, shared: &Shared, now: i64) -> bool {
-        let (max, gap) = partial_policy(shared.clock.speed(), shared.interval.ms());
-        self.partials < max && self.last_partial_ms.is_none_or(|t| now - t >= gap)
+    /// Counts one incoming message; false when it is one too many for this second.
+    fn admit(&mut self) -> bool {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.rate.admit(ms)
+    }
+
+    /// Applies a control message and starts or stops the playbacks it changed.
+    fn control(&mut self, shared: &Shared, ws: &mut Ws, text: &str) -> Result<(), End> {
+        let applied = self.subs.apply(text, &shared.streams);
+        let now = shared.clock.now_ms();
+        self.plays.retain(|p| !applied.removed.contains(&p.series));
+        for series in applied.added {
+            self.plays.push(Playback::new(shared, series, now));
+        }
+        ws.send(Message::text(applied.reply)).map_err(|_| End::Gone)
     }
 }
 
@@ -172,54 +242,105 @@ pub(super) fn serve(shared: &Arc<Shared>, stream: Prefixed) {
         return;
     }
     let mut path = String::new();
+    let mut query = String::new();
     // Reason: the closure's error type is tungstenite's handshake callback signature.
     #[allow(clippy::result_large_err)]
     let callback = |req: &tungstenite::handshake::server::Request,
                     resp: tungstenite::handshake::server::Response| {
         path = req.uri().path().to_string();
+        query = req.uri().query().unwrap_or("").to_string();
         Ok(resp)
     };
     let mut ws = match tungstenite::accept_hdr(stream, callback) {
         Ok(ws) => ws,
         Err(_) => return,
     };
-    let expected = format!(
-        "/ws/{}@kline_{}",
-        shared.symbol.lower(),
-        shared.interval.as_str()
-    );
-    if path != expected {
-        close_with(
-            &mut ws,
-            CloseCode::Policy,
-            &format!("unknown stream {path:?}: this server streams {expected}"),
-        );
-        return;
-    }
-    let now = shared.clock.now_ms();
-    let visible = shared.klines.partition_point(|k| k.open_time <= now);
-    let next = match visible.checked_sub(1) {
-        Some(i) if market::is_open(&shared.klines[i], now) => i,
-        _ => visible,
+    let subs = match market::parse_ws_target(&path, &query, &shared.streams) {
+        Ok(subs) => subs,
+        Err(reason) => {
+            close_with(&mut ws, CloseCode::Policy, &reason);
+            return;
+        }
     };
+    let now = shared.clock.now_ms();
+    let plays = subs
+        .streams
+        .iter()
+        .map(|&series| Playback::new(shared, series, now))
+        .collect();
     let mut session = Session {
-        next,
-        partials: 0,
-        last_partial_ms: None,
+        subs,
+        plays,
         finals: 0,
         data_frames: 0,
         garbage_frames: 0,
         ping_seq: 0,
+        ponged_seq: 0,
         next_ping: Instant::now() + ping_period(shared.clock.speed(), shared.faults().ping_ms),
         unanswered: None,
+        rate: market::MessageRate::default(),
+        started: Instant::now(),
     };
     if run_session(shared, &mut ws, &mut session).is_err() {
         drop_tcp(&mut ws);
     }
 }
 
+/// Why the loop stopped after a final event.
+enum AfterFinal {
+    Go,
+    Done,
+}
+
+/// Sends the final of `s.plays[p]`'s next candle and applies the per-connection faults that
+/// count finals.
+fn send_final(
+    shared: &Shared,
+    ws: &mut Ws,
+    s: &mut Session,
+    p: usize,
+    now: i64,
+) -> Result<AfterFinal, End> {
+    let faults = shared.faults();
+    let play = &s.plays[p];
+    let series = &shared.series[play.series];
+    let stream = shared.streams[play.series].as_str();
+    let event = market::kline_event(
+        &series.symbol,
+        series.interval,
+        &series.klines[play.next],
+        series.trade_ids[play.next],
+        now,
+        true,
+    );
+    if faults.dup_finals {
+        s.send_data(shared, ws, Some(stream), event.clone())?;
+    }
+    s.send_data(shared, ws, Some(stream), event)?;
+    s.finals += 1;
+    let play = &mut s.plays[p];
+    play.next += 1;
+    play.partials = 0;
+    play.last_partial_ms = None;
+    if hits(faults.drop_every, s.finals) {
+        drop_tcp(ws);
+        return Ok(AfterFinal::Done);
+    }
+    if faults.shutdown_after.is_some_and(|n| s.finals >= n) {
+        let event = market::shutdown_event(now);
+        s.send_data(shared, ws, Some("!serverShutdown"), event)?;
+        close_with(ws, CloseCode::Away, "server shutdown");
+        return Ok(AfterFinal::Done);
+    }
+    if let (Some(ms), 1) = (faults.stall_ms, s.finals) {
+        shared.sleep(Duration::from_millis(ms));
+        drop_tcp(ws);
+        return Ok(AfterFinal::Done);
+    }
+    Ok(AfterFinal::Go)
+}
+
 fn run_session(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<(), End> {
-    let klines = &shared.klines;
     loop {
         if shared.stopping() {
             drop_tcp(ws);
@@ -227,54 +348,43 @@ fn run_session(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<(), End>
         }
         let faults = shared.faults();
         let now = shared.clock.now_ms();
-        // Finals for every candle whose close time has passed.
-        while s.next < klines.len() && klines[s.next].close_time < now {
-            let k = &klines[s.next];
-            let event = market::kline_event(
-                &shared.symbol,
-                shared.interval,
-                k,
-                shared.trade_ids[s.next],
-                now,
-                true,
-            );
-            if faults.dup_finals {
-                s.send_data(shared, ws, event.clone())?;
-            }
-            s.send_data(shared, ws, event)?;
-            s.finals += 1;
-            s.next += 1;
-            s.partials = 0;
-            s.last_partial_ms = None;
-            if hits(faults.drop_every, s.finals) {
-                drop_tcp(ws);
-                return Ok(());
-            }
-            if faults.shutdown_after.is_some_and(|n| s.finals >= n) {
-                s.send_data(shared, ws, market::shutdown_event(now))?;
-                close_with(ws, CloseCode::Away, "server shutdown");
-                return Ok(());
-            }
-            if let (Some(ms), 1) = (faults.stall_ms, s.finals) {
-                shared.sleep(Duration::from_millis(ms));
-                drop_tcp(ws);
+        // Finals for every candle whose close time has passed, oldest first across the
+        // streams (ties in subscription order).
+        loop {
+            let due = s
+                .plays
+                .iter()
+                .enumerate()
+                .filter_map(|(p, play)| play.final_due(shared, now).map(|t| (t, p)))
+                .min();
+            let Some((_, p)) = due else { break };
+            if let AfterFinal::Done = send_final(shared, ws, s, p, now)? {
                 return Ok(());
             }
         }
-        // A partial for the open candle.
-        if s.next < klines.len() && klines[s.next].open_time <= now && s.partial_due(shared, now) {
-            let k = market::partial_kline(&klines[s.next], now);
+        // A partial for each open candle.
+        for p in 0..s.plays.len() {
+            let play = &s.plays[p];
+            let series = &shared.series[play.series];
+            let Some(k) = series.klines.get(play.next) else {
+                continue;
+            };
+            if k.open_time > now || !play.partial_due(shared, now) {
+                continue;
+            }
             let event = market::kline_event(
-                &shared.symbol,
-                shared.interval,
-                &k,
-                shared.trade_ids[s.next],
+                &series.symbol,
+                series.interval,
+                &market::partial_kline(k, now),
+                series.trade_ids[play.next],
                 now,
                 false,
             );
-            s.send_data(shared, ws, event)?;
-            s.partials += 1;
-            s.last_partial_ms = Some(now);
+            let stream = shared.streams[play.series].as_str();
+            s.send_data(shared, ws, Some(stream), event)?;
+            let play = &mut s.plays[p];
+            play.partials += 1;
+            play.last_partial_ms = Some(now);
         }
         // Pings and the pong deadline.
         let period = ping_period(shared.clock.speed(), faults.ping_ms);
@@ -295,38 +405,61 @@ fn run_session(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<(), End>
         }
         // Wait for the next thing to do, reading what the client sends meanwhile.
         let mut wait = TICK.min(s.next_ping.saturating_duration_since(Instant::now()));
-        if let Some(k) = klines.get(s.next) {
-            let target = if k.open_time > now {
-                k.open_time
-            } else {
-                k.close_time + 1
-            };
-            wait = wait.min(real_until(now, target, shared.clock.speed()));
+        for play in &s.plays {
+            if let Some(k) = shared.series[play.series].klines.get(play.next) {
+                let target = if k.open_time > now {
+                    k.open_time
+                } else {
+                    k.close_time + 1
+                };
+                wait = wait.min(real_until(now, target, shared.clock.speed()));
+            }
         }
         let wait = wait.max(Duration::from_millis(1));
         ws.get_mut()
             .inner
             .set_read_timeout(Some(wait))
             .map_err(|_| End::Gone)?;
-        match ws.read() {
-            Ok(Message::Pong(payload)) => {
-                let seq = std::str::from_utf8(&payload)
-                    .ok()
-                    .and_then(|t| t.parse::<u64>().ok());
-                if let (Some(seq), Some((oldest, _))) = (seq, s.unanswered) {
-                    if seq >= oldest {
-                        s.unanswered = None;
-                    }
-                }
+        let message = match ws.read() {
+            Ok(message) => message,
+            Err(e) if is_timeout(&e) => continue,
+            Err(_) => return Err(End::Gone),
+        };
+        // A pong that answers one of our pings is not counted: this server pings up to 20
+        // times as often as Binance (virtual time), whose pings every 20 s make such pongs
+        // negligible. Everything else the client sends counts (protocol doc §3.6).
+        let solicited = match &message {
+            Message::Pong(payload) => std::str::from_utf8(payload)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .filter(|&seq| seq > s.ponged_seq && seq <= s.ping_seq),
+            _ => None,
+        };
+        if let Some(seq) = solicited {
+            s.ponged_seq = seq;
+            if s.unanswered.is_some_and(|(oldest, _)| seq >= oldest) {
+                s.unanswered = None;
             }
-            Ok(Message::Close(_)) => {
+        } else if !matches!(message, Message::Close(_) | Message::Frame(_)) && !s.admit() {
+            close_with(
+                ws,
+                CloseCode::Policy,
+                "too many messages: at most 5 incoming messages a second per connection",
+            );
+            return Ok(());
+        }
+        match message {
+            Message::Close(_) => {
                 // tungstenite queued the close reply; flush it and leave.
                 let _ = ws.flush();
                 return Ok(());
             }
-            Ok(_) => {}
-            Err(e) if is_timeout(&e) => {}
-            Err(_) => return Err(End::Gone),
+            Message::Text(text) => s.control(shared, ws, text.as_str())?,
+            Message::Binary(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                s.control(shared, ws, &text)?;
+            }
+            _ => {}
         }
     }
 }
