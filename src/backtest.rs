@@ -17,6 +17,8 @@ use crate::ensemble::report::{scoreboard_table, ExpertWeight, Refit, ScoreRow};
 use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
 use crate::features::Scaler;
+use crate::fsutil;
+use crate::live::predictions::{self, PredictionRow};
 use crate::kline::Series;
 use crate::models::fit::fit_models;
 use crate::report::{self, RunFiles, Window};
@@ -85,6 +87,8 @@ pub struct IntervalSummary {
 pub struct Backtest {
     pub summary: BacktestSummary,
     pub run: RunFiles,
+    /// Every scored forecast in the `predictions.csv` layout (`--predictions`).
+    pub predictions: Vec<PredictionRow>,
 }
 
 /// Coverage per third of `(sigma, covered)` ranked by sigma.
@@ -110,7 +114,17 @@ pub fn run(args: &BacktestArgs) -> Result<(), Error> {
         }
     }
     let mut progress = Progress::new();
-    let Backtest { summary, run } = backtest(args, &series, &mut progress)?;
+    let Backtest {
+        summary,
+        run,
+        predictions: rows,
+    } = backtest(args, &series, &mut progress)?;
+    if let Some(out) = &args.predictions {
+        std::fs::create_dir_all(fsutil::parent_dir(out))
+            .and_then(|()| fsutil::write_atomic(out, predictions::to_csv(&rows).as_bytes()))
+            .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+        progress.note(&format!("wrote {}", out.display()));
+    }
     if let Some(out) = &args.html {
         describe::write_page(out, &page(&summary, &run, args.hours))?;
         progress.note(&format!("wrote {}", out.display()));
@@ -180,7 +194,8 @@ fn backtest(
     let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     // (σ, covered) and (σ, covered by the static baseline) of every bounded interval.
     let (mut thirds, mut static_thirds) = (Vec::new(), Vec::new());
-    let (mut forecasts, mut window_series) = (Vec::new(), Vec::new());
+    let (mut forecasts, mut window_series, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    let ahead = args.learn.horizon as i64 * interval_ms;
     progress.start(total_windows);
     for i in split..n {
         let step = learner.on_kline(&series.values(i, interval_ms));
@@ -192,6 +207,15 @@ fn backtest(
                 naive: sc.naive_price,
                 lower: bounded.then_some(sc.lower_price),
                 upper: bounded.then_some(sc.upper_price),
+            });
+            rows.push(PredictionRow {
+                target_open_time: sc.target_open_time,
+                forecast: sc.ensemble_price,
+                naive: sc.naive_price,
+                ensemble_version: sc.forecast_version,
+                made_after_open_time: sc.target_open_time - ahead,
+                lower: sc.lower_price,
+                upper: sc.upper_price,
             });
             if let Some(sd) = sc.sigma.filter(|_| sc.upper_price.is_finite()) {
                 thirds.push((sd, sc.covered));
@@ -270,7 +294,11 @@ fn backtest(
         experts: ensemble.expert_weights(),
         intervals,
     };
-    Ok(Backtest { summary, run })
+    Ok(Backtest {
+        summary,
+        run,
+        predictions: rows,
+    })
 }
 
 /// The kline interval: the median step between the first open times (robust to a few gaps).
