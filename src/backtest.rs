@@ -187,7 +187,8 @@ fn backtest(
         .into_iter()
         .map(|f| Member::trained(spec.clone(), Some(scaler.clone()), f.model))
         .collect();
-    let ensemble = Ensemble::new(config, trained).map_err(|e| Error::Config(e.to_string()))?;
+    let ensemble =
+        Ensemble::new(config, trained, interval_ms).map_err(|e| Error::Config(e.to_string()))?;
     let mut learner = Learner::new(ensemble, train, interval_ms);
     let refit_config = settings.refit_config();
     let total_windows = ((n - split) / args.learn.window) as u64;
@@ -241,7 +242,7 @@ fn backtest(
     let iv = &ensemble.intervals;
     let (score, static_score) = (iv.total.mean_score(), iv.static_total.mean_score());
     let intervals = IntervalSummary {
-        nominal: ensemble.config.coverage,
+        nominal: ensemble.config().coverage,
         n: iv.total.n,
         coverage: iv.total.coverage(),
         coverage_by_third: coverage_by_third(&thirds),
@@ -289,7 +290,7 @@ fn backtest(
         pool_size: ensemble.members.len(),
         ensemble_bytes,
         scoreboard: ensemble.scoreboard(),
-        combiner: ensemble.config.combiner.name().to_string(),
+        combiner: ensemble.config().combiner.name().to_string(),
         combiners: ensemble.combiner_scores(),
         experts: ensemble.expert_weights(),
         intervals,

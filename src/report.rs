@@ -20,6 +20,7 @@ use crate::chart::html::Page;
 use crate::chart::svg::{self, Axis, Chart, Mark, Scale};
 use crate::cli::ReportArgs;
 use crate::ensemble::report::{scoreboard_table, ScoreRow, WindowReport};
+use crate::ensemble::ExpertGroup;
 use crate::error::Error;
 use crate::kline::Interval;
 use crate::{describe, store, time};
@@ -191,14 +192,10 @@ pub fn parse_predictions(text: &str) -> Vec<Forecast> {
         .collect()
 }
 
-/// `generations/<kind>` for `gen<N>/<kind>`, the label itself otherwise.
+/// The group of a member label read from `ensemble.jsonl`: `generations/<kind>` for
+/// `gen<N>/<kind>`, the label itself otherwise.
 pub fn group(label: &str) -> String {
-    match label.split_once('/') {
-        Some((g, kind)) if g.starts_with("gen") && g[3..].chars().all(|c| c.is_ascii_digit()) => {
-            format!("generations/{kind}")
-        }
-        _ => label.to_string(),
-    }
+    ExpertGroup::of_member_label(label).map_or_else(|| label.to_string(), |g| g.to_string())
 }
 
 /// A timestamped event from `stream.log`.

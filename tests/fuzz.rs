@@ -811,7 +811,7 @@ fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
         .into_iter()
         .map(|t| Member::trained(t.spec, Some(t.scaler), t.model).with_source("fuzz"))
         .collect();
-    let ensemble = Ensemble::new(config, trained).expect("ensemble");
+    let ensemble = Ensemble::new(config, trained, 60_000).expect("ensemble");
     let series = ensemble_klines();
     let mut learner = Learner::new(ensemble, series.slice(0..200), 60_000);
     let fit = FitConfig {
@@ -845,7 +845,7 @@ fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
         .filter(|m| m.model.as_ref().is_some_and(|a| a.as_rnn().is_some()))
         .count();
     assert_eq!(recurrent, 2, "trained gru and lstm in the ensemble");
-    let fresh = Ensemble::new(ensemble.config.clone(), Vec::new()).expect("naive only");
+    let fresh = Ensemble::new(ensemble.config().clone(), Vec::new(), 60_000).expect("naive only");
     [(Some(series.open_time[210]), ensemble), (None, fresh)]
         .into_iter()
         .map(|(as_of, ensemble)| {

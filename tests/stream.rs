@@ -587,7 +587,7 @@ fn horizon_5_streams_and_other_horizons_are_refused() {
         Some(src[src.len() - 1].open_time)
     );
     let saved = load_ensemble(&ensemble_path(&dirs.models)).expect("the ensemble loads");
-    assert_eq!(saved.ensemble.config.spec.horizon, 5);
+    assert_eq!(saved.ensemble.config().spec.horizon, 5);
     assert_eq!(saved.ensemble.trained_count(), 8);
     // 40 klines score the 36 forecasts whose targets arrived: 7 windows of 5.
     assert_eq!(saved.ensemble.windows_done, 7);

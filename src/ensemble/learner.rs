@@ -228,8 +228,7 @@ impl Learner {
         interval_ms: i64,
         features: Box<dyn FeatureSource + Send>,
     ) -> Learner {
-        let c = &ensemble.config;
-        let capacity = c.refit_rows + ensemble.max_warmup(features.as_ref()) + c.spec.horizon + 1;
+        let capacity = ensemble.history_capacity(features.as_ref());
         history.keep_last(capacity);
         let mut learner = Learner {
             ensemble,
@@ -242,11 +241,9 @@ impl Learner {
             window_last: None,
             features,
         };
-        // A fresh volatility model learns the interval and warms up on the history; a loaded
-        // one already saw it (it is saved with the ensemble) and must not see it twice.
-        let iv = &mut learner.ensemble.intervals;
-        if iv.volatility.bars() == 0 {
-            iv.volatility = super::interval::Volatility::new(interval_ms);
+        // A fresh volatility model warms up on the history; a loaded one already saw it (it is
+        // saved with the ensemble) and must not see it twice.
+        if learner.ensemble.intervals.volatility.bars() == 0 {
             for t in 0..learner.history.len() {
                 learner.ensemble.warm_up(&learner.history, t, interval_ms);
             }
@@ -456,7 +453,7 @@ mod tests {
             .into_iter()
             .map(|m| Member::trained(FeatureSpec::default(), None, m))
             .collect();
-        let ens = Ensemble::new(config, trained).expect("valid config");
+        let ens = Ensemble::new(config, trained, MINUTE).expect("valid config");
         Learner::with_features(ens, history, MINUTE, Box::new(features()))
     }
 

@@ -206,7 +206,7 @@ mod tests {
             Member::trained(spec.clone(), Some(scaler.clone()), model.clone()).with_source("s"),
             Member::trained(spec.clone(), Some(scaler.clone()), linear).with_source("s"),
         ];
-        Ensemble::new(EnsembleConfig::default(), trained).expect("ensemble")
+        Ensemble::new(EnsembleConfig::default(), trained, MINUTE).expect("ensemble")
     }
 
     fn gru_of(ens: &Ensemble) -> &Rnn {

@@ -11,7 +11,7 @@ use crate::models::{AnyModel, FitError};
 use crate::rng::Rng;
 
 use super::learner::GenerationFitter;
-use super::FeatureSource;
+use super::{Combiner, EnsembleConfig, FeatureSource, Member};
 
 pub const MINUTE: i64 = 60_000;
 pub const T0: i64 = 1_782_864_000_000;
@@ -169,4 +169,23 @@ impl GenerationFitter for FakeFitter {
         }
         Ok((None, models))
     }
+}
+
+/// The synthetic returns' scale in the unit tests.
+pub const SIGMA: f64 = 0.001;
+
+/// The LCB combiner: most unit tests check the gate's documented formula and behaviour.
+pub fn config() -> EnsembleConfig {
+    EnsembleConfig {
+        combiner: Combiner::Lcb,
+        ..EnsembleConfig::default()
+    }
+}
+
+/// Trained members of the default feature spec, unscaled.
+pub fn trained(models: Vec<AnyModel>) -> Vec<Member> {
+    models
+        .into_iter()
+        .map(|m| Member::trained(FeatureSpec::default(), None, m))
+        .collect()
 }

@@ -129,7 +129,7 @@ impl Ensembler {
                     saved.as_of_open_time.map_or("start".to_string(), stamp)
                 ));
                 let mut ensemble = saved.ensemble;
-                check_horizon(&path, ensemble.config.spec.horizon, config, "forecasts")?;
+                check_horizon(&path, ensemble.config().spec.horizon, config, "forecasts")?;
                 // Trained models are not in the saved file: put them back from models/Trained.
                 let kept = ensemble
                     .attach_trained(trained_members(config, &mut log)?)
@@ -163,16 +163,13 @@ impl Ensembler {
                 window: config.ensemble.window,
                 refit_rows: config.ensemble.refit_rows,
                 generations: config.ensemble.generations,
-                ..ensemble.config.clone()
+                ..ensemble.config().clone()
             })
             .map_err(|e| Error::Config(format!("cannot apply the settings: {e}")))?;
-        let capacity = ensemble.config.refit_rows
-            + ensemble.max_warmup(&SpecFeatures)
-            + ensemble.config.spec.horizon
-            + 1;
+        let capacity = ensemble.history_capacity(&SpecFeatures);
         // The window generations were saved as the rows they were fitted on: read back far
         // enough for the oldest (`generations + 1` windows before the save) to be refitted.
-        let c = &ensemble.config;
+        let c = ensemble.config();
         let restore_rows = capacity + (c.generations + 1) * c.window;
         let mut klines = tail(restore_rows + MAX_REPLAY)?;
         let split = match as_of {
@@ -195,7 +192,7 @@ impl Ensembler {
             let started = Instant::now();
             let mut fitter = StandardFitter {
                 config: config.fit.clone(),
-                kinds: ensemble.config.kinds.clone(),
+                kinds: ensemble.config().kinds.clone(),
             };
             let restored = restore_generations(&mut ensemble, &history, &mut fitter, &SpecFeatures);
             if !restored.refitted.is_empty() {
@@ -425,7 +422,7 @@ impl Ensembler {
 /// A new ensemble from the trained models in `<models-dir>/Trained` (possibly none).
 fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, Error> {
     let members = trained_members(config, log)?;
-    Ensemble::new(config.ensemble.clone(), members)
+    Ensemble::new(config.ensemble.clone(), members, config.interval_ms)
         .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
 }
 
