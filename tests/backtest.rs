@@ -167,7 +167,8 @@ fn horizon_5_scores_each_forecast_five_klines_later() {
 /// `--predictions FILE` writes every scored forecast in the `predictions.csv` layout (what
 /// `scripts/bench_vs_garch.py` reads): one row per forecast the intervals scored, each target a
 /// replayed kline one interval after the kline it was made after, `lower ≤ forecast ≤ upper`,
-/// and the coverage re-derived from the rows and the closes equals the one the JSON reports.
+/// and the coverage and mean width re-derived from the rows and the closes equal the ones the
+/// JSON reports for the ensemble's intervals.
 #[test]
 fn predictions_file_holds_every_scored_forecast_and_its_interval() {
     let dir = TempDir::new("backtest-predictions");
@@ -198,7 +199,7 @@ fn predictions_file_holds_every_scored_forecast_and_its_interval() {
             (f[0].parse().expect("time"), f[4].parse().expect("close"))
         })
         .collect();
-    let (mut n, mut covered, mut last_target) = (0u64, 0u64, 0i64);
+    let (mut n, mut covered, mut last_target, mut width) = (0u64, 0u64, 0i64, 0.0);
     for line in lines {
         let row = klinecast::live::predictions::PredictionRow::from_csv_line(line)
             .unwrap_or_else(|| panic!("not a prediction row: {line}"));
@@ -207,6 +208,7 @@ fn predictions_file_holds_every_scored_forecast_and_its_interval() {
         assert_eq!(row.made_after_open_time + 60_000, row.target_open_time);
         assert!(row.lower <= row.forecast && row.forecast <= row.upper, "{line}");
         let actual = closes[&row.target_open_time];
+        width += row.upper - row.lower;
         n += 1;
         covered += u64::from(row.lower <= actual && actual <= row.upper);
     }
@@ -217,5 +219,12 @@ fn predictions_file_holds_every_scored_forecast_and_its_interval() {
     assert!(
         (coverage - covered as f64 / n as f64).abs() < 1.5 / n as f64,
         "{coverage} vs {covered}/{n}"
+    );
+    // The very intervals the ensemble scored (not the static baseline's): the same mean width.
+    let mean_width = iv["mean_width"].as_f64().expect("mean width");
+    assert!(
+        (width / n as f64 / mean_width - 1.0).abs() < 1e-9,
+        "{} vs {mean_width}",
+        width / n as f64
     );
 }
