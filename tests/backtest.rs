@@ -206,7 +206,10 @@ fn predictions_file_holds_every_scored_forecast_and_its_interval() {
         assert!(row.target_open_time > last_target, "ascending targets");
         last_target = row.target_open_time;
         assert_eq!(row.made_after_open_time + 60_000, row.target_open_time);
-        assert!(row.lower <= row.forecast && row.forecast <= row.upper, "{line}");
+        assert!(
+            row.lower <= row.forecast && row.forecast <= row.upper,
+            "{line}"
+        );
         let actual = closes[&row.target_open_time];
         width += row.upper - row.lower;
         n += 1;
