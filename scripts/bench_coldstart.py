@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cold-start benchmark for cron: time from exec of `klinecast stream` to its first network
-request, with the trained models and a saved ensemble loaded (stream loads them, and the kline
-store, before it starts the threads that connect).
+request, with trained models and a saved ensemble present: stream opens the kline store, then its
+ensembling thread loads and checks the models while its streaming thread makes the first request
+(the start-up check of the newest stored klines against REST).
 
 Set-up (once, in a temp dir): `klinecast demo --work-dir W --klines 30` leaves W/data (kline
 store), W/models/Trained (five trained models) and W/models/Ensembled (a saved ensemble). Then,

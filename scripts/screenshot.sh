@@ -28,7 +28,7 @@ profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 abs=$(cd "$(dirname "$page")" && pwd)/$(basename "$page")
 case $out in /*) target=$out ;; *) target=$(pwd)/$out ;; esac
-"$browser" --headless --no-sandbox --disable-gpu --disable-background-networking \
+"$browser" --headless --no-sandbox --disable-gpu --disable-quic --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --hide-scrollbars \
     --user-data-dir="$profile" --screenshot="$target" --window-size="$width,$height" \
     "file://$abs" >/dev/null 2>&1

@@ -73,9 +73,15 @@ pub(crate) trait Rest {
     fn notes(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// One attempt per request, no retry (`true`), or the client's usual retries (`false`).
+    fn single_attempt(&mut self, _on: bool) {}
 }
 
 impl Rest for RestClient {
+    fn single_attempt(&mut self, on: bool) {
+        RestClient::set_single_attempt(self, on);
+    }
+
     fn server_time(&mut self) -> Result<i64, BinanceError> {
         RestClient::server_time(self)
     }
@@ -187,7 +193,10 @@ pub(crate) struct Pager {
 impl Pager {
     /// Starts a backfill: asks the server's time (the first proof, and the start when the store
     /// is empty).
-    pub fn start<R: Rest + ?Sized>(rest: &mut R, range: FillRange) -> Result<Pager, BinanceError> {
+    pub(crate) fn start<R: Rest + ?Sized>(
+        rest: &mut R,
+        range: FillRange,
+    ) -> Result<Pager, BinanceError> {
         let step = range.interval.ms();
         let now = rest.server_time()?;
         let from = match (range.after, range.empty_start) {
@@ -286,7 +295,7 @@ impl Pager {
     }
 
     /// What the fill did so far.
-    pub fn report(&self) -> &FillReport {
+    pub(crate) fn report(&self) -> &FillReport {
         &self.report
     }
 }
@@ -314,7 +323,7 @@ pub(crate) struct TailCheck {
 
 impl TailCheck {
     /// Log lines naming each differing row in both versions, or nothing when all agreed.
-    pub fn messages(&self, store: &std::path::Path) -> Vec<String> {
+    pub(crate) fn messages(&self, store: &std::path::Path) -> Vec<String> {
         let mut lines = Vec::new();
         if self.fixes.is_empty() {
             return lines;
@@ -363,15 +372,41 @@ impl std::fmt::Display for CheckError {
 /// store from the first difference on. A closed kline never changes on Binance, so any
 /// difference is a row that was stored before it closed. Only rows the server's time proves
 /// closed (past [`SETTLE_MS`]) are compared; newer ones are checked at a later start.
+/// [`probe_tail`] then [`TailProbe::apply`].
 pub(crate) fn check_tail<R: Rest + ?Sized>(
     rest: &mut R,
     store: &mut KlineStore,
     symbol: &Symbol,
     interval: Interval,
 ) -> Result<TailCheck, CheckError> {
+    let probe = probe_tail(rest, store, symbol, interval)?;
+    probe.apply(store).map_err(CheckError::Store)
+}
+
+/// What REST said about the newest stored klines, not yet applied to the store: the requests
+/// of [`check_tail`] without its writes (the stream asks as soon as it starts, and writes only
+/// once the local checks have passed).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TailProbe {
+    /// The newest stored klines, as read.
+    stored: Vec<Kline>,
+    /// REST's closed klines over the same open times.
+    closed: Vec<Kline>,
+    /// The server time taken before the page.
+    now: i64,
+}
+
+/// Reads the newest [`CHECK_ROWS`] stored klines and asks REST for the same open times (a time
+/// request and one page; nothing when the store is empty). Writes nothing.
+pub(crate) fn probe_tail<R: Rest + ?Sized>(
+    rest: &mut R,
+    store: &mut KlineStore,
+    symbol: &Symbol,
+    interval: Interval,
+) -> Result<TailProbe, CheckError> {
     let stored = store.tail(CHECK_ROWS).map_err(CheckError::Store)?;
     let (Some(first), Some(last)) = (stored.first(), stored.last()) else {
-        return Ok(TailCheck::default());
+        return Ok(TailProbe::default());
     };
     let now = rest.server_time().map_err(CheckError::Rest)?;
     let page = rest
@@ -384,47 +419,65 @@ pub(crate) fn check_tail<R: Rest + ?Sized>(
         })
         .map_err(CheckError::Rest)?;
     let closed: Vec<Kline> = page.into_iter().filter(|k| is_closed(k, now)).collect();
-    let binance_at = |t: i64| {
-        closed
-            .binary_search_by_key(&t, |k| k.open_time)
-            .ok()
-            .map(|i| &closed[i])
-    };
-    let mut check = TailCheck {
-        checked: stored.len(),
-        ..TailCheck::default()
-    };
-    // Only rows the server's time proves closed can be compared: a newer row (stored from the
-    // socket's final a moment ago) is left for the next start.
-    let provable = stored.iter().take_while(|s| is_closed(s, now)).count();
-    check.checked = provable;
-    let Some(bad) = stored[..provable]
-        .iter()
-        .position(|s| binance_at(s.open_time).is_none_or(|b| !b.same_values(s)))
-    else {
-        return Ok(check);
-    };
-    for s in &stored[bad..provable] {
-        let b = binance_at(s.open_time);
-        if b.is_none_or(|b| !b.same_values(s)) {
-            check.fixes.push(RowFix {
-                stored: s.clone(),
-                binance: b.cloned(),
-            });
+    Ok(TailProbe {
+        stored,
+        closed,
+        now,
+    })
+}
+
+impl TailProbe {
+    /// Repairs `store` from the first stored row that differs from REST's closed kline (the
+    /// store must not have changed since the probe: the stream thread, its only writer, applies
+    /// before it appends).
+    pub(crate) fn apply(self, store: &mut KlineStore) -> Result<TailCheck, StoreError> {
+        let TailProbe {
+            stored,
+            closed,
+            now,
+        } = self;
+        if stored.is_empty() {
+            return Ok(TailCheck::default());
         }
+        let binance_at = |t: i64| {
+            closed
+                .binary_search_by_key(&t, |k| k.open_time)
+                .ok()
+                .map(|i| &closed[i])
+        };
+        // Only rows the server's time proves closed can be compared: a newer row (stored from
+        // the socket's final a moment ago) is left for the next start.
+        let provable = stored.iter().take_while(|s| is_closed(s, now)).count();
+        let mut check = TailCheck {
+            checked: provable,
+            ..TailCheck::default()
+        };
+        let Some(bad) = stored[..provable]
+            .iter()
+            .position(|s| binance_at(s.open_time).is_none_or(|b| !b.same_values(s)))
+        else {
+            return Ok(check);
+        };
+        for s in &stored[bad..provable] {
+            let b = binance_at(s.open_time);
+            if b.is_none_or(|b| !b.same_values(s)) {
+                check.fixes.push(RowFix {
+                    stored: s.clone(),
+                    binance: b.cloned(),
+                });
+            }
+        }
+        let from = stored[bad].open_time;
+        let replacement: Vec<Kline> = closed
+            .iter()
+            .filter(|k| k.open_time >= from)
+            .cloned()
+            .collect();
+        let removed = store.replace_tail(from, CHECK_ROWS, &replacement)?;
+        check.removed = removed.len();
+        check.written = replacement.len();
+        Ok(check)
     }
-    let from = stored[bad].open_time;
-    let replacement: Vec<Kline> = closed
-        .iter()
-        .filter(|k| k.open_time >= from)
-        .cloned()
-        .collect();
-    let removed = store
-        .replace_tail(from, CHECK_ROWS, &replacement)
-        .map_err(CheckError::Store)?;
-    check.removed = removed.len();
-    check.written = replacement.len();
-    Ok(check)
 }
 
 #[cfg(test)]

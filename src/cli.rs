@@ -9,10 +9,12 @@ use crate::ensemble::{
     Combiner, DEFAULT_COMBINER, DEFAULT_GENERATIONS, DEFAULT_REFIT_ROWS, DEFAULT_WINDOW,
 };
 use crate::error::Error;
+use crate::features::{DEFAULT_HORIZON, MAX_HORIZON};
 use crate::kline::{Interval, Symbol};
+use crate::live::StreamSpec;
 use crate::models::fit::DEFAULT_SVR_ROWS;
 use crate::models::ModelKind;
-use crate::settings::{LearnSettings, DEFAULT_HORIZON, DEFAULT_SEED, MAX_HORIZON};
+use crate::settings::{LearnSettings, DEFAULT_SEED};
 use crate::time;
 
 pub const USAGE: &str = "\
@@ -61,7 +63,7 @@ pub enum Command {
     Version,
     Collect(CollectArgs),
     Train(TrainArgs),
-    Stream(StreamArgs),
+    Stream(StreamSpec),
     Backtest(BacktestArgs),
     ReplayServer(ReplayArgs),
     Demo(DemoArgs),
@@ -72,23 +74,23 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeArgs {
-    pub data: PathBuf,
-    pub html: Option<PathBuf>,
+    pub(crate) data: PathBuf,
+    pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportArgs {
-    pub data_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub hours: f64,
-    pub html: Option<PathBuf>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) hours: f64,
+    pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusArgs {
-    pub data_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub json: bool,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) json: bool,
 }
 
 /// Where a backfill starts when the store is empty.
@@ -102,81 +104,66 @@ pub enum Start {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectArgs {
-    pub symbol: Symbol,
-    pub interval: Interval,
-    pub start: Start,
+    pub(crate) symbol: Symbol,
+    pub(crate) interval: Interval,
+    pub(crate) start: Start,
     /// Exclusive end (00:00 UTC of the given date), in ms; `None` = up to the server's now.
-    pub end: Option<i64>,
-    pub data_dir: PathBuf,
-    pub rest_url: String,
+    pub(crate) end: Option<i64>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) rest_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainArgs {
-    pub data: PathBuf,
-    pub models_dir: PathBuf,
-    pub holdout: f64,
-    pub max_rows: Option<usize>,
-    pub horizon: usize,
-    pub svr_rows: usize,
-    pub seed: u64,
-    pub json: bool,
+    pub(crate) data: PathBuf,
+    pub(crate) models_dir: PathBuf,
+    pub(crate) holdout: f64,
+    pub(crate) max_rows: Option<usize>,
+    /// `--horizon`, `--svr-rows`, `--seed`.
+    pub(crate) learn: LearnSettings,
+    pub(crate) json: bool,
 }
 
-/// `stream` and `backtest` take the learning settings as [`LearnSettings`]: the flags a command
-/// does not take stay at their defaults, and `threads` is left at 1 for the command to fill in.
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamArgs {
-    pub symbol: Symbol,
-    pub interval: Interval,
-    pub data_dir: PathBuf,
-    pub models_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub rest_url: String,
-    pub ws_url: String,
-    /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--seed`.
-    pub learn: LearnSettings,
-    /// Milliseconds.
-    pub max_runtime: Option<u64>,
-}
+/// `train`, `stream`, `backtest` and `demo` take the learning settings as [`LearnSettings`]:
+/// the flags a command does not take stay at their defaults, and `threads` is left at 1 for the
+/// command to fill in.
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestArgs {
-    pub data: PathBuf,
-    pub train_frac: f64,
+    pub(crate) data: PathBuf,
+    pub(crate) train_frac: f64,
     /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--svr-rows`, `--seed`.
-    pub learn: LearnSettings,
-    pub max_rows: Option<usize>,
-    pub json: bool,
+    pub(crate) learn: LearnSettings,
+    pub(crate) max_rows: Option<usize>,
+    pub(crate) json: bool,
     /// The offline models to train (`--models linear,svr,…`; default all eight).
-    pub models: Vec<ModelKind>,
+    pub(crate) models: Vec<ModelKind>,
     /// `--html FILE`: the page of charts, with the last `hours` of forecasts drawn.
-    pub html: Option<PathBuf>,
-    pub hours: f64,
+    pub(crate) html: Option<PathBuf>,
+    pub(crate) hours: f64,
     /// `--predictions FILE`: every scored forecast with its interval, in the `predictions.csv`
     /// layout (for `scripts/bench_vs_garch.py`).
-    pub predictions: Option<PathBuf>,
+    pub(crate) predictions: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayArgs {
-    pub data: PathBuf,
-    pub port: u16,
-    pub speed: f64,
-    pub start_row: Option<usize>,
+    pub(crate) data: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) speed: f64,
+    pub(crate) start_row: Option<usize>,
     /// Fault switches, parsed by the replay server (see README).
-    pub faults: String,
+    pub(crate) faults: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemoArgs {
-    pub data: PathBuf,
-    pub speed: f64,
-    pub klines: Option<usize>,
-    pub work_dir: Option<PathBuf>,
-    pub horizon: usize,
-    pub seed: u64,
+    pub(crate) data: PathBuf,
+    pub(crate) speed: f64,
+    pub(crate) klines: Option<usize>,
+    pub(crate) work_dir: Option<PathBuf>,
+    /// `--horizon`, `--seed`.
+    pub(crate) learn: LearnSettings,
 }
 
 /// Parses the arguments after the program name. `env` looks up environment variables.
@@ -229,12 +216,15 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 "a fraction between 0 and 1",
             )?,
             max_rows: max_rows(&mut flags)?,
-            horizon: horizon(&mut flags)?,
-            svr_rows: svr_rows(&mut flags)?,
-            seed: seed(&mut flags)?,
+            learn: LearnSettings {
+                horizon: horizon(&mut flags)?,
+                svr_rows: svr_rows(&mut flags)?,
+                seed: seed(&mut flags)?,
+                ..LearnSettings::default()
+            },
             json: flags.switch("--json"),
         }),
-        "stream" => Command::Stream(StreamArgs {
+        "stream" => Command::Stream(StreamSpec {
             symbol: symbol(&mut flags)?,
             interval: interval(&mut flags)?,
             data_dir: flags.path("--data-dir", "data")?,
@@ -290,8 +280,11 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             speed: speed(&mut flags, 600.0)?,
             klines: flags.optional("--klines", |v: &usize| *v >= 1, "at least 1")?,
             work_dir: flags.take("--work-dir")?.map(PathBuf::from),
-            horizon: horizon(&mut flags)?,
-            seed: seed(&mut flags)?,
+            learn: LearnSettings {
+                horizon: horizon(&mut flags)?,
+                seed: seed(&mut flags)?,
+                ..LearnSettings::default()
+            },
         }),
         "describe" => Command::Describe(DescribeArgs {
             data: flags.path("--data", SAMPLE_DATA)?,
@@ -664,7 +657,7 @@ mod tests {
         assert_eq!(t.data, PathBuf::from("d.csv"));
         assert!(t.json);
         assert_eq!(
-            (t.max_rows, t.seed, t.holdout, t.horizon),
+            (t.max_rows, t.learn.seed, t.holdout, t.learn.horizon),
             (Some(5000), 7, 0.2, 1)
         );
         let Ok(Command::Backtest(b)) = p(&["backtest", "--data", "d.csv", "--train-frac", "0.6"])
@@ -734,11 +727,11 @@ mod tests {
         let Ok(Command::Train(t)) = p(&["train", "--horizon", "5"]) else {
             panic!("train parses")
         };
-        assert_eq!(t.horizon, 5);
+        assert_eq!(t.learn.horizon, 5);
         let Ok(Command::Demo(d)) = p(&["demo", "--horizon", "3"]) else {
             panic!("demo parses")
         };
-        assert_eq!((d.horizon, d.seed), (3, DEFAULT_SEED));
+        assert_eq!((d.learn.horizon, d.learn.seed), (3, DEFAULT_SEED));
         for bad in [
             &["stream", "--horizon", "0"][..],
             &["backtest", "--data", "d.csv", "--horizon", "1441"],

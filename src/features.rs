@@ -52,6 +52,12 @@ use crate::kline::Series;
 /// The feature-set version this build computes (stored in every model file).
 pub(crate) const FEATURE_VERSION: u32 = 1;
 
+/// Default horizon (`--horizon`): forecast the close this many klines ahead.
+pub(crate) const DEFAULT_HORIZON: usize = 1;
+/// Largest horizon (a day of 1m klines): `--horizon` is refused above it, and so are saved
+/// models and ensembles outside 1..=this.
+pub(crate) const MAX_HORIZON: usize = 1440;
+
 /// Which features are built, and the horizon; saved with every model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpec {
@@ -63,7 +69,7 @@ impl Default for FeatureSpec {
     fn default() -> Self {
         FeatureSpec {
             version: FEATURE_VERSION,
-            horizon: 1,
+            horizon: DEFAULT_HORIZON,
         }
     }
 }

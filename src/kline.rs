@@ -282,6 +282,24 @@ impl Kline {
     }
 }
 
+/// The decimal places a market quotes its prices at, read from the klines' own decimal text:
+/// the most decimals, trailing zeros dropped, of any open, high, low or close (Binance pads
+/// BTCUSDT's `7186.68` to `7186.68000000`, so that is 2, and AVAXUSDT's `6.5340` is 3). At most
+/// 8, Binance's widest.
+pub fn price_decimals(klines: &[Kline]) -> usize {
+    let decimals = |text: &str| {
+        text.split_once('.')
+            .map_or(0, |(_, frac)| frac.trim_end_matches('0').len())
+    };
+    klines
+        .iter()
+        .flat_map(|k| [&k.open, &k.high, &k.low, &k.close])
+        .map(|t| decimals(t))
+        .max()
+        .unwrap_or(0)
+        .min(8)
+}
+
 /// A trading pair such as `BTCUSDT`: 2 to 20 ASCII uppercase letters or digits. It becomes part
 /// of a file name, so nothing else is accepted (`../x`, `a/b` are refused).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -491,6 +509,25 @@ impl Series {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn price_decimals_ignore_binance_padding() {
+        let mut a = Kline::from_csv_line(LINE).expect("a kline");
+        (a.open, a.high, a.low, a.close) = (
+            "7186.68000000".into(),
+            "7190.1".into(),
+            "7180.00000000".into(),
+            "7186.60000000".into(),
+        );
+        assert_eq!(price_decimals(std::slice::from_ref(&a)), 2);
+        let mut b = a.clone();
+        b.low = "7180.005".into();
+        assert_eq!(price_decimals(&[a.clone(), b]), 3);
+        a.close = "7186".into();
+        (a.open, a.high, a.low) = ("7186".into(), "7186".into(), "7186".into());
+        assert_eq!(price_decimals(&[a]), 0);
+        assert_eq!(price_decimals(&[]), 0);
+    }
+
     use super::*;
 
     const LINE: &str = "1780272000000,8.9810,8.9820,8.9710,8.9740,17315,1780272059999,155466.8640,397,7701,69159.0090";

@@ -1,15 +1,18 @@
 //! klinecast: forecasts the next Binance kline close and keeps learning while it streams.
 //! See README.md, section "Architecture", for the module map and its invariants.
+//!
+//! Layers, top to bottom: [`run`] dispatches to the [`commands`] (one floor, no command
+//! imports another); below them the libraries they share: the pages ([`page`]), a run's files
+//! ([`run_files`]), the backtest, the stream ([`live`]), the fake Binance ([`replay`]), the
+//! backfill core, training; below those the pure core (features, models, ensemble, metrics,
+//! statistics) and the file formats (store, persist, log).
 #![forbid(unsafe_code)]
 
 pub mod backfill;
 pub(crate) mod backtest;
 pub mod binance;
-pub(crate) mod chart;
 pub mod cli;
-pub(crate) mod collect;
-pub(crate) mod demo;
-pub(crate) mod describe;
+pub(crate) mod commands;
 pub mod ensemble;
 pub mod error;
 pub mod features;
@@ -19,12 +22,13 @@ pub mod live;
 pub mod log;
 pub mod metrics;
 pub mod models;
+pub(crate) mod page;
 pub mod persist;
 pub mod replay;
-pub(crate) mod report;
 pub mod rng;
+pub(crate) mod run_files;
 pub mod settings;
-pub(crate) mod status;
+pub(crate) mod stats;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -34,7 +38,7 @@ pub mod train;
 use cli::Command;
 pub use error::Error;
 
-/// Runs one parsed command.
+/// Runs one parsed command (see [`commands`]).
 pub fn run(command: &Command) -> Result<(), Error> {
     match command {
         Command::Help => {
@@ -45,14 +49,14 @@ pub fn run(command: &Command) -> Result<(), Error> {
             println!("klinecast {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Collect(args) => collect::run(args),
-        Command::Train(args) => train::run(args),
-        Command::Stream(args) => live::run(args),
-        Command::Backtest(args) => backtest::run(args),
-        Command::ReplayServer(args) => replay::run(args),
-        Command::Demo(args) => demo::run(args),
-        Command::Describe(args) => describe::run(args),
-        Command::Report(args) => report::run(args),
-        Command::Status(args) => status::run(args),
+        Command::Collect(args) => commands::collect::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Stream(args) => commands::stream::run(args),
+        Command::Backtest(args) => commands::backtest::run(args),
+        Command::ReplayServer(args) => commands::replay_server::run(args),
+        Command::Demo(args) => commands::demo::run(args),
+        Command::Describe(args) => commands::describe::run(args),
+        Command::Report(args) => commands::report::run(args),
+        Command::Status(args) => commands::status::run(args),
     }
 }

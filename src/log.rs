@@ -30,7 +30,67 @@ pub fn stamp(ms: i64) -> String {
     format!("{}.{:03}Z", time::format_ms(ms), ms.rem_euclid(1000))
 }
 
-/// One log file with rotation. Owned by one thread; not shared.
+/// Parses a [`stamp`] (`YYYY-MM-DD HH:MM:SS[.mmm][Z]`, UTC) back into ms.
+pub(crate) fn parse_stamp(text: &str) -> Option<i64> {
+    let day = time::parse_date(text.get(..10)?).ok()?;
+    let rest = text.get(11..)?.trim_end_matches('Z');
+    let (hms, ms) = match rest.split_once('.') {
+        Some((a, b)) => (a, b.parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    if h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    Some(day + ((h * 60 + m) * 60 + s) * 1000 + ms)
+}
+
+/// Splits a line written by [`Logger::info`] or [`Logger::warn`] into its time (ms) and its
+/// message; `None` for a line that does not start with a [`stamp`].
+pub(crate) fn split_line(line: &str) -> Option<(i64, &str)> {
+    let (stamp, msg) = line.split_at_checked(STAMP_LEN)?;
+    Some((parse_stamp(stamp)?, msg.strip_prefix(' ').unwrap_or(msg)))
+}
+
+/// The length of a [`stamp`] (`YYYY-MM-DD HH:MM:SS.mmmZ`).
+const STAMP_LEN: usize = 24;
+
+/// A [`Logger`] that several owners on one thread write to (the stream thread and its REST
+/// client's notifier, which logs a retry when it happens): cloning shares the file. Writes take
+/// a lock, so a line is whole even if two threads ever wrote at once.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedLogger(std::sync::Arc<std::sync::Mutex<Logger>>);
+
+impl SharedLogger {
+    pub fn new(logger: Logger) -> SharedLogger {
+        SharedLogger(std::sync::Arc::new(std::sync::Mutex::new(logger)))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Logger)) {
+        // A panic while holding the lock leaves the logger usable: its state is a file handle.
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+    }
+
+    /// [`Logger::info`].
+    pub fn info(&self, msg: &str) {
+        self.with(|l| l.info(msg));
+    }
+
+    /// [`Logger::warn`].
+    pub fn warn(&self, msg: &str) {
+        self.with(|l| l.warn(msg));
+    }
+}
+
+impl From<Logger> for SharedLogger {
+    fn from(logger: Logger) -> SharedLogger {
+        SharedLogger::new(logger)
+    }
+}
+
+/// One log file with rotation. Owned by one thread (or shared as a [`SharedLogger`]).
 #[derive(Debug)]
 pub(crate) struct Logger {
     path: PathBuf,
@@ -48,7 +108,7 @@ pub(crate) struct Logger {
 impl Logger {
     /// Opens (creating it and its directory if needed) the log at `path` for appending, with
     /// the default cap and rotation. A torn last line is cut off first.
-    pub fn open(path: &Path, tag: &str) -> io::Result<Logger> {
+    pub(crate) fn open(path: &Path, tag: &str) -> io::Result<Logger> {
         Logger::with_limits(path, tag, DEFAULT_MAX_BYTES, DEFAULT_KEEP)
     }
 
@@ -85,7 +145,7 @@ impl Logger {
     }
 
     /// A timestamped line in the file only.
-    pub fn info(&mut self, msg: &str) {
+    pub(crate) fn info(&mut self, msg: &str) {
         let line = format!("{} {msg}\n", stamp(wall_clock_ms()));
         self.write_line(&line);
     }
@@ -99,7 +159,7 @@ impl Logger {
     }
 
     /// A line written as is (no timestamp), such as one JSON object of a `.jsonl` file.
-    pub fn raw(&mut self, line: &str) {
+    pub(crate) fn raw(&mut self, line: &str) {
         let mut text = line.replace('\n', " ");
         text.push('\n');
         self.write_line(&text);
@@ -173,6 +233,23 @@ pub(crate) fn numbered(path: &Path, n: usize) -> PathBuf {
 mod tests {
     use super::*;
     use crate::testutil::TempDir;
+
+    #[test]
+    fn stamps_parse_back() {
+        assert_eq!(parse_stamp("1970-01-01 00:01:02.345Z"), Some(62_345));
+        assert_eq!(parse_stamp("2020-01-01 00:00:00"), Some(1_577_836_800_000));
+        assert_eq!(parse_stamp("2020-01-01 25:00:00"), None);
+        for ms in [0, 62_345, 1_577_836_800_999, 1_767_225_599_000] {
+            assert_eq!(stamp(ms).len(), STAMP_LEN);
+            assert_eq!(parse_stamp(&stamp(ms)), Some(ms));
+            let line = format!("{} connected (2 connects so far)", stamp(ms));
+            assert_eq!(
+                split_line(&line),
+                Some((ms, "connected (2 connects so far)"))
+            );
+        }
+        assert_eq!(split_line("not a log line"), None);
+    }
 
     #[test]
     fn stamp_format() {

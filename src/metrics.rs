@@ -43,7 +43,8 @@ impl Accum {
         }
     }
 
-    pub fn merge(&mut self, other: &Accum) {
+    #[cfg(test)]
+    pub(crate) fn merge(&mut self, other: &Accum) {
         self.n += other.n;
         self.sum_sq += other.sum_sq;
         self.sum_abs += other.sum_abs;
@@ -77,8 +78,9 @@ impl Accum {
         }
     }
 
+    #[cfg(test)]
     /// Share of the moves for which the forecast was "no change", in [0, 1].
-    pub fn flat_share(&self) -> f64 {
+    pub(crate) fn flat_share(&self) -> f64 {
         if self.moves == 0 {
             f64::NAN
         } else {

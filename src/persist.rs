@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION};
+use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION, MAX_HORIZON};
 use crate::fsutil;
 use crate::kline::Series;
 use crate::models::{AnyModel, ModelKind};
@@ -98,6 +98,13 @@ pub enum PersistError {
     Io { path: PathBuf, source: io::Error },
     /// Writing the file failed (disk full, permissions); the previous file is unchanged.
     Save { path: PathBuf, source: io::Error },
+    /// Writing or switching in a new set of trained models failed (at `path`); the set in
+    /// `dir` is the previous one, whole.
+    SaveSet {
+        dir: PathBuf,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for PersistError {
@@ -150,6 +157,14 @@ impl fmt::Display for PersistError {
                  unchanged: free some disk space or fix the permissions and try again",
                 path.display()
             ),
+            PersistError::SaveSet { dir, path, source } => write!(
+                f,
+                "saving model file {} failed ({source}); the previous models in {}, if any, are \
+                 unchanged (all of them: a set is replaced whole): free some disk space or fix \
+                 the permissions and try again",
+                path.display(),
+                dir.display()
+            ),
         }
     }
 }
@@ -157,7 +172,9 @@ impl fmt::Display for PersistError {
 impl std::error::Error for PersistError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            PersistError::Io { source, .. } | PersistError::Save { source, .. } => Some(source),
+            PersistError::Io { source, .. }
+            | PersistError::Save { source, .. }
+            | PersistError::SaveSet { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -258,7 +275,7 @@ pub(crate) fn decode_framed<T: DeserializeOwned>(
 
 /// [`decode_framed`], accepting every version from `oldest` to `version` (for a format whose
 /// payload layout did not change between them, only what is left out of it).
-pub fn decode_framed_since<T: DeserializeOwned>(
+pub(crate) fn decode_framed_since<T: DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
     tag: [u8; 4],
@@ -394,12 +411,12 @@ pub(crate) fn read_file(path: &Path, tag: [u8; 4]) -> Result<Vec<u8>, PersistErr
 
 /// `<models_dir>/Trained/<kind>.bin`.
 pub fn trained_path(models_dir: &Path, kind: ModelKind) -> PathBuf {
-    models_dir
-        .join(TRAINED_DIR)
-        .join(format!("{}.bin", kind.name()))
+    trained_file(&models_dir.join(TRAINED_DIR), kind)
 }
 
 /// Saves a trained model to `<models_dir>/Trained/<kind>.bin`, atomically; returns the path.
+/// (Tests; `train` replaces the whole set with [`save_trained_set`].)
+#[cfg(test)]
 pub(crate) fn save_trained(
     models_dir: &Path,
     model: &TrainedModel,
@@ -442,9 +459,9 @@ fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, Persi
             model.model.kind().name()
         )));
     }
-    if !(1..=1440).contains(&model.spec.horizon) {
+    if !(1..=MAX_HORIZON).contains(&model.spec.horizon) {
         return Err(incompatible(format!(
-            "its horizon is {} klines, this build supports 1 to 1440",
+            "its horizon is {} klines, this build supports 1 to {MAX_HORIZON}",
             model.spec.horizon
         )));
     }
@@ -468,19 +485,162 @@ fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, Persi
     Ok(model)
 }
 
-/// Every trained model in `<models_dir>/Trained/`, in [`ModelKind::ALL`] order. A missing
-/// directory or file is skipped (empty vec when nothing was trained); a bad file is an error
-/// naming it.
-pub fn load_all_trained(models_dir: &Path) -> Result<Vec<TrainedModel>, PersistError> {
-    let mut models = Vec::new();
-    for kind in ModelKind::ALL {
-        match load_trained(&trained_path(models_dir, kind)) {
-            Ok(model) => models.push(model),
-            Err(PersistError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
+/// `<models_dir>/Trained.new`: where `train` writes a new set before switching it in.
+const STAGING_DIR: &str = "Trained.new";
+/// `<models_dir>/Trained.old`: the previous set, between the two renames of a switch.
+const PREVIOUS_DIR: &str = "Trained.old";
+
+/// Replaces the whole set of trained models in `<models_dir>/Trained` by `models`, so that a
+/// kill, a power cut or a full disk at any instant leaves either the whole old set or the whole
+/// new one, and a reader ([`read_trained_set`]) never loads a mix:
+/// 1. every file is written (and fsynced) into `Trained.new`; a failure removes it, and
+///    `Trained` was never touched;
+/// 2. `Trained` is renamed to `Trained.old`, `Trained.new` to `Trained` (the directory is
+///    fsynced), and `Trained.old` is removed.
+///
+/// Between the two renames there is no `Trained`: readers then use `Trained.old` (whole), and
+/// the next `train` renames it back first if the switch was cut there. A leftover `Trained.new`
+/// (a cut write) or `Trained.old` (a cut clean-up) is removed by the next `train`. Returns the
+/// final paths of the files.
+pub(crate) fn save_trained_set(
+    models_dir: &Path,
+    models: &[TrainedModel],
+) -> Result<Vec<PathBuf>, PersistError> {
+    let live = models_dir.join(TRAINED_DIR);
+    let staging = models_dir.join(STAGING_DIR);
+    let previous = models_dir.join(PREVIOUS_DIR);
+    let failed = |path: &Path| {
+        let (dir, path) = (live.clone(), path.to_path_buf());
+        move |source| PersistError::SaveSet { dir, path, source }
+    };
+    // Trouble with the directories is reported on the first file that cannot be saved.
+    let first = models
+        .first()
+        .map_or_else(|| live.clone(), |m| trained_path(models_dir, m.kind));
+    fs::create_dir_all(models_dir).map_err(failed(&first))?;
+    recover_trained_set(models_dir).map_err(failed(&first))?;
+    let written = (|| {
+        fs::create_dir(&staging).map_err(failed(&staging))?;
+        let mut names = Vec::with_capacity(models.len());
+        for model in models {
+            let path = trained_path(models_dir, model.kind);
+            let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+            let bytes = encode_framed(TAG_TRAINED, TRAINED_VERSION, model).map_err(|e| {
+                PersistError::Io {
+                    path: path.clone(),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("encoding failed: {e}"),
+                    ),
+                }
+            })?;
+            let at = staging.join(&name);
+            fsutil::write_atomic(&at, &bytes).map_err(failed(&at))?;
+            names.push(name);
+        }
+        fsutil::sync_dir(&staging).map_err(failed(&staging))?;
+        Ok(names)
+    })();
+    let names = match written {
+        Ok(names) => names,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if live.exists() {
+        fs::rename(&live, &previous).map_err(failed(&live))?;
+    }
+    if let Err(source) = fs::rename(&staging, &live) {
+        // Put the old set back; the next `train` does so if this fails too.
+        let _ = fs::rename(&previous, &live);
+        let _ = fs::remove_dir_all(&staging);
+        return Err(failed(&live)(source));
+    }
+    fsutil::sync_dir(models_dir).map_err(failed(models_dir))?;
+    let _ = fs::remove_dir_all(&previous);
+    Ok(names.into_iter().map(|n| live.join(n)).collect())
+}
+
+/// Brings `<models_dir>` back to one whole set after a cut [`save_trained_set`]: a `Trained.old`
+/// without `Trained` is renamed back, a leftover `Trained.old` or `Trained.new` is removed.
+fn recover_trained_set(models_dir: &Path) -> io::Result<()> {
+    let live = models_dir.join(TRAINED_DIR);
+    let previous = models_dir.join(PREVIOUS_DIR);
+    if previous.exists() {
+        if live.exists() {
+            fs::remove_dir_all(&previous)?;
+        } else {
+            fs::rename(&previous, &live)?;
         }
     }
-    Ok(models)
+    let staging = models_dir.join(STAGING_DIR);
+    if staging.exists() {
+        fs::remove_dir_all(&staging)?;
+    }
+    Ok(())
+}
+
+/// The directory a reader loads the trained set from: `<models_dir>/Trained`, or
+/// `Trained.old` while a switch is between its two renames (see [`save_trained_set`]).
+fn trained_set_dir(models_dir: &Path) -> PathBuf {
+    let live = models_dir.join(TRAINED_DIR);
+    let previous = models_dir.join(PREVIOUS_DIR);
+    if !live.exists() && previous.is_dir() {
+        previous
+    } else {
+        live
+    }
+}
+
+/// What identifies a directory (device and inode): a switch of the trained set changes it.
+#[cfg(unix)]
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    fs::metadata(dir).ok().map(|_| (0, 0))
+}
+
+/// Runs `read` on the directory of the current trained set (model files named as in
+/// [`trained_path`]) and runs it again if a `train` switched the set in meanwhile (at most
+/// three times), so the result comes from one set, never a mix of two.
+pub(crate) fn read_trained_set<T>(models_dir: &Path, mut read: impl FnMut(&Path) -> T) -> T {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let dir = trained_set_dir(models_dir);
+        let before = dir_identity(&dir);
+        let value = read(&dir);
+        if tries >= 3 || (dir_identity(&dir) == before && trained_set_dir(models_dir) == dir) {
+            return value;
+        }
+    }
+}
+
+/// Every trained model of the current set (see [`read_trained_set`]), in [`ModelKind::ALL`]
+/// order. A missing directory or file is skipped (empty vec when nothing was trained); a bad
+/// file is an error naming it.
+pub fn load_all_trained(models_dir: &Path) -> Result<Vec<TrainedModel>, PersistError> {
+    read_trained_set(models_dir, |dir| {
+        let mut models = Vec::new();
+        for kind in ModelKind::ALL {
+            match load_trained(&trained_file(dir, kind)) {
+                Ok(model) => models.push(model),
+                Err(PersistError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(models)
+    })
+}
+
+/// `<set_dir>/<kind>.bin`: a model's file in the set directory `set_dir`.
+pub(crate) fn trained_file(set_dir: &Path, kind: ModelKind) -> PathBuf {
+    set_dir.join(format!("{}.bin", kind.name()))
 }
 
 fn tag_name(tag: &[u8]) -> String {
@@ -667,6 +827,81 @@ mod tests {
             fs::read_dir(dir.0.join("Trained")).expect("list").count(),
             1
         );
+    }
+
+    /// The entries of `dir`, sorted.
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn seeds(models_dir: &Path) -> Vec<u64> {
+        load_all_trained(models_dir)
+            .expect("the set loads")
+            .iter()
+            .map(|m| m.meta.seed)
+            .collect()
+    }
+
+    /// Issue 19: `train` replaces the set whole. A switch cut at any point leaves one whole set
+    /// for readers (a leftover staging directory is ignored; between the two renames the old
+    /// set is read from `Trained.old`), the next save cleans up, and a reader that a switch
+    /// overtook reads again rather than mixing two sets.
+    /// Backs README claim [C18]: No trained model file is changed by a failed train, a bad input or a full disk; `train` replaces the set whole, and a reader never loads a mix.
+    #[test]
+    fn the_trained_set_is_replaced_whole_and_cut_switches_recover() {
+        let dir = TempDir::new("set");
+        let m = &dir.0;
+        let paths = save_trained_set(m, &[sample(1)]).expect("save");
+        assert_eq!(paths, [m.join("Trained").join("linear.bin")]);
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![1], vec!["Trained".to_string()])
+        );
+        // Cut while writing: a partial staging directory, ignored by readers, removed next time.
+        fs::create_dir_all(m.join(STAGING_DIR)).expect("mkdir");
+        fs::write(m.join(STAGING_DIR).join("linear.bin"), b"KLNC").expect("partial");
+        assert_eq!(seeds(m), [1]);
+        save_trained_set(m, &[sample(2)]).expect("save 2");
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![2], vec!["Trained".to_string()])
+        );
+        // Cut between the two renames: no `Trained`; readers use the old set whole, and the
+        // next save puts it back before switching.
+        fs::rename(m.join(TRAINED_DIR), m.join(PREVIOUS_DIR)).expect("cut");
+        assert_eq!(seeds(m), [2]);
+        recover_trained_set(m).expect("recover");
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![2], vec!["Trained".to_string()])
+        );
+        // Cut before the clean-up: both there; readers use the new set.
+        fs::create_dir_all(m.join(PREVIOUS_DIR)).expect("old");
+        assert_eq!(seeds(m), [2]);
+        save_trained_set(m, &[sample(3)]).expect("save 3");
+        assert_eq!(
+            (seeds(m), entries(m)),
+            (vec![3], vec!["Trained".to_string()])
+        );
+        // A reader overtaken by a switch reads again: never the old file with the new set.
+        let mut calls = 0;
+        let seen = read_trained_set(m, |set| {
+            calls += 1;
+            let seed = load_trained(&trained_file(set, ModelKind::Linear))
+                .expect("load")
+                .meta
+                .seed;
+            if calls == 1 {
+                save_trained_set(m, &[sample(4)]).expect("switch meanwhile");
+            }
+            seed
+        });
+        assert_eq!((seen, calls), (4, 2));
     }
 
     #[test]

@@ -1,20 +1,20 @@
-//! The configuration stage: how the pipeline learns, with every default in one place. The
-//! commands (`train`, `backtest`, `stream`, `demo`) fill [`LearnSettings`] from their arguments
-//! and derive the pure configurations from it: [`EnsembleConfig`] for the ensemble and its
-//! window learner, [`FitConfig`] for the offline fit and the window refits. The defaults
-//! themselves live beside the pure types they configure ([`crate::ensemble::DEFAULT_WINDOW`],
-//! [`crate::models::fit::DEFAULT_SVR_ROWS`], …); `cli` and `demo` refer to them.
+//! The configuration stage: how the pipeline learns. The commands (`train`, `backtest`,
+//! `stream`, `demo`) fill [`LearnSettings`] from their arguments and derive the pure
+//! configurations from it: [`EnsembleConfig`] for the ensemble and its window learner,
+//! [`FitConfig`] for the offline fit and the window refits.
+//!
+//! The rule for defaults and bounds: each lives beside the type it configures, and everything
+//! else refers to it there ([`crate::ensemble::DEFAULT_WINDOW`],
+//! [`crate::models::fit::DEFAULT_SVR_ROWS`], [`crate::features::MAX_HORIZON`],
+//! `binance::ws::WsConfig::default`, `live::Timing::default`, …). This module holds only the
+//! seed's default, which configures [`LearnSettings`] itself.
 
 use crate::ensemble::{self, EnsembleConfig};
-use crate::features::FeatureSpec;
+use crate::features::{FeatureSpec, DEFAULT_HORIZON};
 use crate::models::fit::{FitConfig, DEFAULT_SVR_ROWS};
 
 /// Default seed for every random step when `--seed` is not given.
 pub(crate) const DEFAULT_SEED: u64 = 42;
-/// Default horizon (`--horizon`): forecast the close this many klines ahead.
-pub(crate) const DEFAULT_HORIZON: usize = 1;
-/// Largest `--horizon` (a day of 1m klines); saved models outside 1..=this are refused.
-pub(crate) const MAX_HORIZON: usize = 1440;
 
 /// The settings the offline fit, the ensemble and its window refits share.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +66,7 @@ impl LearnSettings {
     }
 
     /// The ensemble's configuration: these settings, the rest at its defaults.
-    pub fn ensemble_config(&self) -> EnsembleConfig {
+    pub(crate) fn ensemble_config(&self) -> EnsembleConfig {
         EnsembleConfig {
             spec: self.spec(),
             window: self.window,
@@ -79,12 +79,12 @@ impl LearnSettings {
     }
 
     /// The offline fit (`train`, the backtest's trained members).
-    pub fn fit_config(&self) -> FitConfig {
+    pub(crate) fn fit_config(&self) -> FitConfig {
         FitConfig::new(self.seed, self.svr_rows, self.threads)
     }
 
     /// The window refits (the learner derives each generation's seed from this one).
-    pub fn refit_config(&self) -> FitConfig {
+    pub(crate) fn refit_config(&self) -> FitConfig {
         self.fit_config().for_refits(self.refit_rows)
     }
 }

@@ -2,8 +2,8 @@
 //! header [`CSV_HEADER`], rows ascending and unique by open_time, only closed klines, values
 //! byte-for-byte as Binance sent them. Appends are whole lines in one write plus fsync; a line
 //! torn by a kill is cut off when the store is next opened. Also the loaders that read a whole
-//! file back ([`load_klines`] with the decimal text, [`load_series`] as fast numeric columns)
-//! and the one that reads only its end ([`read_tail`]), and the file name ↔ (symbol, interval)
+//! file back ([`load_klines`] with the decimal text, [`load_series`] as fast numeric columns),
+//! and the file name ↔ (symbol, interval)
 //! mapping ([`kline_path`], [`parse_file_name`]). Every reader of the format lives here.
 //! No network and no maths here.
 
@@ -119,7 +119,7 @@ pub fn kline_path(data_dir: &Path, symbol: &Symbol, interval: Interval) -> PathB
 
 /// A data file whose name does not say its symbol and interval (`<SYMBOL>_<interval>.csv`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileNameError {
+pub(crate) struct FileNameError {
     pub path: PathBuf,
     /// Why the symbol or interval part was refused, when the shape was right.
     pub reason: Option<String>,
@@ -144,7 +144,7 @@ impl std::error::Error for FileNameError {}
 
 /// Symbol and interval from a kline file name `<SYMBOL>_<interval>.csv` (the inverse of
 /// [`kline_path`]); the symbol must be uppercase as the store writes it.
-pub fn parse_file_name(path: &Path) -> Result<(Symbol, Interval), FileNameError> {
+pub(crate) fn parse_file_name(path: &Path) -> Result<(Symbol, Interval), FileNameError> {
     let bad = |reason: Option<String>| FileNameError {
         path: path.to_path_buf(),
         reason,
@@ -188,7 +188,7 @@ pub struct OpenReport {
 
 impl OpenReport {
     /// A line for the user when something was repaired, else `None`.
-    pub fn repair_message(&self, path: &Path) -> Option<String> {
+    pub(crate) fn repair_message(&self, path: &Path) -> Option<String> {
         (self.repaired_bytes > 0).then(|| {
             format!(
                 "{}: cut off an incomplete last line ({} bytes, {:?}) left by an interrupted \
@@ -229,7 +229,10 @@ impl KlineStore {
     /// ascending, each valid), so opening years of history costs the same as opening a day.
     /// The row count is then unknown ([`KlineStore::rows`] is `None`). Klinecast only ever
     /// appends whole, validated rows, and a torn last line is cut as in `open`.
-    pub fn open_recent(path: &Path, rows: usize) -> Result<(KlineStore, OpenReport), StoreError> {
+    pub(crate) fn open_recent(
+        path: &Path,
+        rows: usize,
+    ) -> Result<(KlineStore, OpenReport), StoreError> {
         KlineStore::open_with(path, Some(rows))
     }
 
@@ -474,7 +477,7 @@ impl KlineStore {
     /// before them. Returns the rows removed. Crash-safe as an append-only log: the file is cut
     /// at a line boundary and fsynced, then the new rows are appended and fsynced, so a kill in
     /// between leaves a valid, shorter store whose missing rows the next fill fetches again.
-    pub fn replace_tail(
+    pub(crate) fn replace_tail(
         &mut self,
         from_open_time: i64,
         within: usize,
@@ -569,23 +572,6 @@ fn tail_rows(
     Ok(rows)
 }
 
-/// The last `n` klines of the kline file at `path`, ascending (fewer when the file is shorter),
-/// without reading the whole file (a store may hold years of rows). Read-only: a writer that
-/// has the file open keeps appending meanwhile.
-pub fn read_tail(path: &Path, n: usize) -> Result<Vec<Kline>, StoreError> {
-    let io = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        action: "reading the tail of",
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    Ok(tail_rows(path, &file, len, n)?
-        .into_iter()
-        .map(|(_, k)| k)
-        .collect())
-}
-
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     if bytes.is_empty() {
         return Err(StoreError::Empty {
@@ -620,7 +606,7 @@ fn read_checked(path: &Path) -> Result<Vec<u8>, StoreError> {
 /// What a loader does with a last line that has no newline (a write in progress or torn by a
 /// kill).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TornLastLine {
+pub(crate) enum TornLastLine {
     /// Refuse the file, naming the line (what `train` and `collect` want).
     Refuse,
     /// Ignore the line if it does not parse, keep it if it does (the replay server, which may
@@ -634,7 +620,7 @@ pub fn load_klines(path: &Path) -> Result<Vec<Kline>, StoreError> {
 }
 
 /// [`load_klines`] with a choice of what to do with a last line without a newline.
-pub fn load_klines_with(path: &Path, torn: TornLastLine) -> Result<Vec<Kline>, StoreError> {
+pub(crate) fn load_klines_with(path: &Path, torn: TornLastLine) -> Result<Vec<Kline>, StoreError> {
     let bytes = read_checked(path)?;
     let body = &bytes[CSV_HEADER.len() + 1..];
     let mut out = Vec::with_capacity(body.len() / 90);
@@ -1378,31 +1364,5 @@ mod tests {
         let path = dir.file("x.csv", &format!("{CSV_HEADER}\n{L1}\n{}", &L2[..11]));
         let err = load_klines(&path).expect_err("refused by default");
         assert!(err.to_string().contains("x.csv:3:"), "{err}");
-    }
-
-    #[test]
-    fn read_tail_of_short_and_long_files() {
-        use crate::testutil::kline;
-        let dir = TempDir::new("store-tail");
-        let mut text = format!("{CSV_HEADER}\n");
-        for i in 0..500 {
-            text.push_str(&kline(i).to_csv_line());
-            text.push('\n');
-        }
-        let path = dir.file("X_1m.csv", &text);
-        assert_eq!(
-            read_tail(&path, 3).expect("tail"),
-            vec![kline(497), kline(498), kline(499)]
-        );
-        assert_eq!(read_tail(&path, 10_000).expect("all").len(), 500);
-        assert_eq!(read_tail(&path, 500).expect("exact")[0], kline(0));
-        assert!(read_tail(&path, 0).expect("none").is_empty());
-        let path = dir.file("X_1m.csv", &format!("{CSV_HEADER}\n"));
-        assert!(read_tail(&path, 5).expect("header only").is_empty());
-        let path = dir.file("bad.csv", &format!("{CSV_HEADER}\n{L1}\n1,2\n"));
-        let err = read_tail(&path, 5).expect_err("bad row");
-        assert!(err.to_string().contains("bad.csv"), "{err}");
-        let err = read_tail(&dir.join("missing.csv"), 5).expect_err("missing");
-        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
     }
 }

@@ -1,10 +1,10 @@
-//! `klinecast train`. The models are fitted by [`crate::models::fit`] (the one place their
+//! Training on a kline series, for `klinecast train` and `demo`. The models are fitted by [`crate::models::fit`] (the one place their
 //! defaults live, shared with `backtest` and the live refits).
 //!
 //! `train` loads a kline CSV, builds causal features ([`crate::features`]), holds out the most
 //! recent fraction of rows in time (never shuffled), fits the scaler and the models on the rest,
 //! scores every model and the naive forecast on the holdout (close-price RMSE, MAE, MAPE,
-//! directional accuracy), prints one table (or JSON) on stdout, and saves
+//! directional accuracy) and gives the report (a table or JSON); the command saves
 //! `<models-dir>/Trained/<model>.bin` ([`crate::persist`]) only once every fit has succeeded.
 //!
 //! Split: with rows `t ∈ [warmup, n − h)`, the last `round(rows · holdout)` rows are the holdout;
@@ -18,8 +18,8 @@
 //!
 //! Memory (3 years of 1m klines, 1.5M rows, must fit in 2 GB): the series is dropped as soon as
 //! the two feature matrices are built, the scaler works in place, and the forest draws at most
-//! [`crate::models::fit::FOREST_MAX_SAMPLES`] rows per tree. The wall clock is read here, in the
-//! command layer, only to report fit times.
+//! [`crate::models::fit::FOREST_MAX_SAMPLES`] rows per tree. The wall clock is read here only to
+//! report fit times.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -27,7 +27,6 @@ use std::time::Instant;
 use nalgebra::{DMatrix, DVector};
 use serde_json::json;
 
-use crate::cli::TrainArgs;
 use crate::error::Error;
 use crate::features::{FeatureSpec, Scaler};
 use crate::kline::Series;
@@ -35,8 +34,8 @@ use crate::metrics::Accum;
 use crate::models::fit::{bound_note, fit_models, predict_rows, FitConfig};
 use crate::models::rnn::MAX_SEQ_LEN;
 use crate::models::{AnyModel, FitError, ModelKind, Regressor};
-use crate::persist::{self, HoldoutScores, TrainMeta, TrainedModel};
-use crate::{settings, store};
+use crate::persist::{HoldoutScores, TrainMeta, TrainedModel};
+use crate::settings::LearnSettings;
 
 /// Fewest feature rows `train` accepts.
 pub const MIN_ROWS: usize = 100;
@@ -58,6 +57,24 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
+    /// Options that fit the models as `learn` says (horizon, SVR rows, seed, threads).
+    pub fn new(
+        learn: &LearnSettings,
+        holdout: f64,
+        kinds: Vec<ModelKind>,
+        data_file: String,
+    ) -> TrainOptions {
+        TrainOptions {
+            holdout,
+            horizon: learn.horizon,
+            svr_rows: learn.svr_rows,
+            seed: learn.seed,
+            threads: learn.threads,
+            kinds,
+            data_file,
+        }
+    }
+
     /// The memory bound [`fit_models`] applies to `kind` on `rows` training rows, as a line.
     fn bound_note(&self, kind: ModelKind, rows: usize) -> Option<String> {
         let config = FitConfig::new(self.seed, self.svr_rows, self.threads);
@@ -388,48 +405,6 @@ impl TrainReport {
             "models": models,
         })
     }
-}
-
-pub fn run(args: &TrainArgs) -> Result<(), Error> {
-    let data_file = args.data.file_name().map_or_else(
-        || args.data.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let clock = Instant::now();
-    let mut series = store::load_series(&args.data)?;
-    if let Some(max_rows) = args.max_rows {
-        series.keep_last(max_rows);
-    }
-    // Features never read these columns: free them before the matrices are built.
-    series.quote_volume = Vec::new();
-    series.taker_buy_quote = Vec::new();
-    eprintln!(
-        "loaded {} klines from {} in {:.1} s",
-        series.len(),
-        args.data.display(),
-        clock.elapsed().as_secs_f64()
-    );
-    let opts = TrainOptions {
-        holdout: args.holdout,
-        horizon: args.horizon,
-        svr_rows: args.svr_rows,
-        seed: args.seed,
-        threads: settings::fit_threads(),
-        kinds: ModelKind::ALL.to_vec(),
-        data_file: data_file.clone(),
-    };
-    let outcome = train_series(series, &opts, &mut |msg| eprintln!("{msg}"))?;
-    // Only now, with every fit done, replace the model files (each one atomically).
-    for model in &outcome.models {
-        let path = persist::save_trained(&args.models_dir, model)?;
-        eprintln!("saved {}", path.display());
-    }
-    if args.json {
-        println!("{}", outcome.report.to_json());
-    } else {
-        print!("{}", outcome.report.to_table());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

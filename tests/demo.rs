@@ -146,12 +146,48 @@ fn demo_streams_prints_forecasts_and_a_scoreboard_and_leaves_the_repo_alone() {
     }
     assert!(stdout.contains(&format!("remove them with: rm -r {}", work.display())));
 
-    // One line per forecast, as it is scored: the streamed klines in order, with their close.
-    let forecast_lines: Vec<Vec<&str>> = stdout
+    // One line per forecast, as it is scored: the streamed klines in order, with their close,
+    // in columns aligned under one header, every price at the market's precision (AVAXUSDT's
+    // klines are quoted to 3 decimals in the slice, padded to 4 in its text).
+    let decimals = klinecast::kline::price_decimals(&slice[..1000]);
+    assert_eq!(decimals, 3);
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("kline (UTC)"))
+        .unwrap_or_else(|| panic!("no header: {stdout}"));
+    let header_fields: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        header_fields,
+        [
+            "kline", "(UTC)", "close", "forecast", "naive", "90%", "lower", "90%", "upper", "in",
+            "|", "rmse", "ens", "rmse", "naive"
+        ]
+    );
+    let raw_lines: Vec<&str> = stdout
         .lines()
         .filter(|l| {
             l.contains(" | ") && !l.starts_with("kline (UTC)") && !l.starts_with("  -- window")
         })
+        .collect();
+    // Aligned: every column ends where its header ends.
+    let ends = |l: &str| -> Vec<usize> {
+        let b = l.as_bytes();
+        (1..=b.len())
+            .filter(|&i| b[i - 1] != b' ' && (i == b.len() || b[i] == b' '))
+            .collect()
+    };
+    let header_ends = ends(header);
+    for l in &raw_lines {
+        let e = ends(l);
+        // The header's two-word names end once; a row's date and time end at 10 and 19.
+        assert_eq!(e[..2], [10, 19], "{l}");
+        assert_eq!(l.len(), header.len(), "{l}\n{header}");
+        for end in &e[2..] {
+            assert!(header_ends.contains(end), "{l}\n{header}");
+        }
+    }
+    let forecast_lines: Vec<Vec<&str>> = raw_lines
+        .iter()
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(forecast_lines.len(), KLINES, "{stdout}");
@@ -162,7 +198,12 @@ fn demo_streams_prints_forecasts_and_a_scoreboard_and_leaves_the_repo_alone() {
             format!("{} {}", fields[0], fields[1]),
             klinecast::time::format_ms(k.open_time)
         );
-        assert_eq!(fields[2], k.close);
+        let close: f64 = k.close.parse().expect("the close");
+        assert_eq!(fields[2], format!("{close:.3}"), "{fields:?}");
+        for price in &fields[2..7] {
+            let (_, frac) = price.split_once('.').expect("a decimal point");
+            assert_eq!(frac.len(), decimals, "{fields:?}");
+        }
         for v in [fields[3], fields[4], fields[9], fields[10]] {
             let v: f64 = v.parse().expect("a number");
             assert!(v.is_finite() && v >= 0.0, "{fields:?}");
@@ -206,10 +247,20 @@ fn demo_streams_prints_forecasts_and_a_scoreboard_and_leaves_the_repo_alone() {
     assert_eq!(ens[1], KLINES.to_string());
     assert_eq!(naive[1], KLINES.to_string());
     assert_eq!(naive[6], "1.00000", "naive against itself");
-    // The scoreboard's naive RMSE is the one the last forecast line showed.
+    // The scoreboard's RMSEs (6 decimals) are the ones the last forecast line showed (at the
+    // price decimals + 2).
     let last = forecast_lines.last().expect("a forecast line");
-    assert_eq!(naive[2], last[10], "{board:#?}");
-    assert_eq!(ens[2], last[9], "{board:#?}");
+    for (board_rmse, line_rmse) in [(naive[2], last[10]), (ens[2], last[9])] {
+        let (_, frac) = line_rmse.split_once('.').expect("a decimal point");
+        assert_eq!(frac.len(), decimals + 2, "{line_rmse}");
+        let (a, b): (f64, f64) = (
+            board_rmse.parse().expect("a number"),
+            line_rmse.parse().expect("a number"),
+        );
+        // Each is rounded once: they differ by at most the two half-units.
+        let tol = 0.5e-6 + 0.5 * 10f64.powi(-(decimals as i32 + 2));
+        assert!((a - b).abs() <= tol * 1.000_001, "{a} {b} {board:#?}");
+    }
     for kind in ["linear", "svr", "knn", "cart", "forest"] {
         row(&format!("trained/{kind}"));
     }

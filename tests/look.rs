@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{klinecast_command, TempDir};
 use klinecast::kline::CSV_HEADER;
+use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -148,6 +149,57 @@ fn extremes(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         })
+}
+
+/// The plot frame of a chart, in viewBox units: left, top, width, height (the `<rect>` drawn
+/// around the plot).
+fn frame(chart: &str) -> (f64, f64, f64, f64) {
+    let at = chart
+        .find("fill=\"none\" stroke=\"#999\"")
+        .expect("the plot frame");
+    let rect = &chart[chart[..at].rfind("<rect").expect("frame rect")..at];
+    let num = |key: &str| number_after(rect, &format!(" {key}=\""));
+    (num("x"), num("y"), num("width"), num("height"))
+}
+
+/// The points of the polylines a line mark drew, in viewBox units, in order.
+fn drawn_points(chart: &str, label: &str) -> Vec<(f64, f64)> {
+    let at = chart
+        .find(&format!("data-label=\"{label}\""))
+        .unwrap_or_else(|| panic!("no mark {label}"));
+    let group = &chart[at..at + chart[at..].find("</g>").expect("end of the mark")];
+    group
+        .split("points=\"")
+        .skip(1)
+        .flat_map(|p| p[..p.find('"').expect("end of points")].split(' '))
+        .map(|xy| {
+            let (x, y) = xy.split_once(',').expect("x,y");
+            (x.parse().expect("x"), y.parse().expect("y"))
+        })
+        .collect()
+}
+
+/// Where a linear chart must plot `(x, y)`, computed from the plot frame and the axis ranges
+/// the data call for (not from the chart's own attributes).
+fn plotted_at(
+    frame: (f64, f64, f64, f64),
+    (x_min, x_max): (f64, f64),
+    (y_min, y_max): (f64, f64),
+    (x, y): (f64, f64),
+) -> (f64, f64) {
+    let (left, top, width, height) = frame;
+    (
+        left + (x - x_min) / (x_max - x_min) * width,
+        top + height - (y - y_min) / (y_max - y_min) * height,
+    )
+}
+
+/// Asserts that `got` is `want` as drawn: coordinates are written with one decimal.
+fn assert_drawn_at(got: (f64, f64), want: (f64, f64)) {
+    assert!(
+        (got.0 - want.0).abs() <= 0.051 && (got.1 - want.1).abs() <= 0.051,
+        "drawn at {got:?}, the data put it at {want:?}"
+    );
 }
 
 /// Checks that `text` is well-formed XML: one root element, every tag closed in order,
@@ -674,9 +726,44 @@ fn demo_on_the_1h_series_then_report_and_status() {
         .count();
     assert_eq!(stored, 23);
     assert_eq!(mark_n(fc, "close"), stored);
-    // One cumulative ratio point per window for the ensemble; weights stacked per window.
+    // Where the data must be plotted, worked out from predictions.csv and the store: the axes
+    // span the 24 hours' forecasts and closes (prices with a 4 % margin), and the last close
+    // and the first forecast sit where those ranges put them.
+    let window: Vec<(i64, f64)> = c
+        .iter()
+        .copied()
+        .filter(|k| k.0 as f64 > last - 86_400_000.0 && k.0 as f64 <= last)
+        .collect();
+    let x_range = extremes(
+        recent
+            .iter()
+            .map(|p| p[0])
+            .chain(window.iter().map(|k| k.0 as f64)),
+    );
+    let (lo, hi) = extremes(
+        window
+            .iter()
+            .map(|k| k.1)
+            .chain(recent.iter().flat_map(|p| [p[1], p[5], p[6]])),
+    );
+    let y_range = (lo - (hi - lo) * 0.04, hi + (hi - lo) * 0.04);
+    let plot = frame(fc);
+    let closes_drawn = drawn_points(fc, "close");
+    assert_eq!(closes_drawn.len(), window.len());
+    let (t, close) = *window.last().expect("a close");
+    assert_drawn_at(
+        *closes_drawn.last().expect("a point"),
+        plotted_at(plot, x_range, y_range, (t as f64, close)),
+    );
+    let first = recent.first().expect("a forecast");
+    assert_drawn_at(
+        drawn_points(fc, "forecast")[0],
+        plotted_at(plot, x_range, y_range, (first[0], first[1])),
+    );
+    // One cumulative ratio point per window for the ensemble; on the weights chart naive is
+    // awake in every window: one step (two points) per window.
     assert_eq!(mark_n(chart(&page, "ratio"), "ensemble"), 4);
-    assert_eq!(mark_n(chart(&page, "weights"), "naive"), 4);
+    assert_eq!(mark_n(chart(&page, "weights"), "naive"), 8);
     // Every window of the demo logged its peak memory: the memory chart has a point each.
     assert_eq!(mark_n(chart(&page, "memory"), "peak resident memory"), 4);
 
@@ -687,22 +774,33 @@ fn demo_on_the_1h_series_then_report_and_status() {
     assert_eq!(s["interval"], "1h");
 }
 
-/// Coverage figures come from ensemble.jsonl when the ensemble logs them.
+/// Coverage figures come from ensemble.jsonl when the ensemble logs them. The files are written
+/// in the format `stream` writes (predictions.csv with its header; one window report per line,
+/// with its interval figures and log time), and read back through the same definitions.
 #[test]
 fn report_draws_logged_coverage() {
     let tmp = TempDir::new("report-coverage");
     let (data, log) = run_dirs(&tmp, 30);
     let t0 = 1_577_836_800_000i64;
-    let mut preds = String::from("target_open_time,forecast,lower,upper,naive\n");
+    let mut preds = format!("{PRED_HEADER}\n");
     for k in 1..30 {
         let t = t0 + k * 60_000;
-        preds.push_str(&format!("{t},7200.5,7190,7210,7200\n"));
+        let row = PredictionRow {
+            target_open_time: t,
+            forecast: 7200.5,
+            naive: 7200.0,
+            ensemble_version: 1,
+            made_after_open_time: t - 60_000,
+            lower: 7190.0,
+            upper: 7210.0,
+        };
+        preds.push_str(&format!("{}\n", row.to_csv_line()));
     }
     fs::write(data.join("predictions.csv"), preds).expect("preds");
     let mut jsonl = String::new();
     for (w, cov) in [(0i64, 0.8), (1, 0.875)] {
         jsonl.push_str(&format!(
-            "{{\"window\":{w},\"first_open_time\":{},\"last_open_time\":{},\"forecasters\":[{{\"label\":\"ensemble\",\"n\":15,\"rmse\":2.0,\"mae\":1.0,\"directional\":0.5}},{{\"label\":\"naive\",\"n\":15,\"rmse\":2.5,\"mae\":1.0,\"directional\":0.0}}],\"weights\":[{{\"label\":\"naive\",\"weight\":1.0}}],\"coverage\":{cov},\"logged_at\":\"2026-01-01 00:0{w}:00.000Z\"}}\n",
+            "{{\"coverage\":{{\"interval_score\":null,\"mean_width\":20.0,\"n\":15,\"nominal\":0.9,\"realised\":{cov},\"static_interval_score\":null,\"static_mean_width\":null,\"static_realised\":null}},\"experts\":[],\"first_open_time\":{},\"forecasters\":[{{\"directional\":0.5,\"label\":\"ensemble\",\"mae\":1.0,\"n\":15,\"rmse\":2.0}},{{\"directional\":0.0,\"label\":\"naive\",\"mae\":1.0,\"n\":15,\"rmse\":2.5}}],\"generations\":0,\"last_open_time\":{},\"logged_at\":\"2026-01-01 00:0{w}:00.000Z\",\"pool_size\":1,\"refit\":{{\"failed\":{{\"error\":\"x\"}}}},\"refit_save_seconds\":0.5,\"trained\":0,\"version\":{w},\"weights\":[{{\"label\":\"naive\",\"n_scored\":15,\"skill\":null,\"weight\":1.0}}],\"window\":{w}}}\n",
             t0 + (1 + 15 * w) * 60_000,
             t0 + (15 + 15 * w) * 60_000
         ));
@@ -712,9 +810,14 @@ fn report_draws_logged_coverage() {
     let text = report_page(&data, &log, &page_path);
     assert!(text.contains("0.80000"), "{text}");
     let (page, _) = read_page(&page_path);
+    // Logged without their n, the two windows weigh the same: the rolling and whole-run lines
+    // are 0.8 and then their mean. No nominal level is logged, so no rule is drawn.
     let cov = chart(&page, "coverage");
-    assert_eq!(mark_n(cov, "realised coverage"), 2);
-    assert_eq!(mark_extremes(cov, "realised coverage"), (0.8, 0.875));
+    for label in ["last 20 windows", "whole run"] {
+        assert_eq!(mark_n(cov, label), 2);
+        assert_eq!(mark_extremes(cov, label), (0.8, 0.8375));
+    }
+    assert!(!cov.contains("nominal"));
     // The interval band is drawn from predictions.csv's lower/upper columns.
     assert_eq!(
         mark_extremes(chart(&page, "forecast"), "interval"),
@@ -838,21 +941,73 @@ fn backtest_page_shows_the_replay() {
     let (flo, fhi) = mark_extremes(fc, "forecast");
     let (ilo, ihi) = mark_extremes(fc, "interval");
     assert!(ilo < flo && fhi < ihi, "the interval holds the forecasts");
-    // One point per window on the ratio, weight and coverage charts.
+    // Every close is drawn at its time: the x axis spans the 240 klines, so close i of the
+    // last 240 sits at i/239 of the plot's width; and the heights are one affine map of the
+    // prices (a higher close is drawn higher, in proportion).
+    let plot = frame(fc);
+    let drawn = drawn_points(fc, "close");
+    assert_eq!(drawn.len(), 240);
+    let span = (last[239].0 - last[0].0) as f64;
+    let (i_lo, i_hi) = (
+        (0..240)
+            .min_by(|&a, &b| last[a].1.total_cmp(&last[b].1))
+            .expect("a close"),
+        (0..240)
+            .max_by(|&a, &b| last[a].1.total_cmp(&last[b].1))
+            .expect("a close"),
+    );
+    let per_price = (drawn[i_lo].1 - drawn[i_hi].1) / (last[i_hi].1 - last[i_lo].1);
+    assert!(per_price > 0.0);
+    for (k, p) in last.iter().zip(&drawn) {
+        let x = plot.0 + (k.0 - last[0].0) as f64 / span * plot.2;
+        let y = drawn[i_lo].1 - (k.1 - last[i_lo].1) * per_price;
+        assert!((p.0 - x).abs() <= 0.051, "{p:?} at x {x}");
+        assert!((p.1 - y).abs() <= 0.11, "{p:?} at y {y}");
+    }
+    // One point per window on the ratio and coverage charts; naive is awake in every window
+    // of the weights chart (one step each); 8 series at most on every chart.
     let windows = 15;
     assert_eq!(mark_n(chart(&page, "ratio"), "ensemble"), windows);
-    assert_eq!(mark_n(chart(&page, "weights"), "naive"), windows);
-    let (cov_lo, cov_hi) = mark_extremes(chart(&page, "coverage"), "realised coverage");
-    assert_eq!(
-        mark_n(chart(&page, "coverage"), "realised coverage"),
-        windows
-    );
-    // The whole replay's coverage lies between the best and worst window's.
+    assert_eq!(mark_n(chart(&page, "weights"), "naive"), 2 * windows);
+    let cov = chart(&page, "coverage");
+    assert_eq!(mark_n(cov, "whole run"), windows);
+    assert_eq!(mark_n(cov, "last 20 windows"), windows);
+    assert_eq!(mark_n(cov, "nominal 90 %"), 1);
+    // The whole-run line ends at the replay's coverage.
     let total = j["intervals"]["coverage"].as_f64().expect("coverage");
-    assert!(
-        cov_lo <= total && total <= cov_hi,
-        "{cov_lo} {total} {cov_hi}"
+    let whole = drawn_points(cov, "whole run");
+    let (_, top, _, height) = frame(cov);
+    let (y_min, y_max) = (
+        attr_of(cov, "id=\"coverage\"", "data-y-min")
+            .parse::<f64>()
+            .expect("y min"),
+        attr_of(cov, "id=\"coverage\"", "data-y-max")
+            .parse::<f64>()
+            .expect("y max"),
     );
+    let end = whole.last().expect("a point").1;
+    let drawn_total = y_min + (top + height - end) / height * (y_max - y_min);
+    assert!(
+        (drawn_total - total).abs() <= 0.06 / height * (y_max - y_min),
+        "{drawn_total} {total}"
+    );
+    for id in ["forecast", "ratio", "weights", "coverage"] {
+        let ch = chart(&page, id);
+        let colours: Vec<&str> = ch
+            .split("class=\"legend\"")
+            .nth(1)
+            .expect("a legend")
+            .split("fill=\"")
+            .skip(1)
+            .map(|f| &f[..f.find('"').expect("end")])
+            .filter(|f| f.starts_with('#'))
+            .collect();
+        let mut unique = colours.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), colours.len(), "{id}: {colours:?}");
+        assert!(colours.len() <= 8, "{id}: {colours:?}");
+    }
     // The interval table holds the --json figures.
     let table = &page[page.find("id=\"intervals\"").expect("intervals table")..];
     let table = &table[..table.find("</table>").expect("end")];

@@ -1,10 +1,14 @@
-//! The README's claims and the tests that back them (README, "Claims and the tests that back
-//! them"): every claim id used in the text is in the claims table, every test the table names
-//! exists and names its claim in its doc comment, and every sentence that says "tested" or
-//! "guarantee" carries a claim id. Reads files only.
+//! The documentation's claims and the tests that back them (tests/README.md, "Claims and the
+//! tests that back them"): every claim id used in any of the project's markdown files is in the
+//! claims table, every test the table names exists as a `#[test]` and names its claim in its doc
+//! comment, and every sentence that says "tested" or "guarantee" carries a claim id. Reads files
+//! only.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The heading of the claims section, in `tests/README.md`.
+const CLAIMS_HEADING: &str = "## Claims and the tests that back them";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,17 +43,54 @@ fn ids(text: &str) -> Vec<String> {
     out
 }
 
-/// The claims section and the rest of the README.
-fn split_readme() -> (String, String) {
-    let text = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let start = text
-        .find("### Claims and the tests that back them")
-        .expect("README has a claims section");
-    let end = text[start..]
-        .find("\n## ")
-        .map_or(text.len(), |i| start + i);
-    let rest = format!("{}{}", &text[..start], &text[end..]);
-    (text[start..end].to_string(), rest)
+/// Every markdown file of the project: `README.md` and the `.md` files below the top-level
+/// folders the documentation lives in (not `target/`).
+fn markdown_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = vec![root().join("README.md")];
+    for dir in ["src", "tests", "scripts", "data", "models"] {
+        walk(&root().join(dir), &mut out);
+    }
+    out.sort();
+    out
+}
+
+/// The claims section (of `tests/README.md`) and the text of every markdown file without it.
+fn split_docs() -> (String, String) {
+    let claims_file = root().join("tests").join("README.md");
+    let mut section = None;
+    let mut rest = String::new();
+    for path in markdown_files() {
+        let text = std::fs::read_to_string(&path).expect("read a markdown file");
+        if path == claims_file {
+            let start = text
+                .find(CLAIMS_HEADING)
+                .expect("tests/README.md has a claims section");
+            let after = start + CLAIMS_HEADING.len();
+            let end = text[after..]
+                .find("\n## ")
+                .or_else(|| text[after..].find("\n# "))
+                .map_or(text.len(), |i| after + i);
+            section = Some(text[start..end].to_string());
+            rest.push_str(&text[..start]);
+            rest.push_str(&text[end..]);
+        } else {
+            rest.push_str(&text);
+        }
+        rest.push_str("\n\n");
+    }
+    (section.expect("tests/README.md exists"), rest)
 }
 
 /// The claims table: id → the tests named in its row.
@@ -68,21 +109,40 @@ fn table(section: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// The doc comment of `fn name(` in any source file, or None when no such function exists.
-fn doc_of(sources: &[(PathBuf, String)], name: &str) -> Option<String> {
-    let pattern = format!("fn {name}(");
-    for (_, text) in sources {
+/// What the sources hold under a claimed test's name.
+#[derive(Debug, PartialEq)]
+enum Found {
+    /// A `#[test]` function of that name, with its doc comment.
+    Test(String),
+    /// Functions of that name exist, but none is a `#[test]`.
+    NotATest,
+    /// No function of that name.
+    Missing,
+}
+
+/// The `#[test]` function `name` in any of `sources` (each a file's text) and its doc comment.
+fn find_test(sources: &[&str], name: &str) -> Found {
+    let mut found = Found::Missing;
+    for text in sources {
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
-            if !line.contains(&pattern) {
+            let Some(at) = line.find("fn ") else {
+                continue;
+            };
+            let declared = line[at + 3..].split(['(', '<']).next().unwrap_or("");
+            let before = line[..at].trim();
+            if declared != name || !(before.is_empty() || before == "pub" || before == "async") {
                 continue;
             }
+            // Attributes and doc comment above the fn, nearest first.
             let mut doc = Vec::new();
+            let mut is_test = false;
             let mut j = i;
             while j > 0 {
                 j -= 1;
                 let l = lines[j].trim();
                 if l.starts_with("#[") {
+                    is_test |= l == "#[test]";
                     continue;
                 }
                 if let Some(d) = l.strip_prefix("///") {
@@ -91,16 +151,20 @@ fn doc_of(sources: &[(PathBuf, String)], name: &str) -> Option<String> {
                 }
                 break;
             }
+            if !is_test {
+                found = Found::NotATest;
+                continue;
+            }
             doc.reverse();
-            return Some(doc.join("\n"));
+            return Found::Test(doc.join("\n"));
         }
     }
-    None
+    found
 }
 
 #[test]
 fn every_claim_is_backed_by_a_test_that_names_it() {
-    let (section, rest) = split_readme();
+    let (section, rest) = split_docs();
     let claims = table(&section);
     assert!(claims.len() >= 10, "{claims:?}");
     // Every id used in the text is in the table, and every table id is used in the text.
@@ -108,7 +172,7 @@ fn every_claim_is_backed_by_a_test_that_names_it() {
     for id in &used {
         assert!(
             claims.contains_key(id),
-            "[{id}] is used in README but not in the claims table"
+            "[{id}] is used in the docs but not in the claims table (tests/README.md)"
         );
     }
     for id in claims.keys() {
@@ -120,19 +184,20 @@ fn every_claim_is_backed_by_a_test_that_names_it() {
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);
     rust_files(&root().join("tests"), &mut files);
-    let sources: Vec<(PathBuf, String)> = files
+    let sources: Vec<String> = files
         .into_iter()
         .filter(|p| !p.ends_with("readme_claims.rs"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("read a source file");
-            (p, text)
-        })
+        .map(|p| std::fs::read_to_string(&p).expect("read a source file"))
         .collect();
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
     for (id, tests) in &claims {
         assert!(!tests.is_empty(), "[{id}] names no test");
         for test in tests {
-            let doc = doc_of(&sources, test)
-                .unwrap_or_else(|| panic!("[{id}]: no test function `{test}`"));
+            let doc = match find_test(&sources, test) {
+                Found::Test(doc) => doc,
+                Found::NotATest => panic!("[{id}]: `{test}` exists but is not a #[test]"),
+                Found::Missing => panic!("[{id}]: no test function `{test}`"),
+            };
             assert!(
                 doc.contains(&format!("[{id}]")),
                 "[{id}]: the doc comment of `{test}` does not name the claim: {doc:?}"
@@ -143,7 +208,7 @@ fn every_claim_is_backed_by_a_test_that_names_it() {
 
 #[test]
 fn every_tested_or_guaranteed_sentence_carries_a_claim_id() {
-    let (_, rest) = split_readme();
+    let (_, rest) = split_docs();
     // Prose only: code blocks and table rows are left out; sentences end at ". " or a blank line.
     let mut prose = String::new();
     let mut in_code = false;
@@ -178,4 +243,24 @@ fn every_tested_or_guaranteed_sentence_carries_a_claim_id() {
 #[test]
 fn the_id_parser_is_exact() {
     assert_eq!(ids("a [C1] b [C23], [C] [Cx] [C4"), ["C1", "C23"]);
+}
+
+#[test]
+fn only_a_test_function_backs_a_claim() {
+    let helper = "/// Backs README claim [C1].\nfn helper() {}\n";
+    let test = "/// Backs README claim [C1].\n#[test]\n#[ignore = \"slow\"]\nfn checked() {}\n";
+    let tail = "fn checked_too_long() {}\n";
+    assert_eq!(find_test(&[helper], "helper"), Found::NotATest);
+    assert_eq!(find_test(&[helper], "help"), Found::Missing);
+    assert_eq!(find_test(&[tail, helper], "checked"), Found::Missing);
+    assert_eq!(
+        find_test(&[helper, test], "checked"),
+        Found::Test(" Backs README claim [C1].".into())
+    );
+    // A non-test helper of the same name elsewhere does not hide the test.
+    let twin = "fn checked() {}\n";
+    assert_eq!(
+        find_test(&[twin, test], "checked"),
+        Found::Test(" Backs README claim [C1].".into())
+    );
 }

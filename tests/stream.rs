@@ -607,3 +607,225 @@ fn horizon_5_streams_and_other_horizons_are_refused() {
         "{stderr}"
     );
 }
+
+/// Milliseconds since midnight of a log line's stamp (`YYYY-MM-DD HH:MM:SS.mmmZ ...`).
+fn stamp_ms(line: &str) -> i64 {
+    let time = line
+        .get(11..23)
+        .unwrap_or_else(|| panic!("no stamp in {line:?}"));
+    let field = |range: std::ops::Range<usize>| -> i64 {
+        time.get(range)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("bad stamp in {line:?}"))
+    };
+    ((field(0..2) * 60 + field(3..5)) * 60 + field(6..8)) * 1000 + field(9..12)
+}
+
+/// Issue 19: with the network down (REST and WebSocket refused) and one trained model file
+/// truncated, `stream --max-runtime 3s` ends by its deadline (it ran 106 s before, in the
+/// start-up check's retries), and the local problem is the first thing it says, before any
+/// network message. No tuning knob is set: the default backoffs.
+/// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
+#[test]
+fn network_down_stream_keeps_its_deadline_and_reports_local_problems_first() {
+    let tmp = TempDir::new("stream-netdown");
+    let dirs = Dirs::new(tmp.path());
+    let src = source(400);
+    let store_path = seed_store(&dirs.data, &src);
+    train_horizon(&store_path, &dirs.models, "1");
+    let cart = dirs.models.join("Trained").join("cart.bin");
+    let bytes = fs::read(&cart).expect("cart.bin");
+    fs::write(&cart, &bytes[..bytes.len() / 2]).expect("truncate cart.bin");
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let started = Instant::now();
+    let out = common::stream_command(
+        "AVAXUSDT",
+        &format!("http://{dead}"),
+        &format!("ws://{dead}"),
+        &dirs.root,
+    )
+    .args(["--max-runtime", "3s"])
+    .output()
+    .expect("run stream");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(&cart.display().to_string()) && first.contains("truncated"),
+        "the truncated model is not reported first (ran {elapsed:?}): {stderr}"
+    );
+    assert!(stdout.contains("stream stopped (Deadline)"), "{stdout}");
+    // 3 s plus a liveness margin for a loaded machine; refused connections fail at once, so no
+    // request timeout is spent.
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "ran {elapsed:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains("could not check the newest stored klines against rest"),
+        "{stderr}"
+    );
+    // Nothing was lost or added.
+    assert_store_is(&store_path, &src);
+}
+
+/// Issue 19: a REST retry is logged when it happens, with its own time. REST is down (refused)
+/// while the WebSocket works, so the gap fill retries with the client's backoff: the retry
+/// lines of stream.log have strictly increasing stamps, spaced by the wait each announced
+/// (within a tolerance for a loaded machine), and the run still ends by its deadline.
+/// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
+#[test]
+fn rest_retries_are_logged_with_their_true_times_and_end_at_the_deadline() {
+    let tmp = TempDir::new("stream-retry-stamps");
+    let dirs = Dirs::new(tmp.path());
+    let history = 400;
+    let served = source(history + 2000);
+    seed_store(&dirs.data, &served[..history]);
+    let srv = server(served.clone(), history + 20, 600.0, "ping-ms=300");
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let started = Instant::now();
+    let out = common::stream_command("AVAXUSDT", &dead, &srv.ws_url(), &dirs.root)
+        .args(["--max-runtime", "6s"])
+        .env("KLINECAST_WS_POLL_MS", "100")
+        .output()
+        .expect("run stream");
+    let elapsed = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(elapsed < Duration::from_secs(11), "ran {elapsed:?}");
+    let log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
+    // (stamp, announced wait in ms, attempt number) of every retry line.
+    let retries: Vec<(i64, i64, u32)> = log
+        .lines()
+        .filter(|l| l.contains("rest: ") && l.contains("; retrying in "))
+        .map(|l| {
+            let after = l.split("; retrying in ").nth(1).expect("wait");
+            let secs: f64 = after
+                .split(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .expect("seconds");
+            let attempt: u32 = after
+                .split("(attempt ")
+                .nth(1)
+                .and_then(|a| a.split(' ').next())
+                .and_then(|a| a.parse().ok())
+                .expect("attempt");
+            (stamp_ms(l), (secs * 1000.0).round() as i64, attempt)
+        })
+        .collect();
+    assert!(retries.len() >= 3, "{log}");
+    let mut consecutive = 0;
+    for w in retries.windows(2) {
+        let ((t0, wait, a0), (t1, _, a1)) = (w[0], w[1]);
+        assert!(t1 > t0, "retry stamps do not increase: {log}");
+        if a1 == a0 + 1 {
+            consecutive += 1;
+            let gap = t1 - t0;
+            // The wait is printed to 0.1 s; the attempt itself fails at once (refused).
+            assert!(
+                gap >= wait - 60 && gap <= wait + 1000,
+                "retry {a1} came {gap} ms after the one announcing {wait} ms: {log}"
+            );
+        }
+    }
+    assert!(consecutive >= 2, "{log}");
+}
+
+/// Issue 19, boot order: the network comes up 10 s after `stream` starts (a Pi whose router is
+/// slower than its cron). The start-up check cannot reach REST and holds nothing back; once the
+/// server is up the store catches up by a REST gap fill, then the WebSocket; the check of the
+/// newest stored klines runs at the first REST call that succeeds and repairs a planted partial
+/// row. The store is the source byte for byte, no kline lost, no prediction twice.
+/// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
+#[test]
+fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
+    let tmp = TempDir::new("stream-late-network");
+    let dirs = Dirs::new(tmp.path());
+    let (history, klines) = (400, 40);
+    let served = source(history + klines + 2000);
+    let src = &served[..history + klines];
+    let good = src[history - 1].clone();
+    let planted = common::partial_candle(&good);
+    let mut seeded = src[..history - 1].to_vec();
+    seeded.push(planted.clone());
+    let store_path = seed_store(&dirs.data, &seeded);
+    let port = common::free_port();
+    let url = format!("127.0.0.1:{port}");
+    let mut cmd = common::stream_command(
+        "AVAXUSDT",
+        &format!("http://{url}"),
+        &format!("ws://{url}"),
+        &dirs.root,
+    );
+    cmd.env("KLINECAST_WS_IDLE_MS", "900")
+        .env("KLINECAST_WS_POLL_MS", "100")
+        .env("KLINECAST_BACKOFF_MS", "50")
+        .env("KLINECAST_BACKOFF_MAX_MS", "400")
+        .env("KLINECAST_MAX_KLINES", klines.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn stream");
+    thread::sleep(Duration::from_secs(10));
+    let network_up = klinecast::log::stamp(klinecast::log::wall_clock_ms());
+    // The server's clock starts 20 klines past the store: those come over REST, the rest over
+    // the WebSocket at 600x.
+    let _srv = common::replay_server_on(port, served.clone(), history + 20, 600.0, "ping-ms=300");
+    let out = wait_success(child, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
+    assert!(
+        fs::read_to_string(&store_path).expect("read the store") == csv_text(src),
+        "the store is not the source; stream.log:\n{stream_log}"
+    );
+    let count = |what: &str| -> u64 {
+        stdout
+            .split(what)
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {what:?} in {stdout}"))
+    };
+    let (from_ws, from_rest) = (count("klines from ws "), count(", from rest "));
+    assert_eq!(from_ws + from_rest, klines as u64, "{stdout}");
+    assert!(from_rest >= 20 && from_ws >= 1, "{stdout}");
+    // The start-up check was deferred, and the catch-up began with a REST gap fill.
+    let fill = stream_log.find("gap fill:").expect("a gap fill");
+    assert!(
+        stream_log
+            .find("could not check the newest stored klines")
+            .expect("deferred")
+            < fill,
+        "{stream_log}"
+    );
+    assert!(
+        stream_log.contains("(deferred from the start)")
+            && stream_log.contains(&format!("stored:  {}", planted.to_csv_line()))
+            && stream_log.contains(&format!("binance: {}", good.to_csv_line())),
+        "{stream_log}"
+    );
+    // The ensembler had its history and had started before the network came up: the start-up
+    // check held nothing back. (Stamps compare as text.)
+    let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    let ens_start = ens_log
+        .lines()
+        .find(|l| l.contains("ensembler start:"))
+        .unwrap_or_else(|| panic!("no ensembler start in {ens_log}"));
+    assert!(
+        ens_start[..network_up.len()] < *network_up,
+        "the ensembler started at {ens_start:?}, after the network came up at {network_up}"
+    );
+    let preds = check_predictions(&dirs.data, 1);
+    assert_eq!(preds.len(), klines + 1);
+    assert_eq!(preds[0].target_open_time, src[history].open_time);
+    assert_eq!(
+        preds.last().map(|r| r.made_after_open_time),
+        Some(src[history + klines - 1].open_time)
+    );
+}

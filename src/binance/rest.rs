@@ -4,7 +4,7 @@
 //! TLS failures and torn bodies. Sleeping and notices are injectable so tests run fast. It parses
 //! bodies with the pure `wire` parsers and holds no maths.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::tls::{self, Endpoint, Timeouts};
 use super::wire::{self, WireError};
@@ -62,6 +62,11 @@ pub struct RestClient {
     sleep: Sleeper,
     notify: Notifier,
     used_weight: Option<u32>,
+    /// No request, retry wait or pause goes past this instant (the run's `--max-runtime`).
+    deadline: Option<Instant>,
+    /// One attempt per request, no retry (the stream's start-up check: it must not hold the
+    /// stream back; it is tried again at the next gap fill).
+    single_attempt: bool,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -112,8 +117,15 @@ impl RestClient {
             policy,
             rng: Rng::new(policy.seed),
             sleep: Box::new(std::thread::sleep),
-            notify: Box::new(|msg| eprintln!("klinecast: {msg}")),
+            notify: Box::new(|msg| {
+                eprintln!(
+                    "klinecast: {} {msg}",
+                    crate::log::stamp(crate::log::wall_clock_ms())
+                )
+            }),
             used_weight: None,
+            deadline: None,
+            single_attempt: false,
         })
     }
 
@@ -127,6 +139,25 @@ impl RestClient {
     pub fn with_notifier(mut self, notify: impl FnMut(&str) + Send + 'static) -> RestClient {
         self.notify = Box::new(notify);
         self
+    }
+
+    /// No request, retry wait or rate-limit pause goes past `deadline`: a retry that would is
+    /// not made (the request fails with the last error), and each request's own timeout is cut
+    /// to the time left.
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> RestClient {
+        self.deadline = deadline;
+        self
+    }
+
+    /// One attempt per request, no retry (`true`), or the retry policy's attempts (`false`).
+    pub(crate) fn set_single_attempt(&mut self, on: bool) {
+        self.single_attempt = on;
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// The last `X-MBX-USED-WEIGHT-1M` seen.
@@ -188,7 +219,11 @@ impl RestClient {
         parse: impl Fn(&str) -> Result<T, WireError>,
     ) -> Result<T, BinanceError> {
         let url = self.endpoint.url(path);
-        let max = self.policy.max_attempts.max(1);
+        let max = if self.single_attempt {
+            1
+        } else {
+            self.policy.max_attempts.max(1)
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -204,6 +239,9 @@ impl RestClient {
                         Some(s) => s.saturating_mul(1000) + self.jitter(),
                         None => self.backoff_ms(attempt),
                     };
+                    if self.past_deadline_after(wait) {
+                        return Err(BinanceError::RateLimited { attempts: attempt });
+                    }
                     (self.notify)(&format!(
                         "Binance answered 429 (too many requests): waiting {:.1} s as asked",
                         wait as f64 / 1000.0
@@ -215,6 +253,13 @@ impl RestClient {
                         return Err(self.give_up(url, t, attempt));
                     }
                     let wait = self.backoff_ms(attempt);
+                    if self.past_deadline_after(wait) {
+                        (self.notify)(&format!(
+                            "{}; not retrying: the run's time limit comes first",
+                            describe(&t)
+                        ));
+                        return Err(self.give_up(url, t, attempt));
+                    }
                     (self.notify)(&format!(
                         "{}; retrying in {:.1} s (attempt {} of {max})",
                         describe(&t),
@@ -233,7 +278,17 @@ impl RestClient {
         url: &str,
         parse: &impl Fn(&str) -> Result<T, WireError>,
     ) -> Attempt<T> {
-        let mut response = match self.agent.get(url).call() {
+        let request = match self.time_left() {
+            // The request's own timeout never reaches past the deadline.
+            Some(left) => self
+                .agent
+                .get(url)
+                .config()
+                .timeout_global(Some(left.max(Duration::from_millis(1))))
+                .build(),
+            None => self.agent.get(url),
+        };
+        let mut response = match request.call() {
             Ok(r) => r,
             Err(e) => return classify(e, url, &self.endpoint.host),
         };
@@ -300,12 +355,21 @@ impl RestClient {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let pause = 60_000 - now_ms % 60_000 + 1_000;
+        let mut pause = 60_000 - now_ms % 60_000 + 1_000;
+        if let Some(left) = self.time_left() {
+            pause = pause.min(left.as_millis() as u64);
+        }
         (self.notify)(&format!(
             "request weight {used} of {WEIGHT_LIMIT_1M} used this minute: pausing {:.1} s",
             pause as f64 / 1000.0
         ));
         (self.sleep)(Duration::from_millis(pause));
+    }
+
+    /// True when waiting `wait_ms` from now would pass the deadline.
+    fn past_deadline_after(&self, wait_ms: u64) -> bool {
+        self.time_left()
+            .is_some_and(|left| Duration::from_millis(wait_ms) >= left)
     }
 
     /// Capped exponential backoff with "equal jitter": half fixed, half random.

@@ -172,7 +172,7 @@ pub(crate) struct KlineSocket {
 
 impl KlineSocket {
     /// Connects to `url` (see [`stream_url`]) and completes the TLS + WebSocket handshakes.
-    pub fn connect(url: &str, config: &WsConfig) -> Result<KlineSocket, WsError> {
+    pub(crate) fn connect(url: &str, config: &WsConfig) -> Result<KlineSocket, WsError> {
         let (tls, host, port) = check_url(url)?;
         let addr_text = format!("{host}:{port}");
         let addrs: Vec<SocketAddr> = (host.trim_matches(|c| c == '[' || c == ']'), port)
@@ -246,12 +246,12 @@ impl KlineSocket {
     }
 
     /// How long this connection has been open.
-    pub fn age(&self) -> Duration {
+    pub(crate) fn age(&self) -> Duration {
         self.opened.elapsed()
     }
 
     /// Reads the next frame, waiting at most the poll interval.
-    pub fn read(&mut self) -> Result<WsRead, WsError> {
+    pub(crate) fn read(&mut self) -> Result<WsRead, WsError> {
         match self.ws.read() {
             Ok(Message::Text(text)) => {
                 self.last_frame = Instant::now();
@@ -287,7 +287,7 @@ impl KlineSocket {
     }
 
     /// Sends a close frame, best effort (used before a planned rotation or at shutdown).
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         let _ = self.ws.close(None);
         let _ = self.ws.flush();
     }

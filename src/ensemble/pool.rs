@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::{FeatureSpec, Scaler};
+use crate::features::{FeatureSpec, Scaler, MAX_HORIZON};
 use crate::metrics::Accum;
 use crate::models::{AnyModel, ModelKind};
 
@@ -48,7 +48,7 @@ impl Ensemble {
         let c = &self.config;
         validate(c).map_err(|e| e.to_string())?;
         // Far beyond any command-line value, small enough that buffer sizes cannot overflow.
-        if c.refit_rows > 10_000_000 || c.spec.horizon > 1440 || c.window > 1_000_000 {
+        if c.refit_rows > 10_000_000 || c.spec.horizon > MAX_HORIZON || c.window > 1_000_000 {
             return Err("the configuration is out of range".to_string());
         }
         let iv = &self.intervals;
@@ -65,7 +65,7 @@ impl Ensemble {
         for m in &self.members {
             let what = |e: String| format!("member {}: {e}", m.label);
             if m.spec.version != crate::features::FEATURE_VERSION
-                || !(1..=1440).contains(&m.spec.horizon)
+                || !(1..=MAX_HORIZON).contains(&m.spec.horizon)
             {
                 return Err(what(format!("unsupported feature spec {:?}", m.spec)));
             }

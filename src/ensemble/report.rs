@@ -56,7 +56,7 @@ pub(crate) struct ExpertWeight {
 }
 
 /// The prediction intervals over a window (price units), beside the static baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct IntervalReport {
     pub(crate) nominal: f64,
     pub(crate) n: u64,
@@ -97,9 +97,12 @@ pub struct WindowReport {
     pub(crate) forecasters: Vec<ForecasterScore>,
     /// Weights after the update, in pool order.
     pub(crate) weights: Vec<MemberWeight>,
-    /// The experts' records and weights after the update.
+    /// The experts' records and weights after the update (absent from lines logged before
+    /// the experts existed).
+    #[serde(default)]
     pub(crate) experts: Vec<ExpertWeight>,
-    /// The window's prediction intervals.
+    /// The window's prediction intervals (absent from lines logged before they existed).
+    #[serde(default)]
     pub(crate) coverage: IntervalReport,
     pub(crate) refit: Refit,
     pub(crate) trained: usize,

@@ -27,6 +27,7 @@ use crate::persist::{self, ensemble_path, load_ensemble, save_ensemble, PersistE
 
 use super::predictions::{PredictionLog, PredictionRow};
 use super::stream_thread::ClosedKline;
+use super::window_log::LoggedWindow;
 
 /// Most klines after the saved ensemble that are fed again on start; older ones only warm the
 /// history (a day of 1m klines; each window of them costs one refit).
@@ -104,15 +105,48 @@ pub struct Ensembler {
     summary: EnsemblerSummary,
 }
 
+/// The ensembler after its local checks ([`Ensembler::prepare`]): the saved ensemble and the
+/// trained models loaded and checked, nothing written yet but the logs; waiting for the newest
+/// klines of the store ([`Prepared::finish`]).
+pub struct Prepared {
+    ensemble: Ensemble,
+    as_of: Option<i64>,
+    loaded: bool,
+    rows: usize,
+    path: PathBuf,
+    log: Logger,
+    jsonl: Logger,
+    events: Sender<LiveEvent>,
+    config: EnsemblerConfig,
+}
+
+impl Prepared {
+    /// How many of the newest stored klines [`Prepared::finish`] needs.
+    pub fn rows_needed(&self) -> usize {
+        self.rows
+    }
+}
+
 impl Ensembler {
     /// Builds the learner: the saved ensemble if it loads, else a new one from the trained
     /// models (or none). `tail` reads the last n klines of the store. Returns the ensembler and
-    /// the klines to feed again before the live ones.
+    /// the klines to feed again before the live ones. [`Ensembler::prepare`] then
+    /// [`Prepared::finish`].
     pub fn start(
         config: &EnsemblerConfig,
         tail: &mut dyn FnMut(usize) -> Result<Vec<Kline>, Error>,
         events: Sender<LiveEvent>,
     ) -> Result<(Ensembler, Vec<Kline>), Error> {
+        let prepared = Ensembler::prepare(config, events)?;
+        let klines = tail(prepared.rows_needed())?;
+        prepared.finish(klines)
+    }
+
+    /// The local checks, quick and before any kline is needed: opens the logs, loads the saved
+    /// ensemble and the trained models and checks them (a horizon mismatch is an error; a bad
+    /// file is reported at once, mirrored to stderr). Writes no data file (a saved ensemble
+    /// that cannot be read is moved aside, as [`Ensembler::start`] always did).
+    pub fn prepare(config: &EnsemblerConfig, events: Sender<LiveEvent>) -> Result<Prepared, Error> {
         let mut log = Logger::open(&config.log_dir.join("ensemble.log"), "klinecast stream")
             .map_err(|e| Error::io("opening ensemble.log", e))?;
         let jsonl = Logger::open(&config.log_dir.join("ensemble.jsonl"), "klinecast stream")
@@ -171,7 +205,38 @@ impl Ensembler {
         // enough for the oldest (`generations + 1` windows before the save) to be refitted.
         let c = ensemble.config();
         let restore_rows = capacity + (c.generations + 1) * c.window;
-        let mut klines = tail(restore_rows + MAX_REPLAY)?;
+        Ok(Prepared {
+            ensemble,
+            as_of,
+            loaded,
+            rows: restore_rows + MAX_REPLAY,
+            path,
+            log,
+            jsonl,
+            events,
+            config: config.clone(),
+        })
+    }
+}
+
+impl Prepared {
+    /// The rest of the start, given the newest stored `klines` (at most
+    /// [`Prepared::rows_needed`], oldest first): the history, the refit of the saved window
+    /// generations (seconds on a Pi), the prediction and buffer files. Returns the ensembler
+    /// and the klines to feed again before the live ones.
+    pub fn finish(self, mut klines: Vec<Kline>) -> Result<(Ensembler, Vec<Kline>), Error> {
+        let Prepared {
+            mut ensemble,
+            as_of,
+            loaded,
+            rows: _,
+            path,
+            mut log,
+            jsonl,
+            events,
+            config,
+        } = self;
+        let config = &config;
         let split = match as_of {
             Some(t) if loaded => klines.partition_point(|k| k.open_time <= t),
             _ => klines.len(),
@@ -249,7 +314,9 @@ impl Ensembler {
         ensembler.write_buffer()?;
         Ok((ensembler, replay))
     }
+}
 
+impl Ensembler {
     /// Feeds `replay`, then every kline from the channel until the streaming thread hangs up.
     pub fn run(
         mut self,
@@ -317,16 +384,14 @@ impl Ensembler {
             let line = report.to_log_line();
             self.log
                 .info(&format!("{line} | refit+save {seconds:.3} s"));
-            match serde_json::to_value(&report) {
-                Ok(serde_json::Value::Object(mut obj)) => {
-                    obj.insert("logged_at".into(), stamp(wall_clock_ms()).into());
-                    obj.insert("refit_save_seconds".into(), seconds.into());
-                    if let Some(kib) = crate::live::peak_rss_kib() {
-                        obj.insert("peak_rss_kib".into(), kib.into());
-                    }
-                    self.jsonl.raw(&serde_json::Value::Object(obj).to_string());
-                }
-                Ok(other) => self.jsonl.raw(&other.to_string()),
+            let logged = LoggedWindow {
+                report,
+                logged_at: Some(stamp(wall_clock_ms())),
+                refit_save_seconds: Some(seconds),
+                peak_rss_kib: crate::live::peak_rss_kib(),
+            };
+            match logged.to_line() {
+                Ok(json) => self.jsonl.raw(&json),
                 Err(e) => self
                     .log
                     .warn(&format!("cannot encode the window report: {e}")),
@@ -454,21 +519,33 @@ fn check_horizon(
 /// tagged with what it was trained on so a saved ensemble can tell whether they changed. A
 /// model trained for another horizon than the stream's is a configuration error.
 fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Result<Vec<Member>, Error> {
-    // Each file on its own: a bad one is skipped (and named), the others are still used.
-    let mut trained = Vec::new();
-    for kind in crate::models::ModelKind::ALL {
-        let path = persist::trained_path(&config.models_dir, kind);
-        match persist::load_trained(&path) {
-            Ok(t) => {
-                check_horizon(&path, t.spec.horizon, config, "was trained for")?;
-                trained.push(t)
+    // Each file on its own: a bad one is skipped (and named), the others are still used. All
+    // from one set: loaded again if `train` switched in a new set meanwhile.
+    let (trained, warnings) = persist::read_trained_set(&config.models_dir, |dir| {
+        let mut trained = Vec::new();
+        let mut warnings = Vec::new();
+        for kind in crate::models::ModelKind::ALL {
+            let path = persist::trained_file(dir, kind);
+            match persist::load_trained(&path) {
+                Ok(t) => trained.push((path, t)),
+                Err(PersistError::NotFound { .. }) => {}
+                Err(e) => warnings.push(format!(
+                    "cannot load a trained model: {e}; starting without it"
+                )),
             }
-            Err(PersistError::NotFound { .. }) => {}
-            Err(e) => log.warn(&format!(
-                "cannot load a trained model: {e}; starting without it"
-            )),
         }
+        (trained, warnings)
+    });
+    for warning in &warnings {
+        log.warn(warning);
     }
+    let trained: Vec<persist::TrainedModel> = trained
+        .into_iter()
+        .map(|(path, t)| {
+            check_horizon(&path, t.spec.horizon, config, "was trained for")?;
+            Ok(t)
+        })
+        .collect::<Result<_, Error>>()?;
     if trained.is_empty() {
         log.warn(&format!(
             "no trained models in {}: starting from the naive forecast and the window \

@@ -62,6 +62,43 @@ pub(crate) fn acquire(data_dir: &Path, whoami: &str) -> io::Result<LockOutcome> 
     }
 }
 
+/// What the holder writes into the lock file: `pid <pid> started <stamp>`.
+pub(crate) fn whoami(pid: u32, started: &str) -> String {
+    format!("pid {pid} started {started}")
+}
+
+/// The pid and start time in a holder's [`whoami`] text, where present.
+pub(crate) fn parse_whoami(text: &str) -> (Option<u32>, Option<String>) {
+    let pid = text
+        .strip_prefix("pid ")
+        .and_then(|h| h.split_whitespace().next())
+        .and_then(|p| p.parse().ok());
+    let started = text.split_once(" started ").map(|(_, t)| t.to_string());
+    (pid, started)
+}
+
+/// Whether a process holds the lock of `data_dir`, and what it wrote; only reads (a missing
+/// file is "not held" and is not created; a free lock is released at once).
+pub(crate) fn probe(data_dir: &Path) -> io::Result<(bool, Option<String>)> {
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((false, None)),
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let holder = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Ok((false, holder))
+        }
+        Err(TryLockError::WouldBlock) => Ok((true, holder)),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +113,10 @@ mod tests {
             LockOutcome::Busy { holder } => panic!("busy: {holder}"),
         };
         assert!(dir.join(LOCK_FILE).is_file());
+        assert_eq!(
+            probe(&dir).expect("probe"),
+            (true, Some("pid 1 started now".to_string()))
+        );
         match acquire(&dir, "pid 2").expect("second") {
             LockOutcome::Busy { holder } => assert_eq!(holder, "pid 1 started now"),
             LockOutcome::Acquired(_) => panic!("second instance got the lock"),
@@ -88,6 +129,22 @@ mod tests {
         assert_eq!(
             fs::read_to_string(dir.join(LOCK_FILE)).expect("read"),
             "pid 3\n"
+        );
+    }
+
+    #[test]
+    fn whoami_reads_back() {
+        let text = whoami(4321, "2026-07-21 10:00:00.000Z");
+        assert_eq!(
+            parse_whoami(&text),
+            (Some(4321), Some("2026-07-21 10:00:00.000Z".to_string()))
+        );
+        assert_eq!(parse_whoami("someone"), (None, None));
+        let temp = TempDir::new("probe");
+        assert_eq!(probe(temp.path()).expect("probe"), (false, None));
+        assert!(
+            !temp.path().join(LOCK_FILE).exists(),
+            "probe creates nothing"
         );
     }
 }

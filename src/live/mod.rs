@@ -1,4 +1,4 @@
-//! `klinecast stream`: two threads joined by one `std::sync::mpsc` channel, each piece of state
+//! The live stream: two threads joined by one `std::sync::mpsc` channel, each piece of state
 //! with one owner and nothing shared:
 //! - the streaming thread ([`stream_thread`]) owns the WebSocket, the REST client and the kline
 //!   store; it appends every closed kline exactly once, in order, then sends it on;
@@ -6,6 +6,16 @@
 //!   buffer files;
 //! - the calling thread holds the single-instance lock ([`lock`]) and relays the ensembler's
 //!   events to an observer (`demo` prints them).
+//!
+//! `klinecast stream` and `demo` run it with a [`StreamConfig`] they build.
+//!
+//! Start-up, local first: the ensembling thread loads and checks the saved ensemble and the
+//! trained models ([`Ensembler::prepare`]) while the streaming thread asks REST about the
+//! newest stored klines (one attempt); the streaming thread writes nothing until those checks
+//! pass (`go`; a failure such as a horizon mismatch stops the run with nothing written), then
+//! repairs the store if needed, hands the ensembler its history and connects the WebSocket while
+//! the ensembler refits the saved generations ([`ensembler::Prepared::finish`]). REST retries and
+//! pauses, request timeouts and WebSocket connects all end at `--max-runtime`.
 //!
 //! Hidden tuning knobs (environment, for tests and slow links; milliseconds):
 //! `KLINECAST_WS_IDLE_MS` (watchdog, default 30000), `KLINECAST_WS_POLL_MS` (socket read
@@ -16,37 +26,59 @@
 //! every N windows, default 1; a count, not milliseconds).
 
 pub mod ensembler;
+pub(crate) mod events;
 pub mod lock;
 pub mod predictions;
 pub(crate) mod stream_thread;
+pub(crate) mod window_log;
 
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::backfill::{self, KlinesRequest};
+use crate::backfill::KlinesRequest;
 use crate::binance::rest::RestClient;
 use crate::binance::ws::{self, KlineSocket, WsConfig, WsError, WsRead};
 use crate::binance::{tls, BinanceError};
-use crate::cli::StreamArgs;
 use crate::error::Error;
-use crate::kline::Kline;
-use crate::log::{stamp, wall_clock_ms, Logger};
-use crate::settings::{self, LearnSettings};
+use crate::kline::{Interval, Kline, Symbol};
+use crate::log::{stamp, wall_clock_ms, Logger, SharedLogger};
+use crate::settings::LearnSettings;
 use crate::store::{self, KlineStore};
 
 use ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
 use lock::LockOutcome;
 use stream_thread::{
-    Connect, Frames, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread, Timing,
+    Connect, Frames, Handshake, Limits, Rest, StopReason, StreamSettings, StreamStats, StreamThread,
 };
+
+pub(crate) use stream_thread::Timing;
+
+/// What one stream works on: the market, its directories, Binance's URLs, how it learns and for
+/// how long (`klinecast stream`'s command line; `demo` fills one for its replay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub rest_url: String,
+    pub ws_url: String,
+    /// How the ensemble learns (`--window`, `--refit-rows`, `--generations`, `--horizon`,
+    /// `--seed`, …).
+    pub learn: LearnSettings,
+    /// Stop after this many milliseconds of wall time.
+    pub max_runtime: Option<u64>,
+}
 
 /// Everything `klinecast stream` (and `demo`) needs to run.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamConfig {
     /// Symbol, interval, directories, URLs, learning settings (with the fit threads filled
-    /// in) and the run-time limit: what `klinecast stream` takes on its command line.
-    pub args: StreamArgs,
+    /// in) and the run-time limit.
+    pub args: StreamSpec,
     pub max_klines: Option<u64>,
     pub ws: WsConfig,
     pub timing: Timing,
@@ -54,58 +86,6 @@ pub(crate) struct StreamConfig {
     pub save_every: u64,
     /// Mirror important log lines to stderr.
     pub stderr: bool,
-}
-
-impl StreamConfig {
-    /// From the parsed command line and the environment (see the module doc for the knobs).
-    pub(crate) fn from_args(
-        args: &StreamArgs,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<StreamConfig, Error> {
-        let ms = |name: &str, default: u64| -> Result<u64, Error> {
-            match env(name) {
-                None => Ok(default),
-                Some(text) => match text.trim().parse::<u64>() {
-                    Ok(v) if v > 0 => Ok(v),
-                    _ => Err(Error::Config(format!(
-                        "{name}={text:?} is invalid: expected a positive number of milliseconds"
-                    ))),
-                },
-            }
-        };
-        let idle = ms("KLINECAST_WS_IDLE_MS", 30_000)?;
-        let defaults = Timing::default();
-        let max_klines = match env("KLINECAST_MAX_KLINES") {
-            None => None,
-            Some(_) => Some(ms("KLINECAST_MAX_KLINES", 1)?),
-        };
-        Ok(StreamConfig {
-            args: StreamArgs {
-                learn: LearnSettings {
-                    threads: settings::fit_threads(),
-                    ..args.learn.clone()
-                },
-                ..args.clone()
-            },
-            max_klines,
-            ws: WsConfig {
-                connect_timeout: Duration::from_millis(ms("KLINECAST_CONNECT_TIMEOUT_MS", 10_000)?),
-                poll: Duration::from_millis(ms("KLINECAST_WS_POLL_MS", idle.clamp(1, 1000))?),
-                idle_timeout: Duration::from_millis(idle),
-                ..WsConfig::default()
-            },
-            timing: Timing {
-                backoff_base: Duration::from_millis(ms("KLINECAST_BACKOFF_MS", 1000)?),
-                backoff_max: Duration::from_millis(ms("KLINECAST_BACKOFF_MAX_MS", 60_000)?),
-                rotate_after: Duration::from_millis(ms(
-                    "KLINECAST_ROTATE_MS",
-                    defaults.rotate_after.as_millis() as u64,
-                )?),
-            },
-            save_every: ms("KLINECAST_SAVE_EVERY", 1)?,
-            stderr: true,
-        })
-    }
 }
 
 /// How a run ended.
@@ -132,42 +112,11 @@ pub(crate) struct RunSummary {
 /// `--refit-rows` is larger).
 const VERIFY_ROWS: usize = 5000;
 
-/// `klinecast stream`.
-pub fn run(args: &StreamArgs) -> Result<(), Error> {
-    let config = StreamConfig::from_args(args, &|name| std::env::var(name).ok())?;
-    match run_stream(&config, &mut |_| {})? {
-        RunOutcome::AlreadyRunning { holder } => {
-            eprintln!(
-                "klinecast stream: already running for {} ({holder}); exiting",
-                config.args.data_dir.display()
-            );
-        }
-        RunOutcome::Finished(summary) => {
-            println!(
-                "stream stopped ({:?}) after {:.0} s: {} klines, {} windows; {}",
-                summary.stop,
-                summary.seconds,
-                summary.ensembler.klines,
-                summary.ensembler.windows,
-                summary.stream.summary()
-            );
-            println!("{}", timing_line(&summary));
-            if !summary.ensembler.scoreboard.is_empty() {
-                print!(
-                    "{}",
-                    crate::ensemble::report::scoreboard_table(&summary.ensembler.scoreboard)
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The REST client behind the stream thread's [`Rest`] trait (delegating to `backfill`'s
-/// impl for [`RestClient`]); its notices go to stream.log.
+/// impl for [`RestClient`]); its notices go to stream.log as they happen (the client's
+/// notifier writes them), so a retry carries the time it was made.
 struct LiveRest {
     client: RestClient,
-    notes: mpsc::Receiver<String>,
 }
 
 impl Rest for LiveRest {
@@ -179,19 +128,28 @@ impl Rest for LiveRest {
         Rest::klines(&mut self.client, request)
     }
 
-    fn notes(&mut self) -> Vec<String> {
-        self.notes.try_iter().collect()
+    fn single_attempt(&mut self, on: bool) {
+        self.client.set_single_attempt(on);
     }
 }
 
 struct LiveConnector {
     url: String,
     config: WsConfig,
+    /// The run's end: a connect (TCP, TLS and WebSocket handshakes) never waits past it.
+    deadline: Option<Instant>,
 }
 
 impl Connect for LiveConnector {
     fn connect(&mut self) -> Result<Box<dyn Frames>, WsError> {
-        Ok(Box::new(KlineSocket::connect(&self.url, &self.config)?))
+        let mut config = self.config;
+        if let Some(d) = self.deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            config.connect_timeout = config
+                .connect_timeout
+                .min(left.max(Duration::from_millis(1)));
+        }
+        Ok(Box::new(KlineSocket::connect(&self.url, &config)?))
     }
 
     fn describe(&self) -> String {
@@ -224,11 +182,7 @@ pub(crate) fn run_stream(
         .args
         .max_runtime
         .map(|ms| started + Duration::from_millis(ms));
-    let whoami = format!(
-        "pid {} started {}",
-        std::process::id(),
-        stamp(wall_clock_ms())
-    );
+    let whoami = lock::whoami(std::process::id(), &stamp(wall_clock_ms()));
     // Check both URLs before touching any file: a typo is a configuration error (exit 2).
     tls::check_base_url(&config.args.rest_url, "https", "http")
         .map_err(|e| Error::Config(e.to_string()))?;
@@ -252,9 +206,11 @@ pub(crate) fn run_stream(
         config.args.interval,
     );
 
-    let mut stream_log = Logger::open(&config.args.log_dir.join("stream.log"), "klinecast stream")
-        .map_err(|e| Error::io("opening stream.log", e))?
-        .mirror_stderr(config.stderr);
+    let stream_log = SharedLogger::new(
+        Logger::open(&config.args.log_dir.join("stream.log"), "klinecast stream")
+            .map_err(|e| Error::io("opening stream.log", e))?
+            .mirror_stderr(config.stderr),
+    );
     stream_log.info(&format!("klinecast stream {whoami}"));
     let store_path = store::kline_path(
         &config.args.data_dir,
@@ -262,44 +218,24 @@ pub(crate) fn run_stream(
         config.args.interval,
     );
     // Only the newest rows are validated: a start costs the same with years of history.
-    let (mut store, report) = KlineStore::open_recent(
+    let (store, report) = KlineStore::open_recent(
         &store_path,
         VERIFY_ROWS.max(config.args.learn.refit_rows + 2 * ensembler::MAX_REPLAY),
     )?;
     if let Some(msg) = report.repair_message(&store_path) {
         stream_log.warn(&msg);
     }
-    let (note_tx, note_rx) = mpsc::channel::<String>();
-    let client = RestClient::new(&config.args.rest_url)?.with_notifier(move |msg| {
-        let _ = note_tx.send(msg.to_string());
-    });
-    let mut rest = LiveRest {
-        client,
-        notes: note_rx,
-    };
-    // Before the ensembler reads its history: the newest stored klines must be Binance's.
-    let check = backfill::check_tail(
-        &mut rest,
-        &mut store,
-        &config.args.symbol,
-        config.args.interval,
-    );
-    for note in rest.notes() {
-        stream_log.info(&format!("rest: {note}"));
-    }
-    match check {
-        Ok(check) => {
-            for line in check.messages(&store_path) {
-                stream_log.warn(&line);
-            }
-        }
-        Err(backfill::CheckError::Store(e)) => return Err(e.into()),
-        Err(backfill::CheckError::Rest(e)) => stream_log.warn(&format!(
-            "could not check the newest stored klines against rest ({e}); continuing, the \
-             check runs again at the next start"
-        )),
-    }
+    // Retries are logged when they happen, with their own time.
+    let notes = stream_log.clone();
+    let client = RestClient::new(&config.args.rest_url)?
+        .with_deadline(deadline)
+        .with_notifier(move |msg| notes.info(&format!("rest: {msg}")));
+    let rest = LiveRest { client };
 
+    // Start-up, local first: the ensembling thread loads and checks the saved ensemble and the
+    // trained models while the streaming thread asks REST about the newest stored klines; the
+    // streaming thread writes nothing until those checks pass (`go`), then repairs the store if
+    // needed and hands the ensembler its history, which it refits while the WebSocket connects.
     let (event_tx, event_rx) = mpsc::channel::<LiveEvent>();
     let ens_config = EnsemblerConfig {
         data_dir: config.args.data_dir.clone(),
@@ -310,15 +246,12 @@ pub(crate) fn run_stream(
         fit: config.args.learn.refit_config(),
         save_every: config.save_every,
     };
-    let (ensembler, replay) = Ensembler::start(
-        &ens_config,
-        &mut |n| Ok(store::read_tail(&store_path, n)?),
-        event_tx,
-    )?;
-
+    let (go_tx, go_rx) = mpsc::channel::<usize>();
+    let (history_tx, history_rx) = mpsc::channel::<Vec<Kline>>();
     let connector = LiveConnector {
         url: ws_url,
         config: config.ws,
+        deadline,
     };
     let (kline_tx, kline_rx) = mpsc::channel();
     let settings = StreamSettings {
@@ -332,7 +265,25 @@ pub(crate) fn run_stream(
         initial_rows: 2 * config.args.learn.refit_rows + 500,
         seed: config.args.learn.seed,
     };
-    let streamer = StreamThread::new(settings, rest, connector, store, kline_tx, stream_log);
+    let streamer = StreamThread::new(settings, rest, connector, store, kline_tx, stream_log)
+        .with_handshake(Handshake {
+            go: go_rx,
+            history: history_tx,
+        });
+    let ensembling = move || -> Result<EnsemblerSummary, Error> {
+        // An error here drops `go_tx`: the streaming thread stops without writing.
+        let prepared = Ensembler::prepare(&ens_config, event_tx)?;
+        if go_tx.send(prepared.rows_needed()).is_err() {
+            return Ok(EnsemblerSummary::default());
+        }
+        drop(go_tx);
+        // No history: the streaming thread stopped first (deadline), nothing to learn.
+        let Ok(history) = history_rx.recv() else {
+            return Ok(EnsemblerSummary::default());
+        };
+        let (ensembler, replay) = prepared.finish(history)?;
+        ensembler.run(replay, kline_rx)
+    };
 
     let (stream_result, ens_result) = thread::scope(|scope| {
         let stream_handle = thread::Builder::new()
@@ -340,7 +291,7 @@ pub(crate) fn run_stream(
             .spawn_scoped(scope, move || streamer.run());
         let ens_handle = thread::Builder::new()
             .name("ensembler".into())
-            .spawn_scoped(scope, move || ensembler.run(replay, kline_rx));
+            .spawn_scoped(scope, ensembling);
         for event in event_rx {
             observer(&event);
         }
@@ -384,7 +335,12 @@ pub(crate) fn spread(values: &[f64]) -> (f64, f64, f64) {
 
 /// The peak resident memory of this process (`VmHWM`, Linux), in KiB.
 pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_kib_of("self")
+}
+
+/// The peak resident memory (`VmHWM`, Linux) of process `pid` (a number, or `self`), in KiB.
+pub(crate) fn peak_rss_kib_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }

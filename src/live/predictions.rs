@@ -16,7 +16,8 @@ pub const HEADER: &str =
 
 /// The header of version 1 files (before intervals). Such a file is moved aside to
 /// `predictions.v1.csv` and a new file starts: its rows are never silently misread.
-pub const HEADER_V1: &str = "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
+pub(crate) const HEADER_V1: &str =
+    "target_open_time,forecast,naive,ensemble_version,made_after_open_time";
 
 /// One forecast: the close of the kline opening at `target_open_time`, made after the kline
 /// opening at `made_after_open_time` closed.
@@ -43,6 +44,11 @@ impl PredictionRow {
             self.lower,
             self.upper
         )
+    }
+
+    /// The central prediction interval, when it is bounded.
+    pub(crate) fn interval(&self) -> Option<(f64, f64)> {
+        (self.lower.is_finite() && self.upper.is_finite()).then_some((self.lower, self.upper))
     }
 
     pub fn from_csv_line(line: &str) -> Option<PredictionRow> {
@@ -73,9 +79,26 @@ pub fn to_csv(rows: &[PredictionRow]) -> String {
     out
 }
 
+/// Reads the rows of a whole file's text (a torn or malformed line is skipped). A version 1
+/// file (one `stream` has not opened since it was written) reads with unbounded intervals; a
+/// file with another header reads as no rows.
+pub(crate) fn read_rows(text: &str) -> Vec<PredictionRow> {
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(HEADER) => lines.filter_map(PredictionRow::from_csv_line).collect(),
+        Some(HEADER_V1) => lines
+            .filter_map(|line| {
+                PredictionRow::from_csv_line(&format!("{line},0,inf"))
+                    .filter(|_| line.split(',').count() == 5)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The open predictions file.
 #[derive(Debug)]
-pub struct PredictionLog {
+pub(crate) struct PredictionLog {
     file: File,
     path: PathBuf,
     last_target: Option<i64>,
@@ -128,7 +151,7 @@ impl PredictionLog {
     }
 
     /// Where a version 1 file (no interval columns) was moved when this one was opened.
-    pub fn migrated(&self) -> Option<&Path> {
+    pub(crate) fn migrated(&self) -> Option<&Path> {
         self.migrated.as_deref()
     }
 
@@ -136,8 +159,9 @@ impl PredictionLog {
         &self.path
     }
 
+    #[cfg(test)]
     /// The largest target written so far.
-    pub fn last_target(&self) -> Option<i64> {
+    pub(crate) fn last_target(&self) -> Option<i64> {
         self.last_target
     }
 
@@ -199,6 +223,38 @@ mod tests {
             lower: 12.1,
             upper: f64::INFINITY,
         }
+    }
+
+    #[test]
+    fn a_file_reads_back_in_both_versions() {
+        let rows = [
+            row(120_000),
+            PredictionRow {
+                upper: 12.6,
+                ..row(180_000)
+            },
+        ];
+        let mut text = format!("{HEADER}\n");
+        for r in &rows {
+            text.push_str(&format!("{}\n", r.to_csv_line()));
+        }
+        assert_eq!(read_rows(&text), rows);
+        assert_eq!(
+            read_rows(&format!("{text}180000,1.5")),
+            rows,
+            "a torn line is skipped"
+        );
+        assert_eq!(rows[0].interval(), None);
+        assert_eq!(rows[1].interval(), Some((12.1, 12.6)));
+        let v1 = format!("{HEADER_V1}\n60000,1.5,1,1,0\n60000,1.5,1,1,0,1,2\n");
+        let old = read_rows(&v1);
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (old[0].forecast, old[0].naive, old[0].interval()),
+            (1.5, 1.0, None)
+        );
+        assert_eq!(read_rows("a,b\n1,2\n"), Vec::new());
+        assert_eq!(read_rows(""), Vec::new());
     }
 
     #[test]

@@ -7,19 +7,21 @@
 //! `serverShutdown` and the planned rotation before Binance's 24 h cut end a connection.
 //! No maths and no model state here.
 
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::backfill::{EmptyStart, FillRange, Pager};
+use crate::backfill::{self, CheckError, EmptyStart, FillRange, Pager, TailProbe};
 use crate::binance::wire::{self, WsEvent};
 use crate::binance::ws::{WsError, WsRead};
 use crate::binance::BinanceError;
 use crate::error::Error;
 use crate::kline::{Interval, Kline, Symbol};
-use crate::log::{stamp, wall_clock_ms, Logger};
+use crate::log::{stamp, wall_clock_ms, SharedLogger};
 use crate::rng::Rng;
 use crate::store::KlineStore;
+
+use super::events::LogEvent;
 
 pub(crate) use crate::backfill::Rest;
 
@@ -89,6 +91,18 @@ pub(crate) struct StreamSettings {
     pub initial_rows: usize,
     /// Seed of the reconnect backoff's jitter.
     pub seed: u64,
+}
+
+/// The stream thread's side of the start-up handshake with the ensembling thread (see
+/// [`StreamThread::start_up`]).
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    /// The ensembler's local checks passed: how many of the newest stored klines it needs.
+    /// Closed without a message when they failed (the run then stops with nothing written).
+    pub go: Receiver<usize>,
+    /// Where those klines go, once the store's newest rows have been checked (or the check
+    /// could not be made yet).
+    pub history: Sender<Vec<Kline>>,
 }
 
 /// Counters, logged at every reconnect and at the end.
@@ -186,7 +200,7 @@ pub(crate) struct StreamThread<R: Rest, C: Connect> {
     pub connector: C,
     pub store: KlineStore,
     pub tx: Sender<ClosedKline>,
-    pub log: Logger,
+    pub log: SharedLogger,
     pub timing: Timing,
     pub limits: Limits,
     /// Klines fetched before now when the store is empty (the ensemble's warm-up history).
@@ -196,6 +210,11 @@ pub(crate) struct StreamThread<R: Rest, C: Connect> {
     sent: u64,
     /// The open time of a partial event already used to check for a missed final.
     checked_partial: Option<i64>,
+    /// The start-up handshake, until [`StreamThread::start_up`] has run.
+    handshake: Option<Handshake>,
+    /// The start-up check of the newest stored klines could not reach REST: it runs before the
+    /// next gap fill, until one succeeds.
+    tail_check_pending: bool,
 }
 
 impl<R: Rest, C: Connect> StreamThread<R, C> {
@@ -206,7 +225,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         connector: C,
         store: KlineStore,
         tx: Sender<ClosedKline>,
-        log: Logger,
+        log: impl Into<SharedLogger>,
     ) -> Self {
         let StreamSettings {
             symbol,
@@ -224,7 +243,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             connector,
             store,
             tx,
-            log,
+            log: log.into(),
             timing,
             limits,
             initial_rows,
@@ -232,7 +251,15 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             stats: StreamStats::default(),
             sent: 0,
             checked_partial: None,
+            handshake: None,
+            tail_check_pending: false,
         }
+    }
+
+    /// Starts with the start-up handshake ([`StreamThread::start_up`]).
+    pub fn with_handshake(mut self, handshake: Handshake) -> Self {
+        self.handshake = Some(handshake);
+        self
     }
 
     /// Runs until a limit is reached or the ensembler hangs up; only store failures (disk) are
@@ -248,8 +275,12 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 .map_or("none".to_string(), stamp),
             self.connector.describe()
         ));
+        let started = match self.handshake.take() {
+            Some(handshake) => self.start_up(handshake)?,
+            None => None,
+        };
         let reason = loop {
-            if let Some(reason) = self.limit_reached() {
+            if let Some(reason) = started.or_else(|| self.limit_reached()) {
                 break reason;
             }
             match self.one_connection()? {
@@ -270,6 +301,86 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             self.stats.summary()
         ));
         Ok((reason, self.stats))
+    }
+
+    /// The start: asks REST about the newest stored klines at once (one attempt, nothing
+    /// written), waits for the ensembler's local checks (models, saved ensemble: no store write
+    /// before they pass, so a run they stop writes nothing), repairs the store if REST showed a
+    /// difference, then hands the ensembler the newest stored klines it asked for. REST down
+    /// holds nothing back: the check runs again before the next gap fill. `Some` ends the run.
+    fn start_up(&mut self, handshake: Handshake) -> Result<Option<StopReason>, Error> {
+        self.rest.single_attempt(true);
+        let probe =
+            backfill::probe_tail(&mut self.rest, &mut self.store, &self.symbol, self.interval);
+        self.rest.single_attempt(false);
+        self.log_rest_notes();
+        let rows = loop {
+            if let Some(reason) = self.limit_reached() {
+                return Ok(Some(reason));
+            }
+            match handshake.go.recv_timeout(Duration::from_millis(100)) {
+                Ok(rows) => break rows,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(Some(StopReason::EnsemblerGone)),
+            }
+        };
+        match probe {
+            Ok(probe) => self.apply_tail_check(probe)?,
+            Err(CheckError::Store(e)) => return Err(e.into()),
+            Err(CheckError::Rest(e)) => {
+                self.tail_check_pending = true;
+                self.log.warn(&format!(
+                    "could not check the newest stored klines against rest ({e}); streaming \
+                     goes on, and the check runs at the first rest call that succeeds"
+                ));
+            }
+        }
+        let history = self.store.tail(rows)?;
+        // A closed channel means the ensembler is gone: the first delivery notices.
+        let _ = handshake.history.send(history);
+        Ok(None)
+    }
+
+    /// Repairs the store as `probe` shows and logs what was replaced.
+    fn apply_tail_check(&mut self, probe: TailProbe) -> Result<(), Error> {
+        let check = probe.apply(&mut self.store)?;
+        for line in check.messages(self.store.path()) {
+            self.log.warn(&line);
+        }
+        Ok(())
+    }
+
+    /// The start-up check that could not reach REST, tried before a gap fill: `Err` when REST
+    /// failed again (the fill would fail too). A difference found now is repaired in the store;
+    /// the ensembler has already read the old rows and learns from the repaired ones from the
+    /// next start.
+    fn retry_tail_check(&mut self) -> Result<Result<(), BinanceError>, Error> {
+        let probe =
+            backfill::probe_tail(&mut self.rest, &mut self.store, &self.symbol, self.interval);
+        self.log_rest_notes();
+        match probe {
+            Ok(probe) => {
+                self.tail_check_pending = false;
+                let check = probe.apply(&mut self.store)?;
+                let lines = check.messages(self.store.path());
+                self.log.info(&format!(
+                    "checked the newest {} stored klines against rest (deferred from the start)",
+                    check.checked
+                ));
+                for line in &lines {
+                    self.log.warn(line);
+                }
+                if !lines.is_empty() {
+                    self.log.warn(
+                        "the ensembler read the replaced rows at the start of this run: it \
+                         learns from the repaired ones from the next start",
+                    );
+                }
+                Ok(Ok(()))
+            }
+            Err(CheckError::Store(e)) => Err(e.into()),
+            Err(CheckError::Rest(e)) => Ok(Err(e)),
+        }
     }
 
     fn limit_reached(&self) -> Option<StopReason> {
@@ -303,15 +414,17 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             Ok(s) => s,
             Err(e) => {
                 self.stats.failed_connects += 1;
-                self.log_ws_error("connect failed", &e);
+                self.log_ws_error(&LogEvent::ConnectFailed.to_string(), &e);
                 return Ok(ConnEnd::Failed);
             }
         };
         self.stats.connects += 1;
-        self.log.info(&format!(
-            "connected ({} connects so far)",
-            self.stats.connects
-        ));
+        self.log.info(
+            &LogEvent::Connected {
+                connects: self.stats.connects,
+            }
+            .to_string(),
+        );
         // Connect first, then fill: events sent during the fill wait in the socket buffer.
         match self.fill(None)? {
             None => {}
@@ -399,7 +512,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 }
                 WsEvent::Error { code, msg } => {
                     self.log
-                        .warn(&format!("server error message: code {code}: {msg}"));
+                        .warn(&LogEvent::ServerError.line(&format!("code {code}: {msg}")));
                 }
                 WsEvent::SubscribeReply | WsEvent::Other => {}
             }
@@ -480,6 +593,11 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     /// after the last stored one, before `before` (an open time) or up to the server's now,
     /// appended and handed on page by page. A REST failure ends the connection (reconnect later).
     fn fill(&mut self, before: Option<i64>) -> Result<Option<ConnEnd>, Error> {
+        if self.tail_check_pending {
+            if let Err(e) = self.retry_tail_check()? {
+                return Ok(Some(self.rest_failed(&e)));
+            }
+        }
         let range = FillRange {
             symbol: self.symbol.clone(),
             interval: self.interval,
@@ -528,20 +646,19 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     fn log_fill(&mut self, fetched: usize) {
         if fetched > 0 {
             self.stats.gap_fills += 1;
-            self.log.info(&format!(
-                "gap fill: {fetched} klines over rest, last stored now {}",
+            self.log.info(&LogEvent::GapFill.line(&format!(
+                "{fetched} klines over rest, last stored now {}",
                 self.store
                     .last_open_time()
                     .map_or("none".to_string(), stamp)
-            ));
+            )));
         }
     }
 
-    fn rest_failed(&mut self, e: &BinanceError) -> ConnEnd {
-        self.log.warn(&format!(
-            "gap fill over rest failed: {e}; local clock {}",
-            stamp(wall_clock_ms())
-        ));
+    fn rest_failed(&self, e: &BinanceError) -> ConnEnd {
+        self.log.warn(
+            &LogEvent::RestFailed.line(&format!("{e}; local clock {}", stamp(wall_clock_ms()))),
+        );
         if let BinanceError::Banned { retry_after_secs } = e {
             // Wait out the ban instead of making it longer.
             if self.sleep(Duration::from_secs(*retry_after_secs)).is_some() {
@@ -702,7 +819,7 @@ mod tests {
             now: now.iter().copied().collect(),
         };
         let (tx, rx) = mpsc::channel();
-        let log = Logger::open(&dir.join("stream.log"), "test")
+        let log = crate::log::Logger::open(&dir.join("stream.log"), "test")
             .expect("log")
             .mirror_stderr(false);
         let settings = StreamSettings {

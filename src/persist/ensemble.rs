@@ -18,7 +18,7 @@ use crate::ensemble::Ensemble;
 pub const ENSEMBLE_FILE_VERSION: u32 = 4;
 
 /// Oldest version still read: v3 has the same layout, with the generations' models inside.
-pub const ENSEMBLE_FILE_OLDEST: u32 = 3;
+pub(crate) const ENSEMBLE_FILE_OLDEST: u32 = 3;
 
 /// `<models-dir>/Ensembled/EnsembleModel.bin`.
 pub fn ensemble_path(models_dir: &Path) -> PathBuf {

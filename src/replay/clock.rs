@@ -36,7 +36,7 @@ pub(crate) struct VirtualClock {
 
 impl VirtualClock {
     /// Starts a clock at `origin_ms` now; it stops at `end_ms`.
-    pub fn start(origin_ms: i64, end_ms: i64, speed: f64) -> VirtualClock {
+    pub(crate) fn start(origin_ms: i64, end_ms: i64, speed: f64) -> VirtualClock {
         VirtualClock {
             origin_ms,
             end_ms,
@@ -46,7 +46,7 @@ impl VirtualClock {
     }
 
     /// The current virtual time in ms.
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         virtual_now(
             self.origin_ms,
             self.started.elapsed(),
@@ -56,7 +56,7 @@ impl VirtualClock {
     }
 
     /// The speed factor.
-    pub fn speed(&self) -> f64 {
+    pub(crate) fn speed(&self) -> f64 {
         self.speed
     }
 

@@ -140,7 +140,7 @@ impl Faults {
 }
 
 /// True when the `count`-th event (1-based) is hit by an "every N" switch.
-pub fn hits(every: Option<u64>, count: u64) -> bool {
+pub(super) fn hits(every: Option<u64>, count: u64) -> bool {
     matches!(every, Some(n) if n > 0 && count > 0 && count.is_multiple_of(n))
 }
 

@@ -22,7 +22,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: i32, msg: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: u16, code: i32, msg: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -31,7 +31,7 @@ impl ApiError {
     }
 
     /// The JSON body `{"code":..,"msg":".."}`.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         format!(
             "{{\"code\":{},\"msg\":{}}}",
             self.code,

@@ -138,6 +138,17 @@ pub fn replay_server(
     speed: f64,
     faults: &str,
 ) -> ReplayServer {
+    replay_server_on(0, klines, start_row, speed, faults)
+}
+
+/// [`replay_server`] on 127.0.0.1:`port` (0: any free port).
+pub fn replay_server_on(
+    port: u16,
+    klines: Vec<Kline>,
+    start_row: usize,
+    speed: f64,
+    faults: &str,
+) -> ReplayServer {
     ReplayServer::start(ReplayConfig {
         klines,
         symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
@@ -145,9 +156,16 @@ pub fn replay_server(
         start_row,
         speed,
         faults: Faults::parse(faults).expect("fault spec"),
-        port: 0,
+        port,
     })
     .expect("start the replay server")
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound once by the OS's choice, then released):
+/// connections to it are refused, as with the network down, until a server is started on it.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
 }
 
 /// `good` as an older version could have stored it while the candle was still open: open =

@@ -1,5 +1,5 @@
 //! A small SVG plotter: linear or logarithmic value axes, UTC time axes, ticks at round numbers,
-//! lines, bands (filled areas between two curves), stacked areas, bars, horizontal rules and a
+//! lines, bands (filled areas between two curves), bars, horizontal rules and a
 //! legend. Pure: it turns numbers into a string of well-formed SVG (every attribute value and
 //! text node escaped with [`escape`]); no I/O, no clock.
 //!
@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use crate::time;
 
 /// Escapes text for XML content and attribute values (`& < > " '`).
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -32,19 +32,19 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The palette: distinguishable on white, in print and for most colour-blind readers.
-pub const PALETTE: [&str; 10] = [
+pub(crate) const PALETTE: [&str; 10] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
     "#bcbd22", "#7f7f7f",
 ];
 
 /// Colour `i` of [`PALETTE`], cycling.
-pub fn color(i: usize) -> &'static str {
+pub(crate) fn color(i: usize) -> &'static str {
     PALETTE[i % PALETTE.len()]
 }
 
 /// How an axis maps its values.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Scale {
+pub(crate) enum Scale {
     Linear,
     /// Base-10 logarithmic; the range must be positive.
     Log,
@@ -54,15 +54,15 @@ pub enum Scale {
 
 /// One axis: its range, scale and label.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Axis {
-    pub min: f64,
-    pub max: f64,
-    pub scale: Scale,
-    pub label: String,
+pub(crate) struct Axis {
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) scale: Scale,
+    pub(crate) label: String,
 }
 
 impl Axis {
-    pub fn new(min: f64, max: f64, scale: Scale, label: &str) -> Axis {
+    pub(crate) fn new(min: f64, max: f64, scale: Scale, label: &str) -> Axis {
         let (mut min, mut max) = if min.is_finite() && max.is_finite() && min <= max {
             (min, max)
         } else {
@@ -91,7 +91,7 @@ impl Axis {
 
     /// A linear axis covering `values` with a 4 % margin (never crossing zero when the data
     /// does not), or `[0, 1]` when there are none.
-    pub fn fit(values: impl IntoIterator<Item = f64>, label: &str) -> Axis {
+    pub(crate) fn fit(values: impl IntoIterator<Item = f64>, label: &str) -> Axis {
         let (lo, hi) = extent(values);
         let pad = (hi - lo) * 0.04;
         let lo2 = if lo >= 0.0 && lo - pad < 0.0 {
@@ -114,7 +114,7 @@ impl Axis {
     }
 
     /// Ticks inside the range: value and label.
-    pub fn ticks(&self, target: usize) -> Vec<(f64, String)> {
+    pub(crate) fn ticks(&self, target: usize) -> Vec<(f64, String)> {
         match self.scale {
             Scale::Linear => nice_ticks(self.min, self.max, target),
             Scale::Log => log_ticks(self.min, self.max),
@@ -127,7 +127,7 @@ impl Axis {
 }
 
 /// Smallest and largest finite value, or `(0, 1)` when there is none.
-pub fn extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     for v in values.into_iter().filter(|v| v.is_finite()) {
@@ -142,7 +142,7 @@ pub fn extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
 }
 
 /// The step of about `target` ticks over `span`: 1, 2 or 5 times a power of ten.
-pub fn nice_step(span: f64, target: usize) -> f64 {
+pub(crate) fn nice_step(span: f64, target: usize) -> f64 {
     let raw = span / target.max(1) as f64;
     if !(raw.is_finite() && raw > 0.0) {
         return 1.0;
@@ -162,7 +162,7 @@ pub fn nice_step(span: f64, target: usize) -> f64 {
 }
 
 /// Ticks at multiples of a round step inside `[min, max]`, labelled with just enough decimals.
-pub fn nice_ticks(min: f64, max: f64, target: usize) -> Vec<(f64, String)> {
+pub(crate) fn nice_ticks(min: f64, max: f64, target: usize) -> Vec<(f64, String)> {
     let step = nice_step(max - min, target);
     let decimals = (-step.log10().floor()).max(0.0) as usize;
     let first = (min / step).ceil() as i64;
@@ -192,7 +192,7 @@ fn format_tick(v: f64, decimals: usize) -> String {
 }
 
 /// Powers of ten inside `[min, max]` (and 2× and 5× when there are few).
-pub fn log_ticks(min: f64, max: f64) -> Vec<(f64, String)> {
+pub(crate) fn log_ticks(min: f64, max: f64) -> Vec<(f64, String)> {
     let lo = min.log10().floor() as i32;
     let hi = max.log10().ceil() as i32;
     let few = hi - lo <= 2;
@@ -223,7 +223,7 @@ const DAY: i64 = 24 * HOUR;
 /// UTC ticks at round times (minutes, hours, days, months or years) inside `[min, max]` ms.
 /// Labels: `HH:MM` within a day, `MM-DD HH:MM` across days, `YYYY-MM-DD` for day steps,
 /// `YYYY-MM` for month steps.
-pub fn time_ticks(min: i64, max: i64, target: usize) -> Vec<(i64, String)> {
+pub(crate) fn time_ticks(min: i64, max: i64, target: usize) -> Vec<(i64, String)> {
     let span = (max - min).max(1);
     let target = target.max(2) as i64;
     const STEPS: [i64; 14] = [
@@ -300,7 +300,7 @@ fn month_ticks(min: i64, max: i64, target: i64) -> Vec<(i64, String)> {
 /// Per pixel column, the first x, the smallest and largest y of the points falling in it:
 /// a million points reduce to `columns` triples, and the drawn extremes are the data's own.
 /// `xs` must be ascending.
-pub fn min_max_columns(xs: &[f64], ys: &[f64], columns: usize) -> Vec<(f64, f64, f64)> {
+pub(crate) fn min_max_columns(xs: &[f64], ys: &[f64], columns: usize) -> Vec<(f64, f64, f64)> {
     let n = xs.len().min(ys.len());
     if n == 0 || columns == 0 {
         return Vec::new();
@@ -336,7 +336,7 @@ pub fn min_max_columns(xs: &[f64], ys: &[f64], columns: usize) -> Vec<(f64, f64,
 
 /// What a chart draws.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Mark {
+pub(crate) enum Mark {
     /// A polyline; non-finite y values break it.
     Line {
         label: String,
@@ -374,7 +374,7 @@ pub enum Mark {
 }
 
 impl Mark {
-    pub fn line(label: &str, color: &str, xs: Vec<f64>, ys: Vec<f64>) -> Mark {
+    pub(crate) fn line(label: &str, color: &str, xs: Vec<f64>, ys: Vec<f64>) -> Mark {
         Mark::Line {
             label: label.to_string(),
             color: color.to_string(),
@@ -404,38 +404,16 @@ impl Mark {
     }
 }
 
-/// Builds stacked bands from shares (each `shares[k][i]` ≥ 0, summing to 1 over k at point i):
-/// band k spans the cumulative sum up to k−1 .. k.
-pub fn stacked(labels: &[String], xs: &[f64], shares: &[Vec<f64>]) -> Vec<Mark> {
-    let mut base = vec![0.0; xs.len()];
-    let mut out = Vec::new();
-    for (k, (label, s)) in labels.iter().zip(shares).enumerate() {
-        let lo = base.clone();
-        for (b, v) in base.iter_mut().zip(s) {
-            *b += if v.is_finite() { v.max(0.0) } else { 0.0 };
-        }
-        out.push(Mark::Band {
-            label: label.clone(),
-            color: color(k).to_string(),
-            xs: xs.to_vec(),
-            lo,
-            hi: base.clone(),
-            opacity: 0.85,
-        });
-    }
-    out
-}
-
 /// A chart: two axes and the marks drawn on them, in a `width` × `height` viewBox.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Chart {
-    pub x: Axis,
-    pub y: Axis,
-    pub marks: Vec<Mark>,
-    pub width: f64,
-    pub height: f64,
+pub(crate) struct Chart {
+    pub(crate) x: Axis,
+    pub(crate) y: Axis,
+    pub(crate) marks: Vec<Mark>,
+    pub(crate) width: f64,
+    pub(crate) height: f64,
     /// Optional `id` attribute of the root element (tests find charts by it).
-    pub id: String,
+    pub(crate) id: String,
 }
 
 /// Font size of tick labels and the legend, in viewBox units.
@@ -445,7 +423,7 @@ const RIGHT: f64 = 14.0;
 const BOTTOM: f64 = 40.0;
 
 impl Chart {
-    pub fn new(id: &str, x: Axis, y: Axis) -> Chart {
+    pub(crate) fn new(id: &str, x: Axis, y: Axis) -> Chart {
         Chart {
             x,
             y,
@@ -456,7 +434,7 @@ impl Chart {
         }
     }
 
-    pub fn add(&mut self, mark: Mark) -> &mut Chart {
+    pub(crate) fn add(&mut self, mark: Mark) -> &mut Chart {
         self.marks.push(mark);
         self
     }
@@ -485,7 +463,7 @@ impl Chart {
     }
 
     /// The SVG element.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let legend = self.legend_rows();
         let top = 10.0 + legend.len() as f64 * (FONT + 6.0);
         let (w, h) = (self.width, self.height + top - 10.0);

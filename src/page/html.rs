@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-pub use super::svg::escape;
+pub(crate) use super::svg::escape;
 
 const CSS: &str = "\
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;\
@@ -24,7 +24,7 @@ th:first-child,td:first-child{text-align:left}th{background:#f6f6f6}\
 
 /// A page under construction.
 #[derive(Debug, Clone, Default)]
-pub struct Page {
+pub(crate) struct Page {
     title: String,
     subtitle: String,
     body: String,
@@ -32,7 +32,7 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn new(title: &str, subtitle: &str) -> Page {
+    pub(crate) fn new(title: &str, subtitle: &str) -> Page {
         Page {
             title: title.to_string(),
             subtitle: subtitle.to_string(),
@@ -55,14 +55,14 @@ impl Page {
     }
 
     /// A section heading.
-    pub fn heading(&mut self, text: &str) -> &mut Page {
+    pub(crate) fn heading(&mut self, text: &str) -> &mut Page {
         self.close_grid();
         let _ = write!(self.body, "<h2>{}</h2>", escape(text));
         self
     }
 
     /// A table; the first row of `rows` is not special: `header` is.
-    pub fn table(&mut self, id: &str, header: &[&str], rows: &[Vec<String>]) -> &mut Page {
+    pub(crate) fn table(&mut self, id: &str, header: &[&str], rows: &[Vec<String>]) -> &mut Page {
         self.open_grid();
         let _ = write!(
             self.body,
@@ -85,7 +85,7 @@ impl Page {
     }
 
     /// A chart with a title and a caption; `svg` must come from [`super::svg::Chart::render`].
-    pub fn figure(&mut self, title: &str, svg: &str, caption: &str) -> &mut Page {
+    pub(crate) fn figure(&mut self, title: &str, svg: &str, caption: &str) -> &mut Page {
         self.open_grid();
         let _ = write!(
             self.body,
@@ -100,7 +100,7 @@ impl Page {
     }
 
     /// The finished XHTML document.
-    pub fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         self.close_grid();
         format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<!DOCTYPE html>\n\

@@ -8,7 +8,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::backfill::{self, EmptyStart, FillRange, Pager, Rest};
+use crate::backfill::{self, EmptyStart, FillRange, FillReport, Pager, Rest};
 use crate::binance::rest::RestClient;
 use crate::binance::BinanceError;
 use crate::cli::{CollectArgs, Start};
@@ -16,36 +16,35 @@ use crate::error::Error;
 use crate::kline::{Interval, Symbol};
 use crate::store::{self, KlineStore};
 
-pub(crate) use crate::backfill::FillReport;
 use crate::time::{format_ms, DAY_MS};
 
 /// Where a fill stands, handed to the progress callback after every page.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Open time the fill started from.
-    pub from_ms: i64,
+    pub(crate) from_ms: i64,
     /// Where it is headed (the end, or the server's time).
-    pub to_ms: i64,
+    pub(crate) to_ms: i64,
     /// The next open time to fetch.
-    pub cursor_ms: i64,
-    pub rows_added: usize,
-    pub elapsed: Duration,
+    pub(crate) cursor_ms: i64,
+    pub(crate) rows_added: usize,
+    pub(crate) elapsed: Duration,
 }
 
 impl Progress {
     /// Share of the time range done, 0 to 100.
-    pub fn percent(&self) -> f64 {
+    pub(crate) fn percent(&self) -> f64 {
         let span = (self.to_ms - self.from_ms).max(1) as f64;
         ((self.cursor_ms - self.from_ms) as f64 / span * 100.0).clamp(0.0, 100.0)
     }
 
     /// Rows added per second so far.
-    pub fn rows_per_sec(&self) -> f64 {
+    pub(crate) fn rows_per_sec(&self) -> f64 {
         self.rows_added as f64 / self.elapsed.as_secs_f64().max(1e-3)
     }
 
     /// Estimated time left, from the pace so far.
-    pub fn eta(&self) -> Option<Duration> {
+    pub(crate) fn eta(&self) -> Option<Duration> {
         let done = self.percent();
         (done > 0.0 && done < 100.0).then(|| self.elapsed.mul_f64((100.0 - done) / done))
     }
@@ -55,7 +54,7 @@ impl Progress {
 /// to the interval) when it is empty, up to `end_ms` (exclusive) or the server's present. The
 /// paging and the proof that each kline is closed are [`backfill::Pager`]'s; this adds the
 /// appends and the progress callback.
-pub fn fill<R: Rest + ?Sized>(
+pub(crate) fn fill<R: Rest + ?Sized>(
     client: &mut R,
     store: &mut KlineStore,
     symbol: &Symbol,
@@ -106,7 +105,7 @@ fn check_store<R: Rest + ?Sized>(
 }
 
 /// Runs `klinecast collect`.
-pub fn run(args: &CollectArgs) -> Result<(), Error> {
+pub(crate) fn run(args: &CollectArgs) -> Result<(), Error> {
     let path = store::kline_path(&args.data_dir, &args.symbol, args.interval);
     let mut client = RestClient::new(&args.rest_url).map_err(|e| match e {
         BinanceError::BadUrl { .. } => {

@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::binance::ws::WsConfig;
-use crate::cli::{DemoArgs, StreamArgs};
+use crate::cli::DemoArgs;
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
-use crate::kline::{Interval, Kline, Series, Symbol};
+use crate::kline::{price_decimals, Interval, Kline, Series, Symbol};
 use crate::live::ensembler::LiveEvent;
-use crate::live::stream_thread::Timing;
-use crate::live::{run_stream, RunOutcome, StreamConfig};
+use crate::live::{run_stream, RunOutcome, StreamConfig, StreamSpec, Timing};
 use crate::log::wall_clock_ms;
 use crate::metrics::Accum;
 use crate::models::ModelKind;
@@ -26,13 +25,14 @@ use crate::train::{self, TrainOptions};
 use crate::{persist, time};
 
 /// Klines streamed when `--klines` is not given (20 windows of 15).
-pub const DEFAULT_KLINES: usize = 300;
+pub(crate) const DEFAULT_KLINES: usize = 300;
 /// History rows the demo trains on (the most recent before the clock).
-pub const TRAIN_ROWS: usize = 20_000;
+pub(crate) const TRAIN_ROWS: usize = 20_000;
 /// Rows the demo's SVR is fitted on.
-pub const SVR_ROWS: usize = 2_000;
+pub(crate) const SVR_ROWS: usize = 2_000;
 
-pub fn run(args: &DemoArgs) -> Result<(), Error> {
+/// Runs `klinecast demo`.
+pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     let (symbol, interval) = store::parse_file_name(&args.data)?;
     let klines = store::load_klines(&args.data)?;
     let n_stream = args.klines.unwrap_or(DEFAULT_KLINES);
@@ -75,9 +75,15 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     );
 
     // 2. Train on the most recent history, as `klinecast train` would.
-    train_models(&klines[..clock_row], &models_dir, args.horizon, args.seed)?;
+    let learn = LearnSettings {
+        svr_rows: SVR_ROWS,
+        threads: settings::fit_threads(),
+        ..args.learn.clone()
+    };
+    train_models(&klines[..clock_row], &models_dir, &learn)?;
 
     // 3. Stream from the replay server at high speed.
+    let table = ForecastTable::new(&klines[..clock_row]);
     let server = ReplayServer::start(ReplayConfig {
         klines,
         symbol: symbol.clone(),
@@ -95,21 +101,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         args.speed,
         real_per_kline / 1000.0
     );
-    println!(
-        "{:<19} {:>12} {:>12} {:>12} {:>12} {:>12} {:>3} | {:>10} {:>10}",
-        "kline (UTC)",
-        "close",
-        "forecast",
-        "naive",
-        "90% lower",
-        "90% upper",
-        "in",
-        "rmse ens",
-        "rmse naive"
-    );
+    println!("{}", table.header());
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
     let config = StreamConfig {
-        args: StreamArgs {
+        args: StreamSpec {
             symbol,
             interval,
             data_dir: data_dir.clone(),
@@ -117,13 +112,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
             log_dir: log_dir.clone(),
             rest_url: server.rest_url(),
             ws_url: server.ws_url(),
-            learn: LearnSettings {
-                svr_rows: SVR_ROWS,
-                horizon: args.horizon,
-                seed: args.seed,
-                threads: settings::fit_threads(),
-                ..LearnSettings::default()
-            },
+            learn,
             max_runtime: Some(budget_ms),
         },
         max_klines: Some(n_stream as u64),
@@ -150,16 +139,18 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
             ens.add(s.last_close, s.ensemble_price, s.actual_close);
             naive.add(s.last_close, s.naive_price, s.actual_close);
             println!(
-                "{:<19} {:>12} {:>12.4} {:>12.4} {:>12.4} {:>12.4} {:>3} | {:>10.6} {:>10.6}",
-                time::format_ms(kline.open_time),
-                kline.close,
-                s.ensemble_price,
-                s.naive_price,
-                s.lower_price,
-                s.upper_price,
-                if s.covered { "in" } else { "out" },
-                ens.rmse(),
-                naive.rmse()
+                "{}",
+                table.row(
+                    kline,
+                    [
+                        s.ensemble_price,
+                        s.naive_price,
+                        s.lower_price,
+                        s.upper_price
+                    ],
+                    s.covered,
+                    [ens.rmse(), naive.rmse()]
+                )
             );
         }
         LiveEvent::Window { line, seconds } => {
@@ -199,6 +190,72 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// The forecast lines the demo prints: prices at the market's own precision
+/// ([`price_decimals`] of the history), right-aligned under a header, one column width for
+/// every price.
+struct ForecastTable {
+    /// Decimals of prices.
+    decimals: usize,
+    /// Width of a price column.
+    width: usize,
+}
+
+impl ForecastTable {
+    const NAMES: [&'static str; 5] = ["close", "forecast", "naive", "90% lower", "90% upper"];
+
+    fn new(history: &[Kline]) -> ForecastTable {
+        let decimals = price_decimals(history);
+        let widest = history
+            .iter()
+            .map(|k| k.values().high)
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        // Twice the widest price the history saw leaves room for the stream's prices.
+        let digits = format!("{:.decimals$}", 2.0 * widest).len();
+        let width = Self::NAMES
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(0)
+            .max(digits);
+        ForecastTable { decimals, width }
+    }
+
+    fn header(&self) -> String {
+        let w = self.width;
+        let mut line = format!("{:<19}", "kline (UTC)");
+        for name in Self::NAMES {
+            line.push_str(&format!(" {name:>w$}"));
+        }
+        let e = self.width + 2;
+        line.push_str(&format!(
+            " {:>3} | {:>e$} {:>e$}",
+            "in", "rmse ens", "rmse naive"
+        ));
+        line
+    }
+
+    /// One scored forecast: the kline's close, the ensemble, naive and interval prices (all at
+    /// the table's decimals), whether the close fell inside, and the running RMSEs (two more
+    /// decimals).
+    fn row(&self, kline: &Kline, prices: [f64; 4], covered: bool, rmse: [f64; 2]) -> String {
+        let (w, d) = (self.width, self.decimals);
+        let close = kline.values().close;
+        let mut line = format!("{:<19} {close:>w$.d$}", time::format_ms(kline.open_time));
+        for p in prices {
+            line.push_str(&format!(" {p:>w$.d$}"));
+        }
+        let (e, de) = (self.width + 2, self.decimals + 2);
+        line.push_str(&format!(
+            " {:>3} | {:>e$.de$} {:>e$.de$}",
+            if covered { "in" } else { "out" },
+            rmse[0],
+            rmse[1]
+        ));
+        line
+    }
+}
+
 fn seed_store(
     data_dir: &Path,
     symbol: &Symbol,
@@ -222,8 +279,7 @@ fn seed_store(
 fn train_models(
     history: &[Kline],
     models_dir: &Path,
-    horizon: usize,
-    seed: u64,
+    learn: &LearnSettings,
 ) -> Result<PathBuf, Error> {
     let rows = &history[history.len().saturating_sub(TRAIN_ROWS)..];
     let mut series = Series::with_capacity(rows.len());
@@ -234,19 +290,47 @@ fn train_models(
         "2/3 training the eight models on the last {} klines (svr on {SVR_ROWS})",
         rows.len()
     );
-    let opts = TrainOptions {
-        holdout: 0.2,
-        horizon,
-        svr_rows: SVR_ROWS,
-        seed,
-        threads: settings::fit_threads(),
-        kinds: ModelKind::ALL.to_vec(),
-        data_file: "demo history".to_string(),
-    };
+    let opts = TrainOptions::new(
+        learn,
+        0.2,
+        ModelKind::ALL.to_vec(),
+        "demo history".to_string(),
+    );
     let outcome = train::train_series(series, &opts, &mut |msg| println!("    {msg}"))?;
     print!("{}", outcome.report.to_table());
-    for model in &outcome.models {
-        persist::save_trained(models_dir, model)?;
-    }
+    persist::save_trained_set(models_dir, &outcome.models)?;
     Ok(models_dir.join(persist::TRAINED_DIR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::kline;
+
+    #[test]
+    fn forecast_lines_align_under_the_header_at_the_market_precision() {
+        let mut k = kline(0);
+        (k.open, k.high, k.low, k.close) = (
+            "7186.68000000".into(),
+            "7190.10000000".into(),
+            "7180.00000000".into(),
+            "7186.60000000".into(),
+        );
+        let table = ForecastTable::new(std::slice::from_ref(&k));
+        assert_eq!((table.decimals, table.width), (2, 9));
+        let header = table.header();
+        let row = table.row(&k, [7186.6049, 7186.6, 7170.0, 7203.25], true, [1.5, 2.25]);
+        assert_eq!(
+            header,
+            "kline (UTC)             close  forecast     naive 90% lower 90% upper  in |    rmse ens  rmse naive"
+        );
+        assert_eq!(
+            row,
+            format!(
+                "{}   7186.60   7186.60   7186.60   7170.00   7203.25  in |      1.5000      2.2500",
+                time::format_ms(k.open_time)
+            )
+        );
+        assert_eq!(header.len(), row.len());
+    }
 }

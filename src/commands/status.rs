@@ -9,47 +9,47 @@
 //! reads: the lock is tested with a non-blocking `try_lock` on the existing file (never
 //! created), released at once. [`assess`] is the pure verdict.
 
-use std::fs::{File, TryLockError};
-use std::io::Read;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::error::Error;
-use crate::live::lock::LOCK_FILE;
+use crate::live;
+use crate::live::lock::{self, LOCK_FILE};
 use crate::log::wall_clock_ms;
-use crate::report::{self, LogEvent};
-use crate::{fsutil, time};
+use crate::run_files::{find_store, parse_stream_log, Window};
+use crate::{fsutil, store, time};
 
 /// A running stream is stale when its store has not grown for more than this many intervals.
-pub const STALE_INTERVALS: i64 = 3;
+pub(crate) const STALE_INTERVALS: i64 = 3;
 
 /// What `status` found, printed as text or JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Status {
-    pub data_dir: String,
-    pub running: bool,
+pub(crate) struct Status {
+    pub(crate) data_dir: String,
+    pub(crate) running: bool,
     /// The lock holder's own words: `pid N started TIME`.
-    pub holder: Option<String>,
-    pub pid: Option<u32>,
-    pub started: Option<String>,
-    pub store: Option<String>,
-    pub interval: Option<String>,
-    pub last_kline_open_time: Option<String>,
+    pub(crate) holder: Option<String>,
+    pub(crate) pid: Option<u32>,
+    pub(crate) started: Option<String>,
+    pub(crate) store: Option<String>,
+    pub(crate) interval: Option<String>,
+    pub(crate) last_kline_open_time: Option<String>,
     /// Wall-clock ages in seconds (file modification times).
-    pub kline_age_s: Option<f64>,
-    pub forecast_age_s: Option<f64>,
-    pub window_age_s: Option<f64>,
-    pub reconnects_last_hour: usize,
-    pub errors_last_hour: usize,
-    pub peak_memory_kib: Option<u64>,
-    pub healthy: bool,
-    pub verdict: String,
+    pub(crate) kline_age_s: Option<f64>,
+    pub(crate) forecast_age_s: Option<f64>,
+    pub(crate) window_age_s: Option<f64>,
+    pub(crate) reconnects_last_hour: usize,
+    pub(crate) errors_last_hour: usize,
+    pub(crate) peak_memory_kib: Option<u64>,
+    pub(crate) healthy: bool,
+    pub(crate) verdict: String,
 }
 
 /// The verdict from the facts: `(healthy, why)`.
-pub fn assess(
+pub(crate) fn assess(
     running: bool,
     kline_age_ms: Option<i64>,
     interval_ms: Option<i64>,
@@ -71,36 +71,13 @@ pub fn assess(
 }
 
 /// `42 s`, `3 min 5 s`, `2 h 10 min`, `3 d 4 h`.
-pub fn fmt_age(s: f64) -> String {
+pub(crate) fn fmt_age(s: f64) -> String {
     let s = s.max(0.0) as u64;
     match s {
         0..=59 => format!("{s} s"),
         60..=3599 => format!("{} min {} s", s / 60, s % 60),
         3600..=86_399 => format!("{} h {} min", s / 3600, s % 3600 / 60),
         _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
-    }
-}
-
-/// Whether a process holds the lock, and what it wrote. A missing file: not running.
-fn lock_state(data_dir: &Path) -> Result<(bool, Option<String>), Error> {
-    let path = data_dir.join(LOCK_FILE);
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, None)),
-        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
-    };
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
-    let holder = Some(text.trim().to_string()).filter(|t| !t.is_empty());
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            Ok((false, holder))
-        }
-        Err(TryLockError::WouldBlock) => Ok((true, holder)),
-        Err(TryLockError::Error(e)) => {
-            Err(Error::io(format!("testing the lock {}", path.display()), e))
-        }
     }
 }
 
@@ -113,12 +90,6 @@ fn age_ms(path: &Path, now: i64) -> Option<i64> {
     Some((now - ms).max(0))
 }
 
-fn peak_of_pid(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn last_line(path: &Path) -> Option<String> {
     let file = File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
@@ -128,21 +99,18 @@ fn last_line(path: &Path) -> Option<String> {
 }
 
 /// Gathers the status of the stream using `data_dir` and `log_dir` at wall time `now`.
-pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error> {
-    let (running, holder) = lock_state(data_dir)?;
-    let pid = holder
-        .as_deref()
-        .and_then(|h| h.strip_prefix("pid "))
-        .and_then(|h| h.split_whitespace().next())
-        .and_then(|p| p.parse().ok());
-    let started = holder
-        .as_deref()
-        .and_then(|h| h.split_once(" started "))
-        .map(|(_, t)| t.to_string());
-    let store: Option<PathBuf> = report::find_store(data_dir);
+pub(crate) fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error> {
+    let (running, holder) = lock::probe(data_dir).map_err(|e| {
+        Error::io(
+            format!("testing the lock {}", data_dir.join(LOCK_FILE).display()),
+            e,
+        )
+    })?;
+    let (pid, started) = holder.as_deref().map_or((None, None), lock::parse_whoami);
+    let store: Option<PathBuf> = find_store(data_dir);
     let interval = store
         .as_deref()
-        .and_then(|p| crate::store::parse_file_name(p).ok())
+        .and_then(|p| store::parse_file_name(p).ok())
         .map(|(_, iv)| iv);
     let kline_age = store.as_deref().and_then(|p| age_ms(p, now));
     let last_open = store
@@ -153,26 +121,23 @@ pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error
     let hour_ago = now - 3_600_000;
     let mut reconnects = 0;
     let mut errors = 0;
-    for line in log_text.lines() {
-        let Some(t) = line.get(..24).and_then(report::parse_stamp) else {
-            continue;
-        };
-        if t < hour_ago {
-            continue;
-        }
-        match report::parse_stream_log(line).first().map(|e| e.1) {
-            Some(LogEvent::Connect) if !line.contains("connected (1 connects") => reconnects += 1,
-            Some(LogEvent::Error) => errors += 1,
-            _ => {}
-        }
+    for (_, event) in parse_stream_log(&log_text)
+        .into_iter()
+        .filter(|(t, _)| *t >= hour_ago)
+    {
+        reconnects += usize::from(event.is_reconnect());
+        errors += usize::from(event.is_error());
     }
     let jsonl = log_dir.join("ensemble.jsonl");
-    let peak = pid.filter(|_| running).and_then(peak_of_pid).or_else(|| {
-        last_line(&jsonl)
-            .and_then(|l| report::parse_window(&l))
-            .and_then(|w| w.peak_rss_kib)
-            .map(|k| k as u64)
-    });
+    let peak = pid
+        .filter(|_| running)
+        .and_then(|pid| live::peak_rss_kib_of(&pid.to_string()))
+        .or_else(|| {
+            last_line(&jsonl)
+                .and_then(|l| Window::parse(&l))
+                .and_then(|w| w.peak_rss_kib)
+                .map(|k| k as u64)
+        });
     let (healthy, verdict) = assess(running, kline_age, interval.map(|i| i.ms()));
     Ok(Status {
         data_dir: data_dir.display().to_string(),
@@ -195,7 +160,7 @@ pub fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error
 }
 
 /// The screen.
-pub fn to_text(s: &Status) -> String {
+pub(crate) fn to_text(s: &Status) -> String {
     let age = |a: Option<f64>| a.map_or("none".to_string(), |a| format!("{} ago", fmt_age(a)));
     let mut out = format!(
         "klinecast status of {}: {}\n",
@@ -241,7 +206,7 @@ pub fn to_text(s: &Status) -> String {
 }
 
 /// Runs `klinecast status`: exit 0 when healthy, 1 otherwise.
-pub fn run(args: &StatusArgs) -> Result<(), Error> {
+pub(crate) fn run(args: &StatusArgs) -> Result<(), Error> {
     let s = gather(&args.data_dir, &args.log_dir, wall_clock_ms())?;
     if args.json {
         let json = serde_json::to_string(&s)

@@ -1,0 +1,31 @@
+//! `klinecast report`: the scoreboard of a stream's run on stdout and, with `--html`, a page of
+//! charts ([`crate::page::run`]) from the files the stream wrote ([`RunFiles`], only read).
+
+use crate::cli::ReportArgs;
+use crate::ensemble::report::scoreboard_table;
+use crate::error::Error;
+use crate::page::{self, run::scoreboard_rows};
+use crate::run_files::RunFiles;
+
+/// Runs `klinecast report`.
+pub(crate) fn run(args: &ReportArgs) -> Result<(), Error> {
+    let files = RunFiles::read(&args.data_dir, &args.log_dir)?;
+    println!(
+        "{}: {} klines stored, {} forecasts, {} windows",
+        files.store_path.display(),
+        files.closes.len(),
+        files.forecasts.len(),
+        files.windows.len()
+    );
+    println!(
+        "\nscoreboard (price errors over all windows in {}):",
+        args.log_dir.display()
+    );
+    print!("{}", scoreboard_table(&scoreboard_rows(&files.windows)));
+    if let Some(out) = &args.html {
+        let html = page::run::html(&files, args.hours, &args.data_dir.display().to_string());
+        page::write(out, &html)?;
+        println!("\nwrote {}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `klinecast stream`: builds the stream's configuration from the command line and the
+//! environment, runs [`crate::live`] and prints what the run did.
+//!
+//! Hidden tuning knobs (environment, for tests and slow links; milliseconds):
+//! `KLINECAST_WS_IDLE_MS` (watchdog, default 30000), `KLINECAST_WS_POLL_MS` (socket read
+//! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
+//! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
+//! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
+//! (stop after that many new closed klines), and `KLINECAST_SAVE_EVERY` (save the ensemble
+//! every N windows, default 1; a count, not milliseconds).
+
+use std::time::Duration;
+
+use crate::binance::ws::WsConfig;
+use crate::ensemble::report::scoreboard_table;
+use crate::error::Error;
+use crate::live::{self, run_stream, RunOutcome, StreamConfig, StreamSpec, Timing};
+use crate::settings::{self, LearnSettings};
+
+/// Builds the configuration from the parsed command line and the environment (see the module
+/// doc for the knobs; each defaults to the value beside its type, [`WsConfig::default`] and
+/// [`Timing::default`]).
+pub(crate) fn config(
+    args: &StreamSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<StreamConfig, Error> {
+    let ms = |name: &str, default: u64| -> Result<u64, Error> {
+        match env(name) {
+            None => Ok(default),
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(v) if v > 0 => Ok(v),
+                _ => Err(Error::Config(format!(
+                    "{name}={text:?} is invalid: expected a positive number of milliseconds"
+                ))),
+            },
+        }
+    };
+    let millis = |name: &str, default: Duration| -> Result<Duration, Error> {
+        Ok(Duration::from_millis(ms(name, default.as_millis() as u64)?))
+    };
+    let (ws, timing) = (WsConfig::default(), Timing::default());
+    let idle = millis("KLINECAST_WS_IDLE_MS", ws.idle_timeout)?;
+    let max_klines = match env("KLINECAST_MAX_KLINES") {
+        None => None,
+        Some(_) => Some(ms("KLINECAST_MAX_KLINES", 1)?),
+    };
+    Ok(StreamConfig {
+        args: StreamSpec {
+            learn: LearnSettings {
+                threads: settings::fit_threads(),
+                ..args.learn.clone()
+            },
+            ..args.clone()
+        },
+        max_klines,
+        ws: WsConfig {
+            connect_timeout: millis("KLINECAST_CONNECT_TIMEOUT_MS", ws.connect_timeout)?,
+            poll: millis("KLINECAST_WS_POLL_MS", ws.poll.min(idle))?,
+            idle_timeout: idle,
+            ..ws
+        },
+        timing: Timing {
+            backoff_base: millis("KLINECAST_BACKOFF_MS", timing.backoff_base)?,
+            backoff_max: millis("KLINECAST_BACKOFF_MAX_MS", timing.backoff_max)?,
+            rotate_after: millis("KLINECAST_ROTATE_MS", timing.rotate_after)?,
+        },
+        save_every: ms("KLINECAST_SAVE_EVERY", 1)?,
+        stderr: true,
+    })
+}
+
+/// Runs `klinecast stream`.
+pub(crate) fn run(args: &StreamSpec) -> Result<(), Error> {
+    let config = config(args, &|name| std::env::var(name).ok())?;
+    match run_stream(&config, &mut |_| {})? {
+        RunOutcome::AlreadyRunning { holder } => {
+            eprintln!(
+                "klinecast stream: already running for {} ({holder}); exiting",
+                config.args.data_dir.display()
+            );
+        }
+        RunOutcome::Finished(summary) => {
+            println!(
+                "stream stopped ({:?}) after {:.0} s: {} klines, {} windows; {}",
+                summary.stop,
+                summary.seconds,
+                summary.ensembler.klines,
+                summary.ensembler.windows,
+                summary.stream.summary()
+            );
+            println!("{}", live::timing_line(&summary));
+            if !summary.ensembler.scoreboard.is_empty() {
+                print!("{}", scoreboard_table(&summary.ensembler.scoreboard));
+            }
+        }
+    }
+    Ok(())
+}

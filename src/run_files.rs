@@ -1,0 +1,259 @@
+//! The files a `stream` run leaves behind, read back for `report` and `status`: the kline store,
+//! `predictions.csv`, `ensemble.jsonl` and `stream.log` (rotated parts included). Only reads;
+//! each file's format is parsed by its writer's module ([`crate::live::predictions`],
+//! [`crate::live::window_log`], [`crate::live::events`]). A backtest fills a [`RunFiles`] in
+//! memory for the same page.
+
+use std::path::{Path, PathBuf};
+
+use crate::ensemble::report::WindowReport;
+use crate::error::Error;
+use crate::live::events::LogEvent;
+use crate::live::predictions::{self, PredictionRow};
+use crate::live::window_log::LoggedWindow;
+use crate::{log, store};
+
+/// One forecaster's score in one window.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Score {
+    pub(crate) label: String,
+    pub(crate) n: u64,
+    pub(crate) rmse: Option<f64>,
+    pub(crate) mae: Option<f64>,
+    pub(crate) directional: Option<f64>,
+}
+
+/// What the page uses of one `ensemble.jsonl` line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Window {
+    pub(crate) first_open_time: i64,
+    pub(crate) last_open_time: i64,
+    /// Wall-clock time the line was logged (ms), when present.
+    pub(crate) logged_at: Option<i64>,
+    pub(crate) scores: Vec<Score>,
+    pub(crate) weights: Vec<(String, f64)>,
+    pub(crate) refit_seconds: Option<f64>,
+    pub(crate) peak_rss_kib: Option<f64>,
+    /// Realised interval coverage of the window, when the ensemble logged it.
+    pub(crate) coverage: Option<f64>,
+    /// Forecasts with an interval behind `coverage`, when logged.
+    pub(crate) coverage_n: Option<u64>,
+    /// The nominal coverage the intervals aim at, when logged.
+    pub(crate) nominal: Option<f64>,
+    /// The experts' standing after the window, when logged.
+    pub(crate) experts: Vec<ExpertState>,
+}
+
+/// An expert's standing after a window, as `ensemble.jsonl` logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ExpertState {
+    pub(crate) label: String,
+    /// Rounds it has been awake and scored, over its whole record.
+    pub(crate) rounds: u64,
+    /// Its ML-Poly weight.
+    pub(crate) weight: f64,
+}
+
+impl Window {
+    /// The window a learner just closed, as the page draws it (a backtest has no wall clock:
+    /// no log time, refit time or memory).
+    pub(crate) fn from_report(r: &WindowReport) -> Window {
+        Window {
+            first_open_time: r.first_open_time,
+            last_open_time: r.last_open_time,
+            logged_at: None,
+            scores: r
+                .forecasters
+                .iter()
+                .map(|f| Score {
+                    label: f.label.clone(),
+                    n: f.n,
+                    rmse: f.rmse,
+                    mae: f.mae,
+                    directional: f.directional,
+                })
+                .collect(),
+            weights: r
+                .weights
+                .iter()
+                .map(|w| (w.label.clone(), w.weight))
+                .collect(),
+            refit_seconds: None,
+            peak_rss_kib: None,
+            coverage: r.coverage.realised,
+            coverage_n: Some(r.coverage.n),
+            nominal: Some(r.coverage.nominal).filter(|x| x.is_finite() && *x > 0.0),
+            experts: r
+                .experts
+                .iter()
+                .map(|e| ExpertState {
+                    label: e.label.clone(),
+                    rounds: e.rounds,
+                    weight: e.weight,
+                })
+                .collect(),
+        }
+    }
+
+    /// A window as logged by a stream, with its log time, refit time and memory.
+    pub(crate) fn from_logged(w: &LoggedWindow) -> Window {
+        Window {
+            logged_at: w.logged_at_ms(),
+            refit_seconds: w.refit_save_seconds.filter(|s| s.is_finite()),
+            peak_rss_kib: w.peak_rss_kib.map(|k| k as f64),
+            ..Window::from_report(&w.report)
+        }
+    }
+
+    /// Reads one `ensemble.jsonl` line; `None` for a line that is not a window report.
+    pub(crate) fn parse(line: &str) -> Option<Window> {
+        LoggedWindow::parse(line).map(|w| Window::from_logged(&w))
+    }
+}
+
+/// The events of `stream.log` text: `(wall ms, event)`.
+pub(crate) fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
+    text.lines()
+        .filter_map(|line| {
+            let (t, msg) = log::split_line(line)?;
+            Some((t, LogEvent::parse(msg)?))
+        })
+        .collect()
+}
+
+/// Everything read from a run's files (or collected in memory by a backtest).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunFiles {
+    pub(crate) store_path: PathBuf,
+    pub(crate) symbol: String,
+    pub(crate) interval_ms: i64,
+    /// `(open_time, close)` of the stored klines.
+    pub(crate) closes: Vec<(i64, f64)>,
+    pub(crate) forecasts: Vec<PredictionRow>,
+    pub(crate) windows: Vec<Window>,
+    /// `(wall ms, event)` of the `stream.log` lines that record an event.
+    pub(crate) log: Vec<(i64, LogEvent)>,
+}
+
+/// The kline store of a data directory: `--symbol`/`--interval` when given, else the most
+/// recently modified `<SYMBOL>_<interval>.csv`.
+pub(crate) fn find_store(data_dir: &Path) -> Option<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(data_dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("csv")
+            || store::parse_file_name(&path).is_err()
+        {
+            continue;
+        }
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
+            best = Some((modified, path));
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+fn read_text(path: &Path) -> Result<String, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Text of a log and its rotated predecessors (`x.2`, `x.1`, `x`), oldest first.
+fn read_rotated(path: &Path) -> Result<String, Error> {
+    let mut text = String::new();
+    for n in (1..=log::DEFAULT_KEEP).rev() {
+        text.push_str(&read_text(&log::numbered(path, n))?);
+    }
+    text.push_str(&read_text(path)?);
+    Ok(text)
+}
+
+impl RunFiles {
+    /// Reads the files of a run; missing files give empty parts, never an error.
+    pub(crate) fn read(data_dir: &Path, log_dir: &Path) -> Result<RunFiles, Error> {
+        let store_path = find_store(data_dir).ok_or_else(|| {
+            Error::Data(format!(
+                "{}: no kline store (<SYMBOL>_<interval>.csv) found; give the --data-dir of a \
+                 stream",
+                data_dir.display()
+            ))
+        })?;
+        let (symbol, interval) = store::parse_file_name(&store_path)?;
+        let series = store::load_series(&store_path)?;
+        let closes = series
+            .open_time
+            .iter()
+            .copied()
+            .zip(series.close.iter().copied())
+            .collect();
+        let forecasts = predictions::read_rows(&read_text(&data_dir.join("predictions.csv"))?);
+        let windows = read_rotated(&log_dir.join("ensemble.jsonl"))?
+            .lines()
+            .filter_map(Window::parse)
+            .collect();
+        let log = parse_stream_log(&read_rotated(&log_dir.join("stream.log"))?);
+        Ok(RunFiles {
+            store_path,
+            symbol: symbol.to_string(),
+            interval_ms: interval.ms(),
+            closes,
+            forecasts,
+            windows,
+            log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backtest's windows are the ones `report` reads back from `ensemble.jsonl`.
+    #[test]
+    fn window_from_a_report_equals_its_json_line_read_back() {
+        let r = crate::ensemble::report::tests::report();
+        let line = serde_json::to_string(&r).expect("json");
+        let read = Window::parse(&line).expect("a window line");
+        assert_eq!(Window::from_report(&r), read);
+        assert_eq!(read.coverage, Some(0.5));
+        assert_eq!(read.scores[2].rmse, None);
+        assert_eq!(read.weights[1], ("trained/forest".to_string(), 0.25));
+        let logged = LoggedWindow {
+            report: r,
+            logged_at: Some(log::stamp(3_600_000)),
+            refit_save_seconds: Some(1.5),
+            peak_rss_kib: Some(2048),
+        };
+        let read = Window::parse(&logged.to_line().expect("json")).expect("a window line");
+        assert_eq!(
+            (read.logged_at, read.refit_seconds, read.peak_rss_kib),
+            (Some(3_600_000), Some(1.5), Some(2048.0))
+        );
+    }
+
+    #[test]
+    fn stream_log_events_with_their_times() {
+        let text = format!(
+            "{} {}\n{} connection lost: read failed: reset\ngarbage\n{} {}\n",
+            log::stamp(1000),
+            LogEvent::Connected { connects: 1 },
+            log::stamp(2000),
+            log::stamp(3000),
+            LogEvent::RestFailed.line("503")
+        );
+        assert_eq!(
+            parse_stream_log(&text),
+            vec![
+                (1000, LogEvent::Connected { connects: 1 }),
+                (3000, LogEvent::RestFailed)
+            ]
+        );
+    }
+}
