@@ -179,8 +179,8 @@ pub(crate) fn backtest(
                 target_open_time: sc.target_open_time,
                 forecast: sc.ensemble_price,
                 naive: sc.naive_price,
-                ensemble_version: learner.ensemble().version,
-                made_after_open_time: series.open_time[i],
+                ensemble_version: sc.forecast_version,
+                made_after_open_time: sc.target_open_time - args.learn.horizon as i64 * interval_ms,
                 lower: if bounded { sc.lower_price } else { 0.0 },
                 upper: if bounded {
                     sc.upper_price

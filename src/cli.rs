@@ -35,7 +35,7 @@ USAGE:
   klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
                           [--generations 8] [--horizon H] [--max-rows N] [--svr-rows N] [--seed S]
                           [--combiner ml-poly|lcb] [--coverage 0.9] [--models LIST] [--json]
-                          [--hours 24] [--html FILE]
+                          [--hours 24] [--html FILE] [--predictions FILE]
   klinecast replay-server --data FILE[,FILE…] [--port P] [--speed X] [--start-row N]
                           [--faults SPEC]
   klinecast describe      [--data FILE] [--html FILE]
@@ -142,6 +142,9 @@ pub struct BacktestArgs {
     /// `--html FILE`: the page of charts, with the last `hours` of forecasts drawn.
     pub(crate) html: Option<PathBuf>,
     pub(crate) hours: f64,
+    /// `--predictions FILE`: every scored forecast with its interval, in the `predictions.csv`
+    /// layout (for `scripts/bench_vs_garch.py`).
+    pub(crate) predictions: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +260,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             models: models(&mut flags)?,
             html: flags.take("--html")?.map(PathBuf::from),
             hours: hours(&mut flags)?,
+            predictions: flags.take("--predictions")?.map(PathBuf::from),
         }),
         "replay-server" => Command::ReplayServer(ReplayArgs {
             data: flags
@@ -675,6 +679,13 @@ mod tests {
         };
         assert_eq!((b.html, b.hours), (Some(PathBuf::from("b.html")), 6.0));
         assert_eq!(b.learn, LearnSettings::default());
+        assert_eq!(b.predictions, None);
+        let Ok(Command::Backtest(b)) =
+            p(&["backtest", "--data", "d.csv", "--predictions", "p.csv"])
+        else {
+            panic!("backtest --predictions parses")
+        };
+        assert_eq!(b.predictions, Some(PathBuf::from("p.csv")));
     }
 
     #[test]

@@ -163,3 +163,71 @@ fn horizon_5_scores_each_forecast_five_klines_later() {
     // Naive is scored on the 5-kline move at horizon 5: a larger error than on the next kline.
     assert!(naive_rmse[0] > naive_rmse[1], "{naive_rmse:?}");
 }
+
+/// `--predictions FILE` writes every scored forecast in the `predictions.csv` layout (what
+/// `scripts/bench_vs_garch.py` reads): one row per forecast the intervals scored, each target a
+/// replayed kline one interval after the kline it was made after, `lower ≤ forecast ≤ upper`,
+/// and the coverage and mean width re-derived from the rows and the closes equal the ones the
+/// JSON reports for the ensemble's intervals.
+#[test]
+fn predictions_file_holds_every_scored_forecast_and_its_interval() {
+    let dir = TempDir::new("backtest-predictions");
+    let out = dir.join("sub/p.csv");
+    let args = [
+        "--svr-rows",
+        "100",
+        "--generations",
+        "2",
+        "--predictions",
+        out.to_str().expect("utf-8"),
+    ];
+    let json: serde_json::Value =
+        serde_json::from_slice(&backtest_json(&dir, 1200, &args)).expect("one JSON object");
+    let text = fs::read_to_string(&out).expect("the predictions file was written");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(klinecast::live::predictions::HEADER),
+        "{text}"
+    );
+    let data = fs::read_to_string(dir.join("AVAXUSDT_1m.csv")).expect("slice");
+    let closes: std::collections::HashMap<i64, f64> = data
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().expect("time"), f[4].parse().expect("close"))
+        })
+        .collect();
+    let (mut n, mut covered, mut last_target, mut width) = (0u64, 0u64, 0i64, 0.0);
+    for line in lines {
+        let row = klinecast::live::predictions::PredictionRow::from_csv_line(line)
+            .unwrap_or_else(|| panic!("not a prediction row: {line}"));
+        assert!(row.target_open_time > last_target, "ascending targets");
+        last_target = row.target_open_time;
+        assert_eq!(row.made_after_open_time + 60_000, row.target_open_time);
+        assert!(
+            row.lower <= row.forecast && row.forecast <= row.upper,
+            "{line}"
+        );
+        let actual = closes[&row.target_open_time];
+        width += row.upper - row.lower;
+        n += 1;
+        covered += u64::from(row.lower <= actual && actual <= row.upper);
+    }
+    let iv = &json["intervals"];
+    assert_eq!(n, 600);
+    assert_eq!(iv["n"].as_u64(), Some(n), "{iv}");
+    let coverage = iv["coverage"].as_f64().expect("coverage");
+    assert!(
+        (coverage - covered as f64 / n as f64).abs() < 1.5 / n as f64,
+        "{coverage} vs {covered}/{n}"
+    );
+    // The very intervals the ensemble scored (not the static baseline's): the same mean width.
+    let mean_width = iv["mean_width"].as_f64().expect("mean width");
+    assert!(
+        (width / n as f64 / mean_width - 1.0).abs() < 1e-9,
+        "{} vs {mean_width}",
+        width / n as f64
+    );
+}

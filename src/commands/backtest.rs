@@ -1,12 +1,15 @@
 //! `klinecast backtest`: loads a kline CSV (its last `--max-rows`), runs the backtest
 //! ([`crate::backtest`]) and prints the final scoreboard (text, or one JSON object with
-//! `--json`); with `--html`, writes its page ([`crate::page::backtest`]). No network; the only
-//! file written is the page.
+//! `--json`); with `--html`, writes its page ([`crate::page::backtest`]), and with
+//! `--predictions` every scored forecast in the `predictions.csv` layout. No network; those two
+//! are the only files written.
 
 use crate::backtest::{backtest, Backtest, BacktestConfig, BacktestSummary, Progress};
 use crate::cli::BacktestArgs;
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
+use crate::fsutil;
+use crate::live::predictions;
 use crate::page::backtest::{pct, price, thirds};
 use crate::{page, store};
 
@@ -27,6 +30,14 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Error> {
         models: args.models.clone(),
     };
     let Backtest { summary, run } = backtest(&config, &series, &mut progress)?;
+    if let Some(out) = &args.predictions {
+        std::fs::create_dir_all(fsutil::parent_dir(out))
+            .and_then(|()| {
+                fsutil::write_atomic(out, predictions::to_csv(&run.forecasts).as_bytes())
+            })
+            .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+        progress.note(&format!("wrote {}", out.display()));
+    }
     if let Some(out) = &args.html {
         page::write(out, &page::backtest::page(&summary, &run, args.hours))?;
         progress.note(&format!("wrote {}", out.display()));

@@ -165,8 +165,13 @@ impl Aci {
 
     /// Records the outcome of a forecast whose interval was `q` (its multiplier) and whose
     /// normalised score is `score = |y − ŷ| / σ`. Returns whether it was covered.
+    ///
+    /// While `α_t ≥ 1` the interval is empty, so the outcome is a miss even when the score is 0.
+    /// On a price grid a residual of exactly 0 is common (a coin that did not move a tick, under
+    /// the naive forecast), and counting it as covered would let α_t climb past 1 for good: the
+    /// miscoverage bound rests on every forecast made at `α_t ≥ 1` being a miss.
     pub fn record(&mut self, q: f64, score: f64) -> bool {
-        let covered = score <= q;
+        let covered = self.alpha_t < 1.0 && score <= q;
         self.scored += 1;
         if !covered {
             self.misses += 1;
@@ -492,6 +497,45 @@ mod tests {
             // The bound at 30,000 is 0.0067: the realised miscoverage is within it of 0.1.
             let mis = aci.miscoverage().unwrap_or(0.0);
             assert!((mis - 0.1).abs() < 0.007, "{mis}");
+        }
+    }
+
+    /// Regression: at `α_t ≥ 1` the interval is empty, so a zero score (a price that did not
+    /// move a tick) is a miss and α_t comes back down; counting it as covered let α_t grow
+    /// without bound on a series of zero scores, and the miscoverage bound with it.
+    #[test]
+    fn aci_at_alpha_one_misses_even_a_zero_score() {
+        let mut aci = Aci::new(0.9, DEFAULT_GAMMA, 100);
+        aci.alpha_t = 1.0 + DEFAULT_GAMMA * 0.5;
+        assert_eq!(aci.multiplier(), 0.0);
+        for _ in 0..1000 {
+            let before = aci.alpha_t;
+            let q = aci.multiplier();
+            let covered = aci.record(q, 0.0);
+            if before >= 1.0 {
+                assert!(!covered, "α_t {before}: the interval is empty");
+                assert!(aci.alpha_t < before);
+            }
+            assert!(aci.alpha_t <= 1.0 + DEFAULT_GAMMA, "α_t {}", aci.alpha_t);
+        }
+        // Zero scores are always covered once α_t < 1 (q ≥ 0): α_t settled just below 1.
+        assert!(aci.alpha_t < 1.0 && aci.alpha_t > 1.0 - 2.0 * DEFAULT_GAMMA);
+    }
+
+    /// The ACI bound on a discrete grid: scores that are whole numbers of ticks, a third of them
+    /// exactly 0 (as on a coarse-tick coin), stay within the bound at every T.
+    #[test]
+    fn aci_obeys_its_bound_on_grid_scores() {
+        let mut rng = Rng::new(11);
+        let mut aci = Aci::new(0.9, DEFAULT_GAMMA, 1440);
+        let a1 = aci.alpha_t;
+        for t in 1..=20_000u64 {
+            let ticks = (rng.normal() * 1.3).round().abs();
+            let q = aci.multiplier();
+            aci.record(q, ticks);
+            let mis = aci.misses as f64 / t as f64;
+            let bound = (a1.max(1.0 - a1) + aci.gamma) / (aci.gamma * t as f64);
+            assert!((mis - aci.alpha).abs() <= bound + 1e-12, "t {t}: {mis}");
         }
     }
 

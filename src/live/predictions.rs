@@ -68,6 +68,17 @@ impl PredictionRow {
     }
 }
 
+/// A whole `predictions.csv` text (header and one line per row), for a file written at once
+/// (`backtest --predictions`); the live stream appends rows to [`PredictionLog`] instead.
+pub fn to_csv(rows: &[PredictionRow]) -> String {
+    let mut out = format!("{HEADER}\n");
+    for row in rows {
+        out.push_str(&row.to_csv_line());
+        out.push('\n');
+    }
+    out
+}
+
 /// Reads the rows of a whole file's text (a torn or malformed line is skipped). A version 1
 /// file (one `stream` has not opened since it was written) reads with unbounded intervals; a
 /// file with another header reads as no rows.
