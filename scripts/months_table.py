@@ -23,18 +23,24 @@ def main(paths):
         with open(p) as f:
             d = json.load(f)
         months.append((os.path.basename(p)[:-5], d))
-    print("| month | forecasts | ensemble ÷ naive | ml-poly | lcb | best expert (÷ naive) | awake experts at the end |")
-    print("|---|---|---|---|---|---|---|")
+    print("| month | forecasts | best member (÷ naive) | ensemble ÷ naive | share of the edge captured | ml-poly | lcb | final weights |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, d in months:
         sb, cb = d["scoreboard"], d["combiners"]
         experts = [r for r in sb if r["label"] not in ("ensemble", "naive") and r["rmse_vs_naive"]]
         best = min(experts, key=lambda r: r["rmse_vs_naive"]) if experts else None
-        awake = [e["label"] for e in d["experts"] if e["weight"] > 0]
+        ens = ratio(sb, "ensemble")
+        b = best["rmse_vs_naive"] if best else None
+        # An edge month: the best member at most 0.995 × naive (issue 20).
+        if b is not None and ens is not None and b <= 0.995:
+            share = f"{100 * (1 - ens) / (1 - b):.0f} %"
+        else:
+            share = "no edge"
+        weights = ", ".join(f"{e['label']} {e['weight']:.2f}" for e in d["experts"] if e["weight"] > 0)
         print(
-            f"| {name} | {d['replay_rows']} | {fmt(ratio(sb, 'ensemble'))} | "
-            f"{fmt(ratio(cb, 'combiner/ml-poly'))} | {fmt(ratio(cb, 'combiner/lcb'))} | "
-            f"{best['label'] if best else '–'} {fmt(best['rmse_vs_naive'] if best else None)} | "
-            f"{', '.join(awake)} |"
+            f"| {name} | {d['replay_rows']} | {best['label'] if best else '–'} {fmt(b)} | "
+            f"{fmt(ens)} | {share} | {fmt(ratio(cb, 'combiner/ml-poly'))} | "
+            f"{fmt(ratio(cb, 'combiner/lcb'))} | {weights} |"
         )
     print()
     print("| month | coverage % (nominal 90) | by volatility third, low / mid / high | interval score vs static | static coverage % | static by third |")

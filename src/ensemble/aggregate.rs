@@ -127,12 +127,18 @@ mod tests {
     use crate::rng::Rng;
 
     /// Runs ML-Poly over `rounds` of (expert forecasts, outcome); expert 0 is naive (always 0).
-    /// Returns (aggregate loss, per-expert losses, records, C_T).
+    /// Returns (aggregate loss, per-expert losses, records, C_T). `C_T = Σ_t Σ_j η_{j,t−1}
+    /// r_{j,t}²` is recomputed here from the definitions (`r = 2(p − y)(p − x_j)`, `η = 1/(1 +
+    /// Σ r²)` over the expert's earlier awake rounds), not taken from the code under test, and
+    /// the records' regret and variation must equal the test's own sums.
     fn run(rounds: &[(Vec<Option<f64>>, f64)], k: usize) -> (f64, Vec<f64>, Vec<PolyRecord>, f64) {
         let mut records = vec![PolyRecord::default(); k];
         let mut agg_loss = 0.0;
         let mut losses = vec![0.0; k];
         let mut c_t = 0.0;
+        // The test's own R_k and V_k.
+        let mut regret = vec![0.0; k];
+        let mut variation = vec![0.0; k];
         for (xs, y) in rounds {
             let awake: Vec<bool> = xs.iter().map(Option::is_some).collect();
             let w = weights(&records, &awake, 0);
@@ -148,7 +154,18 @@ mod tests {
                 let x = x.unwrap_or(p);
                 losses[i] += (x - y) * (x - y);
             }
-            c_t += record(&mut records, &forecasts, p, *y);
+            for &(j, x) in &forecasts {
+                let r = 2.0 * (p - y) * (p - x);
+                c_t += r * r / (1.0 + variation[j]);
+                regret[j] += r;
+                variation[j] += r * r;
+            }
+            record(&mut records, &forecasts, p, *y);
+        }
+        for j in 0..k {
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + b.abs());
+            assert!(close(records[j].regret, regret[j]), "{j}: regret");
+            assert!(close(records[j].variation, variation[j]), "{j}: variation");
         }
         (agg_loss, losses, records, c_t)
     }

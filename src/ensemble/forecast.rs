@@ -137,8 +137,12 @@ struct ExpertRound {
     groups: Vec<ExpertGroup>,
     /// The expert index of each member forecast.
     member_expert: Vec<usize>,
-    /// Per expert: the sum and the number of its members' forecasts.
+    /// Per expert: the sum and the number of its members' forecasts (the combination's
+    /// forecast and 1 for the combination).
     sums: Vec<(f64, usize)>,
+    /// The combination expert's index, and its weights over the other experts.
+    combination: usize,
+    inner_weights: Vec<f64>,
     /// Per expert: awake in this forecast.
     awake: Vec<bool>,
     /// `(expert, mean forecast)` of every expert with a forecast.
@@ -188,7 +192,12 @@ impl Ensemble {
                 let m = &self.members[i];
                 let weight = match self.config.combiner {
                     Combiner::Lcb => raw_weights[i] / total,
-                    Combiner::MlPoly => round.weights[e] / round.sums[e].1.max(1) as f64,
+                    // Its expert's weight, and its expert's share of the combination's.
+                    Combiner::MlPoly => {
+                        (round.weights[e]
+                            + round.weights[round.combination] * round.inner_weights[e])
+                            / round.sums[e].1.max(1) as f64
+                    }
                 };
                 MemberForecast {
                     id: m.id,
@@ -287,24 +296,45 @@ impl Ensemble {
                 },
             )
             .collect();
+        let combination = match groups.iter().position(|g| *g == ExpertGroup::Combination) {
+            Some(e) => e,
+            None => {
+                groups.push(ExpertGroup::Combination);
+                groups.len() - 1
+            }
+        };
         let mut sums = vec![(0.0, 0usize); groups.len()];
         for (&(_, _, p), &e) in forecasts.iter().zip(&member_expert) {
             sums[e].0 += p;
             sums[e].1 += 1;
         }
+        // The combination expert: ML-Poly over every expert that forecasts, without the gate,
+        // on its own records ([`Expert::all_record`]).
+        let all_records: Vec<aggregate::PolyRecord> = (0..groups.len())
+            .map(|e| {
+                self.experts
+                    .get(e)
+                    .map_or_else(Default::default, |x| x.all_record)
+            })
+            .collect();
+        let forecasting: Vec<bool> = sums.iter().map(|&(_, n)| n > 0).collect();
+        let base_forecasts: Vec<(usize, f64)> = sums
+            .iter()
+            .enumerate()
+            .filter(|(_, &(_, n))| n > 0)
+            .map(|(e, &(sum, n))| (e, sum / n as f64))
+            .collect();
+        let inner_weights = aggregate::weights(&all_records, &forecasting, 0);
+        sums[combination] = (aggregate::combine(&inner_weights, &base_forecasts), 1);
         // Sleeping experts: an expert is awake once its own forecasts beat the naive by the
-        // gate's margin (the naive always is). Asleep, it neither weighs nor moves its record.
+        // gate's margin on one of its two time scales (the naive always is). Asleep, it
+        // neither weighs nor moves its record.
         let c = &self.config;
         let awake: Vec<bool> = sums
             .iter()
             .enumerate()
             .map(|(e, &(_, n))| {
-                n > 0
-                    && (e == 0
-                        || self
-                            .experts
-                            .get(e)
-                            .is_some_and(|x| x.stats.votes(c.z, c.min_scored)))
+                n > 0 && (e == 0 || self.experts.get(e).is_some_and(|x| x.awake(c)))
             })
             .collect();
         let expert_forecasts: Vec<(usize, f64)> = sums
@@ -331,6 +361,8 @@ impl Ensemble {
             groups,
             member_expert,
             sums,
+            combination,
+            inner_weights,
             awake,
             forecasts: expert_forecasts,
             weights,

@@ -108,11 +108,7 @@ impl Ensemble {
             window_accum: Accum::default(),
             total_accum: Accum::default(),
             totals: Vec::new(),
-            experts: vec![Expert {
-                group: ExpertGroup::Naive,
-                record: aggregate::PolyRecord::default(),
-                stats: MemberStats::default(),
-            }],
+            experts: vec![Expert::new(ExpertGroup::Naive)],
             intervals: Intervals::new(config.coverage, interval_ms),
             config,
         };
@@ -331,11 +327,12 @@ impl Ensemble {
             .iter()
             .map(|e| {
                 e.group == ExpertGroup::Naive
-                    || (e.stats.votes(self.config.z, self.config.min_scored)
-                        && self
-                            .members
-                            .iter()
-                            .any(|m| m.model.is_some() && m.group() == Some(e.group)))
+                    || (e.awake(&self.config)
+                        && (e.group == ExpertGroup::Combination
+                            || self
+                                .members
+                                .iter()
+                                .any(|m| m.model.is_some() && m.group() == Some(e.group))))
             })
             .collect();
         let records: Vec<aggregate::PolyRecord> = self.experts.iter().map(|e| e.record).collect();
@@ -372,8 +369,28 @@ impl Ensemble {
         let weights = match self.config.combiner {
             Combiner::Lcb => self.weights(),
             Combiner::MlPoly => {
-                // An expert's weight shared by its members that have a model.
+                // An expert's weight, and its share of the combination's (ML-Poly without the
+                // gate over the experts with a model), shared by its members that have a model.
                 let experts = self.expert_weights();
+                let forecasting: Vec<bool> = self
+                    .experts
+                    .iter()
+                    .map(|e| {
+                        e.group == ExpertGroup::Naive
+                            || self
+                                .members
+                                .iter()
+                                .any(|m| m.model.is_some() && m.group() == Some(e.group))
+                    })
+                    .collect();
+                let all_records: Vec<aggregate::PolyRecord> =
+                    self.experts.iter().map(|e| e.all_record).collect();
+                let inner = aggregate::weights(&all_records, &forecasting, 0);
+                let combination = self
+                    .experts
+                    .iter()
+                    .position(|e| e.group == ExpertGroup::Combination)
+                    .map_or(0.0, |k| experts[k].weight);
                 self.members
                     .iter()
                     .map(|m| {
@@ -392,7 +409,7 @@ impl Ensemble {
                             .experts
                             .iter()
                             .position(|e| Some(e.group) == group)
-                            .map_or(0.0, |k| experts[k].weight);
+                            .map_or(0.0, |k| experts[k].weight + combination * inner[k]);
                         if m.model.is_some() || m.origin == Origin::Naive {
                             w / size as f64
                         } else {

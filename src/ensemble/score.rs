@@ -7,7 +7,7 @@ use crate::models::ModelKind;
 
 use super::forecast::price_band;
 use super::report::{ForecasterScore, ScoreRow};
-use super::stats::{GroupTotal, IntervalAccum, MemberStats};
+use super::stats::{GroupTotal, IntervalAccum};
 use super::{
     aggregate, interval, Combiner, Ensemble, Expert, ExpertGroup, Forecast, ScoredForecast,
 };
@@ -120,24 +120,25 @@ impl Ensemble {
         // Experts are resolved by label: one first seen in this forecast joins with an
         // empty record.
         let mut index = Vec::with_capacity(forecast.experts.len());
+        let mut every = Vec::with_capacity(forecast.experts.len());
+        let mut combination = None;
         for x in &forecast.experts {
             let k = match self.experts.iter().position(|e| e.group == x.group) {
                 Some(k) => k,
                 None => {
-                    self.experts.push(Expert {
-                        group: x.group,
-                        record: aggregate::PolyRecord::default(),
-                        stats: MemberStats::default(),
-                    });
+                    self.experts.push(Expert::new(x.group));
                     self.experts.len() - 1
                 }
             };
             let err = x.log_return - actual_lr;
-            self.experts[k]
-                .stats
-                .record(self.config.lambda, err * err, actual_lr * actual_lr);
+            self.experts[k].record_gate(&self.config, err * err, actual_lr * actual_lr);
             if x.awake {
                 index.push((k, x.log_return));
+            }
+            if x.group == ExpertGroup::Combination {
+                combination = Some(x.log_return);
+            } else {
+                every.push((k, x.log_return));
             }
         }
         // Before the volatility model has seen a kline, the regrets are kept on raw returns
@@ -158,6 +159,17 @@ impl Ensemble {
             );
             for (e, r) in self.experts.iter_mut().zip(records) {
                 e.record = r;
+            }
+            // The combination's own ML-Poly: every other expert that forecast, against the
+            // combination's forecast.
+            if let Some(p) = combination {
+                let scaled: Vec<(usize, f64)> = every.iter().map(|&(e, x)| (e, x / sd)).collect();
+                let mut records: Vec<aggregate::PolyRecord> =
+                    self.experts.iter().map(|e| e.all_record).collect();
+                aggregate::record(&mut records, &scaled, p / sd, actual_lr / sd);
+                for (e, r) in self.experts.iter_mut().zip(records) {
+                    e.all_record = r;
+                }
             }
         }
         if let Some(sd) = forecast.sigma.filter(|sd| *sd > 0.0 && sd.is_finite()) {
@@ -277,6 +289,6 @@ fn group_rank(label: &str) -> (u8, usize, String) {
         Some(ExpertGroup::Naive) => (1, 0, String::new()),
         Some(ExpertGroup::Trained(kind)) => (2, kind_rank(kind), String::new()),
         Some(ExpertGroup::Generations(kind)) => (3, kind_rank(kind), String::new()),
-        None => (4, 0, label.to_string()),
+        Some(ExpertGroup::Combination) | None => (4, 0, label.to_string()),
     }
 }
