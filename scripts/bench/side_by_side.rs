@@ -44,33 +44,56 @@ pub fn read_csv(path: &Path, script: &str) -> Result<(DMatrix<f64>, DVector<f64>
     ))
 }
 
-/// Seconds the calling thread has spent on a CPU (Linux `/proc/thread-self/schedstat`, in
-/// nanoseconds), or NaN elsewhere: on one thread this is the work done, whatever else shares
-/// the machine.
-pub fn thread_cpu_s() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(f64::NAN, |ns| ns * 1e-9)
+/// The calling thread's CPU seconds and seconds spent waiting for a CPU (the first two fields
+/// of Linux's `/proc/thread-self/schedstat`, in nanoseconds), or NaN elsewhere: on one thread
+/// the first is the work done, whatever else shares the machine.
+fn schedstat() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let mut fields = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().map_or(f64::NAN, |ns| ns * 1e-9));
+    let cpu = fields.next().unwrap_or(f64::NAN);
+    (cpu, fields.next().unwrap_or(f64::NAN))
 }
 
 /// A wall clock and the calling thread's CPU clock started together.
+///
+/// The kernel adds to the thread's CPU total only at a scheduler tick or a context switch
+/// (every few ms), so a plain difference of two readings is off by up to a tick: too coarse
+/// for runs of a few ms. Both ends are therefore aligned on an update: `start` spins until
+/// the total moves (the count is exact from there), and `read` spins until it moves again and
+/// takes off the spin's own CPU time: its wall time less the time the thread waited for a CPU
+/// meanwhile (the second schedstat field; under load the spin may be switched out).
 pub struct Clocks {
     wall: Instant,
     cpu: f64,
 }
 
+/// Spins until the thread's CPU total changes from `from` (at most a second): the new total,
+/// the wait total then, and when it was seen.
+fn next_cpu_update(from: f64) -> (f64, f64, Instant) {
+    let limit = Instant::now();
+    loop {
+        let (cpu, wait) = schedstat();
+        if cpu != from || cpu.is_nan() || limit.elapsed().as_secs() >= 1 {
+            return (cpu, wait, Instant::now());
+        }
+    }
+}
+
 impl Clocks {
     pub fn start() -> Clocks {
-        Clocks {
-            wall: Instant::now(),
-            cpu: thread_cpu_s(),
-        }
+        let (cpu, _, wall) = next_cpu_update(schedstat().0);
+        Clocks { wall, cpu }
     }
 
     /// (wall seconds, CPU seconds of the calling thread) since [`Clocks::start`].
     pub fn read(&self) -> (f64, f64) {
-        (self.wall.elapsed().as_secs_f64(), thread_cpu_s() - self.cpu)
+        let (wall, before) = (self.wall.elapsed().as_secs_f64(), Instant::now());
+        let (from, wait0) = schedstat();
+        let (cpu, wait1, seen) = next_cpu_update(from);
+        let spin = seen.duration_since(before).as_secs_f64() - (wait1 - wait0);
+        (wall, cpu - self.cpu - spin.max(0.0))
     }
 }
 

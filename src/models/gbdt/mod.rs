@@ -70,6 +70,12 @@
 //! alpha 0, gamma 0, min_child_weight 1, subsample 1, colsample_bytree 1, base_score = mean of
 //! y, tree_method hist, max_bin 256, no early stopping; threads 2, seed 0.
 //!
+//! Files: `model.rs` (the fitted [`Gbdt`], its packed nodes, the checks on load), `predict.rs`
+//! (one row, and the branch-free block walk), `bins.rs` (quantile cuts and row bins, or the
+//! sorted columns of `Exact`), `split.rs` (gradient sums, XGBoost's gain, the exact and
+//! histogram searches of one level), `grow.rs` (one tree level by level, the in-place row
+//! partition, pruning, preorder), `boost.rs` (the boosting rounds, sampling, early stopping).
+//!
 //! Reference: T. Chen and C. Guestrin, "XGBoost: A Scalable Tree Boosting System", KDD 2016;
 //! XGBoost 2.1 `src/tree/param.h`, `split_evaluator.h`, `updater_colmaker.cc`,
 //! `updater_prune.cc`.
