@@ -69,6 +69,9 @@ pub struct Clocks {
     cpu: f64,
 }
 
+/// The longest end spin [`Clocks::read`] trusts: a few scheduler ticks.
+const MAX_SPIN_S: f64 = 0.012;
+
 /// Spins until the thread's CPU total changes from `from` (at most a second): the new total,
 /// the wait total then, and when it was seen.
 fn next_cpu_update(from: f64) -> (f64, f64, Instant) {
@@ -93,6 +96,11 @@ impl Clocks {
         let (from, wait0) = schedstat();
         let (cpu, wait1, seen) = next_cpu_update(from);
         let spin = seen.duration_since(before).as_secs_f64() - (wait1 - wait0);
+        // A spin longer than a few ticks means the wait was not accounted (the thread was
+        // switched out and the total moved late): no CPU reading rather than a wrong one.
+        if spin > MAX_SPIN_S {
+            return (wall, f64::NAN);
+        }
         (wall, cpu - self.cpu - spin.max(0.0))
     }
 }
