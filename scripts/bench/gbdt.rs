@@ -7,22 +7,28 @@
 //! (`fit_cpu_s`, `predict_cpu_s`; Linux, NaN elsewhere: with `--threads 1` the work done even
 //! when other processes share the cores). Asserts nothing; never run by `cargo test`.
 //!
-//! Usage: `cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]`
+//! Usage: `cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]`, or
+//! `cargo bench --bench gbdt -- --serve`: one request per stdin line, `CASE_DIR THREADS METHOD`
+//! (`hist` or `exact`), answered with one run as a JSON line (each directory read once), so the
+//! driver can alternate our runs with XGBoost's.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use klinecast::models::gbdt::GbdtParams;
+use klinecast::models::gbdt::{GbdtParams, TreeMethod};
 use klinecast::models::Regressor;
+use nalgebra::{DMatrix, DVector};
 use serde_json::{json, Map, Value};
 
 /// The script that writes the CSV files this bench reads.
 const SCRIPT: &str = "scripts/bench_vs_xgboost.py";
 
-#[path = "xy_csv.rs"]
-mod xy_csv;
-use xy_csv::read_csv;
+#[path = "side_by_side.rs"]
+mod side_by_side;
+use side_by_side::{read_csv, serve, Clocks};
+
+type Xy = (DMatrix<f64>, DVector<f64>);
 
 fn option(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     match args.iter().position(|a| a == name) {
@@ -34,38 +40,28 @@ fn option(args: &[String], name: &str, default: usize) -> Result<usize, String> 
     }
 }
 
-/// Seconds the calling thread has spent on a CPU (Linux `/proc/thread-self/schedstat`), or
-/// NaN elsewhere: with `--threads 1` this is the work done, whatever else shares the machine.
-fn thread_cpu_s() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(f64::NAN, |ns| ns * 1e-9)
+fn load(dir: &Path) -> Result<(Xy, Xy), String> {
+    Ok((
+        read_csv(&dir.join("train.csv"), SCRIPT)?,
+        read_csv(&dir.join("test.csv"), SCRIPT)?,
+    ))
 }
 
-fn run(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String> {
-    let (x, y) = read_csv(&dir.join("train.csv"), SCRIPT)?;
-    let (xt, yt) = read_csv(&dir.join("test.csv"), SCRIPT)?;
+/// One fit and predict: seconds (wall and the calling thread's CPU), test RMSE and size.
+fn run_one(data: &(Xy, Xy), threads: usize, method: TreeMethod) -> Result<Value, String> {
+    let ((x, y), (xt, yt)) = data;
     let params = GbdtParams {
         threads,
+        tree_method: method,
         ..GbdtParams::default()
     };
-    let (mut fit_s, mut predict_s) = (f64::INFINITY, f64::INFINITY);
-    let (mut fit_cpu_s, mut predict_cpu_s) = (f64::INFINITY, f64::INFINITY);
-    let mut out = None;
-    for _ in 0..repeats {
-        let (t0, c0) = (Instant::now(), thread_cpu_s());
-        let model = params.fit(&x, &y).map_err(|e| e.to_string())?;
-        fit_s = fit_s.min(t0.elapsed().as_secs_f64());
-        fit_cpu_s = fit_cpu_s.min(thread_cpu_s() - c0);
-        let (t1, c1) = (Instant::now(), thread_cpu_s());
-        let pred = model.predict(&xt);
-        predict_s = predict_s.min(t1.elapsed().as_secs_f64());
-        predict_cpu_s = predict_cpu_s.min(thread_cpu_s() - c1);
-        out = Some((model, pred));
-    }
-    let (model, pred) = out.ok_or("no repeats")?;
-    let rmse = ((&pred - &yt).norm_squared() / yt.len().max(1) as f64).sqrt();
+    let clocks = Clocks::start();
+    let model = params.fit(x, y).map_err(|e| e.to_string())?;
+    let (fit_s, fit_cpu_s) = clocks.read();
+    let clocks = Clocks::start();
+    let pred = model.predict(xt);
+    let (predict_s, predict_cpu_s) = clocks.read();
+    let rmse = ((&pred - yt).norm_squared() / yt.len().max(1) as f64).sqrt();
     Ok(json!({
         "fit_s": fit_s,
         "predict_s": predict_s,
@@ -80,11 +76,57 @@ fn run(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String> {
     }))
 }
 
+/// The best of `repeats` runs of every timing (the last run's other fields).
+fn run_best(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String> {
+    let data = load(dir)?;
+    let mut best: Option<Value> = None;
+    for _ in 0..repeats {
+        let mut v = run_one(&data, threads, TreeMethod::Hist)?;
+        if let Some(b) = &best {
+            for key in ["fit_s", "predict_s", "fit_cpu_s", "predict_cpu_s"] {
+                let (old, new) = (b[key].as_f64(), v[key].as_f64());
+                if let (Some(old), Some(new)) = (old, new) {
+                    v[key] = json!(old.min(new));
+                }
+            }
+        }
+        best = Some(v);
+    }
+    best.ok_or_else(|| "no repeats".to_string())
+}
+
+/// `--serve`: `CASE_DIR THREADS METHOD` per line.
+fn serve_requests() {
+    let mut cache: HashMap<String, (Xy, Xy)> = HashMap::new();
+    serve(|words| {
+        let [dir, threads, method] = words else {
+            return Err("expected CASE_DIR THREADS METHOD".to_string());
+        };
+        let threads = match threads.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("{threads} is not a positive integer")),
+        };
+        let method = match *method {
+            "hist" => TreeMethod::Hist,
+            "exact" => TreeMethod::Exact,
+            other => return Err(format!("method {other}: hist or exact")),
+        };
+        if !cache.contains_key(*dir) {
+            cache.insert((*dir).to_string(), load(Path::new(dir))?);
+        }
+        run_one(&cache[*dir], threads, method)
+    });
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if args.first().map(String::as_str) == Some("--serve") {
+        serve_requests();
+        return ExitCode::SUCCESS;
+    }
     let (threads, repeats) = match (option(&args, "--threads", 2), option(&args, "--repeats", 3)) {
         (Ok(t), Ok(r)) => (t, r),
         (Err(e), _) | (_, Err(e)) => {
@@ -104,12 +146,14 @@ fn main() -> ExitCode {
         }
     }
     let Some((dir, cases)) = positional.split_first() else {
-        eprintln!("usage: cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]");
+        eprintln!(
+            "usage: cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R] | --serve"
+        );
         return ExitCode::from(2);
     };
     let mut out = Map::new();
     for case in cases {
-        let v = run(&Path::new(dir).join(case), threads, repeats)
+        let v = run_best(&Path::new(dir).join(case), threads, repeats)
             .unwrap_or_else(|e| json!({ "error": e }));
         eprintln!("klinecast gbdt {case}: {v}");
         out.insert((*case).to_string(), v);

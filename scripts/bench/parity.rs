@@ -9,12 +9,16 @@
 //! Usage: `cargo bench --bench parity -- DIR [--svr-rows N] [--threads T]` (SVR is fitted on
 //! the last N training rows, default 3000, as `klinecast train` does; the forest fits and
 //! predicts on T threads, default 2, its default: `--threads 1` compares it per thread with
-//! scikit-learn's single-threaded forest).
+//! scikit-learn's single-threaded forest, and predicts every model's rows on the calling
+//! thread). `cargo bench --bench parity -- --serve` answers one request per stdin line,
+//! `DIR MODEL THREADS SVR_ROWS`, with one run of that model as a JSON line (the data of each
+//! DIR read once): how `bench_vs_sklearn.py` interleaves our runs with scikit-learn's. Every
+//! run also reports the calling thread's CPU seconds (`fit_cpu_s`, `predict_cpu_s`).
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use klinecast::models::cart::CartParams;
 use klinecast::models::forest::ForestParams;
@@ -28,9 +32,9 @@ use serde_json::{json, Map, Value};
 /// The script that writes the CSV files this bench reads.
 const SCRIPT: &str = "scripts/bench_vs_sklearn.py";
 
-#[path = "xy_csv.rs"]
-mod xy_csv;
-use xy_csv::read_csv;
+#[path = "side_by_side.rs"]
+mod side_by_side;
+use side_by_side::{read_csv, serve, Clocks};
 
 fn rmse(a: &DVector<f64>, b: &DVector<f64>) -> f64 {
     ((a - b).norm_squared() / a.len().max(1) as f64).sqrt()
@@ -47,22 +51,35 @@ fn run_model(
     threads: usize,
 ) -> Value {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let t0 = Instant::now();
+        let clocks = Clocks::start();
         let model = fit(x, y);
-        let fit_s = t0.elapsed().as_secs_f64();
+        let (fit_s, fit_cpu_s) = clocks.read();
         let model = match model {
             Ok(m) => m,
             Err(e) => return json!({ "error": e.to_string() }),
         };
-        let t1 = Instant::now();
+        let clocks = Clocks::start();
         let pred = match &model {
             AnyModel::Forest(f) => f.predict_on(xt, threads),
+            // One thread: every row on the calling thread (the models' batch predicts may
+            // split rows over two).
+            AnyModel::Svr(_) | AnyModel::Knn(_) if threads == 1 => {
+                let mut row = vec![0.0; xt.ncols()];
+                DVector::from_fn(xt.nrows(), |i, _| {
+                    row.iter_mut()
+                        .zip(xt.row(i).iter())
+                        .for_each(|(r, v)| *r = *v);
+                    model.predict_row(&row)
+                })
+            }
             other => other.predict(xt),
         };
-        let predict_s = t1.elapsed().as_secs_f64();
+        let (predict_s, predict_cpu_s) = clocks.read();
         let mut v = json!({
             "fit_s": fit_s,
             "predict_s": predict_s,
+            "fit_cpu_s": fit_cpu_s,
+            "predict_cpu_s": predict_cpu_s,
             "rmse": rmse(&pred, yt),
             "train_rows": x.nrows(),
         });
@@ -81,13 +98,89 @@ fn run_model(
     })
 }
 
+/// The fit of model `name` with its defaults (the forest on `threads`), or `None`.
+fn fitter(name: &str, threads: usize) -> Option<Box<Fit>> {
+    Some(match name {
+        "linear" => Box::new(|x, y| LinearParams::default().fit(x, y).map(AnyModel::Linear)),
+        "svr" => Box::new(|x, y| SvrParams::default().fit(x, y).map(AnyModel::Svr)),
+        "knn" => Box::new(|x, y| KnnParams::default().fit(x, y).map(AnyModel::Knn)),
+        "cart" => Box::new(|x, y| CartParams::default().fit(x, y).map(AnyModel::Cart)),
+        "forest" => Box::new(move |x, y| {
+            ForestParams {
+                threads,
+                ..ForestParams::default()
+            }
+            .fit(x, y)
+            .map(AnyModel::Forest)
+        }),
+        _ => return None,
+    })
+}
+
+const MODELS: [&str; 5] = ["linear", "svr", "knn", "cart", "forest"];
+
+type Xy = (DMatrix<f64>, DVector<f64>);
+
+/// Train and test rows of `dir`.
+fn load(dir: &Path) -> Result<(Xy, Xy), String> {
+    Ok((
+        read_csv(&dir.join("train.csv"), SCRIPT)?,
+        read_csv(&dir.join("test.csv"), SCRIPT)?,
+    ))
+}
+
+/// One run of `name` on the data: SVR on the last `svr_rows` training rows.
+fn run_one(name: &str, data: &(Xy, Xy), threads: usize, svr_rows: usize) -> Value {
+    let Some(fit) = fitter(name, threads) else {
+        return json!({ "error": format!("unknown model {name}; one of {MODELS:?}") });
+    };
+    let ((x, y), (xt, yt)) = data;
+    if name == "svr" {
+        let n = x.nrows();
+        let from = n.saturating_sub(svr_rows);
+        let xs = x.rows(from, n - from).into_owned();
+        let ys = y.rows(from, n - from).into_owned();
+        run_model(fit.as_ref(), &xs, &ys, xt, yt, threads)
+    } else {
+        run_model(fit.as_ref(), x, y, xt, yt, threads)
+    }
+}
+
+/// `--serve`: `DIR MODEL THREADS SVR_ROWS` per line.
+fn serve_requests() {
+    let mut cache: HashMap<String, (Xy, Xy)> = HashMap::new();
+    serve(|words| {
+        let [dir, model, threads, svr_rows] = words else {
+            return Err("expected DIR MODEL THREADS SVR_ROWS".to_string());
+        };
+        let number = |v: &str| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{v} is not a positive integer")),
+        };
+        let (threads, svr_rows) = (number(threads)?, number(svr_rows)?);
+        if !cache.contains_key(*dir) {
+            cache.insert((*dir).to_string(), load(Path::new(dir))?);
+        }
+        let data = &cache[*dir];
+        Ok(run_one(model, data, threads, svr_rows))
+    });
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    // Silence the default panic message of stub models; the JSON carries it.
+    std::panic::set_hook(Box::new(|_| {}));
+    if args.first().map(String::as_str) == Some("--serve") {
+        serve_requests();
+        return ExitCode::SUCCESS;
+    }
     let Some(dir) = args.first() else {
-        eprintln!("usage: cargo bench --bench parity -- DIR [--svr-rows N] [--threads T]");
+        eprintln!(
+            "usage: cargo bench --bench parity -- DIR [--svr-rows N] [--threads T] | --serve"
+        );
         return ExitCode::from(2);
     };
     let flag = |name: &str, default: usize| -> Result<usize, String> {
@@ -106,59 +199,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let dir = Path::new(dir);
-    let loaded = read_csv(&dir.join("train.csv"), SCRIPT)
-        .and_then(|tr| Ok((tr, read_csv(&dir.join("test.csv"), SCRIPT)?)));
-    let ((x, y), (xt, yt)) = match loaded {
+    let data = match load(Path::new(dir)) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
-    // Silence the default panic message of stub models; the JSON carries it.
-    std::panic::set_hook(Box::new(|_| {}));
-
-    let n = x.nrows();
-    let from = n.saturating_sub(svr_rows);
-    let xs = x.rows(from, n - from).into_owned();
-    let ys = y.rows(from, n - from).into_owned();
-
     let mut out = Map::new();
-    let models: [(&str, Box<Fit>); 5] = [
-        (
-            "linear",
-            Box::new(|x, y| LinearParams::default().fit(x, y).map(AnyModel::Linear)),
-        ),
-        (
-            "svr",
-            Box::new(|x, y| SvrParams::default().fit(x, y).map(AnyModel::Svr)),
-        ),
-        (
-            "knn",
-            Box::new(|x, y| KnnParams::default().fit(x, y).map(AnyModel::Knn)),
-        ),
-        (
-            "cart",
-            Box::new(|x, y| CartParams::default().fit(x, y).map(AnyModel::Cart)),
-        ),
-        (
-            "forest",
-            Box::new(move |x, y| {
-                ForestParams {
-                    threads,
-                    ..ForestParams::default()
-                }
-                .fit(x, y)
-                .map(AnyModel::Forest)
-            }),
-        ),
-    ];
-    for (name, fit) in models.iter() {
-        let (tx, ty) = if *name == "svr" { (&xs, &ys) } else { (&x, &y) };
-        let v = run_model(fit.as_ref(), tx, ty, &xt, &yt, threads);
+    for name in MODELS {
+        let v = run_one(name, &data, threads, svr_rows);
         eprintln!("klinecast {name}: {v}");
-        out.insert((*name).to_string(), v);
+        out.insert(name.to_string(), v);
     }
     println!("{}", Value::Object(out));
     ExitCode::SUCCESS

@@ -126,6 +126,12 @@ struct Node {
 
 const LEAF: u32 = u32::MAX;
 
+/// Rows that descend a tree together in [`Cart::add_predictions`].
+const WALK_GROUP: usize = 16;
+
+/// Levels [`Cart::add_predictions`] descends between checks that a group is done.
+const WALK_STEPS: usize = 4;
+
 /// Bytes of one packed node: value (f64), feature (u32), right (u32), little-endian.
 const NODE_BYTES: usize = 16;
 
@@ -291,21 +297,44 @@ impl Cart {
         max_depth
     }
 
-    /// The prediction for a row whose values were already rounded through f32
-    /// (`f64::from(v as f32)`, as [`Cart::leaf_of`] compares them): the batch predictors round
-    /// each row once instead of at every node.
-    pub(crate) fn predict_rounded(&self, x: &[f64]) -> f64 {
-        let mut id = 0;
-        loop {
-            let node = self.nodes[id];
-            if node.feature == LEAF {
-                return node.value;
+    /// Adds the tree's prediction of every row to `sums` (one per row): `rows` holds the rows
+    /// back to back, `stride` values each, already rounded through f32 (so `f64::from(v)`
+    /// compares as [`Cart::leaf_of`] does). Bit-identical to `predict_row` per row.
+    ///
+    /// Groups of [`WALK_GROUP`] rows descend together, one level per pass over the group, so
+    /// their node loads are independent and overlap; each step picks the next node with
+    /// conditional moves (a leaf stays where it is), not with branches whose direction is
+    /// unpredictable; every [`WALK_STEPS`] levels the group stops once all its rows are at
+    /// leaves, so a group costs the depth of its deepest row, not the tree's.
+    pub(crate) fn add_predictions(&self, rows: &[f32], stride: usize, sums: &mut [f64]) {
+        debug_assert!(stride >= 1 && rows.len() >= sums.len() * stride);
+        let nodes = &self.nodes[..];
+        let last = stride - 1;
+        let mut ids = [0u32; WALK_GROUP];
+        for (g, group_sums) in sums.chunks_mut(WALK_GROUP).enumerate() {
+            let m = group_sums.len();
+            let base = g * WALK_GROUP * stride;
+            let group_rows = &rows[base..base + m * stride];
+            let ids = &mut ids[..m];
+            ids.fill(0);
+            loop {
+                for _ in 0..WALK_STEPS {
+                    for (id, row) in ids.iter_mut().zip(group_rows.chunks_exact(stride)) {
+                        let node = nodes[*id as usize];
+                        // A leaf reads some feature and stays put.
+                        let f = (node.feature as usize).min(last);
+                        let left = f64::from(row[f]) <= node.value;
+                        let next = std::hint::select_unpredictable(left, *id + 1, node.right);
+                        *id = if node.feature == LEAF { *id } else { next };
+                    }
+                }
+                if ids.iter().all(|&id| nodes[id as usize].feature == LEAF) {
+                    break;
+                }
             }
-            id = if x[node.feature as usize] <= node.value {
-                id + 1
-            } else {
-                node.right as usize
-            };
+            for (sum, &id) in group_sums.iter_mut().zip(ids.iter()) {
+                *sum += nodes[id as usize].value;
+            }
         }
     }
 

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Shared by bench_vs_sklearn.py and bench_vs_xgboost.py: the Rust half as a long-lived
+request server, interleaved timing, the summary statistics and the Markdown tables.
+
+Method: every case is run `repeats` times on each side, ours and the reference alternating
+(the first of each pair alternates too, so neither side always runs on a warm or cold cache).
+Every run reports wall seconds and the calling thread's CPU seconds (Python's
+`time.thread_time`, the Rust bench's `/proc/thread-self/schedstat`): with one thread that is
+the work done, much less sensitive than wall time to other processes on the cores. A ratio is
+ours / reference (< 1: ours is faster), shown for the best and for the median of the runs.
+
+Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, for two runs
+saved with `--json-out`, every ratio of both and their relative difference (the
+reproducibility check: two runs should agree within 10 %).
+"""
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+PHASES = ("fit", "predict")
+RATIOS = ("cpu best", "cpu median", "wall best", "wall median")
+
+
+def pin_blas_threads(argv):
+    """With `--threads 1`, numpy's BLAS and OpenMP get one thread as well (set before numpy is
+    imported), so the reference's work is all on the calling thread."""
+    if "--threads" in argv and argv[argv.index("--threads") + 1:][:1] == ["1"]:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = "1"
+
+
+class Ours:
+    """The Rust bench in `--serve` mode: one request line in, one JSON line out."""
+
+    def __init__(self, bench, bench_bin=None):
+        if bench_bin:
+            cmd = [bench_bin, "--serve"]
+        else:
+            cmd = ["cargo", "bench", "--locked", "--quiet", "--bench", bench, "--", "--serve"]
+        print("starting: " + " ".join(cmd), file=sys.stderr)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def run(self, *words):
+        self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the Rust bench exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def clocked(fn):
+    """(fn(), wall seconds, calling thread's CPU seconds)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.thread_time() - c0
+
+
+def interleave(repeats, reference, ours):
+    """Runs `reference()` and `ours()` `repeats` times each, alternating which goes first.
+    Returns both lists of run dicts (a run with "error" stops that case)."""
+    ref_runs, our_runs = [], []
+    for r in range(repeats):
+        pair = [(reference, ref_runs), (ours, our_runs)]
+        for fn, runs in (pair if r % 2 == 0 else pair[::-1]):
+            out = fn()
+            runs.append(out)
+            if "error" in out:
+                return ref_runs, our_runs
+    return ref_runs, our_runs
+
+
+def summarize(runs):
+    """Best and median of every timing over the runs, and the last run's other fields."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return {"error": next((r["error"] for r in runs if "error" in r), "no runs")}
+    out = dict(good[-1])
+    for phase in PHASES:
+        for clock, suffix in (("wall", "_s"), ("cpu", "_cpu_s")):
+            # A run whose CPU clock could not be read (null) counts for the wall clock only.
+            values = [r[phase + suffix] for r in good
+                      if isinstance(r.get(phase + suffix), (int, float))
+                      and not math.isnan(r[phase + suffix])]
+            out[f"{phase} {clock} best"] = min(values) if values else None
+            out[f"{phase} {clock} median"] = statistics.median(values) if values else None
+    out["runs"] = len(good)
+    return out
+
+
+def ratios(ref, ours):
+    """ours / reference for every phase and statistic (None when either is missing or 0)."""
+    out = {}
+    for phase in PHASES:
+        for stat in RATIOS:
+            key = f"{phase} {stat}"
+            a, b = ref.get(key), ours.get(key)
+            out[key] = b / a if a and b is not None and a > 0 else None
+    return out
+
+
+def load_average():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def fmt(v, spec):
+    return format(v, spec) if isinstance(v, (int, float)) else "–"
+
+
+def markdown(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def tables(results, ref_name, extra=()):
+    """The fit and predict tables. `results`: list of (case, rows, ref summary, our summary);
+    `extra`: (header, fn(ref, ours) -> cell) columns appended to the fit table."""
+    out = []
+    for phase in PHASES:
+        headers = ["case", "train rows", f"{ref_name} CPU s", "ours CPU s"] + \
+                  [f"ratio {s}" for s in RATIOS]
+        if phase == "fit":
+            headers += [h for h, _ in extra]
+        rows = []
+        for case, n, ref, ours in results:
+            if "error" in ref or "error" in ours:
+                rows.append([case, n, ref.get("error", ""), ours.get("error", "")] +
+                            [""] * (len(headers) - 4))
+                continue
+            rat = ratios(ref, ours)
+            row = [case, n, fmt(ref[f"{phase} cpu best"], ".4f"),
+                   fmt(ours[f"{phase} cpu best"], ".4f")]
+            row += [fmt(rat[f"{phase} {s}"], ".2f") for s in RATIOS]
+            if phase == "fit":
+                row += [fn(ref, ours) for _, fn in extra]
+            rows.append(row)
+        out.append(f"**{phase}** (CPU seconds: best of the runs; ratio = ours / {ref_name})\n\n"
+                   + markdown(headers, rows))
+    return "\n\n".join(out)
+
+
+def save(path, meta, results):
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "results": [
+            {"case": c, "rows": n, "reference": a, "ours": b} for c, n, a, b in results]}, f)
+
+
+def compare(path_a, path_b):
+    """Every ratio of two saved runs and their relative difference; exit 1 above 10 %."""
+    with open(path_a) as f:
+        a = json.load(f)
+    with open(path_b) as f:
+        b = json.load(f)
+    rows, worst = [], 0.0
+    for ra, rb in zip(a["results"], b["results"]):
+        x, y = ratios(ra["reference"], ra["ours"]), ratios(rb["reference"], rb["ours"])
+        for key in x:
+            if x[key] is None or y[key] is None:
+                continue
+            diff = abs(y[key] - x[key]) / x[key]
+            worst = max(worst, diff) if "cpu" in key else worst
+            rows.append([ra["case"], ra["rows"], key, f"{x[key]:.3f}", f"{y[key]:.3f}",
+                         f"{100 * diff:.1f} %"])
+    print(markdown(["case", "train rows", "ratio", "run A", "run B", "difference"], rows))
+    print(f"\nlargest difference of a CPU ratio: {100 * worst:.1f} %")
+    return 0 if worst <= 0.10 else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "compare":
+        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json")

@@ -1,0 +1,390 @@
+//! Split finding: gradient statistics, the gain of XGBoost, and the exact and histogram
+//! searches over the nodes of one level.
+
+use super::bins::{midpoint, Bins};
+use super::grow::{BuildNode, Grower};
+
+/// Below this much work (rows × features) a level is searched on one thread.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// XGBoost's `kRtEps`: a split must reduce the loss by more than this.
+pub(super) const RT_EPS: f32 = 1e-6;
+
+/// Gradient and hessian sums (XGBoost's `GradStats`, in f64).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Stats {
+    pub(super) g: f64,
+    pub(super) h: f64,
+}
+
+impl Stats {
+    pub(super) fn add(&mut self, g: f32) {
+        self.g += f64::from(g);
+        self.h += 1.0;
+    }
+
+    pub(super) fn sub(self, o: Stats) -> Stats {
+        Stats {
+            g: self.g - o.g,
+            h: self.h - o.h,
+        }
+    }
+}
+
+/// The regularization terms, as XGBoost holds them (f32 parameters promoted to f64).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reg {
+    pub(super) lambda: f64,
+    pub(super) alpha: f64,
+    pub(super) min_child_weight: f64,
+}
+
+impl Reg {
+    pub(super) fn threshold_l1(&self, g: f64) -> f64 {
+        if g > self.alpha {
+            g - self.alpha
+        } else if g < -self.alpha {
+            g + self.alpha
+        } else {
+            0.0
+        }
+    }
+
+    /// `CalcWeight`: −T(G)/(H+λ), rounded to f32.
+    pub(super) fn weight(&self, s: Stats) -> f32 {
+        if s.h <= 0.0 {
+            return 0.0;
+        }
+        (-self.threshold_l1(s.g) / (s.h + self.lambda)) as f32
+    }
+
+    /// `CalcGain`: T(G)²/(H+λ), rounded to f32.
+    pub(super) fn score(&self, s: Stats) -> f32 {
+        if s.h <= 0.0 {
+            return 0.0;
+        }
+        let t = self.threshold_l1(s.g);
+        (t * t / (s.h + self.lambda)) as f32
+    }
+}
+
+/// The best split found for a node (XGBoost's `SplitEntry`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Split {
+    pub(super) loss_chg: f32,
+    pub(super) feature: u32,
+    pub(super) threshold: f32,
+    /// `Hist`: the lowest bin that goes right.
+    pub(super) bin: u32,
+}
+
+impl Split {
+    pub(super) const NONE: Split = Split {
+        loss_chg: 0.0,
+        feature: 0,
+        threshold: 0.0,
+        bin: 0,
+    };
+
+    /// XGBoost's `NeedReplace`: a strictly better loss change wins; on a tie the lower
+    /// feature index.
+    pub(super) fn update(&mut self, c: Split) {
+        let replace = if c.loss_chg.is_infinite() {
+            false
+        } else if self.feature <= c.feature {
+            c.loss_chg > self.loss_chg
+        } else {
+            // XGBoost's `!(loss_chg > new)`: also true when either is NaN.
+            self.loss_chg.partial_cmp(&c.loss_chg) != Some(std::cmp::Ordering::Greater)
+        };
+        if replace {
+            *self = c;
+        }
+    }
+}
+
+/// One level of the tree being grown: the nodes to split and what their searches read.
+pub(super) struct Level<'a> {
+    pub(super) grad: &'a [f32],
+    /// The features to consider (ascending).
+    pub(super) features: &'a [usize],
+    /// The ids of the nodes to split, in build order (sibling pairs together below the root).
+    pub(super) expand: &'a [usize],
+    /// Every node built so far, by id.
+    pub(super) nodes: &'a [BuildNode],
+    /// The rows of every node, by id.
+    pub(super) node_rows: &'a [&'a [u32]],
+}
+
+impl Level<'_> {
+    /// The rows of the `k`-th node of the level.
+    fn rows(&self, k: usize) -> &[u32] {
+        self.node_rows[self.expand[k]]
+    }
+}
+
+/// Where a node's histogram comes from in [`Grower::find_hist`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    /// Added up from the node's rows.
+    Rows,
+    /// The parent's histogram minus that of the sibling at this index of the level (the
+    /// sibling with fewer rows is the one built from rows).
+    ParentMinus(usize),
+}
+
+impl Grower<'_> {
+    /// Splits `features` into at most `threads` contiguous chunks when the work is large.
+    fn chunks<'f>(&self, features: &'f [usize], work: usize) -> Vec<&'f [usize]> {
+        let t = if work >= PARALLEL_MIN_WORK {
+            self.threads.min(features.len()).max(1)
+        } else {
+            1
+        };
+        let size = features.len().div_ceil(t);
+        features.chunks(size.max(1)).collect()
+    }
+
+    /// Exact search for every node of the level (XGBoost `ColMaker::EnumerateSplit`, dense
+    /// backward enumeration).
+    pub(super) fn find_exact(&self, sorted: &[Vec<(f32, u32)>], level: &Level) -> Vec<Split> {
+        let expand = level.expand;
+        // Row → index in `expand`, or u32::MAX for rows of finished nodes or not sampled.
+        let mut slot = vec![u32::MAX; self.n];
+        let mut active = 0;
+        for k in 0..expand.len() {
+            for &r in level.rows(k) {
+                slot[r as usize] = k as u32;
+            }
+            active += level.rows(k).len();
+        }
+        let search = |feats: &[usize]| -> Vec<Split> {
+            let mut best = vec![Split::NONE; expand.len()];
+            let mut acc = vec![(Stats::default(), 0f32); expand.len()];
+            for &f in feats {
+                acc.iter_mut().for_each(|a| *a = (Stats::default(), 0.0));
+                for &(v, r) in sorted[f].iter().rev() {
+                    let k = slot[r as usize];
+                    if k == u32::MAX {
+                        continue;
+                    }
+                    let k = k as usize;
+                    let (right, last) = &mut acc[k];
+                    if right.h != 0.0 && v != *last && right.h >= self.reg.min_child_weight {
+                        let node = &level.nodes[expand[k]];
+                        let left = node.stats.sub(*right);
+                        if left.h >= self.reg.min_child_weight {
+                            let gain = self.reg.score(left) + self.reg.score(*right);
+                            best[k].update(Split {
+                                loss_chg: gain - node.score,
+                                feature: f as u32,
+                                threshold: midpoint(v, *last),
+                                bin: 0,
+                            });
+                        }
+                    }
+                    right.add(level.grad[r as usize]);
+                    *last = v;
+                }
+            }
+            best
+        };
+        let chunks = self.chunks(level.features, active * level.features.len());
+        merge_bests(expand.len(), run_jobs(chunks, search))
+    }
+
+    /// Histogram search for every node of the level. `parent_hists[i]` is the histogram of
+    /// the parent of the pair `expand[2i], expand[2i+1]` (none at the root). Returns the bests
+    /// and the histograms of the level's nodes, for the next level to subtract from.
+    pub(super) fn find_hist(
+        &self,
+        bins: &Bins,
+        level: &Level,
+        parent_hists: Vec<Vec<Stats>>,
+    ) -> (Vec<Split>, Vec<Vec<Stats>>) {
+        let (mut hists, sources, work) = plan_hists(bins.total_bins(), level, parent_hists);
+        let chunks = self.chunks(level.features, work * level.features.len());
+        // Each chunk owns the bins of a contiguous feature range in every histogram.
+        let mut starts: Vec<usize> = chunks.iter().map(|c| bins.offsets[c[0]]).collect();
+        starts[0] = 0;
+        let mut parts: Vec<Vec<&mut [Stats]>> = (0..chunks.len()).map(|_| Vec::new()).collect();
+        for h in hists.iter_mut() {
+            let mut rest: &mut [Stats] = h;
+            for (i, part) in parts.iter_mut().enumerate() {
+                let len = starts.get(i + 1).map_or(rest.len(), |&end| end - starts[i]);
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                part.push(mine);
+                rest = tail;
+            }
+        }
+        let search = HistSearch {
+            reg: self.reg,
+            bins,
+            level,
+            sources: &sources,
+        };
+        let jobs: Vec<_> = chunks
+            .iter()
+            .zip(&starts)
+            .zip(parts)
+            .map(|((feats, &base), hs)| (*feats, base, hs))
+            .collect();
+        let found = run_jobs(jobs, |(feats, base, hs)| search.run(feats, base, hs));
+        (merge_bests(level.expand.len(), found), hists)
+    }
+}
+
+/// The histogram buffer and [`Source`] of every node of the level, and the rows to add up.
+fn plan_hists(
+    total: usize,
+    level: &Level,
+    parent_hists: Vec<Vec<Stats>>,
+) -> (Vec<Vec<Stats>>, Vec<Source>, usize) {
+    let n = level.expand.len();
+    let (mut hists, mut sources, mut work) = (Vec::with_capacity(n), Vec::with_capacity(n), 0);
+    if parent_hists.is_empty() {
+        for k in 0..n {
+            hists.push(vec![Stats::default(); total]);
+            sources.push(Source::Rows);
+            work += level.rows(k).len();
+        }
+    }
+    for (i, parent) in parent_hists.into_iter().enumerate() {
+        let (l, r) = (2 * i, 2 * i + 1);
+        let small_left = level.rows(l).len() <= level.rows(r).len();
+        work += level.rows(l).len().min(level.rows(r).len());
+        let fresh = vec![Stats::default(); total];
+        if small_left {
+            hists.extend([fresh, parent]);
+            sources.extend([Source::Rows, Source::ParentMinus(l)]);
+        } else {
+            hists.extend([parent, fresh]);
+            sources.extend([Source::ParentMinus(r), Source::Rows]);
+        }
+    }
+    (hists, sources, work)
+}
+
+/// What one feature chunk of [`Grower::find_hist`] reads.
+struct HistSearch<'a> {
+    reg: Reg,
+    bins: &'a Bins,
+    level: &'a Level<'a>,
+    sources: &'a [Source],
+}
+
+impl HistSearch<'_> {
+    /// For the features `feats`, whose bins start at `base` in a histogram: builds the
+    /// histograms of the nodes summed from rows, subtracts them from their siblings', and
+    /// returns each node's best split among these features. `hs[k]` is node k's part.
+    fn run(&self, feats: &[usize], base: usize, mut hs: Vec<&mut [Stats]>) -> Vec<Split> {
+        let bins = self.bins;
+        let offs: Vec<usize> = feats.iter().map(|&f| bins.offsets[f] - base).collect();
+        for (k, h) in hs.iter_mut().enumerate() {
+            if self.sources[k] != Source::Rows {
+                continue;
+            }
+            for &r in self.level.rows(k) {
+                let g = f64::from(self.level.grad[r as usize]);
+                let row = &bins.bins[r as usize * bins.d..(r as usize + 1) * bins.d];
+                for (&f, &off) in feats.iter().zip(&offs) {
+                    let s = &mut h[off + row[f] as usize];
+                    s.g += g;
+                    s.h += 1.0;
+                }
+            }
+        }
+        for k in 0..hs.len() {
+            let Source::ParentMinus(sibling) = self.sources[k] else {
+                continue;
+            };
+            let (a, b) = if k < sibling {
+                let (x, y) = hs.split_at_mut(sibling);
+                (&mut x[k], &y[0])
+            } else {
+                let (x, y) = hs.split_at_mut(k);
+                (&mut y[0], &x[sibling])
+            };
+            for &f in feats {
+                let (lo, hi) = (bins.offsets[f] - base, bins.offsets[f + 1] - base);
+                for (p, c) in a[lo..hi].iter_mut().zip(&b[lo..hi]) {
+                    *p = p.sub(*c);
+                }
+            }
+        }
+        let mut best = vec![Split::NONE; hs.len()];
+        for (k, h) in hs.iter().enumerate() {
+            let node = &self.level.nodes[self.level.expand[k]];
+            for &f in feats {
+                let (lo, hi) = (bins.offsets[f] - base, bins.offsets[f + 1] - base);
+                self.scan(node, f, &h[lo..hi], &mut best[k]);
+            }
+        }
+        best
+    }
+
+    /// Upward, like XGBoost hist's forward enumeration: the split after the highest non-empty
+    /// bin of the left side, at that bin's upper cut.
+    fn scan(&self, node: &BuildNode, f: usize, h: &[Stats], best: &mut Split) {
+        let reg = &self.reg;
+        let mut left = Stats::default();
+        for (b, s) in h[..h.len() - 1].iter().enumerate() {
+            if s.h == 0.0 {
+                continue;
+            }
+            left.g += s.g;
+            left.h += s.h;
+            if left.h >= reg.min_child_weight {
+                let right = node.stats.sub(left);
+                if right.h >= reg.min_child_weight {
+                    let gain = reg.score(left) + reg.score(right);
+                    best.update(Split {
+                        loss_chg: gain - node.score,
+                        feature: f as u32,
+                        threshold: self.bins.cuts[f][b],
+                        bin: b as u32 + 1,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Runs `work` on every job, the first on the calling thread and the others on scoped
+/// threads, and returns the answers in job order.
+fn run_jobs<J: Send, F>(jobs: Vec<J>, work: F) -> Vec<Vec<Split>>
+where
+    F: Fn(J) -> Vec<Split> + Sync,
+{
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Vec::new();
+    };
+    if jobs.len() == 0 {
+        return vec![work(first)];
+    }
+    std::thread::scope(|s| {
+        let work = &work;
+        let handles: Vec<_> = jobs.map(|j| s.spawn(move || work(j))).collect();
+        let mut parts = vec![work(first)];
+        for h in handles {
+            match h.join() {
+                Ok(p) => parts.push(p),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        parts
+    })
+}
+
+/// The best split of each of `n_nodes` nodes over the chunks' answers, merged in chunk
+/// (feature) order with [`Split::update`].
+fn merge_bests(n_nodes: usize, parts: Vec<Vec<Split>>) -> Vec<Split> {
+    let mut best = vec![Split::NONE; n_nodes];
+    for part in parts {
+        for (b, c) in best.iter_mut().zip(part) {
+            b.update(c);
+        }
+    }
+    best
+}
