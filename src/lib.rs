@@ -21,7 +21,7 @@ pub mod metrics;
 pub mod models;
 pub mod persist;
 pub mod replay;
-pub(crate) mod report;
+pub mod report;
 pub mod rng;
 pub mod settings;
 pub(crate) mod status;

@@ -100,10 +100,14 @@ pub fn parse_stamp(text: &str) -> Option<i64> {
     };
     let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
-    if h > 23 || m > 59 || s > 60 {
+    // Range checks first (a damaged line may hold any number: no overflow below).
+    if !(0..=23).contains(&h) || !(0..=59).contains(&m) || !(0..=60).contains(&s) {
         return None;
     }
-    Some(day + ((h * 60 + m) * 60 + s) * 1000 + ms)
+    if !(0..=999).contains(&ms) {
+        return None;
+    }
+    day.checked_add(((h * 60 + m) * 60 + s) * 1000 + ms)
 }
 
 fn num_field(v: &Value, key: &str) -> Option<f64> {
@@ -282,9 +286,89 @@ fn read_rotated(path: &Path) -> Result<String, Error> {
     Ok(text)
 }
 
+/// The lines of `text` that `ok` refuses, as 1-based line numbers, with the number of lines
+/// looked at. An unterminated last line is left out: `stream` may be writing it (a torn line
+/// left by a kill is cut off at its next start).
+fn refused_lines(text: &str, skip: usize, ok: impl Fn(&str) -> bool) -> (Vec<usize>, usize) {
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let mut refused = Vec::new();
+    let mut total = 0;
+    for (i, line) in complete.lines().enumerate().skip(skip) {
+        total += 1;
+        if !ok(line) {
+            refused.push(i + 1);
+        }
+    }
+    (refused, total)
+}
+
+/// The warning for `refused` lines of `path` (`None` when there are none).
+fn skipped_warning(path: &Path, what: &str, refused: &[usize], total: usize) -> Option<String> {
+    let first = refused.first()?;
+    Some(format!(
+        "{}: {} of {total} lines are not {what} and were skipped (the first is line {first}); \
+         the file is damaged or was written by another program: the report leaves those lines \
+         out; to start it afresh stop `klinecast stream`, move the file away and start it again",
+        path.display(),
+        refused.len()
+    ))
+}
+
+/// Reads `predictions.csv` text of `path` as [`parse_predictions`] does, with a warning naming
+/// the file when its header lacks the needed columns or some rows cannot be read.
+pub fn read_predictions(path: &Path, text: &str) -> (Vec<Forecast>, Option<String>) {
+    if text.is_empty() {
+        return (Vec::new(), None);
+    }
+    let forecasts = parse_predictions(text);
+    let header = text.lines().next().unwrap_or_default();
+    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
+    if !["target_open_time", "forecast", "naive"]
+        .iter()
+        .all(|c| cols.contains(c))
+    {
+        let shown: String = header.chars().take(80).collect();
+        return (
+            forecasts,
+            Some(format!(
+                "{}: the first line {shown:?} is not a predictions.csv header (it needs \
+                 target_open_time, forecast and naive): no forecast is drawn; stop \
+                 `klinecast stream`, move the file away and start it again",
+                path.display()
+            )),
+        );
+    }
+    let (refused, total) = refused_lines(text, 1, |line| {
+        parse_predictions(&format!("{header}\n{line}")).len() == 1
+    });
+    let warning = skipped_warning(path, "prediction rows", &refused, total);
+    (forecasts, warning)
+}
+
+/// Reads `ensemble.jsonl` text (with its rotated predecessors) of `path` as [`parse_window`]
+/// does, with a warning naming the file when some lines are not window reports.
+pub fn read_windows(path: &Path, text: &str) -> (Vec<Window>, Option<String>) {
+    let windows = text.lines().filter_map(parse_window).collect();
+    let (refused, total) = refused_lines(text, 0, |line| parse_window(line).is_some());
+    let warning = skipped_warning(path, "window reports", &refused, total);
+    (windows, warning)
+}
+
 impl RunFiles {
     /// Reads the files of a run; missing files give empty parts, never an error.
     pub fn read(data_dir: &Path, log_dir: &Path) -> Result<RunFiles, Error> {
+        RunFiles::read_with_warnings(data_dir, log_dir).map(|(files, _)| files)
+    }
+
+    /// [`RunFiles::read`], with a warning for each file whose lines could not all be read
+    /// (they are left out of the run; the files are only read).
+    pub fn read_with_warnings(
+        data_dir: &Path,
+        log_dir: &Path,
+    ) -> Result<(RunFiles, Vec<String>), Error> {
         let store_path = find_store(data_dir).ok_or_else(|| {
             Error::Data(format!(
                 "{}: no kline store (<SYMBOL>_<interval>.csv) found; give the --data-dir of a \
@@ -300,13 +384,12 @@ impl RunFiles {
             .copied()
             .zip(series.close.iter().copied())
             .collect();
-        let forecasts = parse_predictions(&read_text(&data_dir.join("predictions.csv"))?);
-        let windows = read_rotated(&log_dir.join("ensemble.jsonl"))?
-            .lines()
-            .filter_map(parse_window)
-            .collect();
+        let predictions = data_dir.join("predictions.csv");
+        let (forecasts, w1) = read_predictions(&predictions, &read_text(&predictions)?);
+        let jsonl = log_dir.join("ensemble.jsonl");
+        let (windows, w2) = read_windows(&jsonl, &read_rotated(&jsonl)?);
         let log = parse_stream_log(&read_rotated(&log_dir.join("stream.log"))?);
-        Ok(RunFiles {
+        let files = RunFiles {
             store_path,
             symbol: symbol.to_string(),
             interval_ms: interval.ms(),
@@ -314,7 +397,8 @@ impl RunFiles {
             forecasts,
             windows,
             log,
-        })
+        };
+        Ok((files, w1.into_iter().chain(w2).collect()))
     }
 }
 
@@ -822,7 +906,10 @@ pub fn score_table(page: &mut Page, id: &str, rows: &[ScoreRow]) {
 
 /// Runs `klinecast report`.
 pub fn run(args: &ReportArgs) -> Result<(), Error> {
-    let files = RunFiles::read(&args.data_dir, &args.log_dir)?;
+    let (files, warnings) = RunFiles::read_with_warnings(&args.data_dir, &args.log_dir)?;
+    for warning in &warnings {
+        eprintln!("klinecast report: warning: {warning}");
+    }
     println!(
         "{}: {} klines stored, {} forecasts, {} windows",
         files.store_path.display(),
@@ -852,6 +939,16 @@ mod tests {
         assert_eq!(parse_stamp("1970-01-01 00:01:02.345Z"), Some(62_345));
         assert_eq!(parse_stamp("2020-01-01 00:00:00"), Some(1_577_836_800_000));
         assert_eq!(parse_stamp("2020-01-01 25:00:00"), None);
+        // Found by the ensemble_jsonl fuzz target: out-of-range fields are refused, never
+        // overflowed.
+        for bad in [
+            "2026-07-01 10:-9223372036854775808:00.204Z",
+            "2026-07-01 -1:00:00",
+            "2026-07-01 10:00:00.9223372036854775807Z",
+            "2026-07-01 10:00:00.-5Z",
+        ] {
+            assert_eq!(parse_stamp(bad), None, "{bad}");
+        }
     }
 
     #[test]
