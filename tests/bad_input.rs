@@ -1024,8 +1024,8 @@ fn report_and_status_skip_damaged_lines_and_say_so() {
     );
     fs::write(log.join("ensemble.jsonl"), &jsonl).expect("write");
     let mut predictions = format!("{HEADER}\n");
-    for i in 100..110 {
-        let close: &str = lines[i].split(',').nth(4).expect("close");
+    for (i, line) in lines.iter().enumerate().take(110).skip(100) {
+        let close: &str = line.split(',').nth(4).expect("close");
         predictions.push_str(&format!(
             "{},{close},{close},1,{},{close},{close}\n",
             open_time(i + 1),
