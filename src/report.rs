@@ -268,12 +268,29 @@ pub fn find_store(data_dir: &Path) -> Option<PathBuf> {
     best.map(|(_, p)| p)
 }
 
+/// Largest `predictions.csv` or log file `report` reads (1 GiB: predictions.csv grows by about
+/// 50 MB a year, the logs are capped at 1 MiB each).
+const MAX_TEXT_BYTES: u64 = 1 << 30;
+
 fn read_text(path: &Path) -> Result<String, Error> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    let io_error = |e| Error::io(format!("reading {}", path.display()), e);
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(io_error(e)),
+    };
+    let len = file.metadata().map_err(io_error)?.len();
+    if len > MAX_TEXT_BYTES {
+        return Err(Error::Data(format!(
+            "{} is {len} bytes, more than `report` reads ({MAX_TEXT_BYTES}); it is damaged or \
+             not klinecast's: stop `klinecast stream`, move the file away and start it again",
+            path.display()
+        )));
     }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_TEXT_BYTES), &mut bytes)
+        .map_err(io_error)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Text of a log and its rotated predecessors (`x.2`, `x.1`, `x`), oldest first.
@@ -499,7 +516,8 @@ pub fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
             };
             let a = &mut acc[i].1;
             let nf = s.n as f64;
-            a.n += s.n;
+            // Saturating: `n` comes from the file (a damaged line may hold any count).
+            a.n = a.n.saturating_add(s.n);
             a.sse += nf * r * r;
             a.sae += nf * s.mae.unwrap_or(f64::NAN);
             a.dir += nf * s.directional.unwrap_or(f64::NAN);
@@ -590,7 +608,8 @@ pub fn run_charts(page: &mut Page, files: &RunFiles, hours: f64, bar_ms: f64) {
         .map(|f| f.target_open_time)
         .or_else(|| files.closes.last().map(|c| c.0))
         .unwrap_or(0);
-    let from = last - (hours * 3_600_000.0) as i64;
+    // Saturating: the times come from the files (a damaged row may hold any number).
+    let from = last.saturating_sub((hours * 3_600_000.0) as i64);
 
     // 1. Close, forecast, interval and naive over the last hours.
     let recent: Vec<&Forecast> = files

@@ -984,7 +984,8 @@ fn damaged_predictions_csv_stops_stream_and_is_kept() {
 /// flipped byte and a line of another program, and whose `predictions.csv` holds an
 /// unreadable row: `report` still prints the scoreboard of the good lines (exit 0) and warns,
 /// naming each file, how many lines it skipped, the first one, and what to do; `status` gives
-/// its verdict without a panic; no file is changed.
+/// its verdict without a panic; no file is changed. A file of an absurd size is refused by
+/// `report` by name, unread, and `status` reads only its end.
 #[test]
 fn report_and_status_skip_damaged_lines_and_say_so() {
     use klinecast::live::predictions::HEADER;
@@ -1064,5 +1065,44 @@ fn report_and_status_skip_damaged_lines_and_say_so() {
         snapshot(dir.path()),
         before,
         "report or status changed a file"
+    );
+
+    // Absurd sizes (sparse files, nothing written): an ensemble.jsonl whose last line is 2 GiB
+    // long is not read by `status` (it reads the last MiB), and `report` refuses it by name
+    // (exit 1) without reading it. Both run with their address space capped at 1 GiB, where
+    // reading the file would abort them (not under emulation: qemu needs more than that).
+    sparse_file(&log.join("ensemble.jsonl"), jsonl.as_bytes(), 2 << 30);
+    let capped = |command: &str| {
+        let emulated = std::env::var("KLINECAST_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty());
+        let mut inner = klinecast_command();
+        inner
+            .arg(command)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--log-dir")
+            .arg(&log);
+        if emulated {
+            return inner.output().expect("run klinecast");
+        }
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 1048576 && exec \"$@\"")
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .output()
+            .expect("run klinecast with a memory cap")
+    };
+    let out = capped("status");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+    let out = capped("report");
+    assert_fails(
+        &out,
+        1,
+        &[
+            "ensemble.jsonl is 2147483648 bytes, more than `report` reads",
+            "move the file away",
+        ],
     );
 }

@@ -1174,7 +1174,7 @@ fn fuzz_ensemble_jsonl() {
 /// replay must find at least these, so a moved or emptied folder fails instead of passing.
 const COMMITTED_REGRESSIONS: [(&str, usize); 6] = [
     ("csv_file", 8),
-    ("ensemble_jsonl", 1),
+    ("ensemble_jsonl", 3),
     ("ensemble_payload", 9),
     ("model_payload", 4),
     ("rest_klines", 3),
