@@ -1175,7 +1175,7 @@ fn fuzz_ensemble_jsonl() {
 const COMMITTED_REGRESSIONS: [(&str, usize); 6] = [
     ("csv_file", 8),
     ("ensemble_jsonl", 3),
-    ("ensemble_payload", 9),
+    ("ensemble_payload", 10),
     ("model_payload", 4),
     ("rest_klines", 3),
     ("ws_event", 3),
@@ -1184,6 +1184,10 @@ const COMMITTED_REGRESSIONS: [(&str, usize); 6] = [
 /// Targets whose saved inputs may be accepted: `report` reads what it can of `ensemble.jsonl`
 /// and `predictions.csv` (a line with an unreadable time stamp is still a window report).
 const LENIENT: [&str; 2] = ["ensemble_jsonl", "predictions_file"];
+
+/// Saved inputs of strict targets that load once fixed: an ensemble payload whose scores count
+/// more "no change" forecasts than moves (`directional` overflowed; metrics now clamp).
+const ACCEPTED: [&str; 1] = ["ensemble_payload/97f510558edeeeaa"];
 
 /// The refusal each committed ensemble payload meets (a signature substring, see [`signature`]),
 /// not just any refusal. These inputs were saved in the v2/v3 payload layout: since the v3
@@ -1299,6 +1303,9 @@ fn regressions_do_not_panic() {
                 }
                 // The lenient readers of `report` keep what they can read of a damaged file.
                 Ok(Ok(_)) if LENIENT.contains(&name.as_str()) => {}
+                // Checksummed files with inconsistent scores load and run (their figures stay
+                // in range) rather than being refused.
+                Ok(Ok(_)) if ACCEPTED.contains(&format!("{name}/{stem}").as_str()) => {}
                 Ok(Ok(v)) => panic!("{} is accepted ({v}), expected a refusal", file.display()),
                 Err(_) => panic!("{} still panics", file.display()),
             }
