@@ -67,6 +67,7 @@ pub(crate) fn read_last_lines(file: &File, len: u64, lines: usize) -> io::Result
 
 /// The last line (without its newline) of the first `len` bytes of `file`; the whole text when
 /// it has a single line, empty for an empty file.
+#[cfg(test)]
 pub(crate) fn read_last_line(file: &File, len: u64) -> io::Result<String> {
     let (_, text) = read_last_lines(file, len, 1)?;
     let body = text.strip_suffix(b"\n").unwrap_or(&text);

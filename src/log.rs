@@ -40,10 +40,14 @@ pub(crate) fn parse_stamp(text: &str) -> Option<i64> {
     };
     let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
-    if h > 23 || m > 59 || s > 60 {
+    // Range checks first (a damaged line may hold any number: no overflow below).
+    if !(0..=23).contains(&h) || !(0..=59).contains(&m) || !(0..=60).contains(&s) {
         return None;
     }
-    Some(day + ((h * 60 + m) * 60 + s) * 1000 + ms)
+    if !(0..=999).contains(&ms) {
+        return None;
+    }
+    day.checked_add(((h * 60 + m) * 60 + s) * 1000 + ms)
 }
 
 /// Splits a line written by [`Logger::info`] or [`Logger::warn`] into its time (ms) and its
@@ -239,6 +243,16 @@ mod tests {
         assert_eq!(parse_stamp("1970-01-01 00:01:02.345Z"), Some(62_345));
         assert_eq!(parse_stamp("2020-01-01 00:00:00"), Some(1_577_836_800_000));
         assert_eq!(parse_stamp("2020-01-01 25:00:00"), None);
+        // Found by the ensemble_jsonl fuzz target: out-of-range fields are refused, never
+        // overflowed.
+        for bad in [
+            "2026-07-01 10:-9223372036854775808:00.204Z",
+            "2026-07-01 -1:00:00",
+            "2026-07-01 10:00:00.9223372036854775807Z",
+            "2026-07-01 10:00:00.-5Z",
+        ] {
+            assert_eq!(parse_stamp(bad), None, "{bad}");
+        }
         for ms in [0, 62_345, 1_577_836_800_999, 1_767_225_599_000] {
             assert_eq!(stamp(ms).len(), STAMP_LEN);
             assert_eq!(parse_stamp(&stamp(ms)), Some(ms));

@@ -25,33 +25,35 @@ pub struct Accum {
 
 impl Accum {
     /// Adds one forecast of `actual`, made when the last known close was `last`.
+    ///
+    /// Counts saturate: an accumulator read back from a saved ensemble may hold any value.
     pub fn add(&mut self, last: f64, forecast: f64, actual: f64) {
         let err = forecast - actual;
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         self.sum_sq += err * err;
         self.sum_abs += err.abs();
         if actual != 0.0 {
             self.sum_ape += (err / actual).abs();
         }
         if actual != last {
-            self.moves += 1;
+            self.moves = self.moves.saturating_add(1);
             if forecast == last {
-                self.flat += 1;
+                self.flat = self.flat.saturating_add(1);
             } else if (forecast - last) * (actual - last) > 0.0 {
-                self.hits += 1;
+                self.hits = self.hits.saturating_add(1);
             }
         }
     }
 
     #[cfg(test)]
     pub(crate) fn merge(&mut self, other: &Accum) {
-        self.n += other.n;
+        self.n = self.n.saturating_add(other.n);
         self.sum_sq += other.sum_sq;
         self.sum_abs += other.sum_abs;
         self.sum_ape += other.sum_ape;
-        self.moves += other.moves;
-        self.hits += other.hits;
-        self.flat += other.flat;
+        self.moves = self.moves.saturating_add(other.moves);
+        self.hits = self.hits.saturating_add(other.hits);
+        self.flat = self.flat.saturating_add(other.flat);
     }
 
     pub fn rmse(&self) -> f64 {
@@ -70,11 +72,12 @@ impl Accum {
     /// Share of the moves whose direction the forecast called correctly, among the moves for
     /// which it called one, in [0, 1]; NaN when it never called a direction on a move.
     pub fn directional(&self) -> f64 {
-        let called = self.moves - self.flat;
+        // Clamped: counts read back from a damaged (checksummed) file need not be consistent.
+        let called = self.moves.saturating_sub(self.flat);
         if called == 0 {
             f64::NAN
         } else {
-            self.hits as f64 / called as f64
+            self.hits.min(called) as f64 / called as f64
         }
     }
 
@@ -84,7 +87,7 @@ impl Accum {
         if self.moves == 0 {
             f64::NAN
         } else {
-            self.flat as f64 / self.moves as f64
+            self.flat.min(self.moves) as f64 / self.moves as f64
         }
     }
 
@@ -100,6 +103,34 @@ impl Accum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (fuzz target ensemble_payload, tests/fuzz-regressions/ensemble_payload/
+    /// 97f510558edeeeaa.bin): a checksummed ensemble file whose scores hold more "no change"
+    /// forecasts than moves made `directional` subtract with overflow. Inconsistent or extreme
+    /// counts give values in range, never a panic.
+    #[test]
+    fn inconsistent_or_extreme_counts_stay_in_range() {
+        let odd = Accum {
+            n: u64::MAX,
+            moves: 3,
+            flat: 5,
+            hits: 9,
+            ..Accum::default()
+        };
+        assert!(odd.directional().is_nan());
+        assert_eq!(odd.flat_share(), 1.0);
+        let many_hits = Accum {
+            moves: 4,
+            flat: 1,
+            hits: 9,
+            ..Accum::default()
+        };
+        assert_eq!(many_hits.directional(), 1.0);
+        let mut sum = odd;
+        sum.merge(&odd);
+        sum.add(1.0, 2.0, 3.0);
+        assert_eq!((sum.n, sum.moves, sum.hits), (u64::MAX, 7, 19));
+    }
 
     #[test]
     fn exact_values() {

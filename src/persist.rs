@@ -392,9 +392,9 @@ pub(crate) fn load_framed<T: DeserializeOwned>(
 }
 
 /// The bytes of the file at `path`, a missing file being [`PersistError::NotFound`] with the
-/// hint for `tag`.
+/// hint for `tag`, and a file larger than [`MAX_FILE_BYTES`] [`PersistError::Corrupt`] without reading it.
 pub(crate) fn read_file(path: &Path, tag: [u8; 4]) -> Result<Vec<u8>, PersistError> {
-    fs::read(path).map_err(|source| {
+    let io_error = |source: io::Error| {
         if source.kind() == io::ErrorKind::NotFound {
             PersistError::NotFound {
                 path: path.to_path_buf(),
@@ -406,8 +406,30 @@ pub(crate) fn read_file(path: &Path, tag: [u8; 4]) -> Result<Vec<u8>, PersistErr
                 source,
             }
         }
-    })
+    };
+    let file = fs::File::open(path).map_err(io_error)?;
+    let len = file.metadata().map_err(io_error)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(PersistError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "{len} bytes, more than any klinecast file can be ({MAX_FILE_BYTES} at most)"
+            ),
+            hint: hint_for(tag),
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    // The file may grow after the size check: read no more than the cap (plus one byte, so
+    // that the frame check sees the extra bytes).
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES + 1), &mut bytes)
+        .map_err(io_error)?;
+    Ok(bytes)
 }
+
+/// Largest model or ensemble file read (256 MiB). The largest files written are a few MB (a
+/// bounded forest of 100 trees is 1.6 MB, a v3 ensemble with its generations a few MB): a
+/// larger file is damage, and reading it whole could exhaust a Pi's memory.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// `<models_dir>/Trained/<kind>.bin`.
 pub fn trained_path(models_dir: &Path, kind: ModelKind) -> PathBuf {

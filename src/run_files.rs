@@ -25,7 +25,7 @@ pub(crate) struct Score {
 
 /// What the page uses of one `ensemble.jsonl` line.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Window {
+pub struct Window {
     pub(crate) first_open_time: i64,
     pub(crate) last_open_time: i64,
     /// Wall-clock time the line was logged (ms), when present.
@@ -106,7 +106,7 @@ impl Window {
     }
 
     /// Reads one `ensemble.jsonl` line; `None` for a line that is not a window report.
-    pub(crate) fn parse(line: &str) -> Option<Window> {
+    pub fn parse(line: &str) -> Option<Window> {
         LoggedWindow::parse(line).map(|w| Window::from_logged(&w))
     }
 }
@@ -123,16 +123,16 @@ pub(crate) fn parse_stream_log(text: &str) -> Vec<(i64, LogEvent)> {
 
 /// Everything read from a run's files (or collected in memory by a backtest).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RunFiles {
-    pub(crate) store_path: PathBuf,
-    pub(crate) symbol: String,
-    pub(crate) interval_ms: i64,
+pub struct RunFiles {
+    pub store_path: PathBuf,
+    pub symbol: String,
+    pub interval_ms: i64,
     /// `(open_time, close)` of the stored klines.
-    pub(crate) closes: Vec<(i64, f64)>,
-    pub(crate) forecasts: Vec<PredictionRow>,
-    pub(crate) windows: Vec<Window>,
+    pub closes: Vec<(i64, f64)>,
+    pub forecasts: Vec<PredictionRow>,
+    pub windows: Vec<Window>,
     /// `(wall ms, event)` of the `stream.log` lines that record an event.
-    pub(crate) log: Vec<(i64, LogEvent)>,
+    pub log: Vec<(i64, LogEvent)>,
 }
 
 /// The kline store of a data directory: `--symbol`/`--interval` when given, else the most
@@ -157,12 +157,29 @@ pub(crate) fn find_store(data_dir: &Path) -> Option<PathBuf> {
     best.map(|(_, p)| p)
 }
 
+/// Largest `predictions.csv` or log file `report` reads (1 GiB: predictions.csv grows by about
+/// 50 MB a year, the logs are capped at 1 MiB each).
+const MAX_TEXT_BYTES: u64 = 1 << 30;
+
 fn read_text(path: &Path) -> Result<String, Error> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    let io_error = |e| Error::io(format!("reading {}", path.display()), e);
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(io_error(e)),
+    };
+    let len = file.metadata().map_err(io_error)?.len();
+    if len > MAX_TEXT_BYTES {
+        return Err(Error::Data(format!(
+            "{} is {len} bytes, more than `report` reads ({MAX_TEXT_BYTES}); it is damaged or \
+             not klinecast's: stop `klinecast stream`, move the file away and start it again",
+            path.display()
+        )));
     }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_TEXT_BYTES), &mut bytes)
+        .map_err(io_error)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Text of a log and its rotated predecessors (`x.2`, `x.1`, `x`), oldest first.
@@ -175,9 +192,82 @@ fn read_rotated(path: &Path) -> Result<String, Error> {
     Ok(text)
 }
 
+/// The lines of `text` that `ok` refuses, as 1-based line numbers, with the number of lines
+/// looked at. An unterminated last line is left out: `stream` may be writing it (a torn line
+/// left by a kill is cut off at its next start).
+fn refused_lines(text: &str, skip: usize, ok: impl Fn(&str) -> bool) -> (Vec<usize>, usize) {
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let mut refused = Vec::new();
+    let mut total = 0;
+    for (i, line) in complete.lines().enumerate().skip(skip) {
+        total += 1;
+        if !ok(line) {
+            refused.push(i + 1);
+        }
+    }
+    (refused, total)
+}
+
+/// The warning for `refused` lines of `path` (`None` when there are none).
+fn skipped_warning(path: &Path, what: &str, refused: &[usize], total: usize) -> Option<String> {
+    let first = refused.first()?;
+    Some(format!(
+        "{}: {} of {total} lines are not {what} and were skipped (the first is line {first}); \
+         the file is damaged or was written by another program: the report leaves those lines \
+         out; to start it afresh stop `klinecast stream`, move the file away and start it again",
+        path.display(),
+        refused.len()
+    ))
+}
+
+/// Reads `predictions.csv` text of `path` as [`predictions::read_rows`] does, with a warning
+/// naming the file when its header is not one `read_rows` reads or some rows cannot be read.
+pub fn read_predictions(path: &Path, text: &str) -> (Vec<PredictionRow>, Option<String>) {
+    if text.is_empty() {
+        return (Vec::new(), None);
+    }
+    let forecasts = predictions::read_rows(text);
+    let header = text.lines().next().unwrap_or_default();
+    if header != predictions::HEADER && header != predictions::HEADER_V1 {
+        let shown: String = header.chars().take(80).collect();
+        return (
+            forecasts,
+            Some(format!(
+                "{}: the first line {shown:?} is not a predictions.csv header (this build reads \
+                 {:?} and its version 1 without the interval): no forecast is drawn; stop \
+                 `klinecast stream`, move the file away and start it again",
+                path.display(),
+                predictions::HEADER
+            )),
+        );
+    }
+    let (refused, total) = refused_lines(text, 1, |line| {
+        predictions::read_rows(&format!("{header}\n{line}")).len() == 1
+    });
+    let warning = skipped_warning(path, "prediction rows", &refused, total);
+    (forecasts, warning)
+}
+
+/// Reads `ensemble.jsonl` text (with its rotated predecessors) of `path` as [`Window::parse`]
+/// does, with a warning naming the file when some lines are not window reports.
+pub fn read_windows(path: &Path, text: &str) -> (Vec<Window>, Option<String>) {
+    let windows = text.lines().filter_map(Window::parse).collect();
+    let (refused, total) = refused_lines(text, 0, |line| Window::parse(line).is_some());
+    let warning = skipped_warning(path, "window reports", &refused, total);
+    (windows, warning)
+}
+
 impl RunFiles {
-    /// Reads the files of a run; missing files give empty parts, never an error.
-    pub(crate) fn read(data_dir: &Path, log_dir: &Path) -> Result<RunFiles, Error> {
+    /// Reads the files of a run; missing files give empty parts, never an error. A warning
+    /// names each file whose lines could not all be read (they are left out of the run; the
+    /// files are only read).
+    pub(crate) fn read_with_warnings(
+        data_dir: &Path,
+        log_dir: &Path,
+    ) -> Result<(RunFiles, Vec<String>), Error> {
         let store_path = find_store(data_dir).ok_or_else(|| {
             Error::Data(format!(
                 "{}: no kline store (<SYMBOL>_<interval>.csv) found; give the --data-dir of a \
@@ -193,13 +283,12 @@ impl RunFiles {
             .copied()
             .zip(series.close.iter().copied())
             .collect();
-        let forecasts = predictions::read_rows(&read_text(&data_dir.join("predictions.csv"))?);
-        let windows = read_rotated(&log_dir.join("ensemble.jsonl"))?
-            .lines()
-            .filter_map(Window::parse)
-            .collect();
+        let predictions = data_dir.join("predictions.csv");
+        let (forecasts, w1) = read_predictions(&predictions, &read_text(&predictions)?);
+        let jsonl = log_dir.join("ensemble.jsonl");
+        let (windows, w2) = read_windows(&jsonl, &read_rotated(&jsonl)?);
         let log = parse_stream_log(&read_rotated(&log_dir.join("stream.log"))?);
-        Ok(RunFiles {
+        let files = RunFiles {
             store_path,
             symbol: symbol.to_string(),
             interval_ms: interval.ms(),
@@ -207,7 +296,8 @@ impl RunFiles {
             forecasts,
             windows,
             log,
-        })
+        };
+        Ok((files, w1.into_iter().chain(w2).collect()))
     }
 }
 

@@ -717,3 +717,402 @@ fn a_closed_stdout_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The newer file formats: gbdt and GRU/LSTM model files, the ensemble file v4,
+// predictions.csv with lower,upper, and ensemble.jsonl as `report` and `status` read it.
+// ---------------------------------------------------------------------------------------------
+
+/// The four damages of a framed file (model or ensemble): cut in half, one payload byte
+/// flipped, a future format version, an absurd length field, and (sparse, so nothing is
+/// written) a file larger than any klinecast file. Each with the words its message must hold.
+fn framed_damages(good: &[u8], future: u32) -> Vec<(&'static str, Vec<u8>, String)> {
+    let mut flipped = good.to_vec();
+    let at = 24 + (good.len() - 28) / 2;
+    flipped[at] ^= 0x10;
+    let mut future_version = good.to_vec();
+    future_version[12..16].copy_from_slice(&future.to_le_bytes());
+    let mut huge_length = good.to_vec();
+    huge_length[16..24].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    vec![
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "is truncated".to_string(),
+        ),
+        ("flipped byte", flipped, "checksum".to_string()),
+        (
+            "future version",
+            future_version,
+            format!("is format v{future}, this build reads v{}", future - 1),
+        ),
+        (
+            "absurd length field",
+            huge_length,
+            "the frame needs 115292150460684".to_string(),
+        ),
+    ]
+}
+
+/// A file of `len` bytes that takes no disk space (a hole after the given bytes).
+fn sparse_file(path: &Path, head: &[u8], len: u64) {
+    fs::write(path, head).expect("write");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_len(len)
+        .expect("set_len");
+}
+
+/// The gbdt, GRU and LSTM model files, truncated, with a flipped byte, of a future format
+/// version, with an absurd length field or absurdly large: each refused with the file's name
+/// and "run `klinecast train` again", exit code 1, the file untouched; a file larger than
+/// any model file is refused without being read.
+#[test]
+fn bad_gbdt_and_recurrent_model_files_are_refused() {
+    let dir = TempDir::new("bad-new-models");
+    let data = dir.path().join("AVAXUSDT_1m.csv");
+    write_csv(&data, &sample_lines()[..400]);
+    let models = dir.path().join("models");
+    let out = run(
+        &["train"],
+        &[
+            ("--data", data.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    for kind in [ModelKind::Gbdt, ModelKind::Gru, ModelKind::Lstm] {
+        let path = persist::trained_path(&models, kind);
+        let good = fs::read(&path).expect("read the model");
+        persist::load_trained(&path).expect("the trained file loads");
+        let name = format!("{}.bin", kind.name());
+        for (what, bytes, needle) in framed_damages(&good, TRAINED_VERSION + 1) {
+            fs::write(&path, &bytes).expect("write the damaged file");
+            let err = persist::load_trained(&path).expect_err(what);
+            let text = err.to_string();
+            for part in [&name, "run `klinecast train` again", &needle] {
+                assert!(
+                    text.contains(part),
+                    "{name} {what}: {part:?} missing: {text}"
+                );
+            }
+            assert_eq!(klinecast::Error::from(err).exit_code(), 1);
+            assert_eq!(
+                fs::read(&path).expect("read"),
+                bytes,
+                "{what}: file changed"
+            );
+        }
+        sparse_file(&path, &good[..24], persist::MAX_FILE_BYTES + 1);
+        let text = persist::load_trained(&path).expect_err("huge").to_string();
+        for part in [
+            &name,
+            "more than any klinecast file",
+            "run `klinecast train`",
+        ] {
+            assert!(text.contains(part), "{name} huge: {part:?} missing: {text}");
+        }
+        fs::write(&path, &good).expect("restore");
+    }
+}
+
+/// A real v4 ensemble file (from a short `stream` run) damaged in each way: `load_ensemble`
+/// names `EnsembleModel.bin` and says to delete it so that `stream` starts afresh; `stream`
+/// itself moves such a file aside to `EnsembleModel.bin.bad` byte for byte, says so, starts
+/// a new ensemble and exits 0 (cron keeps it running); the store and the trained models are
+/// unchanged.
+#[test]
+fn bad_v4_ensemble_files_are_moved_aside_and_a_new_one_starts() {
+    let dir = TempDir::new("bad-ensemble-v4");
+    let lines = sample_lines();
+    let data = dir.path().join("data");
+    let models = dir.path().join("models");
+    fs::create_dir_all(&data).expect("mkdir");
+    let store = data.join("AVAXUSDT_1m.csv");
+    write_csv(&store, &lines[..600]);
+    let out = run(
+        &["train"],
+        &[
+            ("--data", store.as_path()),
+            ("--models-dir", models.as_path()),
+        ],
+    );
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    let server = common::replay_server(common::sample_klines(900), 600, 600.0, "");
+    let stream = |seconds: &str| {
+        common::stream_command("AVAXUSDT", &server.rest_url(), &server.ws_url(), dir.path())
+            .args(["--max-runtime", seconds])
+            .env("KLINECAST_BACKOFF_MS", "50")
+            .output()
+            .expect("run stream")
+    };
+    let out = stream("3s");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let path = persist::ensemble_path(&models);
+    let good = fs::read(&path).expect("the saved ensemble");
+    assert_eq!(
+        u32::from_le_bytes([good[12], good[13], good[14], good[15]]),
+        persist::ENSEMBLE_FILE_VERSION
+    );
+    let future = persist::ENSEMBLE_FILE_VERSION + 1;
+    for (what, bytes, needle) in framed_damages(&good, future) {
+        fs::write(&path, &bytes).expect("write the damaged file");
+        let err = persist::load_ensemble(&path).expect_err(what);
+        let text = err.to_string();
+        for part in [
+            "EnsembleModel.bin",
+            "delete it so that `klinecast stream` starts a fresh ensemble",
+            &needle,
+        ] {
+            assert!(text.contains(part), "{what}: {part:?} missing: {text}");
+        }
+        assert_eq!(klinecast::Error::from(err).exit_code(), 1);
+    }
+    sparse_file(&path, &good[..24], persist::MAX_FILE_BYTES + 1);
+    let text = persist::load_ensemble(&path).expect_err("huge").to_string();
+    assert!(text.contains("more than any klinecast file"), "{text}");
+
+    // `stream` meets a file of a future version: moved aside whole, a new ensemble starts.
+    let (_, bytes, _) = framed_damages(&good, future).swap_remove(2);
+    fs::write(&path, &bytes).expect("write v5");
+    let trained = snapshot(&models.join(persist::TRAINED_DIR));
+    let out = stream("2s");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in [
+        "cannot use the saved ensemble",
+        &format!("is format v{future}, this build reads v{}", future - 1),
+        "EnsembleModel.bin.bad",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    assert_eq!(
+        fs::read(path.with_extension("bin.bad")).expect("moved aside"),
+        bytes
+    );
+    persist::load_ensemble(&path).expect("a new ensemble was saved");
+    assert_eq!(snapshot(&models.join(persist::TRAINED_DIR)), trained);
+    let stored = fs::read_to_string(&store).expect("store");
+    assert!(stored.starts_with(&fs::read_to_string(SAMPLE).expect("sample")[..1000]));
+}
+
+/// `predictions.csv` that `stream` cannot append to: a header of another (future) version, a
+/// last row with a flipped byte, a last line far longer than any row. `stream` stops with exit
+/// code 1 before it writes a prediction, naming the file and what to do ("move it away"), and
+/// leaves it byte for byte; a torn last row (a kill) is not damage: it is cut and the run goes
+/// on.
+#[test]
+fn damaged_predictions_csv_stops_stream_and_is_kept() {
+    use klinecast::live::predictions::{PredictionLog, HEADER};
+    let dir = TempDir::new("bad-predictions");
+    let path = dir.path().join("predictions.csv");
+    let row = "1600000060000,12.5,12.4,3,1600000000000,12.3,12.7";
+    let future_header = format!("{HEADER},median");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "future header",
+            format!("{future_header}\n{row},12.5\n"),
+            "is not the header this build writes",
+        ),
+        (
+            "flipped byte in the last row",
+            format!("{HEADER}\n{row}\n{}\n", row.replacen("12.5", "12\u{5}5", 1)),
+            "is not a prediction row",
+        ),
+        (
+            "absurdly long last line",
+            format!("{HEADER}\n{row}\n{}\n", "9".repeat(1 << 20)),
+            "a line of more than 4096 bytes",
+        ),
+        (
+            "not ours at all",
+            "\u{7f}ELF\n".to_string(),
+            "is not the header",
+        ),
+    ];
+    for (what, text, needle) in &cases {
+        fs::write(&path, text).expect("write");
+        let err = PredictionLog::open(&path).expect_err(what).to_string();
+        for part in ["predictions.csv", "move", needle] {
+            assert!(err.contains(part), "{what}: {part:?} missing from {err}");
+        }
+        assert!(
+            err.len() < 600,
+            "{what}: the message quotes too much: {err}"
+        );
+        assert_eq!(fs::read_to_string(&path).expect("read"), *text, "{what}");
+    }
+    // A torn last row is cut (crash repair), the file goes on.
+    fs::write(&path, format!("{HEADER}\n{row}\n1600000120000,12.")).expect("write");
+    let log = PredictionLog::open(&path).expect("a torn tail is repaired");
+    assert_eq!(log.last_target(), Some(1_600_000_060_000));
+    drop(log);
+
+    // The same met by `stream`: exit 1, the file kept, the store unchanged.
+    let root = TempDir::new("bad-predictions-stream");
+    let data = root.path().join("data");
+    fs::create_dir_all(&data).expect("mkdir");
+    let store = data.join("AVAXUSDT_1m.csv");
+    write_csv(&store, &sample_lines()[..600]);
+    let text = &cases[0].1;
+    fs::write(data.join("predictions.csv"), text).expect("write");
+    let server = common::replay_server(common::sample_klines(900), 600, 60.0, "");
+    let out = common::stream_command(
+        "AVAXUSDT",
+        &server.rest_url(),
+        &server.ws_url(),
+        root.path(),
+    )
+    .args(["--max-runtime", "20s"])
+    .env("KLINECAST_BACKOFF_MS", "50")
+    .output()
+    .expect("run stream");
+    assert_fails(
+        &out,
+        1,
+        &[
+            "predictions.csv",
+            "is not the header this build writes",
+            "move it away",
+        ],
+    );
+    assert_eq!(
+        fs::read_to_string(data.join("predictions.csv")).expect("read"),
+        *text
+    );
+    let stored = fs::read_to_string(&store).expect("store");
+    assert!(stored.starts_with(&fs::read_to_string(SAMPLE).expect("sample")[..1000]));
+}
+
+/// `report` and `status` over a run whose `ensemble.jsonl` holds a torn line, a line with a
+/// flipped byte and a line of another program, and whose `predictions.csv` holds an
+/// unreadable row: `report` still prints the scoreboard of the good lines (exit 0) and warns,
+/// naming each file, how many lines it skipped, the first one, and what to do; `status` gives
+/// its verdict without a panic; no file is changed. A file of an absurd size is refused by
+/// `report` by name, unread, and `status` reads only its end.
+#[test]
+fn report_and_status_skip_damaged_lines_and_say_so() {
+    use klinecast::live::predictions::HEADER;
+    let dir = TempDir::new("bad-report");
+    let data = dir.path().join("data");
+    let log = dir.path().join("log");
+    fs::create_dir_all(&data).expect("mkdir");
+    fs::create_dir_all(&log).expect("mkdir");
+    let lines = sample_lines();
+    write_csv(&data.join("AVAXUSDT_1m.csv"), &lines[..200]);
+    let open_time = |i: usize| -> i64 {
+        lines[i]
+            .split(',')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .expect("open time")
+    };
+    let window = |i: usize| {
+        format!(
+            concat!(
+                r#"{{"first_open_time":{},"last_open_time":{},"forecasters":["#,
+                r#"{{"label":"ensemble","n":5,"rmse":0.02,"mae":0.01,"directional":0.6}},"#,
+                r#"{{"label":"naive","n":5,"rmse":0.025,"mae":0.012,"directional":null}}],"#,
+                r#""generations":1,"pool_size":2,"#,
+                r#""refit":{{"added":{{"evicted":[],"generation":1,"rows":100}}}},"#,
+                r#""trained":1,"version":3,"window":0,"#,
+                r#""weights":[{{"label":"naive","n_scored":5,"skill":null,"weight":1.0}}]}}"#
+            ),
+            open_time(i),
+            open_time(i + 4)
+        )
+    };
+    let good = window(100);
+    let flipped = window(105).replacen("\"n\":5", "\"n\"\u{1a}5", 1);
+    let jsonl = format!(
+        "{good}\n{}\n{flipped}\nhello from another program\n{}\n{}",
+        &good[..40],
+        window(110),
+        &good[..30]
+    );
+    fs::write(log.join("ensemble.jsonl"), &jsonl).expect("write");
+    let mut predictions = format!("{HEADER}\n");
+    for (i, line) in lines.iter().enumerate().take(110).skip(100) {
+        let close: &str = line.split(',').nth(4).expect("close");
+        predictions.push_str(&format!(
+            "{},{close},{close},1,{},{close},{close}\n",
+            open_time(i + 1),
+            open_time(i)
+        ));
+    }
+    predictions.push_str("1600000,not-a-number,1,1,1,1,1\n");
+    fs::write(data.join("predictions.csv"), &predictions).expect("write");
+    let before = snapshot(dir.path());
+
+    let out = run(
+        &["report"],
+        &[("--data-dir", data.as_path()), ("--log-dir", log.as_path())],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("10 forecasts, 2 windows"), "{stdout}");
+    for needle in [
+        "ensemble.jsonl: 3 of 5 lines are not window reports and were skipped (the first is line 2)",
+        "predictions.csv: 1 of 11 lines are not prediction rows and were skipped (the first is line 12)",
+        "move the file away",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    let out = run(
+        &["status"],
+        &[("--data-dir", data.as_path()), ("--log-dir", log.as_path())],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "not running: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("klinecast stream --data-dir"), "{err}");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "report or status changed a file"
+    );
+
+    // Absurd sizes (sparse files, nothing written): an ensemble.jsonl whose last line is 2 GiB
+    // long is not read by `status` (it reads the last MiB), and `report` refuses it by name
+    // (exit 1) without reading it. Both run with their address space capped at 1 GiB, where
+    // reading the file would abort them (not under emulation: qemu needs more than that).
+    sparse_file(&log.join("ensemble.jsonl"), jsonl.as_bytes(), 2 << 30);
+    let capped = |command: &str| {
+        let emulated = std::env::var("KLINECAST_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty());
+        let mut inner = klinecast_command();
+        inner
+            .arg(command)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--log-dir")
+            .arg(&log);
+        if emulated {
+            return inner.output().expect("run klinecast");
+        }
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 1048576 && exec \"$@\"")
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .output()
+            .expect("run klinecast with a memory cap")
+    };
+    let out = capped("status");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+    let out = capped("report");
+    assert_fails(
+        &out,
+        1,
+        &[
+            "ensemble.jsonl is 2147483648 bytes, more than `report` reads",
+            "move the file away",
+        ],
+    );
+}

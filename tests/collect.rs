@@ -227,11 +227,22 @@ fn a_slow_answer_across_the_minute_boundary_never_stores_the_open_candle() {
     let dir = TempDir::new("collect-slow");
     let server = boundary_server("slow-ms=700");
     let data_dir = dir.join("data");
+    let started = Instant::now();
     let out = run(collect(&server.rest_url(), &data_dir, &[]));
+    let elapsed = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let rows = assert_prefix_of_sample(&data_dir.join("AVAXUSDT_1m.csv"));
     assert!(rows >= 2_499, "{rows}");
+    // The fault fired: every klines answer (at least one per 1000 rows) was held back 0.7 s,
+    // so the run lasted at least that long per answer (a lower bound: a slow machine only
+    // adds to it).
+    let pages = server.klines_requests();
+    assert!(pages >= 3, "{pages} klines requests for {rows} rows");
+    assert!(
+        elapsed >= Duration::from_millis(700) * pages as u32,
+        "{pages} klines answers in {elapsed:?}: the slow-ms fault did not fire"
+    );
     server.shutdown();
 }
 

@@ -10,9 +10,16 @@ use serde_json::Value;
 mod common;
 use common::fixtures::load;
 
-/// Relative tolerance of leaf values and predictions against XGBoost (float32 sums there and
-/// here; the brief asks 1e-4).
-const REL: f64 = 1e-4;
+/// Relative tolerance of predictions against XGBoost. Leaves are compared exactly (both
+/// sides compute them in float32 the same way; -0 equals 0); the predictions' worst relative difference
+/// measured is 2.2e-16 (the fixture prints XGBoost's float32 sums as decimals), so this is a
+/// small factor above it: one differently rounded addition of a leaf (~6e-8) fails.
+const REL: f64 = 1e-15;
+
+/// How far our `hist` test RMSE on the real kline features may be from XGBoost `hist`'s
+/// (measured: 0.99989×, a difference of 1.1e-4). The fixture's constant (train mean)
+/// predictor is 0.9925× XGBoost's, 7.5e-3 away: the check must refuse it.
+const KLINE_RMSE_REL: f64 = 5e-4;
 
 fn fixture() -> Value {
     load("gbdt.json")
@@ -92,7 +99,7 @@ fn rel_diff(a: f64, b: f64) -> f64 {
 }
 
 /// Compares every tree: same shape, same split features, thresholds equal (bit for bit when
-/// `thresholds`), leaves within [`REL`]. Returns the worst leaf relative difference.
+/// `thresholds`), leaves exactly equal. Returns the worst leaf relative difference (0).
 fn assert_trees(model: &Gbdt, golden: &Value, thresholds: bool, what: &str) -> f64 {
     let golden = golden.as_array().expect("trees");
     assert_eq!(model.n_trees(), golden.len(), "{what}: tree count");
@@ -104,7 +111,8 @@ fn assert_trees(model: &Gbdt, golden: &Value, thresholds: bool, what: &str) -> f
             assert_eq!(fa, fb, "{what}: tree {t} node {k} feature");
             if fa < 0 {
                 let d = rel_diff(f64::from(va), f64::from(vb));
-                assert!(d <= REL, "{what}: tree {t} node {k} leaf {va} vs {vb}");
+                // Equal as numbers (XGBoost's JSON dump writes a zero leaf as 0, ours may be -0).
+                assert!(va == vb, "{what}: tree {t} node {k} leaf {va} vs {vb}");
                 worst = worst.max(d);
             } else if thresholds {
                 assert_eq!(va, vb, "{what}: tree {t} node {k} threshold");
@@ -145,8 +153,8 @@ fn check_exact_case(name: &str) {
 }
 
 /// Claim: with `tree_method = Exact` and XGBRegressor's default hyperparameters, the trees are
-/// XGBoost `exact`'s node for node (split features, f32 thresholds bit for bit, leaves and
-/// predictions to 1e-4 relative).
+/// XGBoost `exact`'s node for node (split features and f32 thresholds bit for bit, leaves equal,
+/// predictions to 1e-15 relative).
 #[test]
 fn exact_trees_equal_xgboost_with_defaults() {
     check_exact_case("exact_default");
@@ -225,9 +233,10 @@ fn kline_features() -> (DMatrix<f64>, DVector<f64>) {
 }
 
 /// Claim: with its defaults (hist, 256 bins, 100 trees of depth 6), the model's test RMSE on
-/// real kline features is within 2 % of XGBoost `hist` with its defaults.
+/// real kline features is within 0.05 % of XGBoost `hist` with its defaults (measured 0.99989×),
+/// a band that a constant predictor (the train mean, 0.9925×) does not pass.
 #[test]
-fn hist_rmse_on_real_klines_is_within_two_percent_of_xgboost() {
+fn hist_rmse_on_real_klines_is_within_0_05_percent_of_xgboost() {
     let fx = fixture();
     let k = &fx["klines"];
     let (x, y) = kline_features();
@@ -253,7 +262,20 @@ fn hist_rmse_on_real_klines_is_within_two_percent_of_xgboost() {
         num(&k["exact_rmse"])
     );
     assert!(
-        (rmse / xgb - 1.0).abs() <= 0.02,
+        (rmse / xgb - 1.0).abs() <= KLINE_RMSE_REL,
         "ours {rmse} vs xgboost hist {xgb}"
+    );
+    // The band is narrow enough to tell a model from a constant: the train mean, forecast for
+    // every test row, is outside it (and agrees with the fixture's own mean predictor).
+    let mean = ytr.mean();
+    let mean_rmse = (yte.map(|v| (v - mean).powi(2)).sum() / yte.len() as f64).sqrt();
+    assert!(
+        rel_diff(mean_rmse, num(&k["mean_rmse"])) <= 1e-9,
+        "mean predictor {mean_rmse} vs the fixture's {}",
+        num(&k["mean_rmse"])
+    );
+    assert!(
+        (mean_rmse / xgb - 1.0).abs() > KLINE_RMSE_REL,
+        "a constant predictor ({mean_rmse}) would pass the band around {xgb}"
     );
 }

@@ -408,6 +408,75 @@ fn a_planted_partial_row_is_repaired_before_streaming() {
     );
 }
 
+/// The README says a v3 ensemble file (the window generations' models inside, written before
+/// file format v4) still loads. `tests/fixtures/ensemble-v3.bin` was written by the last v3
+/// writer (`scripts/make-ensemble-v3-fixture.sh`: 600 sample rows trained, 15 streamed, windows
+/// of 5, two generations): it loads as it is, its generations holding their models; `stream`
+/// over the same klines (and models trained by this build) loads it, names its version, does not
+/// move it aside, streams on and saves it as v4.
+#[test]
+fn a_v3_ensemble_file_loads_and_is_saved_as_v4() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ensemble-v3.bin");
+    let bytes = fs::read(&fixture).expect("the v3 fixture");
+    assert_eq!(&bytes[12..16], &3u32.to_le_bytes(), "a v3 file");
+    let saved = load_ensemble(&fixture).expect("a v3 file loads");
+    assert_eq!(saved.ensemble.windows_done, 3);
+    let with_models = saved
+        .ensemble
+        .members
+        .iter()
+        .filter(|m| m.model.is_some())
+        .count();
+    // Two generations of six row models, and the trained GRU and LSTM (their online state).
+    assert_eq!(with_models, 2 * 6 + 2, "v3 keeps the generations' models");
+
+    let tmp = TempDir::new("stream-v3");
+    let dirs = Dirs::new(tmp.path());
+    let src = source(640);
+    let store_path = seed_store(&dirs.data, &src[..615]);
+    let out = klinecast_command()
+        .args(["train", "--seed", "1", "--data"])
+        .arg(&store_path)
+        .arg("--models-dir")
+        .arg(&dirs.models)
+        .output()
+        .expect("run train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = ensemble_path(&dirs.models);
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(&path, &bytes).expect("install the v3 file");
+    let srv = server(src.clone(), 615, 600.0, "");
+    let out = wait_success(
+        stream_cmd(&dirs, &srv, &[], &max_klines(10))
+            .spawn()
+            .expect("spawn stream"),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    assert!(
+        !stderr.contains("cannot use the saved ensemble"),
+        "{stderr}"
+    );
+    assert!(!path.with_extension("bin.bad").exists(), "{log}");
+    assert!(
+        log.contains(&format!("loaded {} (version", path.display())) && log.contains("3 windows"),
+        "{log}"
+    );
+    assert_store_is(&store_path, &src[..625]);
+    let now = fs::read(&path).expect("the saved ensemble");
+    assert_eq!(
+        &now[12..16],
+        &4u32.to_le_bytes(),
+        "saved as v4 after a window"
+    );
+    assert!(load_ensemble(&path).expect("loads").ensemble.windows_done >= 5);
+}
+
 /// Backs README claim [C9]: A second stream on the same data directory exits 0 at once.
 #[test]
 fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
@@ -427,6 +496,7 @@ fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
         "pid 4242 started 2026-07-21 10:00:00.000Z\n",
     )
     .expect("write holder");
+    let started = Instant::now();
     let out = klinecast_command()
         .args(["stream", "--data-dir"])
         .arg(&data)
@@ -435,10 +505,21 @@ fn a_held_lock_makes_stream_exit_at_once_with_status_0() {
             "http://127.0.0.1:9",
             "--ws-url",
             "ws://127.0.0.1:9",
+            // Only so that a broken lock fails this test instead of hanging it.
+            "--max-runtime",
+            "30s",
         ])
         .output()
         .expect("run stream");
+    let elapsed = started.elapsed();
     assert_eq!(out.status.code(), Some(0));
+    // "At once": before any network wait. Nothing listens on port 9, so a stream that got past
+    // the lock would sit in REST retries and WebSocket backoff until its 30 s run time ends;
+    // the 10 s bound leaves a slow, emulated (qemu) CI run plenty.
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the second instance took {elapsed:?} to exit"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("already running") && stderr.contains("pid 4242 started"),

@@ -9,7 +9,10 @@ use crate::run_files::RunFiles;
 
 /// Runs `klinecast report`.
 pub(crate) fn run(args: &ReportArgs) -> Result<(), Error> {
-    let files = RunFiles::read(&args.data_dir, &args.log_dir)?;
+    let (files, warnings) = RunFiles::read_with_warnings(&args.data_dir, &args.log_dir)?;
+    for warning in &warnings {
+        eprintln!("klinecast report: warning: {warning}");
+    }
     println!(
         "{}: {} klines stored, {} forecasts, {} windows",
         files.store_path.display(),

@@ -10,6 +10,7 @@
 //! created), released at once. [`assess`] is the pure verdict.
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -20,7 +21,7 @@ use crate::live;
 use crate::live::lock::{self, LOCK_FILE};
 use crate::log::wall_clock_ms;
 use crate::run_files::{find_store, parse_stream_log, Window};
-use crate::{fsutil, store, time};
+use crate::{store, time};
 
 /// A running stream is stale when its store has not grown for more than this many intervals.
 pub(crate) const STALE_INTERVALS: i64 = 3;
@@ -90,13 +91,28 @@ fn age_ms(path: &Path, now: i64) -> Option<i64> {
     Some((now - ms).max(0))
 }
 
+/// The last line of the file at `path` (trimmed; `None` when empty or unreadable). Only the
+/// last [`MAX_LAST_LINE`] bytes are read: a longer last line (a damaged file) gives `None`.
 fn last_line(path: &Path) -> Option<String> {
-    let file = File::open(path).ok()?;
+    let mut file = File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
-    let (_, bytes) = fsutil::read_last_lines(&file, len, 1).ok()?;
-    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let start = len.saturating_sub(MAX_LAST_LINE);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(len - start).read_to_end(&mut bytes).ok()?;
+    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let line = match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &body[i + 1..],
+        None if start == 0 => body,
+        None => return None,
+    };
+    let text = String::from_utf8_lossy(line).trim().to_string();
     (!text.is_empty()).then_some(text)
 }
+
+/// The longest last line [`last_line`] reads (a kline row is about 150 bytes, a window report
+/// a few KB).
+const MAX_LAST_LINE: u64 = 1 << 20;
 
 /// Gathers the status of the stream using `data_dir` and `log_dir` at wall time `now`.
 pub(crate) fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error> {

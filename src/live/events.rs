@@ -6,7 +6,7 @@ use std::fmt;
 
 /// A `stream.log` event another command reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogEvent {
+pub enum LogEvent {
     /// A WebSocket connection opened; `connects` counts them since the start (1: the first,
     /// any later one is a reconnect).
     Connected { connects: u64 },

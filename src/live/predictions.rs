@@ -4,7 +4,7 @@
 //! No maths here: rows come from the ensembler.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
@@ -98,7 +98,7 @@ pub(crate) fn read_rows(text: &str) -> Vec<PredictionRow> {
 
 /// The open predictions file.
 #[derive(Debug)]
-pub(crate) struct PredictionLog {
+pub struct PredictionLog {
     file: File,
     path: PathBuf,
     last_target: Option<i64>,
@@ -124,21 +124,36 @@ impl PredictionLog {
             file.write_all(format!("{HEADER}\n").as_bytes())?;
             file.sync_data()?;
         }
+        let first = first_line(path)?;
+        if first != HEADER.as_bytes() {
+            let shown = String::from_utf8_lossy(&first[..first.len().min(100)]).into_owned();
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: the first line {shown:?} is not the header this build writes \
+                     ({HEADER:?}): the file is damaged or from another klinecast version; move \
+                     it away to start a new one",
+                    path.display()
+                ),
+            ));
+        }
         let len = file.metadata()?.len();
-        let last_line = fsutil::read_last_line(&file, len)?;
-        let last_target = if last_line == HEADER {
+        let last_line = last_line_bounded(&file, len)?;
+        let last_target = if last_line.as_deref() == Some(HEADER) {
             None
         } else {
-            match PredictionRow::from_csv_line(&last_line) {
+            match last_line.as_deref().and_then(PredictionRow::from_csv_line) {
                 Some(row) => Some(row.target_open_time),
                 None => {
+                    let last_line = last_line
+                        .unwrap_or_else(|| format!("(a line of more than {MAX_LINE} bytes)"));
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
                             "{}: last line {last_line:?} is not a prediction row; move the file away to start a new one",
                             path.display()
                         ),
-                    ))
+                    ));
                 }
             }
         };
@@ -151,7 +166,7 @@ impl PredictionLog {
     }
 
     /// Where a version 1 file (no interval columns) was moved when this one was opened.
-    pub(crate) fn migrated(&self) -> Option<&Path> {
+    pub fn migrated(&self) -> Option<&Path> {
         self.migrated.as_deref()
     }
 
@@ -159,9 +174,8 @@ impl PredictionLog {
         &self.path
     }
 
-    #[cfg(test)]
     /// The largest target written so far.
-    pub(crate) fn last_target(&self) -> Option<i64> {
+    pub fn last_target(&self) -> Option<i64> {
         self.last_target
     }
 
@@ -181,15 +195,40 @@ impl PredictionLog {
     }
 }
 
+/// Longest line read back from `predictions.csv` (a row is under 200 bytes): a longer first or
+/// last line is not one of ours, and is refused without being read whole.
+const MAX_LINE: u64 = 4096;
+
+/// The first line of the file at `path` (without its newline), at most [`MAX_LINE`] bytes of it.
+fn first_line(path: &Path) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    File::open(path)?.take(MAX_LINE).read_to_end(&mut head)?;
+    let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    head.truncate(end);
+    Ok(head)
+}
+
+/// The last line of the first `len` bytes of `file` (lossy UTF-8, without its newline), or
+/// `None` when it is longer than [`MAX_LINE`] bytes.
+fn last_line_bounded(file: &File, len: u64) -> io::Result<Option<String>> {
+    let start = len.saturating_sub(MAX_LINE);
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    reader.take(len - start).read_to_end(&mut buf)?;
+    let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+    Ok(match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => Some(String::from_utf8_lossy(&body[i + 1..]).into_owned()),
+        None if start == 0 => Some(String::from_utf8_lossy(body).into_owned()),
+        None => None,
+    })
+}
+
 /// Moves a version 1 `predictions.csv` aside (an atomic rename, then a directory fsync) to
 /// `predictions.v1.csv` (or `.v1.N.csv` if taken). Returns where it went.
 fn migrate_v1(path: &Path) -> io::Result<Option<PathBuf>> {
-    let first = match fs::read(path) {
-        Ok(bytes) => bytes
-            .split(|&b| b == b'\n')
-            .next()
-            .map(|l| l.to_vec())
-            .unwrap_or_default(),
+    let first = match first_line(path) {
+        Ok(line) => line,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };

@@ -915,6 +915,50 @@ mod tests {
         assert_stored_once_in_order(&dir);
     }
 
+    /// Backs README claim [C7] with the default timing (the other rotation tests shorten it):
+    /// a connection is rotated when its age reaches 23 h 30 m, before Binance's 24 h cut, and
+    /// not a second before; no kline is lost or duplicated across it.
+    #[test]
+    fn the_default_rotation_age_is_23_h_30_m() {
+        let rotate = Duration::from_secs(23 * 3600 + 30 * 60);
+        assert_eq!(Timing::default().rotate_after, rotate);
+        assert!(rotate < Duration::from_secs(24 * 3600));
+        let run = |name: &str, age_per_read: Duration| {
+            let dir = temp(name);
+            let mut connect = FakeConnect::new(vec![
+                (7..12).map(|i| event(i, true)).collect(),
+                (7..14).map(|i| event(i, true)).collect(),
+            ]);
+            connect.age_per_read = age_per_read;
+            let limits = Limits {
+                deadline: Some(Instant::now() + Duration::from_secs(20)),
+                max_klines: Some(9),
+            };
+            let now = [closed(6), closed(6), closed(13)];
+            let (reason, stats, _) = run_thread(&dir, &now, connect, Timing::default(), limits);
+            assert_eq!(reason, StopReason::KlineLimit, "{stats:?}");
+            assert_stored_once_in_order(&dir);
+            let log = std::fs::read_to_string(dir.join("stream.log")).expect("stream.log");
+            (stats.rotations, log)
+        };
+        // Aged exactly 23 h 30 m before the second read: rotated then.
+        let (rotations, log) = run("rotate-default", rotate);
+        assert_eq!(rotations, 1, "{log}");
+        assert!(
+            log.contains("rotating the connection after 84600 s"),
+            "{log}"
+        );
+        // A second younger (23 h 29 m 59 s) before the second read: kept; rotated only before
+        // the third, at twice that age.
+        let (rotations, log) = run("rotate-default-early", rotate - Duration::from_secs(1));
+        assert_eq!(rotations, 1, "{log}");
+        assert!(
+            log.contains("rotating the connection after 169198 s"),
+            "{log}"
+        );
+        assert!(!log.contains("after 84599 s"), "{log}");
+    }
+
     /// Backs the README claim "The connection is rotated before Binance's 24 h cut (at 23 h
     /// 30 m)": a connection whose age reaches `rotate_after` is closed and replaced at once (no
     /// backoff: the backoff here is an hour and the deadline 20 s, so a backoff would end the

@@ -437,6 +437,71 @@ mod tests {
         }
     }
 
+    /// Backs README claim [C16] where it is applied: `fit_models`, the one place `train`,
+    /// `backtest` and the window refits fit the pool, gives KNN only the last
+    /// [`KNN_MAX_ROWS`] rows, CART at most [`CART_MAX_LEAVES`] leaves and the SVR the last
+    /// `svr_rows` rows (`--svr-rows`), on more rows than any of the three bounds.
+    #[test]
+    fn fit_models_applies_the_knn_cart_and_svr_bounds() {
+        let n = KNN_MAX_ROWS + 2_000;
+        let mut rng = rng::Rng::new(17);
+        let x = DMatrix::from_fn(n, 3, |_, _| rng.next_f64() - 0.5);
+        let y = DVector::from_fn(n, |i, _| x[(i, 0)] - 0.5 * x[(i, 1)] + 0.3 * rng.next_f64());
+        let svr_rows = 150;
+        let config = FitConfig::new(5, svr_rows, 1);
+        let kinds = [ModelKind::Knn, ModelKind::Cart, ModelKind::Svr];
+        let fitted = fit_models(&kinds, &x, &y, &config, &mut |_| {}).expect("fit");
+        let last = |keep: usize| {
+            (
+                x.rows(n - keep, keep).clone_owned(),
+                y.rows(n - keep, keep).clone_owned(),
+            )
+        };
+        let queries = DMatrix::from_fn(50, 3, |_, _| rng.next_f64() - 0.5);
+
+        let AnyModel::Knn(knn) = &fitted[0].model else {
+            panic!("knn expected")
+        };
+        assert_eq!(knn.n_rows(), KNN_MAX_ROWS);
+        let (xk, yk) = last(KNN_MAX_ROWS);
+        let alone = KnnParams::default().fit(&xk, &yk).expect("knn");
+        assert_eq!(knn.predict(&queries), alone.predict(&queries));
+
+        let AnyModel::Cart(cart) = &fitted[1].model else {
+            panic!("cart expected")
+        };
+        assert!(
+            cart.leaf_count() <= CART_MAX_LEAVES,
+            "{} leaves",
+            cart.leaf_count()
+        );
+        assert!(cart.leaf_count() > CART_MAX_LEAVES / 2, "a real tree");
+
+        let AnyModel::Svr(svr) = &fitted[2].model else {
+            panic!("svr expected")
+        };
+        let n_sv = svr.dual_coef.len();
+        assert!(n_sv > 0 && n_sv <= svr_rows, "{n_sv} support vectors");
+        let (xs, ys) = last(svr_rows);
+        let tail: Vec<[u64; 3]> = (0..svr_rows)
+            .map(|i| [0, 1, 2].map(|j| xs[(i, j)].to_bits()))
+            .collect();
+        for sv in svr.support_vectors.chunks(3) {
+            let bits = [sv[0].to_bits(), sv[1].to_bits(), sv[2].to_bits()];
+            assert!(
+                tail.contains(&bits),
+                "a support vector from before the last rows"
+            );
+        }
+        let alone = SvrParams {
+            standardize_target: true,
+            ..SvrParams::default()
+        }
+        .fit(&xs, &ys)
+        .expect("svr");
+        assert_eq!(svr.predict(&queries), alone.predict(&queries));
+    }
+
     #[test]
     fn parallel_prediction_keeps_row_order() {
         let model = AnyModel::Linear(Linear {

@@ -13,7 +13,7 @@ use crate::fsutil;
 pub(crate) mod backtest;
 pub(crate) mod describe;
 pub(crate) mod html;
-pub(crate) mod run;
+pub mod run;
 pub(crate) mod svg;
 
 /// A number with 6 significant digits, without exponent for everyday magnitudes.

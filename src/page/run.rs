@@ -204,7 +204,7 @@ pub(crate) fn cumulative_ratios(windows: &[Window]) -> BTreeMap<String, Vec<(i64
 }
 
 /// The scoreboard over all windows: rows per group, pooled.
-pub(crate) fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
+pub fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
     #[derive(Default)]
     struct Acc {
         n: u64,
@@ -234,7 +234,8 @@ pub(crate) fn scoreboard_rows(windows: &[Window]) -> Vec<ScoreRow> {
             };
             let a = &mut acc[i].1;
             let nf = s.n as f64;
-            a.n += s.n;
+            // Saturating: `n` comes from the file (a damaged line may hold any count).
+            a.n = a.n.saturating_add(s.n);
             a.sse += nf * r * r;
             a.sae += nf * s.mae.unwrap_or(f64::NAN);
             a.dir += nf * s.directional.unwrap_or(f64::NAN);
@@ -301,7 +302,8 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         .map(|f| f.target_open_time)
         .or_else(|| files.closes.last().map(|c| c.0))
         .unwrap_or(0);
-    let from = last - (hours * 3_600_000.0) as i64;
+    // Saturating: the times come from the files (a damaged row may hold any number).
+    let from = last.saturating_sub((hours * 3_600_000.0) as i64);
 
     // 1. Close, forecast, interval and naive over the last hours.
     let recent: Vec<&PredictionRow> = files
@@ -650,7 +652,7 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
 
 /// Builds the page for a run's files: the last `hours` of forecasts, and the whole run's
 /// scores, weights, coverage and health. `title` names the source.
-pub(crate) fn html(files: &RunFiles, hours: f64, title: &str) -> String {
+pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
     let iv = interval_of(files);
     let mut page = Page::new(
         &format!("{}: forecasts and health", files.symbol),

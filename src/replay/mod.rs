@@ -366,6 +366,12 @@ impl ReplayServer {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Klines requests received since the start (or the last [`ReplayServer::set_faults`]):
+    /// the count the `*-every` faults and `slow-ms` act on.
+    pub fn klines_requests(&self) -> u64 {
+        lock(&self.shared.faults).klines_requests
+    }
+
     /// The current virtual time in ms.
     pub fn now_ms(&self) -> i64 {
         self.shared.clock.now_ms()
