@@ -408,27 +408,24 @@ fn a_planted_partial_row_is_repaired_before_streaming() {
     );
 }
 
-/// The README says a v3 ensemble file (the window generations' models inside, written before
-/// file format v4) still loads. `tests/fixtures/ensemble-v3.bin` was written by the last v3
-/// writer (`scripts/make-ensemble-v3-fixture.sh`: 600 sample rows trained, 15 streamed, windows
-/// of 5, two generations): it loads as it is, its generations holding their models; `stream`
-/// over the same klines (and models trained by this build) loads it, names its version, does not
-/// move it aside, streams on and saves it as v4.
+/// An ensemble file older than this build reads (v3 or v4: they lack the v5 experts' records)
+/// is refused with the format error, never misread. `tests/fixtures/ensemble-v3.bin` was written
+/// by the last v3 writer (`scripts/make-ensemble-v3-fixture.sh`: 600 sample rows trained, 15
+/// streamed, windows of 5, two generations): loading it names the file and both versions;
+/// `stream` moves it aside byte for byte, starts a new ensemble, streams on and saves v5.
 #[test]
-fn a_v3_ensemble_file_loads_and_is_saved_as_v4() {
+fn an_older_ensemble_file_is_refused_by_name_moved_aside_and_replaced() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ensemble-v3.bin");
     let bytes = fs::read(&fixture).expect("the v3 fixture");
     assert_eq!(&bytes[12..16], &3u32.to_le_bytes(), "a v3 file");
-    let saved = load_ensemble(&fixture).expect("a v3 file loads");
-    assert_eq!(saved.ensemble.windows_done, 3);
-    let with_models = saved
-        .ensemble
-        .members
-        .iter()
-        .filter(|m| m.model.is_some())
-        .count();
-    // Two generations of six row models, and the trained GRU and LSTM (their online state).
-    assert_eq!(with_models, 2 * 6 + 2, "v3 keeps the generations' models");
+    // v5 added the experts' two-scale gate records and the combination expert's records, which a
+    // v3 or v4 file lacks: it is refused with the format error, naming the file and both versions.
+    let err = load_ensemble(&fixture).expect_err("a v3 file is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("ensemble-v3.bin") && text.contains("is format v3, this build reads v5"),
+        "{text}"
+    );
 
     let tmp = TempDir::new("stream-v3");
     let dirs = Dirs::new(tmp.path());
@@ -456,25 +453,26 @@ fn a_v3_ensemble_file_loads_and_is_saved_as_v4() {
             .expect("spawn stream"),
         Duration::from_secs(120),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
     let log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    // Refused by name, kept byte for byte beside it, and a new ensemble started: the stream goes on.
     assert!(
-        !stderr.contains("cannot use the saved ensemble"),
-        "{stderr}"
+        log.contains("cannot use the saved ensemble") && log.contains("is format v3"),
+        "{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!path.with_extension("bin.bad").exists(), "{log}");
-    assert!(
-        log.contains(&format!("loaded {} (version", path.display())) && log.contains("3 windows"),
-        "{log}"
+    assert_eq!(
+        fs::read(path.with_extension("bin.bad")).expect("moved aside"),
+        bytes,
+        "the refused file is kept as it was"
     );
     assert_store_is(&store_path, &src[..625]);
-    let now = fs::read(&path).expect("the saved ensemble");
+    let now = fs::read(&path).expect("the new saved ensemble");
     assert_eq!(
         &now[12..16],
-        &4u32.to_le_bytes(),
-        "saved as v4 after a window"
+        &5u32.to_le_bytes(),
+        "saved as v5 after a window"
     );
-    assert!(load_ensemble(&path).expect("loads").ensemble.windows_done >= 5);
+    assert!(load_ensemble(&path).expect("loads").ensemble.windows_done >= 1);
 }
 
 /// Backs README claim [C9]: A second stream on the same data directory exits 0 at once.
