@@ -925,13 +925,12 @@ fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
 /// The v4 ensemble files of [`ensemble_payload_seeds`], and the committed v3 fixture (a v3
 /// writer's file, see tests/fixtures/README.md).
 fn ensemble_file_seeds() -> Vec<Vec<u8>> {
-    let mut seeds: Vec<Vec<u8>> = ensemble_payload_seeds()
-        .iter()
-        .map(|p| frame_as(TAG_ENSEMBLE, persist::ENSEMBLE_FILE_VERSION, p))
-        .collect();
     // The committed v3 fixture is refused by this build (v5 reads v5 only): its refusal is
     // tested in tests/stream.rs, and a refused file cannot seed a fuzzer that wants loads.
-    seeds
+    ensemble_payload_seeds()
+        .iter()
+        .map(|p| frame_as(TAG_ENSEMBLE, persist::ENSEMBLE_FILE_VERSION, p))
+        .collect()
 }
 
 /// `ensemble.jsonl` files as `stream` writes them: the learner's window reports of
