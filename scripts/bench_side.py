@@ -157,6 +157,15 @@ def tables(results, ref_name, extra=()):
     return "\n\n".join(out)
 
 
+def rmse_tables(results, ref_name, spec, extra=()):
+    """tables() with the reference's RMSE and ours (format `spec`) as the first extra columns."""
+    return tables(results, ref_name, extra=[
+        (f"RMSE {ref_name}", lambda a, b: fmt(a.get("rmse"), spec)),
+        ("RMSE ours", lambda a, b: fmt(b.get("rmse"), spec)),
+        *extra,
+    ])
+
+
 def save(path, meta, results):
     with open(path, "w") as f:
         json.dump({"meta": meta, "results": [

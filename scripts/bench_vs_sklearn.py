@@ -190,9 +190,7 @@ def main():
           f"{args.repeats} interleaved runs per side; test rows = train rows / 4; "
           f"load average (1, 5, 15 min) before {load_before}, after {load_after}\n")
 
-    print(bench_side.tables(results, "sklearn", extra=[
-        ("RMSE sklearn", lambda a, b: bench_side.fmt(a.get("rmse"), ".4f")),
-        ("RMSE ours", lambda a, b: bench_side.fmt(b.get("rmse"), ".4f")),
+    print(bench_side.rmse_tables(results, "sklearn", ".4f", extra=[
         ("fitted on", lambda a, b: a.get("train_rows", "")),
     ]))
     if args.json_out:

@@ -143,9 +143,7 @@ def main():
     print(f"xgboost {xgb.__version__} hist vs klinecast gbdt, {args.threads} thread(s), "
           f"{args.repeats} interleaved runs per side; load average (1, 5, 15 min) before "
           f"{load_before}, after {load_after}\n")
-    print(bench_side.tables(results, "xgb", extra=[
-        ("RMSE xgb", lambda a, b: bench_side.fmt(a.get("rmse"), ".4e")),
-        ("RMSE ours", lambda a, b: bench_side.fmt(b.get("rmse"), ".4e")),
+    print(bench_side.rmse_tables(results, "xgb", ".4e", extra=[
         ("nodes", lambda a, b: b.get("nodes", "")),
         ("bytes", lambda a, b: b.get("model_bytes", "")),
     ]))

@@ -2,6 +2,7 @@
 //! errors, gaps, the open candle, the virtual clock, every fault switch, the WebSocket events,
 //! and the `klinecast replay-server` command. Only 127.0.0.1 is contacted.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -767,20 +768,9 @@ fn command_prints_the_listening_line_and_serves() {
     let dir = TempDir::new("replay-command");
     let lines = csv_lines(40);
     let data = write_data(&dir, "AVAXUSDT_1m.csv", &lines);
-    let mut child = common::klinecast_command()
-        .args(["replay-server", "--data"])
-        .arg(&data)
-        .args(["--speed", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn klinecast");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let result = std::panic::catch_unwind(|| {
+    let mut args = vec![OsString::from("--data"), data.into_os_string()];
+    args.extend(["--speed", "60"].map(OsString::from));
+    with_replay_server(&args, |line| {
         let rest = line
             .trim_end()
             .strip_prefix("listening rest=")
@@ -800,6 +790,24 @@ fn command_prints_the_listening_line_and_serves() {
                 && time <= rows[39].close_time + 1 + klinecast::backfill::SETTLE_MS
         );
     });
+}
+
+/// Spawns `klinecast replay-server ARGS`, reads its listening line and runs `check` on it; the
+/// server is killed whatever `check` does, and a failed check fails the test.
+fn with_replay_server(args: &[OsString], check: impl FnOnce(&str) + std::panic::UnwindSafe) {
+    let mut child = common::klinecast_command()
+        .arg("replay-server")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn klinecast");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    let result = std::panic::catch_unwind(|| check(&line));
     let _ = child.kill();
     let _ = child.wait();
     if let Err(panic) = result {
@@ -1320,19 +1328,8 @@ fn command_serves_several_files_and_refuses_one_given_twice() {
     let a = write_data(&dir, "AVAXUSDT_1m.csv", &avax);
     let b = write_data(&dir, "BTCUSDT_1m.csv", &btc);
     let list = format!("{},{}", a.display(), b.display());
-    let mut child = common::klinecast_command()
-        .args(["replay-server", "--data", &list, "--start-row", "30"])
-        .args(["--speed", "0.000001"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn klinecast");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let result = std::panic::catch_unwind(|| {
+    let args = ["--data", &list, "--start-row", "30", "--speed", "0.000001"].map(OsString::from);
+    with_replay_server(&args, |line| {
         let port = line
             .trim_end()
             .strip_prefix("listening rest=http://127.0.0.1:")
@@ -1351,11 +1348,6 @@ fn command_serves_several_files_and_refuses_one_given_twice() {
         assert_eq!(newest("AVAXUSDT")[0].to_string(), expected_row(&avax[29]));
         assert_eq!(newest("BTCUSDT")[0].to_string(), expected_row(&btc[24]));
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
     let twice = format!("{},{}", a.display(), a.display());
     let out = common::klinecast_command()
         .args(["replay-server", "--data", &twice])

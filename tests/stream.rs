@@ -48,6 +48,61 @@ fn seed_store(data_dir: &Path, history: &[Kline]) -> PathBuf {
     path
 }
 
+/// Seeds the store with `history` whose last row is replaced by its partial candle (as versions
+/// before the start-up check could leave); returns the store path, the planted partial row and
+/// the good row the check must restore.
+fn seed_store_with_partial_last(data_dir: &Path, history: &[Kline]) -> (PathBuf, Kline, Kline) {
+    let (last, before) = history.split_last().expect("a history to seed");
+    let good = last.clone();
+    let planted = common::partial_candle(&good);
+    let mut seeded = before.to_vec();
+    seeded.push(planted.clone());
+    (seed_store(data_dir, &seeded), planted, good)
+}
+
+/// Reads stream.log and asserts that the store at `store_path` is `src` byte for byte (showing
+/// the log when it is not); returns the log.
+fn store_is_source_by_stream_log(dirs: &Dirs, store_path: &Path, src: &[Kline]) -> String {
+    let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
+    assert!(
+        fs::read_to_string(store_path).expect("read the store") == csv_text(src),
+        "the store is not the source; stream.log:\n{stream_log}"
+    );
+    stream_log
+}
+
+/// Asserts that the start-up check logged both versions of the repaired row.
+fn assert_repair_logged(stream_log: &str, planted: &Kline, good: &Kline) {
+    assert!(
+        stream_log.contains(&format!("stored:  {}", planted.to_csv_line()))
+            && stream_log.contains(&format!("binance: {}", good.to_csv_line())),
+        "{stream_log}"
+    );
+}
+
+/// The whole number that follows the first `what` in `stdout` (the stream's final stats line).
+fn count_after(stdout: &str, what: &str) -> u64 {
+    stdout
+        .split(what)
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {what:?} in {stdout}"))
+}
+
+/// Asserts that predictions.csv (horizon 1) has one row per kline streamed after the first
+/// `history` rows of `src`, plus the forecast made after the last one, from the first target on.
+fn assert_one_prediction_per_streamed_kline(data: &Path, src: &[Kline], history: usize) {
+    let klines = src.len() - history;
+    let preds = check_predictions(data, 1);
+    assert_eq!(preds.len(), klines + 1);
+    assert_eq!(preds[0].target_open_time, src[history].open_time);
+    assert_eq!(
+        preds.last().map(|r| r.made_after_open_time),
+        Some(src[history + klines - 1].open_time)
+    );
+}
+
 /// Complete data rows in a store file (a torn last line is not counted).
 /// Asserts that the store at `path` is `klines` in the store's CSV, byte for byte.
 fn assert_store_is(path: &Path, klines: &[Kline]) {
@@ -75,6 +130,14 @@ struct Dirs {
     data: PathBuf,
     models: PathBuf,
     log: PathBuf,
+}
+
+/// A scratch folder named after the test and the klinecast folders inside it; the folder lives
+/// (and is removed) with the returned [`TempDir`].
+fn scratch(name: &str) -> (TempDir, Dirs) {
+    let tmp = TempDir::new(name);
+    let dirs = Dirs::new(tmp.path());
+    (tmp, dirs)
 }
 
 impl Dirs {
@@ -343,8 +406,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
 
 #[test]
 fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
-    let tmp = TempDir::new("stream-runtime");
-    let dirs = Dirs::new(tmp.path());
+    let (_tmp, dirs) = scratch("stream-runtime");
     let (history, total) = (400, 3000);
     let src = source(total);
     let store_path = seed_store(&dirs.data, &src[..history]);
@@ -377,15 +439,10 @@ fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
 /// Backs README claim [C3]: collect and stream check the newest stored klines against REST at start and repair a difference, logging both versions.
 #[test]
 fn a_planted_partial_row_is_repaired_before_streaming() {
-    let tmp = TempDir::new("stream-repair");
-    let dirs = Dirs::new(tmp.path());
+    let (_tmp, dirs) = scratch("stream-repair");
     let (history, total) = (400, 420);
     let src = source(total);
-    let good = src[history - 1].clone();
-    let planted = common::partial_candle(&good);
-    let mut seeded = src[..history - 1].to_vec();
-    seeded.push(planted.clone());
-    let store_path = seed_store(&dirs.data, &seeded);
+    let (store_path, planted, good) = seed_store_with_partial_last(&dirs.data, &src[..history]);
     // The server's clock starts one kline later, so its first time answer proves the planted
     // row closed however soon the stream asks (the start-up check compares only rows proven
     // closed; a clock that starts at the planted row's close made this test flaky).
@@ -396,16 +453,8 @@ fn a_planted_partial_row_is_repaired_before_streaming() {
             .expect("spawn stream"),
         Duration::from_secs(120),
     );
-    let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
-    assert!(
-        fs::read_to_string(&store_path).expect("read the store") == csv_text(&src),
-        "the store is not the source; stream.log:\n{stream_log}"
-    );
-    assert!(
-        stream_log.contains(&format!("stored:  {}", planted.to_csv_line()))
-            && stream_log.contains(&format!("binance: {}", good.to_csv_line())),
-        "{stream_log}"
-    );
+    let stream_log = store_is_source_by_stream_log(&dirs, &store_path, &src);
+    assert_repair_logged(&stream_log, &planted, &good);
 }
 
 /// An ensemble file older than this build reads (v3 or v4: they lack the v5 experts' records)
@@ -555,8 +604,7 @@ fn a_plain_ws_url_to_a_remote_host_is_a_configuration_error() {
 /// Backs README claim [C7]: The WebSocket is rotated before Binance's 24 h cut, with no kline lost or duplicated.
 #[test]
 fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
-    let tmp = TempDir::new("stream-rotate");
-    let dirs = Dirs::new(tmp.path());
+    let (_tmp, dirs) = scratch("stream-rotate");
     let (history, klines) = (400, 100);
     // At 600x the 100 klines take at least 10 s of wall time (the clock starts at `history`),
     // far longer than the 1 s rotation age; the server has more rows than the run needs.
@@ -571,12 +619,7 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
         .expect("spawn stream");
     let out = wait_success(child, Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let rotations: u64 = stdout
-        .split("rotations ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no rotation count in {stdout}"));
+    let rotations = count_after(&stdout, "rotations ");
     assert!(rotations >= 1, "{stdout}");
     let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
     let logged = stream_log
@@ -591,13 +634,7 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
         .count() as u64;
     assert!(connects > rotations, "{stream_log}");
     assert_store_is(&store_path, src);
-    let preds = check_predictions(&dirs.data, 1);
-    assert_eq!(preds.len(), klines + 1);
-    assert_eq!(preds[0].target_open_time, src[history].open_time);
-    assert_eq!(
-        preds.last().map(|r| r.made_after_open_time),
-        Some(src[history + klines - 1].open_time)
-    );
+    assert_one_prediction_per_streamed_kline(&dirs.data, src, history);
 }
 
 fn train_horizon(store_path: &Path, models: &Path, horizon: &str) {
@@ -623,8 +660,7 @@ fn train_horizon(store_path: &Path, models: &Path, horizon: &str) {
 /// `--horizon 1`.
 #[test]
 fn horizon_5_streams_and_other_horizons_are_refused() {
-    let tmp = TempDir::new("stream-horizon");
-    let dirs = Dirs::new(tmp.path());
+    let (_tmp, dirs) = scratch("stream-horizon");
     let (history, klines) = (600, 40);
     let src = source(history + klines);
     let store_path = seed_store(&dirs.data, &src[..history]);
@@ -707,8 +743,7 @@ fn stamp_ms(line: &str) -> i64 {
 /// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
 #[test]
 fn network_down_stream_keeps_its_deadline_and_reports_local_problems_first() {
-    let tmp = TempDir::new("stream-netdown");
-    let dirs = Dirs::new(tmp.path());
+    let (_tmp, dirs) = scratch("stream-netdown");
     let src = source(400);
     let store_path = seed_store(&dirs.data, &src);
     train_horizon(&store_path, &dirs.models, "1");
@@ -757,8 +792,7 @@ fn network_down_stream_keeps_its_deadline_and_reports_local_problems_first() {
 /// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
 #[test]
 fn rest_retries_are_logged_with_their_true_times_and_end_at_the_deadline() {
-    let tmp = TempDir::new("stream-retry-stamps");
-    let dirs = Dirs::new(tmp.path());
+    let (_tmp, dirs) = scratch("stream-retry-stamps");
     let history = 400;
     let served = source(history + 2000);
     seed_store(&dirs.data, &served[..history]);
@@ -825,16 +859,11 @@ fn rest_retries_are_logged_with_their_true_times_and_end_at_the_deadline() {
 /// Backs README claim [C20]: stream checks local files first and no network wait outlasts --max-runtime: with the network down it ends in time and names a bad model file first; REST retries are logged when they happen; a network that comes up late is caught up by REST then WebSocket, nothing lost or duplicated.
 #[test]
 fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
-    let tmp = TempDir::new("stream-late-network");
-    let dirs = Dirs::new(tmp.path());
+    let (_tmp, dirs) = scratch("stream-late-network");
     let (history, klines) = (400, 40);
     let served = source(history + klines + 2000);
     let src = &served[..history + klines];
-    let good = src[history - 1].clone();
-    let planted = common::partial_candle(&good);
-    let mut seeded = src[..history - 1].to_vec();
-    seeded.push(planted.clone());
-    let store_path = seed_store(&dirs.data, &seeded);
+    let (store_path, planted, good) = seed_store_with_partial_last(&dirs.data, &src[..history]);
     let port = common::free_port();
     let url = format!("127.0.0.1:{port}");
     let mut cmd = common::stream_command(
@@ -858,19 +887,8 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
     let _srv = common::replay_server_on(port, served.clone(), history + 20, 600.0, "ping-ms=300");
     let out = wait_success(child, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
-    assert!(
-        fs::read_to_string(&store_path).expect("read the store") == csv_text(src),
-        "the store is not the source; stream.log:\n{stream_log}"
-    );
-    let count = |what: &str| -> u64 {
-        stdout
-            .split(what)
-            .nth(1)
-            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {what:?} in {stdout}"))
-    };
+    let stream_log = store_is_source_by_stream_log(&dirs, &store_path, src);
+    let count = |what: &str| count_after(&stdout, what);
     let (from_ws, from_rest) = (count("klines from ws "), count(", from rest "));
     assert_eq!(from_ws + from_rest, klines as u64, "{stdout}");
     assert!(from_rest >= 20 && from_ws >= 1, "{stdout}");
@@ -884,11 +902,10 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
         "{stream_log}"
     );
     assert!(
-        stream_log.contains("(deferred from the start)")
-            && stream_log.contains(&format!("stored:  {}", planted.to_csv_line()))
-            && stream_log.contains(&format!("binance: {}", good.to_csv_line())),
+        stream_log.contains("(deferred from the start)"),
         "{stream_log}"
     );
+    assert_repair_logged(&stream_log, &planted, &good);
     // The ensembler had its history and had started before the network came up: the start-up
     // check held nothing back. (Stamps compare as text.)
     let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
@@ -900,11 +917,5 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
         ens_start[..network_up.len()] < *network_up,
         "the ensembler started at {ens_start:?}, after the network came up at {network_up}"
     );
-    let preds = check_predictions(&dirs.data, 1);
-    assert_eq!(preds.len(), klines + 1);
-    assert_eq!(preds[0].target_open_time, src[history].open_time);
-    assert_eq!(
-        preds.last().map(|r| r.made_after_open_time),
-        Some(src[history + klines - 1].open_time)
-    );
+    assert_one_prediction_per_streamed_kline(&dirs.data, src, history);
 }

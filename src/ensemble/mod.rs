@@ -94,6 +94,18 @@ mod tests {
     use crate::rng::Rng;
     use stats::MemberStats;
 
+    /// Adds a generation of five seeded noise members and closes the window.
+    fn add_noise_generation(ens: &mut Ensemble, features: &FakeFeatures, rng: &mut Rng) {
+        let models = (0..5)
+            .map(|_| {
+                let scale = SIGMA * [0.01, 0.1, 0.3, 1.0, 3.0][rng.below(5)];
+                noise_member(rng.below(features.noise_cols), scale)
+            })
+            .collect();
+        ens.add_generation(FeatureSpec::default(), None, models, None);
+        ens.close_window();
+    }
+
     /// Forecasts at every t and scores with close[t+1]; optionally adds a generation of five
     /// seeded noise members every `window` scores. Returns (ensemble, naive) price accumulators.
     fn replay(
@@ -111,14 +123,7 @@ mod tests {
             ea.add(f.last_close, f.ensemble_price, actual);
             na.add(f.last_close, f.naive_price, actual);
             if noise_generations.is_some() && (t + 1) % ens.config.window == 0 {
-                let models = (0..5)
-                    .map(|_| {
-                        let scale = SIGMA * [0.01, 0.1, 0.3, 1.0, 3.0][rng.below(5)];
-                        noise_member(rng.below(features.noise_cols), scale)
-                    })
-                    .collect();
-                ens.add_generation(FeatureSpec::default(), None, models, None);
-                ens.close_window();
+                add_noise_generation(ens, features, &mut rng);
             }
         }
         (ea, na)
@@ -352,14 +357,7 @@ mod tests {
                 audit.c_t_all += (e.all_record.variation - v_all) / (1.0 + v_all);
             }
             if noise_generations.is_some() && (t + 1) % ens.config.window == 0 {
-                let models = (0..5)
-                    .map(|_| {
-                        let scale = SIGMA * [0.01, 0.1, 0.3, 1.0, 3.0][rng.below(5)];
-                        noise_member(rng.below(features.noise_cols), scale)
-                    })
-                    .collect();
-                ens.add_generation(FeatureSpec::default(), None, models, None);
-                ens.close_window();
+                add_noise_generation(ens, features, &mut rng);
             }
         }
         audit
