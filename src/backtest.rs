@@ -232,12 +232,7 @@ pub(crate) fn backtest(
         symbol: store::parse_file_name(&args.data)
             .map_or("?".to_string(), |(symbol, _)| symbol.to_string()),
         interval_ms,
-        closes: series
-            .open_time
-            .iter()
-            .copied()
-            .zip(series.close.iter().copied())
-            .collect(),
+        closes: series.closes(),
         forecasts,
         windows: window_series,
         log: Vec::new(),

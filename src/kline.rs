@@ -437,6 +437,15 @@ impl Series {
         self.open_time.len()
     }
 
+    /// `(open_time, close)` of every kline, ascending: what the pages draw as the price line.
+    pub fn closes(&self) -> Vec<(i64, f64)> {
+        self.open_time
+            .iter()
+            .copied()
+            .zip(self.close.iter().copied())
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.open_time.is_empty()
     }

@@ -277,12 +277,7 @@ impl RunFiles {
         })?;
         let (symbol, interval) = store::parse_file_name(&store_path)?;
         let series = store::load_series(&store_path)?;
-        let closes = series
-            .open_time
-            .iter()
-            .copied()
-            .zip(series.close.iter().copied())
-            .collect();
+        let closes = series.closes();
         let predictions = data_dir.join("predictions.csv");
         let (forecasts, w1) = read_predictions(&predictions, &read_text(&predictions)?);
         let jsonl = log_dir.join("ensemble.jsonl");

@@ -364,13 +364,9 @@ fn truncated_foreign_or_other_version_model_files_are_refused() {
     assert!(matches!(err, PersistError::Corrupt { .. }), "{err}");
 }
 
-/// The same files met by `stream`, the command that loads them: it must keep running under
-/// cron, so it names each bad file and what to do on stderr and in ensemble.log, goes on with
-/// the good models (exit code 0), and leaves the bad trained files as they are; a bad ensemble
-/// file is moved aside to `EnsembleModel.bin.bad` and a new ensemble starts.
-#[test]
-fn stream_names_bad_model_files_and_keeps_the_good_ones() {
-    let dir = TempDir::new("bad-models-stream");
+/// A store of the sample's first 600 klines in `<dir>/data` and the models `train` fits on it in
+/// `<dir>/models`: the models folder and the store's path.
+fn trained_on_600_rows(dir: &TempDir) -> (PathBuf, PathBuf) {
     let lines = sample_lines();
     let data = dir.path().join("data");
     let models = dir.path().join("models");
@@ -385,6 +381,17 @@ fn stream_names_bad_model_files_and_keeps_the_good_ones() {
         ],
     );
     assert!(out.status.success(), "train: {}", stderr(&out));
+    (models, store)
+}
+
+/// The same files met by `stream`, the command that loads them: it must keep running under
+/// cron, so it names each bad file and what to do on stderr and in ensemble.log, goes on with
+/// the good models (exit code 0), and leaves the bad trained files as they are; a bad ensemble
+/// file is moved aside to `EnsembleModel.bin.bad` and a new ensemble starts.
+#[test]
+fn stream_names_bad_model_files_and_keeps_the_good_ones() {
+    let dir = TempDir::new("bad-models-stream");
+    let (models, _store) = trained_on_600_rows(&dir);
     let path = |kind| persist::trained_path(&models, kind);
     let good = fs::read(path(ModelKind::Linear)).expect("read");
     let mut other_version = fs::read(path(ModelKind::Knn)).expect("read");
@@ -826,20 +833,7 @@ fn bad_gbdt_and_recurrent_model_files_are_refused() {
 #[test]
 fn bad_v4_ensemble_files_are_moved_aside_and_a_new_one_starts() {
     let dir = TempDir::new("bad-ensemble-v4");
-    let lines = sample_lines();
-    let data = dir.path().join("data");
-    let models = dir.path().join("models");
-    fs::create_dir_all(&data).expect("mkdir");
-    let store = data.join("AVAXUSDT_1m.csv");
-    write_csv(&store, &lines[..600]);
-    let out = run(
-        &["train"],
-        &[
-            ("--data", store.as_path()),
-            ("--models-dir", models.as_path()),
-        ],
-    );
-    assert!(out.status.success(), "train: {}", stderr(&out));
+    let (models, store) = trained_on_600_rows(&dir);
     let server = common::replay_server(common::sample_klines(900), 600, 600.0, "");
     let stream = |seconds: &str| {
         common::stream_command("AVAXUSDT", &server.rest_url(), &server.ws_url(), dir.path())

@@ -988,12 +988,7 @@ fn report_base() -> RunFiles {
         store_path: PathBuf::from("data/AVAXUSDT_1m.csv"),
         symbol: "AVAXUSDT".to_string(),
         interval_ms: 60_000,
-        closes: series
-            .open_time
-            .iter()
-            .copied()
-            .zip(series.close.iter().copied())
-            .collect(),
+        closes: series.closes(),
         ..RunFiles::default()
     }
 }
