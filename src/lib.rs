@@ -18,6 +18,7 @@ pub mod error;
 pub mod features;
 pub mod fsutil;
 pub mod kline;
+pub mod layout;
 pub mod live;
 pub mod log;
 pub mod metrics;
