@@ -11,7 +11,6 @@ use crate::ensemble::{
 use crate::error::Error;
 use crate::features::{DEFAULT_HORIZON, MAX_HORIZON};
 use crate::kline::{Interval, Symbol};
-use crate::live::StreamSpec;
 use crate::models::fit::DEFAULT_SVR_ROWS;
 use crate::models::ModelKind;
 use crate::settings::{LearnSettings, DEFAULT_SEED};
@@ -27,7 +26,8 @@ USAGE:
                           [--end YYYY-MM-DD] [--data-dir DIR] [--rest-url URL]
   klinecast train         [--data FILE] [--models-dir DIR] [--holdout 0.2] [--max-rows N]
                           [--horizon H] [--svr-rows N] [--seed S] [--json]
-  klinecast stream        [--symbol BTCUSDT] [--interval 1m] [--data-dir DIR] [--models-dir DIR]
+  klinecast stream        [--symbol BTCUSDT | --symbols A,B,…] [--interval 1m] [--data-dir DIR]
+                          [--models-dir DIR]
                           [--log-dir DIR] [--rest-url URL] [--ws-url URL] [--window 15]
                           [--refit-rows 1440] [--generations 8] [--horizon H]
                           [--max-runtime DURATION] [--seed S] [--combiner ml-poly|lcb]
@@ -64,7 +64,7 @@ pub enum Command {
     Version,
     Collect(CollectArgs),
     Train(TrainArgs),
-    Stream(StreamSpec),
+    Stream(StreamArgs),
     Backtest(BacktestArgs),
     ReplayServer(ReplayArgs),
     Demo(DemoArgs),
@@ -101,6 +101,24 @@ pub enum Start {
     Date(i64),
     /// This many days before the server's time.
     Days(u32),
+}
+
+/// `klinecast stream`: the market, its directories, Binance's URLs, how it learns and for how
+/// long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamArgs {
+    /// `--symbol X` (one) or `--symbols A,B,…` (one connection for all).
+    pub(crate) symbols: Vec<Symbol>,
+    pub(crate) interval: Interval,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) models_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) rest_url: String,
+    pub(crate) ws_url: String,
+    /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--seed`, …
+    pub(crate) learn: LearnSettings,
+    /// `--max-runtime`, in milliseconds.
+    pub(crate) max_runtime: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -226,8 +244,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             },
             json: flags.switch("--json"),
         }),
-        "stream" => Command::Stream(StreamSpec {
-            symbol: symbol(&mut flags)?,
+        "stream" => Command::Stream(StreamArgs {
+            symbols: symbols(&mut flags)?,
             interval: interval(&mut flags)?,
             data_dir: flags.path("--data-dir", "data")?,
             models_dir: flags.path("--models-dir", "models")?,
@@ -338,6 +356,25 @@ fn symbol(flags: &mut Flags) -> Result<Symbol, Error> {
             .unwrap_or_else(|| "BTCUSDT".to_string()),
     )
     .map_err(Error::Usage)
+}
+
+/// `--symbol X` or `--symbols A,B,…` (not both; no symbol twice); BTCUSDT when neither is given.
+fn symbols(flags: &mut Flags) -> Result<Vec<Symbol>, Error> {
+    let Some(list) = flags.take("--symbols")? else {
+        return Ok(vec![symbol(flags)?]);
+    };
+    if flags.take("--symbol")?.is_some() {
+        return Err(usage("give --symbol X or --symbols A,B,…, not both"));
+    }
+    let mut symbols: Vec<Symbol> = Vec::new();
+    for name in list.split(',') {
+        let s = Symbol::parse(name.trim()).map_err(Error::Usage)?;
+        if symbols.contains(&s) {
+            return Err(usage(&format!("--symbols names {s} twice")));
+        }
+        symbols.push(s);
+    }
+    Ok(symbols)
 }
 
 fn interval(flags: &mut Flags) -> Result<Interval, Error> {
@@ -611,6 +648,37 @@ mod tests {
         assert_eq!(s.ws_url, "ws://127.0.0.1:1");
         assert_eq!(s.max_runtime, Some(7_200_000));
         assert_eq!(s.learn, LearnSettings::default());
+        assert_eq!(s.symbols, [Symbol::parse("BTCUSDT").expect("symbol")]);
+    }
+
+    /// `stream --symbols A,B,C` is one list in the given order; `--symbol X` is a list of one;
+    /// both at once, a symbol twice or a bad name is a usage error.
+    #[test]
+    fn stream_takes_one_symbol_or_a_list() {
+        let names = |args: &[&str]| match p(args) {
+            Ok(Command::Stream(s)) => s.symbols.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        assert_eq!(
+            names(&["stream", "--symbols", "ethusdt,BTCUSDT,AVAXUSDT"]),
+            ["ETHUSDT", "BTCUSDT", "AVAXUSDT"]
+        );
+        assert_eq!(names(&["stream", "--symbol", "ETHUSDT"]), ["ETHUSDT"]);
+        assert_eq!(names(&["stream", "--symbols", "ETHUSDT"]), ["ETHUSDT"]);
+        for bad in [
+            &[
+                "stream",
+                "--symbols",
+                "ETHUSDT,BTCUSDT",
+                "--symbol",
+                "ETHUSDT",
+            ][..],
+            &["stream", "--symbols", "ETHUSDT,ethusdt"],
+            &["stream", "--symbols", "ETHUSDT,,BTCUSDT"],
+            &["stream", "--symbols", "ETHUSDT,../x"],
+        ] {
+            assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad:?}");
+        }
     }
 
     #[test]

@@ -130,6 +130,12 @@ struct Dirs {
     data: PathBuf,
     models: PathBuf,
     log: PathBuf,
+    /// The symbol's own folders (`<dir>/AVAXUSDT_1m/`), where a new installation keeps its
+    /// predictions and buffer, models, and window logs. (An installation of the single-symbol
+    /// layout, trained models in `models/Trained`, keeps them in `data/`, `models/`, `log/`.)
+    own_data: PathBuf,
+    own_models: PathBuf,
+    own_log: PathBuf,
 }
 
 /// A scratch folder named after the test and the klinecast folders inside it; the folder lives
@@ -147,6 +153,9 @@ impl Dirs {
             data: root.join("data"),
             models: root.join("models"),
             log: root.join("log"),
+            own_data: root.join("data/AVAXUSDT_1m"),
+            own_models: root.join("models/AVAXUSDT_1m"),
+            own_log: root.join("log/AVAXUSDT_1m"),
         }
     }
 }
@@ -246,7 +255,7 @@ fn uninterrupted_predictions(
         .expect("spawn the reference stream");
     wait_success(child, Duration::from_secs(300));
     assert_store_is(&store_path, src);
-    fs::read_to_string(dirs.data.join("predictions.csv")).expect("predictions.csv")
+    fs::read_to_string(dirs.own_data.join("predictions.csv")).expect("predictions.csv")
 }
 
 /// Backs the README claims "After a `kill -9` at any moment, a restart loads the saved
@@ -335,7 +344,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
     // The store is the source, byte for byte: nothing lost, nothing duplicated, nothing torn.
     assert_store_is(&store_path, &src);
     // Forecasts: one per kline since the start, never twice for a target.
-    let preds = check_predictions(&dirs.data, 1);
+    let preds = check_predictions(&dirs.own_data, 1);
     assert_eq!(
         preds.first().map(|r| r.target_open_time),
         Some(src[history].open_time)
@@ -345,11 +354,11 @@ fn faults_kill_and_restart_keep_the_store_exact() {
         Some(src[total - 1].open_time)
     );
     // The buffer holds the klines of the window in progress: a suffix of the store.
-    let buffer = store::load_klines(&dirs.data.join("Buffer_5.csv")).expect("buffer");
+    let buffer = store::load_klines(&dirs.own_data.join("Buffer_5.csv")).expect("buffer");
     assert!(buffer.len() < 5);
     assert_eq!(buffer[..], src[total - buffer.len()..]);
     // The ensemble file loads and has learnt windows (no trained models: generations only).
-    let saved = load_ensemble(&ensemble_path(&dirs.models)).expect("the ensemble loads");
+    let saved = load_ensemble(&ensemble_path(&dirs.own_models)).expect("the ensemble loads");
     assert!(
         saved.ensemble.windows_done >= 40,
         "{}",
@@ -372,7 +381,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
             .any(|l| l.contains("duplicates dropped") && !l.contains("duplicates dropped 0,")),
         "no duplicate was counted"
     );
-    let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    let ens_log = fs::read_to_string(dirs.own_log.join("ensemble.log")).expect("ensemble.log");
     assert!(ens_log.contains("no trained models"), "{ens_log}");
     // The restarts refitted the saved window generations from the store (ensemble file v4),
     // and the forecasts below are still those of the uninterrupted run.
@@ -381,7 +390,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
         "{ens_log}"
     );
     assert!(!ens_log.contains("is dropped"), "{ens_log}");
-    let jsonl = fs::read_to_string(dirs.log.join("ensemble.jsonl")).expect("ensemble.jsonl");
+    let jsonl = fs::read_to_string(dirs.own_log.join("ensemble.jsonl")).expect("ensemble.jsonl");
     for line in jsonl.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
         assert!(v.get("window").is_some() && v.get("logged_at").is_some());
@@ -390,7 +399,8 @@ fn faults_kill_and_restart_keep_the_store_exact() {
 
     // The same rows, seed and settings in one uninterrupted run: the same forecasts, byte for
     // byte (every target once, the same forecast, naive, version and made_after columns).
-    let killed = fs::read_to_string(dirs.data.join("predictions.csv")).expect("predictions.csv");
+    let killed =
+        fs::read_to_string(dirs.own_data.join("predictions.csv")).expect("predictions.csv");
     let reference = uninterrupted_predictions(&tmp.path().join("reference"), &src, history, &[]);
     assert_eq!(killed.lines().count(), total - history + 2);
     for (i, (a, b)) in killed.lines().zip(reference.lines()).enumerate() {
@@ -426,8 +436,8 @@ fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
     let stored = store::load_klines(&store_path).expect("load the store");
     assert!(stored.len() > history + 5, "{} rows", stored.len());
     assert_eq!(stored[..], src[..stored.len()]);
-    check_predictions(&dirs.data, 1);
-    assert!(load_ensemble(&ensemble_path(&dirs.models)).is_ok());
+    check_predictions(&dirs.own_data, 1);
+    assert!(load_ensemble(&ensemble_path(&dirs.own_models)).is_ok());
     // Started without trained models: said so on stderr.
     assert!(stderr.contains("no trained models"), "{stderr}");
 }
@@ -634,7 +644,7 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
         .count() as u64;
     assert!(connects > rotations, "{stream_log}");
     assert_store_is(&store_path, src);
-    assert_one_prediction_per_streamed_kline(&dirs.data, src, history);
+    assert_one_prediction_per_streamed_kline(&dirs.own_data, src, history);
 }
 
 fn train_horizon(store_path: &Path, models: &Path, horizon: &str) {
@@ -908,7 +918,7 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
     assert_repair_logged(&stream_log, &planted, &good);
     // The ensembler had its history and had started before the network came up: the start-up
     // check held nothing back. (Stamps compare as text.)
-    let ens_log = fs::read_to_string(dirs.log.join("ensemble.log")).expect("ensemble.log");
+    let ens_log = fs::read_to_string(dirs.own_log.join("ensemble.log")).expect("ensemble.log");
     let ens_start = ens_log
         .lines()
         .find(|l| l.contains("ensembler start:"))
@@ -917,5 +927,5 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
         ens_start[..network_up.len()] < *network_up,
         "the ensembler started at {ens_start:?}, after the network came up at {network_up}"
     );
-    assert_one_prediction_per_streamed_kline(&dirs.data, src, history);
+    assert_one_prediction_per_streamed_kline(&dirs.own_data, src, history);
 }

@@ -115,11 +115,28 @@ pub(crate) enum WsRead {
     Quiet,
 }
 
-/// `<base>/ws/<symbol lowercase>@kline_<interval>`; a base already ending in `/ws` is kept.
-pub(crate) fn stream_url(base: &str, symbol: &Symbol, interval: Interval) -> String {
+/// Most streams Binance serves on one connection (protocol notes §3.6).
+pub(crate) const MAX_STREAMS: usize = 1024;
+
+/// The URL of one connection carrying the kline streams of `symbols` (at least one, at most
+/// [`MAX_STREAMS`]): one symbol is the raw stream `<base>/ws/<symbol>@kline_<interval>` (no
+/// envelope, no control messages); several are one combined stream,
+/// `<base>/stream?streams=<a>@kline_<interval>/<b>@kline_<interval>/…`, whose events come
+/// wrapped as `{"stream":…,"data":…}`. A base already ending in `/ws` or `/stream` is kept.
+pub(crate) fn streams_url(base: &str, symbols: &[Symbol], interval: Interval) -> String {
     let base = base.trim_end_matches('/');
-    let base = base.strip_suffix("/ws").unwrap_or(base);
-    format!("{base}/ws/{}@kline_{}", symbol.lower(), interval.as_str())
+    let base = base
+        .strip_suffix("/ws")
+        .or_else(|| base.strip_suffix("/stream"))
+        .unwrap_or(base);
+    let stream = |s: &Symbol| format!("{}@kline_{}", s.lower(), interval.as_str());
+    match symbols {
+        [one] => format!("{base}/ws/{}", stream(one)),
+        many => {
+            let names: Vec<String> = many.iter().map(stream).collect();
+            format!("{base}/stream?streams={}", names.join("/"))
+        }
+    }
 }
 
 /// True for hosts that never leave the machine.
@@ -354,12 +371,17 @@ mod tests {
         let s = Symbol::parse("BTCUSDT").expect("symbol");
         let m = Interval::ONE_MINUTE;
         assert_eq!(
-            stream_url("wss://stream.binance.com:9443", &s, m),
+            streams_url("wss://stream.binance.com:9443", std::slice::from_ref(&s), m),
             "wss://stream.binance.com:9443/ws/btcusdt@kline_1m"
         );
         assert_eq!(
-            stream_url("ws://127.0.0.1:5000/ws/", &s, m),
+            streams_url("ws://127.0.0.1:5000/ws/", std::slice::from_ref(&s), m),
             "ws://127.0.0.1:5000/ws/btcusdt@kline_1m"
+        );
+        let e = Symbol::parse("ETHUSDT").expect("symbol");
+        assert_eq!(
+            streams_url("wss://stream.binance.com:9443/stream", &[s.clone(), e], m),
+            "wss://stream.binance.com:9443/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m"
         );
         assert_eq!(
             check_url("wss://stream.binance.com:9443/ws/x").ok(),

@@ -13,8 +13,9 @@ use crate::cli::DemoArgs;
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
 use crate::kline::{price_decimals, Interval, Kline, Series, Symbol};
+use crate::layout::Dirs;
 use crate::live::ensembler::LiveEvent;
-use crate::live::{run_stream, RunOutcome, StreamConfig, StreamSpec, Timing};
+use crate::live::{run_stream, RunOutcome, StreamConfig, SymbolConfig, Timing};
 use crate::log::wall_clock_ms;
 use crate::metrics::Accum;
 use crate::models::ModelKind;
@@ -103,18 +104,19 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     );
     println!("{}", table.header());
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
+    let dirs = Dirs {
+        data: data_dir.clone(),
+        models: models_dir.clone(),
+        log: log_dir.clone(),
+    };
     let config = StreamConfig {
-        args: StreamSpec {
-            symbol,
-            interval,
-            data_dir: data_dir.clone(),
-            models_dir: models_dir.clone(),
-            log_dir: log_dir.clone(),
-            rest_url: server.rest_url(),
-            ws_url: server.ws_url(),
-            learn,
-            max_runtime: Some(budget_ms),
-        },
+        symbols: SymbolConfig::all(&dirs, &[symbol], interval),
+        interval,
+        dirs,
+        rest_url: server.rest_url(),
+        ws_url: server.ws_url(),
+        learn,
+        max_runtime: Some(budget_ms),
         max_klines: Some(n_stream as u64),
         ws: WsConfig {
             idle_timeout: Duration::from_secs(10),

@@ -6,22 +6,24 @@
 //! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
 //! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
 //! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
-//! (stop after that many new closed klines), and `KLINECAST_SAVE_EVERY` (save the ensemble
+//! (stop after that many new closed klines of every symbol), and `KLINECAST_SAVE_EVERY` (save the ensemble
 //! every N windows, default 1; a count, not milliseconds).
 
 use std::time::Duration;
 
 use crate::binance::ws::WsConfig;
+use crate::cli::StreamArgs;
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
-use crate::live::{self, run_stream, RunOutcome, StreamConfig, StreamSpec, Timing};
+use crate::layout::Dirs;
+use crate::live::{self, run_stream, RunOutcome, StreamConfig, SymbolConfig, Timing};
 use crate::settings::{self, LearnSettings};
 
 /// Builds the configuration from the parsed command line and the environment (see the module
 /// doc for the knobs; each defaults to the value beside its type, [`WsConfig::default`] and
 /// [`Timing::default`]).
 pub(crate) fn config(
-    args: &StreamSpec,
+    args: &StreamArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<StreamConfig, Error> {
     let ms = |name: &str, default: u64| -> Result<u64, Error> {
@@ -44,14 +46,22 @@ pub(crate) fn config(
         None => None,
         Some(_) => Some(ms("KLINECAST_MAX_KLINES", 1)?),
     };
+    let dirs = Dirs {
+        data: args.data_dir.clone(),
+        models: args.models_dir.clone(),
+        log: args.log_dir.clone(),
+    };
     Ok(StreamConfig {
-        args: StreamSpec {
-            learn: LearnSettings {
-                threads: settings::fit_threads(),
-                ..args.learn.clone()
-            },
-            ..args.clone()
+        symbols: SymbolConfig::all(&dirs, &args.symbols, args.interval),
+        interval: args.interval,
+        dirs,
+        rest_url: args.rest_url.clone(),
+        ws_url: args.ws_url.clone(),
+        learn: LearnSettings {
+            threads: settings::fit_threads(),
+            ..args.learn.clone()
         },
+        max_runtime: args.max_runtime,
         max_klines,
         ws: WsConfig {
             connect_timeout: millis("KLINECAST_CONNECT_TIMEOUT_MS", ws.connect_timeout)?,
@@ -70,13 +80,13 @@ pub(crate) fn config(
 }
 
 /// Runs `klinecast stream`.
-pub(crate) fn run(args: &StreamSpec) -> Result<(), Error> {
+pub(crate) fn run(args: &StreamArgs) -> Result<(), Error> {
     let config = config(args, &|name| std::env::var(name).ok())?;
     match run_stream(&config, &mut |_| {})? {
         RunOutcome::AlreadyRunning { holder } => {
             eprintln!(
                 "klinecast stream: already running for {} ({holder}); exiting",
-                config.args.data_dir.display()
+                config.dirs.data.display()
             );
         }
         RunOutcome::Finished(summary) => {
@@ -88,6 +98,14 @@ pub(crate) fn run(args: &StreamSpec) -> Result<(), Error> {
                 summary.ensembler.windows,
                 summary.stream.summary()
             );
+            if summary.symbols.len() > 1 {
+                for (name, s) in &summary.symbols {
+                    println!(
+                        "{name}: {} klines ({} fed again), {} windows, {} forecasts written",
+                        s.klines, s.replayed, s.windows, s.predictions_written
+                    );
+                }
+            }
             println!("{}", live::timing_line(&summary));
             if !summary.ensembler.scoreboard.is_empty() {
                 print!("{}", scoreboard_table(&summary.ensembler.scoreboard));

@@ -1,4 +1,5 @@
-//! The ensembling thread: owns the window [`Learner`] and the files it produces. For every
+//! One symbol's ensembler, run by the ensembling thread ([`super::schedule`] holds one per
+//! symbol): owns the window [`Learner`] and the files it produces. For every
 //! closed kline from the streaming thread it lets the learner score the pending forecast and
 //! forecast the next close, appends that forecast to `predictions.csv`, and keeps
 //! `Buffer_<window>.csv` (the klines of the window being collected). When a window is done it
@@ -63,6 +64,10 @@ pub struct KlineEvent {
 /// Settings of the ensembling thread.
 #[derive(Debug, Clone)]
 pub struct EnsemblerConfig {
+    /// `<SYMBOL> <interval>`: how its stderr lines and problems name the symbol.
+    pub name: String,
+    /// The symbol's folders: `predictions.csv` and the buffer; `Trained/` and `Ensembled/`;
+    /// `ensemble.log` and `ensemble.jsonl`.
     pub data_dir: PathBuf,
     pub models_dir: PathBuf,
     pub log_dir: PathBuf,
@@ -86,6 +91,32 @@ pub struct EnsemblerSummary {
     pub window_seconds: Vec<f64>,
     /// Seconds per kline (learner step + files), excluding window closes.
     pub kline_seconds: Vec<f64>,
+    /// Seconds from a live kline's arrival in the streaming thread to its forecast written
+    /// (window closes and waiting behind other symbols included).
+    pub forecast_latency: Vec<f64>,
+}
+
+impl EnsemblerSummary {
+    /// Adds `other`'s counts and timings to these (the scoreboard is left as it is).
+    pub fn absorb(&mut self, other: &EnsemblerSummary) {
+        self.klines += other.klines;
+        self.replayed += other.replayed;
+        self.windows += other.windows;
+        self.predictions_written += other.predictions_written;
+        self.window_seconds.extend(&other.window_seconds);
+        self.kline_seconds.extend(&other.kline_seconds);
+        self.forecast_latency.extend(&other.forecast_latency);
+    }
+}
+
+/// A kline the learner has stepped through, until its forecast is written.
+struct StepDone {
+    kline: Kline,
+    from_rest: bool,
+    /// When the streaming thread had it; `None` for a kline fed again from the store.
+    arrived: Option<Instant>,
+    scored: Option<ScoredForecast>,
+    started: Instant,
 }
 
 /// The ensembling thread's state.
@@ -103,6 +134,8 @@ pub struct Ensembler {
     events: Sender<LiveEvent>,
     save_every: u64,
     summary: EnsemblerSummary,
+    /// The kline that ended a window, waiting for [`Ensembler::close_window`].
+    pending: Option<StepDone>,
 }
 
 /// The ensembler after its local checks ([`Ensembler::prepare`]): the saved ensemble and the
@@ -113,6 +146,9 @@ pub struct Prepared {
     as_of: Option<i64>,
     loaded: bool,
     rows: usize,
+    /// What the local checks found wrong and worked around (a model file skipped, a saved
+    /// ensemble moved aside): the symbol runs degraded.
+    problems: Vec<String>,
     path: PathBuf,
     log: Logger,
     jsonl: Logger,
@@ -124,6 +160,11 @@ impl Prepared {
     /// How many of the newest stored klines [`Prepared::finish`] needs.
     pub fn rows_needed(&self) -> usize {
         self.rows
+    }
+
+    /// What the local checks found wrong and worked around (empty when all was well).
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 }
 
@@ -147,10 +188,12 @@ impl Ensembler {
     /// file is reported at once, mirrored to stderr). Writes no data file (a saved ensemble
     /// that cannot be read is moved aside, as [`Ensembler::start`] always did).
     pub fn prepare(config: &EnsemblerConfig, events: Sender<LiveEvent>) -> Result<Prepared, Error> {
-        let mut log = Logger::open(&config.log_dir.join("ensemble.log"), "klinecast stream")
+        let tag = format!("klinecast stream {}", config.name);
+        let mut log = Logger::open(&config.log_dir.join("ensemble.log"), &tag)
             .map_err(|e| Error::io("opening ensemble.log", e))?;
-        let jsonl = Logger::open(&config.log_dir.join("ensemble.jsonl"), "klinecast stream")
+        let jsonl = Logger::open(&config.log_dir.join("ensemble.jsonl"), &tag)
             .map_err(|e| Error::io("opening ensemble.jsonl", e))?;
+        let mut problems = Vec::new();
         let path = ensemble_path(&config.models_dir);
         let (mut ensemble, as_of, loaded) = match load_ensemble(&path) {
             Ok(saved) => {
@@ -166,7 +209,7 @@ impl Ensembler {
                 check_horizon(&path, ensemble.config().spec.horizon, config, "forecasts")?;
                 // Trained models are not in the saved file: put them back from models/Trained.
                 let kept = ensemble
-                    .attach_trained(trained_members(config, &mut log)?)
+                    .attach_trained(trained_members(config, &mut log, &mut problems)?)
                     .map_err(|e| Error::Config(format!("cannot use the trained models: {e}")))?;
                 if !kept {
                     log.info(
@@ -176,19 +219,23 @@ impl Ensembler {
                 }
                 (ensemble, saved.as_of_open_time, true)
             }
-            Err(PersistError::NotFound { .. }) => (new_ensemble(config, &mut log)?, None, false),
+            Err(PersistError::NotFound { .. }) => {
+                (new_ensemble(config, &mut log, &mut problems)?, None, false)
+            }
             Err(e) => {
                 let aside = path.with_extension("bin.bad");
                 let moved = std::fs::rename(&path, &aside).is_ok();
-                log.warn(&format!(
+                let problem = format!(
                     "cannot use the saved ensemble: {e}; {}starting a new one",
                     if moved {
                         format!("moved it to {}, ", aside.display())
                     } else {
                         String::new()
                     }
-                ));
-                (new_ensemble(config, &mut log)?, None, false)
+                );
+                log.warn(&problem);
+                problems.push(problem);
+                (new_ensemble(config, &mut log, &mut problems)?, None, false)
             }
         };
         // The command line may change these between runs; the pool adapts at the next window.
@@ -210,6 +257,7 @@ impl Ensembler {
             as_of,
             loaded,
             rows: restore_rows + MAX_REPLAY,
+            problems,
             path,
             log,
             jsonl,
@@ -230,6 +278,7 @@ impl Prepared {
             as_of,
             loaded,
             rows: _,
+            problems: _,
             path,
             mut log,
             jsonl,
@@ -308,6 +357,7 @@ impl Prepared {
             events,
             save_every: config.save_every.max(1),
             summary: EnsemblerSummary::default(),
+            pending: None,
         };
         // The forecast made from the history (after a window end or at the very start).
         ensembler.write_latest_prediction(as_of_now)?;
@@ -317,19 +367,32 @@ impl Prepared {
 }
 
 impl Ensembler {
-    /// Feeds `replay`, then every kline from the channel until the streaming thread hangs up.
+    /// Feeds `replay`, then every kline from the channel until the streaming thread hangs up
+    /// (one symbol; [`super::schedule`] runs several).
     pub fn run(
         mut self,
         replay: Vec<Kline>,
         rx: Receiver<ClosedKline>,
     ) -> Result<EnsemblerSummary, Error> {
+        self.feed_again(replay)?;
+        for msg in rx {
+            self.on_kline(msg.kline, msg.from_rest, Some(msg.arrived))?;
+        }
+        Ok(self.stop())
+    }
+
+    /// Feeds the klines read back from the store at start (already seen before a restart).
+    pub fn feed_again(&mut self, replay: Vec<Kline>) -> Result<(), Error> {
         for kline in replay {
             self.summary.replayed += 1;
-            self.on_kline(kline, true, true)?;
+            self.step(kline, true, None)?;
+            self.close_window()?;
         }
-        for msg in rx {
-            self.on_kline(msg.kline, msg.from_rest, false)?;
-        }
+        Ok(())
+    }
+
+    /// Logs the end and returns what this ensembler did.
+    pub fn stop(mut self) -> EnsemblerSummary {
         self.summary.scoreboard = self.learner.ensemble().scoreboard();
         self.log.info(&format!(
             "ensembler stop: {} klines ({} fed again), {} windows; the {} klines of the window \
@@ -340,10 +403,37 @@ impl Ensembler {
             self.buffer.len(),
             self.buffer_path.display()
         ));
-        Ok(self.summary)
+        self.summary
     }
 
-    fn on_kline(&mut self, kline: Kline, from_rest: bool, replayed: bool) -> Result<(), Error> {
+    /// One live kline, its window closed at once if it ends one.
+    fn on_kline(
+        &mut self,
+        kline: Kline,
+        from_rest: bool,
+        arrived: Option<Instant>,
+    ) -> Result<(), Error> {
+        self.step(kline, from_rest, arrived)?;
+        self.close_window()
+    }
+
+    /// Whether a kline that ended a window waits for [`Ensembler::close_window`].
+    pub fn window_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The first half of a kline: the learner scores the pending forecast and forecasts the
+    /// next close. Unless the kline ends a window, the forecast is written at once; if it does,
+    /// the kline waits for [`Ensembler::close_window`] (the refit, then the re-forecast is
+    /// written), which must run before this ensembler's next kline. `arrived`: when the
+    /// streaming thread had it (`None` for a kline fed again from the store).
+    pub fn step(
+        &mut self,
+        kline: Kline,
+        from_rest: bool,
+        arrived: Option<Instant>,
+    ) -> Result<(), Error> {
+        self.close_window()?;
         let started = Instant::now();
         let step = self.learner.on_kline(&kline.values());
         if step.ignored {
@@ -357,68 +447,95 @@ impl Ensembler {
                 step.dropped
             ));
         }
-        let open_time = kline.open_time;
         self.buffer.push(kline.clone());
-        let mut window_done = false;
-        let mut rewrite_buffer = false;
+        let done = StepDone {
+            kline,
+            from_rest,
+            arrived,
+            scored: step.scored,
+            started,
+        };
         if step.window_done {
-            window_done = true;
-            let report = self.learner.end_window(&self.fit);
-            // Save first: a kill between the save and the log lines loses a log line at worst,
-            // never a window of learning. The buffer restarts at each save.
-            if self
-                .learner
-                .ensemble()
-                .windows_done
-                .is_multiple_of(self.save_every)
-            {
-                save_ensemble(
-                    &self.ensemble_path,
-                    Some(open_time),
-                    self.learner.ensemble(),
-                )?;
-                self.buffer.clear();
-                rewrite_buffer = true;
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            let line = report.to_log_line();
-            self.log
-                .info(&format!("{line} | refit+save {seconds:.3} s"));
-            let logged = LoggedWindow {
-                report,
-                logged_at: Some(stamp(wall_clock_ms())),
-                refit_save_seconds: Some(seconds),
-                peak_rss_kib: crate::live::peak_rss_kib(),
-            };
-            match logged.to_line() {
-                Ok(json) => self.jsonl.raw(&json),
-                Err(e) => self
-                    .log
-                    .warn(&format!("cannot encode the window report: {e}")),
-            }
-            self.summary.windows += 1;
-            self.summary.window_seconds.push(seconds);
-            let _ = self.events.send(LiveEvent::Window { line, seconds });
+            self.pending = Some(done);
+            return Ok(());
         }
-        if rewrite_buffer {
+        self.append_buffer()?;
+        self.write_latest_prediction(Some(done.kline.open_time))?;
+        self.summary
+            .kline_seconds
+            .push(done.started.elapsed().as_secs_f64());
+        self.finish_kline(done);
+        Ok(())
+    }
+
+    /// The second half of a kline that ended a window (nothing when none waits): closes the
+    /// window (scores, refit, pool update inside the learner), saves the ensemble, logs the
+    /// window and writes the forecast of the next close made by the new pool.
+    pub fn close_window(&mut self) -> Result<(), Error> {
+        let Some(done) = self.pending.take() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let open_time = done.kline.open_time;
+        let report = self.learner.end_window(&self.fit);
+        // Save first: a kill between the save and the log lines loses a log line at worst,
+        // never a window of learning. The buffer restarts at each save.
+        let saved = self
+            .learner
+            .ensemble()
+            .windows_done
+            .is_multiple_of(self.save_every);
+        if saved {
+            save_ensemble(
+                &self.ensemble_path,
+                Some(open_time),
+                self.learner.ensemble(),
+            )?;
+            self.buffer.clear();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let line = report.to_log_line();
+        self.log
+            .info(&format!("{line} | refit+save {seconds:.3} s"));
+        let logged = LoggedWindow {
+            report,
+            logged_at: Some(stamp(wall_clock_ms())),
+            refit_save_seconds: Some(seconds),
+            peak_rss_kib: crate::live::peak_rss_kib(),
+        };
+        match logged.to_line() {
+            Ok(json) => self.jsonl.raw(&json),
+            Err(e) => self
+                .log
+                .warn(&format!("cannot encode the window report: {e}")),
+        }
+        self.summary.windows += 1;
+        self.summary.window_seconds.push(seconds);
+        let _ = self.events.send(LiveEvent::Window { line, seconds });
+        if saved {
             self.write_buffer()?;
         } else {
             self.append_buffer()?;
         }
         self.write_latest_prediction(Some(open_time))?;
-        if !window_done {
+        self.finish_kline(done);
+        Ok(())
+    }
+
+    /// The forecast of a kline is written: its latency, and the event for the observer.
+    fn finish_kline(&mut self, done: StepDone) {
+        if let Some(arrived) = done.arrived {
             self.summary
-                .kline_seconds
-                .push(started.elapsed().as_secs_f64());
+                .forecast_latency
+                .push(arrived.elapsed().as_secs_f64());
         }
         let _ = self.events.send(LiveEvent::Kline(Box::new(KlineEvent {
-            kline,
-            from_rest,
-            replayed,
-            scored: step.scored,
+            kline: done.kline,
+            from_rest: done.from_rest,
+            replayed: done.arrived.is_none(),
+            scored: done.scored,
             forecast: self.learner.latest_forecast().cloned(),
         })));
-        Ok(())
     }
 
     /// Appends the learner's newest forecast if it was made after `as_of` and its target is
@@ -485,8 +602,12 @@ impl Ensembler {
 }
 
 /// A new ensemble from the trained models in `<models-dir>/Trained` (possibly none).
-fn new_ensemble(config: &EnsemblerConfig, log: &mut Logger) -> Result<Ensemble, Error> {
-    let members = trained_members(config, log)?;
+fn new_ensemble(
+    config: &EnsemblerConfig,
+    log: &mut Logger,
+    problems: &mut Vec<String>,
+) -> Result<Ensemble, Error> {
+    let members = trained_members(config, log, problems)?;
     Ensemble::new(config.ensemble.clone(), members, config.interval_ms)
         .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
 }
@@ -518,7 +639,12 @@ fn check_horizon(
 /// The trained models in `<models-dir>/Trained` as ensemble members (possibly none), each
 /// tagged with what it was trained on so a saved ensemble can tell whether they changed. A
 /// model trained for another horizon than the stream's is a configuration error.
-fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Result<Vec<Member>, Error> {
+/// The warnings (a file that cannot be loaded) are also added to `problems`.
+fn trained_members(
+    config: &EnsemblerConfig,
+    log: &mut Logger,
+    problems: &mut Vec<String>,
+) -> Result<Vec<Member>, Error> {
     // Each file on its own: a bad one is skipped (and named), the others are still used. All
     // from one set: loaded again if `train` switched in a new set meanwhile.
     let (trained, warnings) = persist::read_trained_set(&config.models_dir, |dir| {
@@ -539,6 +665,7 @@ fn trained_members(config: &EnsemblerConfig, log: &mut Logger) -> Result<Vec<Mem
     for warning in &warnings {
         log.warn(warning);
     }
+    problems.extend(warnings);
     let trained: Vec<persist::TrainedModel> = trained
         .into_iter()
         .map(|(path, t)| {
@@ -586,6 +713,7 @@ mod tests {
 
     fn config(root: &Path, save_every: u64) -> EnsemblerConfig {
         EnsemblerConfig {
+            name: "AVAXUSDT 1m".to_string(),
             data_dir: root.join("data"),
             models_dir: root.join("models"),
             log_dir: root.join("log"),
@@ -610,8 +738,10 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for k in live {
             tx.send(ClosedKline {
+                symbol: 0,
                 kline: k.clone(),
                 from_rest: false,
+                arrived: Instant::now(),
             })
             .expect("send");
         }

@@ -1,6 +1,9 @@
-//! The streaming thread: owns the WebSocket and the kline store. After every (re)connect it
-//! fills the gap since the last stored kline over REST, then applies closed (`x: true`) kline
-//! events from the socket, each exactly once, in open-time order: duplicates are counted and
+//! The streaming thread: owns the one WebSocket connection, the REST client and one kline store
+//! per symbol ([`Feed`]). All symbols share the connection (one symbol: a raw stream; several: a
+//! combined stream, see [`crate::binance::ws::streams_url`]) and the REST client's
+//! request-weight budget. After every (re)connect it fills each symbol's gap since its last
+//! stored kline over REST, then applies closed (`x: true`) kline events from the socket, each
+//! exactly once per symbol, in open-time order: duplicates are counted and
 //! dropped, a final that skips ahead triggers a REST gap fill first, malformed frames are counted
 //! and logged, never fatal. Each new closed kline is appended to the store and then sent to the
 //! ensembling thread. Reconnects use capped exponential backoff with seeded jitter; silence,
@@ -25,13 +28,17 @@ use super::events::LogEvent;
 
 pub(crate) use crate::backfill::Rest;
 
-/// The message from the streaming thread to the ensembling thread: one closed kline, already
-/// stored, strictly newer than every kline sent before.
+/// The message from the streaming thread to the ensembling thread: one closed kline of one
+/// symbol, already stored, strictly newer than every kline of that symbol sent before.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosedKline {
+    /// Which symbol: its place in the stream's list of symbols ([`Feed::id`]).
+    pub symbol: usize,
     pub kline: Kline,
     /// True when it came from a REST gap fill, false when from the socket.
     pub from_rest: bool,
+    /// When the streaming thread had it (the forecast latency is measured from here).
+    pub arrived: Instant,
 }
 
 /// One open connection delivering frames.
@@ -45,9 +52,10 @@ pub trait Frames {
 
 /// Opens connections (to the real socket, or a fake in tests).
 pub(crate) trait Connect {
-    fn connect(&mut self) -> Result<Box<dyn Frames>, WsError>;
-    /// The URL, for the log.
-    fn describe(&self) -> String;
+    /// One connection carrying the kline streams of `symbols`.
+    fn connect(&mut self, symbols: &[Symbol]) -> Result<Box<dyn Frames>, WsError>;
+    /// The URL for `symbols`, for the log.
+    fn describe(&self, symbols: &[Symbol]) -> String;
 }
 
 /// Timings of the stream thread.
@@ -75,7 +83,8 @@ impl Default for Timing {
 pub(crate) struct Limits {
     /// Wall-clock end of the run.
     pub deadline: Option<Instant>,
-    /// Stop after this many new closed klines were handed to the ensembler.
+    /// Stop once every symbol has handed this many new closed klines to the ensembler (each
+    /// symbol stops at this many).
     pub max_klines: Option<u64>,
 }
 
@@ -83,11 +92,10 @@ pub(crate) struct Limits {
 /// the resources it takes ownership of.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamSettings {
-    pub symbol: Symbol,
     pub interval: Interval,
     pub timing: Timing,
     pub limits: Limits,
-    /// Klines fetched before now when the store is empty (the ensemble's warm-up history).
+    /// Klines fetched before now when a store is empty (the ensemble's warm-up history).
     pub initial_rows: usize,
     /// Seed of the reconnect backoff's jitter.
     pub seed: u64,
@@ -97,19 +105,21 @@ pub(crate) struct StreamSettings {
 /// [`StreamThread::start_up`]).
 #[derive(Debug)]
 pub(crate) struct Handshake {
-    /// The ensembler's local checks passed: how many of the newest stored klines it needs.
-    /// Closed without a message when they failed (the run then stops with nothing written).
-    pub go: Receiver<usize>,
-    /// Where those klines go, once the store's newest rows have been checked (or the check
-    /// could not be made yet).
-    pub history: Sender<Vec<Kline>>,
-    /// Told when the start-up request to REST is answered or failed: the ensembler starts its
+    /// The ensembler's local checks are done: for each symbol (by [`Feed::id`]), how many of
+    /// its newest stored klines it needs, or `None` when that symbol could not start (it is
+    /// then not streamed). Closed without a message when the ensembler stops the run (then
+    /// nothing is written).
+    pub go: Receiver<Vec<Option<usize>>>,
+    /// Where those klines go (by [`Feed::id`]), once the stores' newest rows have been checked
+    /// (or the check could not be made yet).
+    pub history: Sender<Vec<(usize, Vec<Kline>)>>,
+    /// Told when the start-up requests to REST are answered or failed: the ensembler starts its
     /// CPU-bound loading then (or after a short wait), so on a small machine it does not delay
     /// the first request.
     pub asked: Sender<()>,
 }
 
-/// Counters, logged at every reconnect and at the end.
+/// Counters, logged at every reconnect and at the end (all symbols together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct StreamStats {
     pub connects: u64,
@@ -196,43 +206,69 @@ enum ConnEnd {
     Stop(StopReason),
 }
 
-/// The streaming thread's state. Owns the store; sends to the ensembler.
-pub(crate) struct StreamThread<R: Rest, C: Connect> {
+/// One symbol's side of the streaming thread: its store and its exactly-once bookkeeping.
+pub(crate) struct Feed {
+    /// The symbol's place in the stream's list (what [`ClosedKline::symbol`] carries).
+    pub id: usize,
     pub symbol: Symbol,
-    pub interval: Interval,
-    pub rest: R,
-    pub connector: C,
     pub store: KlineStore,
-    pub tx: Sender<ClosedKline>,
-    pub log: SharedLogger,
-    pub timing: Timing,
-    pub limits: Limits,
-    /// Klines fetched before now when the store is empty (the ensemble's warm-up history).
-    pub initial_rows: usize,
-    pub backoff: Backoff,
-    pub stats: StreamStats,
+    /// New closed klines handed on so far.
     sent: u64,
     /// The open time of a partial event already used to check for a missed final.
     checked_partial: Option<i64>,
-    /// The start-up handshake, until [`StreamThread::start_up`] has run.
-    handshake: Option<Handshake>,
     /// The start-up check of the newest stored klines could not reach REST: it runs before the
     /// next gap fill, until one succeeds.
     tail_check_pending: bool,
 }
 
+impl Feed {
+    pub fn new(id: usize, symbol: Symbol, store: KlineStore) -> Feed {
+        Feed {
+            id,
+            symbol,
+            store,
+            sent: 0,
+            checked_partial: None,
+            tail_check_pending: false,
+        }
+    }
+
+    fn last_stored(&self) -> String {
+        self.store
+            .last_open_time()
+            .map_or("none".to_string(), stamp)
+    }
+}
+
+/// The streaming thread's state. Owns the stores; sends to the ensembler.
+pub(crate) struct StreamThread<R: Rest, C: Connect> {
+    pub feeds: Vec<Feed>,
+    pub interval: Interval,
+    pub rest: R,
+    pub connector: C,
+    pub tx: Sender<ClosedKline>,
+    pub log: SharedLogger,
+    pub timing: Timing,
+    pub limits: Limits,
+    /// Klines fetched before now when a store is empty (the ensemble's warm-up history).
+    pub initial_rows: usize,
+    pub backoff: Backoff,
+    pub stats: StreamStats,
+    /// The start-up handshake, until [`StreamThread::start_up`] has run.
+    handshake: Option<Handshake>,
+}
+
 impl<R: Rest, C: Connect> StreamThread<R, C> {
-    /// The streaming thread over `rest`, `connector` and `store`, sending to `tx`.
+    /// The streaming thread over `rest`, `connector` and the symbols' `feeds`, sending to `tx`.
     pub fn new(
         settings: StreamSettings,
         rest: R,
         connector: C,
-        store: KlineStore,
+        feeds: Vec<Feed>,
         tx: Sender<ClosedKline>,
         log: impl Into<SharedLogger>,
     ) -> Self {
         let StreamSettings {
-            symbol,
             interval,
             timing,
             limits,
@@ -241,11 +277,10 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         } = settings;
         let backoff = Backoff::new(timing.backoff_base, timing.backoff_max, seed);
         StreamThread {
-            symbol,
+            feeds,
             interval,
             rest,
             connector,
-            store,
             tx,
             log: log.into(),
             timing,
@@ -253,10 +288,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             initial_rows,
             backoff,
             stats: StreamStats::default(),
-            sent: 0,
-            checked_partial: None,
             handshake: None,
-            tail_check_pending: false,
         }
     }
 
@@ -266,23 +298,37 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         self
     }
 
+    fn symbols(&self) -> Vec<Symbol> {
+        self.feeds.iter().map(|f| f.symbol.clone()).collect()
+    }
+
+    /// `<SYMBOL> <interval>`, the head of the log lines about one symbol.
+    fn name(&self, i: usize) -> String {
+        format!("{} {}", self.feeds[i].symbol, self.interval)
+    }
+
     /// Runs until a limit is reached or the ensembler hangs up; only store failures (disk) are
     /// errors. Returns the counters.
     pub fn run(mut self) -> Result<(StopReason, StreamStats), Error> {
-        self.log.info(&format!(
-            "stream start {} {}: store {} (last open time {}), ws {}",
-            self.symbol,
-            self.interval,
-            self.store.path().display(),
-            self.store
-                .last_open_time()
-                .map_or("none".to_string(), stamp),
-            self.connector.describe()
-        ));
+        for i in 0..self.feeds.len() {
+            self.log.info(&format!(
+                "stream start {}: store {} (last open time {})",
+                self.name(i),
+                self.feeds[i].store.path().display(),
+                self.feeds[i].last_stored(),
+            ));
+        }
         let started = match self.handshake.take() {
             Some(handshake) => self.start_up(handshake)?,
             None => None,
         };
+        if started.is_none() {
+            self.log.info(&format!(
+                "ws {} ({} streams on one connection)",
+                self.connector.describe(&self.symbols()),
+                self.feeds.len()
+            ));
+        }
         let reason = loop {
             if let Some(reason) = started.or_else(|| self.limit_reached()) {
                 break reason;
@@ -307,15 +353,23 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         Ok((reason, self.stats))
     }
 
-    /// The start: asks REST about the newest stored klines at once (one attempt, nothing
-    /// written), waits for the ensembler's local checks (models, saved ensemble: no store write
-    /// before they pass, so a run they stop writes nothing), repairs the store if REST showed a
+    /// The start: asks REST about the newest stored klines of every symbol at once (one
+    /// attempt each, nothing written), waits for the ensembler's local checks (models, saved
+    /// ensembles: no store write before they pass, so a run they stop writes nothing), drops
+    /// the symbols the ensembler could not start, repairs the stores where REST showed a
     /// difference, then hands the ensembler the newest stored klines it asked for. REST down
     /// holds nothing back: the check runs again before the next gap fill. `Some` ends the run.
     fn start_up(&mut self, handshake: Handshake) -> Result<Option<StopReason>, Error> {
         self.rest.single_attempt(true);
-        let probe =
-            backfill::probe_tail(&mut self.rest, &mut self.store, &self.symbol, self.interval);
+        let mut probes = Vec::with_capacity(self.feeds.len());
+        for feed in &mut self.feeds {
+            probes.push(backfill::probe_tail(
+                &mut self.rest,
+                &mut feed.store,
+                &feed.symbol,
+                self.interval,
+            ));
+        }
         self.rest.single_attempt(false);
         let _ = handshake.asked.send(());
         self.log_rest_notes();
@@ -329,57 +383,79 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 Err(RecvTimeoutError::Disconnected) => return Ok(Some(StopReason::EnsemblerGone)),
             }
         };
-        match probe {
-            Ok(probe) => self.apply_tail_check(probe)?,
-            Err(CheckError::Store(e)) => return Err(e.into()),
-            Err(CheckError::Rest(e)) => {
-                self.tail_check_pending = true;
+        let mut histories = Vec::with_capacity(self.feeds.len());
+        for (feed, probe) in std::mem::take(&mut self.feeds).into_iter().zip(probes) {
+            let Some(&Some(rows)) = rows.get(feed.id) else {
                 self.log.warn(&format!(
-                    "could not check the newest stored klines against rest ({e}); streaming \
-                     goes on, and the check runs at the first rest call that succeeds"
+                    "{} {}: not streamed (the ensembler could not start it; see its log)",
+                    feed.symbol, self.interval
                 ));
+                continue;
+            };
+            self.feeds.push(feed);
+            let i = self.feeds.len() - 1;
+            match probe {
+                Ok(probe) => self.apply_tail_check(i, probe)?,
+                Err(CheckError::Store(e)) => return Err(e.into()),
+                Err(CheckError::Rest(e)) => {
+                    self.feeds[i].tail_check_pending = true;
+                    self.log.warn(&format!(
+                        "{}: could not check the newest stored klines against rest ({e}); \
+                         streaming goes on, and the check runs at the first rest call that \
+                         succeeds",
+                        self.name(i)
+                    ));
+                }
             }
+            histories.push((self.feeds[i].id, self.feeds[i].store.tail(rows)?));
         }
-        let history = self.store.tail(rows)?;
         // A closed channel means the ensembler is gone: the first delivery notices.
-        let _ = handshake.history.send(history);
+        let _ = handshake.history.send(histories);
+        if self.feeds.is_empty() {
+            return Ok(Some(StopReason::EnsemblerGone));
+        }
         Ok(None)
     }
 
-    /// Repairs the store as `probe` shows and logs what was replaced.
-    fn apply_tail_check(&mut self, probe: TailProbe) -> Result<(), Error> {
-        let check = probe.apply(&mut self.store)?;
-        for line in check.messages(self.store.path()) {
+    /// Repairs feed `i`'s store as `probe` shows and logs what was replaced.
+    fn apply_tail_check(&mut self, i: usize, probe: TailProbe) -> Result<(), Error> {
+        let feed = &mut self.feeds[i];
+        let check = probe.apply(&mut feed.store)?;
+        for line in check.messages(feed.store.path()) {
             self.log.warn(&line);
         }
         Ok(())
     }
 
-    /// The start-up check that could not reach REST, tried before a gap fill: `Err` when REST
-    /// failed again (the fill would fail too). A difference found now is repaired in the store;
-    /// the ensembler has already read the old rows and learns from the repaired ones from the
-    /// next start.
-    fn retry_tail_check(&mut self) -> Result<Result<(), BinanceError>, Error> {
+    /// The start-up check of feed `i` that could not reach REST, tried before a gap fill:
+    /// `Err` when REST failed again (the fill would fail too). A difference found now is
+    /// repaired in the store; the ensembler has already read the old rows and learns from the
+    /// repaired ones from the next start.
+    fn retry_tail_check(&mut self, i: usize) -> Result<Result<(), BinanceError>, Error> {
+        let feed = &mut self.feeds[i];
         let probe =
-            backfill::probe_tail(&mut self.rest, &mut self.store, &self.symbol, self.interval);
+            backfill::probe_tail(&mut self.rest, &mut feed.store, &feed.symbol, self.interval);
         self.log_rest_notes();
         match probe {
             Ok(probe) => {
-                self.tail_check_pending = false;
-                let check = probe.apply(&mut self.store)?;
-                let lines = check.messages(self.store.path());
+                let name = self.name(i);
+                let feed = &mut self.feeds[i];
+                feed.tail_check_pending = false;
+                let check = probe.apply(&mut feed.store)?;
+                let lines = check.messages(feed.store.path());
                 self.log.info(&format!(
-                    "checked the newest {} stored klines against rest (deferred from the start)",
+                    "{name}: checked the newest {} stored klines against rest (deferred from the \
+                     start)",
                     check.checked
                 ));
                 for line in &lines {
                     self.log.warn(line);
                 }
                 if !lines.is_empty() {
-                    self.log.warn(
-                        "the ensembler read the replaced rows at the start of this run: it \
-                         learns from the repaired ones from the next start",
-                    );
+                    self.log.warn(&format!(
+                        "{name}: the ensembler read the replaced rows at the start of this run: \
+                         it learns from the repaired ones from the next start"
+                    ));
                 }
                 Ok(Ok(()))
             }
@@ -389,8 +465,10 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     }
 
     fn limit_reached(&self) -> Option<StopReason> {
-        if self.limits.max_klines.is_some_and(|m| self.sent >= m) {
-            return Some(StopReason::KlineLimit);
+        if let Some(m) = self.limits.max_klines {
+            if self.feeds.iter().all(|f| f.sent >= m) {
+                return Some(StopReason::KlineLimit);
+            }
         }
         if self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
             return Some(StopReason::Deadline);
@@ -413,9 +491,9 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
     }
 
-    /// Connect, fill the gap, then read until the connection ends.
+    /// Connect, fill every symbol's gap, then read until the connection ends.
     fn one_connection(&mut self) -> Result<ConnEnd, Error> {
-        let mut sock = match self.connector.connect() {
+        let mut sock = match self.connector.connect(&self.symbols()) {
             Ok(s) => s,
             Err(e) => {
                 self.stats.failed_connects += 1;
@@ -430,17 +508,22 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             }
             .to_string(),
         );
-        // Connect first, then fill: events sent during the fill wait in the socket buffer.
-        match self.fill(None)? {
-            None => {}
-            // REST failed: keep reading; contiguous finals still apply, and the next final
-            // that skips ahead tries the fill again.
-            Some(ConnEnd::Failed) => self
-                .log
-                .info("continuing on the socket; the gap is filled when rest answers again"),
-            Some(end) => {
-                sock.close();
-                return Ok(end);
+        // Connect first, then fill: events sent during the fills wait in the socket buffer.
+        for i in 0..self.feeds.len() {
+            match self.fill(i, None)? {
+                None => {}
+                // REST failed: keep reading; contiguous finals still apply, and the next final
+                // that skips ahead tries the fill again (for this symbol and the ones after).
+                Some(ConnEnd::Failed) => {
+                    self.log.info(
+                        "continuing on the socket; the gap is filled when rest answers again",
+                    );
+                    break;
+                }
+                Some(end) => {
+                    sock.close();
+                    return Ok(end);
+                }
             }
         }
         let end = self.read_loop(sock.as_mut())?;
@@ -478,68 +561,88 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                     return Ok(ConnEnd::Failed);
                 }
             };
-            let event = match wire::parse_ws_event(&text) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    let excerpt: String = text.chars().take(120).collect();
-                    self.bad_frame(&format!("{e}: {excerpt:?}"));
-                    continue;
-                }
-            };
-            match event {
-                WsEvent::Kline {
-                    kline,
-                    is_final,
-                    symbol,
-                    interval,
-                    ..
-                } => {
-                    if !symbol.eq_ignore_ascii_case(self.symbol.as_str())
-                        || interval != self.interval.as_str()
-                    {
-                        self.bad_frame(&format!(
-                            "kline for {symbol} {interval}, expected {} {}",
-                            self.symbol, self.interval
-                        ));
-                        continue;
-                    }
-                    if let Some(end) = self.on_kline(kline, is_final)? {
-                        return Ok(end);
-                    }
-                }
-                WsEvent::ServerShutdown { event_time } => {
-                    self.stats.server_shutdowns += 1;
-                    self.log.info(&format!(
-                        "serverShutdown (event time {}): reconnecting now",
-                        stamp(event_time)
-                    ));
-                    return Ok(ConnEnd::Now);
-                }
-                WsEvent::Error { code, msg } => {
-                    self.log
-                        .warn(&LogEvent::ServerError.line(&format!("code {code}: {msg}")));
-                }
-                WsEvent::SubscribeReply | WsEvent::Other => {}
+            if let Some(end) = self.on_text(&text)? {
+                return Ok(end);
             }
         }
     }
 
-    /// Handles one kline event; `Some` ends the connection.
-    fn on_kline(&mut self, kline: Kline, is_final: bool) -> Result<Option<ConnEnd>, Error> {
+    /// Handles one text frame; `Some` ends the connection.
+    fn on_text(&mut self, text: &str) -> Result<Option<ConnEnd>, Error> {
+        let event = match wire::parse_ws_event(text) {
+            Ok(ev) => ev,
+            Err(e) => {
+                let excerpt: String = text.chars().take(120).collect();
+                self.bad_frame(&format!("{e}: {excerpt:?}"));
+                return Ok(None);
+            }
+        };
+        match event {
+            WsEvent::Kline {
+                kline,
+                is_final,
+                symbol,
+                interval,
+                ..
+            } => {
+                let feed = self
+                    .feeds
+                    .iter()
+                    .position(|f| symbol.eq_ignore_ascii_case(f.symbol.as_str()));
+                match feed {
+                    Some(i) if interval == self.interval.as_str() => {
+                        return self.on_kline(i, kline, is_final)
+                    }
+                    _ => {
+                        let streamed: Vec<&str> =
+                            self.feeds.iter().map(|f| f.symbol.as_str()).collect();
+                        self.bad_frame(&format!(
+                            "kline for {symbol} {interval}, expected one of {} {}",
+                            streamed.join(","),
+                            self.interval
+                        ));
+                    }
+                }
+            }
+            WsEvent::ServerShutdown { event_time } => {
+                self.stats.server_shutdowns += 1;
+                self.log.info(&format!(
+                    "serverShutdown (event time {}): reconnecting now",
+                    stamp(event_time)
+                ));
+                return Ok(Some(ConnEnd::Now));
+            }
+            WsEvent::Error { code, msg } => {
+                self.log
+                    .warn(&LogEvent::ServerError.line(&format!("code {code}: {msg}")));
+            }
+            WsEvent::SubscribeReply | WsEvent::Other => {}
+        }
+        Ok(None)
+    }
+
+    /// Handles one kline event of feed `i`; `Some` ends the connection.
+    fn on_kline(
+        &mut self,
+        i: usize,
+        kline: Kline,
+        is_final: bool,
+    ) -> Result<Option<ConnEnd>, Error> {
         let iv = self.interval.ms();
-        let last = self.store.last_open_time();
+        let last = self.feeds[i].store.last_open_time();
         if !is_final {
             // A partial update of kline t means t - 1 has closed: if its final never came,
             // fetch it now (once per t) rather than waiting for the next final.
             let t = kline.open_time;
             let missed = last.is_some_and(|l| t - iv > l);
-            if missed && self.checked_partial != Some(t) {
-                self.checked_partial = Some(t);
+            if missed && self.feeds[i].checked_partial != Some(t) {
+                self.feeds[i].checked_partial = Some(t);
                 self.log.info(&format!(
-                    "update for {} but the final of the previous kline is missing: filling",
+                    "{}: update for {} but the final of the previous kline is missing: filling",
+                    self.name(i),
                     stamp(t)
                 ));
-                return self.fill(Some(t));
+                return self.fill(i, Some(t));
             }
             return Ok(None);
         }
@@ -549,20 +652,22 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
         if last.is_none_or(|l| kline.open_time > l + iv) {
             self.log.info(&format!(
-                "final for {} skips ahead of the last stored {}: filling the gap",
+                "{}: final for {} skips ahead of the last stored {}: filling the gap",
+                self.name(i),
                 stamp(kline.open_time),
                 last.map_or("none".to_string(), stamp)
             ));
-            if let Some(end) = self.fill(Some(kline.open_time))? {
+            if let Some(end) = self.fill(i, Some(kline.open_time))? {
                 return Ok(Some(end));
             }
-            match self.store.last_open_time() {
+            match self.feeds[i].store.last_open_time() {
                 Some(l) if kline.open_time <= l => {
                     self.stats.duplicates += 1;
                     return Ok(None);
                 }
                 Some(l) if kline.open_time > l + iv => self.log.info(&format!(
-                    "rest has no klines between {} and {}: an exchange gap, kept as is",
+                    "{}: rest has no klines between {} and {}: an exchange gap, kept as is",
+                    self.name(i),
                     stamp(l),
                     stamp(kline.open_time)
                 )),
@@ -571,42 +676,56 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
         self.stats.klines_ws += 1;
         self.backoff.reset();
-        self.deliver(vec![kline], false)
+        self.deliver(i, vec![kline], false)
     }
 
-    /// Appends klines to the store and sends them on; `Some` when the run must stop.
-    fn deliver(&mut self, klines: Vec<Kline>, from_rest: bool) -> Result<Option<ConnEnd>, Error> {
+    /// Appends klines to feed `i`'s store and sends them on; `Some` when the run must stop.
+    fn deliver(
+        &mut self,
+        i: usize,
+        klines: Vec<Kline>,
+        from_rest: bool,
+    ) -> Result<Option<ConnEnd>, Error> {
+        let arrived = Instant::now();
+        let feed = &mut self.feeds[i];
         let mut klines = klines;
         if let Some(max) = self.limits.max_klines {
-            let room = max.saturating_sub(self.sent) as usize;
+            let room = max.saturating_sub(feed.sent) as usize;
             klines.truncate(room);
         }
-        if klines.is_empty() {
-            return Ok(self.limit_reached().map(ConnEnd::Stop));
+        if !klines.is_empty() {
+            feed.store.append(&klines)?;
         }
-        self.store.append(&klines)?;
         for kline in klines {
-            self.sent += 1;
-            if self.tx.send(ClosedKline { kline, from_rest }).is_err() {
+            feed.sent += 1;
+            let msg = ClosedKline {
+                symbol: feed.id,
+                kline,
+                from_rest,
+                arrived,
+            };
+            if self.tx.send(msg).is_err() {
                 return Ok(Some(ConnEnd::Stop(StopReason::EnsemblerGone)));
             }
         }
         Ok(self.limit_reached().map(ConnEnd::Stop))
     }
 
-    /// REST gap fill with the shared backfill core ([`Pager`]): every provably closed kline
-    /// after the last stored one, before `before` (an open time) or up to the server's now,
-    /// appended and handed on page by page. A REST failure ends the connection (reconnect later).
-    fn fill(&mut self, before: Option<i64>) -> Result<Option<ConnEnd>, Error> {
-        if self.tail_check_pending {
-            if let Err(e) = self.retry_tail_check()? {
-                return Ok(Some(self.rest_failed(&e)));
+    /// REST gap fill of feed `i` with the shared backfill core ([`Pager`]): every provably
+    /// closed kline after the last stored one, before `before` (an open time) or up to the
+    /// server's now, appended and handed on page by page. A REST failure ends the connection
+    /// (reconnect later). Every symbol's fill goes through the one REST client, so they share
+    /// its request-weight budget.
+    fn fill(&mut self, i: usize, before: Option<i64>) -> Result<Option<ConnEnd>, Error> {
+        if self.feeds[i].tail_check_pending {
+            if let Err(e) = self.retry_tail_check(i)? {
+                return Ok(Some(self.rest_failed(i, &e)));
             }
         }
         let range = FillRange {
-            symbol: self.symbol.clone(),
+            symbol: self.feeds[i].symbol.clone(),
             interval: self.interval,
-            after: self.store.last_open_time(),
+            after: self.feeds[i].store.last_open_time(),
             empty_start: EmptyStart::RowsBeforeNow(self.initial_rows),
             before,
         };
@@ -614,7 +733,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         self.log_rest_notes();
         let mut pager = match started {
             Ok(p) => p,
-            Err(e) => return Ok(Some(self.rest_failed(&e))),
+            Err(e) => return Ok(Some(self.rest_failed(i, &e))),
         };
         let mut fetched = 0usize;
         loop {
@@ -624,8 +743,8 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e) => {
-                    self.log_fill(fetched);
-                    return Ok(Some(self.rest_failed(&e)));
+                    self.log_fill(i, fetched);
+                    return Ok(Some(self.rest_failed(i, &e)));
                 }
             };
             if page.klines.is_empty() {
@@ -633,12 +752,12 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             }
             fetched += page.klines.len();
             self.stats.klines_rest += page.klines.len() as u64;
-            if let Some(end) = self.deliver(page.klines, true)? {
-                self.log_fill(fetched);
+            if let Some(end) = self.deliver(i, page.klines, true)? {
+                self.log_fill(i, fetched);
                 return Ok(Some(end));
             }
         }
-        self.log_fill(fetched);
+        self.log_fill(i, fetched);
         Ok(None)
     }
 
@@ -648,22 +767,23 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
     }
 
-    fn log_fill(&mut self, fetched: usize) {
+    fn log_fill(&mut self, i: usize, fetched: usize) {
         if fetched > 0 {
             self.stats.gap_fills += 1;
             self.log.info(&LogEvent::GapFill.line(&format!(
-                "{fetched} klines over rest, last stored now {}",
-                self.store
-                    .last_open_time()
-                    .map_or("none".to_string(), stamp)
+                "{}: {fetched} klines over rest, last stored now {}",
+                self.name(i),
+                self.feeds[i].last_stored()
             )));
         }
     }
 
-    fn rest_failed(&self, e: &BinanceError) -> ConnEnd {
-        self.log.warn(
-            &LogEvent::RestFailed.line(&format!("{e}; local clock {}", stamp(wall_clock_ms()))),
-        );
+    fn rest_failed(&self, i: usize, e: &BinanceError) -> ConnEnd {
+        self.log.warn(&LogEvent::RestFailed.line(&format!(
+            "{}: {e}; local clock {}",
+            self.name(i),
+            stamp(wall_clock_ms())
+        )));
         if let BinanceError::Banned { retry_after_secs } = e {
             // Wait out the ban instead of making it longer.
             if self.sleep(Duration::from_secs(*retry_after_secs)).is_some() {
@@ -781,7 +901,7 @@ mod tests {
     }
 
     impl Connect for FakeConnect {
-        fn connect(&mut self) -> Result<Box<dyn Frames>, WsError> {
+        fn connect(&mut self, _: &[Symbol]) -> Result<Box<dyn Frames>, WsError> {
             match self.scripts.pop_front() {
                 Some(frames) => Ok(Box::new(FakeFrames {
                     frames: frames.into(),
@@ -791,7 +911,7 @@ mod tests {
                 None => Err(WsError::Handshake("no more scripted connections".into())),
             }
         }
-        fn describe(&self) -> String {
+        fn describe(&self, _: &[Symbol]) -> String {
             "fake".into()
         }
     }
@@ -828,14 +948,14 @@ mod tests {
             .expect("log")
             .mirror_stderr(false);
         let settings = StreamSettings {
-            symbol: Symbol::parse("AVAXUSDT").expect("symbol"),
             interval: Interval::ONE_MINUTE,
             timing,
             limits,
             initial_rows: 100,
             seed: 7,
         };
-        let thread = StreamThread::new(settings, rest, connect, store, tx, log);
+        let feed = Feed::new(0, Symbol::parse("AVAXUSDT").expect("symbol"), store);
+        let thread = StreamThread::new(settings, rest, connect, vec![feed], tx, log);
         let (reason, stats) = thread.run().expect("run");
         let got = rx
             .try_iter()

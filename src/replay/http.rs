@@ -12,8 +12,9 @@ use super::faults::hits;
 use super::market::{self, ApiError};
 use super::{lock, ws, Shared};
 
-/// Largest request head accepted.
-const MAX_HEAD: usize = 16 * 1024;
+/// Largest request head accepted: room for a combined-stream URL of 1024 streams of the
+/// longest symbols (1024 × `<20 letters>@kline_12h/` is about 31 KiB) and the usual headers.
+const MAX_HEAD: usize = 64 * 1024;
 /// An idle keep-alive connection is closed after this much real time.
 const IDLE_LIMIT: Duration = Duration::from_secs(120);
 /// Read poll period, so that a stopping server is noticed.

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use klinecast::kline::{Interval, Kline, Symbol};
-use klinecast::replay::{Faults, ReplayConfig, ReplayServer};
+use klinecast::replay::{Faults, ReplayConfig, ReplayServer, ReplaySetup, Series};
 
 /// The real klines that ship with the repository (AVAXUSDT 1m, 30,240 rows).
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/AVAXUSDT_1m.csv");
@@ -157,6 +157,31 @@ pub fn replay_server_on(
         speed,
         faults: Faults::parse(faults).expect("fault spec"),
         port,
+    })
+    .expect("start the replay server")
+}
+
+/// An in-process replay server on 127.0.0.1 serving each `(symbol, klines)` at 1m under one
+/// clock at row `start_row` of the first, `speed` virtual ms per real ms, with `faults`.
+pub fn replay_server_of(
+    series: &[(&str, Vec<Kline>)],
+    start_row: usize,
+    speed: f64,
+    faults: &str,
+) -> ReplayServer {
+    ReplayServer::start_setup(ReplaySetup {
+        series: series
+            .iter()
+            .map(|(symbol, klines)| Series {
+                symbol: Symbol::parse(symbol).expect("symbol"),
+                interval: Interval::ONE_MINUTE,
+                klines: klines.clone(),
+            })
+            .collect(),
+        start_row,
+        speed,
+        faults: Faults::parse(faults).expect("fault spec"),
+        port: 0,
     })
     .expect("start the replay server")
 }

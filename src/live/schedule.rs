@@ -1,0 +1,232 @@
+//! The ensembling thread: one [`Ensembler`] per symbol, and the order in which they work.
+//!
+//! Start-up, local first: every symbol's saved ensemble and trained models are loaded and
+//! checked ([`Ensembler::prepare`]) before the streaming thread writes anything; a symbol whose
+//! checks fail is not streamed (named in `stream.log` and on stderr), a symbol whose checks
+//! found a bad file runs degraded without it (named in `stream.log`), and the others go on.
+//! Only when no symbol can start does the run stop, with the first symbol's error.
+//!
+//! Then the klines, forecasts first: the thread takes every kline waiting in the channel (a
+//! batch: at the top of a minute, one per symbol), steps each symbol's learner and writes its
+//! forecast at once, except for a kline that ends its symbol's window: that one waits for its
+//! refit, and the refits run one per pass, between batches, oldest first. So a refit of one
+//! symbol delays another symbol's forecast by at most one refit (the one running when its
+//! kline arrives), never by a queue of them. A symbol's waiting refit always runs before that
+//! symbol's next kline, so what is computed does not depend on timing: the files are those of
+//! the same symbol streamed alone.
+//!
+//! A symbol whose files fail while streaming (a disk error) is stopped and named; the others
+//! go on. The run fails only when every symbol has failed.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::kline::Kline;
+use crate::log::SharedLogger;
+
+use super::ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
+use super::stream_thread::ClosedKline;
+
+/// Longest the ensembling thread waits for the start-up requests before its local checks.
+const ASKED_WAIT: Duration = Duration::from_millis(100);
+
+/// The ensembling thread's side of the start-up handshake (the streaming thread's is
+/// [`super::stream_thread::Handshake`]).
+pub(crate) struct Startup {
+    /// The start-up requests to REST were answered (or failed).
+    pub asked: Receiver<()>,
+    /// Per symbol, how many stored klines its ensembler needs (`None`: not streamed).
+    pub go: Sender<Vec<Option<usize>>>,
+    /// The newest stored klines of each symbol streamed.
+    pub history: Receiver<Vec<(usize, Vec<Kline>)>>,
+}
+
+/// The ensembling thread's channels and log.
+pub(crate) struct Wiring {
+    pub startup: Startup,
+    pub klines: Receiver<ClosedKline>,
+    pub events: Sender<LiveEvent>,
+    /// `stream.log`: a symbol skipped, degraded or stopped is named there.
+    pub notes: SharedLogger,
+}
+
+/// The body of the ensembling thread over the symbols of `configs` (their places are the
+/// symbols' numbers in [`ClosedKline::symbol`]). Returns each symbol's summary (`None` for a
+/// symbol that did not run to the end).
+pub(crate) fn ensembling_thread(
+    configs: &[EnsemblerConfig],
+    wiring: Wiring,
+) -> Result<Vec<Option<EnsemblerSummary>>, Error> {
+    let Wiring {
+        startup,
+        klines,
+        events,
+        notes,
+    } = wiring;
+    let mut trouble = Trouble::new(&notes, configs.len());
+    // Let the first request go out before loading the models (CPU-bound: on two busy cores
+    // it would delay that request); a slow network delays the local checks by 100 ms at most.
+    let _ = startup.asked.recv_timeout(ASKED_WAIT);
+    let mut prepared = Vec::with_capacity(configs.len());
+    for config in configs {
+        match Ensembler::prepare(config, events.clone()) {
+            Ok(p) => {
+                for problem in p.problems() {
+                    notes.info(&format!("{}: runs degraded: {problem}", config.name));
+                }
+                prepared.push(Some(p));
+            }
+            Err(e) => {
+                trouble.failed(&config.name, "not streamed", e);
+                prepared.push(None);
+            }
+        }
+    }
+    if prepared.iter().all(Option::is_none) {
+        // Dropping `go` stops the streaming thread before it writes anything.
+        return Err(trouble.into_error());
+    }
+    let rows = prepared
+        .iter()
+        .map(|p| p.as_ref().map(|p| p.rows_needed()))
+        .collect();
+    if startup.go.send(rows).is_err() {
+        return Ok(vec![None; configs.len()]);
+    }
+    drop(startup.go);
+    // No history: the streaming thread stopped first (deadline), nothing to learn.
+    let Ok(histories) = startup.history.recv() else {
+        return Ok(vec![None; configs.len()]);
+    };
+    let mut ensemblers: Vec<Option<Ensembler>> = (0..configs.len()).map(|_| None).collect();
+    for (id, history) in histories {
+        let Some(p) = prepared.get_mut(id).and_then(Option::take) else {
+            continue;
+        };
+        let started = p
+            .finish(history)
+            .and_then(|(mut e, replay)| e.feed_again(replay).map(|()| e));
+        match started {
+            Ok(e) => ensemblers[id] = Some(e),
+            Err(e) => trouble.failed(&configs[id].name, "not streamed", e),
+        }
+    }
+    if ensemblers.iter().all(Option::is_none) {
+        return Err(trouble.into_error());
+    }
+    forecasts_first(&mut ensemblers, &klines, configs, &mut trouble)?;
+    Ok(ensemblers
+        .into_iter()
+        .map(|e| e.map(Ensembler::stop))
+        .collect())
+}
+
+/// The symbols' failures: each named in `stream.log` (and on stderr when there are several
+/// symbols; one symbol's error is the run's, printed once by `main`); the first is kept.
+struct Trouble<'a> {
+    notes: &'a SharedLogger,
+    several: bool,
+    first: Option<Error>,
+}
+
+impl<'a> Trouble<'a> {
+    fn new(notes: &'a SharedLogger, symbols: usize) -> Trouble<'a> {
+        Trouble {
+            notes,
+            several: symbols > 1,
+            first: None,
+        }
+    }
+
+    fn failed(&mut self, name: &str, what: &str, e: Error) {
+        let line = format!("{name}: {what}: {e}");
+        if self.several {
+            self.notes.warn(&line);
+        } else {
+            self.notes.info(&line);
+        }
+        self.first.get_or_insert(e);
+    }
+
+    fn into_error(self) -> Error {
+        self.first
+            .unwrap_or_else(|| Error::Data("no symbol could be streamed".to_string()))
+    }
+}
+
+/// The klines until the streaming thread hangs up: forecasts of a batch first, then one
+/// waiting refit per pass (see the module doc); the refits still waiting at the end run then.
+fn forecasts_first(
+    ensemblers: &mut [Option<Ensembler>],
+    klines: &Receiver<ClosedKline>,
+    configs: &[EnsemblerConfig],
+    trouble: &mut Trouble<'_>,
+) -> Result<(), Error> {
+    let mut waiting: VecDeque<usize> = VecDeque::new();
+    let mut open = true;
+    while open || !waiting.is_empty() {
+        let mut batch = Vec::new();
+        if open {
+            // Block for klines only when no refit waits.
+            let first = if waiting.is_empty() {
+                klines.recv().ok()
+            } else {
+                match klines.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        None
+                    }
+                }
+            };
+            match first {
+                Some(msg) => {
+                    batch.push(msg);
+                    batch.extend(klines.try_iter());
+                }
+                None if waiting.is_empty() => open = false,
+                None => {}
+            }
+        }
+        for msg in batch {
+            let id = msg.symbol;
+            let Some(e) = ensemblers.get_mut(id).and_then(Option::as_mut) else {
+                continue;
+            };
+            // `step` runs this symbol's waiting refit first.
+            waiting.retain(|&w| w != id);
+            match e.step(msg.kline, msg.from_rest, Some(msg.arrived)) {
+                Ok(()) if e.window_pending() => waiting.push_back(id),
+                Ok(()) => {}
+                Err(err) => stop_symbol(ensemblers, id, configs, trouble, err)?,
+            }
+        }
+        if let Some(id) = waiting.pop_front() {
+            if let Some(e) = ensemblers.get_mut(id).and_then(Option::as_mut) {
+                if let Err(err) = e.close_window() {
+                    stop_symbol(ensemblers, id, configs, trouble, err)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stops symbol `id` after `err`; an error when it was the last one running.
+fn stop_symbol(
+    ensemblers: &mut [Option<Ensembler>],
+    id: usize,
+    configs: &[EnsemblerConfig],
+    trouble: &mut Trouble<'_>,
+    err: Error,
+) -> Result<(), Error> {
+    ensemblers[id] = None;
+    if ensemblers.iter().all(Option::is_none) {
+        return Err(err);
+    }
+    trouble.failed(&configs[id].name, "stopped", err);
+    Ok(())
+}
