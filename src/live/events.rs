@@ -1,6 +1,11 @@
 //! The `stream.log` lines that other commands read back (`report` charts them, `status` counts
 //! them): each one's wording is written and recognised here, and nowhere else. Every other
 //! `stream.log` line is free text for people.
+//!
+//! One `stream.log` serves all the symbols of a run. A line about one symbol names it as
+//! `<SYMBOL> <interval>: ` at its start, or, for an event, right after the event's words
+//! (`gap fill: ETHUSDT 1m: 5 klines over rest, …`); [`symbol_of`] reads it back. Lines written
+//! before several symbols (no name) still parse, as events of no particular symbol.
 
 use std::fmt;
 
@@ -71,6 +76,27 @@ impl LogEvent {
     }
 }
 
+/// The symbol and interval a `stream.log` message (after the time stamp) is about, as
+/// `("ETHUSDT", "1m")`: `<SYMBOL> <interval>: …` or `<event words>: <SYMBOL> <interval>: …`.
+/// `None` for a line about the connection or the process, and for lines of older versions.
+// Reason: for `status` and `report` per symbol (issue 22, their `--symbols` is another branch's).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn symbol_of(msg: &str) -> Option<(&str, &str)> {
+    named(msg).or_else(|| {
+        let event = LogEvent::parse(msg)?;
+        named(msg.strip_prefix(event.head())?.strip_prefix(": ")?)
+    })
+}
+
+/// `<SYMBOL> <interval>` at the start of `text`, followed by `: `.
+fn named(text: &str) -> Option<(&str, &str)> {
+    let (head, _) = text.split_once(": ")?;
+    let (symbol, interval) = head.split_once(' ')?;
+    let symbol_ok = crate::kline::Symbol::parse(symbol).is_ok_and(|s| s.as_str() == symbol);
+    let interval_ok = crate::kline::Interval::parse(interval).is_ok();
+    (symbol_ok && interval_ok).then_some((symbol, interval))
+}
+
 impl fmt::Display for LogEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -109,6 +135,32 @@ mod tests {
         assert!(LogEvent::Connected { connects: 2 }.is_reconnect());
         assert!(!LogEvent::Connected { connects: 1 }.is_reconnect());
         assert!(LogEvent::RestFailed.is_error() && !LogEvent::GapFill.is_error());
+        // A line about one symbol names it; the connection's lines and older lines name none.
+        assert_eq!(
+            symbol_of("gap fill: ETHUSDT 1m: 5 klines over rest, last stored now x"),
+            Some(("ETHUSDT", "1m"))
+        );
+        assert_eq!(
+            symbol_of("gap fill over rest failed: BTCUSDT 1h: timeout; local clock x"),
+            Some(("BTCUSDT", "1h"))
+        );
+        assert_eq!(
+            symbol_of("AVAXUSDT 1m: runs degraded: cannot load a trained model: …"),
+            Some(("AVAXUSDT", "1m"))
+        );
+        for none in [
+            "gap fill: 5 klines over rest, last stored now 2026-07-01 10:00:00.000Z",
+            "gap fill over rest failed: timeout; local clock x",
+            "connected (3 connects so far)",
+            "connection lost: websocket error: reset",
+            "rest: Binance answered 429 (too many requests): waiting 1.0 s as asked",
+        ] {
+            assert_eq!(symbol_of(none), None, "{none}");
+        }
+        assert_eq!(
+            LogEvent::parse("gap fill: ETHUSDT 1m: 5 klines"),
+            Some(LogEvent::GapFill)
+        );
         for free in [
             "connection lost: read failed: reset",
             "continuing on the socket; the gap is filled when rest answers again",
