@@ -9,7 +9,7 @@ use crate::run_files::RunFiles;
 
 /// Runs `klinecast report`.
 pub(crate) fn run(args: &ReportArgs) -> Result<(), Error> {
-    let (files, warnings) = RunFiles::read_with_warnings(&args.data_dir, &args.log_dir)?;
+    let (files, warnings) = RunFiles::read_with_warnings(&args.dirs.data, &args.dirs.log)?;
     for warning in &warnings {
         eprintln!("klinecast report: warning: {warning}");
     }
@@ -22,11 +22,11 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), Error> {
     );
     println!(
         "\nscoreboard (price errors over all windows in {}):",
-        args.log_dir.display()
+        args.dirs.log.display()
     );
     print!("{}", scoreboard_table(&scoreboard_rows(&files.windows)));
     if let Some(out) = &args.html {
-        let html = page::run::html(&files, args.hours, &args.data_dir.display().to_string());
+        let html = page::run::html(&files, args.hours, &args.dirs.data.display().to_string());
         page::write(out, &html)?;
         println!("\nwrote {}", out.display());
     }

@@ -223,7 +223,7 @@ pub(crate) fn to_text(s: &Status) -> String {
 
 /// Runs `klinecast status`: exit 0 when healthy, 1 otherwise.
 pub(crate) fn run(args: &StatusArgs) -> Result<(), Error> {
-    let s = gather(&args.data_dir, &args.log_dir, wall_clock_ms())?;
+    let s = gather(&args.dirs.data, &args.dirs.log, wall_clock_ms())?;
     if args.json {
         let json = serde_json::to_string(&s)
             .map_err(|e| Error::Data(format!("cannot encode the status: {e}")))?;
