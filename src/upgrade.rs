@@ -255,7 +255,7 @@ mod tests {
     fn the_owner_is_the_one_symbol_then_the_recorded_one_then_the_only_store() {
         let (btc, eth, xrp) = (sym("BTCUSDT"), sym("ETHUSDT"), sym("XRPUSDT"));
         assert_eq!(
-            choose_owner(&[eth.clone()], Some(btc.clone()), &[]),
+            choose_owner(std::slice::from_ref(&eth), Some(btc.clone()), &[]),
             Ok(eth.clone())
         );
         let both = [btc.clone(), eth.clone()];
@@ -265,7 +265,7 @@ mod tests {
         );
         // A recorded symbol that is not streamed owns nothing here: the only store decides.
         assert_eq!(
-            choose_owner(&both, Some(xrp.clone()), &[btc.clone()]),
+            choose_owner(&both, Some(xrp.clone()), std::slice::from_ref(&btc)),
             Ok(btc.clone())
         );
         let err = choose_owner(&both, None, &[btc.clone(), eth.clone()]).expect_err("undecided");

@@ -184,11 +184,8 @@ fn collect_symbols_fills_each_store_byte_exact_and_names_the_unknown_one() {
         avax.starts_with(&stored),
         "AVAXUSDT is not a prefix of its source"
     );
-    assert!(
-        stored.lines().count() - 1 >= 2499,
-        "{}",
-        stored.lines().count()
-    );
+    let rows = stored.lines().count() - 1;
+    assert!(rows >= 2499, "{rows}");
     assert_eq!(
         std::fs::read(data_dir.join("BTCUSDT_1m.csv")).expect("read"),
         std::fs::read(&btc_path).expect("read source"),
