@@ -171,12 +171,8 @@ fn collect_symbols_fills_each_store_byte_exact_and_names_the_unknown_one() {
         stderr.contains("collect failed for 1 of 3 symbols: NOPEUSDT"),
         "{stderr}"
     );
-    assert!(
-        !data_dir.join("NOPEUSDT_1m.csv").exists() || {
-            let text = std::fs::read_to_string(data_dir.join("NOPEUSDT_1m.csv")).expect("read");
-            text == format!("{CSV_HEADER}\n")
-        }
-    );
+    // Its store, created by this run and never filled, is not left behind.
+    assert!(!data_dir.join("NOPEUSDT_1m.csv").exists());
     // The still-open kline at row 2500 (and the one that closed less than 2 s before) is not
     // stored: the store is the source's first rows, byte for byte.
     let stored = std::fs::read_to_string(data_dir.join("AVAXUSDT_1m.csv")).expect("read");

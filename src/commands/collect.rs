@@ -153,24 +153,38 @@ fn collect_symbol(
     if let Some(msg) = opened.repair_message(&path) {
         eprintln!("klinecast: {msg}");
     }
-    check_store(client, &mut store, symbol, args.interval)?;
-    let start_ms = match args.start {
-        Start::Date(ms) => ms,
-        Start::Days(days) => client.server_time()? - i64::from(days) * DAY_MS,
-    };
     let label = format!("{symbol} {}", args.interval);
     let mut printer = ProgressPrinter::new(&label);
     let started = Instant::now();
-    let report = fill(
-        client,
-        &mut store,
-        symbol,
-        args.interval,
-        start_ms,
-        args.end,
-        &mut |p| printer.update(p),
-    )?;
+    let filled = (|| {
+        check_store(client, &mut store, symbol, args.interval)?;
+        let start_ms = match args.start {
+            Start::Date(ms) => ms,
+            Start::Days(days) => client.server_time()? - i64::from(days) * DAY_MS,
+        };
+        fill(
+            client,
+            &mut store,
+            symbol,
+            args.interval,
+            start_ms,
+            args.end,
+            &mut |p| printer.update(p),
+        )
+    })();
     printer.finish();
+    let report = match filled {
+        Ok(report) => report,
+        Err(e) => {
+            // A store this run created and never filled (an unknown symbol, a ban at once) is
+            // not left behind as a header-only file that `status` and `report` would list.
+            if opened.created && store.rows() == Some(0) {
+                drop(store);
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(e);
+        }
+    };
     println!(
         "{}",
         summary(
