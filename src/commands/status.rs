@@ -293,8 +293,15 @@ pub(crate) fn run(args: &StatusArgs) -> Result<(), Error> {
                 .join(", ")
         )
     };
+    let symbols = if all.len() > 1 {
+        let names: Vec<&str> = all.iter().filter_map(|s| s.symbol.as_deref()).collect();
+        format!("--symbols {} ", names.join(","))
+    } else {
+        String::new()
+    };
     Err(Error::Data(format!(
-        "{verdict}; start it with `klinecast stream --data-dir {}` (cron restarts it every minute)",
+        "{verdict}; start it with `klinecast stream {symbols}--data-dir {}` (cron restarts it \
+         every minute)",
         first.data_dir
     )))
 }
