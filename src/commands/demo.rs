@@ -14,7 +14,7 @@ use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
 use crate::kline::{price_decimals, Interval, Kline, Series, Symbol};
 use crate::live::ensembler::LiveEvent;
-use crate::live::{run_stream, RunOutcome, StreamConfig, StreamSpec, Timing};
+use crate::live::{run_stream, RunOutcome, RunSummary, StreamConfig, StreamSpec, Timing};
 use crate::log::wall_clock_ms;
 use crate::metrics::Accum;
 use crate::models::ModelKind;
@@ -44,17 +44,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
             klines.len()
         )));
     }
-    let work = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!(
-            "klinecast-demo-{}-{}",
-            std::process::id(),
-            wall_clock_ms()
-        )),
-    };
-    let data_dir = work.join("data");
-    let models_dir = work.join("models");
-    let log_dir = work.join("log");
+    let dirs = WorkDirs::new(args);
     println!(
         "klinecast demo: {} {} klines from {} ({} rows, {} .. {})",
         symbol,
@@ -64,13 +54,13 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         time::format_ms(klines[0].open_time),
         time::format_ms(klines[klines.len() - 1].open_time)
     );
-    println!("work directory: {}", work.display());
+    println!("work directory: {}", dirs.work.display());
 
     // 1. The store holds the history up to the virtual clock, as `collect` would have left it.
-    seed_store(&data_dir, &symbol, interval, &klines[..clock_row])?;
+    seed_store(&dirs.data, &symbol, interval, &klines[..clock_row])?;
     println!(
         "1/3 seeded {} with {clock_row} klines up to {}",
-        store::kline_path(&data_dir, &symbol, interval).display(),
+        store::kline_path(&dirs.data, &symbol, interval).display(),
         time::format_ms(klines[clock_row - 1].open_time)
     );
 
@@ -80,7 +70,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         threads: settings::fit_threads(),
         ..args.learn.clone()
     };
-    train_models(&klines[..clock_row], &models_dir, &learn)?;
+    train_models(&klines[..clock_row], &dirs.models, &learn)?;
 
     // 3. Stream from the replay server at high speed.
     let table = ForecastTable::new(&klines[..clock_row]);
@@ -103,18 +93,65 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     );
     println!("{}", table.header());
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
-    let config = StreamConfig {
-        args: StreamSpec {
-            symbol,
-            interval,
-            data_dir: data_dir.clone(),
-            models_dir: models_dir.clone(),
-            log_dir: log_dir.clone(),
-            rest_url: server.rest_url(),
-            ws_url: server.ws_url(),
-            learn,
-            max_runtime: Some(budget_ms),
-        },
+    let spec = StreamSpec {
+        symbol,
+        interval,
+        data_dir: dirs.data.clone(),
+        models_dir: dirs.models.clone(),
+        log_dir: dirs.log.clone(),
+        rest_url: server.rest_url(),
+        ws_url: server.ws_url(),
+        learn,
+        max_runtime: Some(budget_ms),
+    };
+    let outcome = stream_printing(&fast_stream(spec, n_stream), &table)?;
+    server.shutdown();
+    let summary = match outcome {
+        RunOutcome::Finished(s) => s,
+        RunOutcome::AlreadyRunning { holder } => {
+            return Err(Error::Config(format!(
+                "{} is in use by a running klinecast stream ({holder}); use another --work-dir",
+                dirs.data.display()
+            )))
+        }
+    };
+    print_summary(&summary, &dirs, args.work_dir.is_none());
+    Ok(())
+}
+
+/// The demo's directories: the work directory (`--work-dir`, or a fresh one in the system's
+/// temporary directory) and the data, models and log directories inside it.
+struct WorkDirs {
+    work: PathBuf,
+    data: PathBuf,
+    models: PathBuf,
+    log: PathBuf,
+}
+
+impl WorkDirs {
+    fn new(args: &DemoArgs) -> WorkDirs {
+        let work = match &args.work_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::temp_dir().join(format!(
+                "klinecast-demo-{}-{}",
+                std::process::id(),
+                wall_clock_ms()
+            )),
+        };
+        WorkDirs {
+            data: work.join("data"),
+            models: work.join("models"),
+            log: work.join("log"),
+            work,
+        }
+    }
+}
+
+/// The stream configuration of `spec` for a local replay server at high speed: stop after
+/// `n_stream` klines, short timeouts and backoffs, save every window, progress on stderr.
+fn fast_stream(spec: StreamSpec, n_stream: usize) -> StreamConfig {
+    StreamConfig {
+        args: spec,
         max_klines: Some(n_stream as u64),
         ws: WsConfig {
             idle_timeout: Duration::from_secs(10),
@@ -128,10 +165,15 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         },
         save_every: 1,
         stderr: true,
-    };
+    }
+}
+
+/// Runs the stream of `config`, printing each scored forecast as a row of `table` (with the
+/// running RMSEs of the ensemble and naive) and each window's line.
+fn stream_printing(config: &StreamConfig, table: &ForecastTable) -> Result<RunOutcome, Error> {
     let mut ens = Accum::default();
     let mut naive = Accum::default();
-    let outcome = run_stream(&config, &mut |event| match event {
+    run_stream(config, &mut |event| match event {
         LiveEvent::Kline(k) => {
             let (kline, Some(s)) = (&k.kline, &k.scored) else {
                 return;
@@ -156,17 +198,12 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         LiveEvent::Window { line, seconds } => {
             println!("  -- {line} ({seconds:.2} s)");
         }
-    })?;
-    server.shutdown();
-    let summary = match outcome {
-        RunOutcome::Finished(s) => s,
-        RunOutcome::AlreadyRunning { holder } => {
-            return Err(Error::Config(format!(
-                "{} is in use by a running klinecast stream ({holder}); use another --work-dir",
-                data_dir.display()
-            )))
-        }
-    };
+    })
+}
+
+/// The end of the demo's output: what was streamed and how fast, the scoreboard, where the
+/// files are, and (for a temporary work directory) how to remove them.
+fn print_summary(summary: &RunSummary, dirs: &WorkDirs, temporary: bool) {
     println!(
         "\nstreamed {} klines in {:.1} s ({} windows); {}",
         summary.ensembler.klines,
@@ -174,20 +211,19 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         summary.ensembler.windows,
         summary.stream.summary()
     );
-    println!("{}", crate::live::timing_line(&summary));
+    println!("{}", crate::live::timing_line(summary));
     println!("\nscoreboard (price errors over the streamed klines):");
     print!("{}", scoreboard_table(&summary.ensembler.scoreboard));
     println!(
         "\nfiles: {} (klines, predictions.csv, Buffer_15.csv), {} (Trained/, Ensembled/), {} \
          (stream.log, ensemble.log, ensemble.jsonl)",
-        data_dir.display(),
-        models_dir.display(),
-        log_dir.display()
+        dirs.data.display(),
+        dirs.models.display(),
+        dirs.log.display()
     );
-    if args.work_dir.is_none() {
-        println!("remove them with: rm -r {}", work.display());
+    if temporary {
+        println!("remove them with: rm -r {}", dirs.work.display());
     }
-    Ok(())
 }
 
 /// The forecast lines the demo prints: prices at the market's own precision
