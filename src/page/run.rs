@@ -303,7 +303,7 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
     coverage_figure(page, files, &closes);
 }
 
-/// 1. Close, forecast, interval and naive over the last `hours`, under its heading.
+/// The first chart: close, forecast, interval and naive over the last `hours`, under its heading.
 fn forecast_figure(page: &mut Page, files: &RunFiles, closes: &BTreeMap<i64, f64>, hours: f64) {
     let last = files
         .forecasts
@@ -413,7 +413,7 @@ fn time_line(label: &str, color: &str, pts: &[(i64, f64)], width: f64, dashed: b
     }
 }
 
-/// 2. Cumulative RMSE ÷ naive: the ensemble, the best groups by their final ratio, and the
+/// Cumulative RMSE ÷ naive: the ensemble, the best groups by their final ratio, and the
 /// other groups together as one band (at most 8 series, no colour twice).
 fn ratio_figure(page: &mut Page, files: &RunFiles) {
     let ratios = cumulative_ratios(&files.windows);
@@ -506,7 +506,7 @@ fn lane_points(n: usize, at: impl Fn(usize) -> Option<(i64, i64, f64)>) -> (Vec<
     (xs, ys)
 }
 
-/// 3. Which experts were awake, and their weight: a line per expert for the most awake
+/// Which experts were awake, and their weight: a line per expert for the most awake
 /// (naive first), the rest summed as one grey line.
 fn weights_figure(page: &mut Page, files: &RunFiles) {
     let lanes = expert_lanes(&files.windows);
@@ -606,7 +606,7 @@ fn weights_caption(lanes: &[ExpertLane], awake: &[&ExpertLane]) -> String {
     )
 }
 
-/// 4. Coverage: rolling over the last windows and cumulative, against the nominal level.
+/// Coverage: rolling over the last windows and cumulative, against the nominal level.
 fn coverage_figure(page: &mut Page, files: &RunFiles, closes: &BTreeMap<i64, f64>) {
     let points: Vec<(i64, f64, f64)> = files
         .windows
@@ -704,7 +704,7 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
     page.finish()
 }
 
-/// 5. Health: the klines scored per wall-clock hour, against the full-speed rate.
+/// Health: the klines scored per wall-clock hour, against the full-speed rate.
 fn klines_per_hour_figure(page: &mut Page, files: &RunFiles) {
     let mut per_hour: BTreeMap<i64, f64> = BTreeMap::new();
     for w in &files.windows {
