@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ensemble::learner::Learner;
-use crate::ensemble::report::{ExpertWeight, Refit, ScoreRow};
+use crate::ensemble::learner::{Learner, Step};
+use crate::ensemble::report::{ExpertWeight, Refit, ScoreRow, WindowReport};
 use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
 use crate::features::Scaler;
@@ -140,101 +140,30 @@ pub(crate) fn backtest(
         threads: settings::fit_threads(),
         ..args.learn.clone()
     };
-    let config = settings.ensemble_config();
-    let spec = config.spec.clone();
     let train = series.slice(0..split);
-    let dataset = spec.dataset(&train, 0..split);
-    if dataset.x.nrows() < MIN_TRAIN_ROWS {
-        return Err(Error::Data(format!(
-            "{data}: the first {split} rows give {} training rows, fewer than {MIN_TRAIN_ROWS}; \
-             use a higher --train-frac or a longer file",
-            dataset.x.nrows()
-        )));
-    }
-    let scaler = Scaler::fit(&dataset.x);
-    let x = scaler.transform(&dataset.x);
-    let train_config = settings.fit_config();
-    let fitted = fit_models(&args.models, &x, &dataset.y, &train_config, &mut |kind| {
-        progress.note(&format!("training {} on {} rows", kind.name(), x.nrows()))
-    })?;
-    let trained = fitted
-        .into_iter()
-        .map(|f| Member::trained(spec.clone(), Some(scaler.clone()), f.model))
-        .collect();
-    let ensemble =
-        Ensemble::new(config, trained, interval_ms).map_err(|e| Error::Config(e.to_string()))?;
+    let ensemble = train_offline(args, &settings, &train, interval_ms, progress)?;
     let mut learner = Learner::new(ensemble, train, interval_ms);
+    let mut replay = Replay::default();
+    progress.start(((n - split) / args.learn.window) as u64);
     let refit_config = settings.refit_config();
-    let total_windows = ((n - split) / args.learn.window) as u64;
-    let (mut windows, mut failed, mut gaps, mut dropped) = (0u64, 0u64, 0u64, 0u64);
-    // (σ, covered) and (σ, covered by the static baseline) of every bounded interval.
-    let (mut thirds, mut static_thirds) = (Vec::new(), Vec::new());
-    let (mut forecasts, mut window_series) = (Vec::new(), Vec::new());
-    progress.start(total_windows);
     for i in split..n {
         let step = learner.on_kline(&series.values(i, interval_ms));
-        if let Some(sc) = &step.scored {
-            let bounded = sc.upper_price.is_finite();
-            forecasts.push(PredictionRow {
-                target_open_time: sc.target_open_time,
-                forecast: sc.ensemble_price,
-                naive: sc.naive_price,
-                ensemble_version: sc.forecast_version,
-                made_after_open_time: sc.target_open_time - args.learn.horizon as i64 * interval_ms,
-                lower: if bounded { sc.lower_price } else { 0.0 },
-                upper: if bounded {
-                    sc.upper_price
-                } else {
-                    f64::INFINITY
-                },
-            });
-            if let Some(sd) = sc.sigma.filter(|_| sc.upper_price.is_finite()) {
-                thirds.push((sd, sc.covered));
-                static_thirds.push((sd, sc.static_covered));
-            }
-        }
-        gaps += u64::from(step.gap);
-        dropped += step.dropped as u64;
+        replay.on_step(&step, args.learn.horizon as i64 * interval_ms);
         if step.window_done {
             let report = learner.end_window(&refit_config);
-            window_series.push(Window::from_report(&report));
-            windows += 1;
-            if let Refit::Failed { error } = &report.refit {
-                failed += 1;
-                progress.note(&format!("window {}: refit failed: {error}", report.window));
-            }
-            progress.window(windows);
+            replay.on_window(&report, progress);
         }
     }
-    progress.finish(windows);
+    progress.finish(replay.windows);
     let ensemble = learner.into_ensemble();
-    let ensemble_bytes = postcard::to_allocvec(&ensemble).map_or(0, |b| b.len());
-    let iv = &ensemble.intervals;
-    let (score, static_score) = (iv.total.mean_score(), iv.static_total.mean_score());
-    let intervals = IntervalSummary {
-        nominal: ensemble.config().coverage,
-        n: iv.total.n,
-        coverage: iv.total.coverage(),
-        coverage_by_third: coverage_by_third(&thirds),
-        mean_width: iv.total.mean_width(),
-        interval_score: score,
-        static_coverage: iv.static_total.coverage(),
-        static_coverage_by_third: coverage_by_third(&static_thirds),
-        static_mean_width: iv.static_total.mean_width(),
-        static_interval_score: static_score,
-        gain_vs_static: score
-            .zip(static_score)
-            .filter(|(_, b)| *b > 0.0)
-            .map(|(a, b)| 1.0 - a / b),
-    };
     let run = RunFiles {
         store_path: args.data.clone(),
         symbol: store::parse_file_name(&args.data)
             .map_or("?".to_string(), |(symbol, _)| symbol.to_string()),
         interval_ms,
         closes: series.closes(),
-        forecasts,
-        windows: window_series,
+        forecasts: std::mem::take(&mut replay.forecasts),
+        windows: std::mem::take(&mut replay.windows_seen),
         log: Vec::new(),
     };
     let summary = BacktestSummary {
@@ -248,19 +177,135 @@ pub(crate) fn backtest(
         generations: args.learn.generations,
         horizon: args.learn.horizon,
         seed: args.learn.seed,
-        windows,
-        failed_refits: failed,
-        gaps,
-        dropped_forecasts: dropped,
+        windows: replay.windows,
+        failed_refits: replay.failed,
+        gaps: replay.gaps,
+        dropped_forecasts: replay.dropped,
         pool_size: ensemble.members.len(),
-        ensemble_bytes,
+        ensemble_bytes: postcard::to_allocvec(&ensemble).map_or(0, |b| b.len()),
         scoreboard: ensemble.scoreboard(),
         combiner: ensemble.config().combiner.name().to_string(),
         combiners: ensemble.combiner_scores(),
         experts: ensemble.expert_weights(),
-        intervals,
+        intervals: interval_summary(&ensemble, &replay),
     };
     Ok(Backtest { summary, run })
+}
+
+/// The starting ensemble: `args.models` trained on the first rows (`train`), standardised by a
+/// scaler fitted there, before any generation.
+fn train_offline(
+    args: &BacktestConfig,
+    settings: &LearnSettings,
+    train: &Series,
+    interval_ms: i64,
+    progress: &mut Progress,
+) -> Result<Ensemble, Error> {
+    let config = settings.ensemble_config();
+    let spec = config.spec.clone();
+    let split = train.len();
+    let dataset = spec.dataset(train, 0..split);
+    if dataset.x.nrows() < MIN_TRAIN_ROWS {
+        return Err(Error::Data(format!(
+            "{}: the first {split} rows give {} training rows, fewer than {MIN_TRAIN_ROWS}; \
+             use a higher --train-frac or a longer file",
+            args.data.display(),
+            dataset.x.nrows()
+        )));
+    }
+    let scaler = Scaler::fit(&dataset.x);
+    let x = scaler.transform(&dataset.x);
+    let fitted = fit_models(
+        &args.models,
+        &x,
+        &dataset.y,
+        &settings.fit_config(),
+        &mut |kind| progress.note(&format!("training {} on {} rows", kind.name(), x.nrows())),
+    )?;
+    let trained = fitted
+        .into_iter()
+        .map(|f| Member::trained(spec.clone(), Some(scaler.clone()), f.model))
+        .collect();
+    Ensemble::new(config, trained, interval_ms).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// What the replay collects, kline by kline and window by window.
+#[derive(Default)]
+struct Replay {
+    windows: u64,
+    failed: u64,
+    gaps: u64,
+    dropped: u64,
+    /// `(σ, covered)` of every bounded interval, and the same with the static baseline's
+    /// coverage.
+    thirds: Vec<(f64, bool)>,
+    static_thirds: Vec<(f64, bool)>,
+    /// Every scored forecast, and every window's scores and weights (for the page).
+    forecasts: Vec<PredictionRow>,
+    windows_seen: Vec<Window>,
+}
+
+impl Replay {
+    /// Takes one kline's step: its scored forecast (made `ahead_ms` before its target), gap
+    /// and dropped forecasts.
+    fn on_step(&mut self, step: &Step, ahead_ms: i64) {
+        if let Some(sc) = &step.scored {
+            let bounded = sc.upper_price.is_finite();
+            self.forecasts.push(PredictionRow {
+                target_open_time: sc.target_open_time,
+                forecast: sc.ensemble_price,
+                naive: sc.naive_price,
+                ensemble_version: sc.forecast_version,
+                made_after_open_time: sc.target_open_time - ahead_ms,
+                lower: if bounded { sc.lower_price } else { 0.0 },
+                upper: if bounded {
+                    sc.upper_price
+                } else {
+                    f64::INFINITY
+                },
+            });
+            if let Some(sd) = sc.sigma.filter(|_| sc.upper_price.is_finite()) {
+                self.thirds.push((sd, sc.covered));
+                self.static_thirds.push((sd, sc.static_covered));
+            }
+        }
+        self.gaps += u64::from(step.gap);
+        self.dropped += step.dropped as u64;
+    }
+
+    /// Takes a finished window's report, noting a failed refit.
+    fn on_window(&mut self, report: &WindowReport, progress: &mut Progress) {
+        self.windows_seen.push(Window::from_report(report));
+        self.windows += 1;
+        if let Refit::Failed { error } = &report.refit {
+            self.failed += 1;
+            progress.note(&format!("window {}: refit failed: {error}", report.window));
+        }
+        progress.window(self.windows);
+    }
+}
+
+/// The interval figures of the final ensemble, with the coverage per volatility third of the
+/// replay's bounded intervals.
+fn interval_summary(ensemble: &Ensemble, replay: &Replay) -> IntervalSummary {
+    let iv = &ensemble.intervals;
+    let (score, static_score) = (iv.total.mean_score(), iv.static_total.mean_score());
+    IntervalSummary {
+        nominal: ensemble.config().coverage,
+        n: iv.total.n,
+        coverage: iv.total.coverage(),
+        coverage_by_third: coverage_by_third(&replay.thirds),
+        mean_width: iv.total.mean_width(),
+        interval_score: score,
+        static_coverage: iv.static_total.coverage(),
+        static_coverage_by_third: coverage_by_third(&replay.static_thirds),
+        static_mean_width: iv.static_total.mean_width(),
+        static_interval_score: static_score,
+        gain_vs_static: score
+            .zip(static_score)
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(a, b)| 1.0 - a / b),
+    }
 }
 
 /// The kline interval: the median step between the first open times (robust to a few gaps).

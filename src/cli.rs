@@ -219,117 +219,12 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     let command = match name.as_str() {
         "help" | "--help" | "-h" => Command::Help,
         "version" | "--version" | "-V" => Command::Version,
-        "collect" => {
-            let days = flags.take("--days")?;
-            let start_date = flags.take("--start")?;
-            let start = match (start_date, days) {
-                (Some(_), Some(_)) => {
-                    return Err(usage("--start and --days cannot be used together"))
-                }
-                (Some(d), None) => Start::Date(time::parse_date(&d).map_err(Error::Usage)?),
-                (None, Some(n)) => Start::Days(number("--days", &n, 1u32..=36_500)?),
-                (None, None) => Start::Days(1095),
-            };
-            let end = flags
-                .take("--end")?
-                .map(|d| time::parse_date(&d).map_err(Error::Usage))
-                .transpose()?;
-            if let (Start::Date(s), Some(e)) = (start, end) {
-                if e <= s {
-                    return Err(usage("--end must be after --start"));
-                }
-            }
-            Command::Collect(CollectArgs {
-                symbols: symbols(&mut flags)?.unwrap_or_else(|| vec![default_symbol()]),
-                interval: interval(&mut flags)?,
-                start,
-                end,
-                data_dir: flags.path("--data-dir", "data")?,
-                rest_url: flags.take("--rest-url")?.unwrap_or_else(rest_url),
-            })
-        }
-        "train" => Command::Train(TrainArgs {
-            sets: train_sets(&mut flags)?,
-            holdout: flags.parsed(
-                "--holdout",
-                0.2,
-                |v: &f64| *v > 0.0 && *v < 1.0,
-                "a fraction between 0 and 1",
-            )?,
-            max_rows: max_rows(&mut flags)?,
-            learn: LearnSettings {
-                horizon: horizon(&mut flags)?,
-                svr_rows: svr_rows(&mut flags)?,
-                seed: seed(&mut flags)?,
-                ..LearnSettings::default()
-            },
-            json: flags.switch("--json"),
-        }),
-        "stream" => Command::Stream(StreamArgs {
-            symbols: symbols(&mut flags)?.unwrap_or_else(|| vec![default_symbol()]),
-            interval: interval(&mut flags)?,
-            data_dir: flags.path("--data-dir", "data")?,
-            models_dir: flags.path("--models-dir", "models")?,
-            log_dir: flags.path("--log-dir", "log")?,
-            rest_url: flags.take("--rest-url")?.unwrap_or_else(rest_url),
-            ws_url: flags.take("--ws-url")?.unwrap_or_else(ws_url),
-            learn: learn(&mut flags)?,
-            max_runtime: flags
-                .take("--max-runtime")?
-                .map(|d| time::parse_duration(&d).map_err(Error::Usage))
-                .transpose()?,
-        }),
-        "backtest" => Command::Backtest(BacktestArgs {
-            data: flags
-                .take("--data")?
-                .map(PathBuf::from)
-                .ok_or_else(|| usage("backtest needs --data FILE"))?,
-            train_frac: flags.parsed(
-                "--train-frac",
-                0.5,
-                |v: &f64| *v > 0.0 && *v < 1.0,
-                "a fraction between 0 and 1",
-            )?,
-            learn: LearnSettings {
-                svr_rows: svr_rows(&mut flags)?,
-                ..learn(&mut flags)?
-            },
-            max_rows: max_rows(&mut flags)?,
-            json: flags.switch("--json"),
-            models: models(&mut flags)?,
-            html: flags.take("--html")?.map(PathBuf::from),
-            hours: hours(&mut flags)?,
-            predictions: flags.take("--predictions")?.map(PathBuf::from),
-        }),
-        "replay-server" => Command::ReplayServer(ReplayArgs {
-            data: flags
-                .take("--data")?
-                .map(|list| list.split(',').map(PathBuf::from).collect::<Vec<_>>())
-                .filter(|files| files.iter().all(|f| !f.as_os_str().is_empty()))
-                .ok_or_else(|| {
-                    usage("replay-server needs --data FILE or --data FILE,FILE,… (no empty names)")
-                })?,
-            port: flags.parsed(
-                "--port",
-                0u16,
-                |_: &u16| true,
-                "a port number, 0 for any free port",
-            )?,
-            speed: speed(&mut flags, 1.0)?,
-            start_row: flags.optional("--start-row", |_: &usize| true, "a row index")?,
-            faults: flags.take("--faults")?.unwrap_or_default(),
-        }),
-        "demo" => Command::Demo(DemoArgs {
-            data: flags.path("--data", SAMPLE_DATA)?,
-            speed: speed(&mut flags, 600.0)?,
-            klines: flags.optional("--klines", |v: &usize| *v >= 1, "at least 1")?,
-            work_dir: flags.take("--work-dir")?.map(PathBuf::from),
-            learn: LearnSettings {
-                horizon: horizon(&mut flags)?,
-                seed: seed(&mut flags)?,
-                ..LearnSettings::default()
-            },
-        }),
+        "collect" => Command::Collect(collect_args(&mut flags, &rest_url)?),
+        "train" => Command::Train(train_args(&mut flags)?),
+        "stream" => Command::Stream(stream_args(&mut flags, &rest_url, &ws_url)?),
+        "backtest" => Command::Backtest(backtest_args(&mut flags)?),
+        "replay-server" => Command::ReplayServer(replay_args(&mut flags)?),
+        "demo" => Command::Demo(demo_args(&mut flags)?),
         "describe" => Command::Describe(DescribeArgs {
             data: flags.path("--data", SAMPLE_DATA)?,
             html: flags.take("--html")?.map(PathBuf::from),
@@ -351,6 +246,141 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     };
     flags.finish()?;
     Ok(command)
+}
+
+/// `collect`'s flags; `rest_url` gives the REST URL when `--rest-url` is not given.
+fn collect_args(flags: &mut Flags, rest_url: &dyn Fn() -> String) -> Result<CollectArgs, Error> {
+    let days = flags.take("--days")?;
+    let start_date = flags.take("--start")?;
+    let start = match (start_date, days) {
+        (Some(_), Some(_)) => return Err(usage("--start and --days cannot be used together")),
+        (Some(d), None) => Start::Date(time::parse_date(&d).map_err(Error::Usage)?),
+        (None, Some(n)) => Start::Days(number("--days", &n, 1u32..=36_500)?),
+        (None, None) => Start::Days(1095),
+    };
+    let end = flags
+        .take("--end")?
+        .map(|d| time::parse_date(&d).map_err(Error::Usage))
+        .transpose()?;
+    if let (Start::Date(s), Some(e)) = (start, end) {
+        if e <= s {
+            return Err(usage("--end must be after --start"));
+        }
+    }
+    Ok(CollectArgs {
+        symbols: symbols(flags)?.unwrap_or_else(|| vec![default_symbol()]),
+        interval: interval(flags)?,
+        start,
+        end,
+        data_dir: flags.path("--data-dir", "data")?,
+        rest_url: flags.take("--rest-url")?.unwrap_or_else(rest_url),
+    })
+}
+
+/// `train`'s flags.
+fn train_args(flags: &mut Flags) -> Result<TrainArgs, Error> {
+    Ok(TrainArgs {
+        sets: train_sets(flags)?,
+        holdout: fraction(flags, "--holdout", 0.2)?,
+        max_rows: max_rows(flags)?,
+        learn: LearnSettings {
+            horizon: horizon(flags)?,
+            svr_rows: svr_rows(flags)?,
+            seed: seed(flags)?,
+            ..LearnSettings::default()
+        },
+        json: flags.switch("--json"),
+    })
+}
+
+/// `stream`'s flags; `rest_url` and `ws_url` give the URLs when their flags are not given.
+fn stream_args(
+    flags: &mut Flags,
+    rest_url: &dyn Fn() -> String,
+    ws_url: &dyn Fn() -> String,
+) -> Result<StreamArgs, Error> {
+    Ok(StreamArgs {
+        symbols: symbols(flags)?.unwrap_or_else(|| vec![default_symbol()]),
+        interval: interval(flags)?,
+        data_dir: flags.path("--data-dir", "data")?,
+        models_dir: flags.path("--models-dir", "models")?,
+        log_dir: flags.path("--log-dir", "log")?,
+        rest_url: flags.take("--rest-url")?.unwrap_or_else(rest_url),
+        ws_url: flags.take("--ws-url")?.unwrap_or_else(ws_url),
+        learn: learn(flags)?,
+        max_runtime: flags
+            .take("--max-runtime")?
+            .map(|d| time::parse_duration(&d).map_err(Error::Usage))
+            .transpose()?,
+    })
+}
+
+/// `backtest`'s flags.
+fn backtest_args(flags: &mut Flags) -> Result<BacktestArgs, Error> {
+    Ok(BacktestArgs {
+        data: flags
+            .take("--data")?
+            .map(PathBuf::from)
+            .ok_or_else(|| usage("backtest needs --data FILE"))?,
+        train_frac: fraction(flags, "--train-frac", 0.5)?,
+        learn: LearnSettings {
+            svr_rows: svr_rows(flags)?,
+            ..learn(flags)?
+        },
+        max_rows: max_rows(flags)?,
+        json: flags.switch("--json"),
+        models: models(flags)?,
+        html: flags.take("--html")?.map(PathBuf::from),
+        hours: hours(flags)?,
+        predictions: flags.take("--predictions")?.map(PathBuf::from),
+    })
+}
+
+/// `replay-server`'s flags.
+fn replay_args(flags: &mut Flags) -> Result<ReplayArgs, Error> {
+    Ok(ReplayArgs {
+        data: flags
+            .take("--data")?
+            .map(|list| list.split(',').map(PathBuf::from).collect::<Vec<_>>())
+            .filter(|files| files.iter().all(|f| !f.as_os_str().is_empty()))
+            .ok_or_else(|| {
+                usage("replay-server needs --data FILE or --data FILE,FILE,… (no empty names)")
+            })?,
+        port: flags.parsed(
+            "--port",
+            0u16,
+            |_: &u16| true,
+            "a port number, 0 for any free port",
+        )?,
+        speed: speed(flags, 1.0)?,
+        start_row: flags.optional("--start-row", |_: &usize| true, "a row index")?,
+        faults: flags.take("--faults")?.unwrap_or_default(),
+    })
+}
+
+/// `demo`'s flags.
+fn demo_args(flags: &mut Flags) -> Result<DemoArgs, Error> {
+    Ok(DemoArgs {
+        data: flags.path("--data", SAMPLE_DATA)?,
+        speed: speed(flags, 600.0)?,
+        klines: flags.optional("--klines", |v: &usize| *v >= 1, "at least 1")?,
+        work_dir: flags.take("--work-dir")?.map(PathBuf::from),
+        learn: LearnSettings {
+            horizon: horizon(flags)?,
+            seed: seed(flags)?,
+            ..LearnSettings::default()
+        },
+    })
+}
+
+/// A fraction flag strictly between 0 and 1 (`--holdout`, `--train-frac`).
+fn fraction(flags: &mut Flags, flag: &str, default: f64) -> Result<f64, Error> {
+    flags.parsed(
+        flag,
+        default,
+        |v: &f64| *v > 0.0 && *v < 1.0,
+        "a fraction between 0 and 1",
+    )
 }
 
 fn usage(msg: &str) -> Error {
@@ -423,7 +453,7 @@ fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
     if let Some(file) = flags.take("--data")? {
         if symbols.is_some() || interval_flag.is_some() || data_dir.is_some() {
             return Err(usage(
-                "--data FILE trains that one file: leave out --symbol(s), --interval and                  --data-dir (they choose stores in the data directory instead)",
+                "--data FILE trains that one file: leave out --symbol(s), --interval and --data-dir (they choose stores in the data directory instead)",
             ));
         }
         let data = PathBuf::from(file);

@@ -28,7 +28,7 @@ use nalgebra::{DMatrix, DVector};
 use serde_json::json;
 
 use crate::error::Error;
-use crate::features::{FeatureSpec, Scaler};
+use crate::features::{Dataset, FeatureSpec, Scaler};
 use crate::kline::Series;
 use crate::metrics::Accum;
 use crate::models::fit::{bound_note, fit_models, predict_rows, FitConfig};
@@ -196,51 +196,123 @@ pub fn train_series_with(
     };
     let n_klines = series.len();
     let split = split_rows(&spec, n_klines, opts.holdout, &opts.data_file)?;
-    let mut train = spec.dataset(&series, split.train.clone());
-    let mut hold = spec.dataset(&series, split.holdout.clone());
-    // Sequence context for the recurrent models: the feature rows just before the holdout.
-    let first_row = spec.row_range(n_klines, 0..n_klines).start;
-    let context_rows = if opts.kinds.iter().any(|k| k.is_recurrent()) {
-        split
-            .holdout
-            .start
-            .saturating_sub(MAX_SEQ_LEN - 1)
-            .max(first_row)..split.holdout.start
-    } else {
-        split.holdout.start..split.holdout.start
-    };
-    let mut context = spec.dataset(&series, context_rows).x;
-    let last_close: Vec<f64> = hold.t.iter().map(|&t| series.close[t]).collect();
-    let actual_close: Vec<f64> = hold
-        .t
-        .iter()
-        .map(|&t| series.close[t + spec.horizon])
-        .collect();
-    let first_open = series.open_time[split.train.start];
-    let last_open = series.open_time[split.train.end - 1];
-    drop(series);
-    drop(hold.t);
-    hold.y = DVector::zeros(0);
-    let scaler = Scaler::fit(&train.x);
-    scaler.transform_in_place(&mut train.x);
-    scaler.transform_in_place(&mut hold.x);
-    scaler.transform_in_place(&mut context);
+    let rows = Prepared::new(series, spec, &split, opts);
     log(format!(
         "{n_klines} klines: {} training rows, {} holdout rows, {} features, horizon {}",
-        train.x.nrows(),
-        hold.x.nrows(),
-        spec.n_features(),
-        spec.horizon
+        rows.train.x.nrows(),
+        rows.hold_x.nrows(),
+        rows.spec.n_features(),
+        rows.spec.horizon
     ));
 
     let mut naive = Accum::default();
-    for (&last, &actual) in last_close.iter().zip(&actual_close) {
+    for (&last, &actual) in rows.last_close.iter().zip(&rows.actual_close) {
         naive.add(last, last, actual);
     }
     let mut scores = Vec::with_capacity(opts.kinds.len() + 1);
     let mut fitted = Vec::with_capacity(opts.kinds.len());
     for &kind in &opts.kinds {
-        let rows = train.x.nrows();
+        let (score, model) = rows.fit_and_score(kind, opts, naive.rmse(), fit, &mut log)?;
+        scores.push(score);
+        fitted.push(model);
+    }
+    scores.push(ModelScore {
+        model: "naive",
+        fit_seconds: 0.0,
+        accum: naive,
+    });
+    Ok(TrainOutcome {
+        report: TrainReport {
+            rows: n_klines,
+            train_rows: rows.train.x.nrows(),
+            holdout_rows: rows.hold_x.nrows(),
+            horizon: rows.spec.horizon,
+            seed: opts.seed,
+            features: rows.spec.n_features(),
+            models: scores,
+        },
+        models: fitted,
+    })
+}
+
+/// The rows `train` fits and scores on, scaled by the scaler fitted on the training rows; the
+/// series they came from is gone (see the module doc's memory note).
+struct Prepared {
+    spec: FeatureSpec,
+    scaler: Scaler,
+    /// Training features and targets.
+    train: Dataset,
+    /// Holdout features (their targets are scored as closes, below).
+    hold_x: DMatrix<f64>,
+    /// The feature rows just before the holdout, for the recurrent models' sequences (empty
+    /// when no recurrent model is trained).
+    context: DMatrix<f64>,
+    /// Per holdout row: the close it forecasts from, and the close `horizon` klines later.
+    last_close: Vec<f64>,
+    actual_close: Vec<f64>,
+    /// Open times of the first and last training rows.
+    first_open: i64,
+    last_open: i64,
+}
+
+impl Prepared {
+    /// Builds the feature rows of `split` from `series`, and drops the series.
+    fn new(series: Series, spec: FeatureSpec, split: &Split, opts: &TrainOptions) -> Prepared {
+        let n_klines = series.len();
+        let mut train = spec.dataset(&series, split.train.clone());
+        let hold = spec.dataset(&series, split.holdout.clone());
+        // Sequence context for the recurrent models: the feature rows just before the holdout.
+        let first_row = spec.row_range(n_klines, 0..n_klines).start;
+        let context_rows = if opts.kinds.iter().any(|k| k.is_recurrent()) {
+            split
+                .holdout
+                .start
+                .saturating_sub(MAX_SEQ_LEN - 1)
+                .max(first_row)..split.holdout.start
+        } else {
+            split.holdout.start..split.holdout.start
+        };
+        let mut context = spec.dataset(&series, context_rows).x;
+        let last_close: Vec<f64> = hold.t.iter().map(|&t| series.close[t]).collect();
+        let actual_close: Vec<f64> = hold
+            .t
+            .iter()
+            .map(|&t| series.close[t + spec.horizon])
+            .collect();
+        let first_open = series.open_time[split.train.start];
+        let last_open = series.open_time[split.train.end - 1];
+        drop(series);
+        drop(hold.t);
+        drop(hold.y);
+        let mut hold_x = hold.x;
+        let scaler = Scaler::fit(&train.x);
+        scaler.transform_in_place(&mut train.x);
+        scaler.transform_in_place(&mut hold_x);
+        scaler.transform_in_place(&mut context);
+        Prepared {
+            spec,
+            scaler,
+            train,
+            hold_x,
+            context,
+            last_close,
+            actual_close,
+            first_open,
+            last_open,
+        }
+    }
+
+    /// Fits `kind` on the training rows and scores it on the holdout: its score row and the
+    /// model to save (with its metadata; `naive_rmse` is the naive forecast's on the holdout).
+    fn fit_and_score(
+        &self,
+        kind: ModelKind,
+        opts: &TrainOptions,
+        naive_rmse: f64,
+        fit: &mut Fitter<'_>,
+        log: &mut dyn FnMut(String),
+    ) -> Result<(ModelScore, TrainedModel), Error> {
+        let rows = self.train.x.nrows();
         match kind {
             ModelKind::Svr => log(format!(
                 "fitting svr on the last {} rows…",
@@ -252,66 +324,56 @@ pub fn train_series_with(
             log(note);
         }
         let started = Instant::now();
-        let model = fit(kind, &train.x, &train.y)?;
+        let model = fit(kind, &self.train.x, &self.train.y)?;
         let fit_seconds = started.elapsed().as_secs_f64();
         log(format!(
             "{} fitted in {fit_seconds:.2} s; predicting the holdout…",
             kind.name()
         ));
         let predictions = match model.as_rnn() {
-            Some(rnn) => predict_with_context(rnn, &context, &hold.x),
-            None => predict_rows(&model, &hold.x, opts.threads),
+            Some(rnn) => predict_with_context(rnn, &self.context, &self.hold_x),
+            None => predict_rows(&model, &self.hold_x, opts.threads),
         };
         let mut accum = Accum::default();
-        for ((&last, &actual), &p) in last_close.iter().zip(&actual_close).zip(&predictions) {
+        for ((&last, &actual), &p) in self
+            .last_close
+            .iter()
+            .zip(&self.actual_close)
+            .zip(&predictions)
+        {
             accum.add(last, last * p.exp(), actual);
         }
-        scores.push(ModelScore {
+        let meta = TrainMeta {
+            train_first_open_time: self.first_open,
+            train_last_open_time: self.last_open,
+            train_rows: rows,
+            holdout_rows: self.hold_x.nrows(),
+            seed: opts.seed,
+            fit_seconds,
+            holdout: HoldoutScores {
+                rmse: accum.rmse(),
+                mae: accum.mae(),
+                mape: accum.mape(),
+                directional: accum.directional(),
+                naive_rmse,
+            },
+            data_file: opts.data_file.clone(),
+            klinecast_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let score = ModelScore {
             model: kind.name(),
             fit_seconds,
             accum,
-        });
-        fitted.push(TrainedModel {
+        };
+        let trained = TrainedModel {
             kind,
-            spec: spec.clone(),
-            scaler: scaler.clone(),
+            spec: self.spec.clone(),
+            scaler: self.scaler.clone(),
             model,
-            meta: TrainMeta {
-                train_first_open_time: first_open,
-                train_last_open_time: last_open,
-                train_rows: train.x.nrows(),
-                holdout_rows: hold.x.nrows(),
-                seed: opts.seed,
-                fit_seconds,
-                holdout: HoldoutScores {
-                    rmse: accum.rmse(),
-                    mae: accum.mae(),
-                    mape: accum.mape(),
-                    directional: accum.directional(),
-                    naive_rmse: naive.rmse(),
-                },
-                data_file: opts.data_file.clone(),
-                klinecast_version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-        });
+            meta,
+        };
+        Ok((score, trained))
     }
-    scores.push(ModelScore {
-        model: "naive",
-        fit_seconds: 0.0,
-        accum: naive,
-    });
-    Ok(TrainOutcome {
-        report: TrainReport {
-            rows: n_klines,
-            train_rows: train.x.nrows(),
-            holdout_rows: hold.x.nrows(),
-            horizon: spec.horizon,
-            seed: opts.seed,
-            features: spec.n_features(),
-            models: scores,
-        },
-        models: fitted,
-    })
 }
 
 /// A recurrent model's forecasts of the rows of `x`, each from its sequence of `seq_len` rows,

@@ -657,31 +657,7 @@ pub(crate) fn grow(
 ) -> Cart {
     let n_features = data.columns.len();
     let m = samples.len();
-    let mut sorted: Vec<Entry> = Vec::with_capacity(n_features * m);
-    for column in &data.columns {
-        let from = sorted.len();
-        sorted.extend(samples.iter().map(|&s| Entry {
-            value: column[s as usize],
-            sample: s,
-        }));
-        sorted[from..]
-            .sort_unstable_by(|a, b| a.value.total_cmp(&b.value).then(a.sample.cmp(&b.sample)));
-    }
-    let mut grower = Grower {
-        data,
-        weights,
-        config,
-        sorted,
-        m,
-        order: samples.to_vec(),
-        features: (0..n_features).collect(),
-        constant_features: vec![0; n_features],
-        rand: SkRand::from_state(rand_r_state),
-        weight_all: samples.iter().map(|&s| weights[s as usize]).sum(),
-        goes_left: vec![false; data.n_rows()],
-        scratch: Vec::with_capacity(m),
-    };
-
+    let mut grower = Grower::new(data, samples, weights, config, rand_r_state);
     let mut nodes: Vec<Node> = Vec::new();
     let mut stack = vec![Task {
         start: 0,
@@ -698,20 +674,7 @@ pub(crate) fn grow(
         }
         let (start, end) = (task.start, task.end);
         let n_node = end - start;
-
-        // scikit-learn's criterion.init: sums in the order of its samples array.
-        let mut totals = Totals {
-            weight: 0.0,
-            sum: 0.0,
-            sq_sum: 0.0,
-        };
-        for &s in &grower.order[start..end] {
-            let w = weights[s as usize];
-            let wy = w * data.targets[s as usize];
-            totals.sum += wy;
-            totals.sq_sum += wy * data.targets[s as usize];
-            totals.weight += w;
-        }
+        let totals = grower.totals(start, end);
         let impurity = task.impurity.unwrap_or_else(|| {
             let mean = totals.sum / totals.weight;
             totals.sq_sum / totals.weight - mean * mean
@@ -769,7 +732,64 @@ fn close(a: f32, b: f32) -> bool {
     b <= a + FEATURE_THRESHOLD as f32
 }
 
+impl<'a> Grower<'a> {
+    /// The grower at the root: every feature's column of `samples` sorted once by value (ties
+    /// by sample id), the samples in their given order, no feature known constant.
+    fn new(
+        data: &'a TrainData,
+        samples: &[u32],
+        weights: &'a [f64],
+        config: &'a TreeConfig,
+        rand_r_state: u32,
+    ) -> Grower<'a> {
+        let n_features = data.columns.len();
+        let m = samples.len();
+        let mut sorted: Vec<Entry> = Vec::with_capacity(n_features * m);
+        for column in &data.columns {
+            let from = sorted.len();
+            sorted.extend(samples.iter().map(|&s| Entry {
+                value: column[s as usize],
+                sample: s,
+            }));
+            sorted[from..]
+                .sort_unstable_by(|a, b| a.value.total_cmp(&b.value).then(a.sample.cmp(&b.sample)));
+        }
+        Grower {
+            data,
+            weights,
+            config,
+            sorted,
+            m,
+            order: samples.to_vec(),
+            features: (0..n_features).collect(),
+            constant_features: vec![0; n_features],
+            rand: SkRand::from_state(rand_r_state),
+            weight_all: samples.iter().map(|&s| weights[s as usize]).sum(),
+            goes_left: vec![false; data.n_rows()],
+            scratch: Vec::with_capacity(m),
+        }
+    }
+}
+
 impl Grower<'_> {
+    /// scikit-learn's `criterion.init` on `order[start..end]`: the node's weighted totals,
+    /// summed in the order of its samples array.
+    fn totals(&self, start: usize, end: usize) -> Totals {
+        let mut totals = Totals {
+            weight: 0.0,
+            sum: 0.0,
+            sq_sum: 0.0,
+        };
+        for &s in &self.order[start..end] {
+            let w = self.weights[s as usize];
+            let wy = w * self.data.targets[s as usize];
+            totals.sum += wy;
+            totals.sq_sum += wy * self.data.targets[s as usize];
+            totals.weight += w;
+        }
+        totals
+    }
+
     fn entry_target(&self, sample: u32) -> (f64, f64) {
         (
             self.weights[sample as usize],
@@ -790,7 +810,6 @@ impl Grower<'_> {
     ) -> (Option<Split>, usize) {
         let n = end - start;
         let m = self.m;
-        let min_leaf = self.config.min_samples_leaf;
         let mut f_i = self.features.len();
         let (mut n_visited, mut n_found, mut n_drawn) = (0, 0, 0);
         let mut n_total = n_known;
@@ -820,78 +839,16 @@ impl Grower<'_> {
             }
             f_i -= 1;
             self.features.swap(f_i, f_j);
-
-            // criterion.reset / update(p) / proxy_impurity_improvement, as scikit-learn.
-            let (mut pos, mut weight_left, mut sum_left) = (0, 0.0, 0.0);
-            let mut p = 0;
-            while p < n {
-                while p + 1 < n && close(segment[p].value, segment[p + 1].value) {
-                    p += 1;
-                }
-                let p_prev = p;
-                p += 1;
-                if p >= n || p < min_leaf || n - p < min_leaf {
-                    continue;
-                }
-                if p - pos <= n - p {
-                    for entry in &segment[pos..p] {
-                        let (w, y) = self.entry_target(entry.sample);
-                        sum_left += w * y;
-                        weight_left += w;
-                    }
-                } else {
-                    sum_left = totals.sum;
-                    weight_left = totals.weight;
-                    for entry in segment[p..].iter().rev() {
-                        let (w, y) = self.entry_target(entry.sample);
-                        sum_left -= w * y;
-                        weight_left -= w;
-                    }
-                }
-                pos = p;
-                let weight_right = totals.weight - weight_left;
-                let sum_right = totals.sum - sum_left;
-                let proxy =
-                    sum_left * sum_left / weight_left + sum_right * sum_right / weight_right;
-                if proxy > best_proxy {
-                    best_proxy = proxy;
-                    let here = f64::from(segment[p_prev].value);
-                    let next = f64::from(segment[p].value);
-                    let mut threshold = here / 2.0 + next / 2.0;
-                    if threshold == next || threshold.is_infinite() {
-                        threshold = here;
-                    }
-                    best = Some(Split {
-                        feature,
-                        n_left: p,
-                        threshold,
-                        improvement: f64::NEG_INFINITY,
-                        impurity_left: f64::INFINITY,
-                        impurity_right: f64::INFINITY,
-                    });
-                }
+            if let Some((proxy, split)) =
+                self.best_threshold(feature, start, end, totals, best_proxy)
+            {
+                best_proxy = proxy;
+                best = Some(split);
             }
         }
 
         if let (Some(split), Some(last)) = (best.as_mut(), last_sorted) {
-            // scikit-learn's samples array is sorted by the last feature it looked at; then
-            // `partition_samples_final` swaps the right-going samples to the end.
-            for (slot, entry) in self.order[start..end]
-                .iter_mut()
-                .zip(&self.sorted[last * m + start..last * m + end])
-            {
-                *slot = entry.sample;
-            }
-            let column = &self.data.columns[split.feature];
-            let (mut p, mut partition_end) = (start, end - 1);
-            while p < partition_end {
-                if f64::from(column[self.order[p] as usize]) <= split.threshold {
-                    p += 1;
-                } else {
-                    self.order.swap(p, partition_end);
-                    partition_end -= 1;
-                }
-            }
+            self.partition_order(start, end, last, split);
             self.children_impurity(start, end, totals, impurity, split);
         }
 
@@ -900,6 +857,95 @@ impl Grower<'_> {
         let found = n_known..n_known + n_found;
         self.constant_features[found.clone()].copy_from_slice(&self.features[found]);
         (best, n_total)
+    }
+
+    /// scikit-learn's `criterion.reset`, `update(p)` and `proxy_impurity_improvement` over the
+    /// thresholds of `feature` on the node `start..end`: the best split there (its children's
+    /// impurities still to be computed) with its proxy, if its proxy beats `best_proxy`.
+    fn best_threshold(
+        &self,
+        feature: usize,
+        start: usize,
+        end: usize,
+        totals: Totals,
+        mut best_proxy: f64,
+    ) -> Option<(f64, Split)> {
+        let n = end - start;
+        let min_leaf = self.config.min_samples_leaf;
+        let segment = &self.sorted[feature * self.m + start..feature * self.m + end];
+        let mut best = None;
+        let (mut pos, mut weight_left, mut sum_left) = (0, 0.0, 0.0);
+        let mut p = 0;
+        while p < n {
+            while p + 1 < n && close(segment[p].value, segment[p + 1].value) {
+                p += 1;
+            }
+            let p_prev = p;
+            p += 1;
+            if p >= n || p < min_leaf || n - p < min_leaf {
+                continue;
+            }
+            if p - pos <= n - p {
+                for entry in &segment[pos..p] {
+                    let (w, y) = self.entry_target(entry.sample);
+                    sum_left += w * y;
+                    weight_left += w;
+                }
+            } else {
+                sum_left = totals.sum;
+                weight_left = totals.weight;
+                for entry in segment[p..].iter().rev() {
+                    let (w, y) = self.entry_target(entry.sample);
+                    sum_left -= w * y;
+                    weight_left -= w;
+                }
+            }
+            pos = p;
+            let weight_right = totals.weight - weight_left;
+            let sum_right = totals.sum - sum_left;
+            let proxy = sum_left * sum_left / weight_left + sum_right * sum_right / weight_right;
+            if proxy > best_proxy {
+                best_proxy = proxy;
+                let here = f64::from(segment[p_prev].value);
+                let next = f64::from(segment[p].value);
+                let mut threshold = here / 2.0 + next / 2.0;
+                if threshold == next || threshold.is_infinite() {
+                    threshold = here;
+                }
+                best = Some(Split {
+                    feature,
+                    n_left: p,
+                    threshold,
+                    improvement: f64::NEG_INFINITY,
+                    impurity_left: f64::INFINITY,
+                    impurity_right: f64::INFINITY,
+                });
+            }
+        }
+        best.map(|split| (best_proxy, split))
+    }
+
+    /// Reorders `order[start..end]` as scikit-learn leaves its samples array: sorted by the
+    /// `last` feature it looked at, then `partition_samples_final` swaps the samples going
+    /// right of `split` to the end.
+    fn partition_order(&mut self, start: usize, end: usize, last: usize, split: &Split) {
+        let m = self.m;
+        for (slot, entry) in self.order[start..end]
+            .iter_mut()
+            .zip(&self.sorted[last * m + start..last * m + end])
+        {
+            *slot = entry.sample;
+        }
+        let column = &self.data.columns[split.feature];
+        let (mut p, mut partition_end) = (start, end - 1);
+        while p < partition_end {
+            if f64::from(column[self.order[p] as usize]) <= split.threshold {
+                p += 1;
+            } else {
+                self.order.swap(p, partition_end);
+                partition_end -= 1;
+            }
+        }
     }
 
     /// scikit-learn's `reset`, `update(pos)`, `children_impurity` and `impurity_improvement`

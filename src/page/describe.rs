@@ -110,7 +110,15 @@ pub(crate) fn to_html(
             gap_line(&d.gaps)
         ),
     );
-    // Close price: min/max per pixel column.
+    price_section(&mut page, s, d);
+    returns_section(&mut page, d);
+    hours_section(&mut page, d);
+    page.finish()
+}
+
+/// The price section: the close over the whole file, min/max per pixel column, and the
+/// columns' table.
+fn price_section(page: &mut Page, s: &Series, d: &Description) {
     let xs: Vec<f64> = s.open_time.iter().map(|&t| t as f64).collect();
     let cols = svg::min_max_columns(&xs, &s.close, PRICE_COLUMNS);
     let (lo, hi) = svg::extent(s.close.iter().copied());
@@ -145,8 +153,11 @@ pub(crate) fn to_html(
         ),
     );
     page.table("table-columns", &COLUMN_HEADER, &column_rows(d));
+}
 
-    // Returns.
+/// The returns section: the histogram against a normal, the returns' and autocorrelations'
+/// tables, and the autocorrelation chart.
+fn returns_section(page: &mut Page, d: &Description) {
     page.heading("Returns");
     page.figure(
         "Return histogram against a normal of the same variance",
@@ -167,47 +178,40 @@ pub(crate) fn to_html(
             d.return_stats.n
         ),
     );
+}
 
-    // Hour of day.
+/// The hour-of-day section: volatility and mean volume per UTC hour, as bars.
+fn hours_section(page: &mut Page, d: &Description) {
     page.heading("Hour of day (UTC)");
-    let hx: Vec<f64> = (0..24).map(f64::from).collect();
     let vol: Vec<f64> = d.hours.iter().map(|h| h.volatility).collect();
     let volume: Vec<f64> = d.hours.iter().map(|h| h.mean_volume).collect();
-    let mut c = Chart::new(
-        "hour-volatility",
-        Axis::new(-0.5, 23.5, Scale::Linear, "hour (UTC)"),
-        Axis::fit(vol.iter().copied().chain([0.0]), "std of returns"),
-    );
-    c.add(Mark::Bars {
-        label: "volatility".to_string(),
-        color: svg::color(3).to_string(),
-        xs: hx.clone(),
-        ys: vol,
-        width: 1.0,
-    });
     page.figure(
         "Volatility by hour",
-        &c.render(),
+        &hour_bars("hour-volatility", "std of returns", "volatility", 3, vol).render(),
         "Standard deviation of returns of klines opening in each UTC hour.",
     );
-    let mut c = Chart::new(
-        "hour-volume",
-        Axis::new(-0.5, 23.5, Scale::Linear, "hour (UTC)"),
-        Axis::fit(volume.iter().copied().chain([0.0]), "mean volume"),
-    );
-    c.add(Mark::Bars {
-        label: "volume".to_string(),
-        color: svg::color(2).to_string(),
-        xs: hx,
-        ys: volume,
-        width: 1.0,
-    });
     page.figure(
         "Volume by hour",
-        &c.render(),
+        &hour_bars("hour-volume", "mean volume", "volume", 2, volume).render(),
         "Mean base-asset volume per kline opening in each UTC hour.",
     );
-    page.finish()
+}
+
+/// A bar per UTC hour 0..23 of `ys`, in palette colour `color`, on an axis from 0.
+fn hour_bars(id: &str, axis: &str, label: &str, color: usize, ys: Vec<f64>) -> Chart {
+    let mut c = Chart::new(
+        id,
+        Axis::new(-0.5, 23.5, Scale::Linear, "hour (UTC)"),
+        Axis::fit(ys.iter().copied().chain([0.0]), axis),
+    );
+    c.add(Mark::Bars {
+        label: label.to_string(),
+        color: svg::color(color).to_string(),
+        xs: (0..24).map(f64::from).collect(),
+        ys,
+        width: 1.0,
+    });
+    c
 }
 
 /// Bins of the return histogram: centres, counts, and the normal's expected counts.

@@ -296,6 +296,15 @@ fn interval_of(files: &RunFiles) -> i64 {
 /// level. No chart has more than 8 series or one colour twice.
 pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
     let closes: BTreeMap<i64, f64> = files.closes.iter().copied().collect();
+    forecast_figure(page, files, &closes, hours);
+    page.heading("Scores and weights, whole run");
+    ratio_figure(page, files);
+    weights_figure(page, files);
+    coverage_figure(page, files, &closes);
+}
+
+/// The first chart: close, forecast, interval and naive over the last `hours`, under its heading.
+fn forecast_figure(page: &mut Page, files: &RunFiles, closes: &BTreeMap<i64, f64>, hours: f64) {
     let last = files
         .forecasts
         .last()
@@ -304,8 +313,6 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         .unwrap_or(0);
     // Saturating: the times come from the files (a damaged row may hold any number).
     let from = last.saturating_sub((hours * 3_600_000.0) as i64);
-
-    // 1. Close, forecast, interval and naive over the last hours.
     let recent: Vec<&PredictionRow> = files
         .forecasts
         .iter()
@@ -315,6 +322,25 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         .range(from + 1..=last)
         .map(|(&t, &c)| (t, c))
         .collect();
+    let with_interval = recent.iter().filter(|f| f.interval().is_some()).count();
+    page.heading(&format!("The last {hours} hours"));
+    page.figure(
+        "Close, ensemble forecast and naive forecast",
+        &forecast_chart(&recent, &actual).render(),
+        &format!(
+            "{} forecasts of the next close (each drawn at the kline it forecasts) and {} closes, \
+             up to {} UTC; {} with a prediction interval.",
+            recent.len(),
+            actual.len(),
+            time::format_ms(last),
+            with_interval
+        ),
+    );
+}
+
+/// The forecast chart: the interval band (where forecasts have one), the actual closes, and
+/// the naive and ensemble forecasts drawn at the klines they forecast.
+fn forecast_chart(recent: &[&PredictionRow], actual: &[(i64, f64)]) -> Chart {
     let xs_f: Vec<f64> = recent.iter().map(|f| f.target_open_time as f64).collect();
     let values = actual
         .iter()
@@ -372,22 +398,24 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         xs_f,
         recent.iter().map(|f| f.forecast).collect(),
     ));
-    page.heading(&format!("The last {hours} hours"));
-    page.figure(
-        "Close, ensemble forecast and naive forecast",
-        &c.render(),
-        &format!(
-            "{} forecasts of the next close (each drawn at the kline it forecasts) and {} closes, \
-             up to {} UTC; {} with a prediction interval.",
-            recent.len(),
-            actual.len(),
-            time::format_ms(last),
-            with_interval.len()
-        ),
-    );
+    c
+}
 
-    // 2. Cumulative RMSE / naive: the ensemble, the best groups by their final ratio, and the
-    //    other groups together as one band (at most 8 series, no colour twice).
+/// A line through `(time, value)` points.
+fn time_line(label: &str, color: &str, pts: &[(i64, f64)], width: f64, dashed: bool) -> Mark {
+    Mark::Line {
+        label: label.to_string(),
+        color: color.to_string(),
+        xs: pts.iter().map(|p| p.0 as f64).collect(),
+        ys: pts.iter().map(|p| p.1).collect(),
+        width,
+        dashed,
+    }
+}
+
+/// Cumulative RMSE ÷ naive: the ensemble, the best groups by their final ratio, and the
+/// other groups together as one band (at most 8 series, no colour twice).
+fn ratio_figure(page: &mut Page, files: &RunFiles) {
     let ratios = cumulative_ratios(&files.windows);
     let best = best_groups(&ratios, BEST_GROUPS);
     let all = ratios.values().flatten();
@@ -407,88 +435,84 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         .filter(|l| l.as_str() != "ensemble" && !best.contains(l))
         .collect();
     if !others.is_empty() {
-        let mut envelope: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
-        for label in &others {
-            for &(t, v) in &ratios[*label] {
-                let e = envelope.entry(t).or_insert((v, v));
-                *e = (e.0.min(v), e.1.max(v));
-            }
-        }
-        c.add(Mark::Band {
-            label: format!("{} others: range", others.len()),
-            color: OTHERS_COLOR.to_string(),
-            xs: envelope.keys().map(|&t| t as f64).collect(),
-            lo: envelope.values().map(|e| e.0).collect(),
-            hi: envelope.values().map(|e| e.1).collect(),
-            opacity: 0.45,
-        });
+        c.add(others_band(&ratios, &others));
     }
     for (k, label) in best.iter().enumerate() {
-        let pts = &ratios[label];
-        c.add(Mark::Line {
-            label: label.clone(),
-            color: svg::color(k).to_string(),
-            xs: pts.iter().map(|p| p.0 as f64).collect(),
-            ys: pts.iter().map(|p| p.1).collect(),
-            width: 1.3,
-            dashed: false,
-        });
+        c.add(time_line(label, svg::color(k), &ratios[label], 1.3, false));
     }
     if let Some(pts) = ratios.get("ensemble") {
-        c.add(Mark::Line {
-            label: "ensemble".to_string(),
-            color: "#000".to_string(),
-            xs: pts.iter().map(|p| p.0 as f64).collect(),
-            ys: pts.iter().map(|p| p.1).collect(),
-            width: 2.5,
-            dashed: false,
-        });
+        c.add(time_line("ensemble", "#000", pts, 2.5, false));
     }
-    page.heading("Scores and weights, whole run");
+    let others_note = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the grey band spans the other {} ({})",
+            others.len(),
+            others
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     page.figure(
         "Cumulative RMSE ÷ naive",
         &c.render(),
         &format!(
             "After each window, the RMSE of all forecasts so far divided by the naive forecast's \
              RMSE on the same klines; below 1 beats naive. Generations are pooled by kind. The \
-             {} groups with the lowest final ratio have their own line{}.",
+             {} groups with the lowest final ratio have their own line{others_note}.",
             best.len(),
-            if others.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; the grey band spans the other {} ({})",
-                    others.len(),
-                    others
-                        .iter()
-                        .map(|l| l.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
         ),
     );
+}
 
-    // 3. Which experts were awake, and their weight.
+/// The grey band of the ratio chart: at each time, the lowest and highest ratio of `others`.
+fn others_band(ratios: &BTreeMap<String, Vec<(i64, f64)>>, others: &[&String]) -> Mark {
+    let mut envelope: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+    for label in others {
+        for &(t, v) in &ratios[*label] {
+            let e = envelope.entry(t).or_insert((v, v));
+            *e = (e.0.min(v), e.1.max(v));
+        }
+    }
+    Mark::Band {
+        label: format!("{} others: range", others.len()),
+        color: OTHERS_COLOR.to_string(),
+        xs: envelope.keys().map(|&t| t as f64).collect(),
+        lo: envelope.values().map(|e| e.0).collect(),
+        hi: envelope.values().map(|e| e.1).collect(),
+        opacity: 0.45,
+    }
+}
+
+/// The points of a weights-chart line over `n` windows: a flat segment across each window
+/// where `at` gives `(first, last open time, weight)`, a break where it gives `None`.
+fn lane_points(n: usize, at: impl Fn(usize) -> Option<(i64, i64, f64)>) -> (Vec<f64>, Vec<f64>) {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        match at(i) {
+            Some((a, b, w)) => {
+                xs.extend([a as f64, b as f64]);
+                ys.extend([w, w]);
+            }
+            None => {
+                xs.push(f64::NAN);
+                ys.push(f64::NAN);
+            }
+        }
+    }
+    (xs, ys)
+}
+
+/// Which experts were awake, and their weight: a line per expert for the most awake
+/// (naive first), the rest summed as one grey line.
+fn weights_figure(page: &mut Page, files: &RunFiles) {
     let lanes = expert_lanes(&files.windows);
     let awake: Vec<&ExpertLane> = lanes.iter().filter(|l| l.awake_rounds > 0).collect();
     let (shown, rest) = awake.split_at(awake.len().min(MAX_EXPERT_LINES));
-    let xs_ys = |windows: &dyn Fn(usize) -> Option<(i64, i64, f64)>| {
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for i in 0..files.windows.len() {
-            match windows(i) {
-                Some((a, b, w)) => {
-                    xs.extend([a as f64, b as f64]);
-                    ys.extend([w, w]);
-                }
-                None => {
-                    xs.push(f64::NAN);
-                    ys.push(f64::NAN);
-                }
-            }
-        }
-        (xs, ys)
-    };
+    let n = files.windows.len();
     let mut c = Chart::new(
         "weights",
         time_axis(
@@ -502,7 +526,7 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
     );
     let mut k = 0;
     for lane in shown {
-        let (xs, ys) = xs_ys(&|i| lane.windows[i]);
+        let (xs, ys) = lane_points(n, |i| lane.windows[i]);
         let color = if lane.label == "naive" {
             svg::color(9)
         } else {
@@ -519,7 +543,7 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         });
     }
     if !rest.is_empty() {
-        let (xs, ys) = xs_ys(&|i| {
+        let (xs, ys) = lane_points(n, |i| {
             let awake: Vec<(i64, i64, f64)> = rest.iter().filter_map(|l| l.windows[i]).collect();
             let (a, b, _) = *awake.first()?;
             Some((a, b, awake.iter().map(|x| x.2).sum()))
@@ -533,6 +557,16 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
             dashed: false,
         });
     }
+    page.figure(
+        "Experts awake, and their weight",
+        &c.render(),
+        &weights_caption(&lanes, &awake),
+    );
+}
+
+/// The caption of the weights chart: what a line means, the experts awake at least once with
+/// their share of the forecasts, and how many never woke.
+fn weights_caption(lanes: &[ExpertLane], awake: &[&ExpertLane]) -> String {
     let forecasts: u64 = lanes
         .iter()
         .find(|l| l.label == "naive")
@@ -553,34 +587,32 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         })
         .collect();
     let asleep = lanes.len() - awake.len();
-    page.figure(
-        "Experts awake, and their weight",
-        &c.render(),
-        &format!(
-            "A line is an expert in the windows where it was awake (its forecasts beat naive's on \
-             the same klines by its gate's margin), drawn at its ML-Poly weight after the window; \
-             a gap is a window asleep. Naive is always awake. {}{}",
-            if experts_awake.is_empty() {
-                "No other expert was awake in any window: the ensemble forecast was the naive \
-                 one throughout."
-                    .to_string()
-            } else {
-                format!("Awake at least once: {}.", experts_awake.join(", "))
-            },
-            if asleep > 0 {
-                format!(" Never awake: {asleep} experts.")
-            } else {
-                String::new()
-            }
-        ),
-    );
+    format!(
+        "A line is an expert in the windows where it was awake (its forecasts beat naive's on \
+         the same klines by its gate's margin), drawn at its ML-Poly weight after the window; \
+         a gap is a window asleep. Naive is always awake. {}{}",
+        if experts_awake.is_empty() {
+            "No other expert was awake in any window: the ensemble forecast was the naive \
+             one throughout."
+                .to_string()
+        } else {
+            format!("Awake at least once: {}.", experts_awake.join(", "))
+        },
+        if asleep > 0 {
+            format!(" Never awake: {asleep} experts.")
+        } else {
+            String::new()
+        }
+    )
+}
 
-    // 4. Coverage: rolling over the last windows and cumulative, against the nominal level.
+/// Coverage: rolling over the last windows and cumulative, against the nominal level.
+fn coverage_figure(page: &mut Page, files: &RunFiles, closes: &BTreeMap<i64, f64>) {
     let points: Vec<(i64, f64, f64)> = files
         .windows
         .iter()
         .filter_map(|w| {
-            window_coverage_counted(w, &files.forecasts, &closes)
+            window_coverage_counted(w, &files.forecasts, closes)
                 .map(|(c, n)| (w.last_open_time, c, n))
         })
         .collect();
@@ -613,22 +645,21 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
         });
     }
     // The whole-run line dashed and below, so that the rolling one shows where they agree.
-    c.add(Mark::Line {
-        label: "whole run".to_string(),
-        color: svg::color(3).to_string(),
-        xs: cumulative.iter().map(|p| p.0 as f64).collect(),
-        ys: cumulative.iter().map(|p| p.1).collect(),
-        width: 2.2,
-        dashed: true,
-    });
-    c.add(Mark::Line {
-        label: format!("last {ROLLING_WINDOWS} windows"),
-        color: svg::color(0).to_string(),
-        xs: rolling.iter().map(|p| p.0 as f64).collect(),
-        ys: rolling.iter().map(|p| p.1).collect(),
-        width: 1.6,
-        dashed: false,
-    });
+    c.add(time_line(
+        "whole run",
+        svg::color(3),
+        &cumulative,
+        2.2,
+        true,
+    ));
+    let rolling_label = format!("last {ROLLING_WINDOWS} windows");
+    c.add(time_line(
+        &rolling_label,
+        svg::color(0),
+        &rolling,
+        1.6,
+        false,
+    ));
     let summary = match (cumulative.last(), nominal) {
         (None, _) => "no interval yet".to_string(),
         (Some(&(_, c)), Some(nominal)) => format!(
@@ -653,7 +684,6 @@ pub(crate) fn run_charts(page: &mut Page, files: &RunFiles, hours: f64) {
 /// Builds the page for a run's files: the last `hours` of forecasts, and the whole run's
 /// scores, weights, coverage and health. `title` names the source.
 pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
-    let iv = interval_of(files);
     let mut page = Page::new(
         &format!("{}: forecasts and health", files.symbol),
         &format!(
@@ -664,9 +694,18 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
         ),
     );
     run_charts(&mut page, files, hours);
-
-    // 5. Health.
     page.heading("Health");
+    klines_per_hour_figure(&mut page, files);
+    events_figure(&mut page, files);
+    refit_figure(&mut page, files);
+    memory_figure(&mut page, files);
+    page.heading("Scoreboard");
+    score_table(&mut page, "scoreboard", &scoreboard_rows(&files.windows));
+    page.finish()
+}
+
+/// Health: the klines scored per wall-clock hour, against the full-speed rate.
+fn klines_per_hour_figure(page: &mut Page, files: &RunFiles) {
     let mut per_hour: BTreeMap<i64, f64> = BTreeMap::new();
     for w in &files.windows {
         if let (Some(t), Some(e)) = (w.logged_at, w.scores.iter().find(|s| s.label == "ensemble")) {
@@ -697,9 +736,13 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
         &c.render(),
         &format!(
             "Expected at full speed: {} per hour.",
-            3_600_000 / iv.max(1)
+            3_600_000 / interval_of(files).max(1)
         ),
     );
+}
+
+/// Health: connects, gap fills and errors of `stream.log`, each as a cumulative count.
+fn events_figure(page: &mut Page, files: &RunFiles) {
     let (cx, cy) = cumulative(&files.log, |e| matches!(e, LogEvent::Connected { .. }));
     let (gx, gy) = cumulative(&files.log, |e| *e == LogEvent::GapFill);
     let (ex, ey) = cumulative(&files.log, |e| e.is_error());
@@ -719,39 +762,49 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
         &c.render(),
         "From stream.log: every connect after the first is a reconnect.",
     );
+}
+
+/// A chart of one line over the windows' log times, from 0 up.
+fn logged_chart(id: &str, unit: &str, label: &str, color: &str, pts: &[(f64, f64)]) -> Chart {
+    let mut c = Chart::new(
+        id,
+        time_axis(pts.iter().map(|p| p.0)),
+        Axis::fit(pts.iter().map(|p| p.1).chain([0.0]), unit),
+    );
+    c.add(Mark::line(
+        label,
+        color,
+        pts.iter().map(|p| p.0).collect(),
+        pts.iter().map(|p| p.1).collect(),
+    ));
+    c
+}
+
+/// Health: the refit and save time of every window.
+fn refit_figure(page: &mut Page, files: &RunFiles) {
     let refit: Vec<(f64, f64)> = files
         .windows
         .iter()
         .filter_map(|w| Some((w.logged_at? as f64, w.refit_seconds?)))
         .collect();
-    let mut c = Chart::new(
+    let c = logged_chart(
         "refit",
-        time_axis(refit.iter().map(|p| p.0)),
-        Axis::fit(refit.iter().map(|p| p.1).chain([0.0]), "seconds"),
-    );
-    c.add(Mark::line(
+        "seconds",
         "refit + save per window",
         svg::color(3),
-        refit.iter().map(|p| p.0).collect(),
-        refit.iter().map(|p| p.1).collect(),
-    ));
+        &refit,
+    );
     page.figure("Refit time per window", &c.render(), "");
+}
+
+/// Health: the stream's peak resident memory after every window.
+fn memory_figure(page: &mut Page, files: &RunFiles) {
     let mem: Vec<(f64, f64)> = files
         .windows
         .iter()
         .filter_map(|w| Some((w.logged_at? as f64, w.peak_rss_kib? / 1024.0)))
         .collect();
-    let mut c = Chart::new(
-        "memory",
-        time_axis(mem.iter().map(|p| p.0)),
-        Axis::fit(mem.iter().map(|p| p.1).chain([0.0]), "MiB"),
-    );
-    c.add(Mark::line(
-        "peak resident memory",
-        svg::color(4),
-        mem.iter().map(|p| p.0).collect(),
-        mem.iter().map(|p| p.1).collect(),
-    ));
+    let c = logged_chart("memory", "MiB", "peak resident memory", svg::color(4), &mem);
     page.figure(
         "Peak memory",
         &c.render(),
@@ -760,10 +813,6 @@ pub fn html(files: &RunFiles, hours: f64, title: &str) -> String {
             None => "not logged by this stream".to_string(),
         },
     );
-
-    page.heading("Scoreboard");
-    score_table(&mut page, "scoreboard", &scoreboard_rows(&files.windows));
-    page.finish()
 }
 
 /// A scoreboard as a page table: n, RMSE, MAE, directional accuracy and RMSE ÷ naive per row.

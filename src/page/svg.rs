@@ -462,15 +462,19 @@ impl Chart {
         rows
     }
 
-    /// The SVG element.
+    /// The SVG element: the grid and axes, the marks clipped to the plot, the legend on top.
     pub(crate) fn render(&self) -> String {
         let legend = self.legend_rows();
         let top = 10.0 + legend.len() as f64 * (FONT + 6.0);
         let (w, h) = (self.width, self.height + top - 10.0);
-        let (px0, px1) = (LEFT, w - RIGHT);
-        let (py0, py1) = (h - BOTTOM, top);
-        let sx = |v: f64| px0 + self.x.frac(v) * (px1 - px0);
-        let sy = |v: f64| py0 - self.y.frac(v) * (py0 - py1);
+        let frame = Frame {
+            x: &self.x,
+            y: &self.y,
+            px0: LEFT,
+            px1: w - RIGHT,
+            py0: h - BOTTOM,
+            py1: top,
+        };
         let mut s = String::new();
         let _ = write!(
             s,
@@ -483,85 +487,31 @@ impl Chart {
             self.y.min,
             self.y.max
         );
-        // Grid and axes.
-        s.push_str("<g class=\"axes\" stroke=\"#ddd\" stroke-width=\"1\">");
-        let yt = self.y.ticks(6);
-        for (v, _) in &yt {
-            let y = sy(*v);
-            let _ = write!(
-                s,
-                "<line x1=\"{px0:.1}\" y1=\"{y:.1}\" x2=\"{px1:.1}\" y2=\"{y:.1}\"/>"
-            );
-        }
-        let xt = self.x.ticks(6);
-        for (v, _) in &xt {
-            let x = sx(*v);
-            let _ = write!(
-                s,
-                "<line x1=\"{x:.1}\" y1=\"{py1:.1}\" x2=\"{x:.1}\" y2=\"{py0:.1}\"/>"
-            );
-        }
-        let _ = write!(
-            s,
-            "<rect x=\"{px0:.1}\" y=\"{py1:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" \
-             stroke=\"#999\"/></g>",
-            px1 - px0,
-            py0 - py1
-        );
-        s.push_str("<g class=\"ticks\" fill=\"#333\">");
-        for (v, label) in &yt {
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                px0 - 5.0,
-                sy(*v) + FONT * 0.35,
-                escape(label)
-            );
-        }
-        for (v, label) in &xt {
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-                sx(*v),
-                py0 + FONT + 4.0,
-                escape(label)
-            );
-        }
-        let x_label = if self.x.scale == Scale::Time && self.x.label.is_empty() {
-            "time (UTC)".to_string()
-        } else {
-            self.x.label.clone()
-        };
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#666\">{}</text>",
-            px1,
-            h - 4.0,
-            escape(&x_label)
-        );
-        if !self.y.label.is_empty() {
-            let _ = write!(
-                s,
-                "<text x=\"4\" y=\"{:.1}\" fill=\"#666\">{}</text>",
-                h - 4.0,
-                escape(&self.y.label)
-            );
-        }
-        s.push_str("</g>");
+        let (yt, xt) = (self.y.ticks(6), self.x.ticks(6));
+        frame.grid(&mut s, &yt, &xt);
+        frame.tick_labels(&mut s, &yt, &xt, h);
         // Marks, clipped to the plot.
         let clip = format!("clip-{}", escape(&self.id));
         let _ = write!(
             s,
-            "<defs><clipPath id=\"{clip}\"><rect x=\"{px0:.1}\" y=\"{py1:.1}\" width=\"{:.1}\" \
+            "<defs><clipPath id=\"{clip}\"><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" \
              height=\"{:.1}\"/></clipPath></defs><g clip-path=\"url(#{clip})\">",
-            px1 - px0,
-            py0 - py1
+            frame.px0,
+            frame.py1,
+            frame.px1 - frame.px0,
+            frame.py0 - frame.py1
         );
         for mark in &self.marks {
-            self.render_mark(&mut s, mark, &sx, &sy, (px0, px1, py0));
+            frame.mark(&mut s, mark);
         }
         s.push_str("</g>");
-        // Legend.
+        self.render_legend(&mut s, &legend, frame.px0);
+        s.push_str("</svg>");
+        s
+    }
+
+    /// The legend's group: a swatch and the label of each mark, at the rows' positions.
+    fn render_legend(&self, s: &mut String, legend: &[Vec<(usize, f64)>], px0: f64) {
         s.push_str("<g class=\"legend\">");
         for (r, row) in legend.iter().enumerate() {
             let y = 8.0 + r as f64 * (FONT + 6.0);
@@ -581,27 +531,126 @@ impl Chart {
                 );
             }
         }
-        s.push_str("</g></svg>");
-        s
+        s.push_str("</g>");
+    }
+}
+
+/// Where a chart's plot sits in its viewBox (`px0..px1` across, `py0` its bottom and `py1`
+/// its top), and the axes that map values onto it.
+struct Frame<'a> {
+    x: &'a Axis,
+    y: &'a Axis,
+    px0: f64,
+    px1: f64,
+    py0: f64,
+    py1: f64,
+}
+
+/// The opening of a mark's group, with the data tests read: its kind, label, number of points
+/// and the extent of its values. [`Frame::mark`] closes it.
+fn mark_open(s: &mut String, kind: &str, label: &str, n: usize, vals: impl Iterator<Item = f64>) {
+    let (lo, hi) = extent(vals);
+    let _ = write!(
+        s,
+        "<g class=\"mark {kind}\" data-label=\"{}\" data-n=\"{n}\" data-min=\"{lo}\" \
+         data-max=\"{hi}\">",
+        escape(label)
+    );
+}
+
+/// ` stroke-dasharray` for a dashed line, nothing for a solid one.
+fn dash(dashed: bool) -> &'static str {
+    if dashed {
+        " stroke-dasharray=\"5 4\""
+    } else {
+        ""
+    }
+}
+
+impl Frame<'_> {
+    fn sx(&self, v: f64) -> f64 {
+        self.px0 + self.x.frac(v) * (self.px1 - self.px0)
     }
 
-    fn render_mark(
-        &self,
-        s: &mut String,
-        mark: &Mark,
-        sx: &dyn Fn(f64) -> f64,
-        sy: &dyn Fn(f64) -> f64,
-        (px0, px1, py0): (f64, f64, f64),
-    ) {
-        let meta = |s: &mut String, kind: &str, n: usize, vals: &mut dyn Iterator<Item = f64>| {
-            let (lo, hi) = extent(vals);
+    fn sy(&self, v: f64) -> f64 {
+        self.py0 - self.y.frac(v) * (self.py0 - self.py1)
+    }
+
+    /// The grid lines at the ticks and the plot's frame.
+    fn grid(&self, s: &mut String, yt: &[(f64, String)], xt: &[(f64, String)]) {
+        let (px0, px1, py0, py1) = (self.px0, self.px1, self.py0, self.py1);
+        s.push_str("<g class=\"axes\" stroke=\"#ddd\" stroke-width=\"1\">");
+        for (v, _) in yt {
+            let y = self.sy(*v);
             let _ = write!(
                 s,
-                "<g class=\"mark {kind}\" data-label=\"{}\" data-n=\"{n}\" data-min=\"{lo}\" \
-                 data-max=\"{hi}\">",
-                escape(mark.label())
+                "<line x1=\"{px0:.1}\" y1=\"{y:.1}\" x2=\"{px1:.1}\" y2=\"{y:.1}\"/>"
             );
+        }
+        for (v, _) in xt {
+            let x = self.sx(*v);
+            let _ = write!(
+                s,
+                "<line x1=\"{x:.1}\" y1=\"{py1:.1}\" x2=\"{x:.1}\" y2=\"{py0:.1}\"/>"
+            );
+        }
+        let _ = write!(
+            s,
+            "<rect x=\"{px0:.1}\" y=\"{py1:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" \
+             stroke=\"#999\"/></g>",
+            px1 - px0,
+            py0 - py1
+        );
+    }
+
+    /// The tick labels and the axis labels (`time (UTC)` for an unlabelled time axis), in a
+    /// viewBox `h` high.
+    fn tick_labels(&self, s: &mut String, yt: &[(f64, String)], xt: &[(f64, String)], h: f64) {
+        s.push_str("<g class=\"ticks\" fill=\"#333\">");
+        for (v, label) in yt {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+                self.px0 - 5.0,
+                self.sy(*v) + FONT * 0.35,
+                escape(label)
+            );
+        }
+        for (v, label) in xt {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                self.sx(*v),
+                self.py0 + FONT + 4.0,
+                escape(label)
+            );
+        }
+        let x_label = if self.x.scale == Scale::Time && self.x.label.is_empty() {
+            "time (UTC)".to_string()
+        } else {
+            self.x.label.clone()
         };
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#666\">{}</text>",
+            self.px1,
+            h - 4.0,
+            escape(&x_label)
+        );
+        if !self.y.label.is_empty() {
+            let _ = write!(
+                s,
+                "<text x=\"4\" y=\"{:.1}\" fill=\"#666\">{}</text>",
+                h - 4.0,
+                escape(&self.y.label)
+            );
+        }
+        s.push_str("</g>");
+    }
+
+    /// One mark as a group: its data attributes, then its shapes.
+    fn mark(&self, s: &mut String, mark: &Mark) {
+        let label = mark.label();
         match mark {
             Mark::Line {
                 color,
@@ -612,33 +661,8 @@ impl Chart {
                 ..
             } => {
                 let n = xs.len().min(ys.len());
-                meta(s, "line", n, &mut ys[..n].iter().copied());
-                let dash = if *dashed {
-                    " stroke-dasharray=\"5 4\""
-                } else {
-                    ""
-                };
-                let mut run: Vec<String> = Vec::new();
-                let flush = |s: &mut String, run: &mut Vec<String>| {
-                    if !run.is_empty() {
-                        let _ = write!(
-                            s,
-                            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"{width}\" \
-                             stroke-linejoin=\"round\"{dash} points=\"{}\"/>",
-                            escape(color),
-                            run.join(" ")
-                        );
-                        run.clear();
-                    }
-                };
-                for i in 0..n {
-                    if xs[i].is_finite() && ys[i].is_finite() {
-                        run.push(format!("{:.1},{:.1}", sx(xs[i]), sy(ys[i])));
-                    } else {
-                        flush(s, &mut run);
-                    }
-                }
-                flush(s, &mut run);
+                mark_open(s, "line", label, n, ys[..n].iter().copied());
+                self.polylines(s, color, &xs[..n], &ys[..n], *width, *dashed);
             }
             Mark::Band {
                 color,
@@ -649,34 +673,9 @@ impl Chart {
                 ..
             } => {
                 let n = xs.len().min(lo.len()).min(hi.len());
-                meta(
-                    s,
-                    "band",
-                    n,
-                    &mut lo[..n].iter().chain(hi[..n].iter()).copied(),
-                );
-                let ok: Vec<usize> = (0..n)
-                    .filter(|&i| xs[i].is_finite() && lo[i].is_finite() && hi[i].is_finite())
-                    .collect();
-                if !ok.is_empty() {
-                    let mut pts: Vec<String> = ok
-                        .iter()
-                        .map(|&i| format!("{:.1},{:.1}", sx(xs[i]), sy(hi[i])))
-                        .collect();
-                    pts.extend(
-                        ok.iter()
-                            .rev()
-                            .map(|&i| format!("{:.1},{:.1}", sx(xs[i]), sy(lo[i]))),
-                    );
-                    let _ = write!(
-                        s,
-                        "<polygon fill=\"{}\" fill-opacity=\"{opacity}\" stroke=\"{}\" \
-                         stroke-width=\"0.8\" stroke-opacity=\"{opacity}\" points=\"{}\"/>",
-                        escape(color),
-                        escape(color),
-                        pts.join(" ")
-                    );
-                }
+                let vals = lo[..n].iter().chain(hi[..n].iter()).copied();
+                mark_open(s, "band", label, n, vals);
+                self.band(s, color, &xs[..n], (&lo[..n], &hi[..n]), *opacity);
             }
             Mark::Bars {
                 color,
@@ -686,52 +685,125 @@ impl Chart {
                 ..
             } => {
                 let n = xs.len().min(ys.len());
-                meta(s, "bars", n, &mut ys[..n].iter().copied());
-                let floor = if self.y.scale == Scale::Log {
-                    self.y.min
-                } else {
-                    0.0f64.clamp(self.y.min, self.y.max)
-                };
-                let _ = write!(s, "<g fill=\"{}\">", escape(color));
-                for i in 0..n {
-                    if !(xs[i].is_finite() && ys[i].is_finite()) {
-                        continue;
-                    }
-                    if self.y.scale == Scale::Log && ys[i] <= 0.0 {
-                        continue;
-                    }
-                    let (xa, xb) = (sx(xs[i] - width / 2.0), sx(xs[i] + width / 2.0));
-                    let (ya, yb) = (sy(ys[i]), sy(floor));
-                    let _ = write!(
-                        s,
-                        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\"/>",
-                        xa.min(xb),
-                        ya.min(yb),
-                        ((xb - xa).abs() * 0.9).max(0.5),
-                        (yb - ya).abs()
-                    );
-                }
-                s.push_str("</g>");
+                mark_open(s, "bars", label, n, ys[..n].iter().copied());
+                self.bars(s, color, &xs[..n], &ys[..n], *width);
             }
             Mark::Rule {
                 color, y, dashed, ..
             } => {
-                meta(s, "rule", 1, &mut std::iter::once(*y));
-                let yy = sy(*y);
-                let dash = if *dashed {
-                    " stroke-dasharray=\"5 4\""
-                } else {
-                    ""
-                };
+                mark_open(s, "rule", label, 1, std::iter::once(*y));
+                let yy = self.sy(*y);
                 let _ = write!(
                     s,
-                    "<line x1=\"{px0:.1}\" y1=\"{yy:.1}\" x2=\"{px1:.1}\" y2=\"{yy:.1}\" \
-                     stroke=\"{}\" stroke-width=\"1.2\"{dash}/>",
-                    escape(color)
+                    "<line x1=\"{:.1}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" \
+                     stroke=\"{}\" stroke-width=\"1.2\"{}/>",
+                    self.px0,
+                    self.px1,
+                    escape(color),
+                    dash(*dashed)
                 );
             }
         }
-        let _ = py0;
+        s.push_str("</g>");
+    }
+
+    /// A line as polylines, broken wherever a point is not finite.
+    fn polylines(
+        &self,
+        s: &mut String,
+        color: &str,
+        xs: &[f64],
+        ys: &[f64],
+        width: f64,
+        dashed: bool,
+    ) {
+        let dash = dash(dashed);
+        let mut run: Vec<String> = Vec::new();
+        let flush = |s: &mut String, run: &mut Vec<String>| {
+            if !run.is_empty() {
+                let _ = write!(
+                    s,
+                    "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"{width}\" \
+                     stroke-linejoin=\"round\"{dash} points=\"{}\"/>",
+                    escape(color),
+                    run.join(" ")
+                );
+                run.clear();
+            }
+        };
+        for (&x, &y) in xs.iter().zip(ys) {
+            if x.is_finite() && y.is_finite() {
+                run.push(format!("{:.1},{:.1}", self.sx(x), self.sy(y)));
+            } else {
+                flush(s, &mut run);
+            }
+        }
+        flush(s, &mut run);
+    }
+
+    /// A band as one polygon along `hi` and back along `lo`, over the points where all three
+    /// are finite.
+    fn band(
+        &self,
+        s: &mut String,
+        color: &str,
+        xs: &[f64],
+        (lo, hi): (&[f64], &[f64]),
+        opacity: f64,
+    ) {
+        let ok: Vec<usize> = (0..xs.len())
+            .filter(|&i| xs[i].is_finite() && lo[i].is_finite() && hi[i].is_finite())
+            .collect();
+        if ok.is_empty() {
+            return;
+        }
+        let mut pts: Vec<String> = ok
+            .iter()
+            .map(|&i| format!("{:.1},{:.1}", self.sx(xs[i]), self.sy(hi[i])))
+            .collect();
+        pts.extend(
+            ok.iter()
+                .rev()
+                .map(|&i| format!("{:.1},{:.1}", self.sx(xs[i]), self.sy(lo[i]))),
+        );
+        let _ = write!(
+            s,
+            "<polygon fill=\"{}\" fill-opacity=\"{opacity}\" stroke=\"{}\" \
+             stroke-width=\"0.8\" stroke-opacity=\"{opacity}\" points=\"{}\"/>",
+            escape(color),
+            escape(color),
+            pts.join(" ")
+        );
+    }
+
+    /// Bars `width` x-units wide from the axis floor (0, or the minimum of a log axis), at
+    /// least half a unit wide on screen; points not finite, or not positive on a log axis,
+    /// are skipped.
+    fn bars(&self, s: &mut String, color: &str, xs: &[f64], ys: &[f64], width: f64) {
+        let floor = if self.y.scale == Scale::Log {
+            self.y.min
+        } else {
+            0.0f64.clamp(self.y.min, self.y.max)
+        };
+        let _ = write!(s, "<g fill=\"{}\">", escape(color));
+        for (&x, &y) in xs.iter().zip(ys) {
+            if !(x.is_finite() && y.is_finite()) {
+                continue;
+            }
+            if self.y.scale == Scale::Log && y <= 0.0 {
+                continue;
+            }
+            let (xa, xb) = (self.sx(x - width / 2.0), self.sx(x + width / 2.0));
+            let (ya, yb) = (self.sy(y), self.sy(floor));
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\"/>",
+                xa.min(xb),
+                ya.min(yb),
+                ((xb - xa).abs() * 0.9).max(0.5),
+                (yb - ya).abs()
+            );
+        }
         s.push_str("</g>");
     }
 }

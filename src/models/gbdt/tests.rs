@@ -200,109 +200,49 @@ fn early_stopping_keeps_the_best_prefix() {
     );
 }
 
+/// `GbdtParams::default()` with one change.
+fn params_with(change: impl FnOnce(&mut GbdtParams)) -> GbdtParams {
+    let mut p = GbdtParams::default();
+    change(&mut p);
+    p
+}
+
 #[test]
-fn bad_params_and_input_are_rejected() {
+fn bad_params_are_rejected() {
     let x = DMatrix::from_column_slice(3, 1, &[1.0, 2.0, 3.0]);
     let y = DVector::from_vec(vec![1.0, 2.0, 3.0]);
-    let d = GbdtParams::default;
     let cases: Vec<(GbdtParams, &str)> = vec![
-        (GbdtParams { n_trees: 0, ..d() }, "n_trees"),
-        (GbdtParams { eta: 0.0, ..d() }, "eta"),
-        (GbdtParams { eta: -0.1, ..d() }, "eta"),
+        (params_with(|p| p.n_trees = 0), "n_trees"),
+        (params_with(|p| p.eta = 0.0), "eta"),
+        (params_with(|p| p.eta = -0.1), "eta"),
+        (params_with(|p| p.eta = f64::NAN), "eta"),
+        (params_with(|p| p.max_depth = 0), "max_depth"),
+        (params_with(|p| p.max_depth = 31), "max_depth"),
+        (params_with(|p| p.lambda = -1.0), "lambda"),
+        (params_with(|p| p.alpha = -1.0), "alpha"),
+        (params_with(|p| p.gamma = f64::INFINITY), "gamma"),
         (
-            GbdtParams {
-                eta: f64::NAN,
-                ..d()
-            },
-            "eta",
-        ),
-        (
-            GbdtParams {
-                max_depth: 0,
-                ..d()
-            },
-            "max_depth",
-        ),
-        (
-            GbdtParams {
-                max_depth: 31,
-                ..d()
-            },
-            "max_depth",
-        ),
-        (
-            GbdtParams {
-                lambda: -1.0,
-                ..d()
-            },
-            "lambda",
-        ),
-        (GbdtParams { alpha: -1.0, ..d() }, "alpha"),
-        (
-            GbdtParams {
-                gamma: f64::INFINITY,
-                ..d()
-            },
-            "gamma",
-        ),
-        (
-            GbdtParams {
-                min_child_weight: -1.0,
-                ..d()
-            },
+            params_with(|p| p.min_child_weight = -1.0),
             "min_child_weight",
         ),
+        (params_with(|p| p.subsample = 0.0), "subsample"),
+        (params_with(|p| p.subsample = 1.5), "subsample"),
         (
-            GbdtParams {
-                subsample: 0.0,
-                ..d()
-            },
-            "subsample",
-        ),
-        (
-            GbdtParams {
-                subsample: 1.5,
-                ..d()
-            },
-            "subsample",
-        ),
-        (
-            GbdtParams {
-                colsample_bytree: 0.0,
-                ..d()
-            },
+            params_with(|p| p.colsample_bytree = 0.0),
             "colsample_bytree",
         ),
+        (params_with(|p| p.base_score = Some(1e39)), "base_score"),
+        (params_with(|p| p.max_bin = 1), "max_bin"),
+        (params_with(|p| p.max_bin = 257), "max_bin"),
         (
-            GbdtParams {
-                base_score: Some(1e39),
-                ..d()
-            },
-            "base_score",
-        ),
-        (GbdtParams { max_bin: 1, ..d() }, "max_bin"),
-        (
-            GbdtParams {
-                max_bin: 257,
-                ..d()
-            },
-            "max_bin",
-        ),
-        (
-            GbdtParams {
-                early_stopping_rounds: Some(0),
-                ..d()
-            },
+            params_with(|p| p.early_stopping_rounds = Some(0)),
             "early_stopping_rounds",
         ),
         (
-            GbdtParams {
-                validation_fraction: 1.0,
-                ..d()
-            },
+            params_with(|p| p.validation_fraction = 1.0),
             "validation_fraction",
         ),
-        (GbdtParams { threads: 0, ..d() }, "threads"),
+        (params_with(|p| p.threads = 0), "threads"),
     ];
     for (params, name) in cases {
         let err = params.fit(&x, &y).expect_err(name);
@@ -312,6 +252,13 @@ fn bad_params_and_input_are_rejected() {
         );
         assert!(err.to_string().contains("expected"), "{err}");
     }
+}
+
+#[test]
+fn bad_input_is_rejected() {
+    let x = DMatrix::from_column_slice(3, 1, &[1.0, 2.0, 3.0]);
+    let y = DVector::from_vec(vec![1.0, 2.0, 3.0]);
+    let d = GbdtParams::default;
     let short = DVector::from_vec(vec![1.0]);
     let err = d().fit(&x, &short).expect_err("shape");
     assert!(matches!(err, FitError::Shape { model: "gbdt", .. }));
