@@ -848,6 +848,7 @@ fn bad_v4_ensemble_files_are_moved_aside_and_a_new_one_starts() {
         let err = persist::load_ensemble(&path).expect_err(what);
         let text = err.to_string();
         for part in [
+            "ensemble file",
             "EnsembleModel.bin",
             "delete it so that `klinecast stream` starts a fresh ensemble",
             &needle,
