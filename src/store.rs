@@ -181,9 +181,9 @@ pub struct OpenReport {
     /// Data rows in the file after opening.
     pub rows: usize,
     /// Bytes cut off the end because the last line had no newline (torn by a kill).
-    pub repaired_bytes: usize,
+    pub(crate) repaired_bytes: usize,
     /// The text that was cut off (lossy UTF-8), empty when nothing was cut.
-    pub torn_text: String,
+    pub(crate) torn_text: String,
 }
 
 impl OpenReport {
