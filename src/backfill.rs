@@ -116,7 +116,7 @@ pub(crate) struct FillRange {
     /// The newest stored open time: the fill starts one interval after it.
     pub after: Option<i64>,
     /// Where to start when nothing is stored.
-    pub empty_start: EmptyStart,
+    pub(crate) empty_start: EmptyStart,
     /// Only klines opening before this time (exclusive); `None`: up to the present.
     pub before: Option<i64>,
 }
@@ -125,7 +125,7 @@ pub(crate) struct FillRange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gap {
     /// Open time of the last kline before the hole.
-    pub after_ms: i64,
+    pub(crate) after_ms: i64,
     /// Klines missing.
     pub missing: i64,
 }
@@ -140,8 +140,8 @@ pub(crate) struct FillReport {
     /// Number of holes met (between stored rows and the new ones, or among the new ones).
     pub gaps: usize,
     /// Klines missing in all those holes.
-    pub missing_klines: i64,
-    pub biggest_gap: Option<Gap>,
+    pub(crate) missing_klines: i64,
+    pub(crate) biggest_gap: Option<Gap>,
     /// The newest server time asked.
     pub server_time: i64,
 }
@@ -168,11 +168,11 @@ impl FillReport {
 pub(crate) struct Page {
     pub klines: Vec<Kline>,
     /// The open time the fill started from.
-    pub from_ms: i64,
+    pub(crate) from_ms: i64,
     /// Where it is headed (the end asked for, or the server's time).
-    pub to_ms: i64,
+    pub(crate) to_ms: i64,
     /// The next open time to fetch (`to_ms` once caught up).
-    pub cursor_ms: i64,
+    pub(crate) cursor_ms: i64,
 }
 
 /// The backfill loop as a pager: each [`Pager::next_page`] makes the requests for one page and

@@ -105,7 +105,7 @@ pub struct StatusArgs {
 
 /// Where a backfill starts when the store is empty.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Start {
+pub(crate) enum Start {
     /// 00:00 UTC of a date, in ms.
     Date(i64),
     /// This many days before the server's time.

@@ -83,7 +83,7 @@ impl SharedLogger {
     }
 
     /// [`Logger::warn`].
-    pub fn warn(&self, msg: &str) {
+    pub(crate) fn warn(&self, msg: &str) {
         self.with(|l| l.warn(msg));
     }
 }

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accum {
     pub n: u64,
-    pub sum_sq: f64,
-    pub sum_abs: f64,
-    pub sum_ape: f64,
+    pub(crate) sum_sq: f64,
+    pub(crate) sum_abs: f64,
+    pub(crate) sum_ape: f64,
     pub moves: u64,
     pub hits: u64,
     /// Moves for which the forecast was "no change".

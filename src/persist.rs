@@ -57,47 +57,52 @@ pub const TRAINED_DIR: &str = "Trained";
 const HEADER_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 4;
 
-/// Errors loading or saving a model file. `hint` says what to do about it (see [`hint_for`]).
+/// Errors loading or saving a trained model file or the ensemble file; `kind` names the file in
+/// the message and says what to do about it (see [`FileKind`]).
 #[derive(Debug)]
 pub enum PersistError {
     /// The file does not exist.
-    NotFound { path: PathBuf, hint: &'static str },
+    NotFound { path: PathBuf, kind: FileKind },
     /// The file ends before its frame does.
     Truncated {
         path: PathBuf,
         len: u64,
         needed: u64,
-        hint: &'static str,
+        kind: FileKind,
     },
     /// Not a klinecast model file, or one of another kind.
     Foreign {
         path: PathBuf,
         what: String,
-        hint: &'static str,
+        kind: FileKind,
     },
     /// A klinecast file of another format version.
     Version {
         path: PathBuf,
         found: u32,
         expected: u32,
-        hint: &'static str,
+        kind: FileKind,
     },
     /// Checksum mismatch, undecodable payload, trailing bytes.
     Corrupt {
         path: PathBuf,
         detail: String,
-        hint: &'static str,
+        kind: FileKind,
     },
     /// The file decodes but cannot be used by this build (feature set, model kind).
     Incompatible {
         path: PathBuf,
         detail: String,
-        hint: &'static str,
+        kind: FileKind,
     },
     /// Reading or listing failed.
     Io { path: PathBuf, source: io::Error },
     /// Writing the file failed (disk full, permissions); the previous file is unchanged.
-    Save { path: PathBuf, source: io::Error },
+    Save {
+        path: PathBuf,
+        kind: FileKind,
+        source: io::Error,
+    },
     /// Writing or switching in a new set of trained models failed (at `path`); the set in
     /// `dir` is the previous one, whole.
     SaveSet {
@@ -110,50 +115,55 @@ pub enum PersistError {
 impl fmt::Display for PersistError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PersistError::NotFound { path, hint } => {
-                write!(f, "model file {} does not exist; {hint}", path.display())
+            PersistError::NotFound { path, kind } => {
+                write!(
+                    f,
+                    "{kind} {} does not exist; {}",
+                    path.display(),
+                    kind.hint()
+                )
             }
             PersistError::Truncated {
                 path,
                 len,
                 needed,
-                hint,
+                kind,
             } => write!(
                 f,
-                "model file {} is truncated ({len} bytes, the frame needs {needed}); {hint}",
-                path.display()
+                "{kind} {} is truncated ({len} bytes, the frame needs {needed}); {}",
+                path.display(),
+                kind.hint()
             ),
-            PersistError::Foreign { path, what, hint } => {
-                write!(f, "{} is {what}; {hint}", path.display())
+            PersistError::Foreign { path, what, kind } => {
+                write!(f, "{} is {what}; {}", path.display(), kind.hint())
             }
             PersistError::Version {
                 path,
                 found,
                 expected,
-                hint,
+                kind,
             } => write!(
                 f,
-                "model file {} is format v{found}, this build reads v{expected}; {hint}",
-                path.display()
+                "{kind} {} is format v{found}, this build reads v{expected}; {}",
+                path.display(),
+                kind.hint()
             ),
-            PersistError::Corrupt { path, detail, hint } => {
-                write!(
-                    f,
-                    "model file {} is corrupt ({detail}); {hint}",
-                    path.display()
-                )
-            }
-            PersistError::Incompatible { path, detail, hint } => {
-                write!(
-                    f,
-                    "model file {} cannot be used: {detail}; {hint}",
-                    path.display()
-                )
-            }
-            PersistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            PersistError::Save { path, source } => write!(
+            PersistError::Corrupt { path, detail, kind } => write!(
                 f,
-                "saving model file {} failed ({source}); the previous file, if any, is \
+                "{kind} {} is corrupt ({detail}); {}",
+                path.display(),
+                kind.hint()
+            ),
+            PersistError::Incompatible { path, detail, kind } => write!(
+                f,
+                "{kind} {} cannot be used: {detail}; {}",
+                path.display(),
+                kind.hint()
+            ),
+            PersistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            PersistError::Save { path, kind, source } => write!(
+                f,
+                "saving {kind} {} failed ({source}); the previous file, if any, is \
                  unchanged: free some disk space or fix the permissions and try again",
                 path.display()
             ),
@@ -180,11 +190,40 @@ impl std::error::Error for PersistError {
     }
 }
 
-/// What to do about a bad file of kind `tag`.
-pub(crate) fn hint_for(tag: [u8; 4]) -> &'static str {
-    match &tag {
-        b"ENSM" => "delete it so that `klinecast stream` starts a fresh ensemble from the trained models (run `klinecast train` first if those are missing)",
-        _ => "run `klinecast train` again to rebuild it",
+/// The two kinds of framed file: a trained model file (tag `TRND`) and the ensemble file (tag
+/// `ENSM`). Errors name a file by its kind ("model file", "ensemble file", the display) and
+/// say what to do about a bad one ([`FileKind::hint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Trained,
+    Ensemble,
+}
+
+impl FileKind {
+    /// The kind whose frame tag is `tag`.
+    pub(crate) fn of_tag(tag: [u8; 4]) -> FileKind {
+        if tag == TAG_ENSEMBLE {
+            FileKind::Ensemble
+        } else {
+            FileKind::Trained
+        }
+    }
+
+    /// What to do about a bad file of this kind.
+    pub(crate) fn hint(self) -> &'static str {
+        match self {
+            FileKind::Ensemble => "delete it so that `klinecast stream` starts a fresh ensemble from the trained models (run `klinecast train` first if those are missing)",
+            FileKind::Trained => "run `klinecast train` again to rebuild it",
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Trained => "model file",
+            FileKind::Ensemble => "ensemble file",
+        })
     }
 }
 
@@ -282,22 +321,22 @@ pub(crate) fn decode_framed_since<T: DeserializeOwned>(
     oldest: u32,
     version: u32,
 ) -> Result<T, PersistError> {
-    let hint = hint_for(tag);
+    let kind = FileKind::of_tag(tag);
     let path = || path.to_path_buf();
     let len = bytes.len() as u64;
     let truncated = |needed: u64| PersistError::Truncated {
         path: path(),
         len,
         needed,
-        hint,
+        kind,
     };
     // A prefix of the magic is a truncated klinecast file; anything else is foreign.
     let magic_len = bytes.len().min(MAGIC.len());
     if bytes[..magic_len] != MAGIC[..magic_len] {
         return Err(PersistError::Foreign {
             path: path(),
-            what: "not a klinecast model file".to_string(),
-            hint,
+            what: format!("not a klinecast {kind}"),
+            kind,
         });
     }
     if bytes.len() < HEADER_LEN {
@@ -312,7 +351,7 @@ pub(crate) fn decode_framed_since<T: DeserializeOwned>(
                 tag_name(found_tag),
                 tag_name(&tag)
             ),
-            hint,
+            kind,
         });
     }
     let found_version = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
@@ -321,7 +360,7 @@ pub(crate) fn decode_framed_since<T: DeserializeOwned>(
             path: path(),
             found: found_version,
             expected: version,
-            hint,
+            kind,
         });
     }
     let mut len_bytes = [0u8; 8];
@@ -335,7 +374,7 @@ pub(crate) fn decode_framed_since<T: DeserializeOwned>(
         return Err(PersistError::Corrupt {
             path: path(),
             detail: format!("{} unexpected bytes after the checksum", len - needed),
-            hint,
+            kind,
         });
     }
     // len == needed, so the payload length fits in usize.
@@ -347,7 +386,7 @@ pub(crate) fn decode_framed_since<T: DeserializeOwned>(
         return Err(PersistError::Corrupt {
             path: path(),
             detail: format!("checksum {computed:08x} does not match the stored {stored:08x}"),
-            hint,
+            kind,
         });
     }
     match postcard::take_from_bytes::<T>(payload) {
@@ -355,12 +394,12 @@ pub(crate) fn decode_framed_since<T: DeserializeOwned>(
         Ok((_, rest)) => Err(PersistError::Corrupt {
             path: path(),
             detail: format!("{} undecoded payload bytes", rest.len()),
-            hint,
+            kind,
         }),
         Err(e) => Err(PersistError::Corrupt {
             path: path(),
             detail: format!("payload does not decode: {e}"),
-            hint,
+            kind,
         }),
     }
 }
@@ -378,6 +417,7 @@ pub(crate) fn save_framed<T: Serialize>(
     })?;
     fsutil::write_atomic(path, &bytes).map_err(|source| PersistError::Save {
         path: path.to_path_buf(),
+        kind: FileKind::of_tag(tag),
         source,
     })
 }
@@ -392,13 +432,13 @@ pub(crate) fn load_framed<T: DeserializeOwned>(
 }
 
 /// The bytes of the file at `path`, a missing file being [`PersistError::NotFound`] with the
-/// hint for `tag`, and a file larger than [`MAX_FILE_BYTES`] [`PersistError::Corrupt`] without reading it.
+/// hint for the kind of `tag`, and a file larger than [`MAX_FILE_BYTES`] [`PersistError::Corrupt`] without reading it.
 pub(crate) fn read_file(path: &Path, tag: [u8; 4]) -> Result<Vec<u8>, PersistError> {
     let io_error = |source: io::Error| {
         if source.kind() == io::ErrorKind::NotFound {
             PersistError::NotFound {
                 path: path.to_path_buf(),
-                hint: hint_for(tag),
+                kind: FileKind::of_tag(tag),
             }
         } else {
             PersistError::Io {
@@ -415,7 +455,7 @@ pub(crate) fn read_file(path: &Path, tag: [u8; 4]) -> Result<Vec<u8>, PersistErr
             detail: format!(
                 "{len} bytes, more than any klinecast file can be ({MAX_FILE_BYTES} at most)"
             ),
-            hint: hint_for(tag),
+            kind: FileKind::of_tag(tag),
         });
     }
     let mut bytes = Vec::with_capacity(len as usize);
@@ -466,7 +506,7 @@ fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, Persi
     let incompatible = |detail: String| PersistError::Incompatible {
         path: path.to_path_buf(),
         detail,
-        hint: hint_for(TAG_TRAINED),
+        kind: FileKind::Trained,
     };
     if model.spec.version != FEATURE_VERSION {
         return Err(incompatible(format!(
@@ -502,7 +542,7 @@ fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, Persi
         .map_err(|detail| PersistError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("malformed {} model: {detail}", model.kind.name()),
-            hint: hint_for(TAG_TRAINED),
+            kind: FileKind::Trained,
         })?;
     Ok(model)
 }
@@ -1053,10 +1093,76 @@ mod tests {
         assert!(err.to_string().contains("feature set v99"), "{err}");
     }
 
+    /// Every error about the ensemble file calls it the "ensemble file" (never a "model file")
+    /// and says to delete it so that `stream` starts afresh; the same damage to a trained model
+    /// file is a "model file" to rebuild with `train`.
     #[test]
-    fn ensemble_files_get_their_own_hint() {
-        let path = Path::new("models/ensemble.bin");
-        let err = decode_framed::<u8>(path, b"nope", TAG_ENSEMBLE, 1).expect_err("foreign");
-        assert!(err.to_string().contains("klinecast stream"), "{err}");
+    fn ensemble_files_are_named_as_such_with_their_own_hint() {
+        let dir = TempDir::new("file-kinds");
+        let path = dir.0.join("EnsembleModel.bin");
+        let good = encode_framed(TAG_ENSEMBLE, 1, &7u32).expect("encode");
+        let mut flipped = good.clone();
+        flipped[HEADER_LEN] ^= 1;
+        let shown = path.display();
+        let decode = |bytes: &[u8], version| {
+            decode_framed::<u32>(&path, bytes, TAG_ENSEMBLE, version)
+                .expect_err("refused")
+                .to_string()
+        };
+        let blocker = dir.0.join("a file");
+        fs::write(&blocker, b"").expect("write");
+        let cases = [
+            (
+                decode(b"nope", 1),
+                format!("{shown} is not a klinecast ensemble file;"),
+            ),
+            (
+                decode(&good[..20], 1),
+                format!("ensemble file {shown} is truncated"),
+            ),
+            (
+                decode(&good, 2),
+                format!("ensemble file {shown} is format v1, this build reads v2;"),
+            ),
+            (
+                decode(&flipped, 1),
+                format!("ensemble file {shown} is corrupt (checksum"),
+            ),
+            (
+                read_file(&path, TAG_ENSEMBLE)
+                    .expect_err("missing")
+                    .to_string(),
+                format!("ensemble file {shown} does not exist;"),
+            ),
+            (
+                save_framed(&blocker.join("x.bin"), TAG_ENSEMBLE, 1, &7u32)
+                    .expect_err("a file is in the way")
+                    .to_string(),
+                "saving ensemble file".to_string(),
+            ),
+        ];
+        for (text, needle) in &cases {
+            assert!(text.contains(needle.as_str()), "{needle:?} missing: {text}");
+            assert!(!text.contains("model file"), "{text}");
+        }
+        for (text, _) in &cases[..5] {
+            assert!(text.ends_with(FileKind::Ensemble.hint()), "{text}");
+            assert!(text.contains("klinecast stream"), "{text}");
+        }
+        let trained = decode_framed::<u32>(&path, &good, TAG_TRAINED, 1)
+            .expect_err("foreign")
+            .to_string();
+        assert!(
+            trained.starts_with(&format!("{shown} is a klinecast ensemble (ENSM) file"))
+                && trained.contains("run `klinecast train` again"),
+            "{trained}"
+        );
+        let trained = decode_framed::<u32>(&path, b"nope", TAG_TRAINED, 1)
+            .expect_err("foreign")
+            .to_string();
+        assert!(
+            trained.contains("is not a klinecast model file; run `klinecast train` again"),
+            "{trained}"
+        );
     }
 }

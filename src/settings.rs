@@ -35,7 +35,7 @@ pub struct LearnSettings {
     /// Worker threads for fitting and predicting (see [`fit_threads`]).
     pub threads: usize,
     /// How the experts are combined (`--combiner`).
-    pub combiner: ensemble::Combiner,
+    pub(crate) combiner: ensemble::Combiner,
     /// Nominal coverage of the prediction intervals (`--coverage`).
     pub coverage: f64,
 }

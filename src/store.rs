@@ -181,9 +181,9 @@ pub struct OpenReport {
     /// Data rows in the file after opening.
     pub rows: usize,
     /// Bytes cut off the end because the last line had no newline (torn by a kill).
-    pub repaired_bytes: usize,
+    pub(crate) repaired_bytes: usize,
     /// The text that was cut off (lossy UTF-8), empty when nothing was cut.
-    pub torn_text: String,
+    pub(crate) torn_text: String,
 }
 
 impl OpenReport {
@@ -240,8 +240,19 @@ impl KlineStore {
         path: &Path,
         recent: Option<usize>,
     ) -> Result<(KlineStore, OpenReport), StoreError> {
-        let io = |action: &'static str| io_error(path, action);
         let mut report = OpenReport::default();
+        let file = KlineStore::create_and_lock(path, &mut report)?;
+        match recent {
+            Some(n) => KlineStore::open_checking_recent(path, file, n, report),
+            None => KlineStore::open_checking_all(path, file, report),
+        }
+    }
+
+    /// Opens `path` for reading and appending under an exclusive lock, first writing the header
+    /// (atomically) where the file is missing, empty or holds only a torn header, which
+    /// `report.created` then says.
+    fn create_and_lock(path: &Path, report: &mut OpenReport) -> Result<File, StoreError> {
+        let io = |action: &'static str| io_error(path, action);
         let header_line = format!("{CSV_HEADER}\n");
         // The first header-line's worth of bytes: enough to tell a missing header (below).
         let head = match File::open(path) {
@@ -280,9 +291,17 @@ impl KlineStore {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking")(e)),
         }
-        if let Some(n) = recent {
-            return KlineStore::open_checking_recent(path, file, n, report);
-        }
+        Ok(file)
+    }
+
+    /// The store over `file` (locked) after validating every row, cutting a torn last line.
+    fn open_checking_all(
+        path: &Path,
+        file: File,
+        mut report: OpenReport,
+    ) -> Result<(KlineStore, OpenReport), StoreError> {
+        let io = |action: &'static str| io_error(path, action);
+        let header_line = format!("{CSV_HEADER}\n");
         // Validate under the lock (another writer may have appended since the first look),
         // streaming through a fixed buffer: memory does not grow with the file (years of rows).
         let mut chunk = vec![0u8; OPEN_CHUNK_BYTES];

@@ -38,9 +38,9 @@ use crate::persist::{HoldoutScores, TrainMeta, TrainedModel};
 use crate::settings::LearnSettings;
 
 /// Fewest feature rows `train` accepts.
-pub const MIN_ROWS: usize = 100;
+pub(crate) const MIN_ROWS: usize = 100;
 /// Fewest training rows left after the holdout.
-pub const MIN_TRAIN_ROWS: usize = 50;
+pub(crate) const MIN_TRAIN_ROWS: usize = 50;
 
 /// What `train` does, apart from where the klines come from and where models go.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,7 +177,7 @@ pub fn train_series(
 }
 
 /// The model-fitting step of [`train_series_with`].
-pub type Fitter<'a> =
+pub(crate) type Fitter<'a> =
     dyn FnMut(ModelKind, &DMatrix<f64>, &DVector<f64>) -> Result<AnyModel, FitError> + 'a;
 
 /// [`train_series`] with the fitting step injected (tests use simple fixed models; the bounds
@@ -440,7 +440,7 @@ impl TrainReport {
     }
 
     /// The same as one JSON object (non-finite numbers become `null`).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let naive = self.naive_rmse();
         let models: Vec<serde_json::Value> = self
             .models

@@ -88,6 +88,19 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// `train --data <data> --models-dir <models>`, which must succeed.
+fn train_ok(data: &Path, models: &Path) {
+    let out = run(&["train"], &[("--data", data), ("--models-dir", models)]);
+    assert!(out.status.success(), "train: {}", stderr(&out));
+}
+
+/// Asserts that the store at `store` still begins with the sample's first rows (a failed or
+/// recovering `stream` did not rewrite it).
+fn assert_store_kept(store: &Path) {
+    let stored = fs::read_to_string(store).expect("store");
+    assert!(stored.starts_with(&fs::read_to_string(SAMPLE).expect("sample")[..1000]));
+}
+
 /// A models directory holding five (fake) model files that must survive a failed command.
 fn saved_models(dir: &Path) -> PathBuf {
     let models = dir.join("models");
@@ -373,14 +386,7 @@ fn trained_on_600_rows(dir: &TempDir) -> (PathBuf, PathBuf) {
     fs::create_dir_all(&data).expect("mkdir");
     let store = data.join("AVAXUSDT_1m.csv");
     write_csv(&store, &lines[..600]);
-    let out = run(
-        &["train"],
-        &[
-            ("--data", store.as_path()),
-            ("--models-dir", models.as_path()),
-        ],
-    );
-    assert!(out.status.success(), "train: {}", stderr(&out));
+    train_ok(&store, &models);
     (models, store)
 }
 
@@ -446,14 +452,7 @@ fn model_bytes() -> Vec<u8> {
     let data = dir.path().join("AVAXUSDT_1m.csv");
     write_csv(&data, &sample_lines()[..400]);
     let models = dir.path().join("models");
-    let out = run(
-        &["train"],
-        &[
-            ("--data", data.as_path()),
-            ("--models-dir", models.as_path()),
-        ],
-    );
-    assert!(out.status.success(), "train: {}", stderr(&out));
+    train_ok(&data, &models);
     fs::read(persist::trained_path(&models, ModelKind::Linear)).expect("read linear.bin")
 }
 
@@ -782,14 +781,7 @@ fn bad_gbdt_and_recurrent_model_files_are_refused() {
     let data = dir.path().join("AVAXUSDT_1m.csv");
     write_csv(&data, &sample_lines()[..400]);
     let models = dir.path().join("models");
-    let out = run(
-        &["train"],
-        &[
-            ("--data", data.as_path()),
-            ("--models-dir", models.as_path()),
-        ],
-    );
-    assert!(out.status.success(), "train: {}", stderr(&out));
+    train_ok(&data, &models);
     for kind in [ModelKind::Gbdt, ModelKind::Gru, ModelKind::Lstm] {
         let path = persist::trained_path(&models, kind);
         let good = fs::read(&path).expect("read the model");
@@ -856,6 +848,7 @@ fn bad_v4_ensemble_files_are_moved_aside_and_a_new_one_starts() {
         let err = persist::load_ensemble(&path).expect_err(what);
         let text = err.to_string();
         for part in [
+            "ensemble file",
             "EnsembleModel.bin",
             "delete it so that `klinecast stream` starts a fresh ensemble",
             &needle,
@@ -889,8 +882,7 @@ fn bad_v4_ensemble_files_are_moved_aside_and_a_new_one_starts() {
     );
     persist::load_ensemble(&path).expect("a new ensemble was saved");
     assert_eq!(snapshot(&models.join(persist::TRAINED_DIR)), trained);
-    let stored = fs::read_to_string(&store).expect("store");
-    assert!(stored.starts_with(&fs::read_to_string(SAMPLE).expect("sample")[..1000]));
+    assert_store_kept(&store);
 }
 
 /// `predictions.csv` that `stream` cannot append to: a header of another (future) version, a
@@ -977,8 +969,7 @@ fn damaged_predictions_csv_stops_stream_and_is_kept() {
         fs::read_to_string(data.join("predictions.csv")).expect("read"),
         *text
     );
-    let stored = fs::read_to_string(&store).expect("store");
-    assert!(stored.starts_with(&fs::read_to_string(SAMPLE).expect("sample")[..1000]));
+    assert_store_kept(&store);
 }
 
 /// `report` and `status` over a run whose `ensemble.jsonl` holds a torn line, a line with a

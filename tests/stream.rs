@@ -32,6 +32,14 @@ fn source(n: usize) -> Vec<Kline> {
     klines
 }
 
+/// The rows a run streams (the sample's first `rows`) and the rows its replay server serves: the
+/// same followed by `spare` more, so that the server's clock never runs out of klines while the
+/// run is slow (qemu, load).
+fn source_and_served(rows: usize, spare: usize) -> (Vec<Kline>, Vec<Kline>) {
+    let served = source(rows + spare);
+    (served[..rows].to_vec(), served)
+}
+
 fn csv_text(klines: &[Kline]) -> String {
     let mut text = format!("{CSV_HEADER}\n");
     for k in klines {
@@ -166,19 +174,25 @@ fn stream_cmd(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> Command {
-    let mut cmd =
-        common::stream_command("AVAXUSDT", &server.rest_url(), &server.ws_url(), &dirs.root);
-    cmd.args(extra)
-        .env("KLINECAST_WS_IDLE_MS", "900")
+    let mut cmd = stream_cmd_to(dirs, &server.rest_url(), &server.ws_url());
+    cmd.args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// `stream` against `rest_url` and `ws_url` with the tests' short WebSocket idle and poll times
+/// and backoffs, no kline limit, stdout and stderr piped.
+fn stream_cmd_to(dirs: &Dirs, rest_url: &str, ws_url: &str) -> Command {
+    let mut cmd = common::stream_command("AVAXUSDT", rest_url, ws_url, &dirs.root);
+    cmd.env("KLINECAST_WS_IDLE_MS", "900")
         .env("KLINECAST_WS_POLL_MS", "100")
         .env("KLINECAST_BACKOFF_MS", "50")
         .env("KLINECAST_BACKOFF_MAX_MS", "400")
         .env_remove("KLINECAST_MAX_KLINES")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     cmd
 }
 
@@ -284,8 +298,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
     // The server has rows well past `total`, so its 600x clock never runs out of klines while
     // this test is slow (qemu, load): each phase below sees a live WebSocket, however long a
     // restart takes. The runs stop by KLINECAST_MAX_KLINES at `total`.
-    let served = source(total + 3000);
-    let src = served[..total].to_vec();
+    let (src, served) = source_and_served(total, 3000);
     let store_path = seed_store(&dirs.data, &src[..history]);
     // Phase 1: drops, duplicate finals, garbage frames, 429s on every 3rd klines request.
     let srv = server(
@@ -490,18 +503,7 @@ fn an_older_ensemble_file_is_refused_by_name_moved_aside_and_replaced() {
     let dirs = Dirs::new(tmp.path());
     let src = source(640);
     let store_path = seed_store(&dirs.data, &src[..615]);
-    let out = klinecast_command()
-        .args(["train", "--seed", "1", "--data"])
-        .arg(&store_path)
-        .arg("--models-dir")
-        .arg(&dirs.models)
-        .output()
-        .expect("run train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    train(&store_path, &dirs.models, &["--seed", "1"]);
     let path = ensemble_path(&dirs.models);
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     fs::write(&path, &bytes).expect("install the v3 file");
@@ -618,8 +620,7 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
     let (history, klines) = (400, 100);
     // At 600x the 100 klines take at least 10 s of wall time (the clock starts at `history`),
     // far longer than the 1 s rotation age; the server has more rows than the run needs.
-    let served = source(history + klines + 2000);
-    let src = &served[..history + klines];
+    let (src, served) = source_and_served(history + klines, 2000);
     let store_path = seed_store(&dirs.data, &src[..history]);
     let srv = server(served.clone(), history, 600.0, "");
     let mut env = vec![("KLINECAST_ROTATE_MS", "1000".to_string())];
@@ -643,17 +644,28 @@ fn the_websocket_is_rotated_and_no_kline_is_lost_or_duplicated() {
         .filter(|l| l.contains("connects so far)"))
         .count() as u64;
     assert!(connects > rotations, "{stream_log}");
-    assert_store_is(&store_path, src);
-    assert_one_prediction_per_streamed_kline(&dirs.own_data, src, history);
+    assert_store_is(&store_path, &src);
+    assert_one_prediction_per_streamed_kline(&dirs.own_data, &src, history);
 }
 
+/// The models `train --horizon <horizon>` fits on the store (few SVR rows, seed 3).
 fn train_horizon(store_path: &Path, models: &Path, horizon: &str) {
+    train(
+        store_path,
+        models,
+        &["--horizon", horizon, "--svr-rows", "100", "--seed", "3"],
+    );
+}
+
+/// `train --data <store_path> --models-dir <models>` and `extra`, which must succeed.
+fn train(store_path: &Path, models: &Path, extra: &[&str]) {
     let out = klinecast_command()
-        .args(["train", "--data"])
+        .arg("train")
+        .arg("--data")
         .arg(store_path)
         .arg("--models-dir")
         .arg(models)
-        .args(["--horizon", horizon, "--svr-rows", "100", "--seed", "3"])
+        .args(extra)
         .output()
         .expect("run train");
     assert!(
@@ -871,24 +883,12 @@ fn rest_retries_are_logged_with_their_true_times_and_end_at_the_deadline() {
 fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
     let (_tmp, dirs) = scratch("stream-late-network");
     let (history, klines) = (400, 40);
-    let served = source(history + klines + 2000);
-    let src = &served[..history + klines];
+    let (src, served) = source_and_served(history + klines, 2000);
     let (store_path, planted, good) = seed_store_with_partial_last(&dirs.data, &src[..history]);
     let port = common::free_port();
     let url = format!("127.0.0.1:{port}");
-    let mut cmd = common::stream_command(
-        "AVAXUSDT",
-        &format!("http://{url}"),
-        &format!("ws://{url}"),
-        &dirs.root,
-    );
-    cmd.env("KLINECAST_WS_IDLE_MS", "900")
-        .env("KLINECAST_WS_POLL_MS", "100")
-        .env("KLINECAST_BACKOFF_MS", "50")
-        .env("KLINECAST_BACKOFF_MAX_MS", "400")
-        .env("KLINECAST_MAX_KLINES", klines.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = stream_cmd_to(&dirs, &format!("http://{url}"), &format!("ws://{url}"));
+    cmd.env("KLINECAST_MAX_KLINES", klines.to_string());
     let child = cmd.spawn().expect("spawn stream");
     thread::sleep(Duration::from_secs(10));
     let network_up = klinecast::log::stamp(klinecast::log::wall_clock_ms());
@@ -897,7 +897,7 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
     let _srv = common::replay_server_on(port, served.clone(), history + 20, 600.0, "ping-ms=300");
     let out = wait_success(child, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stream_log = store_is_source_by_stream_log(&dirs, &store_path, src);
+    let stream_log = store_is_source_by_stream_log(&dirs, &store_path, &src);
     let count = |what: &str| count_after(&stdout, what);
     let (from_ws, from_rest) = (count("klines from ws "), count(", from rest "));
     assert_eq!(from_ws + from_rest, klines as u64, "{stdout}");
@@ -927,5 +927,5 @@ fn network_up_10_s_after_start_the_store_catches_up_by_rest_then_websocket() {
         ens_start[..network_up.len()] < *network_up,
         "the ensembler started at {ens_start:?}, after the network came up at {network_up}"
     );
-    assert_one_prediction_per_streamed_kline(&dirs.own_data, src, history);
+    assert_one_prediction_per_streamed_kline(&dirs.own_data, &src, history);
 }

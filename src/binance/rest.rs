@@ -144,7 +144,7 @@ impl RestClient {
     /// No request, retry wait or rate-limit pause goes past `deadline`: a retry that would is
     /// not made (the request fails with the last error), and each request's own timeout is cut
     /// to the time left.
-    pub fn with_deadline(mut self, deadline: Option<Instant>) -> RestClient {
+    pub(crate) fn with_deadline(mut self, deadline: Option<Instant>) -> RestClient {
         self.deadline = deadline;
         self
     }
@@ -483,7 +483,7 @@ pub(crate) mod tests {
         pub headers: Vec<(String, String)>,
         pub body: String,
         /// Wait this long before answering (trips read timeouts).
-        pub delay_ms: u64,
+        pub(crate) delay_ms: u64,
         /// Send only the first half of the body (Content-Length announces all of it).
         pub torn: bool,
     }

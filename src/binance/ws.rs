@@ -23,13 +23,13 @@ use crate::kline::{Interval, Symbol};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct WsConfig {
     /// TCP connect, and then the whole TLS + WebSocket handshake, each within this.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Socket read timeout: how often a quiet [`KlineSocket::read`] returns [`WsRead::Quiet`].
     pub poll: Duration,
     /// Watchdog: no frame at all (data or ping) for this long means a dead connection.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Largest accepted message and frame (a kline event is about 400 bytes).
-    pub max_message_bytes: usize,
+    pub(crate) max_message_bytes: usize,
 }
 
 impl Default for WsConfig {

@@ -25,7 +25,7 @@ pub(crate) struct GenerationRows {
 
 impl GenerationRows {
     /// The text kept in [`Member::source`].
-    pub fn to_source(self) -> String {
+    pub(crate) fn to_source(self) -> String {
         format!(
             "rows {}..={} ({})",
             self.first_open_time, self.last_open_time, self.rows

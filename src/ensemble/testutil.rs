@@ -13,11 +13,11 @@ use crate::rng::Rng;
 use super::learner::GenerationFitter;
 use super::{Combiner, EnsembleConfig, FeatureSource, Member};
 
-pub const MINUTE: i64 = 60_000;
-pub const T0: i64 = 1_782_864_000_000;
+pub(crate) const MINUTE: i64 = 60_000;
+pub(crate) const T0: i64 = 1_782_864_000_000;
 
 /// A standard normal draw (Box–Muller).
-pub fn gaussian(rng: &mut Rng) -> f64 {
+pub(crate) fn gaussian(rng: &mut Rng) -> f64 {
     let u1 = rng.next_f64().max(1e-300);
     let u2 = rng.next_f64();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -63,20 +63,20 @@ pub fn values(s: &Series, i: usize) -> KlineValues {
 /// return (causal), `planted` is a value the test plants (such as the true next log return:
 /// an oracle), and the noise columns are seeded N(0, 1) keyed by open time.
 #[derive(Debug, Clone, Default)]
-pub struct FakeFeatures {
+pub(crate) struct FakeFeatures {
     pub planted: HashMap<i64, f64>,
-    pub noise_cols: usize,
+    pub(crate) noise_cols: usize,
     pub seed: u64,
 }
 
 impl FakeFeatures {
-    pub fn noise(&self, open_time: i64, col: usize) -> f64 {
+    pub(crate) fn noise(&self, open_time: i64, col: usize) -> f64 {
         let mut rng = Rng::derive(self.seed ^ (col as u64 + 1), open_time as u64);
         gaussian(&mut rng)
     }
 
     /// Plants the true next log return of every row of `s` (an oracle column).
-    pub fn with_oracle(mut self, s: &Series) -> FakeFeatures {
+    pub(crate) fn with_oracle(mut self, s: &Series) -> FakeFeatures {
         for t in 0..s.len().saturating_sub(1) {
             self.planted
                 .insert(s.open_time[t], (s.close[t + 1] / s.close[t]).ln());
@@ -109,7 +109,7 @@ pub fn linear(coef: Vec<f64>, intercept: f64) -> AnyModel {
 }
 
 /// A linear member reading noise column `col` scaled by `scale`.
-pub fn noise_member(col: usize, scale: f64) -> AnyModel {
+pub(crate) fn noise_member(col: usize, scale: f64) -> AnyModel {
     let mut coef = vec![0.0; col + 3];
     coef[col + 2] = scale;
     linear(coef, 0.0)
@@ -117,20 +117,20 @@ pub fn noise_member(col: usize, scale: f64) -> AnyModel {
 
 /// One fit the fake fitter saw.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FitCall {
+pub(crate) struct FitCall {
     pub generation: u64,
     pub rows: Range<usize>,
     /// Open times of the klines whose closes were used as targets.
-    pub target_open_times: Vec<i64>,
+    pub(crate) target_open_times: Vec<i64>,
 }
 
 /// Fits five linear members per generation: one least-squares slope on column 0 (r_t, through
 /// the origin) and four seeded noise readers of scale `noise_scale`. Records every call.
 #[derive(Debug, Clone, Default)]
-pub struct FakeFitter {
+pub(crate) struct FakeFitter {
     pub calls: Vec<FitCall>,
-    pub noise_scale: f64,
-    pub noise_cols: usize,
+    pub(crate) noise_scale: f64,
+    pub(crate) noise_cols: usize,
     pub fail: bool,
 }
 
@@ -172,7 +172,7 @@ impl GenerationFitter for FakeFitter {
 }
 
 /// The synthetic returns' scale in the unit tests.
-pub const SIGMA: f64 = 0.001;
+pub(crate) const SIGMA: f64 = 0.001;
 
 /// The LCB combiner: most unit tests check the gate's documented formula and behaviour.
 pub fn config() -> EnsembleConfig {

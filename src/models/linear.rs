@@ -27,7 +27,7 @@ use super::{check_xy, FitError, Regressor};
 /// Hyperparameters (scikit-learn `LinearRegression()` defaults: fit_intercept = true).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearParams {
-    pub fit_intercept: bool,
+    pub(crate) fit_intercept: bool,
 }
 
 impl Default for LinearParams {

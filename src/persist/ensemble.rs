@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode_framed_since, hint_for, read_file, save_framed, PersistError, TAG_ENSEMBLE};
+use super::{decode_framed_since, read_file, save_framed, FileKind, PersistError, TAG_ENSEMBLE};
 use crate::ensemble::Ensemble;
 
 /// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
@@ -67,7 +67,7 @@ fn check_saved(path: &Path, saved: SavedEnsemble) -> Result<SavedEnsemble, Persi
         Err(detail) => Err(PersistError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("malformed ensemble: {detail}"),
-            hint: hint_for(TAG_ENSEMBLE),
+            kind: FileKind::Ensemble,
         }),
     }
 }

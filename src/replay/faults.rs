@@ -8,41 +8,41 @@
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     /// `429-every=N`: every Nth klines request answers 429 with `Retry-After`.
-    pub every_429: Option<u64>,
+    pub(crate) every_429: Option<u64>,
     /// `retry-after=S`: the `Retry-After` seconds of the injected 429 (default 1).
-    pub retry_after_s: Option<u64>,
+    pub(crate) retry_after_s: Option<u64>,
     /// `418=S`: every REST request answers 418 (IP banned) with `Retry-After: S`.
-    pub ban_418_s: Option<u64>,
+    pub(crate) ban_418_s: Option<u64>,
     /// `500-every=N`: every Nth klines request answers 500.
-    pub every_500: Option<u64>,
+    pub(crate) every_500: Option<u64>,
     /// `torn-every=N`: every Nth klines request gets the headers and half the body, then the
     /// socket is closed.
-    pub torn_every: Option<u64>,
+    pub(crate) torn_every: Option<u64>,
     /// `slow-ms=MS`: every klines answer is delayed by MS real milliseconds after its page was
     /// taken (a slow link: the page is as of the request, it arrives later).
-    pub slow_ms: Option<u64>,
+    pub(crate) slow_ms: Option<u64>,
     /// `time-429-every=N`: every Nth `/api/v3/time` request answers 429 with `Retry-After`.
-    pub time_every_429: Option<u64>,
+    pub(crate) time_every_429: Option<u64>,
     /// `weight-limit=W`: the per-minute request weight limit (default 6000).
-    pub weight_limit: Option<u64>,
+    pub(crate) weight_limit: Option<u64>,
     /// `drop-every=N`: a WebSocket connection is dropped (TCP shutdown, no close frame) after
     /// N final klines were sent on it.
-    pub drop_every: Option<u64>,
+    pub(crate) drop_every: Option<u64>,
     /// `dup-finals`: every final kline event is sent twice.
-    pub dup_finals: bool,
+    pub(crate) dup_finals: bool,
     /// `garbage-every=N`: every Nth data frame on a connection is preceded by a garbage text
     /// frame (alternately a truncated event and `not json`).
-    pub garbage_every: Option<u64>,
+    pub(crate) garbage_every: Option<u64>,
     /// `stall-ms=MS`: after the first final on a connection, send nothing (no data, no pings)
     /// for MS real milliseconds, then drop the connection.
-    pub stall_ms: Option<u64>,
+    pub(crate) stall_ms: Option<u64>,
     /// `shutdown-after=N`: after N finals on a connection, send `serverShutdown` and close.
-    pub shutdown_after: Option<u64>,
+    pub(crate) shutdown_after: Option<u64>,
     /// `ping-ms=MS`: the WebSocket ping period in real milliseconds (overrides the default).
-    pub ping_ms: Option<u64>,
+    pub(crate) ping_ms: Option<u64>,
     /// `pong-timeout-ms=MS`: close a WebSocket connection whose pong is this late (real ms;
     /// default 60 000).
-    pub pong_timeout_ms: Option<u64>,
+    pub(crate) pong_timeout_ms: Option<u64>,
 }
 
 /// Default `Retry-After` seconds of an injected 429.

@@ -664,7 +664,7 @@ pub(crate) fn parse_control(text: &str) -> Result<(serde_json::Value, Request), 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Applied {
     /// The answer frame's text.
-    pub reply: String,
+    pub(crate) reply: String,
     /// Streams newly subscribed (indices into the served names), in request order.
     pub added: Vec<usize>,
     /// Streams unsubscribed.

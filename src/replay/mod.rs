@@ -188,7 +188,90 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The virtual clock's origin and end for `series` played from `start_row` of the first: the
+/// origin is that row's open time, the end is past every series' last close by the settle
+/// margin, so that every row ends up provably closed to a client that asks the server's time
+/// (as real Binance's clock would move on). Refuses no series, a series with no rows, one not
+/// strictly ascending, two with the same symbol and interval, and a start row past the end.
+fn clock_span(series: &[Series], start_row: usize) -> io::Result<(i64, i64)> {
+    let Some(first) = series.first() else {
+        return Err(invalid(
+            "the replay server needs at least one series".to_string(),
+        ));
+    };
+    let mut end_ms = i64::MIN;
+    for (n, s) in series.iter().enumerate() {
+        let name = format!("{}_{}", s.symbol.as_str(), s.interval.as_str());
+        let Some(last) = s.klines.last() else {
+            return Err(invalid(format!("the replay data {name} has no rows")));
+        };
+        if let Some(w) = s
+            .klines
+            .windows(2)
+            .find(|w| w[1].open_time <= w[0].open_time)
+        {
+            return Err(invalid(format!(
+                "the replay data {name} is not strictly ascending at open time {}",
+                w[1].open_time
+            )));
+        }
+        if series[..n]
+            .iter()
+            .any(|o| o.symbol == s.symbol && o.interval == s.interval)
+        {
+            return Err(invalid(format!("the replay data {name} is given twice")));
+        }
+        end_ms = end_ms.max(
+            last.close_time
+                .saturating_add(1 + crate::backfill::SETTLE_MS),
+        );
+    }
+    if start_row >= first.klines.len() {
+        return Err(invalid(format!(
+            "start row {start_row} is past the last row ({})",
+            first.klines.len() - 1
+        )));
+    }
+    Ok((first.klines[start_row].open_time, end_ms))
+}
+
 impl Shared {
+    /// The state every connection shares: `series` served under `clock`, with `faults` on and
+    /// no request counted yet.
+    fn new(series: Vec<Series>, clock: VirtualClock, faults: Faults) -> Shared {
+        let keys = series
+            .iter()
+            .map(|s| (s.symbol.clone(), s.interval))
+            .collect();
+        let streams = series
+            .iter()
+            .map(|s| market::stream_name(&s.symbol, s.interval))
+            .collect();
+        Shared {
+            series: series
+                .into_iter()
+                .map(|s| Served {
+                    trade_ids: market::first_trade_ids(&s.klines),
+                    klines: s.klines,
+                    symbol: s.symbol,
+                    interval: s.interval,
+                })
+                .collect(),
+            keys,
+            streams,
+            clock,
+            faults: Mutex::new(FaultState {
+                faults,
+                klines_requests: 0,
+                time_requests: 0,
+            }),
+            requests: AtomicU64::new(0),
+            weight: Mutex::new(market::WeightWindow::default()),
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn faults(&self) -> Faults {
         lock(&self.faults).faults.clone()
     }
@@ -244,85 +327,14 @@ impl ReplayServer {
             faults,
             port,
         } = setup;
-        let Some(first) = series.first() else {
-            return Err(invalid(
-                "the replay server needs at least one series".to_string(),
-            ));
-        };
+        let (origin, end_ms) = clock_span(&series, start_row)?;
         if !(speed.is_finite() && speed > 0.0) {
             return Err(invalid(format!("speed {speed} must be a positive number")));
         }
-        let mut end_ms = i64::MIN;
-        for (n, s) in series.iter().enumerate() {
-            let name = format!("{}_{}", s.symbol.as_str(), s.interval.as_str());
-            let Some(last) = s.klines.last() else {
-                return Err(invalid(format!("the replay data {name} has no rows")));
-            };
-            if let Some(w) = s
-                .klines
-                .windows(2)
-                .find(|w| w[1].open_time <= w[0].open_time)
-            {
-                return Err(invalid(format!(
-                    "the replay data {name} is not strictly ascending at open time {}",
-                    w[1].open_time
-                )));
-            }
-            if series[..n]
-                .iter()
-                .any(|o| o.symbol == s.symbol && o.interval == s.interval)
-            {
-                return Err(invalid(format!("the replay data {name} is given twice")));
-            }
-            // Past the last close by the settle margin, so that every row ends up provably
-            // closed to a client that asks the server's time (as real Binance's clock would
-            // move on).
-            end_ms = end_ms.max(
-                last.close_time
-                    .saturating_add(1 + crate::backfill::SETTLE_MS),
-            );
-        }
-        if start_row >= first.klines.len() {
-            return Err(invalid(format!(
-                "start row {start_row} is past the last row ({})",
-                first.klines.len() - 1
-            )));
-        }
-        let origin = first.klines[start_row].open_time;
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
         let clock = VirtualClock::start(origin, end_ms, speed);
-        let keys = series
-            .iter()
-            .map(|s| (s.symbol.clone(), s.interval))
-            .collect();
-        let streams = series
-            .iter()
-            .map(|s| market::stream_name(&s.symbol, s.interval))
-            .collect();
-        let shared = Arc::new(Shared {
-            series: series
-                .into_iter()
-                .map(|s| Served {
-                    trade_ids: market::first_trade_ids(&s.klines),
-                    klines: s.klines,
-                    symbol: s.symbol,
-                    interval: s.interval,
-                })
-                .collect(),
-            keys,
-            streams,
-            clock,
-            faults: Mutex::new(FaultState {
-                faults,
-                klines_requests: 0,
-                time_requests: 0,
-            }),
-            requests: AtomicU64::new(0),
-            weight: Mutex::new(market::WeightWindow::default()),
-            stop: AtomicBool::new(false),
-            conns: Mutex::new(HashMap::new()),
-        });
+        let shared = Arc::new(Shared::new(series, clock, faults));
         let workers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
         let accept = {
             let shared = Arc::clone(&shared);

@@ -286,8 +286,9 @@ pub(super) fn serve(shared: &Arc<Shared>, stream: Prefixed) {
     }
 }
 
-/// Why the loop stopped after a final event.
-enum AfterFinal {
+/// Whether the session goes on after one of its steps, or has ended (the connection is closed
+/// or dropped).
+enum Next {
     Go,
     Done,
 }
@@ -300,7 +301,7 @@ fn send_final(
     s: &mut Session,
     p: usize,
     now: i64,
-) -> Result<AfterFinal, End> {
+) -> Result<Next, End> {
     let faults = shared.faults();
     let play = &s.plays[p];
     let series = &shared.series[play.series];
@@ -324,98 +325,39 @@ fn send_final(
     play.last_partial_ms = None;
     if hits(faults.drop_every, s.finals) {
         drop_tcp(ws);
-        return Ok(AfterFinal::Done);
+        return Ok(Next::Done);
     }
     if faults.shutdown_after.is_some_and(|n| s.finals >= n) {
         let event = market::shutdown_event(now);
         s.send_data(shared, ws, Some("!serverShutdown"), event)?;
         close_with(ws, CloseCode::Away, "server shutdown");
-        return Ok(AfterFinal::Done);
+        return Ok(Next::Done);
     }
     if let (Some(ms), 1) = (faults.stall_ms, s.finals) {
         shared.sleep(Duration::from_millis(ms));
         drop_tcp(ws);
-        return Ok(AfterFinal::Done);
+        return Ok(Next::Done);
     }
-    Ok(AfterFinal::Go)
+    Ok(Next::Go)
 }
 
+/// Serves one connection until it ends: each turn sends the finals and partials that are due,
+/// pings, then waits for the next due event while reading what the client sends.
 fn run_session(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<(), End> {
     loop {
         if shared.stopping() {
             drop_tcp(ws);
             return Ok(());
         }
-        let faults = shared.faults();
         let now = shared.clock.now_ms();
-        // Finals for every candle whose close time has passed, oldest first across the
-        // streams (ties in subscription order).
-        loop {
-            let due = s
-                .plays
-                .iter()
-                .enumerate()
-                .filter_map(|(p, play)| play.final_due(shared, now).map(|t| (t, p)))
-                .min();
-            let Some((_, p)) = due else { break };
-            if let AfterFinal::Done = send_final(shared, ws, s, p, now)? {
-                return Ok(());
-            }
+        if let Next::Done = send_due_finals(shared, ws, s, now)? {
+            return Ok(());
         }
-        // A partial for each open candle.
-        for p in 0..s.plays.len() {
-            let play = &s.plays[p];
-            let series = &shared.series[play.series];
-            let Some(k) = series.klines.get(play.next) else {
-                continue;
-            };
-            if k.open_time > now || !play.partial_due(shared, now) {
-                continue;
-            }
-            let event = market::kline_event(
-                &series.symbol,
-                series.interval,
-                &market::partial_kline(k, now),
-                series.trade_ids[play.next],
-                now,
-                false,
-            );
-            let stream = shared.streams[play.series].as_str();
-            s.send_data(shared, ws, Some(stream), event)?;
-            let play = &mut s.plays[p];
-            play.partials += 1;
-            play.last_partial_ms = Some(now);
+        send_partials(shared, ws, s, now)?;
+        if let Next::Done = ping(shared, ws, s)? {
+            return Ok(());
         }
-        // Pings and the pong deadline.
-        let period = ping_period(shared.clock.speed(), faults.ping_ms);
-        if Instant::now() >= s.next_ping {
-            s.ping_seq += 1;
-            let payload = Bytes::from(s.ping_seq.to_string().into_bytes());
-            ws.send(Message::Ping(payload)).map_err(|_| End::Gone)?;
-            if s.unanswered.is_none() {
-                s.unanswered = Some((s.ping_seq, Instant::now()));
-            }
-            s.next_ping = Instant::now() + period;
-        }
-        if let Some((_, since)) = s.unanswered {
-            if since.elapsed() > Duration::from_millis(faults.pong_timeout_ms()) {
-                close_with(ws, CloseCode::Policy, "pong timeout");
-                return Ok(());
-            }
-        }
-        // Wait for the next thing to do, reading what the client sends meanwhile.
-        let mut wait = TICK.min(s.next_ping.saturating_duration_since(Instant::now()));
-        for play in &s.plays {
-            if let Some(k) = shared.series[play.series].klines.get(play.next) {
-                let target = if k.open_time > now {
-                    k.open_time
-                } else {
-                    k.close_time + 1
-                };
-                wait = wait.min(real_until(now, target, shared.clock.speed()));
-            }
-        }
-        let wait = wait.max(Duration::from_millis(1));
+        let wait = next_wait(shared, s, now);
         ws.get_mut()
             .inner
             .set_read_timeout(Some(wait))
@@ -425,43 +367,140 @@ fn run_session(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<(), End>
             Err(e) if is_timeout(&e) => continue,
             Err(_) => return Err(End::Gone),
         };
-        // A pong that answers one of our pings is not counted: this server pings up to 20
-        // times as often as Binance (virtual time), whose pings every 20 s make such pongs
-        // negligible. Everything else the client sends counts (protocol doc §3.6).
-        let solicited = match &message {
-            Message::Pong(payload) => std::str::from_utf8(payload)
-                .ok()
-                .and_then(|t| t.parse::<u64>().ok())
-                .filter(|&seq| seq > s.ponged_seq && seq <= s.ping_seq),
-            _ => None,
-        };
-        if let Some(seq) = solicited {
-            s.ponged_seq = seq;
-            if s.unanswered.is_some_and(|(oldest, _)| seq >= oldest) {
-                s.unanswered = None;
-            }
-        } else if !matches!(message, Message::Close(_) | Message::Frame(_)) && !s.admit() {
-            close_with(
-                ws,
-                CloseCode::Policy,
-                "too many messages: at most 5 incoming messages a second per connection",
-            );
+        if let Next::Done = receive(shared, ws, s, message)? {
             return Ok(());
         }
-        match message {
-            Message::Close(_) => {
-                // tungstenite queued the close reply; flush it and leave.
-                let _ = ws.flush();
-                return Ok(());
-            }
-            Message::Text(text) => s.control(shared, ws, text.as_str())?,
-            Message::Binary(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                s.control(shared, ws, &text)?;
-            }
-            _ => {}
+    }
+}
+
+/// Finals for every candle whose close time has passed, oldest first across the streams (ties
+/// in subscription order).
+fn send_due_finals(shared: &Shared, ws: &mut Ws, s: &mut Session, now: i64) -> Result<Next, End> {
+    loop {
+        let due = s
+            .plays
+            .iter()
+            .enumerate()
+            .filter_map(|(p, play)| play.final_due(shared, now).map(|t| (t, p)))
+            .min();
+        let Some((_, p)) = due else {
+            return Ok(Next::Go);
+        };
+        if let Next::Done = send_final(shared, ws, s, p, now)? {
+            return Ok(Next::Done);
         }
     }
+}
+
+/// A partial for each open candle whose partial is due.
+fn send_partials(shared: &Shared, ws: &mut Ws, s: &mut Session, now: i64) -> Result<(), End> {
+    for p in 0..s.plays.len() {
+        let play = &s.plays[p];
+        let series = &shared.series[play.series];
+        let Some(k) = series.klines.get(play.next) else {
+            continue;
+        };
+        if k.open_time > now || !play.partial_due(shared, now) {
+            continue;
+        }
+        let event = market::kline_event(
+            &series.symbol,
+            series.interval,
+            &market::partial_kline(k, now),
+            series.trade_ids[play.next],
+            now,
+            false,
+        );
+        let stream = shared.streams[play.series].as_str();
+        s.send_data(shared, ws, Some(stream), event)?;
+        let play = &mut s.plays[p];
+        play.partials += 1;
+        play.last_partial_ms = Some(now);
+    }
+    Ok(())
+}
+
+/// A ping when one is due, and the pong deadline: the connection is closed when the oldest
+/// unanswered ping is older than the fault settings allow.
+fn ping(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<Next, End> {
+    let faults = shared.faults();
+    let period = ping_period(shared.clock.speed(), faults.ping_ms);
+    if Instant::now() >= s.next_ping {
+        s.ping_seq += 1;
+        let payload = Bytes::from(s.ping_seq.to_string().into_bytes());
+        ws.send(Message::Ping(payload)).map_err(|_| End::Gone)?;
+        if s.unanswered.is_none() {
+            s.unanswered = Some((s.ping_seq, Instant::now()));
+        }
+        s.next_ping = Instant::now() + period;
+    }
+    if let Some((_, since)) = s.unanswered {
+        if since.elapsed() > Duration::from_millis(faults.pong_timeout_ms()) {
+            close_with(ws, CloseCode::Policy, "pong timeout");
+            return Ok(Next::Done);
+        }
+    }
+    Ok(Next::Go)
+}
+
+/// How long to wait for the client before the next thing to do (a ping, a candle's open or
+/// close), at least 1 ms and at most [`TICK`].
+fn next_wait(shared: &Shared, s: &Session, now: i64) -> Duration {
+    let mut wait = TICK.min(s.next_ping.saturating_duration_since(Instant::now()));
+    for play in &s.plays {
+        if let Some(k) = shared.series[play.series].klines.get(play.next) {
+            let target = if k.open_time > now {
+                k.open_time
+            } else {
+                k.close_time + 1
+            };
+            wait = wait.min(real_until(now, target, shared.clock.speed()));
+        }
+    }
+    wait.max(Duration::from_millis(1))
+}
+
+/// One message from the client: a pong answering our ping, a close, a control request, or
+/// anything else; all but a solicited pong and a close count against the incoming message
+/// limit, whose breach closes the connection.
+fn receive(shared: &Shared, ws: &mut Ws, s: &mut Session, message: Message) -> Result<Next, End> {
+    // A pong that answers one of our pings is not counted: this server pings up to 20
+    // times as often as Binance (virtual time), whose pings every 20 s make such pongs
+    // negligible. Everything else the client sends counts (protocol doc §3.6).
+    let solicited = match &message {
+        Message::Pong(payload) => std::str::from_utf8(payload)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|&seq| seq > s.ponged_seq && seq <= s.ping_seq),
+        _ => None,
+    };
+    if let Some(seq) = solicited {
+        s.ponged_seq = seq;
+        if s.unanswered.is_some_and(|(oldest, _)| seq >= oldest) {
+            s.unanswered = None;
+        }
+    } else if !matches!(message, Message::Close(_) | Message::Frame(_)) && !s.admit() {
+        close_with(
+            ws,
+            CloseCode::Policy,
+            "too many messages: at most 5 incoming messages a second per connection",
+        );
+        return Ok(Next::Done);
+    }
+    match message {
+        Message::Close(_) => {
+            // tungstenite queued the close reply; flush it and leave.
+            let _ = ws.flush();
+            return Ok(Next::Done);
+        }
+        Message::Text(text) => s.control(shared, ws, text.as_str())?,
+        Message::Binary(bytes) => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            s.control(shared, ws, &text)?;
+        }
+        _ => {}
+    }
+    Ok(Next::Go)
 }
 
 #[cfg(test)]

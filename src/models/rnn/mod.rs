@@ -198,15 +198,15 @@ pub struct Net {
 /// The weights as matrices for one pass (column-major copies of the flat vector).
 pub(crate) struct Weights {
     /// W_ihᵀ, D × G·H.
-    pub wih_t: DMatrix<f64>,
+    pub(crate) wih_t: DMatrix<f64>,
     /// W_hhᵀ, H × G·H.
-    pub whh_t: DMatrix<f64>,
+    pub(crate) whh_t: DMatrix<f64>,
     /// W_hh, G·H × H.
-    pub whh: DMatrix<f64>,
-    pub b_ih: Vec<f64>,
-    pub b_hh: Vec<f64>,
-    pub head_w: Vec<f64>,
-    pub head_b: f64,
+    pub(crate) whh: DMatrix<f64>,
+    pub(crate) b_ih: Vec<f64>,
+    pub(crate) b_hh: Vec<f64>,
+    pub(crate) head_w: Vec<f64>,
+    pub(crate) head_b: f64,
 }
 
 /// A batch of B sequences of length T: row `t·B + b` of `xs` is step t of sequence b.
@@ -520,9 +520,9 @@ pub fn clip_grad_norm(grad: &mut [f64], max_norm: f64) -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adam {
     pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
+    pub(crate) beta1: f64,
+    pub(crate) beta2: f64,
+    pub(crate) eps: f64,
     /// Steps taken so far.
     pub step: u64,
     /// First moments (exp_avg).
@@ -792,8 +792,8 @@ pub struct Rnn {
     pub adam: Adam,
     pub seq_len: usize,
     /// Targets are divided by this before training; predictions are multiplied by it.
-    pub target_scale: f64,
-    pub clip_norm: Option<f64>,
+    pub(crate) target_scale: f64,
+    pub(crate) clip_norm: Option<f64>,
     pub threads: usize,
     /// Epochs run by `fit`, and the one whose weights were kept.
     pub epochs_run: usize,

@@ -75,9 +75,9 @@ fn each_unit(h: usize, bsz: usize, t: usize, mut f: impl FnMut(usize, usize, usi
 /// What one (unit, sample) of a backward step gives: the gradients of the G input
 /// pre-activations, of the G recurrent ones, and of `h_{t−1}` through paths other than `W_hh`.
 pub(crate) struct UnitGrad<const G: usize> {
-    pub da: [f64; G],
-    pub du: [f64; G],
-    pub dh_direct: f64,
+    pub(crate) da: [f64; G],
+    pub(crate) du: [f64; G],
+    pub(crate) dh_direct: f64,
 }
 
 /// Where a cell's recurrent gradient goes (see [`backward`]).
