@@ -315,6 +315,7 @@ mod tests {
     /// expert among noise, and noise only), with z = 2.5 every expert's regret stays within
     /// `z·√V_k + sqrt((1 + V_k)·C_T)` and the naive's within plain ML-Poly's bound; the better
     /// expert is still found.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn the_evidence_margin_keeps_the_bound() {
         let z = 2.5;
@@ -360,6 +361,7 @@ mod tests {
     /// gives an expert that has just woken the whole weight after one round in which it beat
     /// the aggregate. With the margin it must first beat it by z standard deviations of its
     /// own record.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn one_lucky_round_does_not_hand_a_newcomer_the_weight() {
         let mut recs = vec![PolyRecord::default(); 2];
@@ -390,6 +392,7 @@ mod tests {
     /// flickering gate would): plain ML-Poly follows it after its first lucky round and loses
     /// to the naive; with the margin it is followed far less, and the loss against the naive is
     /// at most a quarter of plain ML-Poly's.
+    /// Backs README claim [C10]: ML-Poly's regret bound holds against every expert, and the ensemble stays within it of naive.
     #[test]
     fn the_margin_cuts_the_cost_of_noise_wake_ups() {
         let mut rng = Rng::new(17);
