@@ -150,7 +150,7 @@ fn aggregation_cost() -> f64 {
             let open_time = t as i64 * 60_000;
             let sigma = vol.sigma(open_time).unwrap_or(1e-3);
             let forecasts: [(usize, f64); K] = std::array::from_fn(|k| (k, next() * 0.1));
-            let w = aggregate::weights(&records, &awake, 0);
+            let w = aggregate::weights(&records, &awake, 0, 2.5); // the default z as the evidence margin
             let p = aggregate::combine(&w, &forecasts);
             let (q, qf) = (aci.multiplier(), flat.multiplier());
             let y = next();

@@ -309,7 +309,8 @@ impl Ensemble {
             sums[e].1 += 1;
         }
         // The combination expert: ML-Poly over every expert that forecasts, without the gate,
-        // on its own records ([`Expert::all_record`]).
+        // on its own records ([`Expert::all_record`]), and without the evidence margin: the
+        // combination has to pass both itself before its inner weights reach the forecast.
         let all_records: Vec<aggregate::PolyRecord> = (0..groups.len())
             .map(|e| {
                 self.experts
@@ -324,7 +325,7 @@ impl Ensemble {
             .filter(|(_, &(_, n))| n > 0)
             .map(|(e, &(sum, n))| (e, sum / n as f64))
             .collect();
-        let inner_weights = aggregate::weights(&all_records, &forecasting, 0);
+        let inner_weights = aggregate::weights(&all_records, &forecasting, 0, 0.0);
         sums[combination] = (aggregate::combine(&inner_weights, &base_forecasts), 1);
         // Sleeping experts: an expert is awake once its own forecasts beat the naive by the
         // gate's margin on one of its two time scales (the naive always is). Asleep, it
@@ -355,7 +356,9 @@ impl Ensemble {
                     .map_or_else(Default::default, |x| x.record)
             })
             .collect();
-        let weights = aggregate::weights(&records, &awake, 0);
+        // Every expert but the naive needs its regret beyond z standard deviations of its own
+        // variation (the evidence margin, see [`aggregate`]).
+        let weights = aggregate::weights(&records, &awake, 0, c.z);
         let ml_poly_log_return = aggregate::combine(&weights, &awake_forecasts);
         ExpertRound {
             groups,

@@ -336,7 +336,7 @@ impl Ensemble {
             })
             .collect();
         let records: Vec<aggregate::PolyRecord> = self.experts.iter().map(|e| e.record).collect();
-        let w = aggregate::weights(&records, &awake, 0);
+        let w = aggregate::weights(&records, &awake, 0, self.config.z);
         self.experts
             .iter()
             .zip(w)
@@ -385,7 +385,7 @@ impl Ensemble {
                     .collect();
                 let all_records: Vec<aggregate::PolyRecord> =
                     self.experts.iter().map(|e| e.all_record).collect();
-                let inner = aggregate::weights(&all_records, &forecasting, 0);
+                let inner = aggregate::weights(&all_records, &forecasting, 0, 0.0);
                 let combination = self
                     .experts
                     .iter()
