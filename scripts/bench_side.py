@@ -4,9 +4,11 @@ request server, interleaved timing, the summary statistics and the Markdown tabl
 
 Method: every case is run `repeats` times on each side, ours and the reference alternating
 (the first of each pair alternates too, so neither side always runs on a warm or cold cache).
-Every run reports wall seconds and the calling thread's CPU seconds (Python's
-`time.thread_time`, the Rust bench's `/proc/thread-self/schedstat`): with one thread that is
-the work done, much less sensitive than wall time to other processes on the cores. A ratio is
+Every run reports wall seconds and CPU seconds: the reference's calling thread
+(`time.thread_time`) and the Rust bench process (read here, with `clock_gettime` on that
+process's CPU clock, at the marks the bench prints between its phases while it waits for our
+acknowledgement; see `Ours.run`). With one thread that is the work done, much less sensitive
+than wall time to other processes on the cores; both clocks count to the nanosecond. A ratio is
 ours / reference (< 1: ours is faster), shown for the best and for the median of the runs.
 
 Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, for two runs
@@ -49,13 +51,40 @@ class Ours:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
 
+    def cpu(self):
+        """The Rust bench process's CPU seconds (all its threads), or None off Linux. Linux
+        gives every process a CPU clock, id ((~pid) << 3) | 2 (CPUCLOCK_SCHED), readable by
+        any process that may see it; unlike /proc's schedstat totals, which move only at
+        scheduler ticks, it includes the running slice."""
+        try:
+            return time.clock_gettime(((~self.proc.pid) << 3) | 2)
+        except (OSError, AttributeError):
+            return None
+
     def run(self, *words):
+        """One request: the bench's answer, with `PHASE_cpu_s` for every phase it marked
+        after its first mark ("start"): our CPU clock at that mark less at the previous one.
+        The bench waits for the acknowledgement of each mark without using CPU, so the reading
+        falls between its phases."""
         self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
         self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the Rust bench exited ({self.proc.wait()})")
-        return json.loads(line)
+        cpu, last = {}, None
+        while True:
+            line = self.proc.stdout.readline()
+            now = self.cpu()
+            if not line:
+                raise RuntimeError(f"the Rust bench exited ({self.proc.wait()})")
+            out = json.loads(line)
+            if list(out) != ["phase"]:
+                break
+            if last is not None and now is not None:
+                cpu[f"{out['phase']}_cpu_s"] = now - last
+            last = now
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+        if "error" not in out:
+            out.update(cpu)
+        return out
 
     def close(self):
         self.proc.stdin.close()
