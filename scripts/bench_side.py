@@ -13,7 +13,9 @@ ours / reference (< 1: ours is faster), shown for the best and for the median of
 
 Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, for two runs
 saved with `--json-out`, every ratio of both and their relative difference (the
-reproducibility check: two runs should agree within 10 %).
+reproducibility check: two runs should agree within 10 %), and
+`python3 scripts/bench_side.py table RUN.json ...` prints the fit and predict tables of one or
+more saved runs (e.g. the sizes of one run and a larger size run apart) with each run's load.
 """
 
 import json
@@ -175,8 +177,8 @@ def tables(results, ref_name, extra=()):
                             [""] * (len(headers) - 4))
                 continue
             rat = ratios(ref, ours)
-            row = [case, n, fmt(ref[f"{phase} cpu best"], ".4f"),
-                   fmt(ours[f"{phase} cpu best"], ".4f")]
+            row = [case, n, fmt(ref[f"{phase} cpu best"], ".3g"),
+                   fmt(ours[f"{phase} cpu best"], ".3g")]
             row += [fmt(rat[f"{phase} {s}"], ".2f") for s in RATIOS]
             if phase == "fit":
                 row += [fn(ref, ours) for _, fn in extra]
@@ -222,7 +224,27 @@ def compare(path_a, path_b):
     return 0 if worst <= 0.10 else 1
 
 
+def table(paths):
+    """The tables of the saved runs `paths`, in order, and a line per run on how it ran."""
+    results, ref_name = [], "ref"
+    for path in paths:
+        with open(path) as f:
+            run = json.load(f)
+        meta = run["meta"]
+        ref_name = "xgb" if meta["reference"].lower().startswith("xgboost") else "sklearn"
+        print(f"{os.path.basename(path)}: {meta['reference']}, {meta['threads']} thread(s), "
+              f"{meta['repeats']} interleaved runs per side, load average before "
+              f"{meta['load_before']}, after {meta['load_after']}")
+        results += [(r["case"], r["rows"], r["reference"], r["ours"]) for r in run["results"]]
+    spec = ".4e" if ref_name == "xgb" else ".4f"
+    print()
+    print(rmse_tables(results, ref_name, spec))
+    return 0
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3]))
-    sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json")
+    if len(sys.argv) >= 3 and sys.argv[1] == "table":
+        sys.exit(table(sys.argv[2:]))
+    sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json | table RUN.json ...")
