@@ -11,6 +11,7 @@ use crate::ensemble::{
 use crate::error::Error;
 use crate::features::{DEFAULT_HORIZON, MAX_HORIZON};
 use crate::kline::{Interval, Symbol};
+use crate::layout::{folder_name, Dirs, SymbolLayout};
 use crate::live::StreamSpec;
 use crate::models::fit::DEFAULT_SVR_ROWS;
 use crate::models::ModelKind;
@@ -23,9 +24,11 @@ klinecast: forecasts the next kline close from Binance klines and keeps learning
 USAGE:
   klinecast demo          [--data FILE] [--speed X] [--klines N] [--work-dir DIR] [--horizon H]
                           [--seed S]
-  klinecast collect       [--symbol BTCUSDT] [--interval 1m] [--start YYYY-MM-DD | --days N]
-                          [--end YYYY-MM-DD] [--data-dir DIR] [--rest-url URL]
-  klinecast train         [--data FILE] [--models-dir DIR] [--holdout 0.2] [--max-rows N]
+  klinecast collect       [--symbol BTCUSDT | --symbols A,B,…] [--interval 1m]
+                          [--start YYYY-MM-DD | --days N] [--end YYYY-MM-DD] [--data-dir DIR]
+                          [--rest-url URL]
+  klinecast train         [--symbol BTCUSDT | --symbols A,B,… | --data FILE] [--interval 1m]
+                          [--data-dir DIR] [--models-dir DIR] [--holdout 0.2] [--max-rows N]
                           [--horizon H] [--svr-rows N] [--seed S] [--json]
   klinecast stream        [--symbol BTCUSDT] [--interval 1m] [--data-dir DIR] [--models-dir DIR]
                           [--log-dir DIR] [--rest-url URL] [--ws-url URL] [--window 15]
@@ -39,8 +42,10 @@ USAGE:
   klinecast replay-server --data FILE[,FILE…] [--port P] [--speed X] [--start-row N]
                           [--faults SPEC]
   klinecast describe      [--data FILE] [--html FILE]
-  klinecast report        [--data-dir DIR] [--log-dir DIR] [--hours 24] [--html FILE]
-  klinecast status        [--data-dir DIR] [--log-dir DIR] [--json]   (exit 1 when stale)
+  klinecast report        [--symbols A,B,…] [--interval 1m] [--data-dir DIR] [--log-dir DIR]
+                          [--models-dir DIR] [--hours 24] [--html FILE]
+  klinecast status        [--symbols A,B,…] [--interval 1m] [--data-dir DIR] [--log-dir DIR]
+                          [--models-dir DIR] [--json]   (exit 1 when any symbol is stale)
   klinecast help | --help | -h
   klinecast version | --version | -V
 
@@ -81,16 +86,20 @@ pub struct DescribeArgs {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportArgs {
-    pub(crate) data_dir: PathBuf,
-    pub(crate) log_dir: PathBuf,
+    /// `--symbols`/`--symbol`; empty: every store in the data directory.
+    pub(crate) symbols: Vec<Symbol>,
+    pub(crate) interval: Interval,
+    pub(crate) dirs: Dirs,
     pub(crate) hours: f64,
     pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusArgs {
-    pub(crate) data_dir: PathBuf,
-    pub(crate) log_dir: PathBuf,
+    /// `--symbols`/`--symbol`; empty: every store in the data directory.
+    pub(crate) symbols: Vec<Symbol>,
+    pub(crate) interval: Interval,
+    pub(crate) dirs: Dirs,
     pub(crate) json: bool,
 }
 
@@ -105,7 +114,9 @@ pub enum Start {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectArgs {
-    pub(crate) symbol: Symbol,
+    /// `--symbols A,B` or `--symbol X`: backfilled one after the other, sharing one REST client
+    /// (one request-weight budget).
+    pub(crate) symbols: Vec<Symbol>,
     pub(crate) interval: Interval,
     pub(crate) start: Start,
     /// Exclusive end (00:00 UTC of the given date), in ms; `None` = up to the server's now.
@@ -116,13 +127,24 @@ pub struct CollectArgs {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainArgs {
-    pub(crate) data: PathBuf,
-    pub(crate) models_dir: PathBuf,
+    /// What to train on, and where each set of models goes.
+    pub(crate) sets: Vec<TrainSet>,
     pub(crate) holdout: f64,
     pub(crate) max_rows: Option<usize>,
     /// `--horizon`, `--svr-rows`, `--seed`.
     pub(crate) learn: LearnSettings,
     pub(crate) json: bool,
+}
+
+/// One set of models `train` fits: a kline file, and the folder whose `Trained/` it replaces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSet {
+    /// `BTCUSDT 1m`, or the file's name when it does not say its symbol.
+    pub(crate) label: String,
+    pub(crate) data: PathBuf,
+    /// `models/<SYMBOL>_<interval>` (the models of that symbol), or `--models-dir` itself with
+    /// `--data FILE --models-dir DIR`.
+    pub(crate) models: PathBuf,
 }
 
 /// `train`, `stream`, `backtest` and `demo` take the learning settings as [`LearnSettings`]:
@@ -200,7 +222,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 }
             }
             Command::Collect(CollectArgs {
-                symbol: symbol(&mut flags)?,
+                symbols: symbols(&mut flags)?.unwrap_or_else(|| vec![default_symbol()]),
                 interval: interval(&mut flags)?,
                 start,
                 end,
@@ -209,8 +231,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             })
         }
         "train" => Command::Train(TrainArgs {
-            data: flags.path("--data", "data/BTCUSDT_1m.csv")?,
-            models_dir: flags.path("--models-dir", "models")?,
+            sets: train_sets(&mut flags)?,
             holdout: flags.parsed(
                 "--holdout",
                 0.2,
@@ -296,14 +317,16 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             html: flags.take("--html")?.map(PathBuf::from),
         }),
         "report" => Command::Report(ReportArgs {
-            data_dir: flags.path("--data-dir", "data")?,
-            log_dir: flags.path("--log-dir", "log")?,
+            symbols: symbols(&mut flags)?.unwrap_or_default(),
+            interval: interval(&mut flags)?,
+            dirs: dirs(&mut flags)?,
             hours: hours(&mut flags)?,
             html: flags.take("--html")?.map(PathBuf::from),
         }),
         "status" => Command::Status(StatusArgs {
-            data_dir: flags.path("--data-dir", "data")?,
-            log_dir: flags.path("--log-dir", "log")?,
+            symbols: symbols(&mut flags)?.unwrap_or_default(),
+            interval: interval(&mut flags)?,
+            dirs: dirs(&mut flags)?,
             json: flags.switch("--json"),
         }),
         other => return Err(usage(&format!("unknown command {other:?}"))),
@@ -329,6 +352,104 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
             range.end()
         ))),
     }
+}
+
+fn default_symbol() -> Symbol {
+    Symbol::parse("BTCUSDT").unwrap_or_else(|_| unreachable!("BTCUSDT is a valid symbol"))
+}
+
+/// `--symbols A,B,C` or `--symbol X` (one); `None` when neither is given. Each symbol once, in
+/// the order given; both flags together, an empty entry or a repeated symbol is a usage error.
+fn symbols(flags: &mut Flags) -> Result<Option<Vec<Symbol>>, Error> {
+    let one = flags.take("--symbol")?;
+    let many = flags.take("--symbols")?;
+    let text = match (one, many) {
+        (Some(_), Some(_)) => {
+            return Err(usage(
+                "--symbol and --symbols cannot be used together: give --symbols A,B,C",
+            ))
+        }
+        (Some(one), None) => one,
+        (None, Some(many)) => many,
+        (None, None) => return Ok(None),
+    };
+    let mut list: Vec<Symbol> = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let symbol = Symbol::parse(name).map_err(Error::Usage)?;
+        if list.contains(&symbol) {
+            return Err(usage(&format!("{symbol} is given twice in --symbols")));
+        }
+        list.push(symbol);
+    }
+    Ok(Some(list))
+}
+
+/// `--data-dir`, `--models-dir`, `--log-dir` (defaults `data`, `models`, `log`).
+fn dirs(flags: &mut Flags) -> Result<Dirs, Error> {
+    Ok(Dirs {
+        data: flags.path("--data-dir", "data")?,
+        models: flags.path("--models-dir", "models")?,
+        log: flags.path("--log-dir", "log")?,
+    })
+}
+
+/// `train`'s sets: `--symbols`/`--symbol` (default BTCUSDT) read each symbol's store in
+/// `--data-dir` and write `<models-dir>/<SYMBOL>_<interval>/Trained`. `--data FILE` trains one
+/// file: with `--models-dir DIR` into `DIR/Trained` (as before the many-symbols layout),
+/// without it into the folder of the symbol the file's name says (`<SYMBOL>_<interval>.csv`).
+fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
+    let symbols = symbols(flags)?;
+    let interval_flag = flags.take("--interval")?;
+    let data_dir = flags.take("--data-dir")?;
+    let models_dir = flags.take("--models-dir")?;
+    if let Some(file) = flags.take("--data")? {
+        if symbols.is_some() || interval_flag.is_some() || data_dir.is_some() {
+            return Err(usage(
+                "--data FILE trains that one file: leave out --symbol(s), --interval and                  --data-dir (they choose stores in the data directory instead)",
+            ));
+        }
+        let data = PathBuf::from(file);
+        let label = data.file_name().map_or_else(
+            || data.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        if let Some(dir) = models_dir {
+            return Ok(vec![TrainSet {
+                label,
+                data,
+                models: PathBuf::from(dir),
+            }]);
+        }
+        let (symbol, interval) = crate::store::parse_file_name(&data).map_err(|e| {
+            usage(&format!(
+                "{e}; or give --models-dir DIR to write its models to DIR/Trained"
+            ))
+        })?;
+        return Ok(vec![TrainSet {
+            label: format!("{symbol} {interval}"),
+            data,
+            models: PathBuf::from("models").join(folder_name(&symbol, interval)),
+        }]);
+    }
+    let interval =
+        Interval::parse(interval_flag.as_deref().unwrap_or("1m")).map_err(Error::Usage)?;
+    let dirs = Dirs {
+        data: PathBuf::from(data_dir.unwrap_or_else(|| "data".to_string())),
+        models: PathBuf::from(models_dir.unwrap_or_else(|| "models".to_string())),
+        log: PathBuf::from("log"),
+    };
+    Ok(symbols
+        .unwrap_or_else(|| vec![default_symbol()])
+        .iter()
+        .map(|symbol| {
+            let layout = SymbolLayout::new(&dirs, symbol, interval);
+            TrainSet {
+                label: format!("{symbol} {interval}"),
+                data: layout.store,
+                models: layout.models,
+            }
+        })
+        .collect())
 }
 
 fn symbol(flags: &mut Flags) -> Result<Symbol, Error> {
@@ -570,7 +691,7 @@ mod tests {
         let Ok(Command::Collect(c)) = p(&["collect"]) else {
             panic!("collect parses")
         };
-        assert_eq!(c.symbol.as_str(), "BTCUSDT");
+        assert_eq!(c.symbols, [Symbol::parse("BTCUSDT").expect("symbol")]);
         assert_eq!(c.interval, Interval::ONE_MINUTE);
         assert_eq!(c.start, Start::Days(1095));
         assert_eq!(c.rest_url, DEFAULT_REST_URL);
@@ -588,7 +709,7 @@ mod tests {
         ) else {
             panic!("collect parses")
         };
-        assert_eq!(c.symbol.as_str(), "ETHUSDT");
+        assert_eq!(c.symbols, [Symbol::parse("ETHUSDT").expect("symbol")]);
         assert_eq!(c.start, Start::Date(1_704_067_200_000));
         assert_eq!(c.end, Some(1_706_745_600_000));
         assert_eq!(c.rest_url, "http://127.0.0.1:9");
@@ -630,12 +751,83 @@ mod tests {
             &["replay-server", "--data", "x.csv", "--speed", "-1"],
             &["frobnicate"],
             &["train", "stray"],
+            &["collect", "--symbol", "A1", "--symbols", "B1,C1"],
+            &["collect", "--symbols", "ETHUSDT,,BTCUSDT"],
+            &["collect", "--symbols", "ETHUSDT,ethusdt"],
+            &["train", "--data", "x.csv"],
+            &[
+                "train",
+                "--data",
+                "d/ETHUSDT_1m.csv",
+                "--symbols",
+                "ETHUSDT",
+            ],
+            &["status", "--symbols", "a/b"],
         ] {
             match p(bad) {
                 Err(e) => assert_eq!(e.exit_code(), 2, "{bad:?}: {e}"),
                 Ok(c) => panic!("{bad:?} parsed as {c:?}"),
             }
         }
+    }
+
+    #[test]
+    fn symbols_name_each_symbol_s_store_and_models() {
+        let sym = |s: &str| Symbol::parse(s).expect("symbol");
+        let Ok(Command::Collect(c)) = p(&["collect", "--symbols", "ethusdt, BTCUSDT"]) else {
+            panic!("collect parses")
+        };
+        assert_eq!(c.symbols, [sym("ETHUSDT"), sym("BTCUSDT")]);
+        let set = |label: &str, data: &str, models: &str| TrainSet {
+            label: label.to_string(),
+            data: PathBuf::from(data),
+            models: PathBuf::from(models),
+        };
+        let Ok(Command::Train(t)) = p(&[
+            "train",
+            "--symbols",
+            "ETHUSDT,XRPUSDT",
+            "--interval",
+            "1h",
+            "--data-dir",
+            "d",
+        ]) else {
+            panic!("train parses")
+        };
+        assert_eq!(
+            t.sets,
+            [
+                set("ETHUSDT 1h", "d/ETHUSDT_1h.csv", "models/ETHUSDT_1h"),
+                set("XRPUSDT 1h", "d/XRPUSDT_1h.csv", "models/XRPUSDT_1h"),
+            ]
+        );
+        let Ok(Command::Train(t)) = p(&["train"]) else {
+            panic!("train parses")
+        };
+        assert_eq!(
+            t.sets,
+            [set(
+                "BTCUSDT 1m",
+                "data/BTCUSDT_1m.csv",
+                "models/BTCUSDT_1m"
+            )]
+        );
+        let Ok(Command::Train(t)) = p(&["train", "--data", "x/ETHUSDT_5m.csv"]) else {
+            panic!("train parses")
+        };
+        assert_eq!(
+            t.sets,
+            [set("ETHUSDT 5m", "x/ETHUSDT_5m.csv", "models/ETHUSDT_5m")]
+        );
+        let Ok(Command::Status(s)) = p(&["status"]) else {
+            panic!("status parses")
+        };
+        assert!(s.symbols.is_empty());
+        assert_eq!(s.dirs.log, PathBuf::from("log"));
+        let Ok(Command::Report(r)) = p(&["report", "--symbol", "ethusdt"]) else {
+            panic!("report parses")
+        };
+        assert_eq!(r.symbols, [sym("ETHUSDT")]);
     }
 
     #[test]
@@ -651,6 +843,8 @@ mod tests {
             "train",
             "--data",
             "d.csv",
+            "--models-dir",
+            "m",
             "--json",
             "--max-rows",
             "5000",
@@ -659,7 +853,14 @@ mod tests {
         ]) else {
             panic!("train parses")
         };
-        assert_eq!(t.data, PathBuf::from("d.csv"));
+        assert_eq!(
+            t.sets,
+            [TrainSet {
+                label: "d.csv".to_string(),
+                data: PathBuf::from("d.csv"),
+                models: PathBuf::from("m"),
+            }]
+        );
         assert!(t.json);
         assert_eq!(
             (t.max_rows, t.learn.seed, t.holdout, t.learn.horizon),

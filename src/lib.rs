@@ -35,6 +35,7 @@ pub mod store;
 pub(crate) mod testutil;
 pub mod time;
 pub mod train;
+pub mod upgrade;
 
 use cli::Command;
 pub use error::Error;

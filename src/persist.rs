@@ -586,7 +586,7 @@ pub(crate) fn save_trained_set(
 
 /// Brings `<models_dir>` back to one whole set after a cut [`save_trained_set`]: a `Trained.old`
 /// without `Trained` is renamed back, a leftover `Trained.old` or `Trained.new` is removed.
-fn recover_trained_set(models_dir: &Path) -> io::Result<()> {
+pub(crate) fn recover_trained_set(models_dir: &Path) -> io::Result<()> {
     let live = models_dir.join(TRAINED_DIR);
     let previous = models_dir.join(PREVIOUS_DIR);
     if previous.exists() {

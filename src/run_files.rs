@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use crate::ensemble::report::WindowReport;
 use crate::error::Error;
+use crate::kline::{Interval, Symbol};
+use crate::layout::{Dirs, Legacy, SymbolLayout};
 use crate::live::events::LogEvent;
 use crate::live::predictions::{self, PredictionRow};
 use crate::live::window_log::LoggedWindow;
-use crate::{log, store};
+use crate::{log, store, upgrade};
 
 /// One forecaster's score in one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,26 +137,103 @@ pub struct RunFiles {
     pub log: Vec<(i64, LogEvent)>,
 }
 
-/// The kline store of a data directory: `--symbol`/`--interval` when given, else the most
-/// recently modified `<SYMBOL>_<interval>.csv`.
-pub(crate) fn find_store(data_dir: &Path) -> Option<PathBuf> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(data_dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("csv")
-            || store::parse_file_name(&path).is_err()
-        {
-            continue;
-        }
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH);
-        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-            best = Some((modified, path));
-        }
+/// One series' files as `report` and `status` read them: the many-symbols layout's, or, for the
+/// symbol that owns them ([`crate::upgrade::legacy_owner`]), the single-symbol layout's where
+/// the new ones do not exist yet (an installation `stream` has not upgraded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeriesFiles {
+    pub(crate) symbol: Symbol,
+    pub(crate) interval: Interval,
+    pub(crate) store: PathBuf,
+    pub(crate) predictions: PathBuf,
+    pub(crate) window_log: PathBuf,
+}
+
+impl SeriesFiles {
+    /// `BTCUSDT 1m`.
+    pub(crate) fn label(&self) -> String {
+        format!("{} {}", self.symbol, self.interval)
     }
-    best.map(|(_, p)| p)
+}
+
+/// The series to read: `symbols` at `interval`, or, when `symbols` is empty, every kline store
+/// (`<SYMBOL>_<interval>.csv`) in the data directory, by name.
+pub(crate) fn series_to_read(
+    dirs: &Dirs,
+    symbols: &[Symbol],
+    interval: Interval,
+) -> Vec<SeriesFiles> {
+    let named: Vec<(Symbol, Interval)> = if symbols.is_empty() {
+        stores_in(&dirs.data)
+    } else {
+        symbols.iter().map(|s| (s.clone(), interval)).collect()
+    };
+    let owner = match named.as_slice() {
+        [(one, _)] => Some(one.clone()),
+        [(_, first), rest @ ..] if rest.iter().all(|(_, iv)| iv == first) => {
+            let given: Vec<Symbol> = named.iter().map(|(s, _)| s.clone()).collect();
+            match upgrade::legacy_owner(dirs, &given, *first) {
+                upgrade::Owner::Symbol(s) => Some(s),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let legacy = Legacy::new(dirs);
+    named
+        .into_iter()
+        .map(|(symbol, interval)| {
+            let layout = SymbolLayout::new(dirs, &symbol, interval);
+            let owns = owner.as_ref() == Some(&symbol);
+            let pick = |new: PathBuf, old: &Path| {
+                if owns && !new.exists() && old.exists() {
+                    old.to_path_buf()
+                } else {
+                    new
+                }
+            };
+            SeriesFiles {
+                predictions: pick(layout.predictions(), &legacy.predictions),
+                window_log: pick(layout.window_log(), &legacy.window_log),
+                store: layout.store,
+                symbol,
+                interval,
+            }
+        })
+        .collect()
+}
+
+/// Milliseconds since `path` was last written, by the wall clock `now` (ms); `None` when it
+/// cannot be told (no such file).
+pub(crate) fn age_ms(path: &Path, now: i64) -> Option<i64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let ms = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as i64;
+    Some((now - ms).max(0))
+}
+
+/// Every `<SYMBOL>_<interval>.csv` in `data_dir`, sorted by name.
+fn stores_in(data_dir: &Path) -> Vec<(Symbol, Interval)> {
+    let mut found: Vec<(String, Symbol, Interval)> = std::fs::read_dir(data_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let (symbol, interval) = store::parse_file_name(&path).ok()?;
+            path.is_file().then(|| {
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    symbol,
+                    interval,
+                )
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.into_iter().map(|(_, s, i)| (s, i)).collect()
 }
 
 /// Largest `predictions.csv` or log file `report` reads (1 GiB: predictions.csv grows by about
@@ -261,32 +340,34 @@ pub fn read_windows(path: &Path, text: &str) -> (Vec<Window>, Option<String>) {
 }
 
 impl RunFiles {
-    /// Reads the files of a run; missing files give empty parts, never an error. A warning
-    /// names each file whose lines could not all be read (they are left out of the run; the
-    /// files are only read).
+    /// Reads the files of one series of a run (the stream's log in `log_dir` is shared by every
+    /// series); missing files give empty parts, never an error, except a missing kline store. A
+    /// warning names each file whose lines could not all be read (they are left out of the run;
+    /// the files are only read).
     pub(crate) fn read_with_warnings(
-        data_dir: &Path,
+        series: &SeriesFiles,
         log_dir: &Path,
     ) -> Result<(RunFiles, Vec<String>), Error> {
-        let store_path = find_store(data_dir).ok_or_else(|| {
-            Error::Data(format!(
-                "{}: no kline store (<SYMBOL>_<interval>.csv) found; give the --data-dir of a \
-                 stream",
-                data_dir.display()
-            ))
-        })?;
-        let (symbol, interval) = store::parse_file_name(&store_path)?;
-        let series = store::load_series(&store_path)?;
-        let closes = series.closes();
-        let predictions = data_dir.join("predictions.csv");
-        let (forecasts, w1) = read_predictions(&predictions, &read_text(&predictions)?);
-        let jsonl = log_dir.join("ensemble.jsonl");
-        let (windows, w2) = read_windows(&jsonl, &read_rotated(&jsonl)?);
+        if !series.store.is_file() {
+            return Err(Error::Data(format!(
+                "{}: no kline store for {}; give the --data-dir of a stream, or collect it with \
+                 `klinecast collect --symbol {} --interval {}`",
+                series.store.display(),
+                series.label(),
+                series.symbol,
+                series.interval
+            )));
+        }
+        let data = store::load_series(&series.store)?;
+        let closes = data.closes();
+        let (forecasts, w1) =
+            read_predictions(&series.predictions, &read_text(&series.predictions)?);
+        let (windows, w2) = read_windows(&series.window_log, &read_rotated(&series.window_log)?);
         let log = parse_stream_log(&read_rotated(&log_dir.join("stream.log"))?);
         let files = RunFiles {
-            store_path,
-            symbol: symbol.to_string(),
-            interval_ms: interval.ms(),
+            store_path: series.store.clone(),
+            symbol: series.symbol.to_string(),
+            interval_ms: series.interval.ms(),
             closes,
             forecasts,
             windows,

@@ -3,7 +3,6 @@
 //! in-process replay server with injected faults), survives `kill -9` and resumes to exactly
 //! the rows of the source file. Loopback only.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -76,28 +75,16 @@ fn usage_errors_exit_2_without_network() {
 fn collect_against_the_replay_server_process() {
     let dir = TempDir::new("collect-e2e");
     // The replay server needs a <SYMBOL>_<interval>.csv name: the sample already has one.
-    let mut server = common::klinecast_command();
-    server
-        .args(["replay-server", "--data", SAMPLE, "--start-row", "20000"])
-        .args([
-            "--speed",
-            "60",
-            "--faults",
-            "429-every=8,500-every=9,torn-every=10",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut server = KillOnDrop(server.spawn().expect("start replay-server"));
-    let stdout = server.0.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let rest = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rest="))
-        .unwrap_or_else(|| panic!("no rest= in {line:?}"))
-        .to_string();
+    let (_server, rest) = common::spawn_replay_server(&[
+        "--data",
+        SAMPLE,
+        "--start-row",
+        "20000",
+        "--speed",
+        "60",
+        "--faults",
+        "429-every=8,500-every=9,torn-every=10",
+    ]);
     let data_dir = dir.join("data");
     let out = run(collect(&rest, &data_dir, &[]));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -140,6 +127,66 @@ fn collect_against_the_replay_server_process() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("-1121"), "{stderr}");
+}
+
+/// `collect --symbols` of three symbols against one replay server serving two of them
+/// (`--data A.csv,B.csv`, with 429s and 500s): both served stores are filled byte for byte from
+/// their sources through one REST client, the unknown symbol between them is named with
+/// Binance's -1121 and does not stop the next one, and the run exits 1 naming it.
+#[test]
+fn collect_symbols_fills_each_store_byte_exact_and_names_the_unknown_one() {
+    let dir = TempDir::new("collect-symbols");
+    let sources = dir.join("sources");
+    std::fs::create_dir_all(&sources).expect("mkdir");
+    let avax = std::fs::read_to_string(SAMPLE).expect("read sample");
+    let avax: String = avax.lines().take(3001).map(|l| format!("{l}\n")).collect();
+    let avax_path = sources.join("AVAXUSDT_1m.csv");
+    std::fs::write(&avax_path, &avax).expect("write");
+    // BTCUSDT 1m of January 2020: wholly before the clock (set by the first file), so all served.
+    let btc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/BTCUSDT_1m.csv");
+    let data = format!("{},{}", avax_path.display(), btc_path.display());
+    let (_server, rest) = common::spawn_replay_server(&[
+        "--data",
+        &data,
+        "--start-row",
+        "2500",
+        "--faults",
+        "429-every=7,500-every=11",
+    ]);
+    let data_dir = dir.join("data");
+    let mut cmd = common::klinecast_command();
+    cmd.args(["collect", "--symbols", "AVAXUSDT,NOPEUSDT,BTCUSDT"])
+        .args(["--start", "2020-01-01", "--rest-url", &rest])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env_remove("KLINECAST_REST_URL");
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("klinecast: error: NOPEUSDT 1m: ") && stderr.contains("-1121"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("collect failed for 1 of 3 symbols: NOPEUSDT"),
+        "{stderr}"
+    );
+    // Its store, created by this run and never filled, is not left behind.
+    assert!(!data_dir.join("NOPEUSDT_1m.csv").exists());
+    // The still-open kline at row 2500 (and the one that closed less than 2 s before) is not
+    // stored: the store is the source's first rows, byte for byte.
+    let stored = std::fs::read_to_string(data_dir.join("AVAXUSDT_1m.csv")).expect("read");
+    assert!(
+        avax.starts_with(&stored),
+        "AVAXUSDT is not a prefix of its source"
+    );
+    let rows = stored.lines().count() - 1;
+    assert!(rows >= 2499, "{rows}");
+    assert_eq!(
+        std::fs::read(data_dir.join("BTCUSDT_1m.csv")).expect("read"),
+        std::fs::read(&btc_path).expect("read source"),
+        "BTCUSDT store differs from its source"
+    );
 }
 
 /// Backs README claim [C4]: A collect killed at any moment and rerun leaves the same bytes as one uninterrupted run.

@@ -634,6 +634,130 @@ fn status_running_stopped_and_stale() {
     assert!(s["holder"].as_str().expect("holder").starts_with("pid "));
 }
 
+/// Backs README claim [C22]: status gives one line (or JSON object) per symbol and exits 1 when any symbol is stale; report writes an overview linking each symbol's page.
+///
+/// Two symbols in the many-symbols layout under one running stream: ETHUSDT's store not
+/// written for 4 minutes (stale), BTCUSDT's fresh with its forecasts and windows in its own
+/// folders. `status` (every store found, or `--symbols`) says so per symbol; `report --symbols
+/// … --html` writes the overview and each symbol's page beside it.
+#[test]
+fn status_and_report_per_symbol() {
+    let tmp = TempDir::new("status-symbols");
+    let (data, log) = run_dirs(&tmp, 30);
+    fs::copy(data.join("BTCUSDT_1m.csv"), data.join("ETHUSDT_1m.csv")).expect("copy");
+    File::options()
+        .write(true)
+        .open(data.join("ETHUSDT_1m.csv"))
+        .expect("store")
+        .set_modified(SystemTime::now() - Duration::from_secs(240))
+        .expect("mtime");
+    let t0 = 1_577_836_800_000i64;
+    let mut preds = format!("{PRED_HEADER}\n");
+    for k in 1..30 {
+        let t = t0 + k * 60_000;
+        let row = PredictionRow {
+            target_open_time: t,
+            forecast: 7200.5,
+            naive: 7200.0,
+            ensemble_version: 1,
+            made_after_open_time: t - 60_000,
+            lower: 7190.0,
+            upper: 7210.0,
+        };
+        preds.push_str(&format!("{}\n", row.to_csv_line()));
+    }
+    fs::create_dir_all(data.join("BTCUSDT_1m")).expect("dir");
+    fs::write(data.join("BTCUSDT_1m/predictions.csv"), preds).expect("predictions");
+    let _lock = hold_lock(
+        &data,
+        &format!(
+            "pid {} started 2026-07-21 10:00:00.000Z",
+            std::process::id()
+        ),
+    );
+
+    let out = status_output(&data, &log, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        (&lines[0]["symbol"], &lines[0]["healthy"]),
+        (&"BTCUSDT".into(), &true.into())
+    );
+    assert!(
+        lines[0]["forecast_age_s"]
+            .as_f64()
+            .is_some_and(|a| a < 60.0),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        (&lines[1]["symbol"], &lines[1]["healthy"]),
+        (&"ETHUSDT".into(), &false.into())
+    );
+    assert!(lines[1]["forecast_age_s"].is_null(), "{}", lines[1]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains(
+            "1 of 2 symbols not healthy: ETHUSDT (stale: running, but no kline stored for 4 min"
+        ),
+        "{err}"
+    );
+    let out = status_output(&data, &log, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let row = |symbol: &str| {
+        text.lines()
+            .find(|l| l.starts_with(symbol))
+            .unwrap_or_else(|| panic!("no {symbol} line in {text}"))
+            .to_string()
+    };
+    assert!(row("BTCUSDT").ends_with(" healthy"), "{text}");
+    assert!(row("ETHUSDT").contains(" stale: "), "{text}");
+    let out = status_output(&data, &log, &["--symbols", "BTCUSDT"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = status_output(&data, &log, &["--symbols", "ETHUSDT,BTCUSDT", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("{\"data_dir\""),
+        "{}",
+        stdout(&out)
+    );
+
+    let page = tmp.path().join("pages/r.html");
+    let printed = run_ok(&[
+        "report",
+        "--symbols",
+        "BTCUSDT,ETHUSDT",
+        "--data-dir",
+        arg(&data),
+        "--log-dir",
+        arg(&log),
+        "--html",
+        arg(&page),
+    ]);
+    assert!(printed.contains("== BTCUSDT 1m ==") && printed.contains("== ETHUSDT 1m =="));
+    // The overview links only to the pages beside it; otherwise the same checks as every page.
+    let overview = fs::read_to_string(&page).expect("overview");
+    well_formed(&overview).unwrap_or_else(|e| panic!("overview not well-formed: {e}"));
+    fits_desktop_and_phone(&overview);
+    assert_eq!(overview.matches("href=\"").count(), 2, "{overview}");
+    for bad in ["<script", "src=\"", "@import", "@font-face", "url("] {
+        assert!(!overview.contains(bad), "{bad}");
+    }
+    assert!(overview.contains("<a href=\"r-BTCUSDT_1m.html\">BTCUSDT 1m</a>"));
+    assert!(overview.contains("<a href=\"r-ETHUSDT_1m.html\">ETHUSDT 1m</a>"));
+    // BTCUSDT's 29 forecasts: 7190 .. 7210 around closes near 7200.
+    assert!(overview.contains("7190.00 .. 7210.00"), "{overview}");
+    for symbol in ["BTCUSDT", "ETHUSDT"] {
+        let (own, _) = read_page(&tmp.path().join(format!("pages/r-{symbol}_1m.html")));
+        assert!(own.contains(&format!("<h1>{symbol}: forecasts and health</h1>")));
+    }
+}
+
 /// The demo on the 1-hour series: the real train + replay server + stream code with an `1h`
 /// interval, then `report` and `status` on its files.
 #[test]

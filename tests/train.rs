@@ -136,6 +136,84 @@ fn empty_file_is_refused_with_exit_1() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("klinecast: error:"));
     assert!(!models.join("Trained").exists());
-    let missing = train(&["--data", dir.join("nope.csv").to_str().expect("utf-8")]);
+    let missing = train(&["--data", dir.join("NOPE_1m.csv").to_str().expect("utf-8")]);
     assert_eq!(missing.status.code(), Some(1));
+    // A file whose name does not say its symbol needs --models-dir: which models it replaces.
+    let unnamed = train(&["--data", dir.join("nope.csv").to_str().expect("utf-8")]);
+    assert_eq!(unnamed.status.code(), Some(2));
+    assert!(
+        text(&unnamed.stderr).contains("or give --models-dir DIR"),
+        "{}",
+        text(&unnamed.stderr)
+    );
+}
+
+/// The first `rows` data lines of the sample after skipping `skip`, under `name` in `dir`.
+fn store_of(dir: &Path, name: &str, skip: usize, rows: usize) -> std::path::PathBuf {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/AVAXUSDT_1m.csv");
+    let text = fs::read_to_string(&sample).expect("read data/AVAXUSDT_1m.csv");
+    let lines: Vec<&str> = text.lines().collect();
+    let body: Vec<&str> = lines[1 + skip..1 + skip + rows].to_vec();
+    let path = dir.join(name);
+    fs::write(&path, format!("{}\n{}\n", lines[0], body.join("\n"))).expect("write store");
+    path
+}
+
+/// `train --symbols` of three symbols, the middle one's store corrupt: the two good ones are
+/// trained from their own stores into their own folders (`models/<SYMBOL>_1m/Trained`), the bad
+/// one is named with its line and leaves no folder, and the run exits 1 naming it at the end.
+#[test]
+fn train_symbols_writes_each_folder_and_names_a_corrupt_store() {
+    let dir = TempDir::new("train-symbols");
+    let data = dir.join("data");
+    fs::create_dir_all(&data).expect("mkdir");
+    store_of(&data, "ETHUSDT_1m.csv", 0, 400);
+    let bad = store_of(&data, "XRPUSDT_1m.csv", 0, 400);
+    let mut text_bad = fs::read_to_string(&bad).expect("read");
+    text_bad = text_bad.replacen("\n", "\nnot,a,kline\n", 5);
+    fs::write(&bad, text_bad).expect("corrupt");
+    store_of(&data, "SOLUSDT_1m.csv", 1000, 300);
+    let models = dir.join("models");
+    let out = common::klinecast_command()
+        .args([
+            "train",
+            "--symbols",
+            "ETHUSDT,XRPUSDT,SOLUSDT",
+            "--svr-rows",
+            "100",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--models-dir")
+        .arg(&models)
+        .output()
+        .expect("run klinecast");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("klinecast: error: XRPUSDT 1m: ") && stderr.contains("XRPUSDT_1m.csv:2:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("training failed for 1 of 3 symbols: XRPUSDT 1m"),
+        "{stderr}"
+    );
+    assert!(!models.join("XRPUSDT_1m").exists());
+    let mut train_rows = Vec::new();
+    for symbol in ["ETHUSDT", "SOLUSDT"] {
+        let loaded =
+            persist::load_all_trained(&models.join(format!("{symbol}_1m"))).expect("models load");
+        assert_eq!(loaded.len(), 8, "{symbol}");
+        for model in &loaded {
+            assert_eq!(model.meta.data_file, format!("{symbol}_1m.csv"));
+        }
+        train_rows.push(loaded[0].meta.train_rows);
+    }
+    // Each from its own store: 400 klines and 300.
+    assert!(train_rows[0] > train_rows[1] + 50, "{train_rows:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("ETHUSDT 1m:\n") && stdout.contains("SOLUSDT 1m:\n"),
+        "{stdout}"
+    );
 }

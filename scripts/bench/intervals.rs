@@ -9,6 +9,10 @@
 //! It also times the aggregation and interval work per kline for a pool of 11 experts (the
 //! naive, 5 trained and 5 window families): ML-Poly weights, combination and record update, two
 //! ACI states and the volatility model (goal ≤ 50 µs per kline).
+//! With `--variants [--centre DIR]` it prints instead the gains of the rejected variants and of
+//! the non-causal ceilings over the static baseline (`interval_variants.rs`).
+
+mod interval_variants;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +20,7 @@ use klinecast::ensemble::aggregate::{self, PolyRecord};
 use klinecast::ensemble::interval::{
     interval_score, Aci, Bar, Volatility, DEFAULT_COVERAGE, DEFAULT_GAMMA, DEFAULT_SCORE_WINDOW,
 };
+use klinecast::kline::Series;
 use klinecast::store;
 
 /// One scale's results over a month.
@@ -58,6 +63,17 @@ fn step(aci: &mut Aci, tally: &mut Tally, sigma: f64, rank: f64, y: f64, keep: b
     }
 }
 
+/// Row `t` of a month as the volatility model reads it.
+fn bar(s: &Series, t: usize, log_return: f64) -> Bar {
+    Bar {
+        open_time: s.open_time[t],
+        high: s.high[t],
+        low: s.low[t],
+        log_return,
+        trades: s.trades[t],
+    }
+}
+
 fn evaluate(path: &Path) -> Option<String> {
     let s = store::load_series(path).ok()?;
     let interval_ms = s.open_time.windows(2).map(|w| w[1] - w[0]).min()?;
@@ -88,13 +104,7 @@ fn evaluate(path: &Path) -> Option<String> {
         } else {
             d * ewma_r2 + (1.0 - d) * r * r
         };
-        vol.observe(&Bar {
-            open_time: s.open_time[t],
-            high: s.high[t],
-            low: s.low[t],
-            log_return: r,
-            trades: s.trades[t],
-        });
+        vol.observe(&bar(&s, t, r));
     }
     let (cov, thirds, score) = t_vol.summary();
     let (fcov, fthirds, fscore) = t_flat.summary();
@@ -164,9 +174,16 @@ fn aggregation_cost() -> f64 {
 }
 
 fn main() {
-    let mut files: Vec<PathBuf> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let variants = args.iter().any(|a| a == "--variants");
+    let centre_dir = args
+        .iter()
+        .position(|a| a == "--centre")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let mut files: Vec<PathBuf> = args
+        .iter()
+        .filter(|a| !a.starts_with("--") && centre_dir.as_deref() != Some(Path::new(a)))
         .map(PathBuf::from)
         .collect();
     if files.is_empty() {
@@ -178,6 +195,34 @@ fn main() {
                 .collect();
             files.sort();
         }
+    }
+    if variants {
+        println!("| month | {} |", interval_variants::NAMES.join(" | "));
+        println!("|---|{}", "---|".repeat(interval_variants::NAMES.len()));
+        for f in files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            let centre = match (&centre_dir, &name) {
+                (Some(dir), Some(name)) => {
+                    let csv = dir.join(name);
+                    match interval_variants::centres(&csv) {
+                        Some(c) => Some(c),
+                        None => {
+                            eprintln!("{}: no forecasts, skipped", csv.display());
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            match (interval_variants::evaluate(&f, centre.as_ref()), name) {
+                (Some(gains), Some(name)) => {
+                    let cells: Vec<String> = gains.iter().map(|g| format!("{g:+.1}")).collect();
+                    println!("| {name} | {} |", cells.join(" | "));
+                }
+                _ => eprintln!("{}: cannot evaluate", f.display()),
+            }
+        }
+        return;
     }
     println!(
         "| month | n | coverage % | by σ third, low / mid / high | interval score vs static | \

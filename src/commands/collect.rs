@@ -104,37 +104,87 @@ fn check_store<R: Rest + ?Sized>(
     Ok(())
 }
 
-/// Runs `klinecast collect`.
+/// Runs `klinecast collect`: each symbol in turn through one REST client, so every request
+/// counts against the one request-weight budget the client keeps (Binance counts weight per IP,
+/// whatever the symbol). One symbol's error is returned as it is; with several, a symbol's
+/// failure is printed with its name and the next symbol goes on, except a ban (HTTP 418), which
+/// holds for every symbol and stops the run; the error at the end names each symbol that failed.
 pub(crate) fn run(args: &CollectArgs) -> Result<(), Error> {
-    let path = store::kline_path(&args.data_dir, &args.symbol, args.interval);
     let mut client = RestClient::new(&args.rest_url).map_err(|e| match e {
         BinanceError::BadUrl { .. } => {
             Error::Config(format!("{e} (set with --rest-url or KLINECAST_REST_URL)"))
         }
         other => Error::Binance(other),
     })?;
+    if let [symbol] = args.symbols.as_slice() {
+        return collect_symbol(&mut client, args, symbol);
+    }
+    let mut failed = Vec::new();
+    for symbol in &args.symbols {
+        match collect_symbol(&mut client, args, symbol) {
+            Ok(()) => {}
+            Err(e @ Error::Binance(BinanceError::Banned { .. })) => return Err(e),
+            Err(e) => {
+                eprintln!("klinecast: error: {symbol} {}: {e}", args.interval);
+                failed.push(symbol.to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Data(format!(
+        "collect failed for {} of {} symbols: {} (each error is above); the other stores are \
+         filled; fix what is named and run collect again (it resumes each store where it ends)",
+        failed.len(),
+        args.symbols.len(),
+        failed.join(", ")
+    )))
+}
+
+/// Checks and backfills one symbol's store, and prints its summary.
+fn collect_symbol(
+    client: &mut RestClient,
+    args: &CollectArgs,
+    symbol: &Symbol,
+) -> Result<(), Error> {
+    let path = store::kline_path(&args.data_dir, symbol, args.interval);
     let (mut store, opened) = KlineStore::open(&path)?;
     if let Some(msg) = opened.repair_message(&path) {
         eprintln!("klinecast: {msg}");
     }
-    check_store(&mut client, &mut store, &args.symbol, args.interval)?;
-    let start_ms = match args.start {
-        Start::Date(ms) => ms,
-        Start::Days(days) => client.server_time()? - i64::from(days) * DAY_MS,
-    };
-    let label = format!("{} {}", args.symbol, args.interval);
+    let label = format!("{symbol} {}", args.interval);
     let mut printer = ProgressPrinter::new(&label);
     let started = Instant::now();
-    let report = fill(
-        &mut client,
-        &mut store,
-        &args.symbol,
-        args.interval,
-        start_ms,
-        args.end,
-        &mut |p| printer.update(p),
-    )?;
+    let filled = (|| {
+        check_store(client, &mut store, symbol, args.interval)?;
+        let start_ms = match args.start {
+            Start::Date(ms) => ms,
+            Start::Days(days) => client.server_time()? - i64::from(days) * DAY_MS,
+        };
+        fill(
+            client,
+            &mut store,
+            symbol,
+            args.interval,
+            start_ms,
+            args.end,
+            &mut |p| printer.update(p),
+        )
+    })();
     printer.finish();
+    let report = match filled {
+        Ok(report) => report,
+        Err(e) => {
+            // A store this run created and never filled (an unknown symbol, a ban at once) is
+            // not left behind as a header-only file that `status` and `report` would list.
+            if opened.created && store.rows() == Some(0) {
+                drop(store);
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(e);
+        }
+    };
     println!(
         "{}",
         summary(

@@ -17,11 +17,12 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::error::Error;
+use crate::layout::Dirs;
 use crate::live;
 use crate::live::lock::{self, LOCK_FILE};
 use crate::log::wall_clock_ms;
-use crate::run_files::{find_store, parse_stream_log, Window};
-use crate::{store, time};
+use crate::run_files::{age_ms, parse_stream_log, series_to_read, SeriesFiles, Window};
+use crate::time;
 
 /// A running stream is stale when its store has not grown for more than this many intervals.
 pub(crate) const STALE_INTERVALS: i64 = 3;
@@ -30,6 +31,8 @@ pub(crate) const STALE_INTERVALS: i64 = 3;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct Status {
     pub(crate) data_dir: String,
+    /// The series' symbol (`None`: no kline store found).
+    pub(crate) symbol: Option<String>,
     pub(crate) running: bool,
     /// The lock holder's own words: `pid N started TIME`.
     pub(crate) holder: Option<String>,
@@ -82,15 +85,6 @@ pub(crate) fn fmt_age(s: f64) -> String {
     }
 }
 
-fn age_ms(path: &Path, now: i64) -> Option<i64> {
-    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
-    let ms = modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis() as i64;
-    Some((now - ms).max(0))
-}
-
 /// The last line of the file at `path` (trimmed; `None` when empty or unreadable). Only the
 /// last [`MAX_LAST_LINE`] bytes are read: a longer last line (a damaged file) gives `None`.
 fn last_line(path: &Path) -> Option<String> {
@@ -114,26 +108,28 @@ fn last_line(path: &Path) -> Option<String> {
 /// a few KB).
 const MAX_LAST_LINE: u64 = 1 << 20;
 
-/// Gathers the status of the stream using `data_dir` and `log_dir` at wall time `now`.
-pub(crate) fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status, Error> {
-    let (running, holder) = lock::probe(data_dir).map_err(|e| {
+/// What `status` finds of the process: is a stream running, its log's last hour, its memory.
+struct Process {
+    running: bool,
+    holder: Option<String>,
+    pid: Option<u32>,
+    started: Option<String>,
+    reconnects: usize,
+    errors: usize,
+    peak: Option<u64>,
+}
+
+/// The stream process of `dirs` at wall time `now` (its peak memory from `/proc` while it runs,
+/// else from the last window report of the first of `window_logs` that has one).
+fn gather_process(dirs: &Dirs, window_logs: &[PathBuf], now: i64) -> Result<Process, Error> {
+    let (running, holder) = lock::probe(&dirs.data).map_err(|e| {
         Error::io(
-            format!("testing the lock {}", data_dir.join(LOCK_FILE).display()),
+            format!("testing the lock {}", dirs.data.join(LOCK_FILE).display()),
             e,
         )
     })?;
     let (pid, started) = holder.as_deref().map_or((None, None), lock::parse_whoami);
-    let store: Option<PathBuf> = find_store(data_dir);
-    let interval = store
-        .as_deref()
-        .and_then(|p| store::parse_file_name(p).ok())
-        .map(|(_, iv)| iv);
-    let kline_age = store.as_deref().and_then(|p| age_ms(p, now));
-    let last_open = store
-        .as_deref()
-        .and_then(last_line)
-        .and_then(|l| l.split(',').next().and_then(|t| t.parse::<i64>().ok()));
-    let log_text = std::fs::read_to_string(log_dir.join("stream.log")).unwrap_or_default();
+    let log_text = std::fs::read_to_string(dirs.log.join("stream.log")).unwrap_or_default();
     let hour_ago = now - 3_600_000;
     let mut reconnects = 0;
     let mut errors = 0;
@@ -144,44 +140,88 @@ pub(crate) fn gather(data_dir: &Path, log_dir: &Path, now: i64) -> Result<Status
         reconnects += usize::from(event.is_reconnect());
         errors += usize::from(event.is_error());
     }
-    let jsonl = log_dir.join("ensemble.jsonl");
     let peak = pid
         .filter(|_| running)
         .and_then(|pid| live::peak_rss_kib_of(&pid.to_string()))
         .or_else(|| {
-            last_line(&jsonl)
-                .and_then(|l| Window::parse(&l))
-                .and_then(|w| w.peak_rss_kib)
-                .map(|k| k as u64)
+            window_logs.iter().find_map(|jsonl| {
+                last_line(jsonl)
+                    .and_then(|l| Window::parse(&l))
+                    .and_then(|w| w.peak_rss_kib)
+                    .map(|k| k as u64)
+            })
         });
-    let (healthy, verdict) = assess(running, kline_age, interval.map(|i| i.ms()));
-    Ok(Status {
-        data_dir: data_dir.display().to_string(),
+    Ok(Process {
         running,
         holder,
         pid,
         started,
+        reconnects,
+        errors,
+        peak,
+    })
+}
+
+/// The status of one series (`None`: no series at all) of the stream process `p`.
+fn series_status(dirs: &Dirs, p: &Process, series: Option<&SeriesFiles>, now: i64) -> Status {
+    let store = series.map(|s| s.store.clone()).filter(|s| s.is_file());
+    let kline_age = store.as_deref().and_then(|p| age_ms(p, now));
+    let last_open = store
+        .as_deref()
+        .and_then(last_line)
+        .and_then(|l| l.split(',').next().and_then(|t| t.parse::<i64>().ok()));
+    let interval = series.map(|s| s.interval);
+    let (healthy, verdict) = assess(p.running, kline_age, interval.map(|i| i.ms()));
+    let age_s = |path: Option<&Path>| {
+        path.and_then(|path| age_ms(path, now))
+            .map(|a| a as f64 / 1000.0)
+    };
+    Status {
+        data_dir: dirs.data.display().to_string(),
+        symbol: series.map(|s| s.symbol.to_string()),
+        running: p.running,
+        holder: p.holder.clone(),
+        pid: p.pid,
+        started: p.started.clone(),
         store: store.map(|p| p.display().to_string()),
         interval: interval.map(|i| i.to_string()),
         last_kline_open_time: last_open.map(time::format_ms),
         kline_age_s: kline_age.map(|a| a as f64 / 1000.0),
-        forecast_age_s: age_ms(&data_dir.join("predictions.csv"), now).map(|a| a as f64 / 1000.0),
-        window_age_s: age_ms(&jsonl, now).map(|a| a as f64 / 1000.0),
-        reconnects_last_hour: reconnects,
-        errors_last_hour: errors,
-        peak_memory_kib: peak,
+        forecast_age_s: age_s(series.map(|s| s.predictions.as_path())),
+        window_age_s: age_s(series.map(|s| s.window_log.as_path())),
+        reconnects_last_hour: p.reconnects,
+        errors_last_hour: p.errors,
+        peak_memory_kib: p.peak,
         healthy,
         verdict,
-    })
+    }
 }
 
-/// The screen.
-pub(crate) fn to_text(s: &Status) -> String {
+/// Gathers the status of every series in `series` (one status without a series when there is
+/// none) of the stream using `dirs`, at wall time `now`.
+pub(crate) fn gather(dirs: &Dirs, series: &[SeriesFiles], now: i64) -> Result<Vec<Status>, Error> {
+    let logs: Vec<PathBuf> = series.iter().map(|s| s.window_log.clone()).collect();
+    let process = gather_process(dirs, &logs, now)?;
+    if series.is_empty() {
+        return Ok(vec![series_status(dirs, &process, None, now)]);
+    }
+    Ok(series
+        .iter()
+        .map(|s| series_status(dirs, &process, Some(s), now))
+        .collect())
+}
+
+/// The screen: the process, then one line per series.
+pub(crate) fn to_text(all: &[Status]) -> String {
+    let Some(s) = all.first() else {
+        return String::new();
+    };
     let age = |a: Option<f64>| a.map_or("none".to_string(), |a| format!("{} ago", fmt_age(a)));
+    let healthy = all.iter().all(|s| s.healthy);
     let mut out = format!(
         "klinecast status of {}: {}\n",
         s.data_dir,
-        if s.healthy { "OK" } else { "NOT OK" }
+        if healthy { "OK" } else { "NOT OK" }
     );
     out.push_str(&format!(
         "stream:       {}\n",
@@ -193,20 +233,6 @@ pub(crate) fn to_text(s: &Status) -> String {
         }
     ));
     out.push_str(&format!(
-        "store:        {} ({})\n",
-        s.store.as_deref().unwrap_or("none"),
-        s.interval.as_deref().unwrap_or("-")
-    ));
-    out.push_str(&format!(
-        "last kline:   {} (stored {})\n",
-        s.last_kline_open_time
-            .as_deref()
-            .map_or("none".to_string(), |t| format!("{t} UTC")),
-        age(s.kline_age_s)
-    ));
-    out.push_str(&format!("last forecast: {}\n", age(s.forecast_age_s)));
-    out.push_str(&format!("last window:  {}\n", age(s.window_age_s)));
-    out.push_str(&format!(
         "last hour:    {} reconnects, {} errors\n",
         s.reconnects_last_hour, s.errors_last_hour
     ));
@@ -217,28 +243,67 @@ pub(crate) fn to_text(s: &Status) -> String {
             k as f64 / 1024.0
         ))
     ));
-    out.push_str(&format!("verdict:      {}\n", s.verdict));
+    out.push_str(&format!(
+        "{:<12} {:<4} {:<21} {:<16} {:<16} {:<16} verdict\n",
+        "symbol", "int.", "last kline (UTC)", "stored", "last forecast", "last window"
+    ));
+    for s in all {
+        out.push_str(&format!(
+            "{:<12} {:<4} {:<21} {:<16} {:<16} {:<16} {}\n",
+            s.symbol.as_deref().unwrap_or("(no store)"),
+            s.interval.as_deref().unwrap_or("-"),
+            s.last_kline_open_time.as_deref().unwrap_or("none"),
+            age(s.kline_age_s),
+            age(s.forecast_age_s),
+            age(s.window_age_s),
+            s.verdict
+        ));
+    }
     out
 }
 
-/// Runs `klinecast status`: exit 0 when healthy, 1 otherwise.
+/// Runs `klinecast status`: exit 0 when every series is healthy, 1 otherwise (naming the
+/// stale ones). `--json` prints one object per series, one a line.
 pub(crate) fn run(args: &StatusArgs) -> Result<(), Error> {
-    let s = gather(&args.data_dir, &args.log_dir, wall_clock_ms())?;
+    let series = series_to_read(&args.dirs, &args.symbols, args.interval);
+    let all = gather(&args.dirs, &series, wall_clock_ms())?;
     if args.json {
-        let json = serde_json::to_string(&s)
-            .map_err(|e| Error::Data(format!("cannot encode the status: {e}")))?;
-        println!("{json}");
+        for s in &all {
+            let json = serde_json::to_string(s)
+                .map_err(|e| Error::Data(format!("cannot encode the status: {e}")))?;
+            println!("{json}");
+        }
     } else {
-        print!("{}", to_text(&s));
+        print!("{}", to_text(&all));
     }
-    if s.healthy {
-        Ok(())
+    let bad: Vec<&Status> = all.iter().filter(|s| !s.healthy).collect();
+    let Some(first) = bad.first() else {
+        return Ok(());
+    };
+    let verdict = if all.len() == 1 {
+        first.verdict.clone()
     } else {
-        Err(Error::Data(format!(
-            "{}; start it with `klinecast stream --data-dir {}` (cron restarts it every minute)",
-            s.verdict, s.data_dir
-        )))
-    }
+        format!(
+            "{} of {} symbols not healthy: {}",
+            bad.len(),
+            all.len(),
+            bad.iter()
+                .map(|s| format!("{} ({})", s.symbol.as_deref().unwrap_or("-"), s.verdict))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let symbols = if all.len() > 1 {
+        let names: Vec<&str> = all.iter().filter_map(|s| s.symbol.as_deref()).collect();
+        format!("--symbols {} ", names.join(","))
+    } else {
+        String::new()
+    };
+    Err(Error::Data(format!(
+        "{verdict}; start it with `klinecast stream {symbols}--data-dir {}` (cron restarts it \
+         every minute)",
+        first.data_dir
+    )))
 }
 
 #[cfg(test)]

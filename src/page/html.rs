@@ -84,6 +84,46 @@ impl Page {
         self
     }
 
+    /// A table whose rows each start with a cell linking to `href` (`None`: plain text).
+    pub(crate) fn linked_table(
+        &mut self,
+        id: &str,
+        header: &[&str],
+        rows: &[(Option<String>, Vec<String>)],
+    ) -> &mut Page {
+        self.open_grid();
+        let _ = write!(
+            self.body,
+            "<div class=\"tbl\"><table id=\"{}\"><thead><tr>",
+            escape(id)
+        );
+        for h in header {
+            let _ = write!(self.body, "<th>{}</th>", escape(h));
+        }
+        self.body.push_str("</tr></thead><tbody>");
+        for (href, cells) in rows {
+            self.body.push_str("<tr>");
+            for (i, cell) in cells.iter().enumerate() {
+                match href.as_deref().filter(|_| i == 0) {
+                    Some(h) => {
+                        let _ = write!(
+                            self.body,
+                            "<td><a href=\"{}\">{}</a></td>",
+                            escape(h),
+                            escape(cell)
+                        );
+                    }
+                    None => {
+                        let _ = write!(self.body, "<td>{}</td>", escape(cell));
+                    }
+                }
+            }
+            self.body.push_str("</tr>");
+        }
+        self.body.push_str("</tbody></table></div>");
+        self
+    }
+
     /// A chart with a title and a caption; `svg` must come from [`super::svg::Chart::render`].
     pub(crate) fn figure(&mut self, title: &str, svg: &str, caption: &str) -> &mut Page {
         self.open_grid();

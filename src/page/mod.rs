@@ -1,7 +1,8 @@
 //! The pages the commands write, as a library below them: [`svg`] draws axes, ticks, lines,
 //! bands, bars and legends as inline SVG; [`html`] wraps them in one self-contained XHTML page;
 //! [`describe`] is the page of a data description, [`run`] the page of a stream's (or a
-//! backtest's) forecasts, scores and health, [`backtest`] the backtest's own tables around it.
+//! backtest's) forecasts, scores and health, [`backtest`] the backtest's own tables around it, [`overview`] the
+//! page of several symbols' runs linking to each one's page.
 //! Pure code (strings in, strings out) except [`write`], which every command uses to write its
 //! page.
 
@@ -13,6 +14,7 @@ use crate::fsutil;
 pub(crate) mod backtest;
 pub(crate) mod describe;
 pub(crate) mod html;
+pub(crate) mod overview;
 pub mod run;
 pub(crate) mod svg;
 

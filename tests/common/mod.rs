@@ -161,6 +161,31 @@ pub fn replay_server_on(
     .expect("start the replay server")
 }
 
+/// Spawns `klinecast replay-server ARGS` (its stderr discarded) and waits for its listening
+/// line; returns the process (killed when dropped) and its REST base URL.
+pub fn spawn_replay_server<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (KillOnDrop, String) {
+    use std::io::BufRead;
+    let child = klinecast_command()
+        .arg("replay-server")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start replay-server");
+    let mut server = KillOnDrop(child);
+    let stdout = server.0.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    let rest = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rest="))
+        .unwrap_or_else(|| panic!("no rest= in {line:?}"))
+        .to_string();
+    (server, rest)
+}
+
 /// A port on 127.0.0.1 that nothing listens on (bound once by the OS's choice, then released):
 /// connections to it are refused, as with the network down, until a server is started on it.
 pub fn free_port() -> u16 {
