@@ -4,14 +4,18 @@ request server, interleaved timing, the summary statistics and the Markdown tabl
 
 Method: every case is run `repeats` times on each side, ours and the reference alternating
 (the first of each pair alternates too, so neither side always runs on a warm or cold cache).
-Every run reports wall seconds and the calling thread's CPU seconds (Python's
-`time.thread_time`, the Rust bench's `/proc/thread-self/schedstat`): with one thread that is
-the work done, much less sensitive than wall time to other processes on the cores. A ratio is
+Every run reports wall seconds and CPU seconds: the reference's calling thread
+(`time.thread_time`) and the Rust bench process (read here, with `clock_gettime` on that
+process's CPU clock, at the marks the bench prints between its phases while it waits for our
+acknowledgement; see `Ours.run`). With one thread that is the work done, much less sensitive
+than wall time to other processes on the cores; both clocks count to the nanosecond. A ratio is
 ours / reference (< 1: ours is faster), shown for the best and for the median of the runs.
 
 Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, for two runs
 saved with `--json-out`, every ratio of both and their relative difference (the
-reproducibility check: two runs should agree within 10 %).
+reproducibility check: two runs should agree within 10 %), and
+`python3 scripts/bench_side.py table RUN.json ...` prints the fit and predict tables of one or
+more saved runs (e.g. the sizes of one run and a larger size run apart) with each run's load.
 """
 
 import json
@@ -49,13 +53,40 @@ class Ours:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
 
+    def cpu(self):
+        """The Rust bench process's CPU seconds (all its threads), or None off Linux. Linux
+        gives every process a CPU clock, id ((~pid) << 3) | 2 (CPUCLOCK_SCHED), readable by
+        any process that may see it; unlike /proc's schedstat totals, which move only at
+        scheduler ticks, it includes the running slice."""
+        try:
+            return time.clock_gettime(((~self.proc.pid) << 3) | 2)
+        except (OSError, AttributeError):
+            return None
+
     def run(self, *words):
+        """One request: the bench's answer, with `PHASE_cpu_s` for every phase it marked
+        after its first mark ("start"): our CPU clock at that mark less at the previous one.
+        The bench waits for the acknowledgement of each mark without using CPU, so the reading
+        falls between its phases."""
         self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
         self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the Rust bench exited ({self.proc.wait()})")
-        return json.loads(line)
+        cpu, last = {}, None
+        while True:
+            line = self.proc.stdout.readline()
+            now = self.cpu()
+            if not line:
+                raise RuntimeError(f"the Rust bench exited ({self.proc.wait()})")
+            out = json.loads(line)
+            if list(out) != ["phase"]:
+                break
+            if last is not None and now is not None:
+                cpu[f"{out['phase']}_cpu_s"] = now - last
+            last = now
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+        if "error" not in out:
+            out.update(cpu)
+        return out
 
     def close(self):
         self.proc.stdin.close()
@@ -146,8 +177,8 @@ def tables(results, ref_name, extra=()):
                             [""] * (len(headers) - 4))
                 continue
             rat = ratios(ref, ours)
-            row = [case, n, fmt(ref[f"{phase} cpu best"], ".4f"),
-                   fmt(ours[f"{phase} cpu best"], ".4f")]
+            row = [case, n, fmt(ref[f"{phase} cpu best"], ".3g"),
+                   fmt(ours[f"{phase} cpu best"], ".3g")]
             row += [fmt(rat[f"{phase} {s}"], ".2f") for s in RATIOS]
             if phase == "fit":
                 row += [fn(ref, ours) for _, fn in extra]
@@ -193,7 +224,27 @@ def compare(path_a, path_b):
     return 0 if worst <= 0.10 else 1
 
 
+def table(paths):
+    """The tables of the saved runs `paths`, in order, and a line per run on how it ran."""
+    results, ref_name = [], "ref"
+    for path in paths:
+        with open(path) as f:
+            run = json.load(f)
+        meta = run["meta"]
+        ref_name = "xgb" if meta["reference"].lower().startswith("xgboost") else "sklearn"
+        print(f"{os.path.basename(path)}: {meta['reference']}, {meta['threads']} thread(s), "
+              f"{meta['repeats']} interleaved runs per side, load average before "
+              f"{meta['load_before']}, after {meta['load_after']}")
+        results += [(r["case"], r["rows"], r["reference"], r["ours"]) for r in run["results"]]
+    spec = ".4e" if ref_name == "xgb" else ".4f"
+    print()
+    print(rmse_tables(results, ref_name, spec))
+    return 0
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3]))
-    sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json")
+    if len(sys.argv) >= 3 and sys.argv[1] == "table":
+        sys.exit(table(sys.argv[2:]))
+    sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json | table RUN.json ...")

@@ -2,19 +2,19 @@
 //! drives it): for each case directory `DIR/CASE/` holding `train.csv` and `test.csv` (header,
 //! then feature columns and the target in the last column), fits the gradient-boosted trees
 //! with their defaults (hist, 100 trees, depth 6) and `--threads T`, predicts the test rows,
-//! and prints one JSON object: per case the best-of-`--repeats` fit and predict seconds, test
-//! RMSE, node count and model bytes, and the best on-CPU seconds of the calling thread
-//! (`fit_cpu_s`, `predict_cpu_s`; Linux, NaN elsewhere: with `--threads 1` the work done even
-//! when other processes share the cores). Asserts nothing; never run by `cargo test`.
+//! and prints one JSON object: per case the best-of-`--repeats` fit and predict wall seconds,
+//! test RMSE, node count and model bytes. Asserts nothing; never run by `cargo test`.
 //!
 //! Usage: `cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]`, or
 //! `cargo bench --bench gbdt -- --serve`: one request per stdin line, `CASE_DIR THREADS METHOD`
 //! (`hist` or `exact`), answered with one run as a JSON line (each directory read once), so the
-//! driver can alternate our runs with XGBoost's.
+//! driver can alternate our runs with XGBoost's; a served run marks the end of its fit and of
+//! its predict, where the driver reads this process's CPU clock (`side_by_side::Driver`).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use klinecast::models::gbdt::{GbdtParams, TreeMethod};
 use klinecast::models::Regressor;
@@ -26,7 +26,7 @@ const SCRIPT: &str = "scripts/bench_vs_xgboost.py";
 
 #[path = "side_by_side.rs"]
 mod side_by_side;
-use side_by_side::{read_csv, serve, Clocks};
+use side_by_side::{read_csv, serve, Driver};
 
 type Xy = (DMatrix<f64>, DVector<f64>);
 
@@ -47,26 +47,32 @@ fn load(dir: &Path) -> Result<(Xy, Xy), String> {
     ))
 }
 
-/// One fit and predict: seconds (wall and the calling thread's CPU), test RMSE and size.
-fn run_one(data: &(Xy, Xy), threads: usize, method: TreeMethod) -> Result<Value, String> {
+/// One fit and predict: wall seconds (CPU seconds come from the driver), test RMSE and size.
+fn run_one(
+    data: &(Xy, Xy),
+    threads: usize,
+    method: TreeMethod,
+    driver: &mut Driver,
+) -> Result<Value, String> {
     let ((x, y), (xt, yt)) = data;
     let params = GbdtParams {
         threads,
         tree_method: method,
         ..GbdtParams::default()
     };
-    let clocks = Clocks::start();
+    driver.mark("start");
+    let clock = Instant::now();
     let model = params.fit(x, y).map_err(|e| e.to_string())?;
-    let (fit_s, fit_cpu_s) = clocks.read();
-    let clocks = Clocks::start();
+    let fit_s = clock.elapsed().as_secs_f64();
+    driver.mark("fit");
+    let clock = Instant::now();
     let pred = model.predict(xt);
-    let (predict_s, predict_cpu_s) = clocks.read();
+    let predict_s = clock.elapsed().as_secs_f64();
+    driver.mark("predict");
     let rmse = ((&pred - yt).norm_squared() / yt.len().max(1) as f64).sqrt();
     Ok(json!({
         "fit_s": fit_s,
         "predict_s": predict_s,
-        "fit_cpu_s": fit_cpu_s,
-        "predict_cpu_s": predict_cpu_s,
         "rmse": rmse,
         "train_rows": x.nrows(),
         "features": x.ncols(),
@@ -81,9 +87,9 @@ fn run_best(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String>
     let data = load(dir)?;
     let mut best: Option<Value> = None;
     for _ in 0..repeats {
-        let mut v = run_one(&data, threads, TreeMethod::Hist)?;
+        let mut v = run_one(&data, threads, TreeMethod::Hist, &mut Driver::none())?;
         if let Some(b) = &best {
-            for key in ["fit_s", "predict_s", "fit_cpu_s", "predict_cpu_s"] {
+            for key in ["fit_s", "predict_s"] {
                 let (old, new) = (b[key].as_f64(), v[key].as_f64());
                 if let (Some(old), Some(new)) = (old, new) {
                     v[key] = json!(old.min(new));
@@ -98,7 +104,7 @@ fn run_best(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String>
 /// `--serve`: `CASE_DIR THREADS METHOD` per line.
 fn serve_requests() {
     let mut cache: HashMap<String, (Xy, Xy)> = HashMap::new();
-    serve(|words| {
+    serve(|words, driver| {
         let [dir, threads, method] = words else {
             return Err("expected CASE_DIR THREADS METHOD".to_string());
         };
@@ -114,7 +120,7 @@ fn serve_requests() {
         if !cache.contains_key(*dir) {
             cache.insert((*dir).to_string(), load(Path::new(dir))?);
         }
-        run_one(&cache[*dir], threads, method)
+        run_one(&cache[*dir], threads, method, driver)
     });
 }
 

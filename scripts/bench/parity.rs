@@ -12,13 +12,15 @@
 //! scikit-learn's single-threaded forest, and predicts every model's rows on the calling
 //! thread). `cargo bench --bench parity -- --serve` answers one request per stdin line,
 //! `DIR MODEL THREADS SVR_ROWS`, with one run of that model as a JSON line (the data of each
-//! DIR read once): how `bench_vs_sklearn.py` interleaves our runs with scikit-learn's. Every
-//! run also reports the calling thread's CPU seconds (`fit_cpu_s`, `predict_cpu_s`).
+//! DIR read once): how `bench_vs_sklearn.py` interleaves our runs with scikit-learn's. A served
+//! run marks the end of its fit and of its predict to the driver, which reads this process's
+//! CPU clock there (`fit_cpu_s`, `predict_cpu_s`; see `side_by_side::Driver`).
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use klinecast::models::cart::CartParams;
 use klinecast::models::forest::ForestParams;
@@ -34,7 +36,7 @@ const SCRIPT: &str = "scripts/bench_vs_sklearn.py";
 
 #[path = "side_by_side.rs"]
 mod side_by_side;
-use side_by_side::{read_csv, serve, Clocks};
+use side_by_side::{read_csv, serve, Driver};
 
 fn rmse(a: &DVector<f64>, b: &DVector<f64>) -> f64 {
     ((a - b).norm_squared() / a.len().max(1) as f64).sqrt()
@@ -49,16 +51,19 @@ fn run_model(
     xt: &DMatrix<f64>,
     yt: &DVector<f64>,
     threads: usize,
+    driver: &mut Driver,
 ) -> Value {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let clocks = Clocks::start();
+        driver.mark("start");
+        let clock = Instant::now();
         let model = fit(x, y);
-        let (fit_s, fit_cpu_s) = clocks.read();
+        let fit_s = clock.elapsed().as_secs_f64();
+        driver.mark("fit");
         let model = match model {
             Ok(m) => m,
             Err(e) => return json!({ "error": e.to_string() }),
         };
-        let clocks = Clocks::start();
+        let clock = Instant::now();
         let pred = match &model {
             AnyModel::Forest(f) => f.predict_on(xt, threads),
             // One thread: every row on the calling thread (the models' batch predicts may
@@ -74,12 +79,11 @@ fn run_model(
             }
             other => other.predict(xt),
         };
-        let (predict_s, predict_cpu_s) = clocks.read();
+        let predict_s = clock.elapsed().as_secs_f64();
+        driver.mark("predict");
         let mut v = json!({
             "fit_s": fit_s,
             "predict_s": predict_s,
-            "fit_cpu_s": fit_cpu_s,
-            "predict_cpu_s": predict_cpu_s,
             "rmse": rmse(&pred, yt),
             "train_rows": x.nrows(),
         });
@@ -130,7 +134,13 @@ fn load(dir: &Path) -> Result<(Xy, Xy), String> {
 }
 
 /// One run of `name` on the data: SVR on the last `svr_rows` training rows.
-fn run_one(name: &str, data: &(Xy, Xy), threads: usize, svr_rows: usize) -> Value {
+fn run_one(
+    name: &str,
+    data: &(Xy, Xy),
+    threads: usize,
+    svr_rows: usize,
+    driver: &mut Driver,
+) -> Value {
     let Some(fit) = fitter(name, threads) else {
         return json!({ "error": format!("unknown model {name}; one of {MODELS:?}") });
     };
@@ -140,16 +150,16 @@ fn run_one(name: &str, data: &(Xy, Xy), threads: usize, svr_rows: usize) -> Valu
         let from = n.saturating_sub(svr_rows);
         let xs = x.rows(from, n - from).into_owned();
         let ys = y.rows(from, n - from).into_owned();
-        run_model(fit.as_ref(), &xs, &ys, xt, yt, threads)
+        run_model(fit.as_ref(), &xs, &ys, xt, yt, threads, driver)
     } else {
-        run_model(fit.as_ref(), x, y, xt, yt, threads)
+        run_model(fit.as_ref(), x, y, xt, yt, threads, driver)
     }
 }
 
 /// `--serve`: `DIR MODEL THREADS SVR_ROWS` per line.
 fn serve_requests() {
     let mut cache: HashMap<String, (Xy, Xy)> = HashMap::new();
-    serve(|words| {
+    serve(|words, driver| {
         let [dir, model, threads, svr_rows] = words else {
             return Err("expected DIR MODEL THREADS SVR_ROWS".to_string());
         };
@@ -162,7 +172,7 @@ fn serve_requests() {
             cache.insert((*dir).to_string(), load(Path::new(dir))?);
         }
         let data = &cache[*dir];
-        Ok(run_one(model, data, threads, svr_rows))
+        Ok(run_one(model, data, threads, svr_rows, driver))
     });
 }
 
@@ -208,7 +218,7 @@ fn main() -> ExitCode {
     };
     let mut out = Map::new();
     for name in MODELS {
-        let v = run_one(name, &data, threads, svr_rows);
+        let v = run_one(name, &data, threads, svr_rows, &mut Driver::none());
         eprintln!("klinecast {name}: {v}");
         out.insert(name.to_string(), v);
     }

@@ -1,11 +1,10 @@
 //! Shared by the side-by-side benches (`gbdt.rs`, `parity.rs`; included with `#[path]`): the
-//! CSV reader (a header line, then numeric rows whose last column is the target), the calling
-//! thread's CPU clock, and the request loop through which the Python drivers interleave our runs
-//! with the reference's (`scripts/bench_side.py`).
+//! CSV reader (a header line, then numeric rows whose last column is the target) and the
+//! request loop through which the Python drivers interleave our runs with the reference's and
+//! read our CPU clock between phases (`scripts/bench_side.py`).
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -44,80 +43,64 @@ pub fn read_csv(path: &Path, script: &str) -> Result<(DMatrix<f64>, DVector<f64>
     ))
 }
 
-/// The calling thread's CPU seconds and seconds spent waiting for a CPU (the first two fields
-/// of Linux's `/proc/thread-self/schedstat`, in nanoseconds), or NaN elsewhere: on one thread
-/// the first is the work done, whatever else shares the machine.
-fn schedstat() -> (f64, f64) {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let mut fields = text
-        .split_whitespace()
-        .map(|v| v.parse::<f64>().map_or(f64::NAN, |ns| ns * 1e-9));
-    let cpu = fields.next().unwrap_or(f64::NAN);
-    (cpu, fields.next().unwrap_or(f64::NAN))
+/// The driver of a `--serve` run, told where each timed phase ends so that it can read our
+/// process's CPU clock at that moment (`scripts/bench_side.py`, through Linux's
+/// `clock_gettime` on this process's CPU clock, which counts to the nanosecond, running
+/// slice included). Measured from outside because the only clock of a thread that safe Rust
+/// can read here, `/proc/thread-self/schedstat`, moves only at scheduler ticks and context
+/// switches: a few ms out, and any correction of that came out negative under load.
+pub struct Driver {
+    io: Option<(std::io::StdinLock<'static>, std::io::Stdout)>,
 }
 
-/// A wall clock and the calling thread's CPU clock started together.
-///
-/// The kernel adds to the thread's CPU total only at a scheduler tick or a context switch
-/// (every few ms), so a plain difference of two readings is off by up to a tick: too coarse
-/// for runs of a few ms. Both ends are therefore aligned on an update: `start` spins until
-/// the total moves (the count is exact from there), and `read` spins until it moves again and
-/// takes off the spin's own CPU time: its wall time less the time the thread waited for a CPU
-/// meanwhile (the second schedstat field; under load the spin may be switched out).
-pub struct Clocks {
-    wall: Instant,
-    cpu: f64,
-}
-
-/// The longest end spin [`Clocks::read`] trusts: a few scheduler ticks.
-const MAX_SPIN_S: f64 = 0.012;
-
-/// Spins until the thread's CPU total changes from `from` (at most a second): the new total,
-/// the wait total then, and when it was seen.
-fn next_cpu_update(from: f64) -> (f64, f64, Instant) {
-    let limit = Instant::now();
-    loop {
-        let (cpu, wait) = schedstat();
-        if cpu != from || cpu.is_nan() || limit.elapsed().as_secs() >= 1 {
-            return (cpu, wait, Instant::now());
-        }
-    }
-}
-
-impl Clocks {
-    pub fn start() -> Clocks {
-        let (cpu, _, wall) = next_cpu_update(schedstat().0);
-        Clocks { wall, cpu }
+impl Driver {
+    /// No driver (a one-shot run): marks do nothing and only wall times are reported.
+    pub fn none() -> Driver {
+        Driver { io: None }
     }
 
-    /// (wall seconds, CPU seconds of the calling thread) since [`Clocks::start`].
-    pub fn read(&self) -> (f64, f64) {
-        let (wall, before) = (self.wall.elapsed().as_secs_f64(), Instant::now());
-        let (from, wait0) = schedstat();
-        let (cpu, wait1, seen) = next_cpu_update(from);
-        let spin = seen.duration_since(before).as_secs_f64() - (wait1 - wait0);
-        // A spin longer than a few ticks means the wait was not accounted (the thread was
-        // switched out and the total moved late): no CPU reading rather than a wrong one.
-        if spin > MAX_SPIN_S {
-            return (wall, f64::NAN);
+    /// Tells the driver that `phase` just ended (`{"phase": ...}` on its own line) and waits
+    /// for its acknowledgement (an empty line), sent once it has read our CPU clock: while we
+    /// wait we use no CPU, so the reading falls exactly between two phases.
+    pub fn mark(&mut self, phase: &str) {
+        let Some((stdin, stdout)) = &mut self.io else {
+            return;
+        };
+        if writeln!(stdout, "{}", json!({ "phase": phase }))
+            .and_then(|()| stdout.flush())
+            .is_ok()
+        {
+            let mut ack = String::new();
+            let _ = stdin.read_line(&mut ack);
         }
-        (wall, cpu - self.cpu - spin.max(0.0))
     }
 }
 
 /// Answers requests until stdin closes: each line is split on whitespace and handed to
-/// `handle`, whose JSON object (or `{"error": ...}`) is printed as one line and flushed, so a
-/// driver can alternate single runs of ours with single runs of the reference.
-pub fn serve(mut handle: impl FnMut(&[&str]) -> Result<Value, String>) {
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout();
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { return };
+/// `handle` with the [`Driver`] (for the marks between timed phases), whose JSON object (or
+/// `{"error": ...}`) is printed as one line and flushed, so a driver can alternate single runs
+/// of ours with single runs of the reference.
+pub fn serve(mut handle: impl FnMut(&[&str], &mut Driver) -> Result<Value, String>) {
+    let mut driver = Driver {
+        io: Some((std::io::stdin().lock(), std::io::stdout())),
+    };
+    loop {
+        let mut line = String::new();
+        let read = match &mut driver.io {
+            Some((stdin, _)) => stdin.read_line(&mut line),
+            None => return,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.is_empty() {
             continue;
         }
-        let answer = handle(&words).unwrap_or_else(|e| json!({ "error": e }));
+        let answer = handle(&words, &mut driver).unwrap_or_else(|e| json!({ "error": e }));
+        let Some((_, stdout)) = &mut driver.io else {
+            return;
+        };
         if writeln!(stdout, "{answer}")
             .and_then(|()| stdout.flush())
             .is_err()
