@@ -652,20 +652,7 @@ fn status_and_report_per_symbol() {
         .set_modified(SystemTime::now() - Duration::from_secs(240))
         .expect("mtime");
     let t0 = 1_577_836_800_000i64;
-    let mut preds = format!("{PRED_HEADER}\n");
-    for k in 1..30 {
-        let t = t0 + k * 60_000;
-        let row = PredictionRow {
-            target_open_time: t,
-            forecast: 7200.5,
-            naive: 7200.0,
-            ensemble_version: 1,
-            made_after_open_time: t - 60_000,
-            lower: 7190.0,
-            upper: 7210.0,
-        };
-        preds.push_str(&format!("{}\n", row.to_csv_line()));
-    }
+    let preds = predictions_text(t0, 29);
     fs::create_dir_all(data.join("BTCUSDT_1m")).expect("dir");
     fs::write(data.join("BTCUSDT_1m/predictions.csv"), preds).expect("predictions");
     let _lock = hold_lock(
@@ -906,20 +893,7 @@ fn report_draws_logged_coverage() {
     let tmp = TempDir::new("report-coverage");
     let (data, log) = run_dirs(&tmp, 30);
     let t0 = 1_577_836_800_000i64;
-    let mut preds = format!("{PRED_HEADER}\n");
-    for k in 1..30 {
-        let t = t0 + k * 60_000;
-        let row = PredictionRow {
-            target_open_time: t,
-            forecast: 7200.5,
-            naive: 7200.0,
-            ensemble_version: 1,
-            made_after_open_time: t - 60_000,
-            lower: 7190.0,
-            upper: 7210.0,
-        };
-        preds.push_str(&format!("{}\n", row.to_csv_line()));
-    }
+    let preds = predictions_text(t0, 29);
     fs::write(data.join("predictions.csv"), preds).expect("preds");
     let mut jsonl = String::new();
     for (w, cov) in [(0i64, 0.8), (1, 0.875)] {
@@ -1163,4 +1137,24 @@ fn backtest_page_shows_the_replay() {
     let n_ens = &j["scoreboard"][0]["n"];
     assert_eq!(j["scoreboard"][0]["label"], "ensemble");
     assert!(page.contains(&format!("<td>ensemble</td><td>{n_ens}</td>")));
+}
+
+/// A predictions.csv of `n` rows targeting the klines after `t0`, one a minute: forecast 7200.5
+/// against naive 7200, interval 7190..7210.
+fn predictions_text(t0: i64, n: i64) -> String {
+    let mut preds = format!("{PRED_HEADER}\n");
+    for k in 1..=n {
+        let t = t0 + k * 60_000;
+        let row = PredictionRow {
+            target_open_time: t,
+            forecast: 7200.5,
+            naive: 7200.0,
+            ensemble_version: 1,
+            made_after_open_time: t - 60_000,
+            lower: 7190.0,
+            upper: 7210.0,
+        };
+        preds.push_str(&format!("{}\n", row.to_csv_line()));
+    }
+    preds
 }

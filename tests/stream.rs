@@ -7,19 +7,21 @@
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
-use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
+use klinecast::kline::{Interval, Kline, Symbol};
 use klinecast::persist::{ensemble_path, load_ensemble};
 use klinecast::replay::{Faults, ReplayServer};
 use klinecast::store::{self, KlineStore};
 
 mod common;
 
-use common::{klinecast_command, replay_server as server, wait_for, TempDir};
+use common::{
+    check_predictions, csv_text, klinecast_command, replay_server as server, train, wait_for,
+    wait_success, TempDir,
+};
 
 fn symbol() -> Symbol {
     Symbol::parse("AVAXUSDT").expect("symbol")
@@ -38,15 +40,6 @@ fn source(n: usize) -> Vec<Kline> {
 fn source_and_served(rows: usize, spare: usize) -> (Vec<Kline>, Vec<Kline>) {
     let served = source(rows + spare);
     (served[..rows].to_vec(), served)
-}
-
-fn csv_text(klines: &[Kline]) -> String {
-    let mut text = format!("{CSV_HEADER}\n");
-    for k in klines {
-        text.push_str(&k.to_csv_line());
-        text.push('\n');
-    }
-    text
 }
 
 fn seed_store(data_dir: &Path, history: &[Kline]) -> PathBuf {
@@ -102,7 +95,7 @@ fn count_after(stdout: &str, what: &str) -> u64 {
 /// `history` rows of `src`, plus the forecast made after the last one, from the first target on.
 fn assert_one_prediction_per_streamed_kline(data: &Path, src: &[Kline], history: usize) {
     let klines = src.len() - history;
-    let preds = check_predictions(data, 1);
+    let preds = check_predictions(&data.join("predictions.csv"), 1);
     assert_eq!(preds.len(), klines + 1);
     assert_eq!(preds[0].target_open_time, src[history].open_time);
     assert_eq!(
@@ -185,68 +178,7 @@ fn stream_cmd(
 /// `stream` against `rest_url` and `ws_url` with the tests' short WebSocket idle and poll times
 /// and backoffs, no kline limit, stdout and stderr piped.
 fn stream_cmd_to(dirs: &Dirs, rest_url: &str, ws_url: &str) -> Command {
-    let mut cmd = common::stream_command("AVAXUSDT", rest_url, ws_url, &dirs.root);
-    cmd.env("KLINECAST_WS_IDLE_MS", "900")
-        .env("KLINECAST_WS_POLL_MS", "100")
-        .env("KLINECAST_BACKOFF_MS", "50")
-        .env("KLINECAST_BACKOFF_MAX_MS", "400")
-        .env_remove("KLINECAST_MAX_KLINES")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Waits up to `limit` for `stream` to end, asserts that it exited with status 0, and returns
-/// its output.
-fn wait_success(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            let out = child.wait_with_output().expect("output");
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return out;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "klinecast stream did not finish: stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The rows of predictions.csv, checked: targets ascend by one kline with no duplicate and no
-/// hole, and each targets the kline `horizon` klines after the one it was made after.
-fn check_predictions(data_dir: &Path, horizon: i64) -> Vec<PredictionRow> {
-    let text = fs::read_to_string(data_dir.join("predictions.csv")).expect("predictions.csv");
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some(PRED_HEADER));
-    let rows: Vec<PredictionRow> = lines
-        .map(|l| PredictionRow::from_csv_line(l).unwrap_or_else(|| panic!("bad row {l:?}")))
-        .collect();
-    for w in rows.windows(2) {
-        assert_eq!(
-            w[1].target_open_time,
-            w[0].target_open_time + 60_000,
-            "targets ascend by one kline, no duplicate, no hole"
-        );
-    }
-    for r in &rows {
-        assert_eq!(
-            r.made_after_open_time + horizon * 60_000,
-            r.target_open_time
-        );
-        assert!(r.forecast.is_finite() && r.forecast > 0.0 && r.naive > 0.0);
-    }
-    rows
+    common::quick_stream_command("AVAXUSDT", rest_url, ws_url, &dirs.root)
 }
 
 /// Runs `stream` once, uninterrupted and without faults, over `src` (the store seeded with the
@@ -349,15 +281,12 @@ fn faults_kill_and_restart_keep_the_store_exact() {
         },
     );
     // Phase 3: serverShutdown after 3 finals, duplicates again.
-    srv.set_faults(Faults::parse("shutdown-after=3,dup-finals,ping-ms=300").expect("faults"));
-    let out = wait_success(restarted, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+    common::shutdown_then_limit(&srv, restarted, Duration::from_secs(120));
 
     // The store is the source, byte for byte: nothing lost, nothing duplicated, nothing torn.
     assert_store_is(&store_path, &src);
     // Forecasts: one per kline since the start, never twice for a target.
-    let preds = check_predictions(&dirs.own_data, 1);
+    let preds = check_predictions(&dirs.own_data.join("predictions.csv"), 1);
     assert_eq!(
         preds.first().map(|r| r.target_open_time),
         Some(src[history].open_time)
@@ -379,21 +308,7 @@ fn faults_kill_and_restart_keep_the_store_exact() {
     );
     assert_eq!(saved.ensemble.trained_count(), 0);
     let stream_log = fs::read_to_string(dirs.log.join("stream.log")).expect("stream.log");
-    for needle in [
-        "bad frame #1 ignored",
-        "connection lost: no data or ping",
-        "serverShutdown",
-        "gap fill:",
-        "rest: ",
-    ] {
-        assert!(stream_log.contains(needle), "stream.log lacks {needle:?}");
-    }
-    assert!(
-        stream_log
-            .lines()
-            .any(|l| l.contains("duplicates dropped") && !l.contains("duplicates dropped 0,")),
-        "no duplicate was counted"
-    );
+    common::assert_faults_met(&stream_log, "gap fill:");
     let ens_log = fs::read_to_string(dirs.own_log.join("ensemble.log")).expect("ensemble.log");
     assert!(ens_log.contains("no trained models"), "{ens_log}");
     // The restarts refitted the saved window generations from the store (ensemble file v4),
@@ -449,7 +364,7 @@ fn max_runtime_ends_cleanly_and_the_store_is_a_prefix_of_the_source() {
     let stored = store::load_klines(&store_path).expect("load the store");
     assert!(stored.len() > history + 5, "{} rows", stored.len());
     assert_eq!(stored[..], src[..stored.len()]);
-    check_predictions(&dirs.own_data, 1);
+    check_predictions(&dirs.own_data.join("predictions.csv"), 1);
     assert!(load_ensemble(&ensemble_path(&dirs.own_models)).is_ok());
     // Started without trained models: said so on stderr.
     assert!(stderr.contains("no trained models"), "{stderr}");
@@ -657,24 +572,6 @@ fn train_horizon(store_path: &Path, models: &Path, horizon: &str) {
     );
 }
 
-/// `train --data <store_path> --models-dir <models>` and `extra`, which must succeed.
-fn train(store_path: &Path, models: &Path, extra: &[&str]) {
-    let out = klinecast_command()
-        .arg("train")
-        .arg("--data")
-        .arg(store_path)
-        .arg("--models-dir")
-        .arg(models)
-        .args(extra)
-        .output()
-        .expect("run train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `--horizon 5` end to end: models trained with `train --horizon 5` are refused by `stream
 /// --horizon 1` (exit 2, naming the file, both horizons and the fixes, before any file is
 /// written), and used by `stream --horizon 5`, whose every forecast targets the kline 5 after
@@ -714,7 +611,7 @@ fn horizon_5_streams_and_other_horizons_are_refused() {
         Duration::from_secs(300),
     );
     assert_store_is(&store_path, &src);
-    let preds = check_predictions(&dirs.data, 5);
+    let preds = check_predictions(&dirs.data.join("predictions.csv"), 5);
     // One forecast after the history and one after each new kline.
     assert_eq!(preds.len(), klines + 1);
     assert_eq!(preds[0].made_after_open_time, src[history - 1].open_time);

@@ -7,19 +7,18 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use klinecast::kline::{Interval, Kline, Symbol, CSV_HEADER};
-use klinecast::live::predictions::{PredictionRow, HEADER as PRED_HEADER};
+use klinecast::kline::{Interval, Kline, Symbol};
 use klinecast::persist::{ensemble_path, load_ensemble};
 use klinecast::replay::{Faults, ReplayServer};
 use klinecast::store::{self, KlineStore};
 
 mod common;
 
-use common::{klinecast_command, TempDir};
+use common::{check_predictions, csv_text, wait_success, TempDir};
 
 /// The three symbols, in the order given to `--symbols`.
 const SYMBOLS: [&str; 3] = ["AVAXUSDT", "ETHUSDT", "BNBUSDT"];
@@ -43,15 +42,6 @@ fn sources(n: usize) -> Vec<Vec<Kline>> {
                 .collect()
         })
         .collect()
-}
-
-fn csv_text(klines: &[Kline]) -> String {
-    let mut text = format!("{CSV_HEADER}\n");
-    for k in klines {
-        text.push_str(&k.to_csv_line());
-        text.push('\n');
-    }
-    text
 }
 
 /// `root/data/<SYMBOL>_1m.csv`.
@@ -87,28 +77,7 @@ fn stream_cmd(
     symbols: &str,
     env: &[(&str, String)],
 ) -> Command {
-    let mut cmd = klinecast_command();
-    cmd.args(["stream", "--symbols", symbols, "--interval", "1m"])
-        .args([
-            "--rest-url",
-            &server.rest_url(),
-            "--ws-url",
-            &server.ws_url(),
-        ])
-        .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--models-dir")
-        .arg(root.join("models"))
-        .arg("--log-dir")
-        .arg(root.join("log"))
-        .env("KLINECAST_WS_IDLE_MS", "900")
-        .env("KLINECAST_WS_POLL_MS", "100")
-        .env("KLINECAST_BACKOFF_MS", "50")
-        .env("KLINECAST_BACKOFF_MAX_MS", "400")
-        .env_remove("KLINECAST_MAX_KLINES")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = common::quick_stream_command(symbols, &server.rest_url(), &server.ws_url(), root);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -125,56 +94,6 @@ fn wait_showing(log: &Path, limit: Duration, what: &str, mut cond: impl FnMut() 
         }
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Waits up to `limit` for `child` to end with status 0; returns its output.
-fn wait_success(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            let out = child.wait_with_output().expect("output");
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return out;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "klinecast stream did not finish: stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The rows of a symbol's predictions.csv, checked: targets ascend by one kline with no
-/// duplicate and no hole, each one kline after the kline it was made after.
-fn check_predictions(path: &Path) -> Vec<PredictionRow> {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some(PRED_HEADER));
-    let rows: Vec<PredictionRow> = lines
-        .map(|l| PredictionRow::from_csv_line(l).unwrap_or_else(|| panic!("bad row {l:?}")))
-        .collect();
-    for w in rows.windows(2) {
-        assert_eq!(
-            w[1].target_open_time,
-            w[0].target_open_time + 60_000,
-            "{}: targets ascend by one kline, no duplicate, no hole",
-            path.display()
-        );
-    }
-    for r in &rows {
-        assert_eq!(r.made_after_open_time + 60_000, r.target_open_time);
-        assert!(r.forecast.is_finite() && r.forecast > 0.0 && r.naive > 0.0);
-    }
-    rows
 }
 
 /// Three symbols, one combined connection, faults, `kill -9` and a restart: every store is its
@@ -239,10 +158,7 @@ fn three_symbols_through_faults_kill_and_restart_keep_every_store_exact() {
                     .is_ok_and(|log| log.contains("connection lost: no data or ping"))
         },
     );
-    srv.set_faults(Faults::parse("shutdown-after=3,dup-finals,ping-ms=300").expect("faults"));
-    let out = wait_success(restarted, Duration::from_secs(180));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+    common::shutdown_then_limit(&srv, restarted, Duration::from_secs(180));
 
     // Every store is a prefix of its own source, byte for byte, at least `total` rows long
     // (a symbol ahead at the kill streams a few more after the restart).
@@ -258,20 +174,7 @@ fn three_symbols_through_faults_kill_and_restart_keep_every_store_exact() {
     // One combined connection for the three, and the faults were met.
     let url = "/stream?streams=avaxusdt@kline_1m/ethusdt@kline_1m/bnbusdt@kline_1m";
     assert!(log.contains(url), "{log}");
-    for needle in [
-        "bad frame #1 ignored",
-        "connection lost: no data or ping",
-        "serverShutdown",
-        "gap fill: ETHUSDT 1m: ",
-        "rest: ",
-    ] {
-        assert!(log.contains(needle), "stream.log lacks {needle:?}:\n{log}");
-    }
-    assert!(
-        log.lines()
-            .any(|l| l.contains("duplicates dropped") && !l.contains("duplicates dropped 0,")),
-        "no duplicate was counted"
-    );
+    common::assert_faults_met(&log, "gap fill: ETHUSDT 1m: ");
 
     // The same rows, seed and settings in one uninterrupted run, every kline over REST.
     let reference = tmp.path().join("reference");
@@ -292,7 +195,7 @@ fn three_symbols_through_faults_kill_and_restart_keep_every_store_exact() {
     );
     for (symbol, src) in SYMBOLS.iter().zip(&served) {
         let killed = folder(&root, "data", symbol).join("predictions.csv");
-        let rows = check_predictions(&killed);
+        let rows = check_predictions(&killed, 1);
         assert_eq!(rows[0].target_open_time, src[history].open_time, "{symbol}");
         let last = stored_rows(&store_path(&root, symbol));
         assert_eq!(
@@ -327,17 +230,10 @@ fn a_truncated_model_of_one_symbol_and_a_damaged_store_of_another_leave_the_othe
         seed_store(root, symbol, &k[..history]);
     }
     // Trained once, the same models copied for each symbol (they only need to load).
-    let out = klinecast_command()
-        .args(["train", "--svr-rows", "100", "--seed", "3", "--data"])
-        .arg(store_path(root, SYMBOLS[0]))
-        .arg("--models-dir")
-        .arg(tmp.path().join("trained"))
-        .output()
-        .expect("run train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::train(
+        &store_path(root, SYMBOLS[0]),
+        &tmp.path().join("trained"),
+        &["--svr-rows", "100", "--seed", "3"],
     );
     for symbol in SYMBOLS {
         let to = folder(root, "models", symbol).join("Trained");
@@ -413,7 +309,7 @@ fn a_truncated_model_of_one_symbol_and_a_damaged_store_of_another_leave_the_othe
             csv_text(k),
             "{symbol}"
         );
-        let rows = check_predictions(&folder(root, "data", symbol).join("predictions.csv"));
+        let rows = check_predictions(&folder(root, "data", symbol).join("predictions.csv"), 1);
         assert_eq!(rows.len(), klines + 1, "{symbol}");
         let saved = load_ensemble(&ensemble_path(&folder(root, "models", symbol)))
             .expect("the ensemble loads");

@@ -295,7 +295,7 @@ fn stream_refuses_a_self_signed_certificate_over_https() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     let log = std::fs::read_to_string(dir.path().join("log/stream.log")).expect("stream.log");
     let needle = format!(
-        "gap fill over rest failed: https://localhost:{}/api/v3/time: the TLS certificate of \
+        "gap fill over rest failed: AVAXUSDT 1m: https://localhost:{}/api/v3/time: the TLS certificate of \
          localhost is not trusted",
         server.port
     );

@@ -48,18 +48,7 @@ fn old_installation(root: &Path) -> Dirs {
     let store: String = text.lines().take(401).map(|l| format!("{l}\n")).collect();
     let store_path = dirs.data.join("AVAXUSDT_1m.csv");
     fs::write(&store_path, store).expect("write store");
-    let out = common::klinecast_command()
-        .args(["train", "--svr-rows", "100", "--data"])
-        .arg(&store_path)
-        .arg("--models-dir")
-        .arg(&dirs.models)
-        .output()
-        .expect("run train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::train(&store_path, &dirs.models, &["--svr-rows", "100"]);
     fs::create_dir_all(dirs.models.join("Ensembled")).expect("mkdir");
     fs::write(dirs.models.join("Ensembled/EnsembleModel.bin"), b"ensemble").expect("write");
     fs::write(dirs.data.join("Buffer_15.csv"), b"buffer").expect("write");

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::kline::{price_decimals, Interval, Kline, Series, Symbol};
 use crate::layout::Dirs;
 use crate::live::ensembler::LiveEvent;
-use crate::live::{run_stream, RunOutcome, StreamConfig, SymbolConfig, Timing};
+use crate::live::{run_stream, RunOutcome, RunSummary, StreamConfig, SymbolConfig, Timing};
 use crate::log::wall_clock_ms;
 use crate::metrics::Accum;
 use crate::models::ModelKind;
@@ -131,9 +131,30 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         save_every: 1,
         stderr: true,
     };
+    let outcome = stream_printing(&config, &table)?;
+    server.shutdown();
+    let summary = match outcome {
+        RunOutcome::Finished(s) => s,
+        RunOutcome::AlreadyRunning { holder } => {
+            return Err(Error::Config(format!(
+                "{} is in use by a running klinecast stream ({holder}); use another --work-dir",
+                data_dir.display()
+            )))
+        }
+    };
+    print_summary(&summary, [&data_dir, &models_dir, &log_dir]);
+    if args.work_dir.is_none() {
+        println!("remove them with: rm -r {}", work.display());
+    }
+    Ok(())
+}
+
+/// Runs the stream of `config`, printing a row of `table` for every scored forecast and a line
+/// for every window.
+fn stream_printing(config: &StreamConfig, table: &ForecastTable) -> Result<RunOutcome, Error> {
     let mut ens = Accum::default();
     let mut naive = Accum::default();
-    let outcome = run_stream(&config, &mut |event| match event {
+    run_stream(config, &mut |event| match event {
         LiveEvent::Kline(k) => {
             let (kline, Some(s)) = (&k.kline, &k.scored) else {
                 return;
@@ -158,17 +179,12 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         LiveEvent::Window { line, seconds } => {
             println!("  -- {line} ({seconds:.2} s)");
         }
-    })?;
-    server.shutdown();
-    let summary = match outcome {
-        RunOutcome::Finished(s) => s,
-        RunOutcome::AlreadyRunning { holder } => {
-            return Err(Error::Config(format!(
-                "{} is in use by a running klinecast stream ({holder}); use another --work-dir",
-                data_dir.display()
-            )))
-        }
-    };
+    })
+}
+
+/// The closing lines: what was streamed, the timing, the scoreboard and where the files are
+/// (`[data, models, log]`).
+fn print_summary(summary: &RunSummary, [data, models, log]: [&Path; 3]) {
     println!(
         "\nstreamed {} klines in {:.1} s ({} windows); {}",
         summary.ensembler.klines,
@@ -176,20 +192,16 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         summary.ensembler.windows,
         summary.stream.summary()
     );
-    println!("{}", crate::live::timing_line(&summary));
+    println!("{}", crate::live::timing_line(summary));
     println!("\nscoreboard (price errors over the streamed klines):");
     print!("{}", scoreboard_table(&summary.ensembler.scoreboard));
     println!(
         "\nfiles: {} (klines, predictions.csv, Buffer_15.csv), {} (Trained/, Ensembled/), {} \
          (stream.log, ensemble.log, ensemble.jsonl)",
-        data_dir.display(),
-        models_dir.display(),
-        log_dir.display()
+        data.display(),
+        models.display(),
+        log.display()
     );
-    if args.work_dir.is_none() {
-        println!("remove them with: rm -r {}", work.display());
-    }
-    Ok(())
 }
 
 /// The forecast lines the demo prints: prices at the market's own precision

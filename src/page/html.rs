@@ -61,8 +61,8 @@ impl Page {
         self
     }
 
-    /// A table; the first row of `rows` is not special: `header` is.
-    pub(crate) fn table(&mut self, id: &str, header: &[&str], rows: &[Vec<String>]) -> &mut Page {
+    /// Opens a table: its grid cell, the `<table>` with `id`, the `header` row, and `<tbody>`.
+    fn table_head(&mut self, id: &str, header: &[&str]) {
         self.open_grid();
         let _ = write!(
             self.body,
@@ -73,6 +73,11 @@ impl Page {
             let _ = write!(self.body, "<th>{}</th>", escape(h));
         }
         self.body.push_str("</tr></thead><tbody>");
+    }
+
+    /// A table; the first row of `rows` is not special: `header` is.
+    pub(crate) fn table(&mut self, id: &str, header: &[&str], rows: &[Vec<String>]) -> &mut Page {
+        self.table_head(id, header);
         for row in rows {
             self.body.push_str("<tr>");
             for cell in row {
@@ -91,16 +96,7 @@ impl Page {
         header: &[&str],
         rows: &[(Option<String>, Vec<String>)],
     ) -> &mut Page {
-        self.open_grid();
-        let _ = write!(
-            self.body,
-            "<div class=\"tbl\"><table id=\"{}\"><thead><tr>",
-            escape(id)
-        );
-        for h in header {
-            let _ = write!(self.body, "<th>{}</th>", escape(h));
-        }
-        self.body.push_str("</tr></thead><tbody>");
+        self.table_head(id, header);
         for (href, cells) in rows {
             self.body.push_str("<tr>");
             for (i, cell) in cells.iter().enumerate() {

@@ -234,12 +234,13 @@ pub fn partial_candle(good: &Kline) -> Kline {
     }
 }
 
-/// `klinecast stream --symbol SYMBOL --interval 1m` against `rest_url` and `ws_url`, with the
-/// small test ensemble (window 5, refit on 200 rows, 2 generations) and its files in `root/data`,
-/// `root/models` and `root/log`. Add limits, environment and stdio as the test needs.
-pub fn stream_command(symbol: &str, rest_url: &str, ws_url: &str, root: &Path) -> Command {
+/// `klinecast stream --symbols SYMBOLS --interval 1m` (one symbol or a list) against `rest_url`
+/// and `ws_url`, with the small test ensemble (window 5, refit on 200 rows, 2 generations) and
+/// its files in `root/data`, `root/models` and `root/log`. Add limits, environment and stdio as
+/// the test needs.
+pub fn stream_command(symbols: &str, rest_url: &str, ws_url: &str, root: &Path) -> Command {
     let mut cmd = klinecast_command();
-    cmd.args(["stream", "--symbol", symbol, "--interval", "1m"])
+    cmd.args(["stream", "--symbols", symbols, "--interval", "1m"])
         .args(["--rest-url", rest_url, "--ws-url", ws_url])
         .args(["--window", "5", "--refit-rows", "200", "--generations", "2"])
         .arg("--data-dir")
@@ -248,5 +249,140 @@ pub fn stream_command(symbol: &str, rest_url: &str, ws_url: &str, root: &Path) -
         .arg(root.join("models"))
         .arg("--log-dir")
         .arg(root.join("log"));
+    cmd
+}
+
+/// The store's CSV text of `klines`: the header, then one line per kline.
+pub fn csv_text(klines: &[Kline]) -> String {
+    let mut text = format!("{}\n", klinecast::kline::CSV_HEADER);
+    for k in klines {
+        text.push_str(&k.to_csv_line());
+        text.push('\n');
+    }
+    text
+}
+
+/// Waits up to `limit` for `stream` to end, asserts that it exited with status 0, and returns
+/// its output.
+pub fn wait_success(mut child: Child, limit: Duration) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return out;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "klinecast stream did not finish: stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The rows of a predictions.csv at `path`, checked: the current header, then targets that
+/// ascend by one minute with no duplicate and no hole, each `horizon` minutes after the kline
+/// it was made after, with finite positive prices.
+pub fn check_predictions(
+    path: &Path,
+    horizon: i64,
+) -> Vec<klinecast::live::predictions::PredictionRow> {
+    use klinecast::live::predictions::{PredictionRow, HEADER};
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(HEADER));
+    let rows: Vec<PredictionRow> = lines
+        .map(|l| PredictionRow::from_csv_line(l).unwrap_or_else(|| panic!("bad row {l:?}")))
+        .collect();
+    for w in rows.windows(2) {
+        assert_eq!(
+            w[1].target_open_time,
+            w[0].target_open_time + 60_000,
+            "{}: targets ascend by one kline, no duplicate, no hole",
+            path.display()
+        );
+    }
+    for r in &rows {
+        assert_eq!(
+            r.made_after_open_time + horizon * 60_000,
+            r.target_open_time
+        );
+        assert!(r.forecast.is_finite() && r.forecast > 0.0 && r.naive > 0.0);
+    }
+    rows
+}
+
+/// `train --data <store_path> --models-dir <models>` and `extra`, which must succeed.
+pub fn train(store_path: &Path, models: &Path, extra: &[&str]) {
+    let out = klinecast_command()
+        .arg("train")
+        .arg("--data")
+        .arg(store_path)
+        .arg("--models-dir")
+        .arg(models)
+        .args(extra)
+        .output()
+        .expect("run train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The last phase of the fault tests: `srv` sends a serverShutdown after 3 finals and
+/// duplicates finals again, and the `stream` in `child` must then end at its kline limit with
+/// status 0 within `limit`.
+pub fn shutdown_then_limit(srv: &ReplayServer, child: Child, limit: Duration) {
+    srv.set_faults(Faults::parse("shutdown-after=3,dup-finals,ping-ms=300").expect("faults"));
+    let out = wait_success(child, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+}
+
+/// Asserts that a stream.log shows each fault of the fault tests was met: a bad frame, a stall,
+/// a serverShutdown, a gap fill (its line begins with `gap_fill`), a REST notice and at least
+/// one dropped duplicate.
+pub fn assert_faults_met(stream_log: &str, gap_fill: &str) {
+    for needle in [
+        "bad frame #1 ignored",
+        "connection lost: no data or ping",
+        "serverShutdown",
+        gap_fill,
+        "rest: ",
+    ] {
+        assert!(
+            stream_log.contains(needle),
+            "stream.log lacks {needle:?}:\n{stream_log}"
+        );
+    }
+    assert!(
+        stream_log
+            .lines()
+            .any(|l| l.contains("duplicates dropped") && !l.contains("duplicates dropped 0,")),
+        "no duplicate was counted"
+    );
+}
+
+/// [`stream_command`] with the fault tests' short WebSocket idle and poll times and backoffs, no
+/// kline limit, stdout and stderr piped.
+pub fn quick_stream_command(symbols: &str, rest_url: &str, ws_url: &str, root: &Path) -> Command {
+    let mut cmd = stream_command(symbols, rest_url, ws_url, root);
+    cmd.env("KLINECAST_WS_IDLE_MS", "900")
+        .env("KLINECAST_WS_POLL_MS", "100")
+        .env("KLINECAST_BACKOFF_MS", "50")
+        .env("KLINECAST_BACKOFF_MAX_MS", "400")
+        .env_remove("KLINECAST_MAX_KLINES")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     cmd
 }
