@@ -156,7 +156,7 @@ pub struct TrainArgs {
 
 /// One set of models `train` fits: a kline file, and the folder whose `Trained/` it replaces.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrainSet {
+pub(crate) struct TrainSet {
     /// `BTCUSDT 1m`, or the file's name when it does not say its symbol.
     pub(crate) label: String,
     pub(crate) data: PathBuf,

@@ -69,19 +69,19 @@ impl SymbolLayout {
     }
 
     /// `log/<SYMBOL>_<interval>/ensemble.jsonl`.
-    pub fn window_log(&self) -> PathBuf {
+    pub(crate) fn window_log(&self) -> PathBuf {
         self.log.join(WINDOW_LOG_FILE)
     }
 }
 
 /// `<SYMBOL>_<interval>`: the store's stem, and the name of the symbol's folders.
-pub fn folder_name(symbol: &Symbol, interval: Interval) -> String {
+pub(crate) fn folder_name(symbol: &Symbol, interval: Interval) -> String {
     format!("{}_{}", symbol.as_str(), interval.as_str())
 }
 
 /// The single-symbol layout before many symbols: per-symbol files straight in the directories.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Legacy {
+pub(crate) struct Legacy {
     /// `models/`: held `Trained/` and `Ensembled/`.
     pub models: PathBuf,
     /// `data/Buffer_<window>.csv` is [`Legacy::buffer`].

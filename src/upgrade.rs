@@ -160,7 +160,7 @@ pub enum Owner {
 }
 
 /// True when any file or folder of the old layout is in `dirs`.
-pub fn has_legacy(dirs: &Dirs) -> bool {
+pub(crate) fn has_legacy(dirs: &Dirs) -> bool {
     let legacy = Legacy::new(dirs);
     let buffers = fs::read_dir(&dirs.data).ok().is_some_and(|entries| {
         entries.flatten().any(|e| {
@@ -212,7 +212,7 @@ fn recorded_symbol(dirs: &Dirs, interval: Interval) -> Option<Symbol> {
 
 /// The owner from the facts: the one `given` symbol; else `recorded` (the old models' symbol)
 /// if given; else the only given symbol with a store (`stores`). The error says why none is.
-pub fn choose_owner(
+pub(crate) fn choose_owner(
     given: &[Symbol],
     recorded: Option<Symbol>,
     stores: &[Symbol],

@@ -103,14 +103,52 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         real_per_kline / 1000.0
     );
     println!("{}", table.header());
-    let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
     let dirs = Dirs {
         data: data_dir.clone(),
         models: models_dir.clone(),
         log: log_dir.clone(),
     };
-    let config = StreamConfig {
-        symbols: SymbolConfig::all(&dirs, &[symbol], interval),
+    let config = fast_stream(
+        dirs,
+        &symbol,
+        interval,
+        (&server, args.speed),
+        learn,
+        n_stream,
+    );
+    let outcome = stream_printing(&config, &table)?;
+    server.shutdown();
+    let summary = match outcome {
+        RunOutcome::Finished(s) => s,
+        RunOutcome::AlreadyRunning { holder } => {
+            return Err(Error::Config(format!(
+                "{} is in use by a running klinecast stream ({holder}); use another --work-dir",
+                data_dir.display()
+            )))
+        }
+    };
+    print_summary(&summary, [&data_dir, &models_dir, &log_dir]);
+    if args.work_dir.is_none() {
+        println!("remove them with: rm -r {}", work.display());
+    }
+    Ok(())
+}
+
+/// The stream of `symbol` from the local replay `server` at `speed`, files in `dirs`: stop
+/// after `n_stream` klines (or three times their replayed time plus two minutes), short
+/// timeouts and backoffs, save every window, progress on stderr.
+fn fast_stream(
+    dirs: Dirs,
+    symbol: &Symbol,
+    interval: Interval,
+    (server, speed): (&ReplayServer, f64),
+    learn: LearnSettings,
+    n_stream: usize,
+) -> StreamConfig {
+    let real_per_kline = interval.ms() as f64 / speed;
+    let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
+    StreamConfig {
+        symbols: SymbolConfig::all(&dirs, std::slice::from_ref(symbol), interval),
         interval,
         dirs,
         rest_url: server.rest_url(),
@@ -130,23 +168,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         },
         save_every: 1,
         stderr: true,
-    };
-    let outcome = stream_printing(&config, &table)?;
-    server.shutdown();
-    let summary = match outcome {
-        RunOutcome::Finished(s) => s,
-        RunOutcome::AlreadyRunning { holder } => {
-            return Err(Error::Config(format!(
-                "{} is in use by a running klinecast stream ({holder}); use another --work-dir",
-                data_dir.display()
-            )))
-        }
-    };
-    print_summary(&summary, [&data_dir, &models_dir, &log_dir]);
-    if args.work_dir.is_none() {
-        println!("remove them with: rm -r {}", work.display());
     }
-    Ok(())
 }
 
 /// Runs the stream of `config`, printing a row of `table` for every scored forecast and a line

@@ -32,10 +32,10 @@ use super::window_log::LoggedWindow;
 
 /// Most klines after the saved ensemble that are fed again on start; older ones only warm the
 /// history (a day of 1m klines; each window of them costs one refit).
-pub const MAX_REPLAY: usize = 1440;
+pub(crate) const MAX_REPLAY: usize = 1440;
 
 /// `<data-dir>/Buffer_<window>.csv`.
-pub fn buffer_path(data_dir: &Path, window: usize) -> PathBuf {
+pub(crate) fn buffer_path(data_dir: &Path, window: usize) -> PathBuf {
     data_dir.join(format!("Buffer_{window}.csv"))
 }
 
@@ -98,7 +98,7 @@ pub struct EnsemblerSummary {
 
 impl EnsemblerSummary {
     /// Adds `other`'s counts and timings to these (the scoreboard is left as it is).
-    pub fn absorb(&mut self, other: &EnsemblerSummary) {
+    pub(crate) fn absorb(&mut self, other: &EnsemblerSummary) {
         self.klines += other.klines;
         self.replayed += other.replayed;
         self.windows += other.windows;
@@ -141,7 +141,7 @@ pub struct Ensembler {
 /// The ensembler after its local checks ([`Ensembler::prepare`]): the saved ensemble and the
 /// trained models loaded and checked, nothing written yet but the logs; waiting for the newest
 /// klines of the store ([`Prepared::finish`]).
-pub struct Prepared {
+pub(crate) struct Prepared {
     ensemble: Ensemble,
     as_of: Option<i64>,
     loaded: bool,
@@ -158,12 +158,12 @@ pub struct Prepared {
 
 impl Prepared {
     /// How many of the newest stored klines [`Prepared::finish`] needs.
-    pub fn rows_needed(&self) -> usize {
+    pub(crate) fn rows_needed(&self) -> usize {
         self.rows
     }
 
     /// What the local checks found wrong and worked around (empty when all was well).
-    pub fn problems(&self) -> &[String] {
+    pub(crate) fn problems(&self) -> &[String] {
         &self.problems
     }
 }
@@ -187,7 +187,10 @@ impl Ensembler {
     /// ensemble and the trained models and checks them (a horizon mismatch is an error; a bad
     /// file is reported at once, mirrored to stderr). Writes no data file (a saved ensemble
     /// that cannot be read is moved aside, as [`Ensembler::start`] always did).
-    pub fn prepare(config: &EnsemblerConfig, events: Sender<LiveEvent>) -> Result<Prepared, Error> {
+    pub(crate) fn prepare(
+        config: &EnsemblerConfig,
+        events: Sender<LiveEvent>,
+    ) -> Result<Prepared, Error> {
         let tag = format!("klinecast stream {}", config.name);
         let mut log = Logger::open(&config.log_dir.join("ensemble.log"), &tag)
             .map_err(|e| Error::io("opening ensemble.log", e))?;
@@ -382,7 +385,7 @@ impl Ensembler {
     }
 
     /// Feeds the klines read back from the store at start (already seen before a restart).
-    pub fn feed_again(&mut self, replay: Vec<Kline>) -> Result<(), Error> {
+    pub(crate) fn feed_again(&mut self, replay: Vec<Kline>) -> Result<(), Error> {
         for kline in replay {
             self.summary.replayed += 1;
             self.step(kline, true, None)?;
@@ -418,7 +421,7 @@ impl Ensembler {
     }
 
     /// Whether a kline that ended a window waits for [`Ensembler::close_window`].
-    pub fn window_pending(&self) -> bool {
+    pub(crate) fn window_pending(&self) -> bool {
         self.pending.is_some()
     }
 
@@ -471,7 +474,7 @@ impl Ensembler {
     /// The second half of a kline that ended a window (nothing when none waits): closes the
     /// window (scores, refit, pool update inside the learner), saves the ensemble, logs the
     /// window and writes the forecast of the next close made by the new pool.
-    pub fn close_window(&mut self) -> Result<(), Error> {
+    pub(crate) fn close_window(&mut self) -> Result<(), Error> {
         let Some(done) = self.pending.take() else {
             return Ok(());
         };

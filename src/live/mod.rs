@@ -68,7 +68,7 @@ pub(crate) use stream_thread::Timing;
 
 /// One symbol of a stream and where its files are.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SymbolConfig {
+pub(crate) struct SymbolConfig {
     /// The symbol's files in its own folders.
     pub layout: SymbolLayout,
     /// The single-symbol layout its files may still be in (only when the run has this one

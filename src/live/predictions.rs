@@ -70,7 +70,7 @@ impl PredictionRow {
 
 /// A whole `predictions.csv` text (header and one line per row), for a file written at once
 /// (`backtest --predictions`); the live stream appends rows to [`PredictionLog`] instead.
-pub fn to_csv(rows: &[PredictionRow]) -> String {
+pub(crate) fn to_csv(rows: &[PredictionRow]) -> String {
     let mut out = format!("{HEADER}\n");
     for row in rows {
         out.push_str(&row.to_csv_line());

@@ -293,7 +293,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     }
 
     /// Starts with the start-up handshake ([`StreamThread::start_up`]).
-    pub fn with_handshake(mut self, handshake: Handshake) -> Self {
+    pub(crate) fn with_handshake(mut self, handshake: Handshake) -> Self {
         self.handshake = Some(handshake);
         self
     }
