@@ -5,9 +5,10 @@ use std::borrow::Cow;
 use nalgebra::{DMatrix, DVector};
 
 use super::bins::{Bins, Finder};
-use super::grow::{Grower, Grown};
+use super::grow::Grown;
 use super::model::{leaf_value, Gbdt, Node, LEAF};
-use super::split::Reg;
+use super::state::{Grower, Reg};
+
 use super::{GbdtParams, TreeMethod};
 use crate::models::{check_xy, FitError};
 use crate::rng::Rng;

@@ -3,19 +3,7 @@
 
 use super::bins::Finder;
 use super::model::{Node, LEAF};
-use super::split::{Level, Reg, Split, Stats, RT_EPS};
-
-/// A tree under construction, in XGBoost's node order (children allocated in pairs).
-pub(super) struct BuildNode {
-    pub(super) stats: Stats,
-    pub(super) weight: f32,
-    pub(super) score: f32,
-    pub(super) split: Option<Split>,
-    pub(super) loss_chg: f32,
-    pub(super) children: (usize, usize),
-    pub(super) parent: usize,
-    pub(super) leaf: f32,
-}
+use super::state::{BuildNode, Grower, Level, Split, Stats, RT_EPS};
 
 /// One grown tree and where the training rows ended.
 pub(super) struct Grown {
@@ -25,18 +13,6 @@ pub(super) struct Grown {
     pub(super) rows: Vec<u32>,
     /// `(start, end, value)`: `rows[start..end]` reach a leaf of that value.
     pub(super) leaves: Vec<(usize, usize, f32)>,
-}
-
-/// Everything one boosting round needs besides the gradients.
-pub(super) struct Grower<'a> {
-    pub(super) reg: Reg,
-    pub(super) eta: f32,
-    pub(super) gamma: f32,
-    pub(super) max_depth: usize,
-    pub(super) threads: usize,
-    pub(super) n: usize,
-    pub(super) xf: &'a [f32],
-    pub(super) finder: &'a Finder,
 }
 
 impl Grower<'_> {

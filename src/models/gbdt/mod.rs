@@ -86,6 +86,7 @@ mod grow;
 mod model;
 mod predict;
 mod split;
+mod state;
 
 use serde::{Deserialize, Serialize};
 
