@@ -1,7 +1,10 @@
 //! The replay server's virtual clock: `now = origin + real elapsed × speed`, clamped at the end
 //! of the data. [`virtual_now`] is the pure formula; [`VirtualClock`] reads
 //! `std::time::Instant` (this is server I/O code, so reading a clock is allowed here).
+//! A test can pause the clock (no candle closes while it is paused) so that a step whose real
+//! duration depends on the machine, such as a restart under qemu, does not change what happens.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The pure clock formula: `origin_ms + elapsed × speed`, never past `end_ms`.
@@ -26,12 +29,28 @@ pub(crate) fn real_until(now_ms: i64, target_ms: i64, speed: f64) -> Duration {
 }
 
 /// A running virtual clock.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct VirtualClock {
     origin_ms: i64,
     end_ms: i64,
     speed: f64,
     started: Instant,
+    pauses: Mutex<Pauses>,
+}
+
+/// The real time the clock has stood still.
+#[derive(Debug, Default)]
+struct Pauses {
+    /// Paused time of the pauses that have ended.
+    ended: Duration,
+    /// When the pause in progress began.
+    since: Option<Instant>,
+}
+
+impl Pauses {
+    fn total(&self) -> Duration {
+        self.ended + self.since.map_or(Duration::ZERO, |s| s.elapsed())
+    }
 }
 
 impl VirtualClock {
@@ -42,17 +61,35 @@ impl VirtualClock {
             end_ms,
             speed,
             started: Instant::now(),
+            pauses: Mutex::new(Pauses::default()),
         }
     }
 
-    /// The current virtual time in ms.
+    fn pauses(&self) -> std::sync::MutexGuard<'_, Pauses> {
+        self.pauses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current virtual time in ms: real time since the start, less the paused time, times
+    /// the speed.
     pub(crate) fn now_ms(&self) -> i64 {
-        virtual_now(
-            self.origin_ms,
-            self.started.elapsed(),
-            self.speed,
-            self.end_ms,
-        )
+        let running = self.started.elapsed().saturating_sub(self.pauses().total());
+        virtual_now(self.origin_ms, running, self.speed, self.end_ms)
+    }
+
+    /// Stops the clock (no effect when it is already stopped).
+    pub(crate) fn pause(&self) {
+        let mut p = self.pauses();
+        if p.since.is_none() {
+            p.since = Some(Instant::now());
+        }
+    }
+
+    /// Starts a paused clock again where it stopped (no effect when it runs).
+    pub(crate) fn resume(&self) {
+        let mut p = self.pauses();
+        if let Some(since) = p.since.take() {
+            p.ended += since.elapsed();
+        }
     }
 
     /// The speed factor.
@@ -84,6 +121,25 @@ mod tests {
         for (elapsed, speed, past) in cases {
             assert_eq!(virtual_now(o, elapsed, speed, o + 600_000), o + past);
         }
+    }
+
+    #[test]
+    fn a_paused_clock_stands_still_and_resumes_where_it_stopped() {
+        let clock = VirtualClock::start(0, i64::MAX / 8, 1e6);
+        clock.pause();
+        let stopped = clock.now_ms();
+        std::thread::sleep(Duration::from_millis(30));
+        clock.pause();
+        assert_eq!(clock.now_ms(), stopped);
+        clock.resume();
+        // 30 ms of real time at 1e6x would be 30,000,000 virtual ms: the paused time is skipped.
+        let resumed = clock.now_ms();
+        assert!(
+            resumed >= stopped && resumed < stopped + 20_000_000,
+            "{resumed}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(clock.now_ms() > resumed);
     }
 
     #[test]

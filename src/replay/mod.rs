@@ -171,6 +171,8 @@ pub(crate) struct Shared {
     clock: VirtualClock,
     faults: Mutex<FaultState>,
     requests: AtomicU64,
+    /// WebSocket sessions begun (upgraded and subscribed).
+    ws_sessions: AtomicU64,
     weight: Mutex<market::WeightWindow>,
     stop: AtomicBool,
     conns: Mutex<HashMap<u64, TcpStream>>,
@@ -266,6 +268,7 @@ impl Shared {
                 time_requests: 0,
             }),
             requests: AtomicU64::new(0),
+            ws_sessions: AtomicU64::new(0),
             weight: Mutex::new(market::WeightWindow::default()),
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
@@ -384,9 +387,26 @@ impl ReplayServer {
         lock(&self.shared.faults).klines_requests
     }
 
+    /// WebSocket sessions begun since the start (upgraded, with a valid stream list).
+    pub fn ws_sessions(&self) -> u64 {
+        self.shared.ws_sessions.load(Ordering::SeqCst)
+    }
+
     /// The current virtual time in ms.
     pub fn now_ms(&self) -> i64 {
         self.shared.clock.now_ms()
+    }
+
+    /// Stops the virtual clock: no candle closes until [`ReplayServer::resume_clock`]; REST,
+    /// pings and open connections go on. Tests use it around steps whose real duration depends
+    /// on the machine (a restart under qemu), so the klines a step meets do not.
+    pub fn pause_clock(&self) {
+        self.shared.clock.pause();
+    }
+
+    /// Starts the virtual clock again where [`ReplayServer::pause_clock`] stopped it.
+    pub fn resume_clock(&self) {
+        self.shared.clock.resume();
     }
 
     /// Stops every thread and closes every socket.

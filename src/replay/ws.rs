@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -262,6 +263,7 @@ pub(super) fn serve(shared: &Arc<Shared>, stream: Prefixed) {
             return;
         }
     };
+    shared.ws_sessions.fetch_add(1, Ordering::SeqCst);
     let now = shared.clock.now_ms();
     let plays = subs
         .streams

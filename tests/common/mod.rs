@@ -289,6 +289,38 @@ pub fn wait_success(mut child: Child, limit: Duration) -> std::process::Output {
     }
 }
 
+/// `kill -9` of a running `stream` with the replay server's clock stopped at that instant: no
+/// candle closes until [`resume_when_connected`], so a restart meets the same klines however
+/// slow the machine is (qemu, load). Without the pause a slow restart could catch up to its
+/// kline limit over REST alone and never meet the WebSocket faults it is there to meet.
+pub fn kill_and_pause(srv: &ReplayServer, mut child: Child) {
+    child.kill().expect("kill -9");
+    srv.pause_clock();
+    let _ = child.wait();
+}
+
+/// Waits until the restarted `child` has opened a WebSocket session (more than `before` since
+/// the server started: past its start-up refits), then starts the server's clock again.
+/// Panics with the child's stderr if it exits first, or after `limit`.
+pub fn resume_when_connected(srv: &ReplayServer, child: &mut Child, before: u64, limit: Duration) {
+    let start = Instant::now();
+    while srv.ws_sessions() <= before {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("the restarted stream exited ({status}) before it connected: {stderr}");
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for the restarted stream to connect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    srv.resume_clock();
+}
+
 /// The rows of a predictions.csv at `path`, checked: the current header, then targets that
 /// ascend by one minute with no duplicate and no hole, each `horizon` minutes after the kline
 /// it was made after, with finite positive prices.
