@@ -1049,6 +1049,7 @@ fn learned_ensembles_uncached() -> (Vec<Vec<u8>>, Vec<String>) {
             postcard::to_allocvec(&SavedEnsemble {
                 as_of_open_time: as_of,
                 ensemble,
+                in_flight: Vec::new(),
             })
             .expect("encode")
         })

@@ -12,8 +12,15 @@
 //! and the caller calls [`Learner::end_window`], which (a) takes the window's scores, made
 //! before the window's own generation exists, (b) fits a new generation with
 //! [`crate::models::fit::fit_models`] on the last `refit_rows` history rows whose target is known,
-//! (c) adds it to the bounded pool, evicting the oldest, and (d) re-forecasts the pending
-//! forecast with the new pool (still from the same history, so nothing leaks).
+//! (c) adds it to the bounded pool, evicting the oldest. The forecast made after the kline
+//! that ended the window (by the pool as it was before the refit) stays the one in flight: it
+//! is the one the caller has already published, and the one scored when its target arrives, so
+//! a forecast never waits for a refit and every published forecast is the scored one. The new
+//! generation forecasts from the next kline on.
+//!
+//! The forecasts in flight ([`Learner::in_flight`]) are saved with the ensemble and handed back
+//! on restart ([`Learner::resume_in_flight`]), so a resumed learner scores exactly what an
+//! uninterrupted one would.
 //!
 //! Gaps: a kline whose open time is not the previous one plus the interval follows a gap. The
 //! forecasts pending for the missing klines can never be scored and are dropped (counted in
@@ -269,9 +276,35 @@ impl Learner {
         &self.history
     }
 
-    /// The newest pending forecast (after [`Learner::end_window`], the re-forecast).
+    /// The newest pending forecast (made before any refit of its kline's window).
     pub(crate) fn latest_forecast(&self) -> Option<&Forecast> {
         self.pending.back()
+    }
+
+    /// The forecasts in flight (made, their target not yet arrived), oldest first: saved with
+    /// the ensemble so that a restart scores the same forecasts ([`Learner::resume_in_flight`]).
+    pub(crate) fn in_flight(&self) -> Vec<Forecast> {
+        self.pending.iter().cloned().collect()
+    }
+
+    /// Puts back the forecasts that were in flight when the ensemble was saved, in place of
+    /// the one [`Learner::new`] made from the history with the loaded pool (after a window
+    /// end, that pool already holds the window's refit, which the saved forecast predates).
+    /// Only when they were made on the history's newest kline, the one the save was made at;
+    /// otherwise (an empty list, or a store older than the save) the new forecast stays.
+    /// Returns whether they were put back.
+    pub(crate) fn resume_in_flight(&mut self, saved: Vec<Forecast>) -> bool {
+        let last_open = self.history.open_time.last().copied();
+        let fits = saved
+            .last()
+            .is_some_and(|f| Some(f.as_of_open_time) == last_open)
+            && saved
+                .iter()
+                .all(|f| last_open.is_some_and(|t| f.target_open_time > t));
+        if fits {
+            self.pending = saved.into();
+        }
+        fits
     }
 
     /// Forecasts scored since the last window.
@@ -339,7 +372,8 @@ impl Learner {
         self.end_window_with(&mut fitter)
     }
 
-    /// Closes the window: report its scores, fit and add a generation, re-forecast.
+    /// Closes the window: report its scores, fit and add a generation. The forecasts in flight
+    /// are left as they were made (see the module doc).
     pub(crate) fn end_window_with(&mut self, fitter: &mut dyn GenerationFitter) -> WindowReport {
         let forecasters = self.ensemble.window_scores();
         let rows = self.refit_rows();
@@ -390,16 +424,6 @@ impl Learner {
         self.scored_in_window = 0;
         self.window_first = None;
         self.window_last = None;
-        // Re-forecast with the new pool: same history, so the forecast still reads only the past.
-        let last_open = self.history.open_time.last().copied();
-        if let Some(back) = self.pending.back() {
-            if Some(back.as_of_open_time) == last_open {
-                let f = self.forecast_last();
-                if let Some(slot) = self.pending.back_mut() {
-                    *slot = f;
-                }
-            }
-        }
         WindowReport {
             version: self.ensemble.version,
             ..report
@@ -548,6 +572,7 @@ mod tests {
         let mut f = fitter();
         let mut scored: HashSet<i64> = HashSet::new();
         let mut previous: Option<Forecast> = None;
+        let mut joining: Option<String> = None;
         for i in 0..s.len() {
             let step = l.on_kline(&values(&s, i));
             match (&previous, &step.scored) {
@@ -588,12 +613,17 @@ mod tests {
                     .collect();
                 assert_eq!(newcomers.len(), 5);
                 assert!(newcomers.iter().all(|m| m.stats.n_scored == 0));
-                // The pending forecast was redone with the new pool, from the same history.
+                // The forecast in flight is the one made before the refit, bit for bit (the
+                // one published): the next kline scores it (checked at the top of the loop).
                 let latest = l.latest_forecast().expect("pending").clone();
-                assert_eq!(latest.as_of_open_time, s.open_time[i]);
-                assert_eq!(latest.version, report.version);
-                assert!(latest.members.iter().any(|m| m.label.starts_with(&label)));
-                previous = Some(latest);
+                assert_eq!(Some(&latest), step.forecast.as_ref());
+                assert!(latest.version < report.version);
+                assert!(!latest.members.iter().any(|m| m.label.starts_with(&label)));
+                joining = Some(label);
+            } else if let Some(label) = joining.take() {
+                // The new generation forecasts from the next kline on.
+                let f = step.forecast.as_ref().expect("a forecast");
+                assert!(f.members.iter().any(|m| m.label.starts_with(&label)));
             }
         }
         assert_eq!(scored.len(), 399);

@@ -109,14 +109,13 @@ impl EnsemblerSummary {
     }
 }
 
-/// A kline the learner has stepped through, until its forecast is written.
-struct StepDone {
+/// A kline the learner has stepped through, its forecast written.
+struct KlineDone {
     kline: Kline,
     from_rest: bool,
     /// When the streaming thread had it; `None` for a kline fed again from the store.
     arrived: Option<Instant>,
     scored: Option<ScoredForecast>,
-    started: Instant,
 }
 
 /// The ensembling thread's state.
@@ -134,8 +133,9 @@ pub struct Ensembler {
     events: Sender<LiveEvent>,
     save_every: u64,
     summary: EnsemblerSummary,
-    /// The kline that ended a window, waiting for [`Ensembler::close_window`].
-    pending: Option<StepDone>,
+    /// The open time of the kline that ended a window, its refit waiting for
+    /// [`Ensembler::close_window`].
+    pending: Option<i64>,
 }
 
 /// The ensembler after its local checks ([`Ensembler::prepare`]): the saved ensemble and the
@@ -144,6 +144,8 @@ pub struct Ensembler {
 pub(crate) struct Prepared {
     ensemble: Ensemble,
     as_of: Option<i64>,
+    /// The forecasts in flight at the save (see [`Learner::resume_in_flight`]).
+    in_flight: Vec<Forecast>,
     loaded: bool,
     rows: usize,
     /// What the local checks found wrong and worked around (a model file skipped, a saved
@@ -198,6 +200,7 @@ impl Ensembler {
             .map_err(|e| Error::io("opening ensemble.jsonl", e))?;
         let mut problems = Vec::new();
         let path = ensemble_path(&config.models_dir);
+        let mut in_flight = Vec::new();
         let (mut ensemble, as_of, loaded) = match load_ensemble(&path) {
             Ok(saved) => {
                 log.info(&format!(
@@ -209,6 +212,7 @@ impl Ensembler {
                     saved.as_of_open_time.map_or("start".to_string(), stamp)
                 ));
                 let mut ensemble = saved.ensemble;
+                in_flight = saved.in_flight;
                 check_horizon(&path, ensemble.config().spec.horizon, config, "forecasts")?;
                 // Trained models are not in the saved file: put them back from models/Trained.
                 let kept = ensemble
@@ -258,6 +262,7 @@ impl Ensembler {
         Ok(Prepared {
             ensemble,
             as_of,
+            in_flight,
             loaded,
             rows: restore_rows + MAX_REPLAY,
             problems,
@@ -279,6 +284,7 @@ impl Prepared {
         let Prepared {
             mut ensemble,
             as_of,
+            in_flight,
             loaded,
             rows: _,
             problems: _,
@@ -326,10 +332,12 @@ impl Prepared {
                 ));
             }
         }
-        let learner = Learner::new(ensemble, history, config.interval_ms);
+        let mut learner = Learner::new(ensemble, history, config.interval_ms);
+        // The forecast made after the save's kline predates the save's refit: the saved one.
+        learner.resume_in_flight(in_flight);
         let as_of_now = klines.last().map(|k| k.open_time);
         if !loaded {
-            save_ensemble(&path, as_of_now, learner.ensemble())?;
+            save_ensemble(&path, as_of_now, learner.ensemble(), &learner.in_flight())?;
         }
         let preds = PredictionLog::open(&config.data_dir.join("predictions.csv"))
             .map_err(|e| Error::io("opening predictions.csv", e))?;
@@ -425,10 +433,11 @@ impl Ensembler {
         self.pending.is_some()
     }
 
-    /// The first half of a kline: the learner scores the pending forecast and forecasts the
-    /// next close. Unless the kline ends a window, the forecast is written at once; if it does,
-    /// the kline waits for [`Ensembler::close_window`] (the refit, then the re-forecast is
-    /// written), which must run before this ensembler's next kline. `arrived`: when the
+    /// A kline's forecast: the learner scores the pending forecast and forecasts the next
+    /// close, which is written at once, also when the kline ends a window (the forecast is
+    /// then the pool's before the refit, the one scored later). A kline that ends a window
+    /// leaves its refit waiting for [`Ensembler::close_window`], which must run before this
+    /// ensembler's next kline (`step` runs it first if it was not). `arrived`: when the
     /// streaming thread had it (`None` for a kline fed again from the store).
     pub fn step(
         &mut self,
@@ -451,35 +460,32 @@ impl Ensembler {
             ));
         }
         self.buffer.push(kline.clone());
-        let done = StepDone {
+        self.append_buffer()?;
+        self.write_latest_prediction(Some(kline.open_time))?;
+        self.summary
+            .kline_seconds
+            .push(started.elapsed().as_secs_f64());
+        if step.window_done {
+            self.pending = Some(kline.open_time);
+        }
+        self.finish_kline(KlineDone {
             kline,
             from_rest,
             arrived,
             scored: step.scored,
-            started,
-        };
-        if step.window_done {
-            self.pending = Some(done);
-            return Ok(());
-        }
-        self.append_buffer()?;
-        self.write_latest_prediction(Some(done.kline.open_time))?;
-        self.summary
-            .kline_seconds
-            .push(done.started.elapsed().as_secs_f64());
-        self.finish_kline(done);
+        });
         Ok(())
     }
 
-    /// The second half of a kline that ended a window (nothing when none waits): closes the
-    /// window (scores, refit, pool update inside the learner), saves the ensemble, logs the
-    /// window and writes the forecast of the next close made by the new pool.
+    /// The refit of a kline that ended a window (nothing when none waits): closes the window
+    /// (scores, refit, pool update inside the learner), saves the ensemble with the forecast
+    /// in flight (a kill before the save: the restart feeds the kline again, finds its forecast
+    /// written and refits), logs the window and restarts the buffer.
     pub(crate) fn close_window(&mut self) -> Result<(), Error> {
-        let Some(done) = self.pending.take() else {
+        let Some(open_time) = self.pending.take() else {
             return Ok(());
         };
         let started = Instant::now();
-        let open_time = done.kline.open_time;
         let report = self.learner.end_window(&self.fit);
         // Save first: a kill between the save and the log lines loses a log line at worst,
         // never a window of learning. The buffer restarts at each save.
@@ -493,6 +499,7 @@ impl Ensembler {
                 &self.ensemble_path,
                 Some(open_time),
                 self.learner.ensemble(),
+                &self.learner.in_flight(),
             )?;
             self.buffer.clear();
         }
@@ -517,16 +524,12 @@ impl Ensembler {
         let _ = self.events.send(LiveEvent::Window { line, seconds });
         if saved {
             self.write_buffer()?;
-        } else {
-            self.append_buffer()?;
         }
-        self.write_latest_prediction(Some(open_time))?;
-        self.finish_kline(done);
         Ok(())
     }
 
     /// The forecast of a kline is written: its latency, and the event for the observer.
-    fn finish_kline(&mut self, done: StepDone) {
+    fn finish_kline(&mut self, done: KlineDone) {
         if let Some(arrived) = done.arrived {
             self.summary
                 .forecast_latency
@@ -790,6 +793,70 @@ mod tests {
             assert_eq!(saved.ensemble.windows_done, 12 - buffered as u64 / 5);
             let _ = std::fs::remove_dir_all(&base);
         }
+    }
+
+    /// The window numbers in `<root>/log/ensemble.jsonl`, in order.
+    fn logged_windows(root: &Path) -> Vec<u64> {
+        std::fs::read_to_string(root.join("log/ensemble.jsonl"))
+            .expect("ensemble.jsonl")
+            .lines()
+            .filter_map(LoggedWindow::parse)
+            .map(|w| w.report.window)
+            .collect()
+    }
+
+    /// A kline that ends a window has its forecast written before the window's refit (made by
+    /// the pool before the refit). A kill between the two: the restart feeds the kline again,
+    /// finds its forecast written, and refits the window once; the files are those of one run.
+    #[test]
+    fn a_kill_between_a_window_end_forecast_and_its_refit_refits_it_once_on_restart() {
+        let base = std::env::temp_dir().join(format!(
+            "klinecast-ensembler-kill-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let (a, b) = (base.join("a"), base.join("b"));
+        let src = sample(560);
+        let one = session(&a, 1, &src[..500], &src[500..]);
+        assert_eq!(one.windows, 12);
+        // Klines 500..=509: windows end at 504 and 509 (the start's forecast is scored by 500).
+        let (ev_tx, _ev_rx) = mpsc::channel();
+        let mut tail = |n: usize| Ok(src[500usize.saturating_sub(n)..500].to_vec());
+        let (mut ens, replay) = Ensembler::start(&config(&b, 1), &mut tail, ev_tx).expect("start");
+        ens.feed_again(replay).expect("nothing to feed");
+        for (i, k) in src[500..510].iter().enumerate() {
+            ens.step(k.clone(), false, Some(Instant::now()))
+                .expect("step");
+            if i < 9 {
+                ens.close_window().expect("refit");
+            }
+        }
+        assert!(ens.window_pending(), "kline 509 ends a window");
+        let text = std::fs::read_to_string(b.join("data/predictions.csv")).expect("predictions");
+        let rows = super::super::predictions::read_rows(&text);
+        let last = rows.last().expect("a forecast");
+        assert_eq!(
+            (last.made_after_open_time, last.target_open_time),
+            (src[509].open_time, src[510].open_time),
+            "the window-end forecast is written before the refit"
+        );
+        drop(ens); // killed before the refit of 509's window
+        assert_eq!(logged_windows(&b), vec![0]);
+        let second = session(&b, 1, &src[..510], &src[510..]);
+        assert_eq!(
+            second.replayed, 5,
+            "509 and the 4 klines since the save at 504"
+        );
+        assert_eq!(second.windows, 11);
+        assert_eq!(logged_windows(&b), (0..12).collect::<Vec<u64>>());
+        assert_eq!(logged_windows(&b), logged_windows(&a));
+        for file in ["data/predictions.csv", "models/Ensembled/EnsembleModel.bin"] {
+            assert!(
+                std::fs::read(a.join(file)).expect("a") == std::fs::read(b.join(file)).expect("b"),
+                "{file} differs after a kill between a forecast and its refit"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     /// Saves a trained linear model fitted on `klines` into `<root>/models/Trained`.

@@ -8,12 +8,15 @@
 //!
 //! Then the klines, forecasts first: the thread takes every kline waiting in the channel (a
 //! batch: at the top of a minute, one per symbol), steps each symbol's learner and writes its
-//! forecast at once, except for a kline that ends its symbol's window: that one waits for its
-//! refit, and the refits run one per pass, between batches, oldest first. So a refit of one
-//! symbol delays another symbol's forecast by at most one refit (the one running when its
-//! kline arrives), never by a queue of them. A symbol's waiting refit always runs before that
-//! symbol's next kline, so what is computed does not depend on timing: the files are those of
-//! the same symbol streamed alone.
+//! forecast at once, also for a kline that ends its symbol's window (that forecast is made by
+//! the pool before the window's refit, and it is the one scored; see
+//! [`crate::ensemble::learner`]). So every forecast of a minute is written before any refit of
+//! that minute. The refits wait in a queue and run one per pass, between batches, oldest first.
+//! A symbol's waiting refit must run before that symbol's next kline, so what is computed does
+//! not depend on timing (the files are those of the same symbol streamed alone); in a batch the
+//! symbols with no refit waiting go first, so only a symbol whose own refit is still waiting
+//! (when the refits of a minute take longer than the interval) has its forecast delayed: by its
+//! own refit and those of the waiting symbols before it in the batch.
 //!
 //! A symbol whose files fail while streaming (a disk error) is stopped and named; the others
 //! go on. The run fails only when every symbol has failed.
@@ -191,6 +194,8 @@ fn forecasts_first(
                 None => {}
             }
         }
+        // Symbols whose refit still waits go last (stable: each symbol's klines stay in order).
+        batch.sort_by_key(|msg| waiting.contains(&msg.symbol));
         for msg in batch {
             let id = msg.symbol;
             let Some(e) = ensemblers.get_mut(id).and_then(Option::as_mut) else {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{decode_framed_since, read_file, save_framed, FileKind, PersistError, TAG_ENSEMBLE};
-use crate::ensemble::Ensemble;
+use crate::ensemble::{Ensemble, Forecast};
 
 /// Format version of `EnsembleModel.bin` (the frame tag is `ENSM`).
 /// v2: trained members saved without their model, CART nodes packed as bytes.
@@ -17,11 +17,16 @@ use crate::ensemble::Ensemble;
 /// the file shrinks from megabytes to the recurrent members' state and the records.
 /// v5: each expert keeps its gate record on two time scales and its record in the combination
 /// expert's ML-Poly; the configuration holds the gate's two discounts (issue 20).
-pub const ENSEMBLE_FILE_VERSION: u32 = 5;
+/// v6: the forecasts in flight at the save (`in_flight`, issue 22): the forecast made after a
+/// window's last kline is made and written before the window's refit, so the pool that a
+/// restart loads (refit included) cannot make it again; the restart scores the saved one.
+pub const ENSEMBLE_FILE_VERSION: u32 = 6;
 
-/// Oldest version still read. A v3 or v4 file lacks the v5 experts' records (the postcard
-/// layout has no optional fields), so it is refused with the file format error, whose hint says
-/// to delete the file: the stream then starts a fresh ensemble from the trained models.
+/// Oldest version still read. A v5 file is read with no forecasts in flight (the restart
+/// forecasts the next close with the loaded pool, as v5 builds did). A v3 or v4 file lacks the
+/// v5 experts' records (the postcard layout has no optional fields), so it is refused with the
+/// file format error, whose hint says to delete the file: the stream then starts a fresh
+/// ensemble from the trained models.
 pub(crate) const ENSEMBLE_FILE_OLDEST: u32 = 5;
 
 /// `<models-dir>/Ensembled/EnsembleModel.bin`.
@@ -35,12 +40,23 @@ pub struct SavedEnsemble {
     /// The open time of the last kline the ensemble has learnt from (`None`: no kline yet).
     pub as_of_open_time: Option<i64>,
     pub ensemble: Ensemble,
+    /// The forecasts made and not yet scored at the save, oldest first (at most the horizon
+    /// of them, each made on or before `as_of_open_time` for a later kline).
+    pub in_flight: Vec<Forecast>,
+}
+
+/// A v5 file: [`SavedEnsemble`] without the forecasts in flight.
+#[derive(Deserialize)]
+struct SavedEnsembleV5 {
+    as_of_open_time: Option<i64>,
+    ensemble: Ensemble,
 }
 
 #[derive(Serialize)]
 struct SavedEnsembleRef<'a> {
     as_of_open_time: Option<i64>,
     ensemble: &'a Ensemble,
+    in_flight: &'a [Forecast],
 }
 
 /// Loads `EnsembleModel.bin` and checks it ([`Ensemble::check`]).
@@ -51,25 +67,52 @@ pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
 
 /// [`load_ensemble`] on bytes already read from `path` (named in errors).
 pub fn decode_ensemble(path: &Path, bytes: &[u8]) -> Result<SavedEnsemble, PersistError> {
-    let saved = decode_framed_since(
+    let current = decode_framed_since(
         path,
         bytes,
         TAG_ENSEMBLE,
-        ENSEMBLE_FILE_OLDEST,
         ENSEMBLE_FILE_VERSION,
-    )?;
+        ENSEMBLE_FILE_VERSION,
+    );
+    let saved = match current {
+        Err(PersistError::Version { found: 5, .. }) => {
+            let old: SavedEnsembleV5 =
+                decode_framed_since(path, bytes, TAG_ENSEMBLE, ENSEMBLE_FILE_OLDEST, 5)?;
+            SavedEnsemble {
+                as_of_open_time: old.as_of_open_time,
+                ensemble: old.ensemble,
+                in_flight: Vec::new(),
+            }
+        }
+        other => other?,
+    };
     check_saved(path, saved)
 }
 
 fn check_saved(path: &Path, saved: SavedEnsemble) -> Result<SavedEnsemble, PersistError> {
-    match saved.ensemble.check() {
-        Ok(()) => Ok(saved),
-        Err(detail) => Err(PersistError::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("malformed ensemble: {detail}"),
-            kind: FileKind::Ensemble,
-        }),
+    let corrupt = |detail: String| PersistError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+        kind: FileKind::Ensemble,
+    };
+    saved
+        .ensemble
+        .check()
+        .map_err(|detail| corrupt(format!("malformed ensemble: {detail}")))?;
+    let horizon = saved.ensemble.config().spec.horizon;
+    let as_of = saved.as_of_open_time;
+    let misplaced = saved
+        .in_flight
+        .iter()
+        .any(|f| as_of.is_none_or(|t| f.as_of_open_time > t || f.target_open_time <= t));
+    if saved.in_flight.len() > horizon || misplaced {
+        return Err(corrupt(format!(
+            "{} forecasts in flight that do not follow the save (at most {horizon}, made by \
+             then, for later klines)",
+            saved.in_flight.len()
+        )));
     }
+    Ok(saved)
 }
 
 /// Saves `EnsembleModel.bin` atomically.
@@ -77,10 +120,12 @@ pub(crate) fn save_ensemble(
     path: &Path,
     as_of: Option<i64>,
     ensemble: &Ensemble,
+    in_flight: &[Forecast],
 ) -> Result<(), PersistError> {
     let value = SavedEnsembleRef {
         as_of_open_time: as_of,
         ensemble,
+        in_flight,
     };
     save_framed(path, TAG_ENSEMBLE, ENSEMBLE_FILE_VERSION, &value)
 }
@@ -89,6 +134,40 @@ pub(crate) fn save_ensemble(
 mod tests {
     use super::*;
     use crate::persist::encode_framed;
+
+    /// The forecasts in flight round-trip (v6); a v5 file reads with none; forecasts that do
+    /// not follow the save (made later, or for a kline already learnt) are refused, naming the
+    /// file.
+    #[test]
+    fn forecasts_in_flight_round_trip_and_a_v5_file_reads_without_them() {
+        use crate::ensemble::learner::Learner;
+        use crate::ensemble::EnsembleConfig;
+        use crate::kline::Series;
+        let dir = crate::testutil::TempDir::new("persist-in-flight");
+        let path = ensemble_path(dir.path());
+        let mut history = Series::default();
+        for i in 0..30 {
+            history.push(&crate::testutil::kline(i).values());
+        }
+        let ensemble = Ensemble::new(EnsembleConfig::default(), Vec::new(), 60_000).expect("naive");
+        let learner = Learner::new(ensemble, history, 60_000);
+        let in_flight = learner.in_flight();
+        assert_eq!(in_flight.len(), 1);
+        let as_of = Some(29 * 60_000);
+        save_ensemble(&path, as_of, learner.ensemble(), &in_flight).expect("saves");
+        let back = load_ensemble(&path).expect("loads");
+        assert_eq!((back.as_of_open_time, &back.in_flight), (as_of, &in_flight));
+        // A v5 file: the same without the forecasts in flight.
+        let v5 = encode_framed(TAG_ENSEMBLE, 5, &(as_of, learner.ensemble())).expect("encode");
+        let old = decode_ensemble(&path, &v5).expect("a v5 file reads");
+        assert_eq!((old.as_of_open_time, old.in_flight.len()), (as_of, 0));
+        for bad_as_of in [Some(28 * 60_000), Some(30 * 60_000), None] {
+            save_ensemble(&path, bad_as_of, learner.ensemble(), &in_flight).expect("saves");
+            let err = load_ensemble(&path).expect_err("refused").to_string();
+            assert!(err.contains("forecasts in flight"), "{err}");
+            assert!(err.contains("EnsembleModel.bin"), "{err}");
+        }
+    }
 
     /// An ensemble file of an older format (v4, before the experts' two-scale records) is
     /// refused by version, naming the file, both versions and what to do.
@@ -100,7 +179,7 @@ mod tests {
             let err = decode_ensemble(path, &bytes).expect_err("refused");
             let text = err.to_string();
             assert!(
-                text.contains(&format!("format v{old}, this build reads v5")),
+                text.contains(&format!("format v{old}, this build reads v6")),
                 "{text}"
             );
             assert!(text.contains("EnsembleModel.bin"), "{text}");
