@@ -17,12 +17,15 @@ use crate::ensemble::Ensemble;
 /// the file shrinks from megabytes to the recurrent members' state and the records.
 /// v5: each expert keeps its gate record on two time scales and its record in the combination
 /// expert's ML-Poly; the configuration holds the gate's two discounts (issue 20).
-pub const ENSEMBLE_FILE_VERSION: u32 = 5;
+/// v6: each ML-Poly record keeps whether its expert has cleared the evidence margin once
+/// (`cleared`, see `ensemble::aggregate`; issue 20).
+pub const ENSEMBLE_FILE_VERSION: u32 = 6;
 
-/// Oldest version still read. A v3 or v4 file lacks the v5 experts' records (the postcard
-/// layout has no optional fields), so it is refused with the file format error, whose hint says
-/// to delete the file: the stream then starts a fresh ensemble from the trained models.
-pub(crate) const ENSEMBLE_FILE_OLDEST: u32 = 5;
+/// Oldest version still read. A v3, v4 or v5 file lacks fields of the current records (the
+/// postcard layout has no optional fields), so it is refused with the file format error, whose
+/// hint says to delete the file: the stream then starts a fresh ensemble from the trained
+/// models (and moves the old file aside).
+pub(crate) const ENSEMBLE_FILE_OLDEST: u32 = 6;
 
 /// `<models-dir>/Ensembled/EnsembleModel.bin`.
 pub fn ensemble_path(models_dir: &Path) -> PathBuf {
@@ -90,17 +93,17 @@ mod tests {
     use super::*;
     use crate::persist::encode_framed;
 
-    /// An ensemble file of an older format (v4, before the experts' two-scale records) is
+    /// An ensemble file of an older format (v3–v5, before the records' `cleared` flag) is
     /// refused by version, naming the file, both versions and what to do.
     #[test]
     fn an_older_ensemble_file_is_refused_with_what_to_do() {
         let path = Path::new("models/Ensembled/EnsembleModel.bin");
-        for old in [3, 4] {
+        for old in [3, 4, 5] {
             let bytes = encode_framed(TAG_ENSEMBLE, old, &(Some(1i64), 7u8)).expect("encode");
             let err = decode_ensemble(path, &bytes).expect_err("refused");
             let text = err.to_string();
             assert!(
-                text.contains(&format!("format v{old}, this build reads v5")),
+                text.contains(&format!("format v{old}, this build reads v6")),
                 "{text}"
             );
             assert!(text.contains("EnsembleModel.bin"), "{text}");
