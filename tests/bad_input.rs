@@ -863,7 +863,7 @@ fn bad_v4_ensemble_files_are_moved_aside_and_a_new_one_starts() {
 
     // `stream` meets a file of a future version: moved aside whole, a new ensemble starts.
     let (_, bytes, _) = framed_damages(&good, future).swap_remove(2);
-    fs::write(&path, &bytes).expect("write v5");
+    fs::write(&path, &bytes).expect("write a future version");
     let trained = snapshot(&models.join(persist::TRAINED_DIR));
     let out = stream("2s");
     let err = stderr(&out);

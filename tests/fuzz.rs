@@ -913,7 +913,7 @@ fn ensemble_payload_seeds() -> Vec<Vec<u8>> {
 /// The v4 ensemble files of [`ensemble_payload_seeds`], and the committed v3 fixture (a v3
 /// writer's file, see tests/fixtures/README.md).
 fn ensemble_file_seeds() -> Vec<Vec<u8>> {
-    // The committed v3 fixture is refused by this build (v5 reads v5 only): its refusal is
+    // The committed v3 fixture is refused by this build (v6 reads v6 only): its refusal is
     // tested in tests/stream.rs, and a refused file cannot seed a fuzzer that wants loads.
     ensemble_payload_seeds()
         .iter()
@@ -1171,8 +1171,8 @@ const ACCEPTED: [&str; 1] = ["ensemble_payload/97f510558edeeeaa"];
 
 /// The refusal each committed ensemble payload meets (a signature substring, see [`signature`]),
 /// not just any refusal. These inputs were saved in the v2/v3 payload layout: since the v3
-/// (intervals), v4 (generations as rows) and v5 (the experts' two-scale gate and combination
-/// records) changes, all nine stop at the decoder, so they no longer reach the checks they were
+/// (intervals), v4 (generations as rows), v5 (the experts' two-scale gate and combination
+/// records) and v6 (the records' `cleared` flag) changes, all nine stop at the decoder, so they no longer reach the checks they were
 /// saved for;
 /// `ensemble_checks_refuse_what_the_fuzzer_found` rebuilds those cases in today's layout.
 const EXPECTED_REFUSALS: &[(&str, &str)] = &[

@@ -406,7 +406,7 @@ fn a_planted_partial_row_is_repaired_before_streaming() {
     assert_repair_logged(&stream_log, &planted, &good);
 }
 
-/// An ensemble file older than this build reads (v3 or v4: they lack the v5 experts' records)
+/// An ensemble file older than this build reads (v3 to v5: they lack the v6 records' fields)
 /// is refused with the format error, never misread. `tests/fixtures/ensemble-v3.bin` was written
 /// by the last v3 writer (`scripts/make-ensemble-v3-fixture.sh`: 600 sample rows trained, 15
 /// streamed, windows of 5, two generations): loading it names the file and both versions;
@@ -416,8 +416,9 @@ fn an_older_ensemble_file_is_refused_by_name_moved_aside_and_replaced() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ensemble-v3.bin");
     let bytes = fs::read(&fixture).expect("the v3 fixture");
     assert_eq!(&bytes[12..16], &3u32.to_le_bytes(), "a v3 file");
-    // v5 added the experts' two-scale gate records and the combination expert's records, which a
-    // v3 or v4 file lacks: it is refused with the format error, naming the file and both versions.
+    // v5 added the experts' two-scale gate records and the combination expert's records, v6 the
+    // records' `cleared` flag, which a v3 file lacks: it is refused with the format error,
+    // naming the file and both versions.
     let err = load_ensemble(&fixture).expect_err("a v3 file is refused");
     let text = err.to_string();
     assert!(

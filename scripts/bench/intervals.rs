@@ -155,7 +155,7 @@ fn aggregation_cost() -> f64 {
             let (q, qf) = (aci.multiplier(), flat.multiplier());
             let y = next();
             let scaled: [(usize, f64); K] = std::array::from_fn(|k| (k, forecasts[k].1 / sigma));
-            aggregate::record(&mut records, &scaled, p / sigma, y / sigma);
+            aggregate::record(&mut records, &scaled, p / sigma, y / sigma, 2.5);
             aci.record(q, (y - p).abs() / sigma);
             flat.record(qf, (y - p).abs());
             vol.learn(open_time, y - p);

@@ -156,6 +156,7 @@ impl Ensemble {
                 &scaled,
                 forecast.ml_poly_log_return / sd,
                 actual_lr / sd,
+                self.config.z,
             );
             for (e, r) in self.experts.iter_mut().zip(records) {
                 e.record = r;
@@ -166,7 +167,7 @@ impl Ensemble {
                 let scaled: Vec<(usize, f64)> = every.iter().map(|&(e, x)| (e, x / sd)).collect();
                 let mut records: Vec<aggregate::PolyRecord> =
                     self.experts.iter().map(|e| e.all_record).collect();
-                aggregate::record(&mut records, &scaled, p / sd, actual_lr / sd);
+                aggregate::record(&mut records, &scaled, p / sd, actual_lr / sd, 0.0);
                 for (e, r) in self.experts.iter_mut().zip(records) {
                     e.all_record = r;
                 }

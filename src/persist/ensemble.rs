@@ -19,15 +19,16 @@ use crate::ensemble::{Ensemble, Forecast};
 /// expert's ML-Poly; the configuration holds the gate's two discounts (issue 20).
 /// v6: the forecasts in flight at the save (`in_flight`, issue 22): the forecast made after a
 /// window's last kline is made and written before the window's refit, so the pool that a
-/// restart loads (refit included) cannot make it again; the restart scores the saved one.
+/// restart loads (refit included) cannot make it again; the restart scores the saved one. And
+/// each ML-Poly record keeps whether its expert has cleared the evidence margin once
+/// (`cleared`, see `ensemble::aggregate`; issue 20).
 pub const ENSEMBLE_FILE_VERSION: u32 = 6;
 
-/// Oldest version still read. A v5 file is read with no forecasts in flight (the restart
-/// forecasts the next close with the loaded pool, as v5 builds did). A v3 or v4 file lacks the
-/// v5 experts' records (the postcard layout has no optional fields), so it is refused with the
-/// file format error, whose hint says to delete the file: the stream then starts a fresh
-/// ensemble from the trained models.
-pub(crate) const ENSEMBLE_FILE_OLDEST: u32 = 5;
+/// Oldest version still read. A v3, v4 or v5 file lacks fields of the current records (the
+/// postcard layout has no optional fields), so it is refused with the file format error, whose
+/// hint says to delete the file: the stream then starts a fresh ensemble from the trained
+/// models (and moves the old file aside).
+pub(crate) const ENSEMBLE_FILE_OLDEST: u32 = 6;
 
 /// `<models-dir>/Ensembled/EnsembleModel.bin`.
 pub fn ensemble_path(models_dir: &Path) -> PathBuf {
@@ -45,13 +46,6 @@ pub struct SavedEnsemble {
     pub in_flight: Vec<Forecast>,
 }
 
-/// A v5 file: [`SavedEnsemble`] without the forecasts in flight.
-#[derive(Deserialize)]
-struct SavedEnsembleV5 {
-    as_of_open_time: Option<i64>,
-    ensemble: Ensemble,
-}
-
 #[derive(Serialize)]
 struct SavedEnsembleRef<'a> {
     as_of_open_time: Option<i64>,
@@ -67,25 +61,13 @@ pub fn load_ensemble(path: &Path) -> Result<SavedEnsemble, PersistError> {
 
 /// [`load_ensemble`] on bytes already read from `path` (named in errors).
 pub fn decode_ensemble(path: &Path, bytes: &[u8]) -> Result<SavedEnsemble, PersistError> {
-    let current = decode_framed_since(
+    let saved = decode_framed_since(
         path,
         bytes,
         TAG_ENSEMBLE,
+        ENSEMBLE_FILE_OLDEST,
         ENSEMBLE_FILE_VERSION,
-        ENSEMBLE_FILE_VERSION,
-    );
-    let saved = match current {
-        Err(PersistError::Version { found: 5, .. }) => {
-            let old: SavedEnsembleV5 =
-                decode_framed_since(path, bytes, TAG_ENSEMBLE, ENSEMBLE_FILE_OLDEST, 5)?;
-            SavedEnsemble {
-                as_of_open_time: old.as_of_open_time,
-                ensemble: old.ensemble,
-                in_flight: Vec::new(),
-            }
-        }
-        other => other?,
-    };
+    )?;
     check_saved(path, saved)
 }
 
@@ -135,11 +117,10 @@ mod tests {
     use super::*;
     use crate::persist::encode_framed;
 
-    /// The forecasts in flight round-trip (v6); a v5 file reads with none; forecasts that do
-    /// not follow the save (made later, or for a kline already learnt) are refused, naming the
-    /// file.
+    /// The forecasts in flight round-trip (v6); forecasts that do not follow the save (made
+    /// later, or for a kline already learnt) are refused, naming the file.
     #[test]
-    fn forecasts_in_flight_round_trip_and_a_v5_file_reads_without_them() {
+    fn forecasts_in_flight_round_trip_and_misplaced_ones_are_refused() {
         use crate::ensemble::learner::Learner;
         use crate::ensemble::EnsembleConfig;
         use crate::kline::Series;
@@ -157,10 +138,6 @@ mod tests {
         save_ensemble(&path, as_of, learner.ensemble(), &in_flight).expect("saves");
         let back = load_ensemble(&path).expect("loads");
         assert_eq!((back.as_of_open_time, &back.in_flight), (as_of, &in_flight));
-        // A v5 file: the same without the forecasts in flight.
-        let v5 = encode_framed(TAG_ENSEMBLE, 5, &(as_of, learner.ensemble())).expect("encode");
-        let old = decode_ensemble(&path, &v5).expect("a v5 file reads");
-        assert_eq!((old.as_of_open_time, old.in_flight.len()), (as_of, 0));
         for bad_as_of in [Some(28 * 60_000), Some(30 * 60_000), None] {
             save_ensemble(&path, bad_as_of, learner.ensemble(), &in_flight).expect("saves");
             let err = load_ensemble(&path).expect_err("refused").to_string();
@@ -169,12 +146,12 @@ mod tests {
         }
     }
 
-    /// An ensemble file of an older format (v4, before the experts' two-scale records) is
+    /// An ensemble file of an older format (v3–v5, before the records' `cleared` flag) is
     /// refused by version, naming the file, both versions and what to do.
     #[test]
     fn an_older_ensemble_file_is_refused_with_what_to_do() {
         let path = Path::new("models/Ensembled/EnsembleModel.bin");
-        for old in [3, 4] {
+        for old in [3, 4, 5] {
             let bytes = encode_framed(TAG_ENSEMBLE, old, &(Some(1i64), 7u8)).expect("encode");
             let err = decode_ensemble(path, &bytes).expect_err("refused");
             let text = err.to_string();
