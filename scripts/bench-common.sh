@@ -20,11 +20,13 @@ start_replay() {
     "$BIN" replay-server --data "$1" --start-row "$2" --speed "$3" > "$WORK/server.out" &
     SERVER_PID=$!
     i=0
-    while ! grep -q listening "$WORK/server.out" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt 300 ] && { echo "replay-server did not start" >&2; exit 1; }
+    ADDR=
+    # Until the whole `listening rest=… ws=…` line is there (not only its first bytes).
+    while [ -z "$ADDR" ]; do
+        i=$((i + 1)); [ $i -gt 600 ] && { echo "replay-server did not start" >&2; cat "$WORK/server.out" >&2; exit 1; }
         sleep 0.1
+        ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\) ws=.*/\1/p' "$WORK/server.out" 2>/dev/null)
     done
-    ADDR=$(sed -n 's/.*rest=http:\/\/\([^ ]*\).*/\1/p' "$WORK/server.out")
 }
 
 # stop_replay: stops the server started by start_replay, if any.
