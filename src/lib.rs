@@ -12,6 +12,7 @@ pub mod backfill;
 pub(crate) mod backtest;
 pub mod binance;
 pub mod cli;
+pub mod corr;
 pub(crate) mod commands;
 pub mod ensemble;
 pub mod error;
