@@ -30,7 +30,8 @@ def main(out):
     names = sorted(f[:-9] for f in os.listdir(out) if f.endswith("-own.json"))
     for name in names:
         own_p, corr_p = (os.path.join(out, f"{name}-{k}.json") for k in ("own", "corr"))
-        if not os.path.exists(corr_p):
+        if not all(os.path.exists(p) and os.path.getsize(p) > 0 for p in (own_p, corr_p)):
+            print(f"| {name} | (not run, or failed: see {name}-*.err) |")
             continue
         own, corr = load(own_p), load(corr_p)
         symbol, month = name.split("-", 1)

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::corr::CORR_KINDS;
 use crate::ensemble::learner::{Learner, Step};
 use crate::ensemble::report::{ExpertWeight, Refit, ScoreRow, WindowReport};
 use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
-use crate::corr::CORR_KINDS;
 use crate::features::{FeatureSpec, Scaler};
 use crate::kline::Series;
 use crate::live::predictions::PredictionRow;
@@ -245,14 +245,20 @@ fn train_offline(
         let dataset = corr_spec.dataset(train, 0..split);
         let scaler = Scaler::fit(&dataset.x);
         let x = scaler.transform(&dataset.x);
-        let fitted = fit_models(&kinds, &x, &dataset.y, &settings.fit_config(), &mut |kind| {
-            progress.note(&format!(
-                "training {}+corr on {} rows, {} features",
-                kind.name(),
-                x.nrows(),
-                x.ncols()
-            ))
-        })?;
+        let fitted = fit_models(
+            &kinds,
+            &x,
+            &dataset.y,
+            &settings.fit_config(),
+            &mut |kind| {
+                progress.note(&format!(
+                    "training {}+corr on {} rows, {} features",
+                    kind.name(),
+                    x.nrows(),
+                    x.ncols()
+                ))
+            },
+        )?;
         trained.extend(
             fitted
                 .into_iter()

@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
+use crate::corr::CorrSource;
 use crate::ensemble::interval::DEFAULT_COVERAGE;
 use crate::ensemble::{
     Combiner, DEFAULT_COMBINER, DEFAULT_GENERATIONS, DEFAULT_REFIT_ROWS, DEFAULT_WINDOW,
 };
 use crate::error::Error;
-use crate::corr::CorrSource;
 use crate::features::{DEFAULT_HORIZON, MAX_HORIZON};
 use crate::kline::{Interval, Symbol};
 use crate::layout::{folder_name, Dirs, SymbolLayout};
@@ -511,7 +511,9 @@ fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
             ));
         }
         let data = PathBuf::from(file);
-        let corr = corr_text.as_deref().map_or(Ok(Vec::new()), corr_file_list)?;
+        let corr = corr_text
+            .as_deref()
+            .map_or(Ok(Vec::new()), corr_file_list)?;
         let label = data.file_name().map_or_else(
             || data.display().to_string(),
             |n| n.to_string_lossy().into_owned(),

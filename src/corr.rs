@@ -13,8 +13,10 @@ use crate::time::format_ms;
 /// Model kinds that get a variant reading the correlated symbols' columns, beside their own-only
 /// member (the other kinds stay own-only): the two whose fit grows only linearly with the
 /// columns (least squares, histogram boosting). See src/README.md, "Correlated pairs".
-pub(crate) const CORR_KINDS: [crate::models::ModelKind; 2] =
-    [crate::models::ModelKind::Linear, crate::models::ModelKind::Gbdt];
+pub(crate) const CORR_KINDS: [crate::models::ModelKind; 2] = [
+    crate::models::ModelKind::Linear,
+    crate::models::ModelKind::Gbdt,
+];
 
 /// One correlated symbol and its kline store.
 #[derive(Debug, Clone, PartialEq)]

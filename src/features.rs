@@ -121,11 +121,7 @@ impl Serialize for FeatureSpec {
 
 impl<'de> Deserialize<'de> for FeatureSpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_struct(
-            "FeatureSpec",
-            &["version", "horizon", "corr"],
-            SpecVisitor,
-        )
+        deserializer.deserialize_struct("FeatureSpec", &["version", "horizon", "corr"], SpecVisitor)
     }
 }
 
@@ -141,10 +137,15 @@ impl<'de> serde::de::Visitor<'de> for SpecVisitor {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<FeatureSpec, A::Error> {
         use serde::de::Error;
-        let version: u32 = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
-        let horizon = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        let version: u32 = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let horizon = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
         let corr = if version >= CORR_FEATURE_VERSION {
-            seq.next_element()?.ok_or_else(|| A::Error::invalid_length(2, &self))?
+            seq.next_element()?
+                .ok_or_else(|| A::Error::invalid_length(2, &self))?
         } else {
             Vec::new()
         };
@@ -908,7 +909,9 @@ mod tests {
     /// row 65, BUSDT from row 50 to row 68.
     fn three_symbols() -> (Series, FeatureSpec) {
         let mut s = closes(0..70, |i| 100.0 * 1.01f64.powi(i as i32));
-        let a = closes((0..70).filter(|&i| i != 65), |i| 50.0 * 1.02f64.powi(i as i32));
+        let a = closes((0..70).filter(|&i| i != 65), |i| {
+            50.0 * 1.02f64.powi(i as i32)
+        });
         let b = closes(50..69, |i| 20.0 * 0.99f64.powi(i as i32));
         s.corr = vec![align_corr(&s, "AUSDT", &a), align_corr(&s, "BUSDT", &b)];
         let spec = FeatureSpec::new(1, vec!["AUSDT".to_string(), "BUSDT".to_string()]);
@@ -945,12 +948,20 @@ mod tests {
             let row = spec.row(&s, t).expect("row");
             assert_eq!(bits(&row[..14]), bits(&own.row(&s, t).expect("own row")));
             for (j, (got, want)) in row[14..].iter().zip(want(t)).enumerate() {
-                assert!(close_to(*got, want), "t {t} column {}: {got} vs {want}", 14 + j);
+                assert!(
+                    close_to(*got, want),
+                    "t {t} column {}: {got} vs {want}",
+                    14 + j
+                );
             }
         }
         for (i, &t) in ds.t.iter().enumerate() {
             let from_ds: Vec<f64> = ds.x.row(i).iter().copied().collect();
-            assert_eq!(bits(&spec.row(&s, t).expect("row")), bits(&from_ds), "t = {t}");
+            assert_eq!(
+                bits(&spec.row(&s, t).expect("row")),
+                bits(&from_ds),
+                "t = {t}"
+            );
         }
         // Pushing the same rows one by one (as backtest and the learner do) gives the same
         // series, and slicing keeps the columns aligned.
@@ -976,7 +987,7 @@ mod tests {
         assert!(ds.x.column(18).iter().all(|v| *v == 1.0));
     }
 
-    /// Backs README claim [C1] for the correlated columns: garbage in the neighbours' klines
+    /// Backs README claims [C1] and [C23] for the correlated columns: garbage in the neighbours' klines
     /// after row t (values, and extra klines opened between row t and t + 1) changes nothing at
     /// row t, bit for bit.
     #[test]
@@ -1013,13 +1024,19 @@ mod tests {
             };
             let (g1, g2) = (garbage(&n1), garbage(&n2));
             let dirty = aligned(&g1, &g2);
-            assert_eq!(bits(&before), bits(&spec.row(&dirty, t).expect("row")), "t = {t}");
+            assert_eq!(
+                bits(&before),
+                bits(&spec.row(&dirty, t).expect("row")),
+                "t = {t}"
+            );
             let full = spec.dataset(&clean, 0..t + 1);
             let short = spec.dataset(&dirty, 0..t + 1);
             assert_eq!(full.x, short.x, "t = {t}");
         }
     }
 
+    /// Backs README claim [C23]: a version 1 spec keeps the bytes it always had (model files
+    /// from before `--corr` load), a version 2 spec round trips, a malformed one is refused.
     #[test]
     fn a_spec_without_corr_keeps_its_bytes_and_v2_round_trips() {
         let own = FeatureSpec::default();
@@ -1032,7 +1049,10 @@ mod tests {
         let (back, next): (FeatureSpec, u8) = postcard::from_bytes(&bytes).expect("reads");
         assert_eq!((back, next), (corr.clone(), 7));
         let json = serde_json::to_string(&corr).expect("json");
-        assert_eq!(serde_json::from_str::<FeatureSpec>(&json).expect("json"), corr);
+        assert_eq!(
+            serde_json::from_str::<FeatureSpec>(&json).expect("json"),
+            corr
+        );
         let bad = [
             FeatureSpec {
                 corr: vec!["A".to_string()],

@@ -238,8 +238,7 @@ pub fn train_series_with(
             CORR_KINDS.map(|k| k.name()).join(", ")
         ));
         for kind in CORR_KINDS.into_iter().filter(|k| opts.kinds.contains(k)) {
-            let (mut score, model) =
-                rows.fit_and_score(kind, opts, naive.rmse(), fit, &mut log)?;
+            let (mut score, model) = rows.fit_and_score(kind, opts, naive.rmse(), fit, &mut log)?;
             score.model = corr_name(kind);
             scores.push(score);
             fitted.push(model);

@@ -50,7 +50,14 @@ fn backtest_corr_adds_variants_and_refuses_a_short_neighbour() {
     let btc = write_store(dir.path(), "BTCUSDT", rows, 11, 0);
     let corr = format!("{},{}", text(&eth), text(&btc));
     let out = common::klinecast_command()
-        .args(["backtest", "--models", "linear,gbdt", "--json", "--refit-rows", "300"])
+        .args([
+            "backtest",
+            "--models",
+            "linear,gbdt",
+            "--json",
+            "--refit-rows",
+            "300",
+        ])
         .args(["--data", text(&own), "--corr", &corr])
         .output()
         .expect("run backtest");
@@ -79,7 +86,14 @@ fn backtest_corr_adds_variants_and_refuses_a_short_neighbour() {
     let short_dir = dir.join("short");
     let short = write_store(&short_dir, "ETHUSDT", rows, 3, 100);
     let out = common::klinecast_command()
-        .args(["backtest", "--models", "linear", "--json", "--refit-rows", "300"])
+        .args([
+            "backtest",
+            "--models",
+            "linear",
+            "--json",
+            "--refit-rows",
+            "300",
+        ])
         .args(["--data", text(&own), "--corr", text(&short)])
         .output()
         .expect("run backtest");

@@ -64,8 +64,7 @@ impl Ensemble {
         }
         for m in &self.members {
             let what = |e: String| format!("member {}: {e}", m.label);
-            if !m.spec.supported() || !(1..=MAX_HORIZON).contains(&m.spec.horizon)
-            {
+            if !m.spec.supported() || !(1..=MAX_HORIZON).contains(&m.spec.horizon) {
                 return Err(what(format!("unsupported feature spec {:?}", m.spec)));
             }
             let d = m.spec.n_features();
