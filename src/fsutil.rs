@@ -82,22 +82,12 @@ pub(crate) fn cut_torn_tail(file: &File) -> io::Result<u64> {
     cut_torn_tail_text(file).map(|(cut, _)| cut)
 }
 
-/// [`cut_torn_tail`], also returning the text it cut (lossy UTF-8).
-pub(crate) fn cut_torn_tail_text(file: &File) -> io::Result<(u64, String)> {
+/// The length of `file`'s complete lines: the offset just past its last newline (the whole
+/// length when it ends with one, 0 when it has none). Reads backwards in blocks.
+pub(crate) fn complete_len(file: &File) -> io::Result<u64> {
     let mut reader = file;
     let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok((0, String::new()));
-    }
-    let mut last = [0u8; 1];
-    reader.seek(SeekFrom::Start(len - 1))?;
-    reader.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok((0, String::new()));
-    }
-    // Scan backwards in blocks for the last newline.
     let mut end = len;
-    let mut cut = 0;
     let mut buf = vec![0u8; 8192];
     while end > 0 {
         let start = end.saturating_sub(buf.len() as u64);
@@ -105,10 +95,20 @@ pub(crate) fn cut_torn_tail_text(file: &File) -> io::Result<(u64, String)> {
         reader.seek(SeekFrom::Start(start))?;
         reader.read_exact(&mut buf[..n])?;
         if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
-            cut = start + i as u64 + 1;
-            break;
+            return Ok(start + i as u64 + 1);
         }
         end = start;
+    }
+    Ok(0)
+}
+
+/// [`cut_torn_tail`], also returning the text it cut (lossy UTF-8).
+pub(crate) fn cut_torn_tail_text(file: &File) -> io::Result<(u64, String)> {
+    let mut reader = file;
+    let len = file.metadata()?.len();
+    let cut = complete_len(file)?;
+    if cut == len {
+        return Ok((0, String::new()));
     }
     // The torn text, at most its last 64 KiB (it is for a log line).
     let from = cut.max(len.saturating_sub(64 * 1024));

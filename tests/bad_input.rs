@@ -886,12 +886,13 @@ fn bad_v4_ensemble_files_are_moved_aside_and_a_new_one_starts() {
 }
 
 /// `predictions.csv` that `stream` cannot append to: a header of another (future) version, a
-/// last row with a flipped byte, a last line far longer than any row. `stream` stops with exit
-/// code 1 before it writes a prediction, naming the file and what to do ("move it away"), and
-/// leaves it byte for byte; a torn last row (a kill) is not damage: it is cut and the run goes
-/// on.
+/// last row with a flipped byte, a last line far longer than any row, a foreign file. It is
+/// moved aside whole to `predictions.damaged.csv` (byte for byte, never overwriting an earlier
+/// one), a new file starts, and `stream` goes on (exit 0: under cron a stop would repeat every
+/// minute); the warning names the file, why, and where it went. A torn last row (a kill) is not
+/// damage: it is cut and the file goes on.
 #[test]
-fn damaged_predictions_csv_stops_stream_and_is_kept() {
+fn damaged_predictions_csv_is_moved_aside_and_stream_goes_on() {
     use klinecast::live::predictions::{PredictionLog, HEADER};
     let dir = TempDir::new("bad-predictions");
     let path = dir.path().join("predictions.csv");
@@ -911,33 +912,63 @@ fn damaged_predictions_csv_stops_stream_and_is_kept() {
         (
             "absurdly long last line",
             format!("{HEADER}\n{row}\n{}\n", "9".repeat(1 << 20)),
-            "a line of more than 4096 bytes",
+            "longer than 4096 bytes",
         ),
         (
             "not ours at all",
             "\u{7f}ELF\n".to_string(),
             "is not the header",
         ),
+        (
+            "not ours, without a newline (not taken for a torn line)",
+            "\u{7f}ELF\u{1}\u{2}".to_string(),
+            "is not the header",
+        ),
     ];
-    for (what, text, needle) in &cases {
+    for (n, (what, text, needle)) in cases.iter().enumerate() {
         fs::write(&path, text).expect("write");
-        let err = PredictionLog::open(&path).expect_err(what).to_string();
-        for part in ["predictions.csv", "move", needle] {
-            assert!(err.contains(part), "{what}: {part:?} missing from {err}");
-        }
+        let log = PredictionLog::open(&path).expect(what);
+        let moved = log.moved_aside().expect("moved aside").clone();
+        assert!(moved.why.contains(needle), "{what}: {}", moved.why);
         assert!(
-            err.len() < 600,
-            "{what}: the message quotes too much: {err}"
+            moved.why.len() < 400,
+            "{what}: quotes too much: {}",
+            moved.why
         );
-        assert_eq!(fs::read_to_string(&path).expect("read"), *text, "{what}");
+        let to = match n {
+            0 => "predictions.damaged.csv".to_string(),
+            _ => format!("predictions.damaged.{n}.csv"),
+        };
+        assert_eq!(moved.to, dir.path().join(to), "{what}");
+        assert_eq!(
+            fs::read_to_string(&moved.to).expect("moved"),
+            *text,
+            "{what}"
+        );
+        assert_eq!(log.last_target(), None, "{what}");
+        assert_eq!(
+            fs::read_to_string(&path).expect("new"),
+            format!("{HEADER}\n"),
+            "{what}"
+        );
     }
-    // A torn last row is cut (crash repair), the file goes on.
+    // A torn last row is cut (crash repair), the file goes on, nothing is moved.
     fs::write(&path, format!("{HEADER}\n{row}\n1600000120000,12.")).expect("write");
     let log = PredictionLog::open(&path).expect("a torn tail is repaired");
     assert_eq!(log.last_target(), Some(1_600_000_060_000));
+    assert!(log.moved_aside().is_none());
+    drop(log);
+    // So is a header torn by a kill while a new file was started.
+    fs::write(&path, &HEADER[..11]).expect("write");
+    let log = PredictionLog::open(&path).expect("a torn header is repaired");
+    assert!(log.moved_aside().is_none());
+    assert_eq!(
+        fs::read_to_string(&path).expect("read"),
+        format!("{HEADER}\n")
+    );
     drop(log);
 
-    // The same met by `stream`: exit 1, the file kept, the store unchanged.
+    // The same met by `stream`: it goes on, the damaged file is kept, forecasts start anew.
     let root = TempDir::new("bad-predictions-stream");
     let data = root.path().join("data");
     fs::create_dir_all(&data).expect("mkdir");
@@ -945,31 +976,54 @@ fn damaged_predictions_csv_stops_stream_and_is_kept() {
     write_csv(&store, &sample_lines()[..600]);
     let text = &cases[0].1;
     fs::write(data.join("predictions.csv"), text).expect("write");
-    let server = common::replay_server(common::sample_klines(900), 600, 60.0, "");
+    let server = common::replay_server(common::sample_klines(900), 600, 1e9, "");
     let out = common::stream_command(
         "AVAXUSDT",
         &server.rest_url(),
         &server.ws_url(),
         root.path(),
     )
-    .args(["--max-runtime", "20s"])
+    .env("KLINECAST_MAX_KLINES", "20")
     .env("KLINECAST_BACKOFF_MS", "50")
     .output()
     .expect("run stream");
-    assert_fails(
-        &out,
-        1,
-        &[
-            "predictions.csv",
-            "is not the header this build writes",
-            "move it away",
-        ],
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        fs::read_to_string(data.join("predictions.csv")).expect("read"),
+        fs::read_to_string(data.join("predictions.damaged.csv")).expect("moved aside"),
         *text
     );
-    assert_store_kept(&store);
+    let rows = common::check_predictions(&data.join("predictions.csv"), 1);
+    // One forecast after the last stored kline, then one after each of the 20 new ones.
+    assert_eq!(rows.len(), 21);
+    let logs = log_texts(&root.path().join("log"));
+    assert!(
+        logs.contains("predictions.csv its first line")
+            && logs.contains("is not the header this build writes")
+            && logs.contains("predictions.damaged.csv and started a new file"),
+        "{logs}"
+    );
+}
+
+/// Every `*.log` under `dir`, concatenated.
+fn log_texts(dir: &Path) -> String {
+    let mut text = String::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return text;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&log_texts(&path));
+        } else if path.extension().is_some_and(|e| e == "log") {
+            text.push_str(&fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    text
 }
 
 /// `report` and `status` over a run whose `ensemble.jsonl` holds a torn line, a line with a

@@ -225,10 +225,10 @@ fn target_ensemble_file(bytes: &[u8], klines: &Series) -> Verdict {
     }
 }
 
-/// `predictions.csv` as `stream` opens it (a torn last line cut, a version 1 file moved aside,
-/// anything else it cannot append to refused with a message naming the file) and as `report`
-/// reads and draws it. Invariants: what `open` accepts keeps every complete line of the input
-/// (or moves the input aside whole), and what it refuses is left byte for byte.
+/// `predictions.csv` as `stream` opens it (a torn last line cut; a version 1 file, or anything
+/// else it cannot append to, moved aside whole and a new file started) and as `report` reads
+/// and draws it. Invariants: `open` accepts every input; it keeps every complete line of the
+/// input, or moves the input aside byte for byte.
 fn target_predictions_file(input: &[u8], dir: &Path, base: &RunFiles, draw: bool) -> Verdict {
     let path = dir.join("predictions.csv");
     for entry in fs::read_dir(dir).expect("list the fuzz directory") {
@@ -255,44 +255,32 @@ fn target_predictions_file(input: &[u8], dir: &Path, base: &RunFiles, draw: bool
         Some(i) => &input[..=i],
         None => &[][..],
     };
-    match PredictionLog::open(&path) {
-        Ok(log) => {
-            let now = fs::read(&path).expect("read back");
-            if let Some(moved) = log.migrated() {
-                assert_eq!(
-                    fs::read(moved).expect("moved file"),
-                    input,
-                    "moved aside whole"
-                );
-                assert_eq!(now, format!("{PREDICTIONS_HEADER}\n").into_bytes());
-            } else if complete.is_empty() {
-                assert_eq!(now, format!("{PREDICTIONS_HEADER}\n").into_bytes());
-            } else {
-                assert_eq!(now, complete, "open kept the complete lines");
-            }
-            let last = log.last_target();
-            drop(log);
-            Ok(format!(
-                "opened last={} report={}",
-                last.is_some(),
-                warning.map_or("clean".to_string(), |w| signature(&w))
-            ))
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("predictions.csv"),
-                "refusal without the file: {msg}"
-            );
-            assert!(msg.contains("move"), "refusal without what to do: {msg}");
-            assert_eq!(
-                fs::read(&path).expect("read back"),
-                complete,
-                "refused file changed"
-            );
-            Err(signature(&msg))
-        }
+    let log = match PredictionLog::open(&path) {
+        Ok(log) => log,
+        Err(e) => panic!("open refused a file instead of moving it aside: {e}"),
+    };
+    let now = fs::read(&path).expect("read back");
+    if let Some(moved) = log.moved_aside() {
+        assert_eq!(
+            fs::read(&moved.to).expect("moved file"),
+            input,
+            "moved aside whole"
+        );
+        assert_eq!(now, format!("{PREDICTIONS_HEADER}\n").into_bytes());
+    } else if complete.is_empty() {
+        assert_eq!(now, format!("{PREDICTIONS_HEADER}\n").into_bytes());
+    } else {
+        assert_eq!(now, complete, "open kept the complete lines");
     }
+    let last = log.last_target();
+    let moved = log.moved_aside().map(|m| signature(&m.why));
+    drop(log);
+    Ok(format!(
+        "opened last={} moved={} report={}",
+        last.is_some(),
+        moved.unwrap_or_else(|| "no".to_string()),
+        warning.map_or("clean".to_string(), |w| signature(&w))
+    ))
 }
 
 /// `ensemble.jsonl` as `report` reads it (every line, drawn on the page with the scoreboard)

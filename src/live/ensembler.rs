@@ -338,11 +338,11 @@ impl Prepared {
         }
         let preds = PredictionLog::open(&config.data_dir.join("predictions.csv"))
             .map_err(|e| Error::io("opening predictions.csv", e))?;
-        if let Some(moved) = preds.migrated() {
+        if let Some(moved) = preds.moved_aside() {
             log.warn(&format!(
-                "predictions.csv had the version 1 layout (no interval columns): moved it to {} \
-                 and started a new file",
-                moved.display()
+                "predictions.csv {}: moved it to {} and started a new file",
+                moved.why,
+                moved.to.display()
             ));
         }
         log.info(&format!(

@@ -102,72 +102,59 @@ pub struct PredictionLog {
     file: File,
     path: PathBuf,
     last_target: Option<i64>,
-    /// Where a version 1 file found at open was moved to.
-    migrated: Option<PathBuf>,
+    /// The file found at open that could not be appended to, and where it went.
+    moved: Option<MovedAside>,
+}
+
+/// A `predictions.csv` found at open that this build cannot append to (a version 1 file, a
+/// header of another version, a last line that is not a row, a foreign file): it is renamed
+/// whole, byte for byte, and a new file starts. Nothing is deleted, and a damaged file does not
+/// stop `stream` (which cron would restart into the same error every minute).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovedAside {
+    /// Where the file went: `predictions.v1.csv` or `predictions.damaged.csv` (`.N` if taken).
+    pub to: PathBuf,
+    /// Why, for the log: "had the version 1 layout …", "its first line … is not the header …".
+    pub why: String,
 }
 
 impl PredictionLog {
-    /// Opens or creates the file, repairs a torn last line and reads the last target.
+    /// Opens or creates the file, repairs a torn last line and reads the last target. A file
+    /// that cannot be appended to is moved aside first (see [`MovedAside`]).
     pub fn open(path: &Path) -> io::Result<PredictionLog> {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        let migrated = migrate_v1(path)?;
+        let mut moved = move_aside_unless(path, "v1", header_problem_v1)?;
+        if moved.is_none() {
+            moved = move_aside_unless(path, "damaged", damage)?;
+        }
         fsutil::repair_torn_tail(path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
-        let len = file.metadata()?.len();
-        if len == 0 {
+        if file.metadata()?.len() == 0 {
             file.write_all(format!("{HEADER}\n").as_bytes())?;
             file.sync_data()?;
         }
-        let first = first_line(path)?;
-        if first != HEADER.as_bytes() {
-            let shown = String::from_utf8_lossy(&first[..first.len().min(100)]).into_owned();
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: the first line {shown:?} is not the header this build writes \
-                     ({HEADER:?}): the file is damaged or from another klinecast version; move \
-                     it away to start a new one",
-                    path.display()
-                ),
-            ));
-        }
         let len = file.metadata()?.len();
-        let last_line = last_line_bounded(&file, len)?;
-        let last_target = if last_line.as_deref() == Some(HEADER) {
-            None
-        } else {
-            match last_line.as_deref().and_then(PredictionRow::from_csv_line) {
-                Some(row) => Some(row.target_open_time),
-                None => {
-                    let last_line = last_line
-                        .unwrap_or_else(|| format!("(a line of more than {MAX_LINE} bytes)"));
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: last line {last_line:?} is not a prediction row; move the file away to start a new one",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-        };
+        let last_target = last_line_bounded(&file, len)?
+            .as_deref()
+            .and_then(PredictionRow::from_csv_line)
+            .map(|row| row.target_open_time);
         Ok(PredictionLog {
             file,
             path: path.to_path_buf(),
             last_target,
-            migrated,
+            moved,
         })
     }
 
-    /// Where a version 1 file (no interval columns) was moved when this one was opened.
-    pub fn migrated(&self) -> Option<&Path> {
-        self.migrated.as_deref()
+    /// The file found at open that was moved aside, if one was.
+    pub fn moved_aside(&self) -> Option<&MovedAside> {
+        self.moved.as_ref()
     }
 
     pub fn path(&self) -> &Path {
@@ -224,27 +211,65 @@ fn last_line_bounded(file: &File, len: u64) -> io::Result<Option<String>> {
     })
 }
 
-/// Moves a version 1 `predictions.csv` aside (an atomic rename, then a directory fsync) to
-/// `predictions.v1.csv` (or `.v1.N.csv` if taken). Returns where it went.
-fn migrate_v1(path: &Path) -> io::Result<Option<PathBuf>> {
-    let first = match first_line(path) {
-        Ok(line) => line,
+/// Why the file at `path` is a version 1 file (its first line is the v1 header), or `None`.
+fn header_problem_v1(path: &Path) -> io::Result<Option<String>> {
+    Ok((first_line(path)? == HEADER_V1.as_bytes())
+        .then(|| "had the version 1 layout (no interval columns)".to_string()))
+}
+
+/// Why the file at `path` cannot be appended to, or `None` when it can: judged on its complete
+/// lines (a torn last line is crash debris, cut afterwards): none at all but the start of a
+/// header, or this build's header with a prediction row (or nothing) as the last line.
+fn damage(path: &Path) -> io::Result<Option<String>> {
+    let file = File::open(path)?;
+    let complete = fsutil::complete_len(&file)?;
+    let first = first_line(path)?;
+    let torn_header = complete == 0 && HEADER.as_bytes().starts_with(&first);
+    if first != HEADER.as_bytes() && !torn_header {
+        let shown = String::from_utf8_lossy(&first[..first.len().min(100)]).into_owned();
+        return Ok(Some(format!(
+            "its first line {shown:?} is not the header this build writes ({HEADER:?}): damaged \
+             or from another klinecast version"
+        )));
+    }
+    if complete == 0 {
+        return Ok(None);
+    }
+    Ok(match last_line_bounded(&file, complete)? {
+        Some(line) if line == HEADER || PredictionRow::from_csv_line(&line).is_some() => None,
+        Some(line) => {
+            let shown: String = line.chars().take(100).collect();
+            Some(format!("its last line {shown:?} is not a prediction row"))
+        }
+        None => Some(format!(
+            "its last line is longer than {MAX_LINE} bytes: not a prediction row"
+        )),
+    })
+}
+
+/// Moves the file at `path` aside to `predictions.<tag>.csv` (or `.<tag>.N.csv` if taken; an
+/// atomic rename, then a directory fsync) when `problem` finds one; a missing file is fine.
+fn move_aside_unless(
+    path: &Path,
+    tag: &str,
+    problem: fn(&Path) -> io::Result<Option<String>>,
+) -> io::Result<Option<MovedAside>> {
+    let why = match problem(path) {
+        Ok(Some(why)) => why,
+        Ok(None) => return Ok(None),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if first != HEADER_V1.as_bytes() {
-        return Ok(None);
-    }
     let dir = fsutil::parent_dir(path);
-    let mut target = dir.join("predictions.v1.csv");
+    let mut to = dir.join(format!("predictions.{tag}.csv"));
     let mut n = 1;
-    while target.exists() {
-        target = dir.join(format!("predictions.v1.{n}.csv"));
+    while to.exists() {
+        to = dir.join(format!("predictions.{tag}.{n}.csv"));
         n += 1;
     }
-    fs::rename(path, &target)?;
+    fs::rename(path, &to)?;
     fsutil::sync_dir(&dir)?;
-    Ok(Some(target))
+    Ok(Some(MovedAside { to, why }))
 }
 
 #[cfg(test)]
@@ -337,7 +362,10 @@ mod tests {
         fs::write(&path, &old).expect("write");
         let log = PredictionLog::open(&path).expect("open");
         let moved = dir.path().join("predictions.v1.csv");
-        assert_eq!(log.migrated(), Some(moved.as_path()));
+        assert_eq!(
+            log.moved_aside().map(|m| m.to.as_path()),
+            Some(moved.as_path())
+        );
         assert_eq!(log.last_target(), None);
         assert_eq!(fs::read_to_string(&moved).expect("moved"), old);
         assert_eq!(
@@ -349,7 +377,7 @@ mod tests {
         fs::write(&path, &old).expect("write");
         let log = PredictionLog::open(&path).expect("open");
         assert_eq!(
-            log.migrated(),
+            log.moved_aside().map(|m| m.to.as_path()),
             Some(dir.path().join("predictions.v1.1.csv").as_path())
         );
     }

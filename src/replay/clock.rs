@@ -48,8 +48,12 @@ struct Pauses {
 }
 
 impl Pauses {
-    fn total(&self) -> Duration {
-        self.ended + self.since.map_or(Duration::ZERO, |s| s.elapsed())
+    /// The paused time up to `at`.
+    fn total_at(&self, at: Instant) -> Duration {
+        self.ended
+            + self
+                .since
+                .map_or(Duration::ZERO, |s| at.saturating_duration_since(s))
     }
 }
 
@@ -72,23 +76,38 @@ impl VirtualClock {
     /// The current virtual time in ms: real time since the start, less the paused time, times
     /// the speed.
     pub(crate) fn now_ms(&self) -> i64 {
-        let running = self.started.elapsed().saturating_sub(self.pauses().total());
-        virtual_now(self.origin_ms, running, self.speed, self.end_ms)
+        self.now_ms_at(Instant::now())
     }
 
     /// Stops the clock (no effect when it is already stopped).
     pub(crate) fn pause(&self) {
-        let mut p = self.pauses();
-        if p.since.is_none() {
-            p.since = Some(Instant::now());
-        }
+        self.pause_at(Instant::now());
     }
 
     /// Starts a paused clock again where it stopped (no effect when it runs).
     pub(crate) fn resume(&self) {
+        self.resume_at(Instant::now());
+    }
+
+    /// [`VirtualClock::now_ms`] at the real instant `at`.
+    fn now_ms_at(&self, at: Instant) -> i64 {
+        let running = at
+            .saturating_duration_since(self.started)
+            .saturating_sub(self.pauses().total_at(at));
+        virtual_now(self.origin_ms, running, self.speed, self.end_ms)
+    }
+
+    fn pause_at(&self, at: Instant) {
+        let mut p = self.pauses();
+        if p.since.is_none() {
+            p.since = Some(at);
+        }
+    }
+
+    fn resume_at(&self, at: Instant) {
         let mut p = self.pauses();
         if let Some(since) = p.since.take() {
-            p.ended += since.elapsed();
+            p.ended += at.saturating_duration_since(since);
         }
     }
 
@@ -125,21 +144,21 @@ mod tests {
 
     #[test]
     fn a_paused_clock_stands_still_and_resumes_where_it_stopped() {
-        let clock = VirtualClock::start(0, i64::MAX / 8, 1e6);
-        clock.pause();
-        let stopped = clock.now_ms();
-        std::thread::sleep(Duration::from_millis(30));
-        clock.pause();
-        assert_eq!(clock.now_ms(), stopped);
-        clock.resume();
-        // 30 ms of real time at 1e6x would be 30,000,000 virtual ms: the paused time is skipped.
-        let resumed = clock.now_ms();
-        assert!(
-            resumed >= stopped && resumed < stopped + 20_000_000,
-            "{resumed}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(clock.now_ms() > resumed);
+        let clock = VirtualClock::start(1_000, i64::MAX / 8, 60.0);
+        let t = |ms: u64| clock.started + Duration::from_millis(ms);
+        assert_eq!(clock.now_ms_at(t(100)), 1_000 + 6_000);
+        clock.pause_at(t(100));
+        assert_eq!(clock.now_ms_at(t(100)), 7_000);
+        assert_eq!(clock.now_ms_at(t(350)), 7_000, "stands still");
+        clock.pause_at(t(200)); // a second pause changes nothing
+        clock.resume_at(t(400));
+        clock.resume_at(t(450)); // nor does a second resume
+        assert_eq!(clock.now_ms_at(t(400)), 7_000, "resumes where it stopped");
+        assert_eq!(clock.now_ms_at(t(500)), 7_000 + 6_000);
+        clock.pause_at(t(600));
+        clock.resume_at(t(700));
+        // 1,000 ms since the start, 400 of them paused.
+        assert_eq!(clock.now_ms_at(t(1_000)), 1_000 + 36_000);
     }
 
     #[test]
