@@ -1112,4 +1112,55 @@ mod tests {
             assert_eq!(USAGE.matches(&shown).count(), 2, "{shown}");
         }
     }
+
+    #[test]
+    fn corr_lists_of_train_and_backtest() {
+        let Ok(Command::Train(t)) = p(&[
+            "train",
+            "--symbols",
+            "ALGOUSDT,FILUSDT",
+            "--corr",
+            "FILUSDT,NEARUSDT",
+        ]) else {
+            panic!("train parses")
+        };
+        let corr = |symbol: &str| CorrSource {
+            symbol: symbol.to_string(),
+            path: PathBuf::from(format!("data/{symbol}_1m.csv")),
+        };
+        assert_eq!(t.sets[0].corr, [corr("FILUSDT"), corr("NEARUSDT")]);
+        // A symbol is not its own neighbour.
+        assert_eq!(t.sets[1].corr, [corr("NEARUSDT")]);
+        let Ok(Command::Backtest(b)) = p(&[
+            "backtest",
+            "--data",
+            "a.csv",
+            "--corr",
+            "x/ETHUSDT-1m-2024-09.csv,BTCUSDT_1m.csv",
+        ]) else {
+            panic!("backtest parses")
+        };
+        let names: Vec<&str> = b.corr.iter().map(|c| c.symbol.as_str()).collect();
+        assert_eq!(names, ["ETHUSDT", "BTCUSDT"]);
+        assert_eq!(b.corr[0].path, PathBuf::from("x/ETHUSDT-1m-2024-09.csv"));
+        for bad in [
+            &[
+                "backtest",
+                "--data",
+                "a.csv",
+                "--corr",
+                "ETHUSDT_1m.csv,y/ETHUSDT-1m.csv",
+            ][..],
+            &["backtest", "--data", "a.csv", "--corr", "_1m.csv"],
+            &[
+                "train",
+                "--symbols",
+                "ALGOUSDT",
+                "--corr",
+                "FILUSDT,FILUSDT",
+            ],
+        ] {
+            assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad:?}");
+        }
+    }
 }
