@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::corr::CORR_KINDS;
 use crate::ensemble::learner::{Learner, Step};
 use crate::ensemble::report::{ExpertWeight, Refit, ScoreRow, WindowReport};
 use crate::ensemble::{Ensemble, Member};
 use crate::error::Error;
-use crate::features::Scaler;
+use crate::features::{FeatureSpec, Scaler};
 use crate::kline::Series;
 use crate::live::predictions::PredictionRow;
 use crate::models::fit::fit_models;
@@ -53,6 +54,9 @@ pub(crate) struct BacktestSummary {
     pub(crate) generations: usize,
     /// Klines ahead each forecast targets (`--horizon`).
     pub(crate) horizon: usize,
+    /// The correlated symbols (`--corr`), empty without.
+    #[serde(default)]
+    pub(crate) corr: Vec<String>,
     pub(crate) seed: u64,
     pub(crate) windows: u64,
     pub(crate) failed_refits: u64,
@@ -147,7 +151,7 @@ pub(crate) fn backtest(
     progress.start(((n - split) / args.learn.window) as u64);
     let refit_config = settings.refit_config();
     for i in split..n {
-        let step = learner.on_kline(&series.values(i, interval_ms));
+        let step = learner.on_kline_corr(&series.values(i, interval_ms), &series.corr_values(i));
         replay.on_step(&step, args.learn.horizon as i64 * interval_ms);
         if step.window_done {
             let report = learner.end_window(&refit_config);
@@ -176,6 +180,7 @@ pub(crate) fn backtest(
         refit_rows: args.learn.refit_rows,
         generations: args.learn.generations,
         horizon: args.learn.horizon,
+        corr: series.corr.iter().map(|c| c.symbol.clone()).collect(),
         seed: args.learn.seed,
         windows: replay.windows,
         failed_refits: replay.failed,
@@ -222,10 +227,44 @@ fn train_offline(
         &settings.fit_config(),
         &mut |kind| progress.note(&format!("training {} on {} rows", kind.name(), x.nrows())),
     )?;
-    let trained = fitted
+    let mut trained: Vec<Member> = fitted
         .into_iter()
         .map(|f| Member::trained(spec.clone(), Some(scaler.clone()), f.model))
         .collect();
+    // With --corr, the cheap kinds again on the own and the correlated columns (src/README.md,
+    // "Correlated pairs"); the own-only members stay, so the ensemble can choose.
+    if !train.corr.is_empty() {
+        let corr_spec = FeatureSpec::new(
+            spec.horizon,
+            train.corr.iter().map(|c| c.symbol.clone()).collect(),
+        );
+        let kinds: Vec<ModelKind> = CORR_KINDS
+            .into_iter()
+            .filter(|k| args.models.contains(k))
+            .collect();
+        let dataset = corr_spec.dataset(train, 0..split);
+        let scaler = Scaler::fit(&dataset.x);
+        let x = scaler.transform(&dataset.x);
+        let fitted = fit_models(
+            &kinds,
+            &x,
+            &dataset.y,
+            &settings.fit_config(),
+            &mut |kind| {
+                progress.note(&format!(
+                    "training {}+corr on {} rows, {} features",
+                    kind.name(),
+                    x.nrows(),
+                    x.ncols()
+                ))
+            },
+        )?;
+        trained.extend(
+            fitted
+                .into_iter()
+                .map(|f| Member::trained(corr_spec.clone(), Some(scaler.clone()), f.model)),
+        );
+    }
     Ensemble::new(config, trained, interval_ms).map_err(|e| Error::Config(e.to_string()))
 }
 
@@ -442,6 +481,7 @@ pub(crate) mod tests {
             refit_rows: 300,
             generations: 8,
             horizon: 1,
+            corr: Vec::new(),
             seed: 1,
             windows: 3,
             failed_refits: 1,

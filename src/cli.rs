@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::corr::CorrSource;
 use crate::ensemble::interval::DEFAULT_COVERAGE;
 use crate::ensemble::{
     Combiner, DEFAULT_COMBINER, DEFAULT_GENERATIONS, DEFAULT_REFIT_ROWS, DEFAULT_WINDOW,
@@ -29,13 +30,14 @@ USAGE:
   klinecast train         [--symbol BTCUSDT | --symbols A,B,… | --data FILE] [--interval 1m]
                           [--data-dir DIR] [--models-dir DIR] [--holdout 0.2] [--max-rows N]
                           [--horizon H] [--svr-rows N] [--seed S] [--json]
+                          [--corr SYM,SYM (with --symbols) | --corr FILE,FILE (with --data)]
   klinecast stream        [--symbol BTCUSDT | --symbols A,B,…] [--interval 1m] [--data-dir DIR]
                           [--models-dir DIR]
                           [--log-dir DIR] [--rest-url URL] [--ws-url URL] [--window 15]
                           [--refit-rows 1440] [--generations 8] [--horizon H]
                           [--max-runtime DURATION] [--seed S] [--combiner ml-poly|lcb]
                           [--coverage 0.9]
-  klinecast backtest      --data FILE [--train-frac 0.5] [--window 15] [--refit-rows 1440]
+  klinecast backtest      --data FILE [--corr FILE,FILE] [--train-frac 0.5] [--window 15] [--refit-rows 1440]
                           [--generations 8] [--horizon H] [--max-rows N] [--svr-rows N] [--seed S]
                           [--combiner ml-poly|lcb] [--coverage 0.9] [--models LIST] [--json]
                           [--hours 24] [--html FILE] [--predictions FILE]
@@ -163,6 +165,8 @@ pub(crate) struct TrainSet {
     /// `models/<SYMBOL>_<interval>` (the models of that symbol), or `--models-dir` itself with
     /// `--data FILE --models-dir DIR`.
     pub(crate) models: PathBuf,
+    /// `--corr`: the correlated symbols' stores (issue 23), without the set's own symbol.
+    pub(crate) corr: Vec<CorrSource>,
 }
 
 /// `train`, `stream`, `backtest` and `demo` take the learning settings as [`LearnSettings`]:
@@ -172,6 +176,8 @@ pub(crate) struct TrainSet {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestArgs {
     pub(crate) data: PathBuf,
+    /// `--corr FILE,FILE`: the correlated symbols' stores (issue 23).
+    pub(crate) corr: Vec<CorrSource>,
     pub(crate) train_frac: f64,
     /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--svr-rows`, `--seed`.
     pub(crate) learn: LearnSettings,
@@ -322,6 +328,7 @@ fn backtest_args(flags: &mut Flags) -> Result<BacktestArgs, Error> {
             .take("--data")?
             .map(PathBuf::from)
             .ok_or_else(|| usage("backtest needs --data FILE"))?,
+        corr: corr_files(flags)?,
         train_frac: fraction(flags, "--train-frac", 0.5)?,
         learn: LearnSettings {
             svr_rows: svr_rows(flags)?,
@@ -421,15 +428,61 @@ fn symbols(flags: &mut Flags) -> Result<Option<Vec<Symbol>>, Error> {
         (None, Some(many)) => many,
         (None, None) => return Ok(None),
     };
+    symbol_list(&text, "--symbols").map(Some)
+}
+
+/// A comma-separated list of symbols (`flag` names it in errors): each once, none empty.
+fn symbol_list(text: &str, flag: &str) -> Result<Vec<Symbol>, Error> {
     let mut list: Vec<Symbol> = Vec::new();
     for name in text.split(',').map(str::trim) {
         let symbol = Symbol::parse(name).map_err(Error::Usage)?;
         if list.contains(&symbol) {
-            return Err(usage(&format!("{symbol} is given twice in --symbols")));
+            return Err(usage(&format!("{symbol} is given twice in {flag}")));
         }
         list.push(symbol);
     }
-    Ok(Some(list))
+    Ok(list)
+}
+
+/// `--corr FILE,FILE` (`backtest`; `train` with `--data`), or none.
+fn corr_files(flags: &mut Flags) -> Result<Vec<CorrSource>, Error> {
+    flags
+        .take("--corr")?
+        .as_deref()
+        .map_or(Ok(Vec::new()), corr_file_list)
+}
+
+/// The stores of `--corr FILE,FILE`, each named by the symbol its file name starts with
+/// (`<SYMBOL>_<interval>.csv`, or `<SYMBOL>-…` as the shared monthly files are named).
+fn corr_file_list(text: &str) -> Result<Vec<CorrSource>, Error> {
+    let mut list: Vec<CorrSource> = Vec::new();
+    for file in text.split(',').map(str::trim) {
+        let path = PathBuf::from(file);
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = stem.split(['_', '-']).next().unwrap_or_default();
+        let symbol = Symbol::parse(prefix).map_err(|e| {
+            usage(&format!(
+                "--corr {file}: its name must start with its symbol (SYMBOL_1m.csv or                  SYMBOL-…): {e}"
+            ))
+        })?;
+        if list.iter().any(|c| c.symbol == symbol.as_str()) {
+            return Err(usage(&format!("{symbol} is given twice in --corr")));
+        }
+        list.push(CorrSource {
+            symbol: symbol.to_string(),
+            path,
+        });
+    }
+    if list.len() > crate::features::MAX_CORR {
+        return Err(usage(&format!(
+            "--corr takes at most {} symbols",
+            crate::features::MAX_CORR
+        )));
+    }
+    Ok(list)
 }
 
 /// `--data-dir`, `--models-dir`, `--log-dir` (defaults `data`, `models`, `log`).
@@ -447,6 +500,7 @@ fn dirs(flags: &mut Flags) -> Result<Dirs, Error> {
 /// without it into the folder of the symbol the file's name says (`<SYMBOL>_<interval>.csv`).
 fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
     let symbols = symbols(flags)?;
+    let corr_text = flags.take("--corr")?;
     let interval_flag = flags.take("--interval")?;
     let data_dir = flags.take("--data-dir")?;
     let models_dir = flags.take("--models-dir")?;
@@ -457,6 +511,9 @@ fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
             ));
         }
         let data = PathBuf::from(file);
+        let corr = corr_text
+            .as_deref()
+            .map_or(Ok(Vec::new()), corr_file_list)?;
         let label = data.file_name().map_or_else(
             || data.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -466,6 +523,7 @@ fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
                 label,
                 data,
                 models: PathBuf::from(dir),
+                corr,
             }]);
         }
         let (symbol, interval) = crate::store::parse_file_name(&data).map_err(|e| {
@@ -477,6 +535,7 @@ fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
             label: format!("{symbol} {interval}"),
             data,
             models: PathBuf::from("models").join(folder_name(&symbol, interval)),
+            corr,
         }]);
     }
     let interval =
@@ -485,6 +544,10 @@ fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
         data: PathBuf::from(data_dir.unwrap_or_else(|| "data".to_string())),
         models: PathBuf::from(models_dir.unwrap_or_else(|| "models".to_string())),
         log: PathBuf::from("log"),
+    };
+    let corr_symbols = match corr_text {
+        Some(text) => symbol_list(&text, "--corr")?,
+        None => Vec::new(),
     };
     Ok(symbols
         .unwrap_or_else(|| vec![default_symbol()])
@@ -495,6 +558,14 @@ fn train_sets(flags: &mut Flags) -> Result<Vec<TrainSet>, Error> {
                 label: format!("{symbol} {interval}"),
                 data: layout.store,
                 models: layout.models,
+                corr: corr_symbols
+                    .iter()
+                    .filter(|c| *c != symbol)
+                    .map(|c| CorrSource {
+                        symbol: c.to_string(),
+                        path: SymbolLayout::new(&dirs, c, interval).store,
+                    })
+                    .collect(),
             }
         })
         .collect())
@@ -852,6 +923,7 @@ mod tests {
             label: label.to_string(),
             data: PathBuf::from(data),
             models: PathBuf::from(models),
+            corr: Vec::new(),
         };
         let Ok(Command::Train(t)) = p(&[
             "train",
@@ -929,6 +1001,7 @@ mod tests {
                 label: "d.csv".to_string(),
                 data: PathBuf::from("d.csv"),
                 models: PathBuf::from("m"),
+                corr: Vec::new(),
             }]
         );
         assert!(t.json);
@@ -1037,6 +1110,57 @@ mod tests {
             format!("[--generations {DEFAULT_GENERATIONS}]"),
         ] {
             assert_eq!(USAGE.matches(&shown).count(), 2, "{shown}");
+        }
+    }
+
+    #[test]
+    fn corr_lists_of_train_and_backtest() {
+        let Ok(Command::Train(t)) = p(&[
+            "train",
+            "--symbols",
+            "ALGOUSDT,FILUSDT",
+            "--corr",
+            "FILUSDT,NEARUSDT",
+        ]) else {
+            panic!("train parses")
+        };
+        let corr = |symbol: &str| CorrSource {
+            symbol: symbol.to_string(),
+            path: PathBuf::from(format!("data/{symbol}_1m.csv")),
+        };
+        assert_eq!(t.sets[0].corr, [corr("FILUSDT"), corr("NEARUSDT")]);
+        // A symbol is not its own neighbour.
+        assert_eq!(t.sets[1].corr, [corr("NEARUSDT")]);
+        let Ok(Command::Backtest(b)) = p(&[
+            "backtest",
+            "--data",
+            "a.csv",
+            "--corr",
+            "x/ETHUSDT-1m-2024-09.csv,BTCUSDT_1m.csv",
+        ]) else {
+            panic!("backtest parses")
+        };
+        let names: Vec<&str> = b.corr.iter().map(|c| c.symbol.as_str()).collect();
+        assert_eq!(names, ["ETHUSDT", "BTCUSDT"]);
+        assert_eq!(b.corr[0].path, PathBuf::from("x/ETHUSDT-1m-2024-09.csv"));
+        for bad in [
+            &[
+                "backtest",
+                "--data",
+                "a.csv",
+                "--corr",
+                "ETHUSDT_1m.csv,y/ETHUSDT-1m.csv",
+            ][..],
+            &["backtest", "--data", "a.csv", "--corr", "_1m.csv"],
+            &[
+                "train",
+                "--symbols",
+                "ALGOUSDT",
+                "--corr",
+                "FILUSDT,FILUSDT",
+            ],
+        ] {
+            assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad:?}");
         }
     }
 }

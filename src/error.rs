@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use crate::{binance, models, persist, store};
+use crate::{binance, corr, models, persist, store};
 
 /// Anything a command can fail with.
 #[derive(Debug)]
@@ -24,6 +24,7 @@ pub enum Error {
     Binance(binance::BinanceError),
     Model(persist::PersistError),
     Fit(models::FitError),
+    Corr(corr::CorrError),
 }
 
 impl Error {
@@ -54,6 +55,7 @@ impl fmt::Display for Error {
             Error::Binance(e) => e.fmt(f),
             Error::Model(e) => e.fmt(f),
             Error::Fit(e) => e.fmt(f),
+            Error::Corr(e) => e.fmt(f),
         }
     }
 }
@@ -82,6 +84,12 @@ impl From<binance::BinanceError> for Error {
 impl From<persist::PersistError> for Error {
     fn from(e: persist::PersistError) -> Error {
         Error::Model(e)
+    }
+}
+
+impl From<corr::CorrError> for Error {
+    fn from(e: corr::CorrError) -> Error {
+        Error::Corr(e)
     }
 }
 

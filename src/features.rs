@@ -27,6 +27,26 @@
 //! |12 | `volatility_15`   | population std of `r_{t-14..=t}`                                     |
 //! |13 | `volatility_60`   | population std of `r_{t-59..=t}`                                     |
 //!
+//! # Correlated pairs (version 2, `--corr`)
+//!
+//! A spec with correlated symbols (`corr`, at most [`MAX_CORR`]) is version 2: the 14 columns
+//! above, then 5 per correlated symbol `s`, in the order of `corr`, from its closes aligned to
+//! this series' rows (`Series::corr`, built by [`align_corr`] or pushed live), `a_t`:
+//!
+//! | # | name                | formula                                                   |
+//! |---|---------------------|-----------------------------------------------------------|
+//! | 0 | `<s>_ret_0`         | `ln(a_t / a_{t-1})`                                       |
+//! | 1 | `<s>_ret_1`         | `ln(a_{t-1} / a_{t-2})`                                   |
+//! | 2 | `<s>_ret_2`         | `ln(a_{t-2} / a_{t-3})`                                   |
+//! | 3 | `<s>_ret_sum_15`    | `ln(a_t / a_{t-15})`                                      |
+//! | 4 | `<s>_stale`         | 1 when row t's minute has no kline of `s` (carried), else 0 |
+//!
+//! The gap rule: a minute without the symbol's kline (a gap in its store, a kline that came too
+//! late live) carries its last close, so its return there is 0 and `stale` is 1; the next kline
+//! that comes makes up the move in one return. A series without the symbol's column at all gives
+//! 0 returns and `stale` 1 on every row. Row t reads `a_{..=t}` only, and `a_t` reads the
+//! symbol's klines with open time ≤ row t's only, so the features stay causal.
+//!
 //! Warm-up: the first full row is `t = 60` (it reads `close_0`). Divisions are guarded as shown;
 //! prices are positive in every series the store loads, and any value that would still not be
 //! finite (a hand-built series with a zero price) becomes 0, so rows never hold NaN or inf.
@@ -47,10 +67,16 @@ use std::ops::Range;
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use crate::kline::Series;
+use crate::kline::{CorrColumn, Series};
 
-/// The feature-set version this build computes (stored in every model file).
+/// The feature-set version of a spec without correlated symbols (stored in every model file).
 pub(crate) const FEATURE_VERSION: u32 = 1;
+/// The feature-set version of a spec with correlated symbols (`--corr`).
+pub(crate) const CORR_FEATURE_VERSION: u32 = 2;
+/// Most correlated symbols a spec takes (`--corr`); model files outside it are refused.
+pub(crate) const MAX_CORR: usize = 8;
+/// Columns per correlated symbol (the table in the module doc).
+pub(crate) const CORR_COLUMNS: usize = 5;
 
 /// Default horizon (`--horizon`): forecast the close this many klines ahead.
 pub(crate) const DEFAULT_HORIZON: usize = 1;
@@ -58,11 +84,15 @@ pub(crate) const DEFAULT_HORIZON: usize = 1;
 /// models and ensembles outside 1..=this.
 pub(crate) const MAX_HORIZON: usize = 1440;
 
-/// Which features are built, and the horizon; saved with every model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Which features are built, and the horizon; saved with every model. Serialised as
+/// `version, horizon` and, from version 2 on, `corr`: a version 1 spec keeps the bytes it always
+/// had, so model files from before `--corr` still load.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSpec {
     pub version: u32,
     pub horizon: usize,
+    /// The correlated symbols whose columns follow the own ones (empty in version 1).
+    pub corr: Vec<String>,
 }
 
 impl Default for FeatureSpec {
@@ -70,7 +100,79 @@ impl Default for FeatureSpec {
         FeatureSpec {
             version: FEATURE_VERSION,
             horizon: DEFAULT_HORIZON,
+            corr: Vec::new(),
         }
+    }
+}
+
+impl Serialize for FeatureSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let with_corr = self.version >= CORR_FEATURE_VERSION;
+        let mut out = serializer.serialize_struct("FeatureSpec", 2 + usize::from(with_corr))?;
+        out.serialize_field("version", &self.version)?;
+        out.serialize_field("horizon", &self.horizon)?;
+        if with_corr {
+            out.serialize_field("corr", &self.corr)?;
+        }
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct("FeatureSpec", &["version", "horizon", "corr"], SpecVisitor)
+    }
+}
+
+/// Reads `version`, `horizon`, then `corr` only from version 2 on (see [`FeatureSpec`]).
+struct SpecVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SpecVisitor {
+    type Value = FeatureSpec;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a feature spec")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<FeatureSpec, A::Error> {
+        use serde::de::Error;
+        let version: u32 = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let horizon = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        let corr = if version >= CORR_FEATURE_VERSION {
+            seq.next_element()?
+                .ok_or_else(|| A::Error::invalid_length(2, &self))?
+        } else {
+            Vec::new()
+        };
+        Ok(FeatureSpec {
+            version,
+            horizon,
+            corr,
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<FeatureSpec, A::Error> {
+        use serde::de::Error;
+        let mut spec = FeatureSpec::default();
+        let (mut version, mut horizon) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "version" => version = Some(map.next_value()?),
+                "horizon" => horizon = Some(map.next_value()?),
+                "corr" => spec.corr = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        spec.version = version.ok_or_else(|| A::Error::missing_field("version"))?;
+        spec.horizon = horizon.ok_or_else(|| A::Error::missing_field("horizon"))?;
+        Ok(spec)
     }
 }
 
@@ -111,6 +213,8 @@ const NAMES: [&str; N_FEATURES] = [
 ];
 
 const N_FEATURES: usize = 14;
+/// Name suffixes of each correlated symbol's columns (the second table in the module doc).
+const CORR_NAMES: [&str; CORR_COLUMNS] = ["ret_0", "ret_1", "ret_2", "ret_sum_15", "stale"];
 const N_LAGS: usize = 5;
 const SHORT: usize = 15;
 const LONG: usize = 60;
@@ -139,13 +243,64 @@ struct Sums {
 }
 
 impl FeatureSpec {
+    /// A spec of `horizon` with the correlated symbols `corr` (version 2 when there are any).
+    pub(crate) fn new(horizon: usize, corr: Vec<String>) -> FeatureSpec {
+        FeatureSpec {
+            version: if corr.is_empty() {
+                FEATURE_VERSION
+            } else {
+                CORR_FEATURE_VERSION
+            },
+            horizon,
+            corr,
+        }
+    }
+
+    /// Whether this build computes the spec's features: version 1 without correlated symbols,
+    /// or version 2 with 1 to [`MAX_CORR`] of them, each named once.
+    pub(crate) fn supported(&self) -> bool {
+        let distinct = self
+            .corr
+            .iter()
+            .enumerate()
+            .all(|(i, s)| !s.is_empty() && !self.corr[..i].contains(s));
+        match self.version {
+            FEATURE_VERSION => self.corr.is_empty(),
+            CORR_FEATURE_VERSION => (1..=MAX_CORR).contains(&self.corr.len()) && distinct,
+            _ => false,
+        }
+    }
+
+    /// The correlated symbols as a list for messages: `FIL,NEAR`, or `none`.
+    pub(crate) fn corr_list(&self) -> String {
+        if self.corr.is_empty() {
+            "none".to_string()
+        } else {
+            self.corr.join(",")
+        }
+    }
+
     /// Feature names, in column order.
-    pub fn names(&self) -> Vec<&'static str> {
-        NAMES.to_vec()
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+        for symbol in &self.corr {
+            for suffix in CORR_NAMES {
+                names.push(format!("{symbol}_{suffix}"));
+            }
+        }
+        names
     }
 
     pub fn n_features(&self) -> usize {
-        N_FEATURES
+        N_FEATURES + CORR_COLUMNS * self.corr.len()
+    }
+
+    /// The series' column of each correlated symbol, in spec order (`None`: the series has none).
+    fn corr_columns<'a>(&self, series: &'a Series) -> Vec<Option<&'a CorrColumn>> {
+        self.corr
+            .iter()
+            .map(|s| series.corr.iter().find(|c| &c.symbol == s))
+            .collect()
     }
 
     /// The first series index t that has a full feature row.
@@ -161,7 +316,13 @@ impl FeatureSpec {
         let window = Window::direct(series, t);
         let mut out = [0.0; N_FEATURES];
         fill_row(series, t, &window.lags(t), &window.sums, &mut out);
-        Some(out.to_vec())
+        let mut row = out.to_vec();
+        let mut corr = [0.0; CORR_COLUMNS];
+        for column in self.corr_columns(series) {
+            fill_corr(column, t, &mut corr);
+            row.extend_from_slice(&corr);
+        }
+        Some(row)
     }
 
     /// The target at `t`: ln(close[t+h] / close[t]), or `None` when t+h is past the end.
@@ -185,7 +346,7 @@ impl FeatureSpec {
     pub fn dataset(&self, series: &Series, range: Range<usize>) -> Dataset {
         let rows = self.row_range(series.len(), range);
         let n_rows = rows.len();
-        let mut x = DMatrix::<f64>::zeros(n_rows, N_FEATURES);
+        let mut x = DMatrix::<f64>::zeros(n_rows, self.n_features());
         let mut y = DVector::<f64>::zeros(n_rows);
         let mut ts = Vec::with_capacity(n_rows);
         if n_rows == 0 {
@@ -195,6 +356,8 @@ impl FeatureSpec {
         let data = x.as_mut_slice();
         let mut window = Window::direct(series, rows.start);
         let mut out = [0.0; N_FEATURES];
+        let mut corr = [0.0; CORR_COLUMNS];
+        let columns = self.corr_columns(series);
         for (i, t) in rows.enumerate() {
             if i > 0 {
                 window.advance(series, t);
@@ -202,6 +365,12 @@ impl FeatureSpec {
             fill_row(series, t, &window.lags(t), &window.sums, &mut out);
             for (j, value) in out.iter().enumerate() {
                 data[j * n_rows + i] = *value;
+            }
+            for (k, column) in columns.iter().enumerate() {
+                fill_corr(*column, t, &mut corr);
+                for (j, value) in corr.iter().enumerate() {
+                    data[(N_FEATURES + k * CORR_COLUMNS + j) * n_rows + i] = *value;
+                }
             }
             y[i] = (close[t + self.horizon] / close[t]).ln();
             ts.push(t);
@@ -397,6 +566,48 @@ fn fill_row(
             *v = 0.0;
         }
     }
+}
+
+/// Writes a correlated symbol's columns at `t` (t ≥ SHORT) from its aligned closes; a missing or
+/// short column is the gap rule on every row: returns 0, stale 1.
+fn fill_corr(column: Option<&CorrColumn>, t: usize, out: &mut [f64; CORR_COLUMNS]) {
+    let usable = column.filter(|c| c.close.len() > t && c.fresh.len() > t);
+    let Some(c) = usable else {
+        *out = [0.0, 0.0, 0.0, 0.0, 1.0];
+        return;
+    };
+    let a = &c.close;
+    out[0] = (a[t] / a[t - 1]).ln();
+    out[1] = (a[t - 1] / a[t - 2]).ln();
+    out[2] = (a[t - 2] / a[t - 3]).ln();
+    out[3] = (a[t] / a[t - SHORT]).ln();
+    out[4] = if c.fresh[t] { 0.0 } else { 1.0 };
+    for v in out.iter_mut() {
+        if !v.is_finite() {
+            *v = 0.0;
+        }
+    }
+}
+
+/// Aligns a correlated symbol's klines (`neighbour`, ascending) to the rows of `series`: row t
+/// gets the close of the neighbour's newest kline with open time ≤ row t's open time, `fresh`
+/// when that open time is row t's own. So row t never reads a neighbour kline that opened after
+/// it, and a neighbour's gap is carried (the gap rule in the module doc). O(n + m).
+pub fn align_corr(series: &Series, symbol: &str, neighbour: &Series) -> CorrColumn {
+    let mut column = CorrColumn::new(symbol);
+    column.close.reserve(series.len());
+    column.fresh.reserve(series.len());
+    let mut j = 0;
+    let mut last: Option<(i64, f64)> = None;
+    for &open_time in &series.open_time {
+        while j < neighbour.len() && neighbour.open_time[j] <= open_time {
+            last = Some((neighbour.open_time[j], neighbour.close[j]));
+            j += 1;
+        }
+        column.close.push(last.map_or(0.0, |(_, c)| c));
+        column.fresh.push(last.is_some_and(|(o, _)| o == open_time));
+    }
+    column
 }
 
 #[cfg(test)]
@@ -670,5 +881,191 @@ mod tests {
         assert_eq!(bits(&scaler.transform_row(&row)), bits(&scaled));
         let empty = Scaler::fit(&DMatrix::<f64>::zeros(0, 2));
         assert_eq!((empty.mean, empty.std), (vec![0.0, 0.0], vec![1.0, 1.0]));
+    }
+
+    /// `n` klines of a one-minute series with closes `close(i)` at rows `rows`.
+    fn closes(rows: impl Iterator<Item = usize>, close: impl Fn(usize) -> f64) -> Series {
+        let mut s = Series::default();
+        for i in rows {
+            let c = close(i);
+            s.push(&KlineValues {
+                open_time: i as i64 * 60_000,
+                open: c,
+                high: c,
+                low: c,
+                close: c,
+                volume: 1.0,
+                close_time: i as i64 * 60_000 + 59_999,
+                quote_volume: 0.0,
+                trades: 1.0,
+                taker_buy_base: 0.5,
+                taker_buy_quote: 0.0,
+            });
+        }
+        s
+    }
+
+    /// The hand-made 3-symbol series: the main symbol (70 rows), AUSDT without its kline of
+    /// row 65, BUSDT from row 50 to row 68.
+    fn three_symbols() -> (Series, FeatureSpec) {
+        let mut s = closes(0..70, |i| 100.0 * 1.01f64.powi(i as i32));
+        let a = closes((0..70).filter(|&i| i != 65), |i| {
+            50.0 * 1.02f64.powi(i as i32)
+        });
+        let b = closes(50..69, |i| 20.0 * 0.99f64.powi(i as i32));
+        s.corr = vec![align_corr(&s, "AUSDT", &a), align_corr(&s, "BUSDT", &b)];
+        let spec = FeatureSpec::new(1, vec!["AUSDT".to_string(), "BUSDT".to_string()]);
+        (s, spec)
+    }
+
+    /// Backs README claim [C23]: the correlated columns' exact values on a hand-made 3-symbol
+    /// series, with a missing kline (carried: return 0, stale 1, the next return makes up the
+    /// move), a symbol that starts late (returns reaching before it are 0) and one that ends
+    /// early; the own 14 columns are unchanged and the dataset equals the rows bit for bit.
+    #[test]
+    fn corr_columns_exact_on_three_symbols() {
+        let (s, spec) = three_symbols();
+        assert_eq!(spec.version, CORR_FEATURE_VERSION);
+        assert!(spec.supported());
+        assert_eq!(spec.n_features(), 24);
+        assert_eq!(spec.names()[14], "AUSDT_ret_0");
+        assert_eq!(spec.names()[23], "BUSDT_stale");
+        let (a, b) = (1.02f64.ln(), 0.99f64.ln());
+        let want = |t: usize| -> [f64; 10] {
+            match t {
+                60 => [a, a, a, 15.0 * a, 0.0, b, b, b, 0.0, 0.0],
+                // BUSDT's 15-bar return reads row 49, before its first kline.
+                64 => [a, a, a, 15.0 * a, 0.0, b, b, b, 0.0, 0.0],
+                65 => [0.0, a, a, 14.0 * a, 1.0, b, b, b, 15.0 * b, 0.0],
+                66 => [2.0 * a, 0.0, a, 15.0 * a, 0.0, b, b, b, 15.0 * b, 0.0],
+                69 => [a, a, a, 15.0 * a, 0.0, 0.0, b, b, 14.0 * b, 1.0],
+                _ => unreachable!(),
+            }
+        };
+        let own = FeatureSpec::default();
+        let ds = spec.dataset(&s, 0..s.len());
+        for t in [60, 64, 65, 66, 69] {
+            let row = spec.row(&s, t).expect("row");
+            assert_eq!(bits(&row[..14]), bits(&own.row(&s, t).expect("own row")));
+            for (j, (got, want)) in row[14..].iter().zip(want(t)).enumerate() {
+                assert!(
+                    close_to(*got, want),
+                    "t {t} column {}: {got} vs {want}",
+                    14 + j
+                );
+            }
+        }
+        for (i, &t) in ds.t.iter().enumerate() {
+            let from_ds: Vec<f64> = ds.x.row(i).iter().copied().collect();
+            assert_eq!(
+                bits(&spec.row(&s, t).expect("row")),
+                bits(&from_ds),
+                "t = {t}"
+            );
+        }
+        // Pushing the same rows one by one (as backtest and the learner do) gives the same
+        // series, and slicing keeps the columns aligned.
+        let mut pushed = s.slice(0..10);
+        for i in 10..s.len() {
+            pushed.push_with_corr(&s.values(i, 60_000), &s.corr_values(i));
+        }
+        assert_eq!(pushed, s);
+        let mut kept = s.clone();
+        kept.keep_last(20);
+        assert_eq!(kept, s.slice(50..70));
+    }
+
+    /// Backs README claim [C23]: a series without a correlated symbol's column gives that
+    /// symbol the gap rule on every row (returns 0, stale 1), never a crash.
+    #[test]
+    fn a_missing_corr_column_is_the_gap_rule() {
+        let s = synthetic(100, 8);
+        let spec = FeatureSpec::new(1, vec!["XUSDT".to_string()]);
+        let row = spec.row(&s, 80).expect("row");
+        assert_eq!(row[14..], [0.0, 0.0, 0.0, 0.0, 1.0]);
+        let ds = spec.dataset(&s, 0..100);
+        assert!(ds.x.column(18).iter().all(|v| *v == 1.0));
+    }
+
+    /// Backs README claims [C1] and [C23] for the correlated columns: garbage in the neighbours' klines
+    /// after row t (values, and extra klines opened between row t and t + 1) changes nothing at
+    /// row t, bit for bit.
+    #[test]
+    fn corr_columns_never_read_the_future() {
+        let s = synthetic(400, 2);
+        let n1 = synthetic(400, 5);
+        let n2 = synthetic(380, 6);
+        let spec = FeatureSpec::new(1, vec!["AUSDT".to_string(), "BUSDT".to_string()]);
+        let aligned = |a: &Series, b: &Series| {
+            let mut s = s.clone();
+            s.corr = vec![align_corr(&s, "AUSDT", a), align_corr(&s, "BUSDT", b)];
+            s
+        };
+        let clean = aligned(&n1, &n2);
+        let mut rng = Rng::new(4);
+        for t in [60, 61, 120, 250, 379, 398] {
+            let before = spec.row(&clean, t).expect("row");
+            let mut garbage = |n: &Series| {
+                let mut g = n.clone();
+                let cut = g.open_time.partition_point(|&o| o <= s.open_time[t]);
+                for i in cut..g.len() {
+                    g.close[i] = rng.next_f64() * 1e6 + 1e-9;
+                }
+                // An extra kline opened 30 s after row t.
+                let mut with_extra = g.slice(0..cut);
+                let mut odd = g.values(cut.min(g.len() - 1), 60_000);
+                odd.open_time = s.open_time[t] + 30_000;
+                odd.close = 1e-6;
+                with_extra.push(&odd);
+                for i in cut..g.len() {
+                    with_extra.push(&g.values(i, 60_000));
+                }
+                with_extra
+            };
+            let (g1, g2) = (garbage(&n1), garbage(&n2));
+            let dirty = aligned(&g1, &g2);
+            assert_eq!(
+                bits(&before),
+                bits(&spec.row(&dirty, t).expect("row")),
+                "t = {t}"
+            );
+            let full = spec.dataset(&clean, 0..t + 1);
+            let short = spec.dataset(&dirty, 0..t + 1);
+            assert_eq!(full.x, short.x, "t = {t}");
+        }
+    }
+
+    /// Backs README claim [C23]: a version 1 spec keeps the bytes it always had (model files
+    /// from before `--corr` load), a version 2 spec round trips, a malformed one is refused.
+    #[test]
+    fn a_spec_without_corr_keeps_its_bytes_and_v2_round_trips() {
+        let own = FeatureSpec::default();
+        let old = postcard::to_allocvec(&(1u32, 1usize)).expect("bytes");
+        assert_eq!(postcard::to_allocvec(&own).expect("bytes"), old);
+        let back: FeatureSpec = postcard::from_bytes(&old).expect("reads");
+        assert_eq!(back, own);
+        let corr = FeatureSpec::new(5, vec!["ETHUSDT".to_string(), "BTCUSDT".to_string()]);
+        let bytes = postcard::to_allocvec(&(corr.clone(), 7u8)).expect("bytes");
+        let (back, next): (FeatureSpec, u8) = postcard::from_bytes(&bytes).expect("reads");
+        assert_eq!((back, next), (corr.clone(), 7));
+        let json = serde_json::to_string(&corr).expect("json");
+        assert_eq!(
+            serde_json::from_str::<FeatureSpec>(&json).expect("json"),
+            corr
+        );
+        let bad = [
+            FeatureSpec {
+                corr: vec!["A".to_string()],
+                ..FeatureSpec::default()
+            },
+            FeatureSpec::new(1, vec!["A".to_string(), "A".to_string()]),
+            FeatureSpec::new(1, vec!["A".to_string(); MAX_CORR + 1]),
+            FeatureSpec {
+                version: CORR_FEATURE_VERSION,
+                ..FeatureSpec::default()
+            },
+        ];
+        assert!(bad.iter().all(|s| !s.supported()));
+        assert!(own.supported());
     }
 }

@@ -415,6 +415,39 @@ pub struct Series {
     pub trades: Vec<f64>,
     pub taker_buy_base: Vec<f64>,
     pub taker_buy_quote: Vec<f64>,
+    /// The correlated symbols' closes aligned to these rows (`--corr`, issue 23); empty
+    /// without `--corr`. Each column has one entry per row.
+    pub corr: Vec<CorrColumn>,
+}
+
+/// A correlated symbol's klines aligned to a series' rows by open time (see
+/// `features::align_corr` for the rule): at row t, the close of its newest kline whose open time
+/// is ≤ row t's (carried over a gap or a late kline, so its return is 0 there), and whether that
+/// kline is row t's own minute (`fresh`). Before its first kline the close is 0 (its returns are
+/// then 0 by the features' finite-value rule) and `fresh` is false.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CorrColumn {
+    pub symbol: String,
+    pub close: Vec<f64>,
+    pub fresh: Vec<bool>,
+}
+
+impl CorrColumn {
+    /// An empty column for `symbol`.
+    pub fn new(symbol: &str) -> CorrColumn {
+        CorrColumn {
+            symbol: symbol.to_string(),
+            ..CorrColumn::default()
+        }
+    }
+
+    /// Appends one row: `Some(close)` is the symbol's kline of that row's minute; `None` carries
+    /// the last close (the gap rule).
+    pub fn push(&mut self, close: Option<f64>) {
+        let carried = self.close.last().copied().unwrap_or(0.0);
+        self.close.push(close.unwrap_or(carried));
+        self.fresh.push(close.is_some());
+    }
 }
 
 impl Series {
@@ -430,6 +463,7 @@ impl Series {
             trades: Vec::with_capacity(n),
             taker_buy_base: Vec::with_capacity(n),
             taker_buy_quote: Vec::with_capacity(n),
+            corr: Vec::new(),
         }
     }
 
@@ -461,6 +495,28 @@ impl Series {
         self.trades.push(v.trades);
         self.taker_buy_base.push(v.taker_buy_base);
         self.taker_buy_quote.push(v.taker_buy_quote);
+        for column in &mut self.corr {
+            column.push(None);
+        }
+    }
+
+    /// [`Series::push`] with the correlated symbols' closes of the same minute, one per
+    /// [`Series::corr`] column in order (`None`, or a missing entry: not there, carried).
+    pub fn push_with_corr(&mut self, v: &KlineValues, corr: &[Option<f64>]) {
+        let columns = std::mem::take(&mut self.corr);
+        self.push(v);
+        self.corr = columns;
+        for (i, column) in self.corr.iter_mut().enumerate() {
+            column.push(corr.get(i).copied().flatten());
+        }
+    }
+
+    /// The correlated closes of row `i` as [`Series::push_with_corr`] takes them.
+    pub fn corr_values(&self, i: usize) -> Vec<Option<f64>> {
+        self.corr
+            .iter()
+            .map(|c| c.fresh[i].then_some(c.close[i]))
+            .collect()
     }
 
     /// Row `i` as one kline's values; `close_time` is derived from the interval.
@@ -492,7 +548,16 @@ impl Series {
             quote_volume: self.quote_volume[range.clone()].to_vec(),
             trades: self.trades[range.clone()].to_vec(),
             taker_buy_base: self.taker_buy_base[range.clone()].to_vec(),
-            taker_buy_quote: self.taker_buy_quote[range].to_vec(),
+            taker_buy_quote: self.taker_buy_quote[range.clone()].to_vec(),
+            corr: self
+                .corr
+                .iter()
+                .map(|c| CorrColumn {
+                    symbol: c.symbol.clone(),
+                    close: c.close[range.clone()].to_vec(),
+                    fresh: c.fresh[range.clone()].to_vec(),
+                })
+                .collect(),
         }
     }
 
@@ -513,6 +578,10 @@ impl Series {
         self.trades.drain(..cut);
         self.taker_buy_base.drain(..cut);
         self.taker_buy_quote.drain(..cut);
+        for column in &mut self.corr {
+            column.close.drain(..cut);
+            column.fresh.drain(..cut);
+        }
     }
 }
 

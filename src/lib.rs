@@ -13,6 +13,7 @@ pub(crate) mod backtest;
 pub mod binance;
 pub mod cli;
 pub(crate) mod commands;
+pub mod corr;
 pub mod ensemble;
 pub mod error;
 pub mod features;

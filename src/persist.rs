@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{FeatureSpec, Scaler, FEATURE_VERSION, MAX_HORIZON};
+use crate::features::{
+    FeatureSpec, Scaler, CORR_FEATURE_VERSION, FEATURE_VERSION, MAX_CORR, MAX_HORIZON,
+};
 use crate::fsutil;
 use crate::kline::Series;
 use crate::models::{AnyModel, ModelKind};
@@ -508,10 +510,12 @@ fn check_trained(path: &Path, model: TrainedModel) -> Result<TrainedModel, Persi
         detail,
         kind: FileKind::Trained,
     };
-    if model.spec.version != FEATURE_VERSION {
+    if !model.spec.supported() {
         return Err(incompatible(format!(
-            "it uses feature set v{}, this build computes v{FEATURE_VERSION}",
-            model.spec.version
+            "it uses feature set v{} with correlated symbols {}, this build computes \
+             v{FEATURE_VERSION} without them and v{CORR_FEATURE_VERSION} with 1 to {MAX_CORR}",
+            model.spec.version,
+            model.spec.corr_list()
         )));
     }
     if model.model.kind() != model.kind {
@@ -585,7 +589,7 @@ pub(crate) fn save_trained_set(
         fs::create_dir(&staging).map_err(failed(&staging))?;
         let mut names = Vec::with_capacity(models.len());
         for model in models {
-            let path = trained_path(models_dir, model.kind);
+            let path = trained_file_of(&live, model);
             let name = path.file_name().map(PathBuf::from).unwrap_or_default();
             let bytes = encode_framed(TAG_TRAINED, TRAINED_VERSION, model).map_err(|e| {
                 PersistError::Io {
@@ -689,8 +693,8 @@ pub(crate) fn read_trained_set<T>(models_dir: &Path, mut read: impl FnMut(&Path)
 pub fn load_all_trained(models_dir: &Path) -> Result<Vec<TrainedModel>, PersistError> {
     read_trained_set(models_dir, |dir| {
         let mut models = Vec::new();
-        for kind in ModelKind::ALL {
-            match load_trained(&trained_file(dir, kind)) {
+        for path in trained_files(dir) {
+            match load_trained(&path) {
                 Ok(model) => models.push(model),
                 Err(PersistError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
@@ -703,6 +707,24 @@ pub fn load_all_trained(models_dir: &Path) -> Result<Vec<TrainedModel>, PersistE
 /// `<set_dir>/<kind>.bin`: a model's file in the set directory `set_dir`.
 pub(crate) fn trained_file(set_dir: &Path, kind: ModelKind) -> PathBuf {
     set_dir.join(format!("{}.bin", kind.name()))
+}
+
+/// The file of `model` in the set directory: [`trained_file`], or `<kind>+corr.bin` for a model
+/// that reads correlated symbols (`--corr`), which sits beside its own-only kind.
+pub(crate) fn trained_file_of(set_dir: &Path, model: &TrainedModel) -> PathBuf {
+    if model.spec.corr.is_empty() {
+        trained_file(set_dir, model.kind)
+    } else {
+        set_dir.join(format!("{}+corr.bin", model.kind.name()))
+    }
+}
+
+/// Every file a trained set may hold, in load order: each kind's own-only file
+/// ([`ModelKind::ALL`] order), then each kind's `+corr` file.
+pub(crate) fn trained_files(set_dir: &Path) -> Vec<PathBuf> {
+    let own = ModelKind::ALL.map(|kind| trained_file(set_dir, kind));
+    let corr = ModelKind::ALL.map(|kind| set_dir.join(format!("{}+corr.bin", kind.name())));
+    own.into_iter().chain(corr).collect()
 }
 
 fn tag_name(tag: &[u8]) -> String {

@@ -27,6 +27,7 @@ use std::time::Instant;
 use nalgebra::{DMatrix, DVector};
 use serde_json::json;
 
+use crate::corr::CORR_KINDS;
 use crate::error::Error;
 use crate::features::{Dataset, FeatureSpec, Scaler};
 use crate::kline::Series;
@@ -190,12 +191,12 @@ pub fn train_series_with(
 ) -> Result<TrainOutcome, Error> {
     let clock = Instant::now();
     let mut log = |msg: String| log(&format!("[{:7.1} s] {msg}", clock.elapsed().as_secs_f64()));
-    let spec = FeatureSpec {
-        horizon: opts.horizon,
-        ..FeatureSpec::default()
-    };
+    let spec = FeatureSpec::new(opts.horizon, Vec::new());
     let n_klines = series.len();
     let split = split_rows(&spec, n_klines, opts.holdout, &opts.data_file)?;
+    // With correlated symbols, their variants are fitted after the own-only models, on a copy
+    // of the series (the own rows are dropped first; see the module doc's memory note).
+    let corr_series = (!series.corr.is_empty()).then(|| series.clone());
     let rows = Prepared::new(series, spec, &split, opts);
     log(format!(
         "{n_klines} klines: {} training rows, {} holdout rows, {} features, horizon {}",
@@ -216,6 +217,33 @@ pub fn train_series_with(
         scores.push(score);
         fitted.push(model);
     }
+    let report = TrainReport {
+        rows: n_klines,
+        train_rows: rows.train.x.nrows(),
+        holdout_rows: rows.hold_x.nrows(),
+        horizon: rows.spec.horizon,
+        seed: opts.seed,
+        features: rows.spec.n_features(),
+        models: Vec::new(),
+    };
+    drop(rows);
+    if let Some(series) = corr_series {
+        let symbols = series.corr.iter().map(|c| c.symbol.clone()).collect();
+        let corr_spec = FeatureSpec::new(opts.horizon, symbols);
+        let rows = Prepared::new(series, corr_spec, &split, opts);
+        log(format!(
+            "correlated symbols {}: {} features for {}",
+            rows.spec.corr_list(),
+            rows.spec.n_features(),
+            CORR_KINDS.map(|k| k.name()).join(", ")
+        ));
+        for kind in CORR_KINDS.into_iter().filter(|k| opts.kinds.contains(k)) {
+            let (mut score, model) = rows.fit_and_score(kind, opts, naive.rmse(), fit, &mut log)?;
+            score.model = corr_name(kind);
+            scores.push(score);
+            fitted.push(model);
+        }
+    }
     scores.push(ModelScore {
         model: "naive",
         fit_seconds: 0.0,
@@ -223,16 +251,25 @@ pub fn train_series_with(
     });
     Ok(TrainOutcome {
         report: TrainReport {
-            rows: n_klines,
-            train_rows: rows.train.x.nrows(),
-            holdout_rows: rows.hold_x.nrows(),
-            horizon: rows.spec.horizon,
-            seed: opts.seed,
-            features: rows.spec.n_features(),
             models: scores,
+            ..report
         },
         models: fitted,
     })
+}
+
+/// The report's name of a kind's variant on the correlated symbols' columns.
+fn corr_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Linear => "linear+corr",
+        ModelKind::Svr => "svr+corr",
+        ModelKind::Knn => "knn+corr",
+        ModelKind::Cart => "cart+corr",
+        ModelKind::Forest => "forest+corr",
+        ModelKind::Gbdt => "gbdt+corr",
+        ModelKind::Gru => "gru+corr",
+        ModelKind::Lstm => "lstm+corr",
+    }
 }
 
 /// The rows `train` fits and scores on, scaled by the scaler fitted on the training rows; the

@@ -22,6 +22,7 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Error> {
             series = series.slice(n - max..n);
         }
     }
+    crate::corr::attach(&mut series, &args.corr)?;
     let mut progress = Progress::new();
     let config = BacktestConfig {
         data: args.data.clone(),

@@ -50,6 +50,7 @@ fn train_set(args: &TrainArgs, set: &TrainSet) -> Result<(), Error> {
     if let Some(max_rows) = args.max_rows {
         series.keep_last(max_rows);
     }
+    crate::corr::attach(&mut series, &set.corr)?;
     // Features never read these columns: free them before the matrices are built.
     series.quote_volume = Vec::new();
     series.taker_buy_quote = Vec::new();

@@ -315,6 +315,12 @@ impl Learner {
 
     /// Feeds one closed kline (see the module doc for the order of steps).
     pub fn on_kline(&mut self, kline: &KlineValues) -> Step {
+        self.on_kline_corr(kline, &[])
+    }
+
+    /// [`Learner::on_kline`] with the correlated symbols' closes of the kline's minute, one per
+    /// column of the history's `corr` (`None` or missing: not there, the gap rule).
+    pub fn on_kline_corr(&mut self, kline: &KlineValues, corr: &[Option<f64>]) -> Step {
         let last_open = self.history.open_time.last().copied();
         if last_open.is_some_and(|last| kline.open_time <= last) {
             return Step {
@@ -345,7 +351,7 @@ impl Learner {
             self.window_first.get_or_insert(kline.open_time);
             self.window_last = Some(kline.open_time);
         }
-        self.history.push(kline);
+        self.history.push_with_corr(kline, corr);
         let t = self.history.len() - 1;
         self.ensemble.observe(&self.history, t, self.interval_ms);
         if self.history.len() > 2 * self.capacity {

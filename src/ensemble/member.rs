@@ -130,9 +130,14 @@ impl Member {
     /// A member trained offline; its id is assigned by [`Ensemble::new`].
     pub fn trained(spec: FeatureSpec, scaler: Option<Scaler>, model: AnyModel) -> Member {
         let kind = model.kind();
+        let group = if spec.corr.is_empty() {
+            ExpertGroup::Trained(kind)
+        } else {
+            ExpertGroup::TrainedCorr(kind)
+        };
         Member {
             id: 0,
-            label: format!("trained/{}", kind.name()),
+            label: group.to_string(),
             origin: Origin::Trained,
             kind: Some(kind),
             spec,
@@ -169,6 +174,9 @@ impl Member {
     pub(crate) fn group(&self) -> Option<ExpertGroup> {
         match self.origin {
             Origin::Naive => Some(ExpertGroup::Naive),
+            Origin::Trained if !self.spec.corr.is_empty() => {
+                self.kind.map(ExpertGroup::TrainedCorr)
+            }
             Origin::Trained => self.kind.map(ExpertGroup::Trained),
             Origin::Generation(_) => self.kind.map(ExpertGroup::Generations),
         }
@@ -254,6 +262,9 @@ pub(crate) enum ExpertGroup {
     Trained(ModelKind),
     Generations(ModelKind),
     Combination,
+    /// A trained member that also reads correlated symbols' features (`--corr`), beside its
+    /// own-only kind in `Trained`.
+    TrainedCorr(ModelKind),
 }
 
 impl ExpertGroup {
@@ -269,6 +280,7 @@ impl ExpertGroup {
         let kind = ModelKind::ALL.into_iter().find(|k| k.name() == kind)?;
         match group {
             "trained" => Some(ExpertGroup::Trained(kind)),
+            "trained+corr" => Some(ExpertGroup::TrainedCorr(kind)),
             "generations" => Some(ExpertGroup::Generations(kind)),
             _ => None,
         }
@@ -295,6 +307,7 @@ impl fmt::Display for ExpertGroup {
             ExpertGroup::Trained(kind) => write!(f, "trained/{}", kind.name()),
             ExpertGroup::Generations(kind) => write!(f, "generations/{}", kind.name()),
             ExpertGroup::Combination => f.write_str("combination"),
+            ExpertGroup::TrainedCorr(kind) => write!(f, "trained+corr/{}", kind.name()),
         }
     }
 }

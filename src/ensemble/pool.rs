@@ -64,9 +64,7 @@ impl Ensemble {
         }
         for m in &self.members {
             let what = |e: String| format!("member {}: {e}", m.label);
-            if m.spec.version != crate::features::FEATURE_VERSION
-                || !(1..=MAX_HORIZON).contains(&m.spec.horizon)
-            {
+            if !m.spec.supported() || !(1..=MAX_HORIZON).contains(&m.spec.horizon) {
                 return Err(what(format!("unsupported feature spec {:?}", m.spec)));
             }
             let d = m.spec.n_features();
@@ -181,16 +179,17 @@ impl Ensemble {
     /// are replaced and start afresh, while the generations are kept. Returns whether the saved
     /// trained members were kept.
     pub(crate) fn attach_trained(&mut self, trained: Vec<Member>) -> Result<bool, EnsembleError> {
-        let saved: Vec<(Option<ModelKind>, &str)> = self
+        let saved: Vec<(Option<ModelKind>, &str, &[String])> = self
             .members
             .iter()
             .filter(|m| m.origin == Origin::Trained)
-            .map(|m| (m.kind, m.source.as_str()))
+            .map(|m| (m.kind, m.source.as_str(), m.spec.corr.as_slice()))
             .collect();
         let same = saved.len() == trained.len()
-            && trained
-                .iter()
-                .all(|t| saved.contains(&(t.kind, t.source.as_str())) && t.model.is_some());
+            && trained.iter().all(|t| {
+                saved.contains(&(t.kind, t.source.as_str(), t.spec.corr.as_slice()))
+                    && t.model.is_some()
+            });
         if !same {
             self.replace_trained(trained)?;
             return Ok(false);
@@ -202,6 +201,7 @@ impl Ensemble {
                     && m.model.is_none()
                     && m.kind == t.kind
                     && m.source == t.source
+                    && m.spec.corr == t.spec.corr
             }) {
                 m.model = t.model;
                 m.scaler = t.scaler;

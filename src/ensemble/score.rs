@@ -289,6 +289,7 @@ fn group_rank(label: &str) -> (u8, usize, String) {
     match ExpertGroup::parse(label) {
         Some(ExpertGroup::Naive) => (1, 0, String::new()),
         Some(ExpertGroup::Trained(kind)) => (2, kind_rank(kind), String::new()),
+        Some(ExpertGroup::TrainedCorr(kind)) => (2, kind_rank(kind), "+corr".to_string()),
         Some(ExpertGroup::Generations(kind)) => (3, kind_rank(kind), String::new()),
         Some(ExpertGroup::Combination) | None => (4, 0, label.to_string()),
     }

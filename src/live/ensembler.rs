@@ -20,6 +20,7 @@ use crate::ensemble::learner::{restore_generations, Learner, StandardFitter};
 use crate::ensemble::report::ScoreRow;
 use crate::ensemble::{Ensemble, EnsembleConfig, Forecast, Member, ScoredForecast, SpecFeatures};
 use crate::error::Error;
+use crate::features::FeatureSpec;
 use crate::fsutil;
 use crate::kline::{Kline, Series, CSV_HEADER};
 use crate::log::{stamp, wall_clock_ms, Logger};
@@ -77,6 +78,10 @@ pub struct EnsemblerConfig {
     /// Save the ensemble every this many windows (1 = every window). More means fewer writes
     /// of a file that can be tens of MB, and more klines fed again after a restart.
     pub save_every: u64,
+    /// The correlated symbols the stream gives this symbol's features (`--corr`, issue 23): a
+    /// trained model made with another non-empty list is refused. Empty: the stream does not
+    /// take `--corr` yet, so models trained with `--corr` are refused.
+    pub corr: Vec<String>,
 }
 
 /// What the ensembling thread did, returned when it ends.
@@ -642,6 +647,23 @@ fn check_horizon(
     )))
 }
 
+/// A configuration error unless the model file at `path`, made with `spec`, reads no
+/// correlated symbols or exactly the stream's (`--corr`); the message names both lists.
+fn check_corr(path: &Path, spec: &FeatureSpec, config: &EnsemblerConfig) -> Result<(), Error> {
+    if spec.corr.is_empty() || spec.corr == config.corr {
+        return Ok(());
+    }
+    let runs = FeatureSpec::new(spec.horizon, config.corr.clone());
+    Err(Error::Config(format!(
+        "{} was trained with --corr {} but stream runs with --corr {}: start stream with the \
+         same correlated symbols, or train again with --corr {} (or move the file aside)",
+        path.display(),
+        spec.corr_list(),
+        runs.corr_list(),
+        runs.corr_list()
+    )))
+}
+
 /// The trained models in `<models-dir>/Trained` as ensemble members (possibly none), each
 /// tagged with what it was trained on so a saved ensemble can tell whether they changed. A
 /// model trained for another horizon than the stream's is a configuration error.
@@ -656,8 +678,7 @@ fn trained_members(
     let (trained, warnings) = persist::read_trained_set(&config.models_dir, |dir| {
         let mut trained = Vec::new();
         let mut warnings = Vec::new();
-        for kind in crate::models::ModelKind::ALL {
-            let path = persist::trained_file(dir, kind);
+        for path in persist::trained_files(dir) {
             match persist::load_trained(&path) {
                 Ok(t) => trained.push((path, t)),
                 Err(PersistError::NotFound { .. }) => {}
@@ -676,6 +697,7 @@ fn trained_members(
         .into_iter()
         .map(|(path, t)| {
             check_horizon(&path, t.spec.horizon, config, "was trained for")?;
+            check_corr(&path, &t.spec, config)?;
             Ok(t)
         })
         .collect::<Result<_, Error>>()?;
@@ -732,6 +754,7 @@ mod tests {
             },
             fit: FitConfig::new(9, 150, 2),
             save_every,
+            corr: Vec::new(),
         }
     }
 

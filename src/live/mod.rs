@@ -409,6 +409,8 @@ fn open_symbols(
             ensemble: config.learn.ensemble_config(),
             fit: config.learn.refit_config(),
             save_every: config.save_every,
+            // `stream --corr` (issue 23, part 3) is not built yet.
+            corr: Vec::new(),
         });
     }
     match first_error {

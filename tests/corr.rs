@@ -1,0 +1,166 @@
+//! Process-level tests of correlated pairs (`--corr`, issue 23): `backtest --corr` adds the
+//! correlated variants of linear and gbdt beside the own-only members and refuses a neighbour
+//! store that does not cover the series (exit 1, naming the symbol, the file and both periods);
+//! `train --corr` saves `<kind>+corr.bin` recording the list, and `stream` refuses such models
+//! (exit 2, naming the file and both lists) before writing anything.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+mod common;
+
+use common::TempDir;
+use klinecast::kline::{Interval, Kline, Symbol};
+use klinecast::persist;
+use klinecast::store::{self, KlineStore};
+
+/// The sample's first `rows` klines as `symbol`'s store in `dir`: its own rows (`shift` 0), or a
+/// neighbour whose kline at row i has row i's times and row (i + shift)'s values; `skip` rows
+/// are left out at the start.
+fn write_store(dir: &Path, symbol: &str, rows: usize, shift: usize, skip: usize) -> PathBuf {
+    let all = common::sample_klines(rows + shift);
+    let klines: Vec<Kline> = (skip..rows)
+        .map(|i| Kline {
+            open_time: all[i].open_time,
+            close_time: all[i].close_time,
+            ..all[i + shift].clone()
+        })
+        .collect();
+    let sym = Symbol::parse(symbol).expect("symbol");
+    fs::create_dir_all(dir).expect("dir");
+    let path = store::kline_path(dir, &sym, Interval::ONE_MINUTE);
+    let (mut st, _) = KlineStore::open(&path).expect("open the store");
+    st.append(&klines).expect("write the store");
+    path
+}
+
+fn text(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Backs README claim [C23]: backtest --corr keeps the own-only members and adds the
+/// correlated variants of linear and gbdt; a neighbour store that does not cover the series is
+/// refused with exit 1, naming the symbol, its file and both periods.
+#[test]
+fn backtest_corr_adds_variants_and_refuses_a_short_neighbour() {
+    let dir = TempDir::new("corr-backtest");
+    let rows = 1200;
+    let own = write_store(dir.path(), "AVAXUSDT", rows, 0, 0);
+    let eth = write_store(dir.path(), "ETHUSDT", rows, 3, 0);
+    let btc = write_store(dir.path(), "BTCUSDT", rows, 11, 0);
+    let corr = format!("{},{}", text(&eth), text(&btc));
+    let out = common::klinecast_command()
+        .args([
+            "backtest",
+            "--models",
+            "linear,gbdt",
+            "--json",
+            "--refit-rows",
+            "300",
+        ])
+        .args(["--data", text(&own), "--corr", &corr])
+        .output()
+        .expect("run backtest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["corr"], serde_json::json!(["ETHUSDT", "BTCUSDT"]));
+    let labels: Vec<&str> = json["scoreboard"]
+        .as_array()
+        .expect("scoreboard")
+        .iter()
+        .filter_map(|r| r["label"].as_str())
+        .collect();
+    for label in [
+        "trained/linear",
+        "trained/gbdt",
+        "trained+corr/linear",
+        "trained+corr/gbdt",
+    ] {
+        assert!(labels.contains(&label), "{label} in {labels:?}");
+    }
+    assert!(stderr.contains("training linear+corr on"), "{stderr}");
+    assert!(stderr.contains("24 features"), "{stderr}");
+
+    // A neighbour that starts 100 klines late does not cover the series.
+    let short_dir = dir.join("short");
+    let short = write_store(&short_dir, "ETHUSDT", rows, 3, 100);
+    let out = common::klinecast_command()
+        .args([
+            "backtest",
+            "--models",
+            "linear",
+            "--json",
+            "--refit-rows",
+            "300",
+        ])
+        .args(["--data", text(&own), "--corr", text(&short)])
+        .output()
+        .expect("run backtest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let first = common::sample_klines(rows);
+    let fmt = klinecast::time::format_ms;
+    assert!(
+        stderr.contains(&format!(
+            "correlated symbol ETHUSDT: {} holds klines from {} to {}, but the series runs from \
+             {} to {}",
+            short.display(),
+            fmt(first[100].open_time),
+            fmt(first[rows - 1].open_time),
+            fmt(first[0].open_time),
+            fmt(first[rows - 1].open_time)
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// Backs README claim [C24]: train --corr saves `<kind>+corr.bin` beside the own-only models,
+/// recording the correlated symbols, and stream refuses a model made with another list (exit
+/// 2, naming the file and both lists) before it writes anything.
+#[test]
+fn stream_refuses_models_trained_with_other_correlated_symbols() {
+    let dir = TempDir::new("corr-stream");
+    let rows = 700;
+    let data = dir.join("data");
+    let models = dir.join("models");
+    let own = write_store(&data, "AVAXUSDT", rows, 0, 0);
+    let others = dir.join("others");
+    let eth = write_store(&others, "ETHUSDT", rows, 3, 0);
+    let btc = write_store(&others, "BTCUSDT", rows, 11, 0);
+    let corr = format!("{},{}", text(&eth), text(&btc));
+    common::train(
+        &own,
+        &models,
+        &["--svr-rows", "100", "--seed", "3", "--corr", &corr],
+    );
+    let trained = models.join("Trained");
+    let loaded = persist::load_all_trained(&models).expect("the set loads");
+    let with_corr: Vec<_> = loaded.iter().filter(|m| !m.spec.corr.is_empty()).collect();
+    assert_eq!(with_corr.len(), 2, "linear and gbdt variants");
+    for m in &with_corr {
+        assert_eq!(m.spec.corr, ["ETHUSDT", "BTCUSDT"]);
+        assert_eq!(m.spec.version, 2);
+        assert_eq!(m.scaler.mean.len(), 24);
+    }
+    assert_eq!(loaded.len(), 10, "eight own-only kinds and two variants");
+    assert!(trained.join("gbdt+corr.bin").exists());
+
+    let klines = common::sample_klines(rows + 5);
+    let srv = common::replay_server(klines, rows + 4, 1e9, "");
+    let out = common::stream_command("AVAXUSDT", &srv.rest_url(), &srv.ws_url(), dir.path())
+        .args(["--max-runtime", "60s"])
+        .output()
+        .expect("run stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} was trained with --corr ETHUSDT,BTCUSDT but stream runs with --corr none",
+            trained.join("linear+corr.bin").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!persist::ensemble_path(&models).exists());
+}
