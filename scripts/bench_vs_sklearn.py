@@ -21,7 +21,8 @@ data/*_1m.csv. The script
      features with the train mean/std and the target likewise (RMSE in target standard
      deviations; SVR's epsilon = 0.1 means the same on both sides);
   3. writes train.csv / test.csv to a temporary directory (17 significant digits: exact);
-  4. starts the Rust half once (`cargo bench --bench parity -- --serve`, a release build, or
+  4. starts the Rust half once (`cargo bench --bench parity --no-run`, a release build, run
+     directly with `--serve` so that its CPU clock is its own, or
      the prebuilt binary of --bench-bin) and, per size and model, runs one fit + predict of
      scikit-learn in-process and one of klinecast in turn, --repeats times each
      (LinearRegression(), SVR(), KNeighborsRegressor(), DecisionTreeRegressor(random_state=0),

@@ -22,7 +22,8 @@ Cases:
     rows test;
   * large-N: synthetic, N x 14 (numpy seed 3, y = sin(3 x0)·x1 + 0.1·Σ x2.. + 0.2·noise),
     N/5 more rows as test, for each N of --large-rows.
-The Rust side is `cargo bench --bench gbdt -- --serve` (a release build, scripts/bench/gbdt.rs)
+The Rust side is `cargo bench --bench gbdt --no-run` (a release build, scripts/bench/gbdt.rs, then
+run directly with `--serve`: its CPU clock must be its own, not cargo's)
 or the prebuilt binary given with --bench-bin; runs alternate with XGBoost's (method in
 scripts/bench_side.py). With --threads 1 (the default) XGBoost's single OpenMP thread is the
 caller, so both CPU columns are the work done.
