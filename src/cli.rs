@@ -31,8 +31,8 @@ USAGE:
                           [--data-dir DIR] [--models-dir DIR] [--holdout 0.2] [--max-rows N]
                           [--horizon H] [--svr-rows N] [--seed S] [--json]
                           [--corr SYM,SYM (with --symbols) | --corr FILE,FILE (with --data)]
-  klinecast stream        [--symbol BTCUSDT | --symbols A,B,…] [--interval 1m] [--data-dir DIR]
-                          [--models-dir DIR]
+  klinecast stream        [--symbol BTCUSDT | --symbols A,B,…] [--corr SYM,SYM] [--interval 1m]
+                          [--data-dir DIR] [--models-dir DIR]
                           [--log-dir DIR] [--rest-url URL] [--ws-url URL] [--window 15]
                           [--refit-rows 1440] [--generations 8] [--horizon H]
                           [--max-runtime DURATION] [--seed S] [--combiner ml-poly|lcb]
@@ -130,6 +130,9 @@ pub struct StreamArgs {
     pub(crate) learn: LearnSettings,
     /// `--max-runtime`, in milliseconds.
     pub(crate) max_runtime: Option<u64>,
+    /// `--corr A,B`: the correlated symbols (issue 23), streamed on the same connection; each
+    /// symbol's own entry is left out of its list.
+    pub(crate) corr: Vec<Symbol>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -305,8 +308,23 @@ fn stream_args(
     rest_url: &dyn Fn() -> String,
     ws_url: &dyn Fn() -> String,
 ) -> Result<StreamArgs, Error> {
+    let symbols = symbols(flags)?.unwrap_or_else(|| vec![default_symbol()]);
+    let corr = match flags.take("--corr")? {
+        Some(text) => symbol_list(&text, "--corr")?,
+        None => Vec::new(),
+    };
+    for symbol in &symbols {
+        let n = corr.iter().filter(|c| *c != symbol).count();
+        if n > crate::features::MAX_CORR {
+            return Err(usage(&format!(
+                "--corr takes at most {} symbols besides {symbol}, not {n}",
+                crate::features::MAX_CORR
+            )));
+        }
+    }
     Ok(StreamArgs {
-        symbols: symbols(flags)?.unwrap_or_else(|| vec![default_symbol()]),
+        symbols,
+        corr,
         interval: interval(flags)?,
         data_dir: flags.path("--data-dir", "data")?,
         models_dir: flags.path("--models-dir", "models")?,
@@ -1162,5 +1180,34 @@ mod tests {
         ] {
             assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn stream_takes_a_corr_list_of_symbols() {
+        let Ok(Command::Stream(st)) = p(&[
+            "stream",
+            "--symbol",
+            "ALGOUSDT",
+            "--corr",
+            "FILUSDT,NEARUSDT",
+        ]) else {
+            panic!("stream parses")
+        };
+        let names: Vec<String> = st.corr.iter().map(|c| c.to_string()).collect();
+        assert_eq!(names, ["FILUSDT", "NEARUSDT"]);
+        let Ok(Command::Stream(st)) = p(&["stream", "--symbol", "ALGOUSDT"]) else {
+            panic!("stream parses")
+        };
+        assert!(st.corr.is_empty());
+        let nine = "A1USDT,A2USDT,A3USDT,A4USDT,A5USDT,A6USDT,A7USDT,A8USDT,A9USDT";
+        for bad in [
+            &["stream", "--corr", "FILUSDT,FILUSDT"][..],
+            &["stream", "--symbol", "ALGOUSDT", "--corr", nine],
+        ] {
+            assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad:?}");
+        }
+        // The symbol's own entry does not count against the limit.
+        let eight_and_own = format!("ALGOUSDT,{}", &nine[..nine.len() - 7]);
+        assert!(p(&["stream", "--symbol", "ALGOUSDT", "--corr", &eight_and_own]).is_ok());
     }
 }

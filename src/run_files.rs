@@ -396,6 +396,7 @@ mod tests {
             logged_at: Some(log::stamp(3_600_000)),
             refit_save_seconds: Some(1.5),
             peak_rss_kib: Some(2048),
+            corr_late: Vec::new(),
         };
         let read = Window::parse(&logged.to_line().expect("json")).expect("a window line");
         assert_eq!(

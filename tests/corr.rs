@@ -164,3 +164,121 @@ fn stream_refuses_models_trained_with_other_correlated_symbols() {
     );
     assert!(!persist::ensemble_path(&models).exists());
 }
+
+/// `root/data/<SYMBOL>_1m.csv` holding `klines`.
+fn seed(root: &Path, symbol: &str, klines: &[Kline]) -> PathBuf {
+    let sym = Symbol::parse(symbol).expect("symbol");
+    let data = root.join("data");
+    fs::create_dir_all(&data).expect("dir");
+    let path = store::kline_path(&data, &sym, Interval::ONE_MINUTE);
+    let (mut st, _) = KlineStore::open(&path).expect("open the store");
+    st.append(klines).expect("write the store");
+    path
+}
+
+/// `train --symbols AVAXUSDT --corr CORR` on the stores in `root/data`, models in `root/models`.
+fn train_symbols(root: &Path, corr: &str) {
+    let out = common::klinecast_command()
+        .args(["train", "--symbols", "AVAXUSDT", "--corr", corr])
+        .args(["--svr-rows", "100", "--seed", "3", "--max-rows", "600"])
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--models-dir")
+        .arg(root.join("models"))
+        .output()
+        .expect("run train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Backs README claim [C25]: `stream --symbol AVAXUSDT --corr ETHUSDT` follows both symbols on
+/// one combined connection, stores ETHUSDT's klines too, forecasts AVAXUSDT only, with the
+/// models `train --corr ETHUSDT` made (the `+corr` members are scored); a model trained with
+/// another list is refused (exit 2, naming both lists) before anything is written.
+#[test]
+fn stream_corr_forecasts_with_the_neighbours_on_one_connection() {
+    let dir = TempDir::new("corr-stream-live");
+    let (history, streamed) = (650, 12);
+    let sample = common::sample_klines(5000 + history + 200);
+    let own: Vec<Kline> = sample[..history + 200].to_vec();
+    let eth: Vec<Kline> = (0..history + 200)
+        .map(|i| Kline {
+            open_time: sample[i].open_time,
+            close_time: sample[i].close_time,
+            ..sample[5000 + i].clone()
+        })
+        .collect();
+    let root = dir.join("run");
+    seed(&root, "AVAXUSDT", &own[..history]);
+    let eth_store = seed(&root, "ETHUSDT", &eth[..history]);
+    train_symbols(&root, "ETHUSDT");
+    let trained = root.join("models").join("AVAXUSDT_1m").join("Trained");
+    assert!(trained.join("linear+corr.bin").exists());
+
+    let srv = common::replay_server_of(
+        &[("AVAXUSDT", own.clone()), ("ETHUSDT", eth.clone())],
+        history,
+        600.0,
+        "",
+    );
+
+    // Models trained with another list are refused, naming both lists; nothing is written.
+    let other = dir.join("other");
+    seed(&other, "AVAXUSDT", &own[..history]);
+    seed(&other, "ETHUSDT", &eth[..history]);
+    seed(&other, "BNBUSDT", &eth[..history]);
+    train_symbols(&other, "BNBUSDT");
+    let out = common::stream_command("AVAXUSDT", &srv.rest_url(), &srv.ws_url(), &other)
+        .args(["--corr", "ETHUSDT", "--max-runtime", "60s"])
+        .output()
+        .expect("run stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("was trained with --corr BNBUSDT but stream runs with --corr ETHUSDT"),
+        "{stderr}"
+    );
+    assert!(!persist::ensemble_path(&other.join("models").join("AVAXUSDT_1m")).exists());
+
+    // The same list: both symbols on one connection, AVAXUSDT forecast with its neighbour.
+    let out = common::stream_command("AVAXUSDT", &srv.rest_url(), &srv.ws_url(), &root)
+        .args(["--corr", "ETHUSDT", "--max-runtime", "240s"])
+        .env("KLINECAST_MAX_KLINES", streamed.to_string())
+        .output()
+        .expect("run stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+    let log = fs::read_to_string(root.join("log").join("stream.log")).expect("stream.log");
+    assert!(
+        log.contains("/stream?streams=avaxusdt@kline_1m/ethusdt@kline_1m"),
+        "{log}"
+    );
+    let stored = store::load_klines(&eth_store).expect("ETHUSDT's store");
+    assert!(stored.len() >= history + streamed, "{}", stored.len());
+    assert_eq!(stored[..], eth[..stored.len()], "ETHUSDT stored as served");
+    let preds = root
+        .join("data")
+        .join("AVAXUSDT_1m")
+        .join("predictions.csv");
+    let rows = common::check_predictions(&preds, 1);
+    assert!(rows.len() > streamed, "{} rows", rows.len());
+    assert!(
+        !root
+            .join("data")
+            .join("ETHUSDT_1m")
+            .join("predictions.csv")
+            .exists(),
+        "ETHUSDT is only a neighbour"
+    );
+    assert!(
+        persist::ensemble_path(&root.join("models").join("AVAXUSDT_1m")).exists(),
+        "the ensemble is saved"
+    );
+    // The +corr members are in the pool and scored (the stream's scoreboard names them).
+    assert!(stdout.contains("trained+corr/linear"), "{stdout}");
+}

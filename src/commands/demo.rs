@@ -149,6 +149,7 @@ fn fast_stream(
     let budget_ms = (n_stream as f64 * real_per_kline * 3.0) as u64 + 120_000;
     StreamConfig {
         symbols: SymbolConfig::all(&dirs, std::slice::from_ref(symbol), interval),
+        corr: Vec::new(),
         interval,
         dirs,
         rest_url: server.rest_url(),

@@ -53,6 +53,7 @@ pub(crate) fn config(
     };
     Ok(StreamConfig {
         symbols: SymbolConfig::all(&dirs, &args.symbols, args.interval),
+        corr: args.corr.clone(),
         interval: args.interval,
         dirs,
         rest_url: args.rest_url.clone(),
@@ -98,6 +99,13 @@ pub(crate) fn run(args: &StreamArgs) -> Result<(), Error> {
                 summary.ensembler.windows,
                 summary.stream.summary()
             );
+            if summary.ensembler.corr_late > 0 {
+                println!(
+                    "{} forecasts went ahead without a correlated symbol's kline of their minute \
+                     (each named in its ensemble.log)",
+                    summary.ensembler.corr_late
+                );
+            }
             if summary.symbols.len() > 1 {
                 for (name, s) in &summary.symbols {
                     println!(

@@ -20,7 +20,7 @@ use crate::ensemble::learner::{restore_generations, Learner, StandardFitter};
 use crate::ensemble::report::ScoreRow;
 use crate::ensemble::{Ensemble, EnsembleConfig, Forecast, Member, ScoredForecast, SpecFeatures};
 use crate::error::Error;
-use crate::features::FeatureSpec;
+use crate::features::{self, FeatureSpec};
 use crate::fsutil;
 use crate::kline::{Kline, Series, CSV_HEADER};
 use crate::log::{stamp, wall_clock_ms, Logger};
@@ -78,11 +78,19 @@ pub struct EnsemblerConfig {
     /// Save the ensemble every this many windows (1 = every window). More means fewer writes
     /// of a file that can be tens of MB, and more klines fed again after a restart.
     pub save_every: u64,
-    /// The correlated symbols the stream gives this symbol's features (`--corr`, issue 23): a
-    /// trained model made with another non-empty list is refused. Empty: the stream does not
-    /// take `--corr` yet, so models trained with `--corr` are refused.
+    /// The correlated symbols the stream gives this symbol's features (`--corr`, issue 23,
+    /// without the symbol itself): a trained model made with another non-empty list is
+    /// refused. Empty without `--corr`: models trained with `--corr` are then refused.
     pub corr: Vec<String>,
+    /// The stream's feed of each of `corr` (its place in the stream's list, as in
+    /// [`ClosedKline::symbol`]), `None` for one that is not streamed (its store did not open):
+    /// where the ensembling thread takes the neighbours' closes from.
+    pub corr_feeds: Vec<Option<usize>>,
 }
+
+/// The klines fed again on start, each with its correlated symbols' closes of its minute from
+/// their stores (`None`: not there, the gap rule), in [`EnsemblerConfig::corr`] order.
+pub type Replay = Vec<(Kline, Vec<Option<f64>>)>;
 
 /// What the ensembling thread did, returned when it ends.
 #[derive(Debug, Clone, Default)]
@@ -99,6 +107,9 @@ pub struct EnsemblerSummary {
     /// Seconds from a live kline's arrival in the streaming thread to its forecast written
     /// (window closes and waiting behind other symbols included).
     pub forecast_latency: Vec<f64>,
+    /// Forecasts that went ahead without some correlated symbol's kline of their minute after
+    /// waiting [`super::corr_gate::CORR_WAIT`] (`stream --corr`).
+    pub corr_late: u64,
 }
 
 impl EnsemblerSummary {
@@ -111,6 +122,7 @@ impl EnsemblerSummary {
         self.window_seconds.extend(&other.window_seconds);
         self.kline_seconds.extend(&other.kline_seconds);
         self.forecast_latency.extend(&other.forecast_latency);
+        self.corr_late += other.corr_late;
     }
 }
 
@@ -141,6 +153,11 @@ pub struct Ensembler {
     /// The open time of the kline that ended a window, its refit waiting for
     /// [`Ensembler::close_window`].
     pending: Option<i64>,
+    /// The correlated symbols (`--corr`), for the lines about late ones.
+    corr: Vec<String>,
+    /// The klines since the last window's close whose forecast went ahead without some
+    /// correlated symbol's kline of its minute (logged with the window as `corr_late`).
+    corr_late: Vec<i64>,
 }
 
 /// The ensembler after its local checks ([`Ensembler::prepare`]): the saved ensemble and the
@@ -184,10 +201,10 @@ impl Ensembler {
         config: &EnsemblerConfig,
         tail: &mut dyn FnMut(usize) -> Result<Vec<Kline>, Error>,
         events: Sender<LiveEvent>,
-    ) -> Result<(Ensembler, Vec<Kline>), Error> {
+    ) -> Result<(Ensembler, Replay), Error> {
         let prepared = Ensembler::prepare(config, events)?;
         let klines = tail(prepared.rows_needed())?;
-        prepared.finish(klines)
+        prepared.finish(klines, &[])
     }
 
     /// The local checks, quick and before any kline is needed: opens the logs, loads the saved
@@ -282,10 +299,17 @@ impl Ensembler {
 
 impl Prepared {
     /// The rest of the start, given the newest stored `klines` (at most
-    /// [`Prepared::rows_needed`], oldest first): the history, the refit of the saved window
-    /// generations (seconds on a Pi), the prediction and buffer files. Returns the ensembler
-    /// and the klines to feed again before the live ones.
-    pub fn finish(self, mut klines: Vec<Kline>) -> Result<(Ensembler, Vec<Kline>), Error> {
+    /// [`Prepared::rows_needed`], oldest first) and the correlated symbols' newest stored
+    /// klines (`neighbours`, in [`EnsemblerConfig::corr`] order; a missing one has none): the
+    /// history with its correlated columns aligned as `train` aligns them
+    /// ([`features::align_corr`]), the refit of the saved window generations (seconds on a
+    /// Pi), the prediction and buffer files. Returns the ensembler and the klines to feed again
+    /// before the live ones, with their neighbours' stored closes.
+    pub fn finish(
+        self,
+        mut klines: Vec<Kline>,
+        neighbours: &[Series],
+    ) -> Result<(Ensembler, Replay), Error> {
         let Prepared {
             mut ensemble,
             as_of,
@@ -305,17 +329,34 @@ impl Prepared {
             _ => klines.len(),
         };
         let split = split.max(klines.len().saturating_sub(MAX_REPLAY));
-        let replay = klines.split_off(split);
+        let mut all = Series::with_capacity(klines.len());
+        for k in &klines {
+            all.push(&k.values());
+        }
+        let empty = Series::default();
+        all.corr = config
+            .corr
+            .iter()
+            .enumerate()
+            .map(|(i, symbol)| {
+                features::align_corr(&all, symbol, neighbours.get(i).unwrap_or(&empty))
+            })
+            .collect();
+        let replay_corr: Vec<Vec<Option<f64>>> =
+            (split..klines.len()).map(|i| all.corr_values(i)).collect();
+        let replay: Replay = klines
+            .split_off(split)
+            .into_iter()
+            .zip(replay_corr)
+            .collect();
         if loaded
             && replay.is_empty()
             && as_of.is_some_and(|t| klines.last().is_some_and(|k| k.open_time < t))
         {
             log.warn("the saved ensemble is newer than the kline store; its history is rebuilt from the store");
         }
-        let mut history = Series::with_capacity(klines.len());
-        for k in &klines {
-            history.push(&k.values());
-        }
+        let history = all.slice(0..klines.len());
+        drop(all);
         if loaded {
             let started = Instant::now();
             let mut fitter = StandardFitter {
@@ -374,6 +415,8 @@ impl Prepared {
             save_every: config.save_every.max(1),
             summary: EnsemblerSummary::default(),
             pending: None,
+            corr: config.corr.clone(),
+            corr_late: Vec::new(),
         };
         // The forecast made from the history (after a window end or at the very start).
         ensembler.write_latest_prediction(as_of_now)?;
@@ -387,7 +430,7 @@ impl Ensembler {
     /// (one symbol; [`super::schedule`] runs several).
     pub fn run(
         mut self,
-        replay: Vec<Kline>,
+        replay: Replay,
         rx: Receiver<ClosedKline>,
     ) -> Result<EnsemblerSummary, Error> {
         self.feed_again(replay)?;
@@ -398,10 +441,10 @@ impl Ensembler {
     }
 
     /// Feeds the klines read back from the store at start (already seen before a restart).
-    pub(crate) fn feed_again(&mut self, replay: Vec<Kline>) -> Result<(), Error> {
-        for kline in replay {
+    pub(crate) fn feed_again(&mut self, replay: Replay) -> Result<(), Error> {
+        for (kline, corr) in replay {
             self.summary.replayed += 1;
-            self.step(kline, true, None)?;
+            self.step_corr(kline, true, None, &corr, &[])?;
             self.close_window()?;
         }
         Ok(())
@@ -450,13 +493,43 @@ impl Ensembler {
         from_rest: bool,
         arrived: Option<Instant>,
     ) -> Result<(), Error> {
+        self.step_corr(kline, from_rest, arrived, &[], &[])
+    }
+
+    /// [`Ensembler::step`] with the correlated symbols' closes of the kline's minute (`corr`,
+    /// in [`EnsemblerConfig::corr`] order; `None`: the gap rule) and the ones that were still
+    /// missing when the waiting rule's bound passed (`late`, indices into that list: the
+    /// forecast is marked, see [`super::corr_gate`]).
+    pub(crate) fn step_corr(
+        &mut self,
+        kline: Kline,
+        from_rest: bool,
+        arrived: Option<Instant>,
+        corr: &[Option<f64>],
+        late: &[usize],
+    ) -> Result<(), Error> {
         self.close_window()?;
         let started = Instant::now();
-        let step = self.learner.on_kline(&kline.values());
+        let step = self.learner.on_kline_corr(&kline.values(), corr);
         if step.ignored {
             return Ok(());
         }
         self.summary.klines += 1;
+        if !late.is_empty() {
+            let names: Vec<&str> = late
+                .iter()
+                .filter_map(|&i| self.corr.get(i).map(String::as_str))
+                .collect();
+            self.log.info(&format!(
+                "kline {}: forecast made without the kline of its minute of {} (not there {} s \
+                 after it): their last close is carried (stale)",
+                stamp(kline.open_time),
+                names.join(","),
+                super::corr_gate::CORR_WAIT.as_secs()
+            ));
+            self.corr_late.push(kline.open_time);
+            self.summary.corr_late += 1;
+        }
         if step.gap {
             self.log.info(&format!(
                 "kline {} follows a gap: {} pending forecasts could not be scored",
@@ -517,6 +590,7 @@ impl Ensembler {
             logged_at: Some(stamp(wall_clock_ms())),
             refit_save_seconds: Some(seconds),
             peak_rss_kib: crate::live::peak_rss_kib(),
+            corr_late: std::mem::take(&mut self.corr_late),
         };
         match logged.to_line() {
             Ok(json) => self.jsonl.raw(&json),
@@ -755,6 +829,7 @@ mod tests {
             fit: FitConfig::new(9, 150, 2),
             save_every,
             corr: Vec::new(),
+            corr_feeds: Vec::new(),
         }
     }
 

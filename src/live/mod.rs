@@ -31,6 +31,7 @@
 //! (stop after that many new closed klines of every symbol), and `KLINECAST_SAVE_EVERY` (save
 //! the ensemble every N windows, default 1; a count, not milliseconds).
 
+pub(crate) mod corr_gate;
 pub mod ensembler;
 pub(crate) mod events;
 pub mod lock;
@@ -99,8 +100,13 @@ impl SymbolConfig {
 /// Everything `klinecast stream` (and `demo`) needs to run.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamConfig {
-    /// The symbols, at least one and at most [`ws::MAX_STREAMS`], all at one interval.
+    /// The symbols, at least one and at most [`ws::MAX_STREAMS`] with the correlated ones, all
+    /// at one interval.
     pub symbols: Vec<SymbolConfig>,
+    /// `--corr`: the correlated symbols, streamed on the same connection (their klines stored
+    /// in their stores) and given to each symbol's features, the symbol itself left out of its
+    /// own list. A symbol in both lists is forecast and is also a neighbour.
+    pub corr: Vec<Symbol>,
     pub interval: Interval,
     /// The process-wide places: the single-instance lock in `dirs.data`, `stream.log` in
     /// `dirs.log`.
@@ -295,6 +301,7 @@ pub(crate) fn run_stream(
     );
     stream_log.info(&format!("klinecast stream {whoami}"));
     let (feeds, ens_configs) = open_symbols(config, &stream_log)?;
+    let n_feeds = feeds.len();
     // Retries are logged when they happen, with their own time.
     let notes = stream_log.clone();
     let client = RestClient::new(&config.rest_url)?
@@ -325,8 +332,14 @@ pub(crate) fn run_stream(
         kline_tx,
         stream_log.clone(),
     );
-    let (stop, stream, summaries) =
-        run_threads(streamer, kline_rx, &ens_configs, stream_log, observer)?;
+    let (stop, stream, summaries) = run_threads(
+        streamer,
+        kline_rx,
+        &ens_configs,
+        n_feeds,
+        stream_log,
+        observer,
+    )?;
     let mut total = EnsemblerSummary::default();
     let mut symbols = Vec::new();
     for (config, summary) in ens_configs.iter().zip(summaries) {
@@ -353,15 +366,26 @@ fn check_config(config: &StreamConfig) -> Result<(), Error> {
     tls::check_base_url(&config.rest_url, "https", "http")
         .map_err(|e| Error::Config(e.to_string()))?;
     tls::check_base_url(&config.ws_url, "wss", "ws").map_err(|e| Error::Config(e.to_string()))?;
-    if config.symbols.is_empty() || config.symbols.len() > ws::MAX_STREAMS {
+    let streams = config.symbols.len() + neighbour_only(config).len();
+    if config.symbols.is_empty() || streams > ws::MAX_STREAMS {
         return Err(Error::Config(format!(
-            "stream takes 1 to {} symbols, not {}: Binance serves at most {} streams on one              connection; split the symbols over several data directories or machines",
+            "stream takes 1 to {} symbols (with the correlated ones), not {streams}: Binance \
+             serves at most {} streams on one connection; split the symbols over several data \
+             directories or machines",
             ws::MAX_STREAMS,
-            config.symbols.len(),
             ws::MAX_STREAMS
         )));
     }
     Ok(())
+}
+
+/// The correlated symbols (`--corr`) that are not forecast: streamed and stored only.
+fn neighbour_only(config: &StreamConfig) -> Vec<&Symbol> {
+    config
+        .corr
+        .iter()
+        .filter(|c| !config.symbols.iter().any(|s| &s.layout.symbol == *c))
+        .collect()
 }
 
 /// Opens each symbol's store (only its newest rows are validated: a start costs the same with
@@ -409,14 +433,44 @@ fn open_symbols(
             ensemble: config.learn.ensemble_config(),
             fit: config.learn.refit_config(),
             save_every: config.save_every,
-            // `stream --corr` (issue 23, part 3) is not built yet.
+            // Filled below, once every feed's place is known.
             corr: Vec::new(),
+            corr_feeds: Vec::new(),
         });
     }
-    match first_error {
-        Some(e) if feeds.is_empty() => Err(e),
-        _ => Ok((feeds, ens_configs)),
+    if let Some(e) = first_error.filter(|_| feeds.is_empty()) {
+        return Err(e);
     }
+    // The correlated symbols that are not forecast: streamed on the same connection after the
+    // forecast symbols, each into its own store. One whose store does not open is named and
+    // left out: the symbols that read it get the gap rule on its columns.
+    for symbol in neighbour_only(config) {
+        let layout = SymbolLayout::new(&config.dirs, symbol, config.interval);
+        let name = format!("{symbol} {}", config.interval);
+        match KlineStore::open_recent(&layout.store, rows) {
+            Ok((store, report)) => {
+                if let Some(msg) = report.repair_message(&layout.store) {
+                    log.warn(&msg);
+                }
+                feeds.push(Feed::new(feeds.len(), symbol.clone(), store));
+            }
+            Err(e) => log.warn(&format!(
+                "{name}: correlated symbol not streamed: {}; the symbols reading it carry its \
+                 last close (the gap rule)",
+                Error::from(e)
+            )),
+        }
+    }
+    for (ens, feed) in ens_configs.iter_mut().zip(&feeds) {
+        let own = &feed.symbol;
+        let list: Vec<&Symbol> = config.corr.iter().filter(|c| *c != own).collect();
+        ens.corr = list.iter().map(|c| c.to_string()).collect();
+        ens.corr_feeds = list
+            .iter()
+            .map(|c| feeds.iter().position(|f| &f.symbol == *c))
+            .collect();
+    }
+    Ok((feeds, ens_configs))
 }
 
 /// Runs the streaming thread (`streamer`, sending to `klines`) and the ensembling thread over
@@ -425,6 +479,7 @@ fn run_threads<R: Rest + Send, C: Connect + Send>(
     streamer: StreamThread<R, C>,
     klines: mpsc::Receiver<stream_thread::ClosedKline>,
     ens_configs: &[EnsemblerConfig],
+    feeds: usize,
     stream_log: SharedLogger,
     observer: &mut dyn FnMut(&LiveEvent),
 ) -> Result<(StopReason, StreamStats, Vec<Option<EnsemblerSummary>>), Error> {
@@ -456,7 +511,7 @@ fn run_threads<R: Rest + Send, C: Connect + Send>(
         let ens_handle = thread::Builder::new()
             .name("ensembler".into())
             .spawn_scoped(scope, move || {
-                schedule::ensembling_thread(ens_configs, wiring)
+                schedule::ensembling_thread(ens_configs, feeds, wiring)
             });
         for event in event_rx {
             observer(&event);

@@ -18,17 +18,24 @@
 //! (when the refits of a minute take longer than the interval) has its forecast delayed: by its
 //! own refit and those of the waiting symbols before it in the batch.
 //!
+//! With `--corr`, every kline first passes the waiting rule ([`super::corr_gate`]): a
+//! symbol's kline waits for its correlated symbols' klines of its minute (at most
+//! [`CORR_WAIT`] after it arrived) and goes to its learner with their closes; the feeds after
+//! the forecast symbols' are correlated symbols only (their klines are stored by the streaming
+//! thread and only read here). Without `--corr` every kline goes through at once.
+//!
 //! A symbol whose files fail while streaming (a disk error) is stopped and named; the others
 //! go on. The run fails only when every symbol has failed.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::kline::Kline;
+use crate::kline::{Kline, Series};
 use crate::log::SharedLogger;
 
+use super::corr_gate::{CorrGate, CORR_WAIT};
 use super::ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
 use super::stream_thread::ClosedKline;
 
@@ -56,10 +63,12 @@ pub(crate) struct Wiring {
 }
 
 /// The body of the ensembling thread over the symbols of `configs` (their places are the
-/// symbols' numbers in [`ClosedKline::symbol`]). Returns each symbol's summary (`None` for a
-/// symbol that did not run to the end).
+/// symbols' numbers in [`ClosedKline::symbol`]); `feeds` counts the stream's feeds, the ones
+/// after `configs.len()` being correlated symbols only (`--corr`). Returns each symbol's
+/// summary (`None` for a symbol that did not run to the end).
 pub(crate) fn ensembling_thread(
     configs: &[EnsemblerConfig],
+    feeds: usize,
     wiring: Wiring,
 ) -> Result<Vec<Option<EnsemblerSummary>>, Error> {
     let Wiring {
@@ -91,11 +100,14 @@ pub(crate) fn ensembling_thread(
         // Dropping `go` stops the streaming thread before it writes anything.
         return Err(trouble.into_error());
     }
-    let rows = prepared
+    let mut rows: Vec<Option<usize>> = prepared
         .iter()
         .map(|p| p.as_ref().map(|p| p.rows_needed()))
         .collect();
-    if startup.go.send(rows).is_err() {
+    // A correlated symbol's history covers the longest of the forecast symbols'.
+    let most = rows.iter().flatten().max().copied();
+    rows.resize(feeds.max(configs.len()), most);
+    if startup.go.send(rows.clone()).is_err() {
         return Ok(vec![None; configs.len()]);
     }
     drop(startup.go);
@@ -103,13 +115,37 @@ pub(crate) fn ensembling_thread(
     let Ok(histories) = startup.history.recv() else {
         return Ok(vec![None; configs.len()]);
     };
-    let mut ensemblers: Vec<Option<Ensembler>> = (0..configs.len()).map(|_| None).collect();
+    let mut by_feed: Vec<Option<Vec<Kline>>> = vec![None; rows.len()];
     for (id, history) in histories {
+        if let Some(slot) = by_feed.get_mut(id) {
+            *slot = Some(history);
+        }
+    }
+    // Each symbol's correlated symbols' stored klines, before any history is moved.
+    let neighbours: Vec<Vec<Series>> = configs
+        .iter()
+        .map(|c| {
+            c.corr_feeds
+                .iter()
+                .map(|f| {
+                    f.and_then(|f| by_feed.get(f))
+                        .and_then(Option::as_ref)
+                        .map(|klines| series_of(klines))
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect();
+    let mut ensemblers: Vec<Option<Ensembler>> = (0..configs.len()).map(|_| None).collect();
+    for (id, history) in by_feed.iter_mut().enumerate().take(configs.len()) {
+        let Some(history) = history.take() else {
+            continue;
+        };
         let Some(p) = prepared.get_mut(id).and_then(Option::take) else {
             continue;
         };
         let started = p
-            .finish(history)
+            .finish(history, &neighbours[id])
             .and_then(|(mut e, replay)| e.feed_again(replay).map(|()| e));
         match started {
             Ok(e) => ensemblers[id] = Some(e),
@@ -119,7 +155,17 @@ pub(crate) fn ensembling_thread(
     if ensemblers.iter().all(Option::is_none) {
         return Err(trouble.into_error());
     }
-    forecasts_first(&mut ensemblers, &klines, configs, &mut trouble)?;
+    // The waiting rule; a correlated symbol that is not streamed is a gap on every row.
+    let streamed = |f: &Option<usize>| f.filter(|&f| rows.get(f).is_some_and(Option::is_some));
+    let mut gate = CorrGate::new(
+        configs
+            .iter()
+            .map(|c| c.corr_feeds.iter().map(streamed).collect())
+            .collect(),
+        rows.len(),
+        CORR_WAIT,
+    );
+    forecasts_first(&mut ensemblers, &klines, configs, &mut gate, &mut trouble)?;
     Ok(ensemblers
         .into_iter()
         .map(|e| e.map(Ensembler::stop))
@@ -159,23 +205,33 @@ impl<'a> Trouble<'a> {
     }
 }
 
-/// The klines until the streaming thread hangs up: forecasts of a batch first, then one
-/// waiting refit per pass (see the module doc); the refits still waiting at the end run then.
+/// A series of `klines`' values (no correlated columns).
+fn series_of(klines: &[Kline]) -> Series {
+    let mut series = Series::with_capacity(klines.len());
+    for k in klines {
+        series.push(&k.values());
+    }
+    series
+}
+
+/// The klines until the streaming thread hangs up: each through the waiting rule (`gate`),
+/// forecasts of a batch first, then one waiting refit per pass (see the module doc); the refits
+/// still waiting at the end run then, and the klines still waiting for their correlated
+/// symbols go ahead without them.
 fn forecasts_first(
     ensemblers: &mut [Option<Ensembler>],
     klines: &Receiver<ClosedKline>,
     configs: &[EnsemblerConfig],
+    gate: &mut CorrGate<ClosedKline>,
     trouble: &mut Trouble<'_>,
 ) -> Result<(), Error> {
     let mut waiting: VecDeque<usize> = VecDeque::new();
     let mut open = true;
-    while open || !waiting.is_empty() {
-        let mut batch = Vec::new();
+    while open || !waiting.is_empty() || gate.has_parked() {
         if open {
-            // Block for klines only when no refit waits.
-            let first = if waiting.is_empty() {
-                klines.recv().ok()
-            } else {
+            // Block for klines only when no refit waits, and only until the first waiting
+            // kline's bound.
+            let first = if !waiting.is_empty() {
                 match klines.try_recv() {
                     Ok(msg) => Some(msg),
                     Err(TryRecvError::Empty) => None,
@@ -184,26 +240,53 @@ fn forecasts_first(
                         None
                     }
                 }
-            };
-            match first {
-                Some(msg) => {
-                    batch.push(msg);
-                    batch.extend(klines.try_iter());
+            } else if let Some(deadline) = gate.next_deadline() {
+                match klines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(msg) => Some(msg),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
+                    }
                 }
-                None if waiting.is_empty() => open = false,
-                None => {}
+            } else {
+                match klines.recv() {
+                    Ok(msg) => Some(msg),
+                    Err(_) => {
+                        open = false;
+                        None
+                    }
+                }
+            };
+            if let Some(msg) = first {
+                for msg in std::iter::once(msg).chain(klines.try_iter()) {
+                    let close = msg.kline.values().close;
+                    gate.arrive(msg.symbol, msg.kline.open_time, close, msg.arrived, msg);
+                }
             }
         }
+        let mut batch = if open {
+            gate.release(Instant::now())
+        } else {
+            gate.flush()
+        };
         // Symbols whose refit still waits go last (stable: each symbol's klines stay in order).
-        batch.sort_by_key(|msg| waiting.contains(&msg.symbol));
-        for msg in batch {
-            let id = msg.symbol;
+        batch.sort_by_key(|r| waiting.contains(&r.id));
+        for released in batch {
+            let id = released.id;
+            let msg = released.item;
             let Some(e) = ensemblers.get_mut(id).and_then(Option::as_mut) else {
                 continue;
             };
             // `step` runs this symbol's waiting refit first.
             waiting.retain(|&w| w != id);
-            match e.step(msg.kline, msg.from_rest, Some(msg.arrived)) {
+            match e.step_corr(
+                msg.kline,
+                msg.from_rest,
+                Some(msg.arrived),
+                &released.corr,
+                &released.late,
+            ) {
                 Ok(()) if e.window_pending() => waiting.push_back(id),
                 Ok(()) => {}
                 Err(err) => stop_symbol(ensemblers, id, configs, trouble, err)?,

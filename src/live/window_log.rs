@@ -22,6 +22,12 @@ pub(crate) struct LoggedWindow {
     /// The stream's peak resident memory (KiB) when the window closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_kib: Option<u64>,
+    /// `stream --corr`: the open times of the window's klines whose forecast went ahead
+    /// without some correlated symbol's kline of its minute, after waiting
+    /// [`super::corr_gate::CORR_WAIT`] (their columns carried the last close, `stale` 1).
+    /// Absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corr_late: Vec<i64>,
 }
 
 impl LoggedWindow {
@@ -52,9 +58,13 @@ mod tests {
             logged_at: Some(log::stamp(1_700_000_000_123)),
             refit_save_seconds: Some(0.25),
             peak_rss_kib: Some(20_480),
+            corr_late: vec![1_700_000_040_000],
         };
         let line = w.to_line().expect("encodes");
-        assert!(line.starts_with("{\"coverage\":"), "{line}");
+        assert!(
+            line.starts_with("{\"corr_late\":[1700000040000],\"coverage\":"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
         assert_eq!(LoggedWindow::parse(&line), Some(w.clone()));
         assert_eq!(w.logged_at_ms(), Some(1_700_000_000_123));
