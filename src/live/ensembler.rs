@@ -358,25 +358,7 @@ impl Prepared {
         let history = all.slice(0..klines.len());
         drop(all);
         if loaded {
-            let started = Instant::now();
-            let mut fitter = StandardFitter {
-                config: config.fit.clone(),
-                kinds: ensemble.config().kinds.clone(),
-            };
-            let restored = restore_generations(&mut ensemble, &history, &mut fitter, &SpecFeatures);
-            if !restored.refitted.is_empty() {
-                log.info(&format!(
-                    "refitted {} window generations from the kline store in {:.2} s",
-                    restored.refitted.len(),
-                    started.elapsed().as_secs_f64()
-                ));
-            }
-            for (generation, reason) in &restored.dropped {
-                log.warn(&format!(
-                    "window generation {generation} is dropped: {reason}; the next window adds \
-                     a new one"
-                ));
-            }
+            refit_saved_generations(&mut ensemble, &history, config, &mut log);
         }
         let mut learner = Learner::new(ensemble, history, config.interval_ms);
         // The forecast made after the save's kline predates the save's refit: the saved one.
@@ -422,6 +404,35 @@ impl Prepared {
         ensembler.write_latest_prediction(as_of_now)?;
         ensembler.write_buffer()?;
         Ok((ensembler, replay))
+    }
+}
+
+/// Refits the saved ensemble's window generations on `history` (seconds on a Pi) and logs what
+/// was refitted and what was dropped.
+fn refit_saved_generations(
+    ensemble: &mut Ensemble,
+    history: &Series,
+    config: &EnsemblerConfig,
+    log: &mut Logger,
+) {
+    let started = Instant::now();
+    let mut fitter = StandardFitter {
+        config: config.fit.clone(),
+        kinds: ensemble.config().kinds.clone(),
+    };
+    let restored = restore_generations(ensemble, history, &mut fitter, &SpecFeatures);
+    if !restored.refitted.is_empty() {
+        log.info(&format!(
+            "refitted {} window generations from the kline store in {:.2} s",
+            restored.refitted.len(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    for (generation, reason) in &restored.dropped {
+        log.warn(&format!(
+            "window generation {generation} is dropped: {reason}; the next window adds \
+             a new one"
+        ));
     }
 }
 

@@ -36,7 +36,7 @@ use crate::kline::{Kline, Series};
 use crate::log::SharedLogger;
 
 use super::corr_gate::{CorrGate, CORR_WAIT};
-use super::ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent};
+use super::ensembler::{Ensembler, EnsemblerConfig, EnsemblerSummary, LiveEvent, Prepared};
 use super::stream_thread::ClosedKline;
 
 /// Longest the ensembling thread waits for the start-up requests before its local checks.
@@ -81,21 +81,7 @@ pub(crate) fn ensembling_thread(
     // Let the first request go out before loading the models (CPU-bound: on two busy cores
     // it would delay that request); a slow network delays the local checks by 100 ms at most.
     let _ = startup.asked.recv_timeout(ASKED_WAIT);
-    let mut prepared = Vec::with_capacity(configs.len());
-    for config in configs {
-        match Ensembler::prepare(config, events.clone()) {
-            Ok(p) => {
-                for problem in p.problems() {
-                    notes.info(&format!("{}: runs degraded: {problem}", config.name));
-                }
-                prepared.push(Some(p));
-            }
-            Err(e) => {
-                trouble.failed(&config.name, "not streamed", e);
-                prepared.push(None);
-            }
-        }
-    }
+    let mut prepared = prepare_all(configs, &events, &notes, &mut trouble);
     if prepared.iter().all(Option::is_none) {
         // Dropping `go` stops the streaming thread before it writes anything.
         return Err(trouble.into_error());
@@ -170,6 +156,32 @@ pub(crate) fn ensembling_thread(
         .into_iter()
         .map(|e| e.map(Ensembler::stop))
         .collect())
+}
+
+/// Each symbol's local start-up checks ([`Ensembler::prepare`]): a symbol whose checks fail is
+/// named in `trouble` and gets `None`; one that runs degraded has its problems in `notes`.
+fn prepare_all(
+    configs: &[EnsemblerConfig],
+    events: &Sender<LiveEvent>,
+    notes: &SharedLogger,
+    trouble: &mut Trouble<'_>,
+) -> Vec<Option<Prepared>> {
+    let mut prepared = Vec::with_capacity(configs.len());
+    for config in configs {
+        match Ensembler::prepare(config, events.clone()) {
+            Ok(p) => {
+                for problem in p.problems() {
+                    notes.info(&format!("{}: runs degraded: {problem}", config.name));
+                }
+                prepared.push(Some(p));
+            }
+            Err(e) => {
+                trouble.failed(&config.name, "not streamed", e);
+                prepared.push(None);
+            }
+        }
+    }
+    prepared
 }
 
 /// The symbols' failures: each named in `stream.log` (and on stderr when there are several
