@@ -230,9 +230,10 @@ impl Forest {
     /// Bit-identical to `predict_row` on every row, but tree by tree over blocks of
     /// [`PREDICT_BLOCK`] rows: the block's values are rounded through f32 once and kept as f32
     /// (row-major, small enough to stay in cache beside one tree), every tree in order adds its
-    /// prediction to each row's sum ([`Cart::add_predictions`]: groups of rows walk the tree
-    /// together, branch-free), so each tree is read once per block, as scikit-learn reads it
-    /// once per call; the rows are split over `threads` when there are many.
+    /// prediction to each row's sum ([`Cart::add_predictions`]: 32 rows at once walk the
+    /// tree's 8-byte steps, a lane taking the next row as soon as its row is at a leaf), so each
+    /// tree is read once per block, as scikit-learn reads it once per call; the rows are split
+    /// over `threads` when there are many.
     pub fn predict_on(&self, x: &DMatrix<f64>, threads: usize) -> DVector<f64> {
         let d = x.ncols().max(1);
         let n_trees = self.trees.len().max(1) as f64;
