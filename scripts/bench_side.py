@@ -101,7 +101,9 @@ class Ours:
             self.proc.stdin.write("\n")
             self.proc.stdin.flush()
         if "error" not in out:
-            out.update(cpu)
+            # A phase run REPS times (`PHASE_reps`) is reported per call, as its wall time is.
+            out.update({key: value / out.get(key.replace("_cpu_s", "_reps"), 1)
+                        for key, value in cpu.items()})
         return out
 
     def close(self):
@@ -116,11 +118,12 @@ def clocked(fn):
     return out, time.perf_counter() - t0, time.thread_time() - c0
 
 
-def interleave(repeats, reference, ours):
-    """Runs `reference()` and `ours()` `repeats` times each, alternating which goes first.
+def interleave(repeats, reference, ours, start=0):
+    """Runs `reference()` and `ours()` `repeats` times each, alternating which goes first (the
+    reference first in even runs, counted from `start`).
     Returns both lists of run dicts (a run with "error" stops that case)."""
     ref_runs, our_runs = [], []
-    for r in range(repeats):
+    for r in range(start, start + repeats):
         pair = [(reference, ref_runs), (ours, our_runs)]
         for fn, runs in (pair if r % 2 == 0 else pair[::-1]):
             out = fn()
@@ -128,6 +131,35 @@ def interleave(repeats, reference, ours):
             if "error" in out:
                 return ref_runs, our_runs
     return ref_runs, our_runs
+
+
+def reps_for(run, min_run_s):
+    """{"fit": n, "predict": n}: calls per phase so that a run of each phase takes at least
+    `min_run_s` CPU seconds (wall seconds where the CPU clock was not read), judged from the
+    single-call `run`."""
+    out = {}
+    for phase in PHASES:
+        t = run.get(phase + "_cpu_s") or run.get(phase + "_s") or 0.0
+        out[phase] = 1 if t >= min_run_s else min(100_000, math.ceil(min_run_s / max(t, 1e-7)))
+    return out
+
+
+def interleave_calibrated(repeats, reference, ours, min_run_s):
+    """`interleave` for cases of any length: `reference(reps)` and `ours(reps)` run every phase
+    `reps[phase]` times and report the time per call. A first pair of single-call runs sets each
+    side's reps (`reps_for`); if they are all 1, that pair is the first of the `repeats` runs,
+    else it was a warm-up and `repeats` runs with the reps follow. So a phase of 50 µs is timed
+    over thousands of calls (at least `min_run_s` a run), and one of seconds still once a run."""
+    once = {phase: 1 for phase in PHASES}
+    first_ref, first_ours = reference(once), ours(once)
+    if "error" in first_ref or "error" in first_ours:
+        return [first_ref], [first_ours]
+    ref_reps, our_reps = reps_for(first_ref, min_run_s), reps_for(first_ours, min_run_s)
+    if ref_reps == once and our_reps == once:
+        ref_runs, our_runs = interleave(repeats - 1, lambda: reference(once),
+                                        lambda: ours(once), start=1)
+        return [first_ref] + ref_runs, [first_ours] + our_runs
+    return interleave(repeats, lambda: reference(ref_reps), lambda: ours(our_reps))
 
 
 def summarize(runs):

@@ -9,7 +9,8 @@ Run from the repository root:
 
     pip install -r scripts/requirements.txt
     python3 scripts/bench_vs_sklearn.py [CSV ...] [--train-rows 10000,30000,100000] \
-        [--repeats 7] [--threads 1] [--models linear,svr,knn,cart,forest] [--svr-rows 3000] \
+        [--repeats 7] [--min-run 0.25] [--threads 1] [--models linear,svr,knn,cart,forest] \
+        [--svr-rows 3000] \
         [--json-out FILE] [--bench-bin PATH]
 
 CSV defaults to every real 1-minute month in ../shared/data (`*-1m-*.csv`, in name order), else
@@ -27,7 +28,9 @@ data/*_1m.csv. The script
      scikit-learn in-process and one of klinecast in turn, --repeats times each
      (LinearRegression(), SVR(), KNeighborsRegressor(), DecisionTreeRegressor(random_state=0),
      RandomForestRegressor(random_state=0); SVR on the last --svr-rows training rows, as
-     `klinecast train` does); see scripts/bench_side.py for the method;
+     `klinecast train` does); a phase shorter than --min-run CPU seconds (default 0.25) is
+     repeated within each run and timed per call, the count set from a first single-call pair
+     of runs (then discarded); see scripts/bench_side.py (`interleave_calibrated`);
   5. prints the tables. A model that fails on either side shows its error; the rest still run.
 
 --threads 1 (the default) compares per thread: scikit-learn's estimators are single-threaded
@@ -102,15 +105,31 @@ def rmse(a, b):
     return math.sqrt(float(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def sklearn_run(name, xtr, ytr, xte, yte):
+def sklearn_run(name, xtr, ytr, xte, yte, reps=None):
+    """One run: fit `reps["fit"]` times and predict `reps["predict"]` times (default once each),
+    times per call."""
+    reps = reps or {"fit": 1, "predict": 1}
+
+    def fit():
+        for _ in range(reps["fit"]):
+            m = sklearn_model(name)
+            m.fit(xtr, ytr)
+        return m
+
+    def predict():
+        for _ in range(reps["predict"]):
+            pred = m.predict(xte)
+        return pred
+
     try:
-        m = sklearn_model(name)
-        _, fit_s, fit_cpu = bench_side.clocked(lambda: m.fit(xtr, ytr))
-        pred, predict_s, predict_cpu = bench_side.clocked(lambda: m.predict(xte))
+        m, fit_s, fit_cpu = bench_side.clocked(fit)
+        pred, predict_s, predict_cpu = bench_side.clocked(predict)
     except Exception as e:  # keep the other models running
         return {"error": f"{type(e).__name__}: {e}"}
-    out = {"fit_s": fit_s, "fit_cpu_s": fit_cpu, "predict_s": predict_s,
-           "predict_cpu_s": predict_cpu, "rmse": rmse(pred, yte), "train_rows": len(ytr)}
+    out = {"fit_s": fit_s / reps["fit"], "fit_cpu_s": fit_cpu / reps["fit"],
+           "predict_s": predict_s / reps["predict"],
+           "predict_cpu_s": predict_cpu / reps["predict"], "fit_reps": reps["fit"],
+           "predict_reps": reps["predict"], "rmse": rmse(pred, yte), "train_rows": len(ytr)}
     if name == "svr":
         out["n_support"] = int(m.support_.shape[0])
     return out
@@ -135,6 +154,9 @@ def main():
     ap.add_argument("--train-rows", default="10000,30000,100000",
                     help="training sizes, comma-separated (test rows = a quarter of each)")
     ap.add_argument("--repeats", type=int, default=7, help="runs per side and case")
+    ap.add_argument("--min-run", type=float, default=0.25,
+                    help="CPU seconds a run of a phase takes at least: shorter phases are "
+                         "repeated within the run and timed per call")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--svr-rows", type=int, default=3000, help="SVR training rows (most recent)")
     ap.add_argument("--threads", type=int, default=1,
@@ -169,10 +191,12 @@ def main():
             for name in models:
                 sx, sy = (xtr[-args.svr_rows:], ytr[-args.svr_rows:]) if name == "svr" \
                     else (xtr, ytr)
-                ref_runs, our_runs = bench_side.interleave(
+                ref_runs, our_runs = bench_side.interleave_calibrated(
                     args.repeats,
-                    lambda: sklearn_run(name, sx, sy, xte, yte),
-                    lambda: ours.run(case_dir, name, args.threads, args.svr_rows))
+                    lambda reps: sklearn_run(name, sx, sy, xte, yte, reps),
+                    lambda reps: ours.run(case_dir, name, args.threads, args.svr_rows,
+                                          reps["fit"], reps["predict"]),
+                    args.min_run)
                 ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
                 print(f"{size} {name}: sklearn {ref.get('fit cpu best', ref.get('error'))} / "
                       f"{ref.get('predict cpu best', '')}, ours "
@@ -185,7 +209,7 @@ def main():
 
     load_after = bench_side.load_average()
     meta = {"reference": f"scikit-learn {sklearn.__version__}", "threads": args.threads,
-            "repeats": args.repeats, "csvs": [os.path.basename(p) for p in csvs],
+            "repeats": args.repeats, "min_run_s": args.min_run, "csvs": [os.path.basename(p) for p in csvs],
             "load_before": load_before, "load_after": load_after}
     print(f"scikit-learn {sklearn.__version__} vs klinecast, {args.threads} thread(s), "
           f"{args.repeats} interleaved runs per side; test rows = train rows / 4; "

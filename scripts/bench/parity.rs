@@ -11,8 +11,9 @@
 //! predicts on T threads, default 2, its default: `--threads 1` compares it per thread with
 //! scikit-learn's single-threaded forest, and predicts every model's rows on the calling
 //! thread). `cargo bench --bench parity -- --serve` answers one request per stdin line,
-//! `DIR MODEL THREADS SVR_ROWS`, with one run of that model as a JSON line (the data of each
-//! DIR read once): how `bench_vs_sklearn.py` interleaves our runs with scikit-learn's. A served
+//! `DIR MODEL THREADS SVR_ROWS [FIT_REPS PREDICT_REPS]`, with one run of that model as a JSON
+//! line (the data of each DIR read once; a phase repeated REPS times and its time reported per
+//! call): how `bench_vs_sklearn.py` interleaves our runs with scikit-learn's. A served
 //! run marks the end of its fit and of its predict to the driver, which reads this process's
 //! CPU clock there (`fit_cpu_s`, `predict_cpu_s`; see `side_by_side::Driver`).
 
@@ -51,39 +52,34 @@ fn run_model(
     xt: &DMatrix<f64>,
     yt: &DVector<f64>,
     threads: usize,
+    reps: Reps,
     driver: &mut Driver,
 ) -> Value {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         driver.mark("start");
         let clock = Instant::now();
-        let model = fit(x, y);
-        let fit_s = clock.elapsed().as_secs_f64();
+        let mut model = fit(x, y);
+        for _ in 1..reps.fit {
+            model = fit(x, y);
+        }
+        let fit_s = clock.elapsed().as_secs_f64() / reps.fit as f64;
         driver.mark("fit");
         let model = match model {
             Ok(m) => m,
             Err(e) => return json!({ "error": e.to_string() }),
         };
         let clock = Instant::now();
-        let pred = match &model {
-            AnyModel::Forest(f) => f.predict_on(xt, threads),
-            // One thread: every row on the calling thread (the models' batch predicts may
-            // split rows over two).
-            AnyModel::Svr(_) | AnyModel::Knn(_) if threads == 1 => {
-                let mut row = vec![0.0; xt.ncols()];
-                DVector::from_fn(xt.nrows(), |i, _| {
-                    row.iter_mut()
-                        .zip(xt.row(i).iter())
-                        .for_each(|(r, v)| *r = *v);
-                    model.predict_row(&row)
-                })
-            }
-            other => other.predict(xt),
-        };
-        let predict_s = clock.elapsed().as_secs_f64();
+        let mut pred = predict(&model, xt, threads);
+        for _ in 1..reps.predict {
+            pred = predict(&model, xt, threads);
+        }
+        let predict_s = clock.elapsed().as_secs_f64() / reps.predict as f64;
         driver.mark("predict");
         let mut v = json!({
             "fit_s": fit_s,
             "predict_s": predict_s,
+            "fit_reps": reps.fit,
+            "predict_reps": reps.predict,
             "rmse": rmse(&pred, yt),
             "train_rows": x.nrows(),
         });
@@ -100,6 +96,33 @@ fn run_model(
             .unwrap_or_else(|| "panicked".to_string());
         json!({ "error": format!("panicked: {msg}") })
     })
+}
+
+/// Calls per timed phase of one run: a phase much shorter than a scheduler tick is timed over
+/// many calls (the time reported is per call), so that a run is not one sample of noise.
+#[derive(Clone, Copy)]
+struct Reps {
+    fit: usize,
+    predict: usize,
+}
+
+/// The test-row predictions of `model`.
+fn predict(model: &AnyModel, xt: &DMatrix<f64>, threads: usize) -> DVector<f64> {
+    match model {
+        AnyModel::Forest(f) => f.predict_on(xt, threads),
+        // One thread: every row on the calling thread (the models' batch predicts may
+        // split rows over two).
+        AnyModel::Svr(_) | AnyModel::Knn(_) if threads == 1 => {
+            let mut row = vec![0.0; xt.ncols()];
+            DVector::from_fn(xt.nrows(), |i, _| {
+                row.iter_mut()
+                    .zip(xt.row(i).iter())
+                    .for_each(|(r, v)| *r = *v);
+                model.predict_row(&row)
+            })
+        }
+        other => other.predict(xt),
+    }
 }
 
 /// The fit of model `name` with its defaults (the forest on `threads`), or `None`.
@@ -139,6 +162,7 @@ fn run_one(
     data: &(Xy, Xy),
     threads: usize,
     svr_rows: usize,
+    reps: Reps,
     driver: &mut Driver,
 ) -> Value {
     let Some(fit) = fitter(name, threads) else {
@@ -150,29 +174,35 @@ fn run_one(
         let from = n.saturating_sub(svr_rows);
         let xs = x.rows(from, n - from).into_owned();
         let ys = y.rows(from, n - from).into_owned();
-        run_model(fit.as_ref(), &xs, &ys, xt, yt, threads, driver)
+        run_model(fit.as_ref(), &xs, &ys, xt, yt, threads, reps, driver)
     } else {
-        run_model(fit.as_ref(), x, y, xt, yt, threads, driver)
+        run_model(fit.as_ref(), x, y, xt, yt, threads, reps, driver)
     }
 }
 
-/// `--serve`: `DIR MODEL THREADS SVR_ROWS` per line.
+/// `--serve`: `DIR MODEL THREADS SVR_ROWS [FIT_REPS PREDICT_REPS]` per line.
 fn serve_requests() {
     let mut cache: HashMap<String, (Xy, Xy)> = HashMap::new();
     serve(|words, driver| {
-        let [dir, model, threads, svr_rows] = words else {
-            return Err("expected DIR MODEL THREADS SVR_ROWS".to_string());
+        let (dir, model, threads, svr_rows, reps) = match words {
+            [d, m, t, s] => (d, m, t, s, ["1", "1"]),
+            [d, m, t, s, f, p] => (d, m, t, s, [*f, *p]),
+            _ => return Err("expected DIR MODEL THREADS SVR_ROWS [FIT_REPS PREDICT_REPS]".into()),
         };
         let number = |v: &str| match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!("{v} is not a positive integer")),
         };
         let (threads, svr_rows) = (number(threads)?, number(svr_rows)?);
+        let reps = Reps {
+            fit: number(reps[0])?,
+            predict: number(reps[1])?,
+        };
         if !cache.contains_key(*dir) {
             cache.insert((*dir).to_string(), load(Path::new(dir))?);
         }
         let data = &cache[*dir];
-        Ok(run_one(model, data, threads, svr_rows, driver))
+        Ok(run_one(model, data, threads, svr_rows, reps, driver))
     });
 }
 
@@ -218,7 +248,8 @@ fn main() -> ExitCode {
     };
     let mut out = Map::new();
     for name in MODELS {
-        let v = run_one(name, &data, threads, svr_rows, &mut Driver::none());
+        let once = Reps { fit: 1, predict: 1 };
+        let v = run_one(name, &data, threads, svr_rows, once, &mut Driver::none());
         eprintln!("klinecast {name}: {v}");
         out.insert(name.to_string(), v);
     }
