@@ -49,8 +49,7 @@ fn run_model(
     fit: &Fit,
     x: &DMatrix<f64>,
     y: &DVector<f64>,
-    xt: &DMatrix<f64>,
-    yt: &DVector<f64>,
+    (xt, yt): (&DMatrix<f64>, &DVector<f64>),
     threads: usize,
     reps: Reps,
     driver: &mut Driver,
@@ -174,9 +173,9 @@ fn run_one(
         let from = n.saturating_sub(svr_rows);
         let xs = x.rows(from, n - from).into_owned();
         let ys = y.rows(from, n - from).into_owned();
-        run_model(fit.as_ref(), &xs, &ys, xt, yt, threads, reps, driver)
+        run_model(fit.as_ref(), &xs, &ys, (xt, yt), threads, reps, driver)
     } else {
-        run_model(fit.as_ref(), x, y, xt, yt, threads, reps, driver)
+        run_model(fit.as_ref(), x, y, (xt, yt), threads, reps, driver)
     }
 }
 
