@@ -11,7 +11,10 @@ Run from the repository root (never by tests or CI):
     python3 -m venv /tmp/xgbvenv
     /tmp/xgbvenv/bin/pip install -r scripts/requirements-xgboost.txt
     /tmp/xgbvenv/bin/python scripts/bench_vs_xgboost.py [--threads 1] [--repeats 7] \
-        [--large-rows 10000,30000,100000] [--explain] [--json-out FILE] [--bench-bin PATH]
+        [--min-run 0.25] [--large-rows 10000,30000,100000] [--explain] [--json-out FILE] \
+        [--bench-bin PATH]
+
+(`scripts/bench-side.sh OUT_DIR` runs this and bench_vs_sklearn.py in a venv of its own.)
 
 Cases:
   * klines: all of data/AVAXUSDT_1m.csv with the 6 documented features of
@@ -25,8 +28,9 @@ Cases:
 The Rust side is `cargo bench --bench gbdt --no-run` (a release build, scripts/bench/gbdt.rs, then
 run directly with `--serve`: its CPU clock must be its own, not cargo's)
 or the prebuilt binary given with --bench-bin; runs alternate with XGBoost's (method in
-scripts/bench_side.py). With --threads 1 (the default) XGBoost's single OpenMP thread is the
-caller, so both CPU columns are the work done.
+scripts/bench_side.py; a phase shorter than --min-run CPU seconds is repeated within each run
+and timed per call, see `interleave_calibrated`). With --threads 1 (the default) XGBoost's
+single OpenMP thread is the caller, so both CPU columns are the work done.
 
 --explain adds one fit per side with `tree_method="exact"` on every large case: where the
 test RMSE of ours and XGBoost's differ in hist but agree in exact, the gap comes from the
@@ -87,23 +91,45 @@ def write_csv(path, x, y):
             f.write(",".join(repr(float(v)) for v in row) + "," + repr(float(t)) + "\n")
 
 
-def xgboost_run(xtr, ytr, xte, yte, threads, method="hist"):
-    m = xgb.XGBRegressor(tree_method=method, n_estimators=100, learning_rate=0.3,
-                         max_depth=6, reg_lambda=1.0, reg_alpha=0.0, gamma=0.0,
-                         min_child_weight=1.0, subsample=1.0, colsample_bytree=1.0,
-                         max_bin=256, base_score=float(np.mean(ytr)), n_jobs=threads,
-                         random_state=0)
-    _, fit_s, fit_cpu = bench_side.clocked(lambda: m.fit(xtr, ytr))
-    pred, predict_s, predict_cpu = bench_side.clocked(lambda: m.predict(xte))
+def xgboost_run(xtr, ytr, xte, yte, threads, method="hist", reps=None):
+    """One run: fit `reps["fit"]` times and predict `reps["predict"]` times (default once each),
+    times per call."""
+    reps = reps or {"fit": 1, "predict": 1}
+
+    def model():
+        return xgb.XGBRegressor(tree_method=method, n_estimators=100, learning_rate=0.3,
+                                max_depth=6, reg_lambda=1.0, reg_alpha=0.0, gamma=0.0,
+                                min_child_weight=1.0, subsample=1.0, colsample_bytree=1.0,
+                                max_bin=256, base_score=float(np.mean(ytr)), n_jobs=threads,
+                                random_state=0)
+
+    def fit():
+        for _ in range(reps["fit"]):
+            m = model()
+            m.fit(xtr, ytr)
+        return m
+
+    def predict():
+        for _ in range(reps["predict"]):
+            pred = m.predict(xte)
+        return pred
+
+    m, fit_s, fit_cpu = bench_side.clocked(fit)
+    pred, predict_s, predict_cpu = bench_side.clocked(predict)
     rmse = float(np.sqrt(np.mean((pred.astype(np.float64) - yte) ** 2)))
-    return {"fit_s": fit_s, "fit_cpu_s": fit_cpu, "predict_s": predict_s,
-            "predict_cpu_s": predict_cpu, "rmse": rmse}
+    return {"fit_s": fit_s / reps["fit"], "fit_cpu_s": fit_cpu / reps["fit"],
+            "predict_s": predict_s / reps["predict"],
+            "predict_cpu_s": predict_cpu / reps["predict"], "fit_reps": reps["fit"],
+            "predict_reps": reps["predict"], "rmse": rmse}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--min-run", type=float, default=0.25,
+                    help="CPU seconds a run of a phase takes at least: shorter phases are "
+                         "repeated within the run and timed per call")
     ap.add_argument("--large-rows", default="10000,30000,100000",
                     help="sizes of the synthetic cases, comma-separated (empty: none)")
     ap.add_argument("--explain", action="store_true",
@@ -123,10 +149,12 @@ def main():
             os.makedirs(case_dir)
             write_csv(os.path.join(case_dir, "train.csv"), xtr, ytr)
             write_csv(os.path.join(case_dir, "test.csv"), xte, yte)
-            ref_runs, our_runs = bench_side.interleave(
+            ref_runs, our_runs = bench_side.interleave_calibrated(
                 args.repeats,
-                lambda: xgboost_run(xtr, ytr, xte, yte, args.threads),
-                lambda: ours.run(case_dir, args.threads, "hist"))
+                lambda reps: xgboost_run(xtr, ytr, xte, yte, args.threads, reps=reps),
+                lambda reps: ours.run(case_dir, args.threads, "hist", reps["fit"],
+                                      reps["predict"]),
+                args.min_run)
             ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
             print(f"{name}: xgboost {ref.get('fit cpu best')}, ours "
                   f"{mine.get('fit cpu best', mine.get('error'))}", file=sys.stderr)
@@ -155,7 +183,7 @@ def main():
             [[c] + [bench_side.fmt(v, ".4f") for v in vals] for c, *vals in explained]))
     if args.json_out:
         meta = {"reference": f"xgboost {xgb.__version__}", "threads": args.threads,
-                "repeats": args.repeats, "load_before": load_before, "load_after": load_after}
+                "repeats": args.repeats, "min_run_s": args.min_run, "load_before": load_before, "load_after": load_after}
         bench_side.save(args.json_out, meta, results)
 
 

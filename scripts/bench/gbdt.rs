@@ -6,8 +6,9 @@
 //! test RMSE, node count and model bytes. Asserts nothing; never run by `cargo test`.
 //!
 //! Usage: `cargo bench --bench gbdt -- DIR CASE... [--threads T] [--repeats R]`, or
-//! `cargo bench --bench gbdt -- --serve`: one request per stdin line, `CASE_DIR THREADS METHOD`
-//! (`hist` or `exact`), answered with one run as a JSON line (each directory read once), so the
+//! `cargo bench --bench gbdt -- --serve`: one request per stdin line, `CASE_DIR THREADS METHOD
+//! [FIT_REPS PREDICT_REPS]` (`hist` or `exact`; a phase repeated REPS times is reported per
+//! call), answered with one run as a JSON line (each directory read once), so the
 //! driver can alternate our runs with XGBoost's; a served run marks the end of its fit and of
 //! its predict, where the driver reads this process's CPU clock (`side_by_side::Driver`).
 
@@ -52,6 +53,7 @@ fn run_one(
     data: &(Xy, Xy),
     threads: usize,
     method: TreeMethod,
+    [fit_reps, predict_reps]: [usize; 2],
     driver: &mut Driver,
 ) -> Result<Value, String> {
     let ((x, y), (xt, yt)) = data;
@@ -62,17 +64,25 @@ fn run_one(
     };
     driver.mark("start");
     let clock = Instant::now();
-    let model = params.fit(x, y).map_err(|e| e.to_string())?;
-    let fit_s = clock.elapsed().as_secs_f64();
+    let mut model = params.fit(x, y).map_err(|e| e.to_string())?;
+    for _ in 1..fit_reps {
+        model = params.fit(x, y).map_err(|e| e.to_string())?;
+    }
+    let fit_s = clock.elapsed().as_secs_f64() / fit_reps as f64;
     driver.mark("fit");
     let clock = Instant::now();
-    let pred = model.predict(xt);
-    let predict_s = clock.elapsed().as_secs_f64();
+    let mut pred = model.predict(xt);
+    for _ in 1..predict_reps {
+        pred = model.predict(xt);
+    }
+    let predict_s = clock.elapsed().as_secs_f64() / predict_reps as f64;
     driver.mark("predict");
     let rmse = ((&pred - yt).norm_squared() / yt.len().max(1) as f64).sqrt();
     Ok(json!({
         "fit_s": fit_s,
         "predict_s": predict_s,
+        "fit_reps": fit_reps,
+        "predict_reps": predict_reps,
         "rmse": rmse,
         "train_rows": x.nrows(),
         "features": x.ncols(),
@@ -87,7 +97,13 @@ fn run_best(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String>
     let data = load(dir)?;
     let mut best: Option<Value> = None;
     for _ in 0..repeats {
-        let mut v = run_one(&data, threads, TreeMethod::Hist, &mut Driver::none())?;
+        let mut v = run_one(
+            &data,
+            threads,
+            TreeMethod::Hist,
+            [1, 1],
+            &mut Driver::none(),
+        )?;
         if let Some(b) = &best {
             for key in ["fit_s", "predict_s"] {
                 let (old, new) = (b[key].as_f64(), v[key].as_f64());
@@ -101,17 +117,21 @@ fn run_best(dir: &Path, threads: usize, repeats: usize) -> Result<Value, String>
     best.ok_or_else(|| "no repeats".to_string())
 }
 
-/// `--serve`: `CASE_DIR THREADS METHOD` per line.
+/// `--serve`: `CASE_DIR THREADS METHOD [FIT_REPS PREDICT_REPS]` per line.
 fn serve_requests() {
     let mut cache: HashMap<String, (Xy, Xy)> = HashMap::new();
     serve(|words, driver| {
-        let [dir, threads, method] = words else {
-            return Err("expected CASE_DIR THREADS METHOD".to_string());
+        let (dir, threads, method, reps) = match words {
+            [d, t, m] => (d, t, m, ["1", "1"]),
+            [d, t, m, f, p] => (d, t, m, [*f, *p]),
+            _ => return Err("expected CASE_DIR THREADS METHOD [FIT_REPS PREDICT_REPS]".into()),
         };
-        let threads = match threads.parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("{threads} is not a positive integer")),
+        let number = |v: &str| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{v} is not a positive integer")),
         };
+        let threads = number(threads)?;
+        let reps = [number(reps[0])?, number(reps[1])?];
         let method = match *method {
             "hist" => TreeMethod::Hist,
             "exact" => TreeMethod::Exact,
@@ -120,7 +140,7 @@ fn serve_requests() {
         if !cache.contains_key(*dir) {
             cache.insert((*dir).to_string(), load(Path::new(dir))?);
         }
-        run_one(&cache[*dir], threads, method, driver)
+        run_one(&cache[*dir], threads, method, reps, driver)
     });
 }
 

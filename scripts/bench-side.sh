@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The side-by-side benchmarks in one command (issue 24): klinecast's models against scikit-learn
+# (scripts/bench_vs_sklearn.py) and its gradient boosting against XGBoost hist
+# (scripts/bench_vs_xgboost.py), one thread each, 7 interleaved runs per side and case, at 10k,
+# 30k and 100k training rows. Saves both runs' JSON in OUT_DIR and prints the tables of
+# scripts/README.md ("Against scikit-learn", "Against XGBoost").
+#
+#   scripts/bench-side.sh OUT_DIR              one run (about 35 min on a quiet 2-core machine:
+#                                              scikit-learn's forest fit alone is 15 min of it)
+#   scripts/bench-side.sh --compare A_DIR B_DIR  every ratio of two runs and their difference;
+#                                              exit 1 if a CPU ratio differs by more than 10 %
+#
+# Installs the pinned Python packages (scripts/requirements-xgboost.txt, which includes
+# scikit-learn's pins) into a venv under target/ on first use. Run it on a machine with nothing
+# else running: the CPU clocks it reads are much steadier than wall time, but two processes on
+# two cores still share caches and memory bandwidth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${BENCH_VENV:-target/bench-venv}
+py=$venv/bin/python
+
+if [ "${1:-}" = "--compare" ]; then
+    [ $# -eq 3 ] || { echo "usage: $0 --compare A_DIR B_DIR" >&2; exit 2; }
+    status=0
+    for side in sklearn xgboost; do
+        echo "## $side: $2 against $3"
+        python3 scripts/bench_side.py compare "$2/$side.json" "$3/$side.json" || status=1
+        echo
+    done
+    exit $status
+fi
+[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR | --compare A_DIR B_DIR" >&2; exit 2; }
+out=$1
+mkdir -p "$out"
+
+if ! "$py" -c 'import sklearn, xgboost' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$py" -m pip install --quiet -r scripts/requirements-xgboost.txt
+fi
+
+"$py" scripts/bench_vs_sklearn.py --threads 1 --repeats 7 --json-out "$out/sklearn.json" \
+    >"$out/sklearn.md" 2>"$out/sklearn.err"
+"$py" scripts/bench_vs_xgboost.py --threads 1 --repeats 7 --json-out "$out/xgboost.json" \
+    >"$out/xgboost.md" 2>"$out/xgboost.err"
+cat "$out/sklearn.md"
+echo
+cat "$out/xgboost.md"
