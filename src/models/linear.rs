@@ -132,6 +132,22 @@ impl Regressor for Linear {
     fn predict_row(&self, x: &[f64]) -> f64 {
         dot(&self.coef, x) + self.intercept
     }
+
+    /// [`Linear::predict_row`] of every row, bit for bit, but column by column: `x` is stored
+    /// by column, so each coefficient is added to all the row sums in one contiguous pass (the
+    /// same additions in the same order per row as [`dot`], which vectorize across rows).
+    fn predict(&self, x: &DMatrix<f64>) -> DVector<f64> {
+        // The start of `dot`'s sum (what `Sum` for f64 begins with), so even a sum of -0.0s
+        // comes out as in `predict_row`.
+        let start: f64 = std::iter::empty::<f64>().sum();
+        let mut sums = vec![start; x.nrows()];
+        for (c, column) in self.coef.iter().zip(x.column_iter()) {
+            for (sum, v) in sums.iter_mut().zip(column.iter()) {
+                *sum += c * v;
+            }
+        }
+        DVector::from_iterator(x.nrows(), sums.into_iter().map(|s| s + self.intercept))
+    }
 }
 
 /// Plain left-to-right dot product.
@@ -162,6 +178,29 @@ mod tests {
     fn assert_rel(a: f64, b: f64, tol: f64) {
         let scale = a.abs().max(b.abs()).max(1.0);
         assert!((a - b).abs() <= tol * scale, "{a} vs {b}");
+    }
+
+    /// The column-by-column batch predict is `predict_row` on every row, bit for bit, signed
+    /// zeros included.
+    #[test]
+    fn batch_predict_equals_row_by_row() {
+        let mut rng = Rng::new(8);
+        let x = random_x(&mut rng, 300, 5);
+        let y = DVector::from_fn(300, |i, _| x[(i, 0)] - 0.3 * x[(i, 4)] + rng.next_f64());
+        let model = LinearParams::default().fit(&x, &y).expect("fit");
+        let mut q = random_x(&mut rng, 257, 5);
+        q.row_mut(0).fill(-0.0);
+        let zero = Linear {
+            coef: vec![1.0, -1.0, 0.5, 0.0, 2.0],
+            intercept: -0.0,
+        };
+        for m in [&model, &zero] {
+            let batch = m.predict(&q);
+            for i in 0..q.nrows() {
+                let row: Vec<f64> = q.row(i).iter().copied().collect();
+                assert_eq!(batch[i].to_bits(), m.predict_row(&row).to_bits(), "row {i}");
+            }
+        }
     }
 
     #[test]
