@@ -203,13 +203,9 @@ impl Knn {
         let mut sum = 0.0;
         for j in 0..d {
             let q = query[j];
-            let gap = if q < lo[j] {
-                lo[j] - q
-            } else if q > hi[j] {
-                q - hi[j]
-            } else {
-                0.0
-            };
+            // lo − q when below the box, q − hi when above, else 0 (and for NaN), without a
+            // branch whose direction is unpredictable.
+            let gap = (lo[j] - q).max(q - hi[j]).max(0.0);
             sum += gap * gap;
         }
         sum
@@ -292,19 +288,21 @@ impl Regressor for Knn {
     }
 }
 
-/// `Σ_j (a_j − b_j)²` summed in dimension order, or `None` as soon as a partial sum exceeds
-/// `limit`: the terms are non-negative and floating addition is monotone, so the full sum would
-/// exceed it too. Equal to `limit` is kept, as the index may still win the tie.
+/// `Σ_j (a_j − b_j)²` summed in dimension order, or `None` when it exceeds `limit`. Equal to
+/// `limit` is kept, as the index may still win the tie. The whole sum is computed before the
+/// one test: a test per term (stopping early) costs a mispredicted branch on most points and
+/// made predicts twice as slow at 6 features.
 fn squared_distance_within(a: &[f64], b: &[f64], limit: f64) -> Option<f64> {
     let mut sum = 0.0;
     for (p, q) in a.iter().zip(b) {
         let diff = p - q;
         sum += diff * diff;
-        if sum > limit {
-            return None;
-        }
     }
-    Some(sum)
+    if sum > limit {
+        None
+    } else {
+        Some(sum)
+    }
 }
 
 /// The k best candidates so far, sorted by (squared distance, index).
