@@ -1,11 +1,11 @@
 //! Pure scheduling for streaming over several connections (issue 22: "a second connection only
 //! past 1024 streams"). Nothing here does I/O or reads a clock: instants are arguments.
 //!
-//! Not yet wired into the live path: `stream` still opens exactly one connection and refuses
-//! more than [`super::ws::MAX_STREAMS`] symbols. This module holds the pieces the multi-connection
-//! streaming thread will use: the partition of the stream list, the round-robin poll order and
-//! the attempt budget shared by all connections (Binance: 300 connection attempts per 5 minutes
-//! per IP, `../shared/docs/binance-protocol.md` §3.7).
+//! The streaming thread (`live::stream_thread`) uses them: the partition of the stream list
+//! over its connections (up to [`super::ws::MAX_STREAMS`] per connection, or fewer with
+//! `KLINECAST_WS_MAX_STREAMS`), the round-robin order in which it polls them and the attempt
+//! budget shared by all connections (Binance: 300 connection attempts per 5 minutes per IP,
+//! `../shared/docs/binance-protocol.md` §3.6).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -71,6 +71,16 @@ impl AttemptBudget {
             window,
             recent: VecDeque::new(),
         }
+    }
+
+    /// The attempts allowed in [`AttemptBudget::window`].
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The sliding window of [`AttemptBudget::max`].
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     fn forget_old(&mut self, now: Instant) {
