@@ -648,8 +648,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             Ok(s) => s,
             Err(e) => {
                 self.stats.failed_connects += 1;
-                let what = format!("{}{}", LogEvent::ConnectFailed, self.tag(c));
-                self.log_ws_error(&what, &e);
+                self.log_ws_error(&LogEvent::ConnectFailed.to_string(), c, &e);
                 return Ok(Some(ConnEnd::Failed));
             }
         };
@@ -710,9 +709,9 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             Ok(Step::End(end)) => {
                 sock.close();
                 self.log.info(&format!(
-                    "connection ended{}; {}",
-                    self.tag(c),
-                    self.stats.summary()
+                    "connection ended; {}{}",
+                    self.stats.summary(),
+                    self.tag(c)
                 ));
                 Ok(Some(end))
             }
@@ -746,8 +745,7 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 if matches!(e, WsError::Idle { .. }) {
                     self.stats.idle_timeouts += 1;
                 }
-                let what = format!("connection lost{}", self.tag(c));
-                self.log_ws_error(&what, &e);
+                self.log_ws_error("connection lost", c, &e);
                 return Ok(Step::End(ConnEnd::Failed));
             }
         };
@@ -1009,20 +1007,24 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
     }
 
-    fn log_ws_error(&mut self, what: &str, e: &WsError) {
+    /// Logs `what: e` about connection `c` (its tag last, so the line still reads as its
+    /// event, [`LogEvent::parse`]).
+    fn log_ws_error(&mut self, what: &str, c: usize, e: &WsError) {
+        let tag = self.tag(c);
         if e.is_tls() {
             self.log.warn(&format!(
                 "{what}: {e}; local clock is {} (a Raspberry Pi without an RTC may have booted \
-                 with a wrong clock: wait for NTP, or check `timedatectl`); retrying with backoff",
+                 with a wrong clock: wait for NTP, or check `timedatectl`); retrying with \
+                 backoff{tag}",
                 stamp(wall_clock_ms())
             ));
         } else if self.stats.failed_connects > 0 && self.stats.failed_connects.is_power_of_two() {
             self.log.warn(&format!(
-                "{what}: {e} ({} failed connects so far; retrying with backoff)",
+                "{what}: {e} ({} failed connects so far; retrying with backoff){tag}",
                 self.stats.failed_connects
             ));
         } else {
-            self.log.info(&format!("{what}: {e}"));
+            self.log.info(&format!("{what}: {e}{tag}"));
         }
     }
 }
@@ -1466,6 +1468,8 @@ mod tests {
         (reason, stats, got, log)
     }
 
+    /// Backs README claim [C26]: past the per-connection limit, `ceil(n/limit)` connections,
+    /// one reconnecting alone, every kline once per symbol.
     /// Three symbols at most two per connection: two connections, [AVAXUSDT, ETHUSDT] and
     /// [BNBUSDT], polled in turn by the one thread. The first one is dropped and reconnects
     /// alone (its own backoff; the second is never reconnected), and every symbol's klines
@@ -1556,20 +1560,25 @@ mod tests {
             "{log}"
         );
         assert!(
-            log.contains("connection lost [ws 1/2]: server closed the connection: dropped"),
+            log.contains("connection lost: server closed the connection: dropped [ws 1/2]"),
             "{log}"
         );
         assert!(
             log.contains("connected (3 connects so far) [ws 1/2]"),
             "{log}"
         );
-        assert!(!log.contains("lost [ws 2/2]"), "{log}");
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("lost") && l.contains("[ws 2/2]")),
+            "{log}"
+        );
         assert!(
             log.contains("kline for BNBUSDT 1m, expected one of AVAXUSDT,ETHUSDT 1m"),
             "{log}"
         );
     }
 
+    /// Backs README claim [C26]: the connections share one connection-attempt budget.
     /// The connection-attempt budget is shared: with room for two attempts, the two
     /// connections take it, and the first one's reconnect after a drop waits (logged) instead of
     /// connecting; the run ends at its deadline with two connects.
