@@ -118,7 +118,7 @@ pub(crate) enum Start {
 /// long.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamArgs {
-    /// `--symbol X` (one) or `--symbols A,B,…` (one connection for all).
+    /// `--symbol X` (one) or `--symbols A,B,…` (one connection for all up to 1024 streams).
     pub(crate) symbols: Vec<Symbol>,
     pub(crate) interval: Interval,
     pub(crate) data_dir: PathBuf,

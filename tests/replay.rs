@@ -1212,6 +1212,47 @@ fn unknown_stream_in_a_combined_url_is_closed_with_1008() {
     }
 }
 
+/// A server set to accept fewer streams per connection (as `KLINECAST_WS_MAX_STREAMS` sets
+/// the command's) closes a connection asking for more with 1008 and the reason, before any
+/// event, as Binance does past 1024; one within the limit is served, and the open-session
+/// counters see it.
+#[test]
+fn a_url_with_more_streams_than_the_limit_is_closed_with_1008() {
+    let avax = csv_lines(10);
+    let btc = btc_lines_at(10, open_ms(&avax[0]));
+    let server = start_two(&avax, &btc, 4, 1.0, "");
+    server.set_max_streams(1);
+    let mut ws = connect_path(
+        &server,
+        "/stream?streams=avaxusdt@kline_1m/btcusdt@kline_1m",
+    );
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(frame.code, CloseCode::Policy);
+            assert_eq!(
+                frame.reason.as_str(),
+                "too many streams: 2 asked, at most 1 per connection"
+            );
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert_eq!(server.ws_sessions(), 0);
+    let mut one = connect_path(&server, "/stream?streams=btcusdt@kline_1m");
+    let mut two = connect_path(&server, "/ws/avaxusdt@kline_1m");
+    for ws in [&mut one, &mut two] {
+        match ws.read() {
+            Ok(Message::Text(_)) | Ok(Message::Ping(_)) => {}
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+    assert_eq!((server.ws_sessions(), server.ws_open()), (2, 2));
+    drop(one);
+    common::wait_for(Duration::from_secs(10), "the closed session to end", || {
+        server.ws_open() == 1
+    });
+    assert_eq!(server.ws_open_peak(), 2);
+}
+
 /// Reads until the connection ends; returns the control answers seen and how it ended.
 fn answers_until_close(ws: &mut Client) -> (usize, Option<CloseFrame>) {
     let mut answers = 0;

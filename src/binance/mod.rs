@@ -4,6 +4,7 @@
 use std::fmt;
 
 pub mod rest;
+pub mod shards;
 pub mod tls;
 pub mod wire;
 pub mod ws;

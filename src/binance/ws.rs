@@ -30,6 +30,9 @@ pub(crate) struct WsConfig {
     pub(crate) idle_timeout: Duration,
     /// Largest accepted message and frame (a kline event is about 400 bytes).
     pub(crate) max_message_bytes: usize,
+    /// Most streams on one connection: 1 to [`MAX_STREAMS`] (lowered with
+    /// [`MAX_STREAMS_ENV`]); more symbols are spread over more connections.
+    pub(crate) max_streams: usize,
 }
 
 impl Default for WsConfig {
@@ -39,6 +42,7 @@ impl Default for WsConfig {
             poll: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(30),
             max_message_bytes: 64 * 1024,
+            max_streams: MAX_STREAMS,
         }
     }
 }
@@ -117,6 +121,25 @@ pub(crate) enum WsRead {
 
 /// Most streams Binance serves on one connection (protocol notes §3.6).
 pub(crate) const MAX_STREAMS: usize = 1024;
+
+/// The environment knob that lowers the streams per connection, for tests and operations: read
+/// by `stream` (its connections) and `replay-server` (what it accepts), 1 to [`MAX_STREAMS`].
+pub(crate) const MAX_STREAMS_ENV: &str = "KLINECAST_WS_MAX_STREAMS";
+
+/// Reads [`MAX_STREAMS_ENV`]: unset is [`MAX_STREAMS`]; anything but a whole number from 1 to
+/// [`MAX_STREAMS`] is refused with a message naming the variable.
+pub(crate) fn max_streams_from(value: Option<&str>) -> Result<usize, String> {
+    let Some(text) = value else {
+        return Ok(MAX_STREAMS);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_STREAMS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{MAX_STREAMS_ENV}={text:?} is invalid: expected a whole number of streams per \
+             connection from 1 to {MAX_STREAMS} (Binance's limit)"
+        )),
+    }
+}
 
 /// The URL of one connection carrying the kline streams of `symbols` (at least one, at most
 /// [`MAX_STREAMS`]): one symbol is the raw stream `<base>/ws/<symbol>@kline_<interval>` (no
@@ -365,6 +388,19 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::mpsc;
     use std::thread;
+
+    #[test]
+    fn max_streams_knob_is_1_to_1024() {
+        assert_eq!(max_streams_from(None), Ok(1024));
+        assert_eq!(max_streams_from(Some("2")), Ok(2));
+        assert_eq!(max_streams_from(Some(" 1024 ")), Ok(1024));
+        assert_eq!(max_streams_from(Some("1")), Ok(1));
+        for bad in ["0", "1025", "-1", "", "two", "2.5"] {
+            let e = max_streams_from(Some(bad)).expect_err(bad);
+            assert!(e.starts_with("KLINECAST_WS_MAX_STREAMS="), "{e}");
+            assert!(e.contains("from 1 to 1024"), "{e}");
+        }
+    }
 
     #[test]
     fn urls() {

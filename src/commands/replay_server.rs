@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::thread;
 
+use crate::binance::ws;
 use crate::cli::ReplayArgs;
 use crate::error::Error;
 use crate::replay::{Faults, ReplayServer, ReplaySetup, Series};
@@ -15,6 +16,9 @@ use crate::store::{self, TornLastLine};
 /// process is killed.
 pub(crate) fn run(args: &ReplayArgs) -> Result<(), Error> {
     let faults = Faults::parse(&args.faults).map_err(Error::Usage)?;
+    // The streams one connection may ask for: Binance's 1024, or fewer for tests.
+    let max_streams = ws::max_streams_from(std::env::var(ws::MAX_STREAMS_ENV).ok().as_deref())
+        .map_err(Error::Config)?;
     let mut series: Vec<Series> = Vec::with_capacity(args.data.len());
     for path in &args.data {
         let (symbol, interval) = store::parse_file_name(path)?;
@@ -64,6 +68,7 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<(), Error> {
             e,
         )
     })?;
+    server.set_max_streams(max_streams);
     let mut out = io::stdout().lock();
     writeln!(
         out,

@@ -6,12 +6,14 @@
 //! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
 //! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
 //! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
-//! (stop after that many new closed klines of every symbol), and `KLINECAST_SAVE_EVERY` (save the ensemble
-//! every N windows, default 1; a count, not milliseconds).
+//! (stop after that many new closed klines of every symbol), `KLINECAST_SAVE_EVERY` (save the ensemble
+//! every N windows, default 1; a count, not milliseconds), and `KLINECAST_WS_MAX_STREAMS`
+//! (streams per WebSocket connection, 1 to 1024, default 1024: more symbols open more
+//! connections; a count).
 
 use std::time::Duration;
 
-use crate::binance::ws::WsConfig;
+use crate::binance::ws::{self, WsConfig};
 use crate::cli::StreamArgs;
 use crate::ensemble::report::scoreboard_table;
 use crate::error::Error;
@@ -68,6 +70,8 @@ pub(crate) fn config(
             connect_timeout: millis("KLINECAST_CONNECT_TIMEOUT_MS", ws.connect_timeout)?,
             poll: millis("KLINECAST_WS_POLL_MS", ws.poll.min(idle))?,
             idle_timeout: idle,
+            max_streams: ws::max_streams_from(env(ws::MAX_STREAMS_ENV).as_deref())
+                .map_err(Error::Config)?,
             ..ws
         },
         timing: Timing {

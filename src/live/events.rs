@@ -132,6 +132,15 @@ mod tests {
             LogEvent::GapFill.line("5 klines"),
             "gap fill: 5 klines".to_string()
         );
+        // A line about one of several connections carries its tag last and still parses.
+        assert_eq!(
+            LogEvent::parse("connected (4 connects so far) [ws 1/2]"),
+            Some(LogEvent::Connected { connects: 4 })
+        );
+        assert_eq!(
+            LogEvent::parse("connect failed: cannot connect to x:1: refused [ws 2/3]"),
+            Some(LogEvent::ConnectFailed)
+        );
         assert!(LogEvent::Connected { connects: 2 }.is_reconnect());
         assert!(!LogEvent::Connected { connects: 1 }.is_reconnect());
         assert!(LogEvent::RestFailed.is_error() && !LogEvent::GapFill.is_error());

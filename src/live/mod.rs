@@ -1,8 +1,9 @@
 //! The live stream of one or more symbols: two threads joined by `std::sync::mpsc` channels,
 //! each piece of state with one owner and nothing shared:
-//! - the streaming thread ([`stream_thread`]) owns the one WebSocket connection (all symbols'
-//!   streams on it), the REST client and one kline store per symbol; it appends every closed
-//!   kline exactly once per symbol, in order, then sends it on;
+//! - the streaming thread ([`stream_thread`]) owns the WebSocket connection (all symbols'
+//!   streams on one up to the per-connection limit, 1024; past it `ceil(n / 1024)`
+//!   connections polled in turn), the REST client and one kline store per symbol; it appends
+//!   every closed kline exactly once per symbol, in order, then sends it on;
 //! - the ensembling thread ([`schedule`]) owns one [`ensembler`] per symbol (its learner and its
 //!   model, prediction and buffer files), forecasts first and refits between batches;
 //! - the calling thread holds the single-instance lock ([`lock`]) and relays the ensemblers'
@@ -28,8 +29,9 @@
 //! timeout, default 1000), `KLINECAST_CONNECT_TIMEOUT_MS` (default 10000),
 //! `KLINECAST_BACKOFF_MS` / `KLINECAST_BACKOFF_MAX_MS` (reconnect delay, default 1000 / 60000),
 //! `KLINECAST_ROTATE_MS` (planned reconnect, default 23 h 30 m), `KLINECAST_MAX_KLINES`
-//! (stop after that many new closed klines of every symbol), and `KLINECAST_SAVE_EVERY` (save
-//! the ensemble every N windows, default 1; a count, not milliseconds).
+//! (stop after that many new closed klines of every symbol), `KLINECAST_SAVE_EVERY` (save
+//! the ensemble every N windows, default 1; a count, not milliseconds), and
+//! `KLINECAST_WS_MAX_STREAMS` (streams per connection, 1 to 1024, default 1024; a count).
 
 pub(crate) mod corr_gate;
 pub mod ensembler;
@@ -100,8 +102,8 @@ impl SymbolConfig {
 /// Everything `klinecast stream` (and `demo`) needs to run.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamConfig {
-    /// The symbols, at least one and at most [`ws::MAX_STREAMS`] with the correlated ones, all
-    /// at one interval.
+    /// The symbols, at least one, all at one interval; with the correlated ones more than
+    /// `ws.max_streams` go over several connections.
     pub symbols: Vec<SymbolConfig>,
     /// `--corr`: the correlated symbols, streamed on the same connection (their klines stored
     /// in their stores) and given to each symbol's features, the symbol itself left out of its
@@ -310,7 +312,7 @@ pub(crate) fn run_stream(
     let connector = LiveConnector {
         base: config.ws_url.clone(),
         interval: config.interval,
-        config: config.ws,
+        config: poll_shared(config.ws, n_feeds),
         deadline,
     };
     let settings = StreamSettings {
@@ -322,6 +324,7 @@ pub(crate) fn run_stream(
         },
         initial_rows: 2 * config.learn.refit_rows + 500,
         seed: config.learn.seed,
+        max_streams: config.ws.max_streams,
     };
     let (kline_tx, kline_rx) = mpsc::channel();
     let streamer = StreamThread::new(
@@ -366,17 +369,32 @@ fn check_config(config: &StreamConfig) -> Result<(), Error> {
     tls::check_base_url(&config.rest_url, "https", "http")
         .map_err(|e| Error::Config(e.to_string()))?;
     tls::check_base_url(&config.ws_url, "wss", "ws").map_err(|e| Error::Config(e.to_string()))?;
-    let streams = config.symbols.len() + neighbour_only(config).len();
-    if config.symbols.is_empty() || streams > ws::MAX_STREAMS {
+    if config.symbols.is_empty() {
+        return Err(Error::Config(
+            "stream takes at least one symbol".to_string(),
+        ));
+    }
+    if !(1..=ws::MAX_STREAMS).contains(&config.ws.max_streams) {
         return Err(Error::Config(format!(
-            "stream takes 1 to {} symbols (with the correlated ones), not {streams}: Binance \
-             serves at most {} streams on one connection; split the symbols over several data \
-             directories or machines",
-            ws::MAX_STREAMS,
+            "{} streams per connection: use 1 to {}",
+            config.ws.max_streams,
             ws::MAX_STREAMS
         )));
     }
     Ok(())
+}
+
+/// The socket settings of each connection when `streams` streams are split over
+/// `ceil(streams / max_streams)` connections polled in turn by one thread: each read waits at
+/// most `poll / connections` (at least 1 ms), so that a quiet connection holds a busy one back
+/// no longer than one connection's poll did.
+fn poll_shared(ws: WsConfig, streams: usize) -> WsConfig {
+    let connections = streams.div_ceil(ws.max_streams.max(1)).max(1);
+    let per = u32::try_from(connections).unwrap_or(u32::MAX);
+    WsConfig {
+        poll: (ws.poll / per).max(Duration::from_millis(1)),
+        ..ws
+    }
 }
 
 /// The correlated symbols (`--corr`) that are not forecast: streamed and stored only.

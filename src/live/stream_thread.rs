@@ -1,20 +1,27 @@
-//! The streaming thread: owns the one WebSocket connection, the REST client and one kline store
-//! per symbol ([`Feed`]). All symbols share the connection (one symbol: a raw stream; several: a
-//! combined stream, see [`crate::binance::ws::streams_url`]) and the REST client's
-//! request-weight budget. After every (re)connect it fills each symbol's gap since its last
-//! stored kline over REST, then applies closed (`x: true`) kline events from the socket, each
-//! exactly once per symbol, in open-time order: duplicates are counted and
-//! dropped, a final that skips ahead triggers a REST gap fill first, malformed frames are counted
-//! and logged, never fatal. Each new closed kline is appended to the store and then sent to the
-//! ensembling thread. Reconnects use capped exponential backoff with seeded jitter; silence,
-//! `serverShutdown` and the planned rotation before Binance's 24 h cut end a connection.
-//! No maths and no model state here.
+//! The streaming thread: owns the WebSocket connections, the REST client and one kline store
+//! per symbol ([`Feed`]). Up to the per-connection stream limit (Binance's 1024, lowered by
+//! `KLINECAST_WS_MAX_STREAMS`) all symbols share one connection (one symbol: a raw stream;
+//! several: a combined stream, see [`crate::binance::ws::streams_url`]); past it the symbols
+//! are split over `ceil(n / limit)` connections ([`shards::partition`]), each with its own
+//! reconnect backoff, rotation age and watchdog, polled round-robin from this one thread
+//! ([`shards::next_to_poll`]; each read waits at most the socket's poll timeout), and all
+//! under one connection-attempt budget ([`AttemptBudget`]: Binance's 300 per 5 minutes per IP).
+//! All symbols share the REST client's request-weight budget. After every (re)connect of a
+//! connection it fills the gap of each of that connection's symbols since its last stored kline
+//! over REST, then applies closed (`x: true`) kline events from the socket, each exactly once
+//! per symbol, in open-time order, whichever connection they came on: duplicates are counted
+//! and dropped, a final that skips ahead triggers a REST gap fill first, malformed frames are
+//! counted and logged, never fatal. Each new closed kline is appended to the store and then
+//! sent to the ensembling thread. Reconnects use capped exponential backoff with seeded
+//! jitter; silence, `serverShutdown` and the planned rotation before Binance's 24 h cut end a
+//! connection (only that one). No maths and no model state here.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::backfill::{self, CheckError, EmptyStart, FillRange, Pager, TailProbe};
+use crate::binance::shards::{self, AttemptBudget};
 use crate::binance::wire::{self, WsEvent};
 use crate::binance::ws::{WsError, WsRead};
 use crate::binance::BinanceError;
@@ -41,8 +48,8 @@ pub struct ClosedKline {
     pub arrived: Instant,
 }
 
-/// One open connection delivering frames.
-pub trait Frames {
+/// One open connection delivering frames (held by the streaming thread, so `Send`).
+pub trait Frames: Send {
     fn read(&mut self) -> Result<WsRead, WsError>;
     /// How long the connection has been open.
     fn age(&self) -> Duration;
@@ -99,6 +106,8 @@ pub(crate) struct StreamSettings {
     pub initial_rows: usize,
     /// Seed of the reconnect backoff's jitter.
     pub seed: u64,
+    /// Most streams on one connection: more symbols open more connections.
+    pub max_streams: usize,
 }
 
 /// The stream thread's side of the start-up handshake with the ensembling thread (see
@@ -197,6 +206,32 @@ impl Backoff {
     }
 }
 
+/// One connection of the streaming thread: the symbols it carries and its own reconnect state
+/// (its watchdog and pings are in the socket, its age is the socket's).
+struct Conn {
+    /// Indices into [`StreamThread::feeds`] of the symbols it carries.
+    feeds: Vec<usize>,
+    /// The open socket; `None` while waiting to (re)connect.
+    sock: Option<Box<dyn Frames>>,
+    backoff: Backoff,
+    /// When it may connect again; `None`: at once.
+    retry_at: Option<Instant>,
+}
+
+/// Most frames read from one connection in one turn before the next connection's turn, so
+/// that a flooded connection cannot starve the others.
+const BURST: usize = 256;
+
+/// What one read of a connection brought.
+enum Step {
+    /// A frame (read on: there may be more waiting).
+    Frame,
+    /// Nothing within the socket's poll timeout: the next connection's turn.
+    Quiet,
+    /// The connection ended.
+    End(ConnEnd),
+}
+
 /// How one connection ended.
 enum ConnEnd {
     /// Reconnect after the backoff delay.
@@ -252,7 +287,14 @@ pub(crate) struct StreamThread<R: Rest, C: Connect> {
     pub limits: Limits,
     /// Klines fetched before now when a store is empty (the ensemble's warm-up history).
     pub initial_rows: usize,
-    pub backoff: Backoff,
+    /// Seed of each connection's backoff jitter.
+    seed: u64,
+    /// Most streams on one connection.
+    max_streams: usize,
+    /// The connections, once the symbols to stream are known (after the start-up).
+    conns: Vec<Conn>,
+    /// Connection attempts of all connections together.
+    budget: AttemptBudget,
     pub stats: StreamStats,
     /// The start-up handshake, until [`StreamThread::start_up`] has run.
     handshake: Option<Handshake>,
@@ -274,8 +316,8 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             limits,
             initial_rows,
             seed,
+            max_streams,
         } = settings;
-        let backoff = Backoff::new(timing.backoff_base, timing.backoff_max, seed);
         StreamThread {
             feeds,
             interval,
@@ -286,7 +328,10 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             timing,
             limits,
             initial_rows,
-            backoff,
+            seed,
+            max_streams,
+            conns: Vec::new(),
+            budget: AttemptBudget::binance(),
             stats: StreamStats::default(),
             handshake: None,
         }
@@ -298,8 +343,43 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         self
     }
 
-    fn symbols(&self) -> Vec<Symbol> {
-        self.feeds.iter().map(|f| f.symbol.clone()).collect()
+    /// The symbols connection `c` carries.
+    fn symbols(&self, c: usize) -> Vec<Symbol> {
+        self.conns[c]
+            .feeds
+            .iter()
+            .map(|&i| self.feeds[i].symbol.clone())
+            .collect()
+    }
+
+    /// Splits the feeds over the connections ([`shards::partition`]): one up to
+    /// `max_streams`, then `ceil(n / max_streams)`; each with its own backoff (the first one's
+    /// jitter is the single connection's).
+    fn make_connections(&mut self) {
+        let ids: Vec<usize> = (0..self.feeds.len()).collect();
+        self.conns = shards::partition(&ids, self.max_streams)
+            .into_iter()
+            .enumerate()
+            .map(|(c, feeds)| Conn {
+                feeds,
+                sock: None,
+                backoff: Backoff::new(
+                    self.timing.backoff_base,
+                    self.timing.backoff_max,
+                    self.seed.wrapping_add(c as u64),
+                ),
+                retry_at: None,
+            })
+            .collect();
+    }
+
+    /// What follows a log line about connection `c` when there are several: ` [ws c/n]`.
+    fn tag(&self, c: usize) -> String {
+        if self.conns.len() > 1 {
+            format!(" [ws {}/{}]", c + 1, self.conns.len())
+        } else {
+            String::new()
+        }
     }
 
     /// `<SYMBOL> <interval>`, the head of the log lines about one symbol.
@@ -322,30 +402,34 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             Some(handshake) => self.start_up(handshake)?,
             None => None,
         };
-        if started.is_none() {
-            self.log.info(&format!(
-                "ws {} ({} streams on one connection)",
-                self.connector.describe(&self.symbols()),
-                self.feeds.len()
-            ));
-        }
-        let reason = loop {
-            if let Some(reason) = started.or_else(|| self.limit_reached()) {
-                break reason;
-            }
-            match self.one_connection()? {
-                ConnEnd::Stop(reason) => break reason,
-                ConnEnd::Now => {}
-                ConnEnd::Failed => {
-                    let delay = self.backoff.next_delay();
-                    self.log
-                        .info(&format!("reconnecting in {} ms", delay.as_millis()));
-                    if let Some(reason) = self.sleep(delay) {
-                        break reason;
-                    }
+        let served = match started {
+            Some(reason) => Ok(reason),
+            None => {
+                self.make_connections();
+                let n = self.conns.len();
+                for c in 0..n {
+                    let url = self.connector.describe(&self.symbols(c));
+                    let streams = self.conns[c].feeds.len();
+                    self.log.info(&if n == 1 {
+                        format!("ws {url} ({streams} streams on one connection)")
+                    } else {
+                        format!(
+                            "ws {url} ({streams} streams on connection {} of {n}, at most {} \
+                             per connection)",
+                            c + 1,
+                            self.max_streams
+                        )
+                    });
                 }
+                self.serve()
             }
         };
+        for conn in &mut self.conns {
+            if let Some(sock) = conn.sock.take() {
+                sock.close();
+            }
+        }
+        let reason = served?;
         self.log.info(&format!(
             "stream stop ({reason:?}): {}",
             self.stats.summary()
@@ -464,6 +548,13 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
     }
 
+    /// True when feed `i` has handed on the most new klines `limits.max_klines` allows.
+    fn at_limit(&self, i: usize) -> bool {
+        self.limits
+            .max_klines
+            .is_some_and(|m| self.feeds[i].sent >= m)
+    }
+
     fn limit_reached(&self) -> Option<StopReason> {
         if let Some(m) = self.limits.max_klines {
             if self.feeds.iter().all(|f| f.sent >= m) {
@@ -491,25 +582,87 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
     }
 
-    /// Connect, fill every symbol's gap, then read until the connection ends.
-    fn one_connection(&mut self) -> Result<ConnEnd, Error> {
-        let mut sock = match self.connector.connect(&self.symbols()) {
+    /// Runs the connections until a limit is reached: round-robin, one step of one connection
+    /// at a time (a read, or a connect when its backoff is over); when every connection is
+    /// waiting to reconnect, sleeps until the first may.
+    fn serve(&mut self) -> Result<StopReason, Error> {
+        let mut last = None;
+        loop {
+            if let Some(reason) = self.limit_reached() {
+                return Ok(reason);
+            }
+            if self.conns.iter().all(|c| c.sock.is_none()) {
+                let now = Instant::now();
+                let first = self.conns.iter().map(|c| c.retry_at.unwrap_or(now)).min();
+                if let Some(reason) =
+                    first.and_then(|t| self.sleep(t.saturating_duration_since(now)))
+                {
+                    return Ok(reason);
+                }
+            }
+            let Some(c) = shards::next_to_poll(last, self.conns.len()) else {
+                return Ok(StopReason::EnsemblerGone);
+            };
+            last = Some(c);
+            let end = if self.conns[c].sock.is_some() {
+                self.poll(c)?
+            } else if self.conns[c].retry_at.is_none_or(|t| Instant::now() >= t) {
+                self.open(c)?
+            } else {
+                None
+            };
+            match end {
+                None => {}
+                Some(ConnEnd::Stop(reason)) => return Ok(reason),
+                Some(ConnEnd::Now) => self.conns[c].retry_at = None,
+                Some(ConnEnd::Failed) => {
+                    let delay = self.conns[c].backoff.next_delay();
+                    self.log.info(&format!(
+                        "reconnecting in {} ms{}",
+                        delay.as_millis(),
+                        self.tag(c)
+                    ));
+                    self.conns[c].retry_at = Some(Instant::now() + delay);
+                }
+            }
+        }
+    }
+
+    /// Connects connection `c` (within the shared attempt budget) and fills the gap of each of
+    /// its symbols; `Some` when it ended before reading.
+    fn open(&mut self, c: usize) -> Result<Option<ConnEnd>, Error> {
+        let now = Instant::now();
+        let wait = self.budget.wait_before_attempt(now);
+        if !wait.is_zero() || !self.budget.try_attempt(now) {
+            self.log.warn(&format!(
+                "{} connection attempts in {} s, Binance's limit per IP: the next in {} ms{}",
+                self.budget.max(),
+                self.budget.window().as_secs(),
+                wait.as_millis(),
+                self.tag(c)
+            ));
+            self.conns[c].retry_at = Some(now + wait);
+            return Ok(None);
+        }
+        let sock = match self.connector.connect(&self.symbols(c)) {
             Ok(s) => s,
             Err(e) => {
                 self.stats.failed_connects += 1;
-                self.log_ws_error(&LogEvent::ConnectFailed.to_string(), &e);
-                return Ok(ConnEnd::Failed);
+                self.log_ws_error(&LogEvent::ConnectFailed.to_string(), c, &e);
+                return Ok(Some(ConnEnd::Failed));
             }
         };
         self.stats.connects += 1;
-        self.log.info(
-            &LogEvent::Connected {
+        self.log.info(&format!(
+            "{}{}",
+            LogEvent::Connected {
                 connects: self.stats.connects,
-            }
-            .to_string(),
-        );
+            },
+            self.tag(c)
+        ));
         // Connect first, then fill: events sent during the fills wait in the socket buffer.
-        for i in 0..self.feeds.len() {
+        for k in 0..self.conns[c].feeds.len() {
+            let i = self.conns[c].feeds[k];
             match self.fill(i, None)? {
                 None => {}
                 // REST failed: keep reading; contiguous finals still apply, and the next final
@@ -522,53 +675,88 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 }
                 Some(end) => {
                     sock.close();
-                    return Ok(end);
+                    return Ok(Some(end));
                 }
             }
         }
-        let end = self.read_loop(sock.as_mut())?;
-        sock.close();
-        self.log
-            .info(&format!("connection ended; {}", self.stats.summary()));
-        Ok(end)
+        self.conns[c].sock = Some(sock);
+        Ok(None)
     }
 
-    fn read_loop(&mut self, sock: &mut dyn Frames) -> Result<ConnEnd, Error> {
-        loop {
+    /// Connection `c`'s turn: reads what it has waiting (until a read finds nothing within the
+    /// poll timeout, at most [`BURST`] frames) and applies it; `Some` when the connection ended
+    /// (it is then closed) or the run must stop.
+    fn poll(&mut self, c: usize) -> Result<Option<ConnEnd>, Error> {
+        let Some(mut sock) = self.conns[c].sock.take() else {
+            return Ok(None);
+        };
+        let mut step = Ok(Step::Frame);
+        for _ in 0..BURST {
             if let Some(reason) = self.limit_reached() {
-                return Ok(ConnEnd::Stop(reason));
+                step = Ok(Step::End(ConnEnd::Stop(reason)));
+                break;
             }
-            if sock.age() >= self.timing.rotate_after {
-                self.stats.rotations += 1;
+            step = self.read_one(c, sock.as_mut());
+            if !matches!(step, Ok(Step::Frame)) {
+                break;
+            }
+        }
+        match step {
+            Ok(Step::Frame | Step::Quiet) => {
+                self.conns[c].sock = Some(sock);
+                Ok(None)
+            }
+            Ok(Step::End(end)) => {
+                sock.close();
                 self.log.info(&format!(
-                    "rotating the connection after {} s (before the server's 24 h cut)",
-                    sock.age().as_secs()
+                    "connection ended; {}{}",
+                    self.stats.summary(),
+                    self.tag(c)
                 ));
-                return Ok(ConnEnd::Now);
+                Ok(Some(end))
             }
-            let text = match sock.read() {
-                Ok(WsRead::Text(t)) => t,
-                Ok(WsRead::Binary(n)) => {
-                    self.bad_frame(&format!("binary frame of {n} bytes"));
-                    continue;
-                }
-                Ok(WsRead::Control) | Ok(WsRead::Quiet) => continue,
-                Err(e) => {
-                    if matches!(e, WsError::Idle { .. }) {
-                        self.stats.idle_timeouts += 1;
-                    }
-                    self.log_ws_error("connection lost", &e);
-                    return Ok(ConnEnd::Failed);
-                }
-            };
-            if let Some(end) = self.on_text(&text)? {
-                return Ok(end);
+            Err(e) => {
+                sock.close();
+                Err(e)
             }
         }
     }
 
-    /// Handles one text frame; `Some` ends the connection.
-    fn on_text(&mut self, text: &str) -> Result<Option<ConnEnd>, Error> {
+    /// The rotation check, then one frame of connection `c`.
+    fn read_one(&mut self, c: usize, sock: &mut dyn Frames) -> Result<Step, Error> {
+        if sock.age() >= self.timing.rotate_after {
+            self.stats.rotations += 1;
+            self.log.info(&format!(
+                "rotating the connection after {} s (before the server's 24 h cut){}",
+                sock.age().as_secs(),
+                self.tag(c)
+            ));
+            return Ok(Step::End(ConnEnd::Now));
+        }
+        let text = match sock.read() {
+            Ok(WsRead::Text(t)) => t,
+            Ok(WsRead::Binary(n)) => {
+                self.bad_frame(&format!("binary frame of {n} bytes"));
+                return Ok(Step::Frame);
+            }
+            Ok(WsRead::Control) => return Ok(Step::Frame),
+            Ok(WsRead::Quiet) => return Ok(Step::Quiet),
+            Err(e) => {
+                if matches!(e, WsError::Idle { .. }) {
+                    self.stats.idle_timeouts += 1;
+                }
+                self.log_ws_error("connection lost", c, &e);
+                return Ok(Step::End(ConnEnd::Failed));
+            }
+        };
+        Ok(match self.on_text(c, &text)? {
+            Some(end) => Step::End(end),
+            None => Step::Frame,
+        })
+    }
+
+    /// Handles one text frame of connection `c`; `Some` ends the connection.
+    fn on_text(&mut self, c: usize, text: &str) -> Result<Option<ConnEnd>, Error> {
         let event = match wire::parse_ws_event(text) {
             Ok(ev) => ev,
             Err(e) => {
@@ -585,17 +773,28 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
                 interval,
                 ..
             } => {
-                let feed = self
+                // Only the symbols this connection carries.
+                let feed = self.conns[c]
                     .feeds
                     .iter()
-                    .position(|f| symbol.eq_ignore_ascii_case(f.symbol.as_str()));
+                    .copied()
+                    .find(|&i| symbol.eq_ignore_ascii_case(self.feeds[i].symbol.as_str()));
                 match feed {
                     Some(i) if interval == self.interval.as_str() => {
-                        return self.on_kline(i, kline, is_final)
+                        let before = self.stats.klines_ws;
+                        let end = self.on_kline(i, kline, is_final);
+                        if self.stats.klines_ws > before {
+                            // The connection delivers: its next failure starts a fresh backoff.
+                            self.conns[c].backoff.reset();
+                        }
+                        return end;
                     }
                     _ => {
-                        let streamed: Vec<&str> =
-                            self.feeds.iter().map(|f| f.symbol.as_str()).collect();
+                        let streamed: Vec<&str> = self.conns[c]
+                            .feeds
+                            .iter()
+                            .map(|&i| self.feeds[i].symbol.as_str())
+                            .collect();
                         self.bad_frame(&format!(
                             "kline for {symbol} {interval}, expected one of {} {}",
                             streamed.join(","),
@@ -607,8 +806,9 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             WsEvent::ServerShutdown { event_time } => {
                 self.stats.server_shutdowns += 1;
                 self.log.info(&format!(
-                    "serverShutdown (event time {}): reconnecting now",
-                    stamp(event_time)
+                    "serverShutdown (event time {}): reconnecting now{}",
+                    stamp(event_time),
+                    self.tag(c)
                 ));
                 return Ok(Some(ConnEnd::Now));
             }
@@ -628,6 +828,10 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         kline: Kline,
         is_final: bool,
     ) -> Result<Option<ConnEnd>, Error> {
+        if self.at_limit(i) {
+            // This symbol has all it was to take: nothing more, not even a gap fill.
+            return Ok(None);
+        }
         let iv = self.interval.ms();
         let last = self.feeds[i].store.last_open_time();
         if !is_final {
@@ -675,7 +879,6 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             }
         }
         self.stats.klines_ws += 1;
-        self.backoff.reset();
         self.deliver(i, vec![kline], false)
     }
 
@@ -717,6 +920,9 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
     /// (reconnect later). Every symbol's fill goes through the one REST client, so they share
     /// its request-weight budget.
     fn fill(&mut self, i: usize, before: Option<i64>) -> Result<Option<ConnEnd>, Error> {
+        if self.at_limit(i) {
+            return Ok(None);
+        }
         if self.feeds[i].tail_check_pending {
             if let Err(e) = self.retry_tail_check(i)? {
                 return Ok(Some(self.rest_failed(i, &e)));
@@ -801,20 +1007,24 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
         }
     }
 
-    fn log_ws_error(&mut self, what: &str, e: &WsError) {
+    /// Logs `what: e` about connection `c` (its tag last, so the line still reads as its
+    /// event, [`LogEvent::parse`]).
+    fn log_ws_error(&mut self, what: &str, c: usize, e: &WsError) {
+        let tag = self.tag(c);
         if e.is_tls() {
             self.log.warn(&format!(
                 "{what}: {e}; local clock is {} (a Raspberry Pi without an RTC may have booted \
-                 with a wrong clock: wait for NTP, or check `timedatectl`); retrying with backoff",
+                 with a wrong clock: wait for NTP, or check `timedatectl`); retrying with \
+                 backoff{tag}",
                 stamp(wall_clock_ms())
             ));
         } else if self.stats.failed_connects > 0 && self.stats.failed_connects.is_power_of_two() {
             self.log.warn(&format!(
-                "{what}: {e} ({} failed connects so far; retrying with backoff)",
+                "{what}: {e} ({} failed connects so far; retrying with backoff){tag}",
                 self.stats.failed_connects
             ));
         } else {
-            self.log.info(&format!("{what}: {e}"));
+            self.log.info(&format!("{what}: {e}{tag}"));
         }
     }
 }
@@ -953,6 +1163,7 @@ mod tests {
             limits,
             initial_rows: 100,
             seed: 7,
+            max_streams: crate::binance::ws::MAX_STREAMS,
         };
         let feed = Feed::new(0, Symbol::parse("AVAXUSDT").expect("symbol"), store);
         let thread = StreamThread::new(settings, rest, connect, vec![feed], tx, log);
@@ -1132,6 +1343,272 @@ mod tests {
             "{log}"
         );
         assert!(!log.contains("reconnecting in"), "{log}");
+    }
+
+    /// A final (or partial) event of kline `i` of `symbol`.
+    fn event_of(symbol: &str, i: i64, is_final: bool) -> Result<WsRead, WsError> {
+        let k = kline(i);
+        let symbol = Symbol::parse(symbol).expect("valid symbol");
+        Ok(WsRead::Text(crate::replay::market::kline_event(
+            &symbol,
+            Interval::ONE_MINUTE,
+            &k,
+            1,
+            k.close_time + 1,
+            is_final,
+        )))
+    }
+
+    /// A scripted connection that, once its script is read, stays quiet (1 ms per read, like a
+    /// short poll timeout) instead of ending.
+    struct QuietAfter {
+        frames: VecDeque<Result<WsRead, WsError>>,
+    }
+
+    impl Frames for QuietAfter {
+        fn read(&mut self) -> Result<WsRead, WsError> {
+            match self.frames.pop_front() {
+                Some(frame) => frame,
+                None => {
+                    thread::sleep(Duration::from_millis(1));
+                    Ok(WsRead::Quiet)
+                }
+            }
+        }
+        fn age(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn close(self: Box<Self>) {}
+    }
+
+    /// The scripts of one connection's successive connects.
+    type Scripts = VecDeque<Vec<Result<WsRead, WsError>>>;
+
+    /// Each symbol's handed-on klines as (number, came over REST).
+    type Handed = Vec<Vec<(i64, bool)>>;
+
+    /// Scripted connections by the first symbol they carry; records every connect's symbols.
+    struct ShareConnect {
+        scripts: Vec<(&'static str, Scripts)>,
+        asked: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl Connect for ShareConnect {
+        fn connect(&mut self, symbols: &[Symbol]) -> Result<Box<dyn Frames>, WsError> {
+            let names: Vec<String> = symbols.iter().map(|s| s.as_str().to_string()).collect();
+            if let Ok(mut asked) = self.asked.lock() {
+                asked.push(names.clone());
+            }
+            let script = self
+                .scripts
+                .iter_mut()
+                .find(|(first, _)| names.first().is_some_and(|n| n == first))
+                .and_then(|(_, queue)| queue.pop_front());
+            match script {
+                Some(frames) => Ok(Box::new(QuietAfter {
+                    frames: frames.into(),
+                })),
+                None => Err(WsError::Handshake("no more scripted connections".into())),
+            }
+        }
+        fn describe(&self, symbols: &[Symbol]) -> String {
+            let names: Vec<&str> = symbols.iter().map(|s| s.as_str()).collect();
+            format!("fake/{}", names.join("/"))
+        }
+    }
+
+    const THREE: [&str; 3] = ["AVAXUSDT", "ETHUSDT", "BNBUSDT"];
+
+    /// Runs a stream thread of the three symbols (stores holding klines 0..5, REST's clock at
+    /// kline 6 closed) at most `max_streams` per connection over `connect`, with `budget`
+    /// connection attempts; returns how it stopped, its stats, each symbol's handed-on
+    /// (number, came over REST) and the log.
+    fn run_three(
+        dir: &TempDir,
+        connect: ShareConnect,
+        budget: AttemptBudget,
+        limits: Limits,
+    ) -> (StopReason, StreamStats, Handed, String) {
+        let mut feeds = Vec::new();
+        for (id, name) in THREE.iter().enumerate() {
+            let (mut store, _) =
+                KlineStore::open(&dir.join(&format!("{name}_1m.csv"))).expect("store");
+            store
+                .append(&(0..5).map(kline).collect::<Vec<_>>())
+                .expect("seed");
+            feeds.push(Feed::new(id, Symbol::parse(name).expect("symbol"), store));
+        }
+        let rest = FakeRest {
+            now: [closed(6)].into_iter().collect(),
+        };
+        let (tx, rx) = mpsc::channel();
+        let log = crate::log::Logger::open(&dir.join("stream.log"), "test")
+            .expect("log")
+            .mirror_stderr(false);
+        let settings = StreamSettings {
+            interval: Interval::ONE_MINUTE,
+            timing: Timing {
+                backoff_base: Duration::from_millis(1),
+                backoff_max: Duration::from_millis(2),
+                ..Timing::default()
+            },
+            limits,
+            initial_rows: 100,
+            seed: 7,
+            max_streams: 2,
+        };
+        let mut thread = StreamThread::new(settings, rest, connect, feeds, tx, log);
+        thread.budget = budget;
+        let (reason, stats) = thread.run().expect("run");
+        let mut got = vec![Vec::new(); THREE.len()];
+        for m in rx.try_iter() {
+            got[m.symbol].push((m.kline.open_time / MIN, m.from_rest));
+        }
+        let log = std::fs::read_to_string(dir.join("stream.log")).expect("stream.log");
+        (reason, stats, got, log)
+    }
+
+    /// Backs README claim [C26]: past the per-connection limit, `ceil(n/limit)` connections,
+    /// one reconnecting alone, every kline once per symbol.
+    /// Three symbols at most two per connection: two connections, [AVAXUSDT, ETHUSDT] and
+    /// [BNBUSDT], polled in turn by the one thread. The first one is dropped and reconnects
+    /// alone (its own backoff; the second is never reconnected), and every symbol's klines
+    /// come exactly once, in order, whichever connection or REST brought them.
+    #[test]
+    fn past_the_limit_the_symbols_go_over_two_connections_and_one_reconnects_alone() {
+        let dir = temp("two-conns");
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connect = ShareConnect {
+            scripts: vec![
+                (
+                    "AVAXUSDT",
+                    VecDeque::from(vec![
+                        vec![
+                            event_of("AVAXUSDT", 7, true),
+                            event_of("ETHUSDT", 7, true),
+                            // Not this connection's symbol: a bad frame, not applied.
+                            event_of("BNBUSDT", 8, true),
+                            Err(WsError::Closed("dropped".into())),
+                        ],
+                        vec![
+                            event_of("AVAXUSDT", 7, true), // a duplicate
+                            event_of("AVAXUSDT", 8, true),
+                            event_of("ETHUSDT", 8, true),
+                            event_of("AVAXUSDT", 9, true),
+                            event_of("ETHUSDT", 9, true),
+                        ],
+                    ]),
+                ),
+                (
+                    "BNBUSDT",
+                    VecDeque::from(vec![vec![
+                        event_of("BNBUSDT", 7, true),
+                        Ok(WsRead::Quiet),
+                        event_of("BNBUSDT", 8, true),
+                        event_of("BNBUSDT", 9, true),
+                    ]]),
+                ),
+            ],
+            asked: std::sync::Arc::clone(&asked),
+        };
+        let limits = Limits {
+            deadline: Some(Instant::now() + Duration::from_secs(20)),
+            max_klines: Some(5),
+        };
+        let (reason, stats, got, log) = run_three(&dir, connect, AttemptBudget::binance(), limits);
+        assert_eq!(reason, StopReason::KlineLimit, "{log}");
+        let each: Vec<(i64, bool)> = (5..10).map(|i| (i, i < 7)).collect();
+        assert_eq!(got, vec![each.clone(), each.clone(), each], "{log}");
+        let asked = asked.lock().expect("asked").clone();
+        assert_eq!(
+            asked,
+            vec![
+                vec!["AVAXUSDT".to_string(), "ETHUSDT".to_string()],
+                vec!["BNBUSDT".to_string()],
+                vec!["AVAXUSDT".to_string(), "ETHUSDT".to_string()],
+            ]
+        );
+        assert_eq!(
+            stats,
+            StreamStats {
+                connects: 3,
+                failed_connects: 0,
+                klines_ws: 9,
+                klines_rest: 6,
+                gap_fills: 3,
+                duplicates: 1,
+                bad_frames: 1,
+                idle_timeouts: 0,
+                server_shutdowns: 0,
+                rotations: 0,
+            },
+            "{log}"
+        );
+        for name in THREE {
+            let stored =
+                crate::store::load_klines(&dir.join(&format!("{name}_1m.csv"))).expect("load");
+            assert_eq!(stored, (0..10).map(kline).collect::<Vec<_>>(), "{name}");
+        }
+        assert!(
+            log.contains("ws fake/AVAXUSDT/ETHUSDT (2 streams on connection 1 of 2, at most 2 per connection)"),
+            "{log}"
+        );
+        assert!(
+            log.contains(
+                "ws fake/BNBUSDT (1 streams on connection 2 of 2, at most 2 per connection)"
+            ),
+            "{log}"
+        );
+        assert!(
+            log.contains("connection lost: server closed the connection: dropped [ws 1/2]"),
+            "{log}"
+        );
+        assert!(
+            log.contains("connected (3 connects so far) [ws 1/2]"),
+            "{log}"
+        );
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("lost") && l.contains("[ws 2/2]")),
+            "{log}"
+        );
+        assert!(
+            log.contains("kline for BNBUSDT 1m, expected one of AVAXUSDT,ETHUSDT 1m"),
+            "{log}"
+        );
+    }
+
+    /// Backs README claim [C26]: the connections share one connection-attempt budget.
+    /// The connection-attempt budget is shared: with room for two attempts, the two
+    /// connections take it, and the first one's reconnect after a drop waits (logged) instead of
+    /// connecting; the run ends at its deadline with two connects.
+    #[test]
+    fn connections_share_one_attempt_budget() {
+        let dir = temp("budget");
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connect = ShareConnect {
+            scripts: vec![
+                (
+                    "AVAXUSDT",
+                    VecDeque::from(vec![vec![Err(WsError::Closed("dropped".into()))], vec![]]),
+                ),
+                ("BNBUSDT", VecDeque::from(vec![vec![]])),
+            ],
+            asked: std::sync::Arc::clone(&asked),
+        };
+        let limits = Limits {
+            deadline: Some(Instant::now() + Duration::from_millis(400)),
+            max_klines: None,
+        };
+        let budget = AttemptBudget::new(2, Duration::from_secs(3600));
+        let (reason, stats, _, log) = run_three(&dir, connect, budget, limits);
+        assert_eq!(reason, StopReason::Deadline, "{log}");
+        assert_eq!(asked.lock().expect("asked").len(), 2, "{log}");
+        assert_eq!((stats.connects, stats.failed_connects), (2, 0), "{log}");
+        assert!(
+            log.contains("2 connection attempts in 3600 s, Binance's limit per IP: the next in"),
+            "{log}"
+        );
     }
 
     #[test]

@@ -429,8 +429,9 @@ pub fn shutdown_event(event_ms: i64) -> String {
     format!("{{\"e\":\"serverShutdown\",\"E\":{event_ms}}}")
 }
 
-/// At most this many streams on one WebSocket connection (protocol doc §3.6).
-pub(crate) const MAX_STREAMS: usize = 1024;
+/// At most this many streams on one WebSocket connection (protocol doc §3.6); a server may be
+/// set to accept fewer (`KLINECAST_WS_MAX_STREAMS`, [`super::ReplayServer::set_max_streams`]).
+pub(crate) const MAX_STREAMS: usize = crate::binance::ws::MAX_STREAMS;
 /// At most this many incoming messages per second on one connection (§3.6); one more closes it.
 pub(crate) const MAX_MESSAGES_PER_SECOND: usize = 5;
 
@@ -455,12 +456,13 @@ pub(crate) struct Subscriptions {
 /// Reads a WebSocket request target against the served stream names: `/ws/<stream>` (raw),
 /// `/ws` (raw, subscribe later), `/stream?streams=<s1>/<s2>/…` (combined; `/stream` alone has
 /// none yet). Percent-encoded targets are accepted, as Binance does since 2025-12-02. A path or
-/// stream this server does not serve, or more than [`MAX_STREAMS`] streams, is refused with
-/// the close reason to send.
+/// stream this server does not serve, or more than `max` streams (at most [`MAX_STREAMS`]),
+/// is refused with the close reason to send.
 pub(crate) fn parse_ws_target(
     path: &str,
     query: &str,
     served: &[String],
+    max: usize,
 ) -> Result<Subscriptions, String> {
     let serves = served.join(", ");
     let unknown = |what: &str| format!("unknown stream {what:?}: this server streams {serves}");
@@ -501,9 +503,9 @@ pub(crate) fn parse_ws_target(
             }
         }
     }
-    if streams.len() > MAX_STREAMS {
+    if streams.len() > max {
         return Err(format!(
-            "too many streams: {} asked, at most {MAX_STREAMS} per connection",
+            "too many streams: {} asked, at most {max} per connection",
             streams.len()
         ));
     }
@@ -675,9 +677,9 @@ impl Subscriptions {
     /// Applies a control message to this connection's subscriptions and returns the answer.
     /// A SUBSCRIBE naming a stream this server does not serve is refused as a whole with
     /// `{"code":2,"msg":"Invalid request: invalid stream"}`, one that would pass
-    /// [`MAX_STREAMS`] with code 2 too; subscribing twice or unsubscribing a stream that is
-    /// not subscribed is not an error (nothing changes).
-    pub(crate) fn apply(&mut self, text: &str, served: &[String]) -> Applied {
+    /// `max` streams (at most [`MAX_STREAMS`]) with code 2 too; subscribing twice or
+    /// unsubscribing a stream that is not subscribed is not an error (nothing changes).
+    pub(crate) fn apply(&mut self, text: &str, served: &[String], max: usize) -> Applied {
         let (id, request) = match parse_control(text) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -707,10 +709,10 @@ impl Subscriptions {
                         added.push(i);
                     }
                 }
-                if self.streams.len() + added.len() > MAX_STREAMS {
-                    return refuse(
-                        "Invalid request: too many streams (at most 1024 per connection)",
-                    );
+                if self.streams.len() + added.len() > max {
+                    return refuse(&format!(
+                        "Invalid request: too many streams (at most {max} per connection)"
+                    ));
                 }
                 self.streams.extend_from_slice(&added);
                 ok(added, Vec::new())
@@ -1044,20 +1046,27 @@ mod tests {
         let served = names(3);
         let subs = |streams: Vec<usize>, combined| Ok(Subscriptions { streams, combined });
         assert_eq!(
-            parse_ws_target("/ws/s1usdt@kline_1m", "", &served),
+            parse_ws_target("/ws/s1usdt@kline_1m", "", &served, MAX_STREAMS),
             subs(vec![1], false)
         );
         assert_eq!(
-            parse_ws_target("/ws/s1usdt%40kline_1m", "", &served),
+            parse_ws_target("/ws/s1usdt%40kline_1m", "", &served, MAX_STREAMS),
             subs(vec![1], false)
         );
-        assert_eq!(parse_ws_target("/ws", "", &served), subs(vec![], false));
-        assert_eq!(parse_ws_target("/stream", "", &served), subs(vec![], true));
+        assert_eq!(
+            parse_ws_target("/ws", "", &served, MAX_STREAMS),
+            subs(vec![], false)
+        );
+        assert_eq!(
+            parse_ws_target("/stream", "", &served, MAX_STREAMS),
+            subs(vec![], true)
+        );
         assert_eq!(
             parse_ws_target(
                 "/stream",
                 "streams=s2usdt@kline_1m/s0usdt@kline_1m/s2usdt@kline_1m&timeUnit=MILLISECOND",
-                &served
+                &served,
+                MAX_STREAMS
             ),
             subs(vec![2, 0], true)
         );
@@ -1065,12 +1074,14 @@ mod tests {
             parse_ws_target(
                 "/stream",
                 "streams=s2usdt%40kline_1m%2Fs1usdt%40kline_1m",
-                &served
+                &served,
+                MAX_STREAMS
             ),
             subs(vec![2, 1], true)
         );
-        let refused =
-            |path: &str, query: &str| parse_ws_target(path, query, &served).expect_err("refused");
+        let refused = |path: &str, query: &str| {
+            parse_ws_target(path, query, &served, MAX_STREAMS).expect_err("refused")
+        };
         assert_eq!(
             refused("/ws/btcusdt@kline_1m", ""),
             "unknown stream \"/ws/btcusdt@kline_1m\": this server streams s0usdt@kline_1m, \
@@ -1084,12 +1095,33 @@ mod tests {
         let many = names(MAX_STREAMS + 1);
         let all = many.join("/");
         assert_eq!(
-            parse_ws_target("/stream", &format!("streams={all}"), &many),
+            parse_ws_target("/stream", &format!("streams={all}"), &many, MAX_STREAMS),
             Err("too many streams: 1025 asked, at most 1024 per connection".to_string())
         );
         let most = many[..MAX_STREAMS].join("/");
-        let ok = parse_ws_target("/stream", &format!("streams={most}"), &many).expect("1024");
+        let ok = parse_ws_target("/stream", &format!("streams={most}"), &many, MAX_STREAMS)
+            .expect("1024");
         assert_eq!(ok.streams.len(), MAX_STREAMS);
+        // A server set to fewer (KLINECAST_WS_MAX_STREAMS=2) refuses a third, in the URL and
+        // in a SUBSCRIBE.
+        let three = format!("streams={}", served.join("/"));
+        assert_eq!(
+            parse_ws_target("/stream", &three, &served, 2),
+            Err("too many streams: 3 asked, at most 2 per connection".to_string())
+        );
+        let two = format!("streams={}", served[..2].join("/"));
+        let mut subs = parse_ws_target("/stream", &two, &served, 2).expect("two");
+        assert_eq!(subs.streams, vec![0, 1]);
+        let a = subs.apply(
+            r#"{"method":"SUBSCRIBE","params":["s2usdt@kline_1m"],"id":7}"#,
+            &served,
+            2,
+        );
+        assert_eq!(
+            a.reply,
+            r#"{"error":{"code":2,"msg":"Invalid request: too many streams (at most 2 per connection)"},"id":7}"#
+        );
+        assert_eq!(subs.streams, vec![0, 1]);
     }
 
     #[test]
@@ -1176,6 +1208,7 @@ mod tests {
         let a = subs.apply(
             r#"{"method":"SUBSCRIBE","params":["s2usdt@kline_1m","s1usdt@kline_1m","s2usdt@kline_1m"],"id":1}"#,
             &served,
+            MAX_STREAMS,
         );
         assert_eq!(
             a,
@@ -1188,6 +1221,7 @@ mod tests {
         let a = subs.apply(
             r#"{"method":"SUBSCRIBE","params":["s0usdt@kline_1m","x@kline_1m"],"id":2}"#,
             &served,
+            MAX_STREAMS,
         );
         assert_eq!(
             a.reply,
@@ -1199,7 +1233,11 @@ mod tests {
             vec![1, 2],
             "a refused SUBSCRIBE changes nothing"
         );
-        let a = subs.apply(r#"{"method":"LIST_SUBSCRIPTIONS","id":"q"}"#, &served);
+        let a = subs.apply(
+            r#"{"method":"LIST_SUBSCRIPTIONS","id":"q"}"#,
+            &served,
+            MAX_STREAMS,
+        );
         assert_eq!(
             a.reply,
             r#"{"result":["s1usdt@kline_1m","s2usdt@kline_1m"],"id":"q"}"#
@@ -1207,6 +1245,7 @@ mod tests {
         let a = subs.apply(
             r#"{"method":"UNSUBSCRIBE","params":["s1usdt@kline_1m","s0usdt@kline_1m"],"id":3}"#,
             &served,
+            MAX_STREAMS,
         );
         assert_eq!(
             (a.reply.as_str(), a.removed),
@@ -1216,11 +1255,13 @@ mod tests {
         let a = subs.apply(
             r#"{"method":"GET_PROPERTY","params":["combined"],"id":4}"#,
             &served,
+            MAX_STREAMS,
         );
         assert_eq!(a.reply, r#"{"result":false,"id":4}"#);
         subs.apply(
             r#"{"method":"SET_PROPERTY","params":["combined",true],"id":5}"#,
             &served,
+            MAX_STREAMS,
         );
         assert!(subs.combined);
         // At most 1024 streams on a connection.
@@ -1235,13 +1276,17 @@ mod tests {
                 serde_json::json!(names)
             )
         };
-        let a = subs.apply(&ask(&many[MAX_STREAMS - 1..]), &many);
+        let a = subs.apply(&ask(&many[MAX_STREAMS - 1..]), &many, MAX_STREAMS);
         assert!(
             a.reply.contains("\"code\":2") && a.added.is_empty(),
             "{}",
             a.reply
         );
-        let a = subs.apply(&ask(&many[MAX_STREAMS - 1..MAX_STREAMS]), &many);
+        let a = subs.apply(
+            &ask(&many[MAX_STREAMS - 1..MAX_STREAMS]),
+            &many,
+            MAX_STREAMS,
+        );
         assert_eq!(
             (a.reply.as_str(), a.added),
             (r#"{"result":null,"id":9}"#, vec![MAX_STREAMS - 1])

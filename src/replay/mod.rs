@@ -32,8 +32,11 @@
 //! `/stream?streams=<s1>/<s2>/…` whose events are wrapped as `{"stream":..,"data":..}`; a path
 //! or stream not served gets a close frame with code 1008. Live SUBSCRIBE, UNSUBSCRIBE,
 //! LIST_SUBSCRIPTIONS, SET_PROPERTY/GET_PROPERTY (`combined`) as on Binance (see
-//! [`market::Subscriptions::apply`]); at most 1024 streams and 5 incoming messages a second
-//! per connection (pongs answering our pings excepted), the sixth closes it with 1008. Each
+//! [`market::Subscriptions::apply`]); at most 1024 streams (fewer with
+//! [`ReplayServer::set_max_streams`], or `KLINECAST_WS_MAX_STREAMS` for the command: a URL
+//! asking more is closed with 1008, a SUBSCRIBE past it refused with code 2) and 5 incoming
+//! messages a second per connection (pongs answering our pings excepted), the sixth closes it
+//! with 1008. Each
 //! stream starts with the candle current when it was subscribed (nothing from the past is
 //! replayed); finals go out oldest first across a connection's streams. Partial events (`"x":false`) are sent about every 2 virtual seconds; above
 //! speed 10 at most 3 per candle, spaced by a third of the interval. A final event (`"x":true`,
@@ -91,7 +94,7 @@ pub use faults::Faults;
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -173,6 +176,15 @@ pub(crate) struct Shared {
     requests: AtomicU64,
     /// WebSocket sessions begun (upgraded and subscribed).
     ws_sessions: AtomicU64,
+    /// WebSocket sessions open now.
+    ws_open: AtomicU64,
+    /// The most WebSocket sessions open at once since the start.
+    ws_open_peak: AtomicU64,
+    /// Most streams one connection may ask for (1 to [`market::MAX_STREAMS`]).
+    max_streams: AtomicUsize,
+    /// The last [`ReplayServer::drop_connections_of`]: how many there were, and the series
+    /// whose connections it dropped.
+    kick: Mutex<(u64, Vec<usize>)>,
     weight: Mutex<market::WeightWindow>,
     stop: AtomicBool,
     conns: Mutex<HashMap<u64, TcpStream>>,
@@ -269,6 +281,10 @@ impl Shared {
             }),
             requests: AtomicU64::new(0),
             ws_sessions: AtomicU64::new(0),
+            ws_open: AtomicU64::new(0),
+            ws_open_peak: AtomicU64::new(0),
+            max_streams: AtomicUsize::new(market::MAX_STREAMS),
+            kick: Mutex::new((0, Vec::new())),
             weight: Mutex::new(market::WeightWindow::default()),
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
@@ -277,6 +293,27 @@ impl Shared {
 
     fn faults(&self) -> Faults {
         lock(&self.faults).faults.clone()
+    }
+
+    fn max_streams(&self) -> usize {
+        self.max_streams.load(Ordering::SeqCst)
+    }
+
+    /// How many drops were asked so far (a session started now is not affected by them).
+    fn kicks(&self) -> u64 {
+        lock(&self.kick).0
+    }
+
+    /// True when a drop asked after the `seen`th concerns one of `series`; `seen` moves on.
+    fn kicked(&self, seen: &mut u64, mut series: impl Iterator<Item = usize>) -> bool {
+        let kick = lock(&self.kick);
+        if kick.0 == *seen {
+            return false;
+        }
+        *seen = kick.0;
+        let hit = kick.1.clone();
+        drop(kick);
+        series.any(|i| hit.contains(&i))
     }
 
     fn stopping(&self) -> bool {
@@ -390,6 +427,47 @@ impl ReplayServer {
     /// WebSocket sessions begun since the start (upgraded, with a valid stream list).
     pub fn ws_sessions(&self) -> u64 {
         self.shared.ws_sessions.load(Ordering::SeqCst)
+    }
+
+    /// WebSocket sessions open now (upgraded with a valid stream list, not yet ended).
+    pub fn ws_open(&self) -> u64 {
+        self.shared.ws_open.load(Ordering::SeqCst)
+    }
+
+    /// The most WebSocket sessions that were open at once since the start.
+    pub fn ws_open_peak(&self) -> u64 {
+        self.shared.ws_open_peak.load(Ordering::SeqCst)
+    }
+
+    /// Accept at most `max` streams on one connection from now on (Binance: 1024; `max` is
+    /// clamped to 1..=1024). A connection asking more in its URL is closed with 1008 and the
+    /// reason, a SUBSCRIBE past it is refused with code 2, as Binance does past 1024.
+    pub fn set_max_streams(&self, max: usize) {
+        self.shared
+            .max_streams
+            .store(max.clamp(1, market::MAX_STREAMS), Ordering::SeqCst);
+    }
+
+    /// Drops (TCP shutdown, no close frame, as `drop-every` does) every WebSocket connection
+    /// open now that carries a stream of `symbol`, once: connections opened afterwards are
+    /// served as usual. Returns false when `symbol` is not served. For tests of one
+    /// connection among several failing alone.
+    pub fn drop_connections_of(&self, symbol: &Symbol) -> bool {
+        let series: Vec<usize> = self
+            .shared
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| s == symbol)
+            .map(|(i, _)| i)
+            .collect();
+        if series.is_empty() {
+            return false;
+        }
+        let mut kick = lock(&self.shared.kick);
+        kick.0 += 1;
+        kick.1 = series;
+        true
     }
 
     /// The current virtual time in ms.

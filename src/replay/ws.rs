@@ -182,6 +182,9 @@ struct Session {
     /// Incoming messages counted against Binance's per-connection limit.
     rate: market::MessageRate,
     started: Instant,
+    /// The drops asked of the server ([`super::ReplayServer::drop_connections_of`]) this
+    /// session has looked at.
+    kicks_seen: u64,
 }
 
 impl Session {
@@ -219,7 +222,7 @@ impl Session {
 
     /// Applies a control message and starts or stops the playbacks it changed.
     fn control(&mut self, shared: &Shared, ws: &mut Ws, text: &str) -> Result<(), End> {
-        let applied = self.subs.apply(text, &shared.streams);
+        let applied = self.subs.apply(text, &shared.streams, shared.max_streams());
         let now = shared.clock.now_ms();
         self.plays.retain(|p| !applied.removed.contains(&p.series));
         for series in applied.added {
@@ -256,7 +259,7 @@ pub(super) fn serve(shared: &Arc<Shared>, stream: Prefixed) {
         Ok(ws) => ws,
         Err(_) => return,
     };
-    let subs = match market::parse_ws_target(&path, &query, &shared.streams) {
+    let subs = match market::parse_ws_target(&path, &query, &shared.streams, shared.max_streams()) {
         Ok(subs) => subs,
         Err(reason) => {
             close_with(&mut ws, CloseCode::Policy, &reason);
@@ -264,6 +267,7 @@ pub(super) fn serve(shared: &Arc<Shared>, stream: Prefixed) {
         }
     };
     shared.ws_sessions.fetch_add(1, Ordering::SeqCst);
+    let _open = OpenSession::new(shared);
     let now = shared.clock.now_ms();
     let plays = subs
         .streams
@@ -282,9 +286,27 @@ pub(super) fn serve(shared: &Arc<Shared>, stream: Prefixed) {
         unanswered: None,
         rate: market::MessageRate::default(),
         started: Instant::now(),
+        kicks_seen: shared.kicks(),
     };
     if run_session(shared, &mut ws, &mut session).is_err() {
         drop_tcp(&mut ws);
+    }
+}
+
+/// Counts a session as open from its creation until it is dropped (however the session ends).
+struct OpenSession<'a>(&'a Shared);
+
+impl<'a> OpenSession<'a> {
+    fn new(shared: &'a Shared) -> OpenSession<'a> {
+        let now = shared.ws_open.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.ws_open_peak.fetch_max(now, Ordering::SeqCst);
+        OpenSession(shared)
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        self.0.ws_open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -347,7 +369,7 @@ fn send_final(
 /// pings, then waits for the next due event while reading what the client sends.
 fn run_session(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<(), End> {
     loop {
-        if shared.stopping() {
+        if shared.stopping() || shared.kicked(&mut s.kicks_seen, s.plays.iter().map(|p| p.series)) {
             drop_tcp(ws);
             return Ok(());
         }
