@@ -441,3 +441,65 @@ fn a_late_or_missing_neighbour_kline_goes_ahead_at_the_bound_marked() {
     assert!(stored.len() > gap, "{}", stored.len());
     let _ = srv;
 }
+
+/// Backs README claim [C27]: after a (re)connect the correlated symbols that are not forecast
+/// are filled over REST before the forecast symbols, so a slow fill (every klines answer 3.5 s
+/// late, longer than the bound) does not make the filled minutes' forecasts stale: ten klines
+/// of each symbol filled after a downtime, ten forecasts, none marked `corr_late`.
+#[test]
+fn neighbours_are_filled_first_so_a_slow_fill_marks_nothing() {
+    let dir = TempDir::new("corr-fill");
+    let history = 650;
+    let sample = common::sample_klines(5000 + history + 200);
+    let own: Vec<Kline> = sample[..history + 200].to_vec();
+    let eth: Vec<Kline> = (0..history + 200)
+        .map(|i| Kline {
+            open_time: sample[i].open_time,
+            close_time: sample[i].close_time,
+            ..sample[5000 + i].clone()
+        })
+        .collect();
+    let root = dir.join("run");
+    seed(&root, "AVAXUSDT", &own[..history]);
+    let eth_store = seed(&root, "ETHUSDT", &eth[..history]);
+    train_symbols(&root, "ETHUSDT");
+    // Ten minutes down: rows 650..=659 have closed, the clock (real time) barely moves.
+    let srv = common::replay_server_of(
+        &[("AVAXUSDT", own.clone()), ("ETHUSDT", eth.clone())],
+        history + 10,
+        1.0,
+        "slow-ms=3500",
+    );
+    let out = common::stream_command("AVAXUSDT", &srv.rest_url(), &srv.ws_url(), &root)
+        .args(["--corr", "ETHUSDT", "--max-runtime", "120s"])
+        .env("KLINECAST_MAX_KLINES", "10")
+        .output()
+        .expect("run stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+    assert!(!stdout.contains("forecasts went ahead without"), "{stdout}");
+    let log_dir = root.join("log").join("AVAXUSDT_1m");
+    let log = fs::read_to_string(log_dir.join("ensemble.log")).expect("ensemble.log");
+    assert!(!log.contains("forecast made without"), "{log}");
+    let stream_log = fs::read_to_string(root.join("log").join("stream.log")).expect("stream.log");
+    // Both gaps were filled over REST, the neighbour's first.
+    let filled = |sym: &str| {
+        stream_log
+            .find(&format!("{sym} 1m: 10 klines over rest"))
+            .unwrap_or_else(|| panic!("{sym} not filled: {stream_log}"))
+    };
+    assert!(filled("ETHUSDT") < filled("AVAXUSDT"), "{stream_log}");
+    let preds = root
+        .join("data")
+        .join("AVAXUSDT_1m")
+        .join("predictions.csv");
+    let rows = common::check_predictions(&preds, 1);
+    let made: Vec<i64> = rows.iter().map(|r| r.made_after_open_time).collect();
+    for row in own.iter().take(history + 10).skip(history) {
+        assert!(made.contains(&row.open_time), "{made:?}");
+    }
+    let stored = store::load_klines(&eth_store).expect("ETHUSDT's store");
+    assert_eq!(stored[..], eth[..history + 10]);
+}

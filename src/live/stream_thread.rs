@@ -219,6 +219,10 @@ pub(crate) struct Feed {
     /// The start-up check of the newest stored klines could not reach REST: it runs before the
     /// next gap fill, until one succeeds.
     tail_check_pending: bool,
+    /// A correlated symbol that is not forecast (`stream --corr`): filled before the forecast
+    /// symbols after a (re)connect, so that their filled klines find their neighbours' klines
+    /// already there and do not wait out the bound (`corr_gate`).
+    pub(crate) neighbour_only: bool,
 }
 
 impl Feed {
@@ -230,6 +234,7 @@ impl Feed {
             sent: 0,
             checked_partial: None,
             tail_check_pending: false,
+            neighbour_only: false,
         }
     }
 
@@ -238,6 +243,15 @@ impl Feed {
             .last_open_time()
             .map_or("none".to_string(), stamp)
     }
+}
+
+/// The order in which the feeds are filled after a (re)connect: the correlated symbols that
+/// are not forecast first, then the forecast symbols, each group in the stream's order.
+fn fill_order(feeds: &[Feed]) -> Vec<usize> {
+    let (mut first, rest): (Vec<usize>, Vec<usize>) =
+        (0..feeds.len()).partition(|&i| feeds[i].neighbour_only);
+    first.extend(rest);
+    first
 }
 
 /// The streaming thread's state. Owns the stores; sends to the ensembler.
@@ -509,7 +523,8 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             .to_string(),
         );
         // Connect first, then fill: events sent during the fills wait in the socket buffer.
-        for i in 0..self.feeds.len() {
+        // The correlated symbols that are not forecast first (see `Feed::neighbour_only`).
+        for i in fill_order(&self.feeds) {
             match self.fill(i, None)? {
                 None => {}
                 // REST failed: keep reading; contiguous finals still apply, and the next final
