@@ -2,7 +2,8 @@
 //! per symbol ([`Feed`]). All symbols share the connection (one symbol: a raw stream; several: a
 //! combined stream, see [`crate::binance::ws::streams_url`]) and the REST client's
 //! request-weight budget. After every (re)connect it fills each symbol's gap since its last
-//! stored kline over REST, then applies closed (`x: true`) kline events from the socket, each
+//! stored kline over REST (the correlated symbols that are not forecast first, see
+//! [`Feed::neighbour_only`]), then applies closed (`x: true`) kline events from the socket, each
 //! exactly once per symbol, in open-time order: duplicates are counted and
 //! dropped, a final that skips ahead triggers a REST gap fill first, malformed frames are counted
 //! and logged, never fatal. Each new closed kline is appended to the store and then sent to the
