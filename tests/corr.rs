@@ -321,6 +321,9 @@ fn a_late_or_missing_neighbour_kline_goes_ahead_at_the_bound_marked() {
         speed,
         &format!("hold-final=ETHUSDT:{late}:4000,hold-final=ETHUSDT:{within}:1000"),
     );
+    // The clock waits for the stream's connection, so a slow start (qemu, load) still meets
+    // the held klines on the socket.
+    srv.pause_clock();
     let child = common::stream_command("AVAXUSDT", &srv.rest_url(), &srv.ws_url(), &root)
         .args(["--corr", "ETHUSDT", "--max-runtime", "120s"])
         .env("KLINECAST_MAX_KLINES", "5")
@@ -329,6 +332,7 @@ fn a_late_or_missing_neighbour_kline_goes_ahead_at_the_bound_marked() {
         .spawn()
         .expect("start stream");
     let mut child = common::KillOnDrop(child);
+    common::resume_when_connected(&srv, &mut child.0, 0, Duration::from_secs(120));
     // When each forecast row first shows in predictions.csv: real seconds after its kline
     // closed (the server's virtual clock, divided by the speed).
     let preds = root
