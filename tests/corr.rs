@@ -282,3 +282,228 @@ fn stream_corr_forecasts_with_the_neighbours_on_one_connection() {
     // The +corr members are in the pool and scored (the stream's scoreboard names them).
     assert!(stdout.contains("trained+corr/linear"), "{stdout}");
 }
+
+/// Backs README claim [C27]: through the replay server, ETHUSDT's kline of minute 651 comes 4 s
+/// late (`hold-final`, past the 3 s bound), its 652 comes 1 s late (within the bound) and its
+/// 653 never comes (a gap in the neighbour's feed, on REST too). AVAXUSDT's forecasts of 651
+/// and 653 are written at the bound, before the neighbour's kline was on the wire (so they
+/// cannot have read it: no leak), and marked `corr_late`; the one of 652 waits for its
+/// neighbour and is not marked; exactly those two are marked, and the run ends at its kline
+/// limit with status 0, ETHUSDT's store holding what was served (the late kline too, the gap
+/// kept).
+#[test]
+fn a_late_or_missing_neighbour_kline_goes_ahead_at_the_bound_marked() {
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("corr-late");
+    let history = 650;
+    let sample = common::sample_klines(5000 + history + 200);
+    let own: Vec<Kline> = sample[..history + 200].to_vec();
+    let eth: Vec<Kline> = (0..history + 200)
+        .map(|i| Kline {
+            open_time: sample[i].open_time,
+            close_time: sample[i].close_time,
+            ..sample[5000 + i].clone()
+        })
+        .collect();
+    let root = dir.join("run");
+    seed(&root, "AVAXUSDT", &own[..history]);
+    let eth_store = seed(&root, "ETHUSDT", &eth[..history]);
+    train_symbols(&root, "ETHUSDT");
+    // ETHUSDT lacks minute 653 (a gap Binance has too: REST does not serve it either).
+    let (late, within, gap) = (history + 1, history + 2, history + 3);
+    let mut served_eth = eth.clone();
+    served_eth.remove(gap);
+    // 12 virtual ms per real ms: a minute lasts 5 real seconds, longer than any hold.
+    let speed = 12.0;
+    let srv = common::replay_server_of(
+        &[("AVAXUSDT", own.clone()), ("ETHUSDT", served_eth.clone())],
+        history,
+        speed,
+        &format!("hold-final=ETHUSDT:{late}:4000,hold-final=ETHUSDT:{within}:1000"),
+    );
+    // The clock waits for the stream's connection, so a slow start (qemu, load) still meets
+    // the held klines on the socket.
+    srv.pause_clock();
+    let child = common::stream_command("AVAXUSDT", &srv.rest_url(), &srv.ws_url(), &root)
+        .args(["--corr", "ETHUSDT", "--max-runtime", "120s"])
+        .env("KLINECAST_MAX_KLINES", "5")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start stream");
+    let mut child = common::KillOnDrop(child);
+    common::resume_when_connected(&srv, &mut child.0, 0, Duration::from_secs(120));
+    // When each forecast row first shows in predictions.csv: real seconds after its kline
+    // closed (the server's virtual clock, divided by the speed).
+    let preds = root
+        .join("data")
+        .join("AVAXUSDT_1m")
+        .join("predictions.csv");
+    let mut written: Vec<(i64, f64)> = Vec::new();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "stream did not end"
+        );
+        let now = srv.now_ms();
+        let text = fs::read_to_string(&preds).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let Some(row) = klinecast::live::predictions::PredictionRow::from_csv_line(line) else {
+                continue; // a row being written
+            };
+            let t = row.made_after_open_time;
+            if !written.iter().any(|&(w, _)| w == t) {
+                let closed = t + 60_000;
+                written.push((t, (now - closed) as f64 / speed / 1000.0));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(pipe) = pipe {
+            pipe.read_to_string(&mut text).expect("read the pipe");
+        }
+        text
+    };
+    let stdout = read(child.0.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let stderr = read(child.0.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+    let after = |row: usize| {
+        let t = own[row].open_time;
+        written
+            .iter()
+            .find(|&&(w, _)| w == t)
+            .map(|&(_, s)| s)
+            .unwrap_or_else(|| panic!("no forecast after row {row}: {written:?}"))
+    };
+    // Late past the bound, and missing: written at the bound (3 s after the kline came), before
+    // the neighbour's kline of that minute was sent (4 s; the next minute's, 5 s).
+    for (row, sent) in [(late, 4.0), (gap, 5.0)] {
+        let s = after(row);
+        assert!(
+            s >= 2.9 && s < sent,
+            "row {row}: written {s:.2} s after its close"
+        );
+    }
+    // Within the bound: it waited for the neighbour's kline (1 s), not for the bound.
+    let s = after(within);
+    assert!(
+        (1.0..2.9).contains(&s),
+        "row {within}: written {s:.2} s after its close"
+    );
+    let s = after(history + 4);
+    assert!(
+        s < 2.9,
+        "row {}: written {s:.2} s after its close",
+        history + 4
+    );
+    common::check_predictions(&preds, 1);
+
+    // Exactly the late and the missing minutes are marked, in ensemble.log and on stdout.
+    let log_dir = root.join("log").join("AVAXUSDT_1m");
+    let log = fs::read_to_string(log_dir.join("ensemble.log")).expect("ensemble.log");
+    let marked: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("forecast made without the kline of its minute of ETHUSDT"))
+        .collect();
+    let stamp = |row: usize| {
+        format!(
+            "kline {}.000Z:",
+            klinecast::time::format_ms(own[row].open_time)
+        )
+    };
+    assert_eq!(marked.len(), 2, "{log}");
+    assert!(marked[0].contains(&stamp(late)), "{log}");
+    assert!(marked[1].contains(&stamp(gap)), "{log}");
+    assert!(
+        stdout.contains("2 forecasts went ahead without a correlated symbol's kline"),
+        "{stdout}"
+    );
+    // ensemble.jsonl lists the marked minutes of its window (650..=654, closed): those two.
+    let jsonl = fs::read_to_string(log_dir.join("ensemble.jsonl")).expect("ensemble.jsonl");
+    let listed: Vec<i64> = jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|v| {
+            v["corr_late"]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect())
+                .unwrap_or_else(Vec::new)
+        })
+        .collect();
+    assert_eq!(listed, [own[late].open_time, own[gap].open_time]);
+    // ETHUSDT's store: as served, the late kline included, the gap kept.
+    let stored = store::load_klines(&eth_store).expect("ETHUSDT's store");
+    assert_eq!(stored[..], served_eth[..stored.len()]);
+    assert!(stored.iter().any(|k| k.open_time == eth[late].open_time));
+    assert!(stored.len() > gap, "{}", stored.len());
+    let _ = srv;
+}
+
+/// Backs README claim [C28]: after a (re)connect the correlated symbols that are not forecast
+/// are filled over REST before the forecast symbols, so a slow fill (every klines answer 3.5 s
+/// late, longer than the bound) does not make the filled minutes' forecasts stale: ten klines
+/// of each symbol filled after a downtime, ten forecasts, none marked `corr_late`.
+#[test]
+fn neighbours_are_filled_first_so_a_slow_fill_marks_nothing() {
+    let dir = TempDir::new("corr-fill");
+    let history = 650;
+    let sample = common::sample_klines(5000 + history + 200);
+    let own: Vec<Kline> = sample[..history + 200].to_vec();
+    let eth: Vec<Kline> = (0..history + 200)
+        .map(|i| Kline {
+            open_time: sample[i].open_time,
+            close_time: sample[i].close_time,
+            ..sample[5000 + i].clone()
+        })
+        .collect();
+    let root = dir.join("run");
+    seed(&root, "AVAXUSDT", &own[..history]);
+    let eth_store = seed(&root, "ETHUSDT", &eth[..history]);
+    train_symbols(&root, "ETHUSDT");
+    // Ten minutes down: rows 650..=659 have closed, the clock (real time) barely moves.
+    let srv = common::replay_server_of(
+        &[("AVAXUSDT", own.clone()), ("ETHUSDT", eth.clone())],
+        history + 10,
+        1.0,
+        "slow-ms=3500",
+    );
+    let out = common::stream_command("AVAXUSDT", &srv.rest_url(), &srv.ws_url(), &root)
+        .args(["--corr", "ETHUSDT", "--max-runtime", "120s"])
+        .env("KLINECAST_MAX_KLINES", "10")
+        .output()
+        .expect("run stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("stream stopped (KlineLimit)"), "{stdout}");
+    assert!(!stdout.contains("forecasts went ahead without"), "{stdout}");
+    let log_dir = root.join("log").join("AVAXUSDT_1m");
+    let log = fs::read_to_string(log_dir.join("ensemble.log")).expect("ensemble.log");
+    assert!(!log.contains("forecast made without"), "{log}");
+    let stream_log = fs::read_to_string(root.join("log").join("stream.log")).expect("stream.log");
+    // Both gaps were filled over REST, the neighbour's first.
+    let filled = |sym: &str| {
+        stream_log
+            .find(&format!("{sym} 1m: 10 klines over rest"))
+            .unwrap_or_else(|| panic!("{sym} not filled: {stream_log}"))
+    };
+    assert!(filled("ETHUSDT") < filled("AVAXUSDT"), "{stream_log}");
+    let preds = root
+        .join("data")
+        .join("AVAXUSDT_1m")
+        .join("predictions.csv");
+    let rows = common::check_predictions(&preds, 1);
+    let made: Vec<i64> = rows.iter().map(|r| r.made_after_open_time).collect();
+    for row in own.iter().take(history + 10).skip(history) {
+        assert!(made.contains(&row.open_time), "{made:?}");
+    }
+    let stored = store::load_klines(&eth_store).expect("ETHUSDT's store");
+    assert_eq!(stored[..], eth[..history + 10]);
+}

@@ -1083,6 +1083,80 @@ fn combined_stream_carries_both_symbols_finals_in_order_in_envelopes() {
     }
 }
 
+/// `hold-final=BTCUSDT:6:600` on a combined connection: BTC's final of row 6 comes 600 real
+/// ms after it is due, and BTC sends nothing meanwhile (no partial), while AVAX's finals go on;
+/// then BTC's finals follow in order, none lost or repeated, and REST serves the held row as
+/// soon as it has closed.
+#[test]
+fn hold_final_makes_one_symbols_kline_late_and_the_other_goes_on() {
+    let avax = csv_lines(30);
+    let btc = btc_lines_at(30, open_ms(&avax[0]));
+    let server = start_two(&avax, &btc, 2, 600.0, "hold-final=btcusdt:6:600");
+    let mut ws = connect_path(
+        &server,
+        "/stream?streams=avaxusdt@kline_1m/btcusdt@kline_1m",
+    );
+    // (arrival, symbol, open time, final)
+    let mut frames: Vec<(Instant, String, i64, bool)> = Vec::new();
+    let mut rest_checked = false;
+    loop {
+        let (stream, data) = unwrap_envelope(&text_frame(&mut ws));
+        let ev = event(&data);
+        let t = ev["k"]["t"].as_i64().expect("t");
+        let is_final = ev["k"]["x"] == Value::Bool(true);
+        let symbol = stream[..4].to_string();
+        frames.push((Instant::now(), symbol.clone(), t, is_final));
+        if is_final && symbol == "avax" && t == open_ms(&avax[7]) && !rest_checked {
+            // BTC's row 6 is held on the socket, but REST has it.
+            let page = get(
+                server.local_addr(),
+                &format!(
+                    "/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={}&limit=1",
+                    open_ms(&btc[6])
+                ),
+            );
+            assert_eq!(page.body, format!("[{}]", expected_row(&btc[6])));
+            rest_checked = true;
+        }
+        if is_final && symbol == "btcu" && t == open_ms(&btc[12]) {
+            break;
+        }
+    }
+    let at = |symbol: &str, row: &str| {
+        frames
+            .iter()
+            .position(|(_, s, t, f)| *f && s == symbol && *t == open_ms(row))
+            .unwrap_or_else(|| panic!("{symbol} final of {row} never came"))
+    };
+    let (avax6, btc6) = (at("avax", &avax[6]), at("btcu", &btc[6]));
+    let late = frames[btc6].0.duration_since(frames[avax6].0);
+    assert!(late >= Duration::from_millis(500), "held only {late:?}");
+    assert!(rest_checked, "AVAX's minute 7 came while BTC's 6 was held");
+    // Meanwhile: AVAX's finals go on, BTC sends nothing at all.
+    let between = &frames[avax6 + 1..btc6];
+    assert!(
+        between.iter().all(|(_, s, _, _)| s == "avax"),
+        "{between:?}"
+    );
+    assert!(
+        between.iter().filter(|(_, _, _, f)| *f).count() >= 3,
+        "AVAX went on: {between:?}"
+    );
+    // BTC's finals: every row once, in order, the held one included.
+    let btc_finals: Vec<i64> = frames
+        .iter()
+        .filter(|(_, s, _, f)| *f && s == "btcu")
+        .map(|(_, _, t, _)| *t)
+        .collect();
+    let first = btc
+        .iter()
+        .position(|l| open_ms(l) == btc_finals[0])
+        .expect("row");
+    let expected: Vec<i64> = btc[first..=12].iter().map(|l| open_ms(l)).collect();
+    assert_eq!(btc_finals, expected);
+    assert!(first < 6, "the held row was streamed");
+}
+
 /// Sends a control message, then reads frames (skipping events) until the answer with `id`.
 fn control(ws: &mut Client, request: &str, id: &str) -> String {
     ws.send(Message::text(request)).expect("send control");

@@ -470,7 +470,9 @@ fn open_symbols(
                 if let Some(msg) = report.repair_message(&layout.store) {
                     log.warn(&msg);
                 }
-                feeds.push(Feed::new(feeds.len(), symbol.clone(), store));
+                let mut feed = Feed::new(feeds.len(), symbol.clone(), store);
+                feed.neighbour_only = true;
+                feeds.push(feed);
             }
             Err(e) => log.warn(&format!(
                 "{name}: correlated symbol not streamed: {}; the symbols reading it carry its \
@@ -594,11 +596,13 @@ pub(crate) fn timing_line(summary: &RunSummary) -> String {
     let (w50, w95, wmax) = spread(&summary.ensembler.window_seconds);
     let latency = &summary.ensembler.forecast_latency;
     format!(
-        "per kline (forecast + files): median {:.2} ms, p95 {:.2} ms, max {:.2} ms; per window \
+        "per kline (forecast + files): median {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+         per window \
          (refit + save): median {:.3} s, p95 {:.3} s, max {:.3} s; forecast written after the \
          kline's arrival: median {:.3} s, p99 {:.3} s, max {:.3} s; peak memory (VmHWM) {}",
         k50 * 1e3,
         k95 * 1e3,
+        quantile(&summary.ensembler.kline_seconds, 0.99) * 1e3,
         kmax * 1e3,
         w50,
         w95,

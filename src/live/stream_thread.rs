@@ -8,13 +8,14 @@
 //! under one connection-attempt budget ([`AttemptBudget`]: Binance's 300 per 5 minutes per IP).
 //! All symbols share the REST client's request-weight budget. After every (re)connect of a
 //! connection it fills the gap of each of that connection's symbols since its last stored kline
-//! over REST, then applies closed (`x: true`) kline events from the socket, each exactly once
-//! per symbol, in open-time order, whichever connection they came on: duplicates are counted
-//! and dropped, a final that skips ahead triggers a REST gap fill first, malformed frames are
-//! counted and logged, never fatal. Each new closed kline is appended to the store and then
-//! sent to the ensembling thread. Reconnects use capped exponential backoff with seeded
-//! jitter; silence, `serverShutdown` and the planned rotation before Binance's 24 h cut end a
-//! connection (only that one). No maths and no model state here.
+//! over REST (the correlated symbols that are not forecast first, see [`Feed::neighbour_only`]),
+//! then applies closed (`x: true`) kline events from the socket, each exactly once per symbol,
+//! in open-time order, whichever connection they came on: duplicates are counted and dropped, a
+//! final that skips ahead triggers a REST gap fill first, malformed frames are counted and
+//! logged, never fatal. Each new closed kline is appended to the store and then sent to the
+//! ensembling thread. Reconnects use capped exponential backoff with seeded jitter; silence,
+//! `serverShutdown` and the planned rotation before Binance's 24 h cut end a connection (only
+//! that one). No maths and no model state here.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -254,6 +255,10 @@ pub(crate) struct Feed {
     /// The start-up check of the newest stored klines could not reach REST: it runs before the
     /// next gap fill, until one succeeds.
     tail_check_pending: bool,
+    /// A correlated symbol that is not forecast (`stream --corr`): filled before the forecast
+    /// symbols after a (re)connect, so that their filled klines find their neighbours' klines
+    /// already there and do not wait out the bound (`corr_gate`).
+    pub(crate) neighbour_only: bool,
 }
 
 impl Feed {
@@ -265,6 +270,7 @@ impl Feed {
             sent: 0,
             checked_partial: None,
             tail_check_pending: false,
+            neighbour_only: false,
         }
     }
 
@@ -273,6 +279,16 @@ impl Feed {
             .last_open_time()
             .map_or("none".to_string(), stamp)
     }
+}
+
+/// The order in which the feeds `of` one connection (indices into `feeds`) are filled after
+/// it (re)connects: the correlated symbols that are not forecast first, then the forecast
+/// symbols, each group in the stream's order.
+fn fill_order(feeds: &[Feed], of: &[usize]) -> Vec<usize> {
+    let (mut first, rest): (Vec<usize>, Vec<usize>) =
+        of.iter().partition(|&&i| feeds[i].neighbour_only);
+    first.extend(rest);
+    first
 }
 
 /// The streaming thread's state. Owns the stores; sends to the ensembler.
@@ -661,8 +677,8 @@ impl<R: Rest, C: Connect> StreamThread<R, C> {
             self.tag(c)
         ));
         // Connect first, then fill: events sent during the fills wait in the socket buffer.
-        for k in 0..self.conns[c].feeds.len() {
-            let i = self.conns[c].feeds[k];
+        // The correlated symbols that are not forecast first (see `Feed::neighbour_only`).
+        for i in fill_order(&self.feeds, &self.conns[c].feeds) {
             match self.fill(i, None)? {
                 None => {}
                 // REST failed: keep reading; contiguous finals still apply, and the next final

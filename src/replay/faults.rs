@@ -43,6 +43,22 @@ pub struct Faults {
     /// `pong-timeout-ms=MS`: close a WebSocket connection whose pong is this late (real ms;
     /// default 60 000).
     pub(crate) pong_timeout_ms: Option<u64>,
+    /// `hold-final=SYMBOL:ROW:MS` (may be given several times): the final event of row ROW of
+    /// SYMBOL's series is sent MS real milliseconds after it is due, and that stream sends
+    /// nothing else meanwhile (no partial of the next candle; its later finals wait behind it,
+    /// as a feed is in order); the other streams go on. A late kline of one symbol only.
+    pub(crate) hold_finals: Vec<HoldFinal>,
+}
+
+/// One `hold-final` switch: which final is held back, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HoldFinal {
+    /// The symbol, upper case.
+    pub(crate) symbol: String,
+    /// The row of that symbol's series.
+    pub(crate) row: usize,
+    /// Real milliseconds after it is due.
+    pub(crate) ms: u64,
 }
 
 /// Default `Retry-After` seconds of an injected 429.
@@ -56,7 +72,7 @@ pub(crate) const DEFAULT_PONG_TIMEOUT_MS: u64 = 60_000;
 const KEYS: &str =
     "429-every=N, time-429-every=N, retry-after=S, 418=S, 500-every=N, torn-every=N, slow-ms=MS, \
 weight-limit=W, drop-every=N, dup-finals, garbage-every=N, stall-ms=MS, shutdown-after=N, \
-ping-ms=MS, pong-timeout-ms=MS";
+ping-ms=MS, pong-timeout-ms=MS, hold-final=SYMBOL:ROW:MS";
 
 impl Faults {
     /// Parses a comma-separated spec such as `429-every=3,retry-after=2,dup-finals`.
@@ -79,7 +95,7 @@ impl Faults {
                     "empty item in fault spec {spec:?}: separate switches with single commas"
                 ));
             }
-            if seen.contains(&key) {
+            if seen.contains(&key) && key != "hold-final" {
                 return Err(format!("fault switch `{key}` is given twice"));
             }
             seen.push(key);
@@ -113,6 +129,7 @@ impl Faults {
                 "shutdown-after" => faults.shutdown_after = Some(number(1)?),
                 "ping-ms" => faults.ping_ms = Some(number(1)?),
                 "pong-timeout-ms" => faults.pong_timeout_ms = Some(number(1)?),
+                "hold-final" => faults.hold_finals.push(parse_hold(value)?),
                 _ => {
                     return Err(format!(
                         "unknown fault switch `{key}`: use a comma-separated list of {KEYS}"
@@ -121,6 +138,16 @@ impl Faults {
             }
         }
         Ok(faults)
+    }
+
+    /// Real milliseconds the final of row `row` of `symbol`'s series is held (0: not held).
+    pub(crate) fn hold_ms(&self, symbol: &str, row: usize) -> u64 {
+        self.hold_finals
+            .iter()
+            .filter(|h| h.row == row && h.symbol == symbol)
+            .map(|h| h.ms)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The `Retry-After` seconds of an injected 429.
@@ -137,6 +164,35 @@ impl Faults {
     pub(crate) fn pong_timeout_ms(&self) -> u64 {
         self.pong_timeout_ms.unwrap_or(DEFAULT_PONG_TIMEOUT_MS)
     }
+}
+
+/// The value of a `hold-final` switch, `SYMBOL:ROW:MS`.
+fn parse_hold(value: Option<&str>) -> Result<HoldFinal, String> {
+    let text = value.ok_or_else(|| "fault switch `hold-final` needs a value".to_string())?;
+    let bad = || {
+        format!(
+            "fault switch `hold-final` needs SYMBOL:ROW:MS (letters or digits, then two whole \
+             numbers), got {text:?}"
+        )
+    };
+    let mut parts = text.split(':');
+    let (Some(symbol), Some(row), Some(ms), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let whole = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if symbol.is_empty() || !symbol.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(bad());
+    }
+    if !(whole(row) && whole(ms)) {
+        return Err(bad());
+    }
+    Ok(HoldFinal {
+        symbol: symbol.to_ascii_uppercase(),
+        row: row.parse().map_err(|_| bad())?,
+        ms: ms.parse().map_err(|_| bad())?,
+    })
 }
 
 /// True when the `count`-th event (1-based) is hit by an "every N" switch.
@@ -159,7 +215,8 @@ mod tests {
         let f = Faults::parse(
             "429-every=3, retry-after=2,418=120,500-every=4,torn-every=5,slow-ms=10,\
              time-429-every=11,weight-limit=50,drop-every=6,dup-finals,garbage-every=7,stall-ms=800,\
-             shutdown-after=9,ping-ms=300,pong-timeout-ms=900",
+             shutdown-after=9,ping-ms=300,pong-timeout-ms=900,hold-final=ethusdt:651:4000,\
+             hold-final=ETHUSDT:652:1000",
         )
         .expect("valid spec");
         assert_eq!(
@@ -180,8 +237,24 @@ mod tests {
                 shutdown_after: Some(9),
                 ping_ms: Some(300),
                 pong_timeout_ms: Some(900),
+                hold_finals: vec![
+                    HoldFinal {
+                        symbol: "ETHUSDT".to_string(),
+                        row: 651,
+                        ms: 4000
+                    },
+                    HoldFinal {
+                        symbol: "ETHUSDT".to_string(),
+                        row: 652,
+                        ms: 1000
+                    },
+                ],
             }
         );
+        assert_eq!(f.hold_ms("ETHUSDT", 651), 4000);
+        assert_eq!(f.hold_ms("ETHUSDT", 652), 1000);
+        assert_eq!(f.hold_ms("ETHUSDT", 653), 0);
+        assert_eq!(f.hold_ms("AVAXUSDT", 651), 0);
         assert_eq!(f.retry_after(), 2);
         assert_eq!(f.weight_limit(), 50);
         assert_eq!(Faults::default().retry_after(), 1);
@@ -201,6 +274,13 @@ mod tests {
             ("dup-finals=1", "takes no value"),
             ("slow-ms=1,slow-ms=2", "given twice"),
             ("dup-finals,,slow-ms=1", "empty item"),
+            ("hold-final", "needs a value"),
+            ("hold-final=ETHUSDT:651", "SYMBOL:ROW:MS"),
+            ("hold-final=ETHUSDT:651:10:2", "SYMBOL:ROW:MS"),
+            ("hold-final=ETH/USDT:651:10", "SYMBOL:ROW:MS"),
+            ("hold-final=ETHUSDT:-1:10", "SYMBOL:ROW:MS"),
+            ("hold-final=ETHUSDT:1:1e3", "SYMBOL:ROW:MS"),
+            ("hold-final=:1:10", "SYMBOL:ROW:MS"),
         ] {
             match Faults::parse(spec) {
                 Err(e) => assert!(e.contains(needle), "{spec:?}: {e}"),

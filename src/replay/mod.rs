@@ -71,6 +71,11 @@
 //!   (on a combined connection wrapped as `{"stream":"!serverShutdown","data":..}`),
 //!   then a close frame (1001).
 //! - `ping-ms=MS`, `pong-timeout-ms=MS`: WebSocket ping period and pong allowance (real ms).
+//! - `hold-final=SYMBOL:ROW:MS` (may be given several times): the final event of row ROW of
+//!   SYMBOL's series goes out MS real milliseconds after it is due; meanwhile that stream sends
+//!   nothing (no partial; its later finals wait behind it), the other streams go on. A late
+//!   kline of one symbol on a combined connection (`stream --corr`'s waiting rule). REST is not
+//!   affected: the row is served as soon as it has closed.
 //!
 //! REST faults are checked in this order: 418, weight limit, 429-every, 500-every, slow-ms,
 //! parameter errors, torn-every. WebSocket faults are read afresh on every tick, so

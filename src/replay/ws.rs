@@ -15,7 +15,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Bytes, Message, WebSocket};
 
 use super::clock::real_until;
-use super::faults::hits;
+use super::faults::{hits, Faults};
 use super::{market, Shared};
 
 /// Partial events are sent about every this many virtual milliseconds.
@@ -157,10 +157,22 @@ impl Playback {
         self.partials < max && self.last_partial_ms.is_none_or(|t| now - t >= gap)
     }
 
-    /// The close time of the next final, when it is due at `now`.
-    fn final_due(&self, shared: &Shared, now: i64) -> Option<i64> {
+    /// The close time of the next final, when it is due at `now` (a held final, see
+    /// `hold-final`, is due that much real time later).
+    fn final_due(&self, shared: &Shared, faults: &Faults, now: i64) -> Option<i64> {
         let k = shared.series[self.series].klines.get(self.next)?;
-        (k.close_time < now).then_some(k.close_time)
+        (k.close_time.saturating_add(self.held_ms(shared, faults)) < now).then_some(k.close_time)
+    }
+
+    /// The virtual milliseconds the next final is held by `hold-final` (0: not held).
+    fn held_ms(&self, shared: &Shared, faults: &Faults) -> i64 {
+        let symbol = shared.series[self.series].symbol.as_str();
+        let real = faults.hold_ms(symbol, self.next);
+        if real == 0 {
+            return 0;
+        }
+        // Saturating float-to-int cast: a huge hold is "never" within any test.
+        (real as f64 * shared.clock.speed()) as i64
     }
 }
 
@@ -401,11 +413,12 @@ fn run_session(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<(), End>
 /// in subscription order).
 fn send_due_finals(shared: &Shared, ws: &mut Ws, s: &mut Session, now: i64) -> Result<Next, End> {
     loop {
+        let faults = shared.faults();
         let due = s
             .plays
             .iter()
             .enumerate()
-            .filter_map(|(p, play)| play.final_due(shared, now).map(|t| (t, p)))
+            .filter_map(|(p, play)| play.final_due(shared, &faults, now).map(|t| (t, p)))
             .min();
         let Some((_, p)) = due else {
             return Ok(Next::Go);
@@ -424,7 +437,9 @@ fn send_partials(shared: &Shared, ws: &mut Ws, s: &mut Session, now: i64) -> Res
         let Some(k) = series.klines.get(play.next) else {
             continue;
         };
-        if k.open_time > now || !play.partial_due(shared, now) {
+        // A candle whose close has passed waits for its final (held, see `hold-final`): no
+        // partial of it, nor of the next candle, meanwhile.
+        if k.open_time > now || k.close_time < now || !play.partial_due(shared, now) {
             continue;
         }
         let event = market::kline_event(
@@ -471,12 +486,15 @@ fn ping(shared: &Shared, ws: &mut Ws, s: &mut Session) -> Result<Next, End> {
 /// close), at least 1 ms and at most [`TICK`].
 fn next_wait(shared: &Shared, s: &Session, now: i64) -> Duration {
     let mut wait = TICK.min(s.next_ping.saturating_duration_since(Instant::now()));
+    let faults = shared.faults();
     for play in &s.plays {
         if let Some(k) = shared.series[play.series].klines.get(play.next) {
             let target = if k.open_time > now {
                 k.open_time
             } else {
-                k.close_time + 1
+                k.close_time
+                    .saturating_add(play.held_ms(shared, &faults))
+                    .saturating_add(1)
             };
             wait = wait.min(real_until(now, target, shared.clock.speed()));
         }
