@@ -118,6 +118,32 @@ def clocked(fn):
     return out, time.perf_counter() - t0, time.thread_time() - c0
 
 
+def fit_predict(fit_once, predict_once, reps=None):
+    """One run of a reference: `fit_once()` (returns a fitted model) `reps["fit"]` times, then
+    `predict_once(model)` `reps["predict"]` times (default once each). Returns the last model,
+    its predictions and the run's timings per call (wall and calling-thread CPU) with the reps."""
+    reps = reps or {phase: 1 for phase in PHASES}
+
+    def fit():
+        for _ in range(reps["fit"]):
+            model = fit_once()
+        return model
+
+    model, fit_s, fit_cpu = clocked(fit)
+
+    def predict():
+        for _ in range(reps["predict"]):
+            pred = predict_once(model)
+        return pred
+
+    pred, predict_s, predict_cpu = clocked(predict)
+    return model, pred, {
+        "fit_s": fit_s / reps["fit"], "fit_cpu_s": fit_cpu / reps["fit"],
+        "predict_s": predict_s / reps["predict"],
+        "predict_cpu_s": predict_cpu / reps["predict"],
+        "fit_reps": reps["fit"], "predict_reps": reps["predict"]}
+
+
 def interleave(repeats, reference, ours, start=0):
     """Runs `reference()` and `ours()` `repeats` times each, alternating which goes first (the
     reference first in even runs, counted from `start`).

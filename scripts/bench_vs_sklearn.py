@@ -106,30 +106,13 @@ def rmse(a, b):
 
 
 def sklearn_run(name, xtr, ytr, xte, yte, reps=None):
-    """One run: fit `reps["fit"]` times and predict `reps["predict"]` times (default once each),
-    times per call."""
-    reps = reps or {"fit": 1, "predict": 1}
-
-    def fit():
-        for _ in range(reps["fit"]):
-            m = sklearn_model(name)
-            m.fit(xtr, ytr)
-        return m
-
-    def predict():
-        for _ in range(reps["predict"]):
-            pred = m.predict(xte)
-        return pred
-
+    """One run (`bench_side.fit_predict`): times per call, test RMSE."""
     try:
-        m, fit_s, fit_cpu = bench_side.clocked(fit)
-        pred, predict_s, predict_cpu = bench_side.clocked(predict)
+        m, pred, out = bench_side.fit_predict(lambda: sklearn_model(name).fit(xtr, ytr),
+                                              lambda m: m.predict(xte), reps)
     except Exception as e:  # keep the other models running
         return {"error": f"{type(e).__name__}: {e}"}
-    out = {"fit_s": fit_s / reps["fit"], "fit_cpu_s": fit_cpu / reps["fit"],
-           "predict_s": predict_s / reps["predict"],
-           "predict_cpu_s": predict_cpu / reps["predict"], "fit_reps": reps["fit"],
-           "predict_reps": reps["predict"], "rmse": rmse(pred, yte), "train_rows": len(ytr)}
+    out.update({"rmse": rmse(pred, yte), "train_rows": len(ytr)})
     if name == "svr":
         out["n_support"] = int(m.support_.shape[0])
     return out

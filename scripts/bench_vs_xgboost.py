@@ -92,35 +92,17 @@ def write_csv(path, x, y):
 
 
 def xgboost_run(xtr, ytr, xte, yte, threads, method="hist", reps=None):
-    """One run: fit `reps["fit"]` times and predict `reps["predict"]` times (default once each),
-    times per call."""
-    reps = reps or {"fit": 1, "predict": 1}
-
-    def model():
+    """One run (`bench_side.fit_predict`): times per call, test RMSE."""
+    def fit_once():
         return xgb.XGBRegressor(tree_method=method, n_estimators=100, learning_rate=0.3,
                                 max_depth=6, reg_lambda=1.0, reg_alpha=0.0, gamma=0.0,
                                 min_child_weight=1.0, subsample=1.0, colsample_bytree=1.0,
                                 max_bin=256, base_score=float(np.mean(ytr)), n_jobs=threads,
-                                random_state=0)
+                                random_state=0).fit(xtr, ytr)
 
-    def fit():
-        for _ in range(reps["fit"]):
-            m = model()
-            m.fit(xtr, ytr)
-        return m
-
-    def predict():
-        for _ in range(reps["predict"]):
-            pred = m.predict(xte)
-        return pred
-
-    m, fit_s, fit_cpu = bench_side.clocked(fit)
-    pred, predict_s, predict_cpu = bench_side.clocked(predict)
-    rmse = float(np.sqrt(np.mean((pred.astype(np.float64) - yte) ** 2)))
-    return {"fit_s": fit_s / reps["fit"], "fit_cpu_s": fit_cpu / reps["fit"],
-            "predict_s": predict_s / reps["predict"],
-            "predict_cpu_s": predict_cpu / reps["predict"], "fit_reps": reps["fit"],
-            "predict_reps": reps["predict"], "rmse": rmse}
+    _, pred, out = bench_side.fit_predict(fit_once, lambda m: m.predict(xte), reps)
+    out["rmse"] = float(np.sqrt(np.mean((pred.astype(np.float64) - yte) ** 2)))
+    return out
 
 
 def main():

@@ -11,57 +11,22 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use klinecast::kline::{Interval, Kline, Symbol};
+use klinecast::kline::Kline;
 use klinecast::persist::{ensemble_path, load_ensemble};
 use klinecast::replay::{Faults, ReplayServer};
-use klinecast::store::{self, KlineStore};
 
 mod common;
 
-use common::{check_predictions, csv_text, wait_success, TempDir};
+use common::{
+    check_predictions, csv_text, seed_store, store_path, stored_rows, wait_success, TempDir,
+};
 
 /// The three symbols, in the order given to `--symbols`.
 const SYMBOLS: [&str; 3] = ["AVAXUSDT", "ETHUSDT", "BNBUSDT"];
 
-/// Three different series over the same minutes, `n` rows each: the sample's rows from
-/// `i × 5000` on, carrying the open and close times of its first `n` rows (so a kline that
-/// reached the wrong symbol's store cannot go unnoticed).
+/// The three symbols' series ([`common::symbol_sources`]).
 fn sources(n: usize) -> Vec<Vec<Kline>> {
-    let sample = common::sample_klines(2 * 5000 + n);
-    assert_eq!(sample.len(), 2 * 5000 + n, "the sample is long enough");
-    (0..SYMBOLS.len())
-        .map(|i| {
-            sample[i * 5000..i * 5000 + n]
-                .iter()
-                .zip(&sample[..n])
-                .map(|(k, at)| Kline {
-                    open_time: at.open_time,
-                    close_time: at.close_time,
-                    ..k.clone()
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// `root/data/<SYMBOL>_1m.csv`.
-fn store_path(root: &Path, symbol: &str) -> PathBuf {
-    let symbol = Symbol::parse(symbol).expect("symbol");
-    store::kline_path(&root.join("data"), &symbol, Interval::ONE_MINUTE)
-}
-
-fn seed_store(root: &Path, symbol: &str, history: &[Kline]) -> PathBuf {
-    let path = store_path(root, symbol);
-    let (mut store, _) = KlineStore::open(&path).expect("open the store");
-    store.append(history).expect("seed the store");
-    path
-}
-
-/// Complete data rows in a store file.
-fn stored_rows(path: &Path) -> usize {
-    fs::read_to_string(path)
-        .map(|t| t.matches('\n').count().saturating_sub(1))
-        .unwrap_or(0)
+    common::symbol_sources(SYMBOLS.len(), n)
 }
 
 /// A symbol's folder under `root/<dir>` in the many-symbols layout.

@@ -130,6 +130,50 @@ pub fn sample_klines(rows: usize) -> Vec<Kline> {
     klines
 }
 
+/// `count` different series over the same minutes, `n` rows each: series `i` is the sample's
+/// rows from `i × 5000` on, carrying the open and close times of its first `n` rows, so a kline
+/// that reached the wrong symbol's store cannot go unnoticed (tests/symbols.rs,
+/// tests/connections.rs).
+pub fn symbol_sources(count: usize, n: usize) -> Vec<Vec<Kline>> {
+    let skip = count.saturating_sub(1) * 5000;
+    let sample = sample_klines(skip + n);
+    assert_eq!(sample.len(), skip + n, "the sample is long enough");
+    (0..count)
+        .map(|i| {
+            sample[i * 5000..i * 5000 + n]
+                .iter()
+                .zip(&sample[..n])
+                .map(|(k, at)| Kline {
+                    open_time: at.open_time,
+                    close_time: at.close_time,
+                    ..k.clone()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `root/data/<SYMBOL>_1m.csv`.
+pub fn store_path(root: &Path, symbol: &str) -> PathBuf {
+    let symbol = Symbol::parse(symbol).expect("symbol");
+    klinecast::store::kline_path(&root.join("data"), &symbol, Interval::ONE_MINUTE)
+}
+
+/// Creates `root`'s store of `symbol` holding `history`; its path.
+pub fn seed_store(root: &Path, symbol: &str, history: &[Kline]) -> PathBuf {
+    let path = store_path(root, symbol);
+    let (mut store, _) = klinecast::store::KlineStore::open(&path).expect("open the store");
+    store.append(history).expect("seed the store");
+    path
+}
+
+/// Complete data rows in a store file (0 when it cannot be read).
+pub fn stored_rows(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.matches('\n').count().saturating_sub(1))
+        .unwrap_or(0)
+}
+
 /// An in-process replay server on 127.0.0.1 serving `klines` as AVAXUSDT 1m, its clock at
 /// `start_row`, `speed` virtual ms per real ms, with the fault switches `faults`.
 pub fn replay_server(
