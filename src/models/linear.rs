@@ -140,13 +140,18 @@ impl Regressor for Linear {
         // The start of `dot`'s sum (what `Sum` for f64 begins with), so even a sum of -0.0s
         // comes out as in `predict_row`.
         let start: f64 = std::iter::empty::<f64>().sum();
-        let mut sums = vec![start; x.nrows()];
-        for (c, column) in self.coef.iter().zip(x.column_iter()) {
-            for (sum, v) in sums.iter_mut().zip(column.iter()) {
+        let n = x.nrows();
+        let mut sums = vec![start; n];
+        // A DMatrix is one column-major slice: column j is `[j·n, (j+1)·n)`.
+        for (c, column) in self.coef.iter().zip(x.as_slice().chunks_exact(n.max(1))) {
+            for (sum, v) in sums.iter_mut().zip(column) {
                 *sum += c * v;
             }
         }
-        DVector::from_iterator(x.nrows(), sums.into_iter().map(|s| s + self.intercept))
+        for sum in &mut sums {
+            *sum += self.intercept;
+        }
+        DVector::from_vec(sums)
     }
 }
 
