@@ -7,17 +7,19 @@
 //! symbol's forecasts are whole, each target once. And the knob's bad values exit 2.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use klinecast::kline::{Kline, Symbol};
 
 mod common;
 
-use common::{check_predictions, csv_text, seed_store, stored_rows, wait_success, TempDir};
+use common::{
+    check_predictions, csv_text, seed_store, stored_rows, wait_showing, wait_success, TempDir,
+};
 
 /// The three symbols, in the order given to `--symbols`: with two streams per connection,
 /// AVAXUSDT and ETHUSDT share connection 1 and BNBUSDT has connection 2.
@@ -26,18 +28,6 @@ const SYMBOLS: [&str; 3] = ["AVAXUSDT", "ETHUSDT", "BNBUSDT"];
 /// The three symbols' series ([`common::symbol_sources`]).
 fn sources(n: usize) -> Vec<Vec<Kline>> {
     common::symbol_sources(SYMBOLS.len(), n)
-}
-
-/// Polls `cond` every 20 ms; after `limit`, panics with `what` and the stream.log at `log`.
-fn wait_showing(log: &Path, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > limit {
-            let text = fs::read_to_string(log).unwrap_or_default();
-            panic!("timed out waiting for {what}; stream.log:\n{text}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Backs README claim [C26]: past the per-connection limit, exactly `ceil(n/limit)`

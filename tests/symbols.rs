@@ -8,8 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use klinecast::kline::Kline;
 use klinecast::persist::{ensemble_path, load_ensemble};
@@ -18,7 +17,8 @@ use klinecast::replay::{Faults, ReplayServer};
 mod common;
 
 use common::{
-    check_predictions, csv_text, seed_store, store_path, stored_rows, wait_success, TempDir,
+    check_predictions, csv_text, seed_store, store_path, stored_rows, wait_showing, wait_success,
+    TempDir,
 };
 
 /// The three symbols, in the order given to `--symbols`.
@@ -47,18 +47,6 @@ fn stream_cmd(
         cmd.env(k, v);
     }
     cmd
-}
-
-/// Polls `cond` every 50 ms; after `limit`, panics with `what` and the stream.log at `log`.
-fn wait_showing(log: &Path, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > limit {
-            let text = fs::read_to_string(log).unwrap_or_default();
-            panic!("timed out waiting for {what}; stream.log:\n{text}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Three symbols, one combined connection, faults, `kill -9` and a restart: every store is its

@@ -123,6 +123,19 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Polls `cond` every 20 ms; after `limit`, panics with `what` and the log file at `log` (the
+/// process's stream.log), so a timeout shows what the stream did.
+pub fn wait_showing(log: &Path, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("timed out waiting for {what}; stream.log:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The first `rows` klines of [`SAMPLE`].
 pub fn sample_klines(rows: usize) -> Vec<Kline> {
     let mut klines = klinecast::store::load_klines(Path::new(SAMPLE)).expect("the sample loads");
