@@ -202,15 +202,10 @@ fn train_symbols(root: &Path, corr: &str) {
 fn stream_corr_forecasts_with_the_neighbours_on_one_connection() {
     let dir = TempDir::new("corr-stream-live");
     let (history, streamed) = (650, 12);
-    let sample = common::sample_klines(5000 + history + 200);
-    let own: Vec<Kline> = sample[..history + 200].to_vec();
-    let eth: Vec<Kline> = (0..history + 200)
-        .map(|i| Kline {
-            open_time: sample[i].open_time,
-            close_time: sample[i].close_time,
-            ..sample[5000 + i].clone()
-        })
-        .collect();
+    // AVAXUSDT and ETHUSDT: different klines over the same minutes.
+    let [own, eth]: [Vec<Kline>; 2] = common::symbol_sources(2, history + 200)
+        .try_into()
+        .expect("two series");
     let root = dir.join("run");
     seed(&root, "AVAXUSDT", &own[..history]);
     let eth_store = seed(&root, "ETHUSDT", &eth[..history]);
@@ -296,15 +291,10 @@ fn a_late_or_missing_neighbour_kline_goes_ahead_at_the_bound_marked() {
     use std::time::{Duration, Instant};
     let dir = TempDir::new("corr-late");
     let history = 650;
-    let sample = common::sample_klines(5000 + history + 200);
-    let own: Vec<Kline> = sample[..history + 200].to_vec();
-    let eth: Vec<Kline> = (0..history + 200)
-        .map(|i| Kline {
-            open_time: sample[i].open_time,
-            close_time: sample[i].close_time,
-            ..sample[5000 + i].clone()
-        })
-        .collect();
+    // AVAXUSDT and ETHUSDT: different klines over the same minutes.
+    let [own, eth]: [Vec<Kline>; 2] = common::symbol_sources(2, history + 200)
+        .try_into()
+        .expect("two series");
     let root = dir.join("run");
     seed(&root, "AVAXUSDT", &own[..history]);
     let eth_store = seed(&root, "ETHUSDT", &eth[..history]);
@@ -454,15 +444,10 @@ fn a_late_or_missing_neighbour_kline_goes_ahead_at_the_bound_marked() {
 fn neighbours_are_filled_first_so_a_slow_fill_marks_nothing() {
     let dir = TempDir::new("corr-fill");
     let history = 650;
-    let sample = common::sample_klines(5000 + history + 200);
-    let own: Vec<Kline> = sample[..history + 200].to_vec();
-    let eth: Vec<Kline> = (0..history + 200)
-        .map(|i| Kline {
-            open_time: sample[i].open_time,
-            close_time: sample[i].close_time,
-            ..sample[5000 + i].clone()
-        })
-        .collect();
+    // AVAXUSDT and ETHUSDT: different klines over the same minutes.
+    let [own, eth]: [Vec<Kline>; 2] = common::symbol_sources(2, history + 200)
+        .try_into()
+        .expect("two series");
     let root = dir.join("run");
     seed(&root, "AVAXUSDT", &own[..history]);
     let eth_store = seed(&root, "ETHUSDT", &eth[..history]);
