@@ -84,9 +84,13 @@ pub struct Forest {
 /// Below this many query rows `predict` stays on the calling thread.
 const PARALLEL_MIN_ROWS: usize = 500;
 
-/// Rows [`Forest::predict_on`] passes through each tree at a time: 2,048 rows of 6 features
-/// are 48 KB of f32, which stay in cache while each tree is walked.
-const PREDICT_BLOCK: usize = 2048;
+/// Bytes of f32 query rows [`Forest::predict_on`] passes through each tree at a time: 256 KiB
+/// (10,922 rows of 6 features) sit in a 1 MiB L2 beside one tree of a few hundred KB, so the
+/// walk reads the rows from L2 and each tree from memory once per block; a bigger block would
+/// push the tree out of L2, a smaller one reads every tree more often (at 2,048 rows, 6,047
+/// queries walked a 32 MB forest three times and its speed depended on whether the forest
+/// stayed in L3 between passes).
+const PREDICT_BLOCK_BYTES: usize = 256 * 1024;
 
 impl ForestParams {
     pub fn fit(&self, x: &DMatrix<f64>, y: &DVector<f64>) -> Result<Forest, FitError> {
@@ -227,26 +231,41 @@ impl Regressor for Forest {
 }
 
 impl Forest {
-    /// Bit-identical to `predict_row` on every row, but tree by tree over blocks of
-    /// [`PREDICT_BLOCK`] rows: the block's values are rounded through f32 once and kept as f32
-    /// (row-major, small enough to stay in cache beside one tree), every tree in order adds its
-    /// prediction to each row's sum ([`Cart::add_predictions`]: 32 rows at once walk the
-    /// tree's 8-byte steps, a lane taking the next row as soon as its row is at a leaf), so each
-    /// tree is read once per block, as scikit-learn reads it once per call; the rows are split
-    /// over `threads` when there are many.
+    /// Bit-identical to `predict_row` on every row, but tree by tree over blocks of at most
+    /// [`PREDICT_BLOCK_BYTES`] of rows, a thread's range cut into blocks of near-equal size: the
+    /// block's values are rounded through f32 once and kept as f32 (row-major, small enough to
+    /// stay in cache beside one tree), every tree in order adds its prediction to each row's sum
+    /// ([`Cart::add_predictions`]: 32 rows at once walk the tree's 8-byte steps, a lane taking
+    /// the next row as soon as its row is at a leaf), so each tree is read once per block, as
+    /// scikit-learn reads it once per call; the rows are split over `threads` when there are
+    /// many.
     pub fn predict_on(&self, x: &DMatrix<f64>, threads: usize) -> DVector<f64> {
+        self.predict_blocked(x, threads, PREDICT_BLOCK_BYTES)
+    }
+
+    /// [`Forest::predict_on`] with the block budget as a parameter (tests use small blocks).
+    fn predict_blocked(
+        &self,
+        x: &DMatrix<f64>,
+        threads: usize,
+        block_bytes: usize,
+    ) -> DVector<f64> {
         let d = x.ncols().max(1);
         let n_trees = self.trees.len().max(1) as f64;
+        let max_rows = (block_bytes / (4 * d)).max(32);
         DVector::from_vec(split_rows(
             x.nrows(),
             PARALLEL_MIN_ROWS,
             threads,
             |from, to| {
-                let mut out = Vec::with_capacity(to - from);
-                let mut rows = vec![0f32; PREDICT_BLOCK * d];
-                let mut sums = vec![0.0; PREDICT_BLOCK];
-                for start in (from..to).step_by(PREDICT_BLOCK) {
-                    let m = (to - start).min(PREDICT_BLOCK);
+                let n = to - from;
+                // Even blocks: 12,000 rows at 10,922 a block are two of 6,000, not 10,922 + 1,078.
+                let block = n.div_ceil(n.div_ceil(max_rows).max(1)).max(1);
+                let mut out = Vec::with_capacity(n);
+                let mut rows = vec![0f32; block * d];
+                let mut sums = vec![0.0; block];
+                for start in (from..to).step_by(block) {
+                    let m = (to - start).min(block);
                     for j in 0..x.ncols() {
                         for (i, v) in x.column(j).rows(start, m).iter().enumerate() {
                             rows[i * d + j] = *v as f32;
@@ -292,7 +311,7 @@ mod tests {
     fn batch_predict_equals_row_by_row_on_any_thread_count() {
         let (x, y) = noisy_data(11, 400);
         let forest = small(3, 2).fit(&x, &y).expect("fit");
-        let (mut q, _) = noisy_data(12, 3 * PREDICT_BLOCK + PARALLEL_MIN_ROWS + 7);
+        let (mut q, _) = noisy_data(12, 3 * 2048 + PARALLEL_MIN_ROWS + 7);
         q[(0, 0)] = 1.0 + 1e-12;
         let rows: Vec<u64> = (0..q.nrows())
             .map(|i| {
@@ -300,13 +319,26 @@ mod tests {
                 forest.predict_row(&row).to_bits()
             })
             .collect();
-        for threads in [1, 3] {
-            let batch: Vec<u64> = forest
-                .predict_on(&q, threads)
-                .iter()
-                .map(|v| v.to_bits())
-                .collect();
-            assert_eq!(batch, rows, "threads {threads}");
+        let default: Vec<u64> = forest
+            .predict_on(&q, 1)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(default, rows, "predict_on");
+        // One block per thread (the default budget holds 21,845 rows of 3 features), four
+        // blocks of 1,663 rows or fewer, and 81 blocks of 83 rows with a short last one.
+        for block_bytes in [PREDICT_BLOCK_BYTES, 2048 * 4 * 3, 1000] {
+            for threads in [1, 3] {
+                let batch: Vec<u64> = forest
+                    .predict_blocked(&q, threads, block_bytes)
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                assert_eq!(
+                    batch, rows,
+                    "threads {threads}, {block_bytes} bytes a block"
+                );
+            }
         }
     }
 

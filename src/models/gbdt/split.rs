@@ -164,18 +164,29 @@ impl HistSearch<'_> {
     fn run(&self, feats: &[usize], base: usize, mut hs: Vec<&mut [Stats]>) -> Vec<Split> {
         let bins = self.bins;
         let offs: Vec<usize> = feats.iter().map(|&f| bins.offsets[f] - base).collect();
+        // Rows are added into a gradient sum and a row count per bin (12 bytes a bin, not
+        // `Stats`' 16: 14 features of 256 bins are 42 KB instead of 57, mostly in L1), then
+        // stored as `Stats` with h = the count, which is what adding 1.0 per row gives
+        // exactly; each bin's gradients are still added in ascending row order.
+        let width = hs.first().map_or(0, |h| h.len());
+        let (mut gs, mut ns) = (vec![0f64; width], vec![0u32; width]);
         for (k, h) in hs.iter_mut().enumerate() {
             if self.sources[k] != Source::Rows {
                 continue;
             }
+            gs.fill(0.0);
+            ns.fill(0);
             for &r in self.level.rows(k) {
                 let g = f64::from(self.level.grad[r as usize]);
                 let row = &bins.bins[r as usize * bins.d..(r as usize + 1) * bins.d];
                 for (&f, &off) in feats.iter().zip(&offs) {
-                    let s = &mut h[off + row[f] as usize];
-                    s.g += g;
-                    s.h += 1.0;
+                    let b = off + row[f] as usize;
+                    gs[b] += g;
+                    ns[b] += 1;
                 }
+            }
+            for (s, (&g, &n)) in h.iter_mut().zip(gs.iter().zip(&ns)) {
+                *s = Stats { g, h: f64::from(n) };
             }
         }
         for k in 0..hs.len() {

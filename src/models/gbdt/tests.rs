@@ -335,3 +335,28 @@ fn damaged_models_are_refused_on_load() {
     assert!(refused(wire(&|w| w.roots[1] = 9)));
     assert!(refused(wire(&|w| w.base_score = f32::NAN)));
 }
+
+/// The partition's one-pass side sums equal the sums of each side's rows in ascending order
+/// (`row_stats`), bit for bit, and the sides keep their rows ascending: the hist trees depend
+/// on that order (gradients of mixed signs and magnitudes, so the order shows in the bits).
+#[test]
+fn partition_sums_each_side_in_row_order() {
+    use super::grow::{partition_rows, row_stats};
+    let mut rng = Rng::new(5);
+    let n = 1000;
+    let grad: Vec<f32> = (0..n)
+        .map(|_| ((rng.next_f64() - 0.5) * 10f64.powi(rng.below(16) as i32 - 8)) as f32)
+        .collect();
+    let goes: Vec<bool> = (0..n).map(|_| rng.below(3) == 0).collect();
+    let mut rows: Vec<u32> = (0..n as u32).filter(|r| r % 7 != 3).collect();
+    let (left, right): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&r| goes[r as usize]);
+    let mut scratch = Vec::new();
+    let (nl, l, r) = partition_rows(&mut rows, &mut scratch, &grad, |r| goes[r as usize]);
+    assert_eq!(
+        (nl, &rows[..nl], &rows[nl..]),
+        (left.len(), &left[..], &right[..])
+    );
+    let (want_l, want_r) = (row_stats(&left, &grad), row_stats(&right, &grad));
+    assert_eq!((l.g.to_bits(), l.h), (want_l.g.to_bits(), want_l.h));
+    assert_eq!((r.g.to_bits(), r.h), (want_r.g.to_bits(), want_r.h));
+}
