@@ -2,10 +2,11 @@
 # The side-by-side benchmarks in one command (issue 24): klinecast's models against scikit-learn
 # (scripts/bench_vs_sklearn.py) and its gradient boosting against XGBoost hist
 # (scripts/bench_vs_xgboost.py), one thread each, 7 interleaved runs per side and case, at 10k,
-# 30k and 100k training rows. Saves both runs' JSON in OUT_DIR and prints the tables of
-# scripts/README.md ("Against scikit-learn", "Against XGBoost").
+# 30k and 100k training rows, both sides pinned to the same CPU (the last; BENCH_CPU=N chooses).
+# Saves both runs' JSON in OUT_DIR and prints the tables of scripts/README.md ("Against
+# scikit-learn", "Against XGBoost").
 #
-#   scripts/bench-side.sh OUT_DIR              one run (about 35 min on a quiet 2-core machine:
+#   scripts/bench-side.sh OUT_DIR              one run (31-35 min on a quiet 2-core machine:
 #                                              scikit-learn's forest fit alone is 15 min of it)
 #   scripts/bench-side.sh --compare A_DIR B_DIR  every ratio of two runs and their difference;
 #                                              exit 1 if a CPU ratio differs by more than 10 %

@@ -9,7 +9,10 @@ Every run reports wall seconds and CPU seconds: the reference's calling thread
 process's CPU clock, at the marks the bench prints between its phases while it waits for our
 acknowledgement; see `Ours.run`). With one thread that is the work done, much less sensitive
 than wall time to other processes on the cores; both clocks count to the nanosecond. A ratio is
-ours / reference (< 1: ours is faster), shown for the best and for the median of the runs.
+ours / reference (< 1: ours is faster), shown for the best and for the median of the runs; the
+saved runs also keep every run's times, and `compare` adds the median of the per-pair ratios.
+With one thread both sides are pinned to the same CPU (`pin_blas_threads`) and Python's garbage
+collector is off while the reference is timed (`clocked`).
 
 Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, for two runs
 saved with `--json-out`, every ratio of both and their relative difference (the
@@ -18,6 +21,7 @@ reproducibility check: two runs should agree within 10 %), and
 more saved runs (e.g. the sizes of one run and a larger size run apart) with each run's load.
 """
 
+import gc
 import json
 import math
 import os
@@ -33,12 +37,26 @@ PHASES = ("fit", "predict")
 RATIOS = ("cpu best", "cpu median", "wall best", "wall median")
 
 
+# The CPU this process and the Rust bench are pinned to with `--threads 1` (None: not pinned).
+PINNED_CPU = None
+
+
 def pin_blas_threads(argv):
     """With `--threads 1`, numpy's BLAS and OpenMP get one thread as well (set before numpy is
-    imported), so the reference's work is all on the calling thread."""
+    imported), so the reference's work is all on the calling thread. The driver is also pinned
+    to one CPU (the last it may use, or `BENCH_CPU`), and the Rust bench, started later,
+    inherits it: both sides then run on the same core, one at a time (the driver waits while
+    the bench works), are never migrated mid-run, and leave the other cores to the rest of the
+    machine (interrupts, the shell)."""
+    global PINNED_CPU
     if "--threads" in argv and argv[argv.index("--threads") + 1:][:1] == ["1"]:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = "1"
+        if hasattr(os, "sched_setaffinity"):
+            allowed = sorted(os.sched_getaffinity(0))
+            cpu = int(os.environ.get("BENCH_CPU", allowed[-1]))
+            os.sched_setaffinity(0, {cpu})
+            PINNED_CPU = cpu
 
 
 def build_bench(bench):
@@ -112,10 +130,18 @@ class Ours:
 
 
 def clocked(fn):
-    """(fn(), wall seconds, calling thread's CPU seconds)."""
-    t0, c0 = time.perf_counter(), time.thread_time()
-    out = fn()
-    return out, time.perf_counter() - t0, time.thread_time() - c0
+    """(fn(), wall seconds, calling thread's CPU seconds). Python's garbage collector is off
+    while `fn` runs, as `timeit` does, so a collection of the driver's own objects does not
+    land in the reference's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        out = fn()
+        return out, time.perf_counter() - t0, time.thread_time() - c0
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def fit_predict(fit_once, predict_once, reps=None):
@@ -202,18 +228,25 @@ def summarize(runs):
                       and not math.isnan(r[phase + suffix])]
             out[f"{phase} {clock} best"] = min(values) if values else None
             out[f"{phase} {clock} median"] = statistics.median(values) if values else None
+            out[f"{phase} {clock} runs"] = values
     out["runs"] = len(good)
     return out
 
 
 def ratios(ref, ours):
-    """ours / reference for every phase and statistic (None when either is missing or 0)."""
+    """ours / reference for every phase and statistic (None when either is missing or 0), and,
+    for runs saved with their per-run times, "cpu pair median": the median over the interleaved
+    pairs of ours / reference in the same pair, which cancels a drift of the machine's speed
+    that lasts longer than a pair."""
     out = {}
     for phase in PHASES:
         for stat in RATIOS:
             key = f"{phase} {stat}"
             a, b = ref.get(key), ours.get(key)
             out[key] = b / a if a and b and a > 0 and b > 0 else None
+        a, b = ref.get(f"{phase} cpu runs"), ours.get(f"{phase} cpu runs")
+        if a and b and len(a) == len(b) and min(a) > 0 and min(b) > 0:
+            out[f"{phase} cpu pair median"] = statistics.median(y / x for x, y in zip(a, b))
     return out
 
 

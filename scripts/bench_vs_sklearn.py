@@ -193,7 +193,7 @@ def main():
     load_after = bench_side.load_average()
     meta = {"reference": f"scikit-learn {sklearn.__version__}", "threads": args.threads,
             "repeats": args.repeats, "min_run_s": args.min_run, "csvs": [os.path.basename(p) for p in csvs],
-            "load_before": load_before, "load_after": load_after}
+            "load_before": load_before, "load_after": load_after, "cpu": bench_side.PINNED_CPU}
     print(f"scikit-learn {sklearn.__version__} vs klinecast, {args.threads} thread(s), "
           f"{args.repeats} interleaved runs per side; test rows = train rows / 4; "
           f"load average (1, 5, 15 min) before {load_before}, after {load_after}\n")

@@ -165,7 +165,8 @@ def main():
             [[c] + [bench_side.fmt(v, ".4f") for v in vals] for c, *vals in explained]))
     if args.json_out:
         meta = {"reference": f"xgboost {xgb.__version__}", "threads": args.threads,
-                "repeats": args.repeats, "min_run_s": args.min_run, "load_before": load_before, "load_after": load_after}
+                "repeats": args.repeats, "min_run_s": args.min_run, "load_before": load_before, "load_after": load_after,
+                "cpu": bench_side.PINNED_CPU}
         bench_side.save(args.json_out, meta, results)
 
 

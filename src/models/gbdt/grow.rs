@@ -57,8 +57,9 @@ impl Grower<'_> {
                 let best = bests[k];
                 if best.loss_chg > RT_EPS {
                     let (a, b) = ranges[nid];
+                    let parent = nodes[nid].stats;
                     let (mid, left, right) =
-                        self.partition(&mut idx[a..b], &mut scratch, grad, best);
+                        self.partition(&mut idx[a..b], &mut scratch, grad, best, parent);
                     let (l, r) = (nodes.len(), nodes.len() + 1);
                     nodes.push(self.new_node(left, nid));
                     nodes.push(self.new_node(right, nid));
@@ -125,27 +126,31 @@ impl Grower<'_> {
         }
     }
 
-    /// Partitions `rows` (ascending) in place, stably: the rows going left first, then those
-    /// going right. Returns the number going left and the gradient sums of both sides (each
-    /// summed in ascending row order).
+    /// Partitions `rows` (ascending) of a node with statistics `parent` in place, stably: the
+    /// rows going left first, then those going right. Returns the number going left and the
+    /// gradient sums of both sides: `Exact` sums each side's rows in ascending row order
+    /// (XGBoost `exact`), `Hist` takes the split's histogram sums (XGBoost hist's `left_sum`
+    /// and `parent − left_sum`), so its partition only moves rows.
     pub(super) fn partition(
         &self,
         rows: &mut [u32],
         scratch: &mut Vec<u32>,
         grad: &[f32],
         split: Split,
+        parent: Stats,
     ) -> (usize, Stats, Stats) {
         let f = split.feature as usize;
         match self.finder {
             Finder::Hist(bins) => {
                 let (bin, d, b) = (split.bin, bins.d, &bins.bins[..]);
-                partition_rows(rows, scratch, grad, |r| {
+                let (mid, _, _) = partition_rows::<false>(rows, scratch, grad, |r| {
                     u32::from(b[r as usize * d + f]) < bin
-                })
+                });
+                (mid, split.left, parent.sub(split.left))
             }
             Finder::Exact(_) => {
                 let col = &self.xf[f * self.n..(f + 1) * self.n];
-                partition_rows(rows, scratch, grad, |r| col[r as usize] < split.threshold)
+                partition_rows::<true>(rows, scratch, grad, |r| col[r as usize] < split.threshold)
             }
         }
     }
@@ -181,13 +186,15 @@ impl Grower<'_> {
 }
 
 /// [`Grower::partition`] for the test `goes_left`. Branch-free (the side is unpredictable):
-/// every row is written to both places and only its side's count advances, and its gradient
-/// is added to its side's sum (0.0 to the other's, which changes no sum: a sum that starts at
-/// +0.0 is never −0.0), so each side's sum is taken over its rows in ascending order, as
-/// [`Stats::add`] would. Kept out of line so that its sums and counts stay in registers (inlined
-/// into `grow`, the sums were added through the stack, at twice the cost).
+/// every row is written to both places and only its side's count advances. With `SUMS`, its
+/// gradient is added to its side's sum (0.0 to the other's, which changes no sum: a sum that
+/// starts at +0.0 is never −0.0), so each side's sum is taken over its rows in ascending
+/// order, as [`Stats::add`] would; without, `grad` is not read and both sides' gradient
+/// sums are 0 (their counts are still counted). Kept out of line so that its sums and counts
+/// stay in registers (inlined into `grow`, the sums were added through the stack, at twice
+/// the cost).
 #[inline(never)]
-pub(super) fn partition_rows(
+pub(super) fn partition_rows<const SUMS: bool>(
     rows: &mut [u32],
     scratch: &mut Vec<u32>,
     grad: &[f32],
@@ -200,11 +207,13 @@ pub(super) fn partition_rows(
     for i in 0..rows.len() {
         let r = rows[i];
         let left = goes_left(r);
-        let g = f64::from(grad[r as usize]);
         rows[nl] = r;
         scratch[nr] = r;
-        gl += if left { g } else { 0.0 };
-        gr += if left { 0.0 } else { g };
+        if SUMS {
+            let g = f64::from(grad[r as usize]);
+            gl += if left { g } else { 0.0 };
+            gr += if left { 0.0 } else { g };
+        }
         nl += usize::from(left);
         nr += usize::from(!left);
     }

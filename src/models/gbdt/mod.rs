@@ -42,9 +42,12 @@
 //!   `threads` scoped threads by feature range when a level has enough work.
 //!
 //! The rows of the nodes being grown live in one index array: a split partitions its node's
-//! range in place (stably, branch-free), the children's gradient sums are then added over their
-//! ranges in row order, and after each tree the training margins are updated from the leaves'
-//! ranges instead of walking the tree per row (sampled trees walk it).
+//! range in place (stably, branch-free); the children's gradient sums are added over their
+//! rows in row order as the partition moves them (`Exact`, as XGBoost `exact`), or taken from
+//! the split's histogram sums (`Hist`, as XGBoost `hist`'s `left_sum`, so its partition only
+//! moves rows; the sums are added in bin order, which can move an f64 sum by an ulp, not the
+//! f32 leaves of the fixtures); after each tree the training margins are updated from the
+//! leaves' ranges instead of walking the tree per row (sampled trees walk it).
 //!
 //! Prediction walks blocks of 64 rows through one tree at a time (the trees stay in cache) on a
 //! copy of the nodes in which every leaf loops to itself, so each row takes exactly the tree's

@@ -7,6 +7,9 @@ use super::state::{BuildNode, Grower, Level, Reg, Split, Stats};
 /// Below this much work (rows × features) a level is searched on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
+/// Bins a feature can have at most: a row's bin is a `u8` ([`Bins::bins`]).
+const BLOCK: usize = 1 << u8::BITS;
+
 /// Where a node's histogram comes from in [`Grower::find_hist`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Source {
@@ -64,6 +67,7 @@ impl Grower<'_> {
                                 feature: f as u32,
                                 threshold: midpoint(v, *last),
                                 bin: 0,
+                                left: Stats::default(),
                             });
                         }
                     }
@@ -167,26 +171,44 @@ impl HistSearch<'_> {
         // Rows are added into a gradient sum and a row count per bin (12 bytes a bin, not
         // `Stats`' 16: 14 features of 256 bins are 42 KB instead of 57, mostly in L1), then
         // stored as `Stats` with h = the count, which is what adding 1.0 per row gives
-        // exactly; each bin's gradients are still added in ascending row order.
-        let width = hs.first().map_or(0, |h| h.len());
-        let (mut gs, mut ns) = (vec![0f64; width], vec![0u32; width]);
+        // exactly; each bin's gradients are still added in ascending row order. Each feature
+        // adds into a block of `BLOCK` bins indexed by the bin itself, a `u8`, so the adds
+        // need no bounds check; when the features are contiguous (every feature, one
+        // thread), a row's bins are read as one slice too.
+        let (mut gs, mut ns) = (
+            vec![[0f64; BLOCK]; feats.len()],
+            vec![[0u32; BLOCK]; feats.len()],
+        );
+        let contiguous = feats.windows(2).all(|w| w[1] == w[0] + 1);
+        let (first, d) = (feats.first().copied().unwrap_or(0), bins.d);
         for (k, h) in hs.iter_mut().enumerate() {
             if self.sources[k] != Source::Rows {
                 continue;
             }
-            gs.fill(0.0);
-            ns.fill(0);
+            gs.iter_mut().for_each(|g| g.fill(0.0));
+            ns.iter_mut().for_each(|n| n.fill(0));
             for &r in self.level.rows(k) {
                 let g = f64::from(self.level.grad[r as usize]);
-                let row = &bins.bins[r as usize * bins.d..(r as usize + 1) * bins.d];
-                for (&f, &off) in feats.iter().zip(&offs) {
-                    let b = off + row[f] as usize;
-                    gs[b] += g;
-                    ns[b] += 1;
+                let row = &bins.bins[r as usize * d..(r as usize + 1) * d];
+                let blocks = gs.iter_mut().zip(ns.iter_mut());
+                if contiguous {
+                    for (&b, (gb, nb)) in row[first..first + feats.len()].iter().zip(blocks) {
+                        gb[usize::from(b)] += g;
+                        nb[usize::from(b)] += 1;
+                    }
+                } else {
+                    for (&f, (gb, nb)) in feats.iter().zip(blocks) {
+                        gb[usize::from(row[f])] += g;
+                        nb[usize::from(row[f])] += 1;
+                    }
                 }
             }
-            for (s, (&g, &n)) in h.iter_mut().zip(gs.iter().zip(&ns)) {
-                *s = Stats { g, h: f64::from(n) };
+            for (j, &f) in feats.iter().enumerate() {
+                let (lo, len) = (offs[j], bins.offsets[f + 1] - bins.offsets[f]);
+                let sums = gs[j][..len].iter().zip(&ns[j][..len]);
+                for (s, (&g, &n)) in h[lo..lo + len].iter_mut().zip(sums) {
+                    *s = Stats { g, h: f64::from(n) };
+                }
             }
         }
         for k in 0..hs.len() {
@@ -238,6 +260,7 @@ impl HistSearch<'_> {
                         feature: f as u32,
                         threshold: self.bins.cuts[f][b],
                         bin: b as u32 + 1,
+                        left,
                     });
                 }
             }

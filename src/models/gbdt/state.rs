@@ -74,6 +74,11 @@ pub(super) struct Split {
     pub(super) threshold: f32,
     /// `Hist`: the lowest bin that goes right.
     pub(super) bin: u32,
+    /// `Hist`: the gradient sums of the rows going left, added up over the node's histogram
+    /// bins below `bin` (XGBoost hist's `left_sum`, from which it sets the children's
+    /// statistics; the right child's are the node's less these). `Exact` does not use it: its
+    /// partition sums each side's rows, as XGBoost `exact` does.
+    pub(super) left: Stats,
 }
 
 impl Split {
@@ -82,6 +87,7 @@ impl Split {
         feature: 0,
         threshold: 0.0,
         bin: 0,
+        left: Stats { g: 0.0, h: 0.0 },
     };
 
     /// XGBoost's `NeedReplace`: a strictly better loss change wins; on a tie the lower

@@ -337,11 +337,13 @@ fn damaged_models_are_refused_on_load() {
 }
 
 /// The partition's one-pass side sums equal the sums of each side's rows in ascending order
-/// (`row_stats`), bit for bit, and the sides keep their rows ascending: the hist trees depend
+/// (`row_stats`), bit for bit, and the sides keep their rows ascending: the exact trees depend
 /// on that order (gradients of mixed signs and magnitudes, so the order shows in the bits).
+/// Without sums (hist) it moves the rows the same way and returns zero gradient sums.
 #[test]
 fn partition_sums_each_side_in_row_order() {
     use super::grow::{partition_rows, row_stats};
+    use super::state::Stats;
     let mut rng = Rng::new(5);
     let n = 1000;
     let grad: Vec<f32> = (0..n)
@@ -351,7 +353,19 @@ fn partition_sums_each_side_in_row_order() {
     let mut rows: Vec<u32> = (0..n as u32).filter(|r| r % 7 != 3).collect();
     let (left, right): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&r| goes[r as usize]);
     let mut scratch = Vec::new();
-    let (nl, l, r) = partition_rows(&mut rows, &mut scratch, &grad, |r| goes[r as usize]);
+    let mut unsummed = rows.clone();
+    let (nu, lu, ru) =
+        partition_rows::<false>(&mut unsummed, &mut scratch, &[], |r| goes[r as usize]);
+    let counts = |n: usize| Stats {
+        g: 0.0,
+        h: n as f64,
+    };
+    assert_eq!(
+        (nu, lu, ru),
+        (left.len(), counts(left.len()), counts(right.len()))
+    );
+    let (nl, l, r) = partition_rows::<true>(&mut rows, &mut scratch, &grad, |r| goes[r as usize]);
+    assert_eq!(unsummed, rows);
     assert_eq!(
         (nl, &rows[..nl], &rows[nl..]),
         (left.len(), &left[..], &right[..])
