@@ -2,8 +2,9 @@
 """Shared by bench_vs_sklearn.py and bench_vs_xgboost.py: the Rust half as a long-lived
 request server, interleaved timing, the summary statistics and the Markdown tables.
 
-Method: every case is run `repeats` times on each side, ours and the reference alternating
-(the first of each pair alternates too, so neither side always runs on a warm or cold cache).
+Method: every case is run at least `--repeats` times on each side (more for short cases, see
+`interleave_calibrated`), ours and the reference alternating (the first of each pair alternates
+too, so neither side always runs on a warm or cold cache).
 Every run reports wall seconds and CPU seconds: the reference's calling thread
 (`time.thread_time`) and the Rust bench process (read here, with `clock_gettime` on that
 process's CPU clock, at the marks the bench prints between its phases while it waits for our
@@ -196,17 +197,54 @@ def reps_for(run, min_run_s):
     return out
 
 
-def interleave_calibrated(repeats, reference, ours, min_run_s):
+def add_run_args(ap):
+    """The options of how many runs a case gets, shared by both side-by-side scripts."""
+    ap.add_argument("--repeats", type=int, default=7,
+                    help="runs per side and case, at least (see --budget)")
+    ap.add_argument("--min-run", type=float, default=0.1,
+                    help="CPU seconds a run of a phase takes at least: shorter phases are "
+                         "repeated within the run and timed per call")
+    ap.add_argument("--budget", type=float, default=6.0,
+                    help="CPU seconds of runs per side and case to aim for: a case whose run "
+                         "is short gets more than --repeats runs, up to --max-repeats")
+    ap.add_argument("--max-repeats", type=int, default=41)
+
+
+def run_args_meta(args):
+    return {"repeats": args.repeats, "min_run_s": args.min_run, "budget_s": args.budget,
+            "max_repeats": args.max_repeats}
+
+
+def runs_for(repeats, budget_s, max_repeats, run_s):
+    """How many runs a case gets: `repeats`, or more where a run takes `run_s` CPU seconds and
+    `budget_s` allows, at most `max_repeats`. The best of many short runs is what reproduces
+    on a shared machine whose speed moves within seconds (scripts/README.md, "Why more runs")."""
+    if run_s <= 0:
+        return max(repeats, max_repeats)
+    return max(repeats, min(max_repeats, math.ceil(budget_s / run_s)))
+
+
+def run_seconds(run, reps):
+    """CPU seconds (wall where the CPU clock was not read) of one run of every phase with
+    `reps` calls, judged from the single-call `run`."""
+    return sum((run.get(p + "_cpu_s") or run.get(p + "_s") or 0.0) * reps[p] for p in PHASES)
+
+
+def interleave_calibrated(args, reference, ours):
     """`interleave` for cases of any length: `reference(reps)` and `ours(reps)` run every phase
     `reps[phase]` times and report the time per call. A first pair of single-call runs sets each
-    side's reps (`reps_for`); if they are all 1, that pair is the first of the `repeats` runs,
-    else it was a warm-up and `repeats` runs with the reps follow. So a phase of 50 µs is timed
-    over thousands of calls (at least `min_run_s` a run), and one of seconds still once a run."""
+    side's reps (`reps_for`, at least `args.min_run` a run) and the number of runs (`runs_for`,
+    from the longer side's run and `args.budget`); if the reps are all 1, that pair is the
+    first of the runs, else it was a warm-up and the runs with the reps follow. So a phase of
+    50 µs is timed over thousands of calls in each of up to `args.max_repeats` runs, and one of
+    seconds once a run in `args.repeats` runs."""
     once = {phase: 1 for phase in PHASES}
     first_ref, first_ours = reference(once), ours(once)
     if "error" in first_ref or "error" in first_ours:
         return [first_ref], [first_ours]
-    ref_reps, our_reps = reps_for(first_ref, min_run_s), reps_for(first_ours, min_run_s)
+    ref_reps, our_reps = reps_for(first_ref, args.min_run), reps_for(first_ours, args.min_run)
+    run_s = max(run_seconds(first_ref, ref_reps), run_seconds(first_ours, our_reps))
+    repeats = runs_for(args.repeats, args.budget, args.max_repeats, run_s)
     if ref_reps == once and our_reps == once:
         ref_runs, our_runs = interleave(repeats - 1, lambda: reference(once),
                                         lambda: ours(once), start=1)
@@ -310,25 +348,71 @@ def save(path, meta, results):
             {"case": c, "rows": n, "reference": a, "ours": b} for c, n, a, b in results]}, f)
 
 
-def compare(path_a, path_b):
-    """Every ratio of two saved runs and their relative difference; exit 1 above 10 %."""
+CPU_STATS = ("cpu best", "cpu median", "cpu pair median")
+
+
+def compare(path_a, path_b, names=("A", "B")):
+    """The CPU ratios (best, median, pair median) of two saved runs side by side with their
+    relative difference, bold above 10 % (the tables of scripts/README.md), how many stayed
+    within 10 %, and which side's own times moved (`own_times`). Exit status 1 if any CPU
+    ratio differs by more than 10 %. Wall ratios are left out: they carry the machine's load."""
     with open(path_a) as f:
         a = json.load(f)
     with open(path_b) as f:
         b = json.load(f)
-    rows, worst = [], 0.0
+    headers = ["case", "train rows", "phase"]
+    for stat in CPU_STATS:
+        label = stat.replace("cpu ", "")
+        headers += [f"{names[0]} {label}", f"{names[1]} {label}", "difference"]
+    rows, within, total, worst = [], {stat: 0 for stat in CPU_STATS}, 0, 0.0
     for ra, rb in zip(a["results"], b["results"]):
         x, y = ratios(ra["reference"], ra["ours"]), ratios(rb["reference"], rb["ours"])
-        for key in x:
-            if x[key] is None or y[key] is None:
-                continue
-            diff = abs(y[key] - x[key]) / x[key]
-            worst = max(worst, diff) if "cpu" in key else worst
-            rows.append([ra["case"], ra["rows"], key, f"{x[key]:.3f}", f"{y[key]:.3f}",
-                         f"{100 * diff:.1f} %"])
-    print(markdown(["case", "train rows", "ratio", "run A", "run B", "difference"], rows))
-    print(f"\nlargest difference of a CPU ratio: {100 * worst:.1f} %")
+        for phase in PHASES:
+            row = [ra["case"], ra["rows"], phase]
+            for stat in CPU_STATS:
+                u, v = x.get(f"{phase} {stat}"), y.get(f"{phase} {stat}")
+                if u is None or v is None:
+                    row += ["–"] * 3
+                    continue
+                diff = abs(v - u) / u
+                worst = max(worst, diff)
+                within[stat] += diff <= 0.10
+                cell = f"{100 * diff:.1f} %"
+                row += [f"{u:.2f}", f"{v:.2f}", cell if diff <= 0.10 else f"**{cell}**"]
+            rows.append(row)
+        total += len(PHASES)
+    print(markdown(headers, rows))
+    counts = ", ".join(f"{stat}: {n}/{total}" for stat, n in within.items())
+    print(f"\nwithin 10 %: {sum(within.values())} of {total * len(CPU_STATS)}; {counts}; "
+          f"largest difference {100 * worst:.1f} %")
+    print("\nWhich side moved: each side's best CPU seconds in both runs\n")
+    print(own_times(a["results"], b["results"], names))
     return 0 if worst <= 0.10 else 1
+
+
+def own_times(results_a, results_b, names=("A", "B")):
+    """Per case and phase, the reference's and our best CPU seconds in both runs and their
+    relative differences, and how many of each side's stayed within 10 %: a ratio that moved
+    between two runs moved because one side (or both) did."""
+    rows, within = [], {"reference": 0, "ours": 0}
+    for ra, rb in zip(results_a, results_b):
+        for phase in PHASES:
+            row = [ra["case"], ra["rows"], phase]
+            for side in within:
+                x, y = ra[side].get(f"{phase} cpu best"), rb[side].get(f"{phase} cpu best")
+                if not x or not y:
+                    row += ["–"] * 3
+                    continue
+                diff = (y - x) / x
+                within[side] += abs(diff) <= 0.10
+                row += [f"{x:.4g}", f"{y:.4g}", f"{100 * diff:+.1f} %"]
+            rows.append(row)
+    headers = ["case", "train rows", "phase"]
+    for who in ("ref", "ours"):
+        headers += [f"{who} {names[0]} s", f"{who} {names[1]} s", f"{who} change"]
+    table = markdown(headers, rows)
+    return (f"{table}\n\nbest CPU seconds within 10 % between the runs: reference "
+            f"{within['reference']} of {len(rows)}, ours {within['ours']} of {len(rows)}")
 
 
 def table(paths):
@@ -340,7 +424,8 @@ def table(paths):
         meta = run["meta"]
         ref_name = "xgb" if meta["reference"].lower().startswith("xgboost") else "sklearn"
         print(f"{os.path.basename(path)}: {meta['reference']}, {meta['threads']} thread(s), "
-              f"{meta['repeats']} interleaved runs per side, load average before "
+              f"{meta['repeats']}-{meta.get('max_repeats', meta['repeats'])} interleaved runs "
+              f"per side, load average before "
               f"{meta['load_before']}, after {meta['load_after']}")
         results += [(r["case"], r["rows"], r["reference"], r["ours"]) for r in run["results"]]
     spec = ".4e" if ref_name == "xgb" else ".4f"
@@ -350,8 +435,9 @@ def table(paths):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "compare":
-        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    if len(sys.argv) in (4, 6) and sys.argv[1] == "compare":
+        sys.exit(compare(sys.argv[2], sys.argv[3], sys.argv[4:] or ("A", "B")))
     if len(sys.argv) >= 3 and sys.argv[1] == "table":
         sys.exit(table(sys.argv[2:]))
-    sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json | table RUN.json ...")
+    sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json [NAME_A NAME_B] | "
+             "table RUN.json ...")

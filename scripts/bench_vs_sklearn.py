@@ -9,7 +9,7 @@ Run from the repository root:
 
     pip install -r scripts/requirements.txt
     python3 scripts/bench_vs_sklearn.py [CSV ...] [--train-rows 10000,30000,100000] \
-        [--repeats 7] [--min-run 0.25] [--threads 1] [--models linear,svr,knn,cart,forest] \
+        [--repeats 7] [--budget 6] [--max-repeats 41] [--min-run 0.1] [--threads 1] [--models linear,svr,knn,cart,forest] \
         [--svr-rows 3000] \
         [--json-out FILE] [--bench-bin PATH]
 
@@ -25,7 +25,8 @@ data/*_1m.csv. The script
   4. starts the Rust half once (`cargo bench --bench parity --no-run`, a release build, run
      directly with `--serve` so that its CPU clock is its own, or
      the prebuilt binary of --bench-bin) and, per size and model, runs one fit + predict of
-     scikit-learn in-process and one of klinecast in turn, --repeats times each
+     scikit-learn in-process and one of klinecast in turn, --repeats times each or more
+     (as many as --budget CPU seconds a side allow, at most --max-repeats)
      (LinearRegression(), SVR(), KNeighborsRegressor(), DecisionTreeRegressor(random_state=0),
      RandomForestRegressor(random_state=0); SVR on the last --svr-rows training rows, as
      `klinecast train` does); a phase shorter than --min-run CPU seconds (default 0.25) is
@@ -136,10 +137,7 @@ def main():
     ap.add_argument("csv", nargs="*", help="kline CSVs (default: see above)")
     ap.add_argument("--train-rows", default="10000,30000,100000",
                     help="training sizes, comma-separated (test rows = a quarter of each)")
-    ap.add_argument("--repeats", type=int, default=7, help="runs per side and case")
-    ap.add_argument("--min-run", type=float, default=0.25,
-                    help="CPU seconds a run of a phase takes at least: shorter phases are "
-                         "repeated within the run and timed per call")
+    bench_side.add_run_args(ap)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--svr-rows", type=int, default=3000, help="SVR training rows (most recent)")
     ap.add_argument("--threads", type=int, default=1,
@@ -158,8 +156,9 @@ def main():
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     load_before = bench_side.load_average()
-    print(f"{len(csvs)} CSV(s), {len(y)} feature rows; sizes {sizes}; {args.repeats} runs per "
-          f"side; load average {load_before}", file=sys.stderr)
+    print(f"{len(csvs)} CSV(s), {len(y)} feature rows; sizes {sizes}; "
+          f"{args.repeats}-{args.max_repeats} runs per side (--budget {args.budget} s); "
+          f"load average {load_before}", file=sys.stderr)
 
     tmp = tempfile.mkdtemp(prefix="klinecast-bench-")
     ours = bench_side.Ours("parity", args.bench_bin)
@@ -175,11 +174,10 @@ def main():
                 sx, sy = (xtr[-args.svr_rows:], ytr[-args.svr_rows:]) if name == "svr" \
                     else (xtr, ytr)
                 ref_runs, our_runs = bench_side.interleave_calibrated(
-                    args.repeats,
+                    args,
                     lambda reps: sklearn_run(name, sx, sy, xte, yte, reps),
                     lambda reps: ours.run(case_dir, name, args.threads, args.svr_rows,
-                                          reps["fit"], reps["predict"]),
-                    args.min_run)
+                                          reps["fit"], reps["predict"]))
                 ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
                 print(f"{size} {name}: sklearn {ref.get('fit cpu best', ref.get('error'))} / "
                       f"{ref.get('predict cpu best', '')}, ours "
@@ -192,10 +190,11 @@ def main():
 
     load_after = bench_side.load_average()
     meta = {"reference": f"scikit-learn {sklearn.__version__}", "threads": args.threads,
-            "repeats": args.repeats, "min_run_s": args.min_run, "csvs": [os.path.basename(p) for p in csvs],
+            **bench_side.run_args_meta(args), "csvs": [os.path.basename(p) for p in csvs],
             "load_before": load_before, "load_after": load_after, "cpu": bench_side.PINNED_CPU}
     print(f"scikit-learn {sklearn.__version__} vs klinecast, {args.threads} thread(s), "
-          f"{args.repeats} interleaved runs per side; test rows = train rows / 4; "
+          f"{args.repeats}-{args.max_repeats} interleaved runs per side "
+          f"(--budget {args.budget} s); test rows = train rows / 4; "
           f"load average (1, 5, 15 min) before {load_before}, after {load_after}\n")
 
     print(bench_side.rmse_tables(results, "sklearn", ".4f", extra=[

@@ -11,8 +11,8 @@ Run from the repository root (never by tests or CI):
     python3 -m venv /tmp/xgbvenv
     /tmp/xgbvenv/bin/pip install -r scripts/requirements-xgboost.txt
     /tmp/xgbvenv/bin/python scripts/bench_vs_xgboost.py [--threads 1] [--repeats 7] \
-        [--min-run 0.25] [--large-rows 10000,30000,100000] [--explain] [--json-out FILE] \
-        [--bench-bin PATH]
+        [--budget 6] [--max-repeats 41] [--min-run 0.1] [--large-rows 10000,30000,100000] \
+        [--explain] [--json-out FILE] [--bench-bin PATH]
 
 (`scripts/bench-side.sh OUT_DIR` runs this and bench_vs_sklearn.py in a venv of its own.)
 
@@ -108,10 +108,7 @@ def xgboost_run(xtr, ytr, xte, yte, threads, method="hist", reps=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--min-run", type=float, default=0.25,
-                    help="CPU seconds a run of a phase takes at least: shorter phases are "
-                         "repeated within the run and timed per call")
+    bench_side.add_run_args(ap)
     ap.add_argument("--large-rows", default="10000,30000,100000",
                     help="sizes of the synthetic cases, comma-separated (empty: none)")
     ap.add_argument("--explain", action="store_true",
@@ -132,11 +129,10 @@ def main():
             write_csv(os.path.join(case_dir, "train.csv"), xtr, ytr)
             write_csv(os.path.join(case_dir, "test.csv"), xte, yte)
             ref_runs, our_runs = bench_side.interleave_calibrated(
-                args.repeats,
+                args,
                 lambda reps: xgboost_run(xtr, ytr, xte, yte, args.threads, reps=reps),
                 lambda reps: ours.run(case_dir, args.threads, "hist", reps["fit"],
-                                      reps["predict"]),
-                args.min_run)
+                                      reps["predict"]))
             ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
             print(f"{name}: xgboost {ref.get('fit cpu best')}, ours "
                   f"{mine.get('fit cpu best', mine.get('error'))}", file=sys.stderr)
@@ -152,8 +148,9 @@ def main():
 
     load_after = bench_side.load_average()
     print(f"xgboost {xgb.__version__} hist vs klinecast gbdt, {args.threads} thread(s), "
-          f"{args.repeats} interleaved runs per side; load average (1, 5, 15 min) before "
-          f"{load_before}, after {load_after}\n")
+          f"{args.repeats}-{args.max_repeats} interleaved runs per side "
+          f"(--budget {args.budget} s); load average (1, 5, 15 min) before {load_before}, "
+          f"after {load_after}\n")
     print(bench_side.rmse_tables(results, "xgb", ".4e", extra=[
         ("nodes", lambda a, b: b.get("nodes", "")),
         ("bytes", lambda a, b: b.get("model_bytes", "")),
@@ -165,8 +162,8 @@ def main():
             [[c] + [bench_side.fmt(v, ".4f") for v in vals] for c, *vals in explained]))
     if args.json_out:
         meta = {"reference": f"xgboost {xgb.__version__}", "threads": args.threads,
-                "repeats": args.repeats, "min_run_s": args.min_run, "load_before": load_before, "load_after": load_after,
-                "cpu": bench_side.PINNED_CPU}
+                **bench_side.run_args_meta(args), "load_before": load_before,
+                "load_after": load_after, "cpu": bench_side.PINNED_CPU}
         bench_side.save(args.json_out, meta, results)
 
 
