@@ -3,8 +3,9 @@
 # and prints the README's "Ensemble on the real months" tables from the JSON
 # (scripts/months_table.py). Usage: [ROWS=N] scripts/backtest-months.sh [OUT_DIR] (default
 # target/months); extra arguments after `--` go to every backtest (e.g. `-- --combiner lcb`).
-# Rows: the last ROWS klines of each month (default 8,000: the models train on 4,000 and 4,000
-# are replayed). Why: a 1 % edge needs 1,000–3,000 forecasts to wake its expert and a few hundred
+# Rows: the last ROWS klines of each month (default 8,000: the models train on 3,200, the next
+# 800 warm the ensemble up unscored (--holdout 0.2, as stream does on train's holdout), and
+# 4,000 are replayed). Why: a 1 % edge needs 1,000–3,000 forecasts to wake its expert and a few hundred
 # more to earn its weight, so 2,000 replayed forecasts (ROWS=4000) mostly measure the wait; 4,000
 # resolve an RMSE ratio to about ±0.002 (paired against the naive). The cost is one refit of six
 # models every 15 klines (≈ 0.35 s of CPU per window): about 15 min per month on the shared,

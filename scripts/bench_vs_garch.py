@@ -189,7 +189,8 @@ def month(path, extra, reuse):
     max_rows = MAX_ROWS[0] if rows > MAX_ROWS[0] else None
     summary, preds = backtest(path, name, max_rows, extra, reuse)
     times, closes = load(path, max_rows)
-    step, split = summary["interval_ms"], summary["train_rows"]
+    step = summary["interval_ms"]
+    split = summary["train_rows"] + summary.get("warm_up_rows", 0)
     assert len(times) == summary["rows"], f"{name}: rows differ from the backtest's"
     sig, params = garch_sigmas(times, closes, split, step)
     close_at = dict(zip(times, closes))

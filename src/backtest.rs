@@ -31,6 +31,9 @@ pub(crate) struct BacktestConfig {
     pub(crate) data: PathBuf,
     /// Share of the rows the offline models are trained on; the rest is replayed.
     pub(crate) train_frac: f64,
+    /// Share of that first part held out of the offline fit and replayed, unscored, to warm
+    /// the ensemble up ([`Learner::warm_up`]), as `stream` warms up on `train`'s holdout.
+    pub(crate) holdout: f64,
     pub(crate) learn: LearnSettings,
     /// The offline models to train.
     pub(crate) models: Vec<ModelKind>,
@@ -47,6 +50,10 @@ pub(crate) struct BacktestSummary {
     pub(crate) interval_ms: i64,
     /// Klines the offline models were trained on (the first part of the file).
     pub(crate) train_rows: usize,
+    /// Klines after those replayed to warm the ensemble up, unscored (`--holdout`); the
+    /// replay starts after them.
+    #[serde(default)]
+    pub(crate) warm_up_rows: usize,
     /// Klines replayed through the learner.
     pub(crate) replay_rows: usize,
     pub(crate) window: usize,
@@ -144,9 +151,18 @@ pub(crate) fn backtest(
         threads: settings::fit_threads(),
         ..args.learn.clone()
     };
-    let train = series.slice(0..split);
+    let fit_end = split - (split as f64 * args.holdout).round() as usize;
+    let train = series.slice(0..fit_end);
     let ensemble = train_offline(args, &settings, &train, interval_ms, progress)?;
     let mut learner = Learner::new(ensemble, train, interval_ms);
+    if fit_end < split {
+        progress.note(&format!(
+            "warming up on {} klines (--holdout {})",
+            split - fit_end,
+            args.holdout
+        ));
+        learner.warm_up(series, fit_end..split);
+    }
     let mut replay = Replay::default();
     progress.start(((n - split) / args.learn.window) as u64);
     let refit_config = settings.refit_config();
@@ -174,7 +190,8 @@ pub(crate) fn backtest(
         data,
         rows: n,
         interval_ms,
-        train_rows: split,
+        train_rows: fit_end,
+        warm_up_rows: split - fit_end,
         replay_rows: n - split,
         window: args.learn.window,
         refit_rows: args.learn.refit_rows,
@@ -475,7 +492,8 @@ pub(crate) mod tests {
             data: "x.csv".to_string(),
             rows: 100,
             interval_ms: 60_000,
-            train_rows: 50,
+            train_rows: 40,
+            warm_up_rows: 10,
             replay_rows: 50,
             window: 15,
             refit_rows: 300,

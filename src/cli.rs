@@ -37,7 +37,7 @@ USAGE:
                           [--refit-rows 1440] [--generations 8] [--horizon H]
                           [--max-runtime DURATION] [--seed S] [--combiner ml-poly|lcb]
                           [--coverage 0.9]
-  klinecast backtest      --data FILE [--corr FILE,FILE] [--train-frac 0.5] [--window 15] [--refit-rows 1440]
+  klinecast backtest      --data FILE [--corr FILE,FILE] [--train-frac 0.5] [--holdout 0.2] [--window 15] [--refit-rows 1440]
                           [--generations 8] [--horizon H] [--max-rows N] [--svr-rows N] [--seed S]
                           [--combiner ml-poly|lcb] [--coverage 0.9] [--models LIST] [--json]
                           [--hours 24] [--html FILE] [--predictions FILE]
@@ -182,6 +182,9 @@ pub struct BacktestArgs {
     /// `--corr FILE,FILE`: the correlated symbols' stores (issue 23).
     pub(crate) corr: Vec<CorrSource>,
     pub(crate) train_frac: f64,
+    /// `--holdout`: share of the first part held out of the offline fit to warm the ensemble
+    /// up (0: none).
+    pub(crate) holdout: f64,
     /// `--window`, `--refit-rows`, `--generations`, `--horizon`, `--svr-rows`, `--seed`.
     pub(crate) learn: LearnSettings,
     pub(crate) max_rows: Option<usize>,
@@ -348,6 +351,12 @@ fn backtest_args(flags: &mut Flags) -> Result<BacktestArgs, Error> {
             .ok_or_else(|| usage("backtest needs --data FILE"))?,
         corr: corr_files(flags)?,
         train_frac: fraction(flags, "--train-frac", 0.5)?,
+        holdout: flags.parsed(
+            "--holdout",
+            0.2,
+            |v: &f64| *v >= 0.0 && *v < 1.0,
+            "a fraction from 0 up to (not including) 1",
+        )?,
         learn: LearnSettings {
             svr_rows: svr_rows(flags)?,
             ..learn(flags)?
@@ -907,6 +916,8 @@ mod tests {
             &["train", "--bogus", "1"],
             &["train", "--seed", "1", "--seed", "2"],
             &["backtest"],
+            &["backtest", "--data", "d.csv", "--holdout", "1"],
+            &["backtest", "--data", "d.csv", "--holdout", "-0.1"],
             &["replay-server", "--data", "x.csv", "--speed", "-1"],
             &["frobnicate"],
             &["train", "stray"],
@@ -1031,8 +1042,12 @@ mod tests {
         else {
             panic!("backtest parses")
         };
-        assert_eq!(b.train_frac, 0.6);
+        assert_eq!((b.train_frac, b.holdout), (0.6, 0.2));
         assert!(!b.json);
+        let Ok(Command::Backtest(b)) = p(&["backtest", "--data", "d.csv", "--holdout", "0"]) else {
+            panic!("backtest --holdout 0 parses")
+        };
+        assert_eq!(b.holdout, 0.0);
         assert_eq!((b.html, b.hours), (None, 24.0));
         let Ok(Command::Backtest(b)) = p(&[
             "backtest", "--data", "d.csv", "--html", "b.html", "--hours", "6",

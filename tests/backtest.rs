@@ -69,7 +69,17 @@ fn backtest_is_deterministic_and_not_worse_than_naive() {
     assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
     let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     assert_eq!(json["rows"], 3000);
-    assert_eq!(json["train_rows"], 1500);
+    // The first half, less its last 20 % (--holdout 0.2), which warms the ensemble up unscored.
+    assert_eq!(json["train_rows"], 1200);
+    assert_eq!(json["warm_up_rows"], 300);
+    // --holdout 0: no warm-up, the models train on the whole first half.
+    let cold = backtest_json(&dir, 3000, &[&args[..], &["--holdout", "0"]].concat());
+    let cold: serde_json::Value = serde_json::from_slice(&cold).expect("valid JSON");
+    assert_eq!(
+        (&cold["train_rows"], &cold["warm_up_rows"]),
+        (&1500.into(), &0.into())
+    );
+    assert_eq!(row(&cold, "naive")["n"], 1500);
     assert_eq!(json["replay_rows"], 1500);
     assert_eq!(json["windows"], 100);
     assert_eq!(json["interval_ms"], 60_000);

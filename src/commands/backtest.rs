@@ -27,6 +27,7 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Error> {
     let config = BacktestConfig {
         data: args.data.clone(),
         train_frac: args.train_frac,
+        holdout: args.holdout,
         learn: args.learn.clone(),
         models: args.models.clone(),
     };
@@ -56,12 +57,13 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Error> {
 /// The readable result.
 fn summary_text(s: &BacktestSummary) -> String {
     let mut out = format!(
-        "backtest {}: {} rows ({} ms klines); trained on the first {}, replayed {} in {} \
-         windows of {} (refit on {} rows, {} generations, seed {})\n",
+        "backtest {}: {} rows ({} ms klines); trained on the first {}, warmed up on {}, \
+         replayed {} in {} windows of {} (refit on {} rows, {} generations, seed {})\n",
         s.data,
         s.rows,
         s.interval_ms,
         s.train_rows,
+        s.warm_up_rows,
         s.replay_rows,
         s.windows,
         s.window,
@@ -123,8 +125,8 @@ mod tests {
         let summary = sample_summary();
         let text = summary_text(&summary);
         assert!(text.starts_with(
-            "backtest x.csv: 100 rows (60000 ms klines); trained on the first 50, replayed 50 in \
-             3 windows of 15 (refit on 300 rows, 8 generations, seed 1)\nfinal pool: 6 members, \
+            "backtest x.csv: 100 rows (60000 ms klines); trained on the first 40, warmed up on 10, \
+             replayed 50 in 3 windows of 15 (refit on 300 rows, 8 generations, seed 1)\nfinal pool: 6 members, \
              0.0 MB saved\n1 refits failed"
         ));
         assert!(text.contains("\nnaive "), "{text}");

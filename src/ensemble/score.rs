@@ -210,13 +210,34 @@ impl Ensemble {
 
     /// Clears the window accumulators and counts the window as done.
     pub(crate) fn close_window(&mut self) {
+        self.clear_window();
+        self.windows_done += 1;
+        self.version += 1;
+    }
+
+    fn clear_window(&mut self) {
         self.window_accum = Accum::default();
         self.intervals.window = IntervalAccum::default();
         self.intervals.static_window = IntervalAccum::default();
         for m in &mut self.members {
             m.stats.window_accum = Accum::default();
         }
-        self.windows_done += 1;
+    }
+
+    /// Clears what the scoreboard, the window reports and the interval figures count (after a
+    /// warm-up, [`super::Learner::warm_up`]); keeps what the ensemble learned: the experts'
+    /// gate statistics and ML-Poly records, the members' discounted statistics, the conformal
+    /// state and the volatility model.
+    pub(crate) fn clear_scores(&mut self) {
+        self.clear_window();
+        self.total_accum = Accum::default();
+        self.totals.clear();
+        self.intervals.total = IntervalAccum::default();
+        self.intervals.static_total = IntervalAccum::default();
+        for m in &mut self.members {
+            m.stats.total_accum = Accum::default();
+        }
+        self.windows_done = 0;
         self.version += 1;
     }
 

@@ -12,6 +12,7 @@
 //! read back from the store and fed again, so a kill at any instant resumes the same window
 //! with the same result; forecasts already in `predictions.csv` are not written twice.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
@@ -34,6 +35,14 @@ use super::window_log::LoggedWindow;
 /// Most klines after the saved ensemble that are fed again on start; older ones only warm the
 /// history (a day of 1m klines; each window of them costs one refit).
 pub(crate) const MAX_REPLAY: usize = 1440;
+
+/// Most klines a new ensemble warms up on ([`Learner::warm_up`]): the newest stored klines
+/// after the trained models' last training kline (`train`'s holdout and anything collected
+/// since), at most a week of 1-minute klines, the gate's long memory (λ = 0.9999: ≈ 10,000
+/// forecasts; older evidence would be mostly forgotten). Once per new ensemble, on the ensembling
+/// thread: 13.5 s for 10,090 klines and the eight trained models on one x86 core, the stream's
+/// own per-kline path (scripts/README.md, "Warm-up of a new ensemble").
+pub(crate) const WARM_UP_ROWS: usize = 10_080;
 
 /// `<data-dir>/Buffer_<window>.csv`.
 pub(crate) fn buffer_path(data_dir: &Path, window: usize) -> PathBuf {
@@ -169,6 +178,9 @@ pub(crate) struct Prepared {
     /// The forecasts in flight at the save (see [`Learner::resume_in_flight`]).
     in_flight: Vec<Forecast>,
     loaded: bool,
+    /// A new ensemble with trained members: the open time of their newest training kline (the
+    /// klines after it are out of sample for every one of them and warm the ensemble up).
+    warm_from: Option<i64>,
     rows: usize,
     /// What the local checks found wrong and worked around (a model file skipped, a saved
     /// ensemble moved aside): the symbol runs degraded.
@@ -223,6 +235,7 @@ impl Ensembler {
         let mut problems = Vec::new();
         let path = ensemble_path(&config.models_dir);
         let mut in_flight = Vec::new();
+        let mut warm_from = None;
         let (mut ensemble, as_of, loaded) = match load_ensemble(&path) {
             Ok(saved) => {
                 log.info(&format!(
@@ -238,7 +251,7 @@ impl Ensembler {
                 check_horizon(&path, ensemble.config().spec.horizon, config, "forecasts")?;
                 // Trained models are not in the saved file: put them back from models/Trained.
                 let kept = ensemble
-                    .attach_trained(trained_members(config, &mut log, &mut problems)?)
+                    .attach_trained(trained_members(config, &mut log, &mut problems)?.members)
                     .map_err(|e| Error::Config(format!("cannot use the trained models: {e}")))?;
                 if !kept {
                     log.info(
@@ -249,7 +262,9 @@ impl Ensembler {
                 (ensemble, saved.as_of_open_time, true)
             }
             Err(PersistError::NotFound { .. }) => {
-                (new_ensemble(config, &mut log, &mut problems)?, None, false)
+                let (ensemble, last_trained) = new_ensemble(config, &mut log, &mut problems)?;
+                warm_from = last_trained;
+                (ensemble, None, false)
             }
             Err(e) => {
                 let aside = path.with_extension("bin.bad");
@@ -264,7 +279,9 @@ impl Ensembler {
                 );
                 log.warn(&problem);
                 problems.push(problem);
-                (new_ensemble(config, &mut log, &mut problems)?, None, false)
+                let (ensemble, last_trained) = new_ensemble(config, &mut log, &mut problems)?;
+                warm_from = last_trained;
+                (ensemble, None, false)
             }
         };
         // The command line may change these between runs; the pool adapts at the next window.
@@ -286,7 +303,8 @@ impl Ensembler {
             as_of,
             in_flight,
             loaded,
-            rows: restore_rows + MAX_REPLAY,
+            warm_from,
+            rows: restore_rows + MAX_REPLAY + warm_from.map_or(0, |_| WARM_UP_ROWS),
             problems,
             path,
             log,
@@ -315,6 +333,7 @@ impl Prepared {
             as_of,
             in_flight,
             loaded,
+            warm_from,
             rows: _,
             problems: _,
             path,
@@ -355,14 +374,29 @@ impl Prepared {
         {
             log.warn("the saved ensemble is newer than the kline store; its history is rebuilt from the store");
         }
-        let history = all.slice(0..klines.len());
-        drop(all);
+        // A new ensemble's history ends at the first kline after the trained models' training
+        // rows (its forecast targets a close no model was fitted on); the klines after it warm
+        // the ensemble up.
+        let warm = warm_up_range(&klines, warm_from, WARM_UP_ROWS);
+        let history = all.slice(0..warm.start);
         if loaded {
             refit_saved_generations(&mut ensemble, &history, config, &mut log);
         }
         let mut learner = Learner::new(ensemble, history, config.interval_ms);
         // The forecast made after the save's kline predates the save's refit: the saved one.
         learner.resume_in_flight(in_flight);
+        if !warm.is_empty() {
+            let started = Instant::now();
+            let scored = learner.warm_up(&all, warm.clone());
+            log.info(&format!(
+                "warmed the new ensemble up on {} klines after the trained models' training \
+                 rows ({} forecasts scored, not published) in {:.1} s",
+                warm.len(),
+                scored,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        drop(all);
         let as_of_now = klines.last().map(|k| k.open_time);
         if !loaded {
             save_ensemble(&path, as_of_now, learner.ensemble(), &learner.in_flight())?;
@@ -697,15 +731,37 @@ impl Ensembler {
     }
 }
 
-/// A new ensemble from the trained models in `<models-dir>/Trained` (possibly none).
+/// The klines a new ensemble warms up on: after the first kline newer than `last_trained`
+/// (the trained models' newest training kline; the history ends on that first kline, so its
+/// forecast already targets a close no model was fitted on), the newest `cap` of them. Empty
+/// without trained models or when the store holds nothing newer.
+fn warm_up_range(klines: &[Kline], last_trained: Option<i64>, cap: usize) -> Range<usize> {
+    let n = klines.len();
+    let Some(t) = last_trained else {
+        return n..n;
+    };
+    let first = (klines.partition_point(|k| k.open_time <= t) + 1).min(n);
+    first.max(n.saturating_sub(cap))..n
+}
+
+/// A new ensemble from the trained models in `<models-dir>/Trained` (possibly none), and
+/// the open time of their newest training kline (`None` without trained models).
 fn new_ensemble(
     config: &EnsemblerConfig,
     log: &mut Logger,
     problems: &mut Vec<String>,
-) -> Result<Ensemble, Error> {
-    let members = trained_members(config, log, problems)?;
-    Ensemble::new(config.ensemble.clone(), members, config.interval_ms)
-        .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))
+) -> Result<(Ensemble, Option<i64>), Error> {
+    let trained = trained_members(config, log, problems)?;
+    let ensemble = Ensemble::new(config.ensemble.clone(), trained.members, config.interval_ms)
+        .map_err(|e| Error::Config(format!("cannot build the ensemble: {e}")))?;
+    Ok((ensemble, trained.last_trained))
+}
+
+/// The trained models as ensemble members ([`trained_members`]).
+struct TrainedMembers {
+    members: Vec<Member>,
+    /// The open time of the newest training kline of any of them (`None` without any).
+    last_trained: Option<i64>,
 }
 
 /// A configuration error unless the model file at `path`, made for `horizon`, suits the
@@ -757,7 +813,7 @@ fn trained_members(
     config: &EnsemblerConfig,
     log: &mut Logger,
     problems: &mut Vec<String>,
-) -> Result<Vec<Member>, Error> {
+) -> Result<TrainedMembers, Error> {
     // Each file on its own: a bad one is skipped (and named), the others are still used. All
     // from one set: loaded again if `train` switched in a new set meanwhile.
     let (trained, warnings) = persist::read_trained_set(&config.models_dir, |dir| {
@@ -796,7 +852,8 @@ fn trained_members(
         let names: Vec<&str> = trained.iter().map(|t| t.kind.name()).collect();
         log.info(&format!("trained members: {}", names.join(", ")));
     }
-    Ok(trained
+    let last_trained = trained.iter().map(|t| t.meta.train_last_open_time).max();
+    let members = trained
         .into_iter()
         .map(|t| {
             let source = format!(
@@ -809,7 +866,11 @@ fn trained_members(
             );
             Member::trained(t.spec, Some(t.scaler), t.model).with_source(source)
         })
-        .collect())
+        .collect();
+    Ok(TrainedMembers {
+        members,
+        last_trained,
+    })
 }
 
 #[cfg(test)]
@@ -1016,6 +1077,59 @@ mod tests {
             .into_iter()
             .find(|m| m.label == "trained/linear")
             .expect("a trained member")
+    }
+
+    #[test]
+    fn the_warm_up_is_the_newest_klines_after_the_training_rows_but_one() {
+        let k = sample(20);
+        let t = |i: usize| Some(k[i].open_time);
+        assert_eq!(warm_up_range(&k, None, 100), 20..20);
+        assert_eq!(warm_up_range(&k, t(9), 100), 11..20);
+        assert_eq!(warm_up_range(&k, t(9), 5), 15..20);
+        assert_eq!(warm_up_range(&k, t(18), 100), 20..20);
+        assert_eq!(warm_up_range(&k, t(19), 100), 20..20);
+        assert_eq!(warm_up_range(&k, Some(k[19].open_time + 1), 100), 20..20);
+        assert_eq!(warm_up_range(&k, Some(k[0].open_time - 1), 100), 1..20);
+    }
+
+    /// A new ensemble warms up on the stored klines after its trained models' training rows:
+    /// the trained member's record holds them, the scoreboard and predictions.csv only the
+    /// published forecasts; a restart that loads the saved ensemble does not warm up again.
+    #[test]
+    fn a_new_ensemble_warms_up_on_the_klines_after_the_training_rows() {
+        let root = std::env::temp_dir().join(format!(
+            "klinecast-ensembler-warm-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ));
+        let src = sample(560);
+        save_trained_linear(&root, &src[..400], 1);
+        session(&root, 1, &src[..500], &src[500..520]);
+        let log = || std::fs::read_to_string(root.join("log/ensemble.log")).expect("log");
+        let warmed = "warmed the new ensemble up on 99 klines after the trained models' training \
+                      rows (99 forecasts scored, not published) in ";
+        assert_eq!(log().matches(warmed).count(), 1, "{}", log());
+        // 99 warm-up forecasts (made on klines 400..499) and 20 published ones.
+        assert_eq!(trained_member(&root).stats.n_scored, 119);
+        let saved = load_ensemble(&ensemble_path(&root.join("models"))).expect("loads");
+        let board = saved.ensemble.scoreboard();
+        let naive = board
+            .iter()
+            .find(|r| r.label == "naive")
+            .expect("naive row");
+        assert_eq!(naive.n, 20);
+        let preds = std::fs::read_to_string(root.join("data/predictions.csv")).expect("preds");
+        let first_target = preds
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').next()?.parse::<i64>().ok())
+            .min();
+        // The first published forecast is the one made on the last warm-up kline.
+        assert_eq!(first_target, Some(src[500].open_time), "{preds}");
+        session(&root, 1, &src[..520], &src[520..540]);
+        assert_eq!(log().matches("warmed the new ensemble").count(), 1);
+        assert_eq!(trained_member(&root).stats.n_scored, 139);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

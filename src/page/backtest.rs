@@ -33,8 +33,9 @@ pub(crate) fn page(s: &BacktestSummary, run: &RunFiles, hours: f64) -> String {
     let mut page = Page::new(
         &format!("{}: backtest", run.symbol),
         &format!(
-            "{}: trained on the first {} klines, replayed {} in {} windows of {} (seed {})",
-            s.data, s.train_rows, s.replay_rows, s.windows, s.window, s.seed
+            "{}: trained on the first {} klines, warmed up on {}, replayed {} in {} windows of {} \
+             (seed {})",
+            s.data, s.train_rows, s.warm_up_rows, s.replay_rows, s.windows, s.window, s.seed
         ),
     );
     run_charts(&mut page, run, hours);
@@ -128,7 +129,9 @@ mod tests {
         };
         let html = page(&summary, &run, 24.0);
         assert!(html.contains("<title>X&lt;Y: backtest</title>"), "{html}");
-        assert!(html.contains("a&amp;b&lt;c&gt;.csv: trained on the first 50 klines"));
+        assert!(
+            html.contains("a&amp;b&lt;c&gt;.csv: trained on the first 40 klines, warmed up on 10,")
+        );
         assert!(!html.contains("a&b<c>"));
         for id in ["forecast", "ratio", "weights", "coverage"] {
             assert!(html.contains(&format!("id=\"{id}\"")), "chart {id}");
