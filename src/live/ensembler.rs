@@ -925,14 +925,19 @@ mod tests {
         ens.run(replay, rx).expect("run")
     }
 
+    /// A fresh directory under the system's temp dir for one test (`tag` names the test).
+    fn scratch(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "klinecast-ensembler-{tag}-{}-{}",
+            std::process::id(),
+            wall_clock_ms()
+        ))
+    }
+
     #[test]
     fn a_stop_mid_window_and_restart_gives_the_same_files_as_one_run() {
         for (save_every, replayed, buffered) in [(1, 3u64, 0usize), (3, 8, 0), (5, 23, 10)] {
-            let base = std::env::temp_dir().join(format!(
-                "klinecast-ensembler-{}-{}-{save_every}",
-                std::process::id(),
-                wall_clock_ms()
-            ));
+            let base = scratch(&format!("stop-{save_every}"));
             let (a, b) = (base.join("a"), base.join("b"));
             let src = sample(560);
             let (start, cut) = (500, 523);
@@ -980,11 +985,7 @@ mod tests {
     /// finds its forecast written, and refits the window once; the files are those of one run.
     #[test]
     fn a_kill_between_a_window_end_forecast_and_its_refit_refits_it_once_on_restart() {
-        let base = std::env::temp_dir().join(format!(
-            "klinecast-ensembler-kill-{}-{}",
-            std::process::id(),
-            wall_clock_ms()
-        ));
+        let base = scratch("kill");
         let (a, b) = (base.join("a"), base.join("b"));
         let src = sample(560);
         let one = session(&a, 1, &src[..500], &src[500..]);
@@ -1097,11 +1098,7 @@ mod tests {
     /// published forecasts; a restart that loads the saved ensemble does not warm up again.
     #[test]
     fn a_new_ensemble_warms_up_on_the_klines_after_the_training_rows() {
-        let root = std::env::temp_dir().join(format!(
-            "klinecast-ensembler-warm-{}-{}",
-            std::process::id(),
-            wall_clock_ms()
-        ));
+        let root = scratch("warm");
         let src = sample(560);
         save_trained_linear(&root, &src[..400], 1);
         session(&root, 1, &src[..500], &src[500..520]);
@@ -1134,11 +1131,7 @@ mod tests {
 
     #[test]
     fn trained_models_are_left_out_of_the_saved_ensemble_and_reattached_on_restart() {
-        let root = std::env::temp_dir().join(format!(
-            "klinecast-ensembler-trained-{}-{}",
-            std::process::id(),
-            wall_clock_ms()
-        ));
+        let root = scratch("trained");
         let src = sample(600);
         save_trained_linear(&root, &src[..400], 1);
         session(&root, 1, &src[..500], &src[500..540]);
