@@ -234,9 +234,9 @@ impl Ensembler {
             .map_err(|e| Error::io("opening ensemble.jsonl", e))?;
         let mut problems = Vec::new();
         let path = ensemble_path(&config.models_dir);
-        let mut in_flight = Vec::new();
-        let mut warm_from = None;
-        let (mut ensemble, as_of, loaded) = match load_ensemble(&path) {
+        // A new ensemble (none saved, or the saved one unreadable) warms up from the trained
+        // models' last training kline; a loaded one carries its forecasts in flight instead.
+        let (mut ensemble, as_of, loaded, in_flight, warm_from) = match load_ensemble(&path) {
             Ok(saved) => {
                 log.info(&format!(
                     "loaded {} (version {}, {} windows, {} members, as of {})",
@@ -247,7 +247,6 @@ impl Ensembler {
                     saved.as_of_open_time.map_or("start".to_string(), stamp)
                 ));
                 let mut ensemble = saved.ensemble;
-                in_flight = saved.in_flight;
                 check_horizon(&path, ensemble.config().spec.horizon, config, "forecasts")?;
                 // Trained models are not in the saved file: put them back from models/Trained.
                 let kept = ensemble
@@ -259,29 +258,25 @@ impl Ensembler {
                          the trained members start afresh, the window generations are kept",
                     );
                 }
-                (ensemble, saved.as_of_open_time, true)
-            }
-            Err(PersistError::NotFound { .. }) => {
-                let (ensemble, last_trained) = new_ensemble(config, &mut log, &mut problems)?;
-                warm_from = last_trained;
-                (ensemble, None, false)
+                (ensemble, saved.as_of_open_time, true, saved.in_flight, None)
             }
             Err(e) => {
-                let aside = path.with_extension("bin.bad");
-                let moved = std::fs::rename(&path, &aside).is_ok();
-                let problem = format!(
-                    "cannot use the saved ensemble: {e}; {}starting a new one",
-                    if moved {
-                        format!("moved it to {}, ", aside.display())
-                    } else {
-                        String::new()
-                    }
-                );
-                log.warn(&problem);
-                problems.push(problem);
+                if !matches!(e, PersistError::NotFound { .. }) {
+                    let aside = path.with_extension("bin.bad");
+                    let moved = std::fs::rename(&path, &aside).is_ok();
+                    let problem = format!(
+                        "cannot use the saved ensemble: {e}; {}starting a new one",
+                        if moved {
+                            format!("moved it to {}, ", aside.display())
+                        } else {
+                            String::new()
+                        }
+                    );
+                    log.warn(&problem);
+                    problems.push(problem);
+                }
                 let (ensemble, last_trained) = new_ensemble(config, &mut log, &mut problems)?;
-                warm_from = last_trained;
-                (ensemble, None, false)
+                (ensemble, None, false, Vec::new(), last_trained)
             }
         };
         // The command line may change these between runs; the pool adapts at the next window.
