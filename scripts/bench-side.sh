@@ -7,7 +7,7 @@
 # Saves both runs' JSON in OUT_DIR and prints the tables of scripts/README.md ("Against
 # scikit-learn", "Against XGBoost").
 #
-#   scripts/bench-side.sh OUT_DIR              one run (30-35 min on a quiet 2-core machine:
+#   scripts/bench-side.sh OUT_DIR              one run (26-35 min on a quiet 2-core machine:
 #                                              scikit-learn's forest fits are 15-25 min of it)
 #   scripts/bench-side.sh --compare A_DIR B_DIR  the CPU ratios of two runs side by side with
 #                                              their difference (the README's tables) and each
