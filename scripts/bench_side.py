@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Shared by bench_vs_sklearn.py and bench_vs_xgboost.py: the Rust half as a long-lived
-request server, interleaved timing, the summary statistics and the Markdown tables.
+"""Shared by bench_vs_sklearn.py and bench_vs_xgboost.py: the Rust half and the reference as
+request servers, interleaved timing, the summary statistics and the Markdown tables.
 
 Method: every case is run at least `--repeats` times on each side (more for short cases, see
 `interleave_calibrated`), ours and the reference alternating (the first of each pair alternates
@@ -13,7 +13,9 @@ than wall time to other processes on the cores; both clocks count to the nanosec
 ours / reference (< 1: ours is faster), shown for the best and for the median of the runs; the
 saved runs also keep every run's times, and `compare` adds the median of the per-pair ratios.
 With one thread both sides are pinned to the same CPU (`pin_blas_threads`) and Python's garbage
-collector is off while the reference is timed (`clocked`).
+collector is off while the reference is timed (`clocked`). The reference runs in a worker
+process of its own (`Reference`), and a case's runs are spread over several fresh processes of
+each side (`interleave_calibrated`), so that a best of the runs is a best over processes too.
 
 Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, for two runs
 saved with `--json-out`, every ratio of both and their relative difference (the
@@ -83,10 +85,18 @@ class Ours:
     def __init__(self, bench, bench_bin=None):
         # The bench binary itself, never `cargo bench` around it: the CPU clock read below is
         # the clock of the process we start, and cargo's stays near 0 while its child works.
-        cmd = [bench_bin or build_bench(bench), "--serve"]
-        print("starting: " + " ".join(cmd), file=sys.stderr)
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
+        self.cmd = [bench_bin or build_bench(bench), "--serve"]
+        print("starting: " + " ".join(self.cmd), file=sys.stderr)
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def restart(self):
+        """A fresh process of the same bench (see `interleave_calibrated`)."""
+        self.close()
+        self.start()
 
     def cpu(self):
         """The Rust bench process's CPU seconds (all its threads), or None off Linux. Linux
@@ -119,6 +129,7 @@ class Ours:
             last = now
             self.proc.stdin.write("\n")
             self.proc.stdin.flush()
+        out["pid"] = self.proc.pid
         if "error" not in out:
             # A phase run REPS times (`PHASE_reps`) is reported per call, as its wall time is.
             out.update({key: value / out.get(key.replace("_cpu_s", "_reps"), 1)
@@ -128,6 +139,65 @@ class Ours:
     def close(self):
         self.proc.stdin.close()
         self.proc.wait()
+
+
+class Reference:
+    """The reference side in a process of its own: `SCRIPT --worker ARGS` answers one JSON
+    request line with one JSON line (`serve_worker`), the run dict of the reference's run
+    function. The worker inherits the driver's CPU pinning, its one-thread BLAS settings and
+    address randomisation off. A process of its own is what lets a case's runs be spread over
+    several fresh processes (`restart`): on the hosts measured, a process can run a memory-bound
+    case at one speed for its whole life (scripts/README.md, "Why several processes")."""
+
+    def __init__(self, script, argv):
+        self.cmd = [sys.executable, script, "--worker", *argv]
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def run(self, request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the reference worker exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def restart(self):
+        self.close()
+        self.start()
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve_worker(handler):
+    """The worker's loop (`Reference`): one JSON request per stdin line, `handler(request)`'s
+    dict (or {"error": ...}) as one JSON line on stdout, until stdin closes."""
+    for line in sys.stdin:
+        try:
+            out = handler(json.loads(line))
+        except Exception as e:  # reported as the run's error; the driver stops that case
+            out = {"error": f"{type(e).__name__}: {e}"}
+        out["pid"] = os.getpid()
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+def load_case(case_dir):
+    """(x_train, y_train, x_test, y_test) from a case directory's train.csv and test.csv (the
+    last column is the target; written with 17 significant digits, so read back exactly), each
+    C-contiguous as the driver's own arrays were."""
+    import numpy as np
+
+    out = []
+    for name in ("train.csv", "test.csv"):
+        a = np.loadtxt(os.path.join(case_dir, name), delimiter=",", skiprows=1, ndmin=2)
+        out += [np.ascontiguousarray(a[:, :-1]), np.ascontiguousarray(a[:, -1])]
+    return tuple(out)
 
 
 def clocked(fn):
@@ -208,11 +278,14 @@ def add_run_args(ap):
                     help="CPU seconds of runs per side and case to aim for: a case whose run "
                          "is short gets more than --repeats runs, up to --max-repeats")
     ap.add_argument("--max-repeats", type=int, default=41)
+    ap.add_argument("--processes", type=int, default=6,
+                    help="fresh processes per side a case's runs are spread over, at most "
+                         "(each gets at least 3 runs; 1: one process for the whole bench)")
 
 
 def run_args_meta(args):
     return {"repeats": args.repeats, "min_run_s": args.min_run, "budget_s": args.budget,
-            "max_repeats": args.max_repeats}
+            "max_repeats": args.max_repeats, "processes": args.processes}
 
 
 def runs_for(repeats, budget_s, max_repeats, run_s):
@@ -230,14 +303,38 @@ def run_seconds(run, reps):
     return sum((run.get(p + "_cpu_s") or run.get(p + "_s") or 0.0) * reps[p] for p in PHASES)
 
 
-def interleave_calibrated(args, reference, ours):
+# A case whose runs are shorter than this (CPU seconds, the longer side) gets a discarded
+# warm-up run on each side in every fresh process after the first: its first calls there pay
+# for lazy imports, caches and page faults that the runs after them do not. Longer runs (the
+# forest fits, up to minutes) are timed from the first: a warm-up would cost as much again.
+WARM_UP_BELOW_S = 1.0
+
+# A fresh pair of processes gets at least this many of a case's runs.
+RUNS_PER_PROCESS = 3
+
+
+def process_chunks(repeats, processes):
+    """How many runs each of the fresh processes of a case does: `repeats` runs over
+    `processes` processes at most, each with at least RUNS_PER_PROCESS (one process if fewer
+    runs), in order, the first chunks one run longer where they do not divide."""
+    count = max(1, min(processes, repeats // RUNS_PER_PROCESS))
+    base, extra = divmod(repeats, count)
+    return [base + (i < extra) for i in range(count)]
+
+
+def interleave_calibrated(args, reference, ours, restart=None):
     """`interleave` for cases of any length: `reference(reps)` and `ours(reps)` run every phase
     `reps[phase]` times and report the time per call. A first pair of single-call runs sets each
     side's reps (`reps_for`, at least `args.min_run` a run) and the number of runs (`runs_for`,
     from the longer side's run and `args.budget`); if the reps are all 1, that pair is the
     first of the runs, else it was a warm-up and the runs with the reps follow. So a phase of
     50 µs is timed over thousands of calls in each of up to `args.max_repeats` runs, and one of
-    seconds once a run in `args.repeats` runs."""
+    seconds once a run in `args.repeats` runs.
+
+    With `restart` (starts a fresh process for each side), the runs are spread over up to
+    `args.processes` process pairs in turn (`process_chunks`), each after the first preceded by
+    a discarded warm-up pair where a run is short (`WARM_UP_BELOW_S`): the best of the runs is
+    then a best over processes too, not only over the moments of one process's life."""
     once = {phase: 1 for phase in PHASES}
     first_ref, first_ours = reference(once), ours(once)
     if "error" in first_ref or "error" in first_ours:
@@ -245,11 +342,25 @@ def interleave_calibrated(args, reference, ours):
     ref_reps, our_reps = reps_for(first_ref, args.min_run), reps_for(first_ours, args.min_run)
     run_s = max(run_seconds(first_ref, ref_reps), run_seconds(first_ours, our_reps))
     repeats = runs_for(args.repeats, args.budget, args.max_repeats, run_s)
-    if ref_reps == once and our_reps == once:
-        ref_runs, our_runs = interleave(repeats - 1, lambda: reference(once),
-                                        lambda: ours(once), start=1)
-        return [first_ref] + ref_runs, [first_ours] + our_runs
-    return interleave(repeats, lambda: reference(ref_reps), lambda: ours(our_reps))
+    kept = ref_reps == once and our_reps == once
+    ref_runs, our_runs = ([first_ref], [first_ours]) if kept else ([], [])
+    chunks = process_chunks(repeats, args.processes if restart else 1)
+    for i, size in enumerate(chunks):
+        if i > 0:
+            restart()
+            if run_s < WARM_UP_BELOW_S:
+                warm = [reference(ref_reps), ours(our_reps)]
+                if any("error" in w for w in warm):
+                    return ref_runs + warm[:1], our_runs + warm[1:]
+        done = len(ref_runs)
+        more_ref, more_ours = interleave(size - (done if i == 0 else 0),
+                                         lambda: reference(ref_reps), lambda: ours(our_reps),
+                                         start=done)
+        ref_runs += more_ref
+        our_runs += more_ours
+        if any("error" in r for r in more_ref + more_ours):
+            break
+    return ref_runs, our_runs
 
 
 def summarize(runs):
@@ -268,6 +379,9 @@ def summarize(runs):
             out[f"{phase} {clock} median"] = statistics.median(values) if values else None
             out[f"{phase} {clock} runs"] = values
     out["runs"] = len(good)
+    # The process of every run (a case's runs are spread over several, see
+    # `interleave_calibrated`), in the order of the runs.
+    out["pids"] = [r.get("pid") for r in good]
     return out
 
 

@@ -9,7 +9,8 @@ Run from the repository root:
 
     pip install -r scripts/requirements.txt
     python3 scripts/bench_vs_sklearn.py [CSV ...] [--train-rows 10000,30000,100000] \
-        [--repeats 7] [--budget 6] [--max-repeats 41] [--min-run 0.1] [--threads 1] [--models linear,svr,knn,cart,forest] \
+        [--repeats 7] [--budget 6] [--max-repeats 41] [--min-run 0.1] [--processes 6] \
+        [--threads 1] [--models linear,svr,knn,cart,forest] \
         [--svr-rows 3000] \
         [--json-out FILE] [--bench-bin PATH]
 
@@ -24,9 +25,11 @@ data/*_1m.csv. The script
   3. writes train.csv / test.csv to a temporary directory (17 significant digits: exact);
   4. starts the Rust half once (`cargo bench --bench parity --no-run`, a release build, run
      directly with `--serve` so that its CPU clock is its own, or
-     the prebuilt binary of --bench-bin) and, per size and model, runs one fit + predict of
-     scikit-learn in-process and one of klinecast in turn, --repeats times each or more
-     (as many as --budget CPU seconds a side allow, at most --max-repeats)
+     the prebuilt binary of --bench-bin) and scikit-learn in a worker process (this script
+     with `--worker`, reading the same CSVs) and, per size and model, runs one fit + predict
+     of scikit-learn and one of klinecast in turn, --repeats times each or more
+     (as many as --budget CPU seconds a side allow, at most --max-repeats), the runs spread
+     over up to --processes fresh processes per side (default 6, at least 3 runs each)
      (LinearRegression(), SVR(), KNeighborsRegressor(), DecisionTreeRegressor(random_state=0),
      RandomForestRegressor(random_state=0); SVR on the last --svr-rows training rows, as
      `klinecast train` does); a phase shorter than --min-run CPU seconds (default 0.25) is
@@ -119,6 +122,24 @@ def sklearn_run(name, xtr, ytr, xte, yte, reps=None):
     return out
 
 
+# The worker's current case (`worker_run`): the case directory and its four arrays.
+_CASE = {}
+
+
+def worker_run(request):
+    """A reference run in the worker process (`bench_side.Reference`): the case's rows as the
+    driver wrote them (exactly), SVR on the last `svr_rows` training rows, then `sklearn_run`."""
+    case_dir = request["case_dir"]
+    if _CASE.get("dir") != case_dir:
+        _CASE.clear()
+        _CASE.update(dir=case_dir, data=bench_side.load_case(case_dir))
+    xtr, ytr, xte, yte = _CASE["data"]
+    name = request["model"]
+    if name == "svr":
+        xtr, ytr = xtr[-request["svr_rows"]:], ytr[-request["svr_rows"]:]
+    return sklearn_run(name, xtr, ytr, xte, yte, request["reps"])
+
+
 def split(x, y, size):
     """The last size + size/4 rows, standardized on the first size (train)."""
     test = size // 4
@@ -162,6 +183,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="klinecast-bench-")
     ours = bench_side.Ours("parity", args.bench_bin)
+    theirs = bench_side.Reference(os.path.abspath(__file__), ["--threads", str(args.threads)])
     results = []
     try:
         for size in sizes:
@@ -171,13 +193,13 @@ def main():
             write_csv(os.path.join(case_dir, "train.csv"), xtr, ytr)
             write_csv(os.path.join(case_dir, "test.csv"), xte, yte)
             for name in models:
-                sx, sy = (xtr[-args.svr_rows:], ytr[-args.svr_rows:]) if name == "svr" \
-                    else (xtr, ytr)
                 ref_runs, our_runs = bench_side.interleave_calibrated(
                     args,
-                    lambda reps: sklearn_run(name, sx, sy, xte, yte, reps),
+                    lambda reps: theirs.run({"case_dir": case_dir, "model": name,
+                                          "svr_rows": args.svr_rows, "reps": reps}),
                     lambda reps: ours.run(case_dir, name, args.threads, args.svr_rows,
-                                          reps["fit"], reps["predict"]))
+                                          reps["fit"], reps["predict"]),
+                    restart=lambda: (theirs.restart(), ours.restart()))
                 ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
                 print(f"{size} {name}: sklearn {ref.get('fit cpu best', ref.get('error'))} / "
                       f"{ref.get('predict cpu best', '')}, ours "
@@ -186,6 +208,7 @@ def main():
                 results.append((name, size, ref, mine))
     finally:
         ours.close()
+        theirs.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
     load_after = bench_side.load_average()
@@ -205,4 +228,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if "--worker" in sys.argv:
+        bench_side.serve_worker(worker_run)
+    else:
+        main()

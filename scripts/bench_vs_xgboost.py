@@ -11,7 +11,8 @@ Run from the repository root (never by tests or CI):
     python3 -m venv /tmp/xgbvenv
     /tmp/xgbvenv/bin/pip install -r scripts/requirements-xgboost.txt
     /tmp/xgbvenv/bin/python scripts/bench_vs_xgboost.py [--threads 1] [--repeats 7] \
-        [--budget 6] [--max-repeats 41] [--min-run 0.1] [--large-rows 10000,30000,100000] \
+        [--budget 6] [--max-repeats 41] [--min-run 0.1] [--processes 6] \
+        [--large-rows 10000,30000,100000] \
         [--explain] [--json-out FILE] [--bench-bin PATH]
 
 (`scripts/bench-side.sh OUT_DIR` runs this and bench_vs_sklearn.py in a venv of its own.)
@@ -27,9 +28,11 @@ Cases:
     N/5 more rows as test, for each N of --large-rows.
 The Rust side is `cargo bench --bench gbdt --no-run` (a release build, scripts/bench/gbdt.rs, then
 run directly with `--serve`: its CPU clock must be its own, not cargo's)
-or the prebuilt binary given with --bench-bin; runs alternate with XGBoost's (method in
-scripts/bench_side.py; a phase shorter than --min-run CPU seconds is repeated within each run
-and timed per call, see `interleave_calibrated`). With --threads 1 (the default) XGBoost's
+or the prebuilt binary given with --bench-bin; runs alternate with XGBoost's, which runs in a
+worker process (this script with `--worker`, reading the same CSVs), the runs of a case spread
+over up to --processes fresh processes per side (method in scripts/bench_side.py; a phase
+shorter than --min-run CPU seconds is repeated within each run and timed per call, see
+`interleave_calibrated`). With --threads 1 (the default) XGBoost's
 single OpenMP thread is the caller, so both CPU columns are the work done.
 
 --explain adds one fit per side with `tree_method="exact"` on every large case: where the
@@ -105,6 +108,20 @@ def xgboost_run(xtr, ytr, xte, yte, threads, method="hist", reps=None):
     return out
 
 
+# The worker's current case (`worker_run`): the case directory and its four arrays.
+_CASE = {}
+
+
+def worker_run(request):
+    """An XGBoost run in the worker process (`bench_side.Reference`) on the case's rows as the
+    driver wrote them (exactly)."""
+    case_dir = request["case_dir"]
+    if _CASE.get("dir") != case_dir:
+        _CASE.clear()
+        _CASE.update(dir=case_dir, data=bench_side.load_case(case_dir))
+    return xgboost_run(*_CASE["data"], request["threads"], reps=request["reps"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -121,6 +138,7 @@ def main():
     load_before = bench_side.load_average()
     tmp = tempfile.mkdtemp(prefix="klinecast-xgb-bench-")
     ours = bench_side.Ours("gbdt", args.bench_bin)
+    theirs = bench_side.Reference(os.path.abspath(__file__), ["--threads", str(args.threads)])
     results, explained = [], []
     try:
         for name, (xtr, ytr, xte, yte) in data.items():
@@ -130,9 +148,11 @@ def main():
             write_csv(os.path.join(case_dir, "test.csv"), xte, yte)
             ref_runs, our_runs = bench_side.interleave_calibrated(
                 args,
-                lambda reps: xgboost_run(xtr, ytr, xte, yte, args.threads, reps=reps),
+                lambda reps: theirs.run({"case_dir": case_dir, "threads": args.threads,
+                                      "reps": reps}),
                 lambda reps: ours.run(case_dir, args.threads, "hist", reps["fit"],
-                                      reps["predict"]))
+                                      reps["predict"]),
+                restart=lambda: (theirs.restart(), ours.restart()))
             ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
             print(f"{name}: xgboost {ref.get('fit cpu best')}, ours "
                   f"{mine.get('fit cpu best', mine.get('error'))}", file=sys.stderr)
@@ -144,6 +164,7 @@ def main():
                                   our_exact.get("rmse")))
     finally:
         ours.close()
+        theirs.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
     load_after = bench_side.load_average()
@@ -168,4 +189,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if "--worker" in sys.argv:
+        bench_side.serve_worker(worker_run)
+    else:
+        main()
