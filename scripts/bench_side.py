@@ -21,7 +21,9 @@ Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, fo
 saved with `--json-out`, every ratio of both and their relative difference (the
 reproducibility check: two runs should agree within 10 %), and
 `python3 scripts/bench_side.py table RUN.json ...` prints the fit and predict tables of one or
-more saved runs (e.g. the sizes of one run and a larger size run apart) with each run's load.
+more saved runs (e.g. the sizes of one run and a larger size run apart) with each run's load,
+and `python3 scripts/bench_side.py processes RUN.json` the best time of each process a case's
+runs were spread over.
 """
 
 import gc
@@ -548,10 +550,39 @@ def table(paths):
     return 0
 
 
+def processes(path):
+    """Per case, phase and side of a saved run: how many processes its runs were spread over
+    and the best CPU seconds of each process, from the fastest process to the slowest, and how
+    much slower than the fastest the slowest was. A wide spread is a speed a process keeps for
+    its life, which only a best over several processes evens out."""
+    with open(path) as f:
+        run = json.load(f)
+    rows = []
+    for r in run["results"]:
+        for phase in PHASES:
+            for side in ("reference", "ours"):
+                times = r[side].get(f"{phase} cpu runs") or []
+                pids = r[side].get("pids") or []
+                if not times or len(times) != len(pids):
+                    continue
+                best = {}
+                for pid, t in zip(pids, times):
+                    best[pid] = min(t, best.get(pid, t))
+                bests = sorted(best.values())
+                rows.append([r["case"], r["rows"], phase, side, len(times), len(bests),
+                             " ".join(f"{t:.4g}" for t in bests),
+                             f"{100 * (bests[-1] / bests[0] - 1):.1f} %"])
+    print(markdown(["case", "train rows", "phase", "side", "runs", "processes",
+                    "best CPU s of each process", "slowest ÷ fastest − 1"], rows))
+    return 0
+
+
 if __name__ == "__main__":
     if len(sys.argv) in (4, 6) and sys.argv[1] == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3], sys.argv[4:] or ("A", "B")))
     if len(sys.argv) >= 3 and sys.argv[1] == "table":
         sys.exit(table(sys.argv[2:]))
+    if len(sys.argv) == 3 and sys.argv[1] == "processes":
+        sys.exit(processes(sys.argv[2]))
     sys.exit("usage: python3 scripts/bench_side.py compare A.json B.json [NAME_A NAME_B] | "
-             "table RUN.json ...")
+             "table RUN.json ... | processes RUN.json")
