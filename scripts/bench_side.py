@@ -148,8 +148,9 @@ class Reference:
     request line with one JSON line (`serve_worker`), the run dict of the reference's run
     function. The worker inherits the driver's CPU pinning, its one-thread BLAS settings and
     address randomisation off. A process of its own is what lets a case's runs be spread over
-    several fresh processes (`restart`): on the hosts measured, a process can run a memory-bound
-    case at one speed for its whole life (scripts/README.md, "Why several processes")."""
+    several fresh processes (`restart`): runs in one process once kept a speed for that
+    process's life (scripts/README.md, runs P and Q; what several processes showed: runs R
+    and S)."""
 
     def __init__(self, script, argv):
         self.cmd = [sys.executable, script, "--worker", *argv]
