@@ -352,9 +352,11 @@ def interleave_calibrated(args, reference, ours, restart=None):
         if i > 0:
             restart()
             if run_s < WARM_UP_BELOW_S:
-                warm = [reference(ref_reps), ours(our_reps)]
-                if any("error" in w for w in warm):
-                    return ref_runs + warm[:1], our_runs + warm[1:]
+                warm_ref, warm_ours = reference(ref_reps), ours(our_reps)
+                if "error" in warm_ref or "error" in warm_ours:
+                    # The case stops here; only a failed warm-up run is kept (for its error).
+                    return (ref_runs + [w for w in [warm_ref] if "error" in w],
+                            our_runs + [w for w in [warm_ours] if "error" in w])
         done = len(ref_runs)
         more_ref, more_ours = interleave(size - (done if i == 0 else 0),
                                          lambda: reference(ref_reps), lambda: ours(our_reps),
