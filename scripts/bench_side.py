@@ -81,14 +81,12 @@ def build_bench(bench):
     raise RuntimeError(f"cargo built no executable for the bench {bench!r}")
 
 
-class Ours:
-    """The Rust bench in `--serve` mode: one request line in, one JSON line out."""
+class Served:
+    """A side's process that answers requests on stdin, one line each: started from `cmd`,
+    restarted fresh (`interleave_calibrated`), closed by closing its stdin."""
 
-    def __init__(self, bench, bench_bin=None):
-        # The bench binary itself, never `cargo bench` around it: the CPU clock read below is
-        # the clock of the process we start, and cargo's stays near 0 while its child works.
-        self.cmd = [bench_bin or build_bench(bench), "--serve"]
-        print("starting: " + " ".join(self.cmd), file=sys.stderr)
+    def __init__(self, cmd):
+        self.cmd = cmd
         self.start()
 
     def start(self):
@@ -96,9 +94,23 @@ class Ours:
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def restart(self):
-        """A fresh process of the same bench (see `interleave_calibrated`)."""
         self.close()
         self.start()
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+class Ours(Served):
+    """The Rust bench in `--serve` mode: one request line in, one JSON line out."""
+
+    def __init__(self, bench, bench_bin=None):
+        # The bench binary itself, never `cargo bench` around it: the CPU clock read below is
+        # the clock of the process we start, and cargo's stays near 0 while its child works.
+        cmd = [bench_bin or build_bench(bench), "--serve"]
+        print("starting: " + " ".join(cmd), file=sys.stderr)
+        super().__init__(cmd)
 
     def cpu(self):
         """The Rust bench process's CPU seconds (all its threads), or None off Linux. Linux
@@ -138,12 +150,8 @@ class Ours:
                         for key, value in cpu.items()})
         return out
 
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
 
-
-class Reference:
+class Reference(Served):
     """The reference side in a process of its own: `SCRIPT --worker ARGS` answers one JSON
     request line with one JSON line (`serve_worker`), the run dict of the reference's run
     function. The worker inherits the driver's CPU pinning, its one-thread BLAS settings and
@@ -153,12 +161,7 @@ class Reference:
     and S)."""
 
     def __init__(self, script, argv):
-        self.cmd = [sys.executable, script, "--worker", *argv]
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        super().__init__([sys.executable, script, "--worker", *argv])
 
     def run(self, request):
         self.proc.stdin.write(json.dumps(request) + "\n")
@@ -167,14 +170,6 @@ class Reference:
         if not line:
             raise RuntimeError(f"the reference worker exited ({self.proc.wait()})")
         return json.loads(line)
-
-    def restart(self):
-        self.close()
-        self.start()
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
 
 
 def serve_worker(handler):
@@ -190,17 +185,25 @@ def serve_worker(handler):
         sys.stdout.flush()
 
 
+# The worker's current case (`load_case`): its directory and its four arrays.
+_CASE = {}
+
+
 def load_case(case_dir):
     """(x_train, y_train, x_test, y_test) from a case directory's train.csv and test.csv (the
     last column is the target; written with 17 significant digits, so read back exactly), each
-    C-contiguous as the driver's own arrays were."""
+    C-contiguous as the driver's own arrays were. A worker runs one case at a time, so the last
+    case read is kept and read again only when the directory changes."""
     import numpy as np
 
-    out = []
-    for name in ("train.csv", "test.csv"):
-        a = np.loadtxt(os.path.join(case_dir, name), delimiter=",", skiprows=1, ndmin=2)
-        out += [np.ascontiguousarray(a[:, :-1]), np.ascontiguousarray(a[:, -1])]
-    return tuple(out)
+    if _CASE.get("dir") != case_dir:
+        out = []
+        for name in ("train.csv", "test.csv"):
+            a = np.loadtxt(os.path.join(case_dir, name), delimiter=",", skiprows=1, ndmin=2)
+            out += [np.ascontiguousarray(a[:, :-1]), np.ascontiguousarray(a[:, -1])]
+        _CASE.clear()
+        _CASE.update(dir=case_dir, data=tuple(out))
+    return _CASE["data"]
 
 
 def clocked(fn):

@@ -122,18 +122,10 @@ def sklearn_run(name, xtr, ytr, xte, yte, reps=None):
     return out
 
 
-# The worker's current case (`worker_run`): the case directory and its four arrays.
-_CASE = {}
-
-
 def worker_run(request):
     """A reference run in the worker process (`bench_side.Reference`): the case's rows as the
     driver wrote them (exactly), SVR on the last `svr_rows` training rows, then `sklearn_run`."""
-    case_dir = request["case_dir"]
-    if _CASE.get("dir") != case_dir:
-        _CASE.clear()
-        _CASE.update(dir=case_dir, data=bench_side.load_case(case_dir))
-    xtr, ytr, xte, yte = _CASE["data"]
+    xtr, ytr, xte, yte = bench_side.load_case(request["case_dir"])
     name = request["model"]
     if name == "svr":
         xtr, ytr = xtr[-request["svr_rows"]:], ytr[-request["svr_rows"]:]

@@ -108,18 +108,11 @@ def xgboost_run(xtr, ytr, xte, yte, threads, method="hist", reps=None):
     return out
 
 
-# The worker's current case (`worker_run`): the case directory and its four arrays.
-_CASE = {}
-
-
 def worker_run(request):
     """An XGBoost run in the worker process (`bench_side.Reference`) on the case's rows as the
     driver wrote them (exactly)."""
-    case_dir = request["case_dir"]
-    if _CASE.get("dir") != case_dir:
-        _CASE.clear()
-        _CASE.update(dir=case_dir, data=bench_side.load_case(case_dir))
-    return xgboost_run(*_CASE["data"], request["threads"], reps=request["reps"])
+    return xgboost_run(*bench_side.load_case(request["case_dir"]), request["threads"],
+                       reps=request["reps"])
 
 
 def main():
