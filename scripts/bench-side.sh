@@ -2,10 +2,11 @@
 # The side-by-side benchmarks in one command (issue 24): klinecast's models against scikit-learn
 # (scripts/bench_vs_sklearn.py) and its gradient boosting against XGBoost hist
 # (scripts/bench_vs_xgboost.py), one thread each, 7 to 41 interleaved runs per side and case (as
-# many as 6 CPU seconds allow: short cases get more), spread over up to 6 fresh processes per
-# side (at least 3 runs each; the reference in a worker process of its own), at 10k, 30k and
-# 100k training rows, both sides pinned to the same CPU (the last; BENCH_CPU=N chooses),
-# address randomisation off.
+# many as 6 CPU seconds allow: short cases get more), spread over up to 6 rounds of each script
+# (round i runs the ith chunk of every case's runs, each chunk in a fresh process pair, at
+# least 3 runs a chunk where a run is under a second; the reference in a worker process of its
+# own), at 10k, 30k and 100k training rows, both sides pinned to the same CPU (the last;
+# BENCH_CPU=N chooses), address randomisation off.
 # Saves both runs' JSON in OUT_DIR and prints the tables of scripts/README.md ("Against
 # scikit-learn", "Against XGBoost").
 #

@@ -3,7 +3,7 @@
 request servers, interleaved timing, the summary statistics and the Markdown tables.
 
 Method: every case is run at least `--repeats` times on each side (more for short cases, see
-`interleave_calibrated`), ours and the reference alternating (the first of each pair alternates
+`Case.calibrate`), ours and the reference alternating (the first of each pair alternates
 too, so neither side always runs on a warm or cold cache).
 Every run reports wall seconds and CPU seconds: the reference's calling thread
 (`time.thread_time`) and the Rust bench process (read here, with `clock_gettime` on that
@@ -15,7 +15,8 @@ saved runs also keep every run's times, and `compare` adds the median of the per
 With one thread both sides are pinned to the same CPU (`pin_blas_threads`) and Python's garbage
 collector is off while the reference is timed (`clocked`). The reference runs in a worker
 process of its own (`Reference`), and a case's runs are spread over several fresh processes of
-each side (`interleave_calibrated`), so that a best of the runs is a best over processes too.
+each side and over the bench's whole time, in rounds (`run_rounds`), so that a best of the runs
+is a best over processes and over the host's slow and fast stretches too.
 
 Also a command: `python3 scripts/bench_side.py compare A.json B.json` prints, for two runs
 saved with `--json-out`, every ratio of both and their relative difference (the
@@ -83,7 +84,7 @@ def build_bench(bench):
 
 class Served:
     """A side's process that answers requests on stdin, one line each: started from `cmd`,
-    restarted fresh (`interleave_calibrated`), closed by closing its stdin."""
+    restarted fresh (`run_rounds`), closed by closing its stdin."""
 
     def __init__(self, cmd):
         self.cmd = cmd
@@ -247,6 +248,15 @@ def fit_predict(fit_once, predict_once, reps=None):
         "fit_reps": reps["fit"], "predict_reps": reps["predict"]}
 
 
+def timed(fn):
+    """`fn()`'s run dict with "at": the wall-clock time (Unix seconds) the run started, so that
+    a saved run's cases can be lined up in time (`processes`)."""
+    at = time.time()
+    out = fn()
+    out["at"] = at
+    return out
+
+
 def interleave(repeats, reference, ours, start=0):
     """Runs `reference()` and `ours()` `repeats` times each, alternating which goes first (the
     reference first in even runs, counted from `start`).
@@ -255,7 +265,7 @@ def interleave(repeats, reference, ours, start=0):
     for r in range(start, start + repeats):
         pair = [(reference, ref_runs), (ours, our_runs)]
         for fn, runs in (pair if r % 2 == 0 else pair[::-1]):
-            out = fn()
+            out = timed(fn)
             runs.append(out)
             if "error" in out:
                 return ref_runs, our_runs
@@ -310,65 +320,113 @@ def run_seconds(run, reps):
 
 
 # A case whose runs are shorter than this (CPU seconds, the longer side) gets a discarded
-# warm-up run on each side in every fresh process after the first: its first calls there pay
-# for lazy imports, caches and page faults that the runs after them do not. Longer runs (the
-# forest fits, up to minutes) are timed from the first: a warm-up would cost as much again.
+# warm-up pair of runs in every fresh process: its first calls there pay for lazy imports,
+# caches and page faults that the runs after them do not. Longer runs (the forest fits, up to
+# minutes) are timed from the first: a warm-up would cost as much again.
 WARM_UP_BELOW_S = 1.0
 
-# A fresh pair of processes gets at least this many of a case's runs.
+# A fresh pair of processes gets at least this many of a short case's runs (a long case's, one:
+# it pays for no warm-up).
 RUNS_PER_PROCESS = 3
 
 
-def process_chunks(repeats, processes):
+def process_chunks(repeats, processes, short=True):
     """How many runs each of the fresh processes of a case does: `repeats` runs over
-    `processes` processes at most, each with at least RUNS_PER_PROCESS (one process if fewer
-    runs), in order, the first chunks one run longer where they do not divide."""
-    count = max(1, min(processes, repeats // RUNS_PER_PROCESS))
+    `processes` processes at most, each with at least RUNS_PER_PROCESS (1 if not `short`; one
+    process if fewer runs), in order, the first chunks one run longer where they do not
+    divide."""
+    count = max(1, min(processes, repeats // (RUNS_PER_PROCESS if short else 1)))
     base, extra = divmod(repeats, count)
     return [base + (i < extra) for i in range(count)]
 
 
-def interleave_calibrated(args, reference, ours, restart=None):
-    """`interleave` for cases of any length: `reference(reps)` and `ours(reps)` run every phase
-    `reps[phase]` times and report the time per call. A first pair of single-call runs sets each
-    side's reps (`reps_for`, at least `args.min_run` a run) and the number of runs (`runs_for`,
-    from the longer side's run and `args.budget`); if the reps are all 1, that pair is the
-    first of the runs, else it was a warm-up and the runs with the reps follow. So a phase of
-    50 µs is timed over thousands of calls in each of up to `args.max_repeats` runs, and one of
-    seconds once a run in `args.repeats` runs.
+class Case:
+    """One case of a side-by-side bench: `reference(reps)` and `ours(reps)` each do one run
+    (every phase `reps[phase]` times, timed per call) and return its dict; `run_rounds` fills
+    `ref_runs` and `our_runs`. `ref_reps` and `our_reps` (calls per phase in a run), `run_s`
+    (CPU seconds of the longer side's run) and `chunks` (runs per fresh process pair) are set
+    by the case's first chunk (`calibrate`)."""
 
-    With `restart` (starts a fresh process for each side), the runs are spread over up to
-    `args.processes` process pairs in turn (`process_chunks`), each after the first preceded by
-    a discarded warm-up pair where a run is short (`WARM_UP_BELOW_S`): the best of the runs is
-    then a best over processes too, not only over the moments of one process's life."""
-    once = {phase: 1 for phase in PHASES}
-    first_ref, first_ours = reference(once), ours(once)
-    if "error" in first_ref or "error" in first_ours:
-        return [first_ref], [first_ours]
-    ref_reps, our_reps = reps_for(first_ref, args.min_run), reps_for(first_ours, args.min_run)
-    run_s = max(run_seconds(first_ref, ref_reps), run_seconds(first_ours, our_reps))
-    repeats = runs_for(args.repeats, args.budget, args.max_repeats, run_s)
-    kept = ref_reps == once and our_reps == once
-    ref_runs, our_runs = ([first_ref], [first_ours]) if kept else ([], [])
-    chunks = process_chunks(repeats, args.processes if restart else 1)
-    for i, size in enumerate(chunks):
-        if i > 0:
-            restart()
-            if run_s < WARM_UP_BELOW_S:
-                warm_ref, warm_ours = reference(ref_reps), ours(our_reps)
-                if "error" in warm_ref or "error" in warm_ours:
-                    # The case stops here; only a failed warm-up run is kept (for its error).
-                    return (ref_runs + [w for w in [warm_ref] if "error" in w],
-                            our_runs + [w for w in [warm_ours] if "error" in w])
-        done = len(ref_runs)
-        more_ref, more_ours = interleave(size - (done if i == 0 else 0),
-                                         lambda: reference(ref_reps), lambda: ours(our_reps),
-                                         start=done)
-        ref_runs += more_ref
-        our_runs += more_ours
-        if any("error" in r for r in more_ref + more_ours):
-            break
-    return ref_runs, our_runs
+    def __init__(self, name, rows, reference, ours):
+        self.name, self.rows = name, rows
+        self.reference, self.ours = reference, ours
+        self.ref_runs, self.our_runs = [], []
+        self.chunks, self.stopped = [], False
+
+    def interleaved(self, start, count):
+        """`count` interleaved runs (`interleave`, alternation counted from `start`) with the
+        calibrated reps; a run with "error" stops the case."""
+        more_ref, more_ours = interleave(count, lambda: self.reference(self.ref_reps),
+                                         lambda: self.ours(self.our_reps), start=start)
+        self.ref_runs += more_ref
+        self.our_runs += more_ours
+        self.stopped = any("error" in r for r in more_ref + more_ours)
+
+    def calibrate(self, args, processes):
+        """The case's first pair of single-call runs sets each side's reps (`reps_for`, at least
+        `args.min_run` a run), the number of runs (`runs_for`, from the longer side's run and
+        `args.budget`) and their chunks over up to `processes` process pairs. The pair is kept
+        as the first run if the reps are all 1 and a run is long (no warm-up due); else it was
+        the process's warm-up. So a phase of 50 µs is timed over thousands of calls in each of
+        up to `args.max_repeats` runs, and one of seconds once a run in `args.repeats` runs."""
+        once = {phase: 1 for phase in PHASES}
+        first_ref, first_ours = timed(lambda: self.reference(once)), timed(lambda: self.ours(once))
+        if "error" in first_ref or "error" in first_ours:
+            self.ref_runs, self.our_runs, self.stopped = [first_ref], [first_ours], True
+            return
+        self.ref_reps = reps_for(first_ref, args.min_run)
+        self.our_reps = reps_for(first_ours, args.min_run)
+        self.run_s = max(run_seconds(first_ref, self.ref_reps),
+                         run_seconds(first_ours, self.our_reps))
+        short = self.run_s < WARM_UP_BELOW_S
+        repeats = runs_for(args.repeats, args.budget, args.max_repeats, self.run_s)
+        self.chunks = process_chunks(repeats, processes, short)
+        if self.ref_reps == once and self.our_reps == once and not short:
+            self.ref_runs, self.our_runs = [first_ref], [first_ours]
+
+    def run_chunk(self, i):
+        """The case's `i`th chunk of runs in the fresh process pair just started, after a
+        discarded warm-up pair where a run is short (the first chunk's warm-up was
+        `calibrate`'s pair)."""
+        done = len(self.ref_runs)
+        if i > 0 and self.run_s < WARM_UP_BELOW_S:
+            warm_ref = timed(lambda: self.reference(self.ref_reps))
+            warm_ours = timed(lambda: self.ours(self.our_reps))
+            if "error" in warm_ref or "error" in warm_ours:
+                # The case stops here; only a failed warm-up run is kept (for its error).
+                self.ref_runs += [w for w in [warm_ref] if "error" in w]
+                self.our_runs += [w for w in [warm_ours] if "error" in w]
+                self.stopped = True
+                return
+        # The first chunk counts a kept calibration pair among its runs.
+        self.interleaved(done, self.chunks[i] - (done if i == 0 else 0))
+
+
+def run_rounds(args, cases, restart=None):
+    """Runs every case of `cases` (`Case`) in rounds: round i runs the ith chunk of runs of
+    every case that has one, each chunk in a fresh pair of processes (`restart`, which starts
+    both sides anew), the first round calibrating each case first (`Case.calibrate`). A case's
+    runs are so spread over the whole bench, up to `args.processes` rounds of it, not over one
+    stretch of it: a slowdown of the host that lasts minutes (runs R and S in
+    scripts/README.md) then falls on one or two of a case's chunks, not on all of them, and the
+    best of the runs is a best over processes and over the bench's whole time. Without
+    `restart` one process pair runs everything, the cases in order."""
+    processes = args.processes if restart else 1
+    for round_no in range(max(processes, 1)):
+        for case in cases:
+            if case.stopped or (round_no > 0 and round_no >= len(case.chunks)):
+                continue
+            if restart:
+                restart()
+            if round_no == 0:
+                case.calibrate(args, processes)
+                if case.stopped:
+                    continue
+            case.run_chunk(round_no)
+            if round_no + 1 == len(case.chunks) or case.stopped:
+                print(f"{case.name} {case.rows}: done after {len(case.our_runs)} runs",
+                      file=sys.stderr)
+    return cases
 
 
 def summarize(runs):
@@ -387,9 +445,10 @@ def summarize(runs):
             out[f"{phase} {clock} median"] = statistics.median(values) if values else None
             out[f"{phase} {clock} runs"] = values
     out["runs"] = len(good)
-    # The process of every run (a case's runs are spread over several, see
-    # `interleave_calibrated`), in the order of the runs.
+    # The process of every run (a case's runs are spread over several, see `run_rounds`) and
+    # when it started, in the order of the runs.
     out["pids"] = [r.get("pid") for r in good]
+    out["at"] = [r.get("at") for r in good]
     return out
 
 
@@ -558,28 +617,37 @@ def table(paths):
 
 def processes(path):
     """Per case, phase and side of a saved run: how many processes its runs were spread over
-    and the best CPU seconds of each process, from the fastest process to the slowest, and how
-    much slower than the fastest the slowest was. A wide spread is a speed a process keeps for
-    its life, which only a best over several processes evens out."""
+    and the best CPU seconds of each process in the order they ran, each with the minute of the
+    bench its first run started (runs saved with their start times, `timed`), and how much
+    slower than the fastest process the slowest was. A wide spread is a speed a process keeps
+    for its life, or a slow stretch of the host: the minutes tell them apart, since every case
+    in a slow stretch is slow at the same minutes."""
     with open(path) as f:
         run = json.load(f)
+    starts = [t for r in run["results"] for side in ("reference", "ours")
+              for t in r[side].get("at") or [] if t is not None]
+    t0 = min(starts) if starts else None
     rows = []
     for r in run["results"]:
         for phase in PHASES:
             for side in ("reference", "ours"):
                 times = r[side].get(f"{phase} cpu runs") or []
                 pids = r[side].get("pids") or []
-                if not times or len(times) != len(pids):
+                ats = r[side].get("at") or [None] * len(pids)
+                if not times or not (len(times) == len(pids) == len(ats)):
                     continue
-                best = {}
-                for pid, t in zip(pids, times):
+                best, first = {}, {}
+                for pid, t, at in zip(pids, times, ats):
                     best[pid] = min(t, best.get(pid, t))
+                    first.setdefault(pid, at)
+                cells = [f"{best[pid]:.4g}" + (f" @{(first[pid] - t0) / 60:.1f}"
+                                              if first[pid] is not None and t0 else "")
+                         for pid in best]
                 bests = sorted(best.values())
                 rows.append([r["case"], r["rows"], phase, side, len(times), len(bests),
-                             " ".join(f"{t:.4g}" for t in bests),
-                             f"{100 * (bests[-1] / bests[0] - 1):.1f} %"])
+                             " ".join(cells), f"{100 * (bests[-1] / bests[0] - 1):.1f} %"])
     print(markdown(["case", "train rows", "phase", "side", "runs", "processes",
-                    "best CPU s of each process", "slowest ÷ fastest − 1"], rows))
+                    "best CPU s of each process @ minute", "slowest ÷ fastest − 1"], rows))
     return 0
 
 

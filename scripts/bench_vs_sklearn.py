@@ -29,12 +29,13 @@ data/*_1m.csv. The script
      with `--worker`, reading the same CSVs) and, per size and model, runs one fit + predict
      of scikit-learn and one of klinecast in turn, --repeats times each or more
      (as many as --budget CPU seconds a side allow, at most --max-repeats), the runs spread
-     over up to --processes fresh processes per side (default 6, at least 3 runs each)
+     over up to --processes rounds of the whole bench (default 6), each round a fresh
+     process pair per case (at least 3 runs each where a run is under a second)
      (LinearRegression(), SVR(), KNeighborsRegressor(), DecisionTreeRegressor(random_state=0),
      RandomForestRegressor(random_state=0); SVR on the last --svr-rows training rows, as
      `klinecast train` does); a phase shorter than --min-run CPU seconds (default 0.25) is
      repeated within each run and timed per call, the count set from a first single-call pair
-     of runs (then discarded); see scripts/bench_side.py (`interleave_calibrated`);
+     of runs (then discarded); see scripts/bench_side.py (`run_rounds`);
   5. prints the tables. A model that fails on either side shows its error; the rest still run.
 
 --threads 1 (the default) compares per thread: scikit-learn's estimators are single-threaded
@@ -176,7 +177,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="klinecast-bench-")
     ours = bench_side.Ours("parity", args.bench_bin)
     theirs = bench_side.Reference(os.path.abspath(__file__), ["--threads", str(args.threads)])
-    results = []
+    cases = []
     try:
         for size in sizes:
             xtr, ytr, xte, yte = split(x, y, size)
@@ -185,23 +186,19 @@ def main():
             write_csv(os.path.join(case_dir, "train.csv"), xtr, ytr)
             write_csv(os.path.join(case_dir, "test.csv"), xte, yte)
             for name in models:
-                ref_runs, our_runs = bench_side.interleave_calibrated(
-                    args,
-                    lambda reps: theirs.run({"case_dir": case_dir, "model": name,
-                                          "svr_rows": args.svr_rows, "reps": reps}),
-                    lambda reps: ours.run(case_dir, name, args.threads, args.svr_rows,
-                                          reps["fit"], reps["predict"]),
-                    restart=lambda: (theirs.restart(), ours.restart()))
-                ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
-                print(f"{size} {name}: sklearn {ref.get('fit cpu best', ref.get('error'))} / "
-                      f"{ref.get('predict cpu best', '')}, ours "
-                      f"{mine.get('fit cpu best', mine.get('error'))} / "
-                      f"{mine.get('predict cpu best', '')}", file=sys.stderr)
-                results.append((name, size, ref, mine))
+                cases.append(bench_side.Case(
+                    name, size,
+                    lambda reps, d=case_dir, m=name: theirs.run(
+                        {"case_dir": d, "model": m, "svr_rows": args.svr_rows, "reps": reps}),
+                    lambda reps, d=case_dir, m=name: ours.run(
+                        d, m, args.threads, args.svr_rows, reps["fit"], reps["predict"])))
+        bench_side.run_rounds(args, cases, restart=lambda: (theirs.restart(), ours.restart()))
     finally:
         ours.close()
         theirs.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    results = [(c.name, c.rows, bench_side.summarize(c.ref_runs),
+                bench_side.summarize(c.our_runs)) for c in cases]
 
     load_after = bench_side.load_average()
     meta = {"reference": f"scikit-learn {sklearn.__version__}", "threads": args.threads,

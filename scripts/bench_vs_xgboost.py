@@ -30,9 +30,9 @@ The Rust side is `cargo bench --bench gbdt --no-run` (a release build, scripts/b
 run directly with `--serve`: its CPU clock must be its own, not cargo's)
 or the prebuilt binary given with --bench-bin; runs alternate with XGBoost's, which runs in a
 worker process (this script with `--worker`, reading the same CSVs), the runs of a case spread
-over up to --processes fresh processes per side (method in scripts/bench_side.py; a phase
-shorter than --min-run CPU seconds is repeated within each run and timed per call, see
-`interleave_calibrated`). With --threads 1 (the default) XGBoost's
+over up to --processes rounds of the whole bench, each in a fresh process pair (method in
+scripts/bench_side.py, `run_rounds`; a phase shorter than --min-run CPU seconds is repeated
+within each run and timed per call, see `Case.calibrate`). With --threads 1 (the default) XGBoost's
 single OpenMP thread is the caller, so both CPU columns are the work done.
 
 --explain adds one fit per side with `tree_method="exact"` on every large case: where the
@@ -69,7 +69,7 @@ def lagged_features(high, low, close, lags):
     return x, r[ts]
 
 
-def cases(large_rows):
+def data_cases(large_rows):
     cols = np.loadtxt(KLINES, delimiter=",", skiprows=1, usecols=(2, 3, 4), dtype=np.float64)
     high, low, close = cols[:, 0], cols[:, 1], cols[:, 2]
     x, y = lagged_features(high, low, close, 5)
@@ -127,38 +127,39 @@ def main():
     ap.add_argument("--json-out", help="save every summary here (for bench_side.py compare)")
     args = ap.parse_args()
 
-    data = cases([int(s) for s in args.large_rows.split(",") if s])
+    data = data_cases([int(s) for s in args.large_rows.split(",") if s])
     load_before = bench_side.load_average()
     tmp = tempfile.mkdtemp(prefix="klinecast-xgb-bench-")
     ours = bench_side.Ours("gbdt", args.bench_bin)
     theirs = bench_side.Reference(os.path.abspath(__file__), ["--threads", str(args.threads)])
-    results, explained = [], []
+    cases, explained = [], []
     try:
         for name, (xtr, ytr, xte, yte) in data.items():
             case_dir = os.path.join(tmp, name)
             os.makedirs(case_dir)
             write_csv(os.path.join(case_dir, "train.csv"), xtr, ytr)
             write_csv(os.path.join(case_dir, "test.csv"), xte, yte)
-            ref_runs, our_runs = bench_side.interleave_calibrated(
-                args,
-                lambda reps: theirs.run({"case_dir": case_dir, "threads": args.threads,
-                                      "reps": reps}),
-                lambda reps: ours.run(case_dir, args.threads, "hist", reps["fit"],
-                                      reps["predict"]),
-                restart=lambda: (theirs.restart(), ours.restart()))
-            ref, mine = bench_side.summarize(ref_runs), bench_side.summarize(our_runs)
-            print(f"{name}: xgboost {ref.get('fit cpu best')}, ours "
-                  f"{mine.get('fit cpu best', mine.get('error'))}", file=sys.stderr)
-            results.append((name, len(ytr), ref, mine))
-            if args.explain and name.startswith("large"):
-                ref_exact = xgboost_run(xtr, ytr, xte, yte, args.threads, "exact")
+            cases.append(bench_side.Case(
+                name, len(ytr),
+                lambda reps, d=case_dir: theirs.run({"case_dir": d, "threads": args.threads,
+                                                     "reps": reps}),
+                lambda reps, d=case_dir: ours.run(d, args.threads, "hist", reps["fit"],
+                                                  reps["predict"])))
+        bench_side.run_rounds(args, cases, restart=lambda: (theirs.restart(), ours.restart()))
+        for case in cases:
+            if args.explain and case.name.startswith("large"):
+                case_dir = os.path.join(tmp, case.name)
+                ref_exact = xgboost_run(*data[case.name], args.threads, "exact")
                 our_exact = ours.run(case_dir, args.threads, "exact")
-                explained.append((name, ref["rmse"], mine.get("rmse"), ref_exact["rmse"],
-                                  our_exact.get("rmse")))
+                explained.append((case.name, bench_side.summarize(case.ref_runs).get("rmse"),
+                                  bench_side.summarize(case.our_runs).get("rmse"),
+                                  ref_exact["rmse"], our_exact.get("rmse")))
     finally:
         ours.close()
         theirs.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    results = [(c.name, c.rows, bench_side.summarize(c.ref_runs),
+                bench_side.summarize(c.our_runs)) for c in cases]
 
     load_after = bench_side.load_average()
     print(f"xgboost {xgb.__version__} hist vs klinecast gbdt, {args.threads} thread(s), "
