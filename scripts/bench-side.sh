@@ -22,6 +22,16 @@
 # else running: the CPU clocks it reads are much steadier than wall time, but two processes on
 # two cores still share caches and memory bandwidth.
 set -euo pipefail
+# OUT_DIR and the compared directories may be relative to where the script was started.
+args=()
+for arg in "$@"; do
+    case $arg in
+        --*) args+=("$arg") ;;
+        /*) args+=("$arg") ;;
+        *) args+=("$PWD/$arg") ;;
+    esac
+done
+set -- ${args[@]+"${args[@]}"}
 cd "$(dirname "$0")/.."
 venv=${BENCH_VENV:-target/bench-venv}
 py=$venv/bin/python

@@ -33,7 +33,7 @@ data/*_1m.csv. The script
      process pair per case (at least 3 runs each where a run is under a second)
      (LinearRegression(), SVR(), KNeighborsRegressor(), DecisionTreeRegressor(random_state=0),
      RandomForestRegressor(random_state=0); SVR on the last --svr-rows training rows, as
-     `klinecast train` does); a phase shorter than --min-run CPU seconds (default 0.25) is
+     `klinecast train` does); a phase shorter than --min-run CPU seconds (default 0.1) is
      repeated within each run and timed per call, the count set from a first single-call pair
      of runs (then discarded); see scripts/bench_side.py (`run_rounds`);
   5. prints the tables. A model that fails on either side shows its error; the rest still run.
