@@ -353,6 +353,10 @@ class Case:
         self.ref_runs, self.our_runs = [], []
         self.chunks, self.stopped = [], False
 
+    def result(self):
+        """(name, rows, reference summary, our summary): a row of `tables` and `save`."""
+        return self.name, self.rows, summarize(self.ref_runs), summarize(self.our_runs)
+
     def interleaved(self, start, count):
         """`count` interleaved runs (`interleave`, alternation counted from `start`) with the
         calibrated reps; a run with "error" stops the case."""

@@ -197,8 +197,7 @@ def main():
         ours.close()
         theirs.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    results = [(c.name, c.rows, bench_side.summarize(c.ref_runs),
-                bench_side.summarize(c.our_runs)) for c in cases]
+    results = [c.result() for c in cases]
 
     load_after = bench_side.load_average()
     meta = {"reference": f"scikit-learn {sklearn.__version__}", "threads": args.threads,

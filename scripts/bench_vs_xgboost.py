@@ -151,15 +151,14 @@ def main():
                 case_dir = os.path.join(tmp, case.name)
                 ref_exact = xgboost_run(*data[case.name], args.threads, "exact")
                 our_exact = ours.run(case_dir, args.threads, "exact")
-                explained.append((case.name, bench_side.summarize(case.ref_runs).get("rmse"),
-                                  bench_side.summarize(case.our_runs).get("rmse"),
+                _, _, ref, mine = case.result()
+                explained.append((case.name, ref.get("rmse"), mine.get("rmse"),
                                   ref_exact["rmse"], our_exact.get("rmse")))
     finally:
         ours.close()
         theirs.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    results = [(c.name, c.rows, bench_side.summarize(c.ref_runs),
-                bench_side.summarize(c.our_runs)) for c in cases]
+    results = [c.result() for c in cases]
 
     load_after = bench_side.load_average()
     print(f"xgboost {xgb.__version__} hist vs klinecast gbdt, {args.threads} thread(s), "
